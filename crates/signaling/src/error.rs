@@ -1,0 +1,97 @@
+//! Stable error codes, as clients see them in `error {code, message}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::message::ServerMessage;
+
+/// The `code` of an `error` message. Clients match on these strings, so they
+/// never change once shipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a missing or mistyped field, a bad room id.
+    BadRequest,
+    /// An `action` this server does not know.
+    UnknownAction,
+    /// A message over the size limit.
+    TooLarge,
+    /// `signal` to a peer that is not in the sender's room (or no room at all).
+    NotInRoom,
+    /// The room already holds its maximum number of peers.
+    RoomFull,
+    /// A store the server needs did not answer; the client may retry.
+    StoreUnavailable,
+    /// Anything else that went wrong on our side.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire form, e.g. `"room-full"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad-request",
+            ErrorCode::UnknownAction => "unknown-action",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::NotInRoom => "not-in-room",
+            ErrorCode::RoomFull => "room-full",
+            ErrorCode::StoreUnavailable => "store-unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A client frame the core refuses, with the code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ProtocolError {
+    /// The stable code.
+    pub code: ErrorCode,
+    /// What a person reading the client's log should know.
+    pub message: String,
+}
+
+impl ProtocolError {
+    /// An error with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The `error` message to send back to the client.
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_their_wire_form() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::UnknownAction,
+            ErrorCode::TooLarge,
+            ErrorCode::NotInRoom,
+            ErrorCode::RoomFull,
+            ErrorCode::StoreUnavailable,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+}

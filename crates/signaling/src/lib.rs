@@ -1,0 +1,22 @@
+//! The signaling core of Tincan, with no IO.
+//!
+//! Like `quinn-proto` or str0m's `Rtc`, this crate owns no socket, store or
+//! clock. The caller (a Lambda, or the local gateway) loads what the core needs
+//! — the sender's stored record and a view of the rooms involved — passes it in
+//! with `now`, and applies the [`Effect`]s that come back: messages to send and
+//! membership changes to write. Every rule of the protocol in `DESIGN.md`
+//! lives here, so it is tested without sockets.
+//!
+//! The flow for one client frame:
+//! 1. [`Core::parse`] turns the text into a [`ClientMessage`] or a
+//!    [`ProtocolError`] (answer it with [`ProtocolError::to_message`]).
+//! 2. [`Core::rooms_needed`] names the rooms whose members the caller loads.
+//! 3. [`Core::handle`] returns the effects, in the order they must be applied.
+
+mod core;
+mod error;
+mod message;
+
+pub use crate::core::{Core, Effect, Limits, RoomView, Sender};
+pub use crate::error::{ErrorCode, ProtocolError};
+pub use crate::message::{validate_room_id, ClientMessage, IceServer, Peer, ServerMessage, MAX_ROOM_ID_LEN};

@@ -1,0 +1,301 @@
+//! The JSON messages of the signaling protocol, exactly as `DESIGN.md` names
+//! them: client messages carry an `action`, server messages a `type`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{ErrorCode, ProtocolError};
+
+/// Longest room id accepted.
+pub const MAX_ROOM_ID_LEN: usize = 64;
+
+/// A message from a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum ClientMessage {
+    /// Enter a room (leaving the current one, if any).
+    Join {
+        /// The room id, 1-64 of `[A-Za-z0-9_-]`.
+        room: String,
+    },
+    /// Leave the current room.
+    Leave,
+    /// Relay `data` verbatim to peer `to` in the sender's room.
+    Signal {
+        /// The receiving peer's id.
+        to: String,
+        /// An SDP offer/answer or ICE candidate; never inspected.
+        data: Value,
+    },
+    /// Tell the room whether the sender's microphone is muted.
+    Mute {
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Keepalive; answered with `pong`.
+    Ping,
+}
+
+/// The actions a client may send, for the `unknown-action` check.
+const ACTIONS: [&str; 5] = ["join", "leave", "signal", "mute", "ping"];
+
+impl ClientMessage {
+    /// Parses one client frame. Size limits are the caller's (see
+    /// [`crate::Core::parse`]); this checks JSON, the action and the fields.
+    pub(crate) fn from_json(text: &str) -> Result<Self, ProtocolError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, format!("invalid JSON: {e}")))?;
+        let Some(object) = value.as_object() else {
+            return Err(ProtocolError::new(
+                ErrorCode::BadRequest,
+                "a message must be a JSON object",
+            ));
+        };
+        let action = match object.get("action") {
+            Some(Value::String(action)) => action.as_str(),
+            Some(_) => {
+                return Err(ProtocolError::new(
+                    ErrorCode::BadRequest,
+                    "`action` must be a string",
+                ))
+            }
+            None => {
+                return Err(ProtocolError::new(
+                    ErrorCode::BadRequest,
+                    "missing field `action`",
+                ))
+            }
+        };
+        if !ACTIONS.contains(&action) {
+            return Err(ProtocolError::new(
+                ErrorCode::UnknownAction,
+                format!(
+                    "unknown action `{}`",
+                    action.chars().take(32).collect::<String>()
+                ),
+            ));
+        }
+        let message: ClientMessage = serde_json::from_value(value)
+            .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, e.to_string()))?;
+        match &message {
+            ClientMessage::Join { room } => validate_room_id(room)?,
+            ClientMessage::Signal { to, .. } if to.is_empty() => {
+                return Err(ProtocolError::new(
+                    ErrorCode::BadRequest,
+                    "`to` must name a peer",
+                ))
+            }
+            _ => {}
+        }
+        Ok(message)
+    }
+}
+
+/// Checks a room id against `[A-Za-z0-9_-]{1,64}`.
+pub fn validate_room_id(room: &str) -> Result<(), ProtocolError> {
+    let ok = !room.is_empty()
+        && room.len() <= MAX_ROOM_ID_LEN
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ProtocolError::new(
+            ErrorCode::BadRequest,
+            "a room id is 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
+        ))
+    }
+}
+
+/// A participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    /// The peer's connection id.
+    pub peer_id: String,
+    /// The user's id, from their access token.
+    pub user_id: String,
+    /// The user's display name, from their access token.
+    pub display_name: String,
+    /// Whether the peer's microphone is muted.
+    pub muted: bool,
+}
+
+/// One entry of `iceServers`, as `RTCPeerConnection` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub credential: Option<String>,
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ServerMessage {
+    /// The sender is in `room`, with `peers` already there.
+    Joined {
+        /// The room joined.
+        room: String,
+        /// The sender as the others see it.
+        #[serde(rename = "self")]
+        self_peer: Peer,
+        /// Everyone else in the room.
+        peers: Vec<Peer>,
+        /// STUN/TURN servers for this room.
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
+    },
+    /// Someone entered the receiver's room.
+    PeerJoined {
+        /// Who.
+        peer: Peer,
+    },
+    /// Someone left the receiver's room (or their connection closed).
+    #[serde(rename_all = "camelCase")]
+    PeerLeft {
+        /// Who.
+        peer_id: String,
+    },
+    /// Someone in the room muted or unmuted.
+    #[serde(rename_all = "camelCase")]
+    PeerMuted {
+        /// Who.
+        peer_id: String,
+        /// Now muted or not.
+        muted: bool,
+    },
+    /// A relayed `signal`.
+    Signal {
+        /// The sending peer's id, as stored at connect time.
+        from: String,
+        /// The payload, verbatim.
+        data: Value,
+    },
+    /// Answer to `ping`.
+    Pong,
+    /// A refused message; the connection stays up.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Human-readable detail.
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    /// The JSON text frame for this message.
+    pub fn to_json(&self) -> String {
+        // Plain data with string keys: serialization cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(text: &str) -> Result<ClientMessage, ErrorCode> {
+        ClientMessage::from_json(text).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn client_messages_parse_from_design_json() {
+        assert_eq!(
+            parse(r#"{"action":"join","room":"team-42_a"}"#),
+            Ok(ClientMessage::Join {
+                room: "team-42_a".into()
+            })
+        );
+        assert_eq!(parse(r#"{"action":"leave"}"#), Ok(ClientMessage::Leave));
+        assert_eq!(
+            parse(r#"{"action":"signal","to":"c1","data":{"sdp":"v=0"}}"#),
+            Ok(ClientMessage::Signal {
+                to: "c1".into(),
+                data: json!({"sdp": "v=0"})
+            })
+        );
+        assert_eq!(
+            parse(r#"{"action":"mute","muted":true}"#),
+            Ok(ClientMessage::Mute { muted: true })
+        );
+        assert_eq!(parse(r#"{"action":"ping"}"#), Ok(ClientMessage::Ping));
+    }
+
+    #[test]
+    fn bad_frames_get_stable_codes() {
+        assert_eq!(parse("not json"), Err(ErrorCode::BadRequest));
+        assert_eq!(parse("[1,2]"), Err(ErrorCode::BadRequest));
+        assert_eq!(parse(r#"{"room":"a"}"#), Err(ErrorCode::BadRequest));
+        assert_eq!(parse(r#"{"action":7}"#), Err(ErrorCode::BadRequest));
+        assert_eq!(parse(r#"{"action":"dance"}"#), Err(ErrorCode::UnknownAction));
+        assert_eq!(parse(r#"{"action":"join"}"#), Err(ErrorCode::BadRequest));
+        assert_eq!(parse(r#"{"action":"signal","to":"x"}"#), Err(ErrorCode::BadRequest));
+        assert_eq!(parse(r#"{"action":"signal","to":"","data":1}"#), Err(ErrorCode::BadRequest));
+        assert_eq!(parse(r#"{"action":"mute","muted":"yes"}"#), Err(ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn room_ids_follow_the_pattern() {
+        assert!(validate_room_id("a").is_ok());
+        assert!(validate_room_id(&"x".repeat(64)).is_ok());
+        for bad in ["", "has space", "dot.dot", "ünïcode", "slash/", &"x".repeat(65)] {
+            assert!(validate_room_id(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            parse(r#"{"action":"join","room":"../etc"}"#),
+            Err(ErrorCode::BadRequest)
+        );
+    }
+
+    #[test]
+    fn server_messages_serialize_to_design_json() {
+        let peer = Peer {
+            peer_id: "c1".into(),
+            user_id: "u1".into(),
+            display_name: "Ada".into(),
+            muted: false,
+        };
+        let joined = ServerMessage::Joined {
+            room: "r".into(),
+            self_peer: peer.clone(),
+            peers: vec![],
+            ice_servers: vec![IceServer {
+                urls: vec!["stun:127.0.0.1:3478".into()],
+                username: None,
+                credential: None,
+            }],
+        };
+        assert_eq!(
+            serde_json::to_value(&joined).unwrap(),
+            json!({"type":"joined","room":"r","self":{"peerId":"c1","userId":"u1","displayName":"Ada","muted":false},
+                   "peers":[],"iceServers":[{"urls":["stun:127.0.0.1:3478"]}]})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::PeerLeft { peer_id: "c2".into() }).unwrap(),
+            json!({"type":"peer-left","peerId":"c2"})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::PeerMuted { peer_id: "c2".into(), muted: true }).unwrap(),
+            json!({"type":"peer-muted","peerId":"c2","muted":true})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Pong).unwrap(),
+            json!({"type":"pong"})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Error { code: ErrorCode::RoomFull, message: "full".into() }).unwrap(),
+            json!({"type":"error","code":"room-full","message":"full"})
+        );
+        let back: ServerMessage = serde_json::from_str(&joined.to_json()).unwrap();
+        assert_eq!(back, joined);
+    }
+}
