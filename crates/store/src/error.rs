@@ -1,0 +1,22 @@
+//! The store layer's error type.
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backing service could not be reached or refused the call; callers
+    /// answer `store-unavailable` and the client may retry.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Concurrent writers kept changing the same item; the write was not made.
+    #[error("too much contention on {0}")]
+    Contention(String),
+    /// An item in the store does not have the shape we write.
+    #[error("corrupt item {key}: {reason}")]
+    Corrupt {
+        /// The item's key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
