@@ -62,8 +62,9 @@ pub enum Effect {
         msg: ServerMessage,
     },
     /// Make `peer_id` a member of `room`, only if the room then holds at most
-    /// `room_max` peers. The store must check this atomically; if it refuses,
-    /// the caller drops the effects after this one and answers `room-full`.
+    /// `room_max` peers. The store must check this atomically. If it refuses,
+    /// the caller answers `room-full`; if it accepts, the caller reads the
+    /// room again and applies [`Core::announce_join`].
     PutMember {
         /// The joining connection.
         peer_id: String,
@@ -165,18 +166,14 @@ impl Core {
             ClientMessage::Ping => vec![send(me, ServerMessage::Pong)],
             ClientMessage::Join { room } => {
                 let target = view(&room);
-                let mut effects = Vec::new();
-                if let Some(current) = sender.room.as_deref() {
-                    if current == room && target.contains(me) {
-                        // Joining the room you are in: say where you are again.
-                        effects.push(self.joined(sender, &target, ice_servers));
-                        return effects;
-                    }
-                    effects.extend(self.leave(sender, &view(current), now_ms));
+                if sender.room.as_deref() == Some(room.as_str()) && target.contains(me) {
+                    // Joining the room you are in: say where you are again.
+                    return vec![self.joined(sender, &target, ice_servers)];
                 }
                 let others = target.others(me).count();
                 if others >= self.limits.room_max {
-                    effects.push(send(
+                    // Refused before anything moves: the sender stays where it was.
+                    return vec![send(
                         me,
                         ServerMessage::Error {
                             code: ErrorCode::RoomFull,
@@ -185,24 +182,18 @@ impl Core {
                                 self.limits.room_max
                             ),
                         },
-                    ));
-                    return effects;
+                    )];
                 }
+                let mut effects = match sender.room.as_deref() {
+                    Some(current) => self.leave(sender, &view(current), now_ms),
+                    None => Vec::new(),
+                };
                 effects.push(Effect::PutMember {
                     peer_id: me.to_owned(),
-                    room: room.clone(),
+                    room,
                     room_max: self.limits.room_max,
                     at_ms: now_ms,
                 });
-                effects.push(self.joined(sender, &target, ice_servers));
-                for other in target.others(me) {
-                    effects.push(send(
-                        &other.peer_id,
-                        ServerMessage::PeerJoined {
-                            peer: sender.peer.clone(),
-                        },
-                    ));
-                }
                 effects
             }
             ClientMessage::Leave => match sender.room.as_deref() {
@@ -271,6 +262,29 @@ impl Core {
             ),
             (None, _) => Vec::new(),
         }
+    }
+
+    /// The announcements after a [`Effect::PutMember`] succeeded: `joined` to
+    /// the sender and `peer-joined` to everyone else. `room` is the room as
+    /// read *after* the write, so two peers joining at once still learn of
+    /// each other (the later writer sees the earlier one and tells it).
+    pub fn announce_join(
+        &self,
+        sender: &Sender,
+        room: &RoomView,
+        ice_servers: &[IceServer],
+    ) -> Vec<Effect> {
+        let me = sender.peer.peer_id.as_str();
+        let mut effects = vec![self.joined(sender, room, ice_servers)];
+        for other in room.others(me) {
+            effects.push(send(
+                &other.peer_id,
+                ServerMessage::PeerJoined {
+                    peer: sender.peer.clone(),
+                },
+            ));
+        }
+        effects
     }
 
     fn joined(&self, sender: &Sender, target: &RoomView, ice_servers: &[IceServer]) -> Effect {

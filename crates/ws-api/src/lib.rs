@@ -1,1 +1,17 @@
-//! placeholder
+//! The WebSocket API of Tincan: what happens on `$connect`, `$disconnect` and
+//! every message, whichever gateway delivered it.
+//!
+//! [`WsApi`] loads what the signaling core needs from the
+//! [`ConnectionStore`](tincan_store::ConnectionStore), runs the core, and
+//! applies its effects through the store and a [`Push`](tincan_store::Push)
+//! sink. The Lambdas (`functions/`) and the local gateway (`crates/local`) call
+//! the same three methods; neither knows the other exists. The caller passes
+//! `now`, so tests run on a virtual clock.
+
+mod api;
+mod call_log;
+mod ice;
+
+pub use crate::api::{ConnectError, WsApi, WsApiConfig};
+pub use crate::call_log::{CallLog, CallLogError};
+pub use crate::ice::{IceServerSource, NoIceServers, TurnRestIceServers};

@@ -1,0 +1,29 @@
+//! Call history, as seen from signaling: a peer entered or left a room.
+
+use async_trait::async_trait;
+use tincan_store::ConnectionRecord;
+
+/// A call-history write that failed. Signaling goes on; the failure is logged.
+#[derive(Debug, thiserror::Error)]
+#[error("call log write failed: {0}")]
+pub struct CallLogError(pub String);
+
+/// Records who was in which room, from when to when.
+#[async_trait]
+pub trait CallLog: Send + Sync {
+    /// `connection` entered `room` at `at_ms`.
+    async fn joined(
+        &self,
+        connection: &ConnectionRecord,
+        room: &str,
+        at_ms: u64,
+    ) -> Result<(), CallLogError>;
+
+    /// `connection` left `room` at `at_ms` (or its socket closed).
+    async fn left(
+        &self,
+        connection: &ConnectionRecord,
+        room: &str,
+        at_ms: u64,
+    ) -> Result<(), CallLogError>;
+}

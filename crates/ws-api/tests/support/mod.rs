@@ -1,0 +1,119 @@
+//! Fakes around the real handlers: an in-memory store and a push sink that
+//! records every frame, on a virtual clock.
+
+// Each scenario file uses part of the harness.
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::Value;
+use tincan_signaling::Limits;
+use tincan_store::{MemoryConnectionStore, Push, PushError};
+use tincan_token::TokenKeys;
+use tincan_ws_api::{NoIceServers, WsApi, WsApiConfig};
+
+pub(crate) const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+pub(crate) const T0: u64 = 1_700_000_000_000;
+
+/// Frames pushed to each connection; connections marked gone answer 410.
+#[derive(Default)]
+pub(crate) struct RecordingPush {
+    frames: Mutex<HashMap<String, Vec<Value>>>,
+    gone: Mutex<HashSet<String>>,
+}
+
+#[async_trait]
+impl Push for RecordingPush {
+    async fn send(&self, connection_id: &str, text: &str) -> Result<(), PushError> {
+        if self.gone.lock().unwrap().contains(connection_id) {
+            return Err(PushError::Gone(connection_id.to_owned()));
+        }
+        let value: Value = serde_json::from_str(text).expect("server sends JSON");
+        self.frames
+            .lock()
+            .unwrap()
+            .entry(connection_id.to_owned())
+            .or_default()
+            .push(value);
+        Ok(())
+    }
+
+    async fn close(&self, connection_id: &str) -> Result<(), PushError> {
+        self.gone.lock().unwrap().insert(connection_id.to_owned());
+        Ok(())
+    }
+}
+
+impl RecordingPush {
+    /// Takes the frames pushed to `id` so far.
+    pub(crate) fn take(&self, id: &str) -> Vec<Value> {
+        self.frames.lock().unwrap().remove(id).unwrap_or_default()
+    }
+
+    pub(crate) fn mark_gone(&self, id: &str) {
+        self.gone.lock().unwrap().insert(id.to_owned());
+    }
+}
+
+pub(crate) struct Harness {
+    pub(crate) api: WsApi,
+    pub(crate) push: Arc<RecordingPush>,
+    pub(crate) store: Arc<MemoryConnectionStore>,
+    pub(crate) tokens: TokenKeys,
+    pub(crate) now: u64,
+}
+
+impl Harness {
+    pub(crate) fn new(limits: Limits) -> Self {
+        let push = Arc::new(RecordingPush::default());
+        let store = Arc::new(MemoryConnectionStore::new());
+        let tokens = TokenKeys::new(SECRET, 900).unwrap();
+        let api = WsApi::new(WsApiConfig {
+            limits,
+            tokens: tokens.clone(),
+            store: store.clone(),
+            push: push.clone(),
+            ice: Arc::new(NoIceServers),
+            calls: None,
+        });
+        Self {
+            api,
+            push,
+            store,
+            tokens,
+            now: T0,
+        }
+    }
+
+    /// Connects `id` as user `user-{id}` named `Name {id}`.
+    pub(crate) async fn connect(&mut self, id: &str) {
+        self.now += 1;
+        let token = self
+            .tokens
+            .issue(&format!("user-{id}"), &format!("Name {id}"), self.now / 1000);
+        self.api.connect(id, Some(&token), self.now).await.unwrap();
+    }
+
+    pub(crate) async fn send(&mut self, id: &str, frame: Value) {
+        self.send_text(id, &frame.to_string()).await;
+    }
+
+    pub(crate) async fn send_text(&mut self, id: &str, text: &str) {
+        self.now += 1;
+        self.api.message(id, text, self.now).await;
+    }
+
+    pub(crate) async fn disconnect(&mut self, id: &str) {
+        self.now += 1;
+        self.api.disconnect(id, self.now).await;
+    }
+
+    /// The single frame `id` received since the last take.
+    pub(crate) fn only(&self, id: &str) -> Value {
+        let mut frames = self.push.take(id);
+        assert_eq!(frames.len(), 1, "{id} got {frames:?}");
+        frames.remove(0)
+    }
+}
