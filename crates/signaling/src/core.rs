@@ -249,9 +249,7 @@ impl Core {
     /// The effects of `sender`'s connection closing: it leaves its room.
     pub fn disconnect(&self, sender: &Sender, room: Option<&RoomView>, now_ms: u64) -> Vec<Effect> {
         match (sender.room.as_deref(), room) {
-            (Some(current), Some(view)) if view.room == current => {
-                self.leave(sender, view, now_ms)
-            }
+            (Some(current), Some(view)) if view.room == current => self.leave(sender, view, now_ms),
             (Some(current), _) => self.leave(
                 sender,
                 &RoomView {
@@ -404,7 +402,9 @@ mod tests {
             0,
         );
         assert_eq!(effects.len(), 1);
-        assert!(matches!(&effects[0], Effect::Send { to, msg: ServerMessage::Joined { peers, .. } } if to == "a" && peers.len() == 1));
+        assert!(
+            matches!(&effects[0], Effect::Send { to, msg: ServerMessage::Joined { peers, .. } } if to == "a" && peers.len() == 1)
+        );
     }
 
     #[test]
@@ -427,7 +427,13 @@ mod tests {
             );
             assert!(matches!(
                 effects.as_slice(),
-                [Effect::Send { msg: ServerMessage::Error { code: ErrorCode::NotInRoom, .. }, .. }]
+                [Effect::Send {
+                    msg: ServerMessage::Error {
+                        code: ErrorCode::NotInRoom,
+                        ..
+                    },
+                    ..
+                }]
             ));
         }
     }

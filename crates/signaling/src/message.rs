@@ -236,18 +236,37 @@ mod tests {
         assert_eq!(parse("[1,2]"), Err(ErrorCode::BadRequest));
         assert_eq!(parse(r#"{"room":"a"}"#), Err(ErrorCode::BadRequest));
         assert_eq!(parse(r#"{"action":7}"#), Err(ErrorCode::BadRequest));
-        assert_eq!(parse(r#"{"action":"dance"}"#), Err(ErrorCode::UnknownAction));
+        assert_eq!(
+            parse(r#"{"action":"dance"}"#),
+            Err(ErrorCode::UnknownAction)
+        );
         assert_eq!(parse(r#"{"action":"join"}"#), Err(ErrorCode::BadRequest));
-        assert_eq!(parse(r#"{"action":"signal","to":"x"}"#), Err(ErrorCode::BadRequest));
-        assert_eq!(parse(r#"{"action":"signal","to":"","data":1}"#), Err(ErrorCode::BadRequest));
-        assert_eq!(parse(r#"{"action":"mute","muted":"yes"}"#), Err(ErrorCode::BadRequest));
+        assert_eq!(
+            parse(r#"{"action":"signal","to":"x"}"#),
+            Err(ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            parse(r#"{"action":"signal","to":"","data":1}"#),
+            Err(ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            parse(r#"{"action":"mute","muted":"yes"}"#),
+            Err(ErrorCode::BadRequest)
+        );
     }
 
     #[test]
     fn room_ids_follow_the_pattern() {
         assert!(validate_room_id("a").is_ok());
         assert!(validate_room_id(&"x".repeat(64)).is_ok());
-        for bad in ["", "has space", "dot.dot", "ünïcode", "slash/", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "has space",
+            "dot.dot",
+            "ünïcode",
+            "slash/",
+            &"x".repeat(65),
+        ] {
             assert!(validate_room_id(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(
@@ -280,11 +299,18 @@ mod tests {
                    "peers":[],"iceServers":[{"urls":["stun:127.0.0.1:3478"]}]})
         );
         assert_eq!(
-            serde_json::to_value(ServerMessage::PeerLeft { peer_id: "c2".into() }).unwrap(),
+            serde_json::to_value(ServerMessage::PeerLeft {
+                peer_id: "c2".into()
+            })
+            .unwrap(),
             json!({"type":"peer-left","peerId":"c2"})
         );
         assert_eq!(
-            serde_json::to_value(ServerMessage::PeerMuted { peer_id: "c2".into(), muted: true }).unwrap(),
+            serde_json::to_value(ServerMessage::PeerMuted {
+                peer_id: "c2".into(),
+                muted: true
+            })
+            .unwrap(),
             json!({"type":"peer-muted","peerId":"c2","muted":true})
         );
         assert_eq!(
@@ -292,7 +318,11 @@ mod tests {
             json!({"type":"pong"})
         );
         assert_eq!(
-            serde_json::to_value(ServerMessage::Error { code: ErrorCode::RoomFull, message: "full".into() }).unwrap(),
+            serde_json::to_value(ServerMessage::Error {
+                code: ErrorCode::RoomFull,
+                message: "full".into()
+            })
+            .unwrap(),
             json!({"type":"error","code":"room-full","message":"full"})
         );
         let back: ServerMessage = serde_json::from_str(&joined.to_json()).unwrap();

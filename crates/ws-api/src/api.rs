@@ -113,7 +113,10 @@ impl WsApi {
     /// `$default`: one client text frame.
     pub async fn message(&self, connection_id: &str, text: &str, now_ms: u64) {
         let mut gone = VecDeque::new();
-        if let Err(err) = self.handle_message(connection_id, text, now_ms, &mut gone).await {
+        if let Err(err) = self
+            .handle_message(connection_id, text, now_ms, &mut gone)
+            .await
+        {
             self.reply_error(connection_id, &err, &mut gone).await;
         }
         self.clean_up_gone(&mut gone, now_ms).await;
@@ -129,7 +132,11 @@ impl WsApi {
         let now_secs = now_ms / 1000;
         let msg = self.core.parse(text)?;
         let store = &self.config.store;
-        let Some(record) = store.get(connection_id, now_secs).await.map_err(store_error)? else {
+        let Some(record) = store
+            .get(connection_id, now_secs)
+            .await
+            .map_err(store_error)?
+        else {
             // Not (or no longer) a known connection: nothing to act for.
             warn!(connection_id, "message from unknown connection");
             let _ = self.config.push.close(connection_id).await;
@@ -138,7 +145,10 @@ impl WsApi {
         let sender = record.sender();
         let mut rooms = Vec::new();
         for room in self.core.rooms_needed(&sender, &msg) {
-            let members = store.room_members(room, now_secs).await.map_err(store_error)?;
+            let members = store
+                .room_members(room, now_secs)
+                .await
+                .map_err(store_error)?;
             rooms.push(room_view(room, &members));
         }
         let ice = match &msg {
@@ -179,7 +189,10 @@ impl WsApi {
                     self.log_joined(&joined, &room, at_ms).await;
                     // Read the room after our write, so a peer that joined at
                     // the same moment is not missed.
-                    let members = store.room_members(&room, now_secs).await.map_err(store_error)?;
+                    let members = store
+                        .room_members(&room, now_secs)
+                        .await
+                        .map_err(store_error)?;
                     let view = room_view(&room, &members);
                     for effect in self.core.announce_join(&joined.sender(), &view, &ice) {
                         if let Effect::Send { to, msg } = effect {
@@ -192,11 +205,17 @@ impl WsApi {
                     room,
                     at_ms,
                 } => {
-                    store.leave_room(&peer_id, &room).await.map_err(store_error)?;
+                    store
+                        .leave_room(&peer_id, &room)
+                        .await
+                        .map_err(store_error)?;
                     self.log_left(&record, &room, at_ms).await;
                 }
                 Effect::SetMuted { peer_id, muted } => {
-                    store.set_muted(&peer_id, muted).await.map_err(store_error)?;
+                    store
+                        .set_muted(&peer_id, muted)
+                        .await
+                        .map_err(store_error)?;
                 }
             }
         }
@@ -210,7 +229,10 @@ impl WsApi {
         let mut cleaned = 0;
         while let Some(id) = gone.pop_front() {
             if cleaned == MAX_GONE_CLEANUPS {
-                warn!(remaining = gone.len() + 1, "gone-connection cleanup bound reached");
+                warn!(
+                    remaining = gone.len() + 1,
+                    "gone-connection cleanup bound reached"
+                );
                 break;
             }
             cleaned += 1;

@@ -39,13 +39,31 @@ async fn each_bad_frame_gets_its_code_and_the_connection_stays() {
         (json!({"action": "fly"}).to_string(), "unknown-action"),
         (json!({"room": "r1"}).to_string(), "bad-request"),
         (json!({"action": "join"}).to_string(), "bad-request"),
-        (json!({"action": "signal", "to": "b"}).to_string(), "bad-request"),
+        (
+            json!({"action": "signal", "to": "b"}).to_string(),
+            "bad-request",
+        ),
         (json!({"action": "mute"}).to_string(), "bad-request"),
-        (json!({"action": "join", "room": "no spaces!"}).to_string(), "bad-request"),
-        (json!({"action": "join", "room": "x".repeat(65)}).to_string(), "bad-request"),
-        (json!({"action": "signal", "to": "x", "data": {}}).to_string(), "not-in-room"),
-        (json!({"action": "signal", "to": "nobody", "data": {}}).to_string(), "not-in-room"),
-        (json!({"action": "ping", "pad": "p".repeat(2000)}).to_string(), "too-large"),
+        (
+            json!({"action": "join", "room": "no spaces!"}).to_string(),
+            "bad-request",
+        ),
+        (
+            json!({"action": "join", "room": "x".repeat(65)}).to_string(),
+            "bad-request",
+        ),
+        (
+            json!({"action": "signal", "to": "x", "data": {}}).to_string(),
+            "not-in-room",
+        ),
+        (
+            json!({"action": "signal", "to": "nobody", "data": {}}).to_string(),
+            "not-in-room",
+        ),
+        (
+            json!({"action": "ping", "pad": "p".repeat(2000)}).to_string(),
+            "too-large",
+        ),
     ];
     for (frame, code) in cases {
         h.send_text("a", &frame).await;
@@ -60,7 +78,13 @@ async fn each_bad_frame_gets_its_code_and_the_connection_stays() {
     h.send("a", json!({"action": "ping"})).await;
     assert_eq!(h.only("a"), json!({"type": "pong"}));
     assert_eq!(
-        h.store.get("a", h.now / 1000).await.unwrap().unwrap().room.as_deref(),
+        h.store
+            .get("a", h.now / 1000)
+            .await
+            .unwrap()
+            .unwrap()
+            .room
+            .as_deref(),
         Some("r1")
     );
     assert_eq!(h.store.get("b", h.now / 1000).await.unwrap(), before_b);
@@ -81,10 +105,23 @@ async fn a_full_room_refuses_the_next_peer() {
     assert!(h.push.take("b").is_empty());
     // x stays where it was.
     assert_eq!(
-        h.store.get("x", h.now / 1000).await.unwrap().unwrap().room.as_deref(),
+        h.store
+            .get("x", h.now / 1000)
+            .await
+            .unwrap()
+            .unwrap()
+            .room
+            .as_deref(),
         Some("r2")
     );
-    assert_eq!(h.store.room_members("r1", h.now / 1000).await.unwrap().len(), 2);
+    assert_eq!(
+        h.store
+            .room_members("r1", h.now / 1000)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -94,7 +131,13 @@ async fn connect_without_a_valid_token_is_refused() {
     let other = tincan_token::TokenKeys::new(b"some-other-secret-some-other-secret", 900).unwrap();
     let expired = h.tokens.issue("u", "U", now / 1000 - 10_000);
     let foreign = other.issue("u", "U", now / 1000);
-    for token in [None, Some(""), Some("garbage"), Some(expired.as_str()), Some(foreign.as_str())] {
+    for token in [
+        None,
+        Some(""),
+        Some("garbage"),
+        Some(expired.as_str()),
+        Some(foreign.as_str()),
+    ] {
         let err = h.api.connect("c1", token, now).await.unwrap_err();
         assert!(matches!(err, ConnectError::Unauthorized(_)), "{token:?}");
     }
@@ -110,8 +153,11 @@ async fn a_gone_peer_is_removed_and_its_room_told() {
     h.push.take("c");
     // b vanished without a $disconnect: the next push to it answers 410.
     h.push.mark_gone("b");
-    h.send("a", json!({"action": "signal", "to": "b", "data": {"candidate": "x"}}))
-        .await;
+    h.send(
+        "a",
+        json!({"action": "signal", "to": "b", "data": {"candidate": "x"}}),
+    )
+    .await;
     assert!(h.store.get("b", h.now / 1000).await.unwrap().is_none());
     assert_eq!(h.only("a"), json!({"type": "peer-left", "peerId": "b"}));
     assert_eq!(h.only("c"), json!({"type": "peer-left", "peerId": "b"}));
@@ -122,8 +168,16 @@ async fn a_gone_peer_is_removed_and_its_room_told() {
 #[tokio::test]
 async fn frames_from_an_unknown_connection_change_nothing() {
     let mut h = two_in_a_room(Limits::default()).await;
-    h.send("ghost", json!({"action": "join", "room": "r1"})).await;
+    h.send("ghost", json!({"action": "join", "room": "r1"}))
+        .await;
     assert!(h.push.take("a").is_empty());
     assert!(h.push.take("b").is_empty());
-    assert_eq!(h.store.room_members("r1", h.now / 1000).await.unwrap().len(), 2);
+    assert_eq!(
+        h.store
+            .room_members("r1", h.now / 1000)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }

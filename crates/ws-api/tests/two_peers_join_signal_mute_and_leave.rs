@@ -14,7 +14,8 @@ async fn two_peers_join_signal_mute_and_leave() {
     h.connect("b").await;
     h.connect("c").await; // in no room: must hear nothing
 
-    h.send("a", json!({"action": "join", "room": "standup"})).await;
+    h.send("a", json!({"action": "join", "room": "standup"}))
+        .await;
     let joined = h.only("a");
     assert_eq!(joined["type"], "joined");
     assert_eq!(joined["room"], "standup");
@@ -23,7 +24,8 @@ async fn two_peers_join_signal_mute_and_leave() {
     assert_eq!(joined["self"]["displayName"], "Name a");
     assert_eq!(joined["peers"], json!([]));
 
-    h.send("b", json!({"action": "join", "room": "standup"})).await;
+    h.send("b", json!({"action": "join", "room": "standup"}))
+        .await;
     let joined = h.only("b");
     assert_eq!(joined["peers"].as_array().unwrap().len(), 1);
     assert_eq!(joined["peers"][0]["peerId"], "a");
@@ -34,14 +36,23 @@ async fn two_peers_join_signal_mute_and_leave() {
 
     // Signals are relayed verbatim to the named peer only, from the stored id.
     let offer = json!({"sdp": {"type": "offer", "sdp": "v=0\r\n..."}, "extra": [1, {"x": null}]});
-    h.send("a", json!({"action": "signal", "to": "b", "data": offer, "from": "forged"}))
-        .await;
-    assert_eq!(h.only("b"), json!({"type": "signal", "from": "a", "data": offer}));
+    h.send(
+        "a",
+        json!({"action": "signal", "to": "b", "data": offer, "from": "forged"}),
+    )
+    .await;
+    assert_eq!(
+        h.only("b"),
+        json!({"type": "signal", "from": "a", "data": offer})
+    );
     assert!(h.push.take("a").is_empty());
     assert!(h.push.take("c").is_empty());
 
     h.send("b", json!({"action": "mute", "muted": true})).await;
-    assert_eq!(h.only("a"), json!({"type": "peer-muted", "peerId": "b", "muted": true}));
+    assert_eq!(
+        h.only("a"),
+        json!({"type": "peer-muted", "peerId": "b", "muted": true})
+    );
     assert!(h.store.get("b", h.now / 1000).await.unwrap().unwrap().muted);
 
     h.send("a", json!({"action": "ping"})).await;
@@ -51,7 +62,8 @@ async fn two_peers_join_signal_mute_and_leave() {
     assert_eq!(h.only("a"), json!({"type": "peer-left", "peerId": "b"}));
 
     // Back in, then the socket closes: that counts as leaving.
-    h.send("b", json!({"action": "join", "room": "standup"})).await;
+    h.send("b", json!({"action": "join", "room": "standup"}))
+        .await;
     let joined = h.only("b");
     assert_eq!(joined["self"]["muted"], true, "mute state is kept");
     h.push.take("a");

@@ -90,9 +90,11 @@ impl Harness {
     /// Connects `id` as user `user-{id}` named `Name {id}`.
     pub(crate) async fn connect(&mut self, id: &str) {
         self.now += 1;
-        let token = self
-            .tokens
-            .issue(&format!("user-{id}"), &format!("Name {id}"), self.now / 1000);
+        let token = self.tokens.issue(
+            &format!("user-{id}"),
+            &format!("Name {id}"),
+            self.now / 1000,
+        );
         self.api.connect(id, Some(&token), self.now).await.unwrap();
     }
 

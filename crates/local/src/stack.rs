@@ -1,0 +1,140 @@
+//! Assembles the local stack from its configuration and serves it.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use tincan_signaling::Limits;
+use tincan_store::MemoryConnectionStore;
+use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
+use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
+use tincan_ws_api::{TurnRestIceServers, WsApi, WsApiConfig};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tower_http::services::ServeDir;
+use tracing::info;
+
+use crate::backend::{Backend, InProcess, LambdaForward};
+use crate::config::LocalConfig;
+use crate::gateway::{router, GatewayState};
+use crate::sockets::{LocalPush, SocketTable};
+
+/// A running local stack.
+#[derive(Debug)]
+pub struct LocalStack {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Open sockets (for tests and metrics).
+    pub sockets: SocketTable,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+/// The secret `given`, or one kept in `data_dir/file` (made on first start),
+/// so tokens and credentials stay valid across restarts of the local stack.
+pub(crate) fn secret(given: Option<&str>, data_dir: &Path, file: &str) -> anyhow::Result<Vec<u8>> {
+    if let Some(value) = given {
+        return Ok(value.as_bytes().to_vec());
+    }
+    let path = data_dir.join(file);
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let fresh: String = rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    std::fs::write(&path, &fresh).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(fresh.into_bytes())
+}
+
+impl LocalStack {
+    /// Builds the stack from `config` and starts serving.
+    pub async fn start(config: LocalConfig) -> anyhow::Result<Self> {
+        let jwt_secret = secret(config.jwt_secret.as_deref(), &config.data_dir, "jwt-secret")?;
+        let turn_secret = secret(
+            config.turn_secret.as_deref(),
+            &config.data_dir,
+            "turn-secret",
+        )?;
+        let tokens = TokenKeys::new(&jwt_secret, DEFAULT_ACCESS_TTL_SECS)
+            .context("TINCAN_JWT_SECRET must be at least 32 bytes")?;
+        let sockets = SocketTable::default();
+        let backend: Arc<dyn Backend> = match &config.lambda_url {
+            Some(url) => {
+                info!(%url, "forwarding WebSocket events to Lambdas");
+                Arc::new(LambdaForward::new(url.clone()))
+            }
+            None => {
+                let api = WsApi::new(WsApiConfig {
+                    limits: Limits {
+                        max_message_bytes: config.max_message,
+                        room_max: config.room_max,
+                    },
+                    tokens: tokens.clone(),
+                    store: Arc::new(MemoryConnectionStore::new()),
+                    push: Arc::new(LocalPush::new(sockets.clone())),
+                    ice: Arc::new(TurnRestIceServers::new(
+                        TurnSecret::new(turn_secret.clone()),
+                        config.turn_addr.to_string(),
+                        DEFAULT_TTL_SECS,
+                    )),
+                    calls: None,
+                });
+                Arc::new(InProcess::new(api))
+            }
+        };
+        let gateway = router(GatewayState {
+            backend,
+            sockets: sockets.clone(),
+            limits: config.limits,
+            stage: config.stage.clone(),
+        });
+        let app = Router::new()
+            .merge(gateway)
+            .fallback_service(ServeDir::new(&config.web_dir));
+
+        let listener = tokio::net::TcpListener::bind(config.addr)
+            .await
+            .with_context(|| format!("binding {}", config.addr))?;
+        let addr = listener.local_addr()?;
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async {
+                let _ = shutdown_rx.await;
+            })
+            .await
+        });
+        info!(%addr, web_dir = %config.web_dir.display(), "tincan-local listening");
+        Ok(Self {
+            addr,
+            sockets,
+            shutdown: Some(shutdown),
+            task,
+        })
+    }
+
+    /// Stops accepting, and waits for the server task.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
+    }
+}
