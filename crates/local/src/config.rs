@@ -53,6 +53,12 @@ pub struct LocalConfig {
     pub jwt_secret: Option<String>,
     /// `TINCAN_TURN_SECRET`; unset, one is made and kept in the data dir.
     pub turn_secret: Option<String>,
+    /// `DYNAMODB_ENDPOINT`: keep connection state in DynamoDB there (e.g. a
+    /// moto server or DynamoDB Local) instead of in memory.
+    pub dynamodb_endpoint: Option<String>,
+    /// `TINCAN_CONNECTIONS_TABLE`, default `tincan-connections`; created if
+    /// missing.
+    pub connections_table: String,
     /// `TINCAN_LAMBDA_URL`: forward events to `cargo lambda watch` there.
     pub lambda_url: Option<String>,
 }
@@ -72,6 +78,8 @@ impl LocalConfig {
             turn_addr: SocketAddr::from(([127, 0, 0, 1], 3478)),
             jwt_secret: None,
             turn_secret: None,
+            dynamodb_endpoint: None,
+            connections_table: "tincan-connections".to_owned(),
             lambda_url: None,
         }
     }
@@ -103,6 +111,11 @@ impl LocalConfig {
             turn_secret: std::env::var("TINCAN_TURN_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            dynamodb_endpoint: std::env::var("DYNAMODB_ENDPOINT")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            connections_table: std::env::var("TINCAN_CONNECTIONS_TABLE")
+                .unwrap_or_else(|_| "tincan-connections".to_owned()),
             lambda_url: std::env::var("TINCAN_LAMBDA_URL")
                 .ok()
                 .filter(|s| !s.is_empty()),

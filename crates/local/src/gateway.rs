@@ -64,9 +64,10 @@ pub(crate) fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// An id shaped like API Gateway's (`L0SM9cOFvHcCIhw=`).
+/// An id shaped like API Gateway's (`L0SM9cOFvHcCIhw=`), from the URL-safe
+/// alphabet so it can stand in a path.
 fn new_connection_id() -> String {
-    base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 10]>())
+    base64::engine::general_purpose::URL_SAFE.encode(rand::random::<[u8; 10]>())
 }
 
 async fn upgrade(

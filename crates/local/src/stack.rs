@@ -5,9 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use axum::Router;
 use tincan_signaling::Limits;
-use tincan_store::MemoryConnectionStore;
+use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 use tincan_ws_api::{TurnRestIceServers, WsApi, WsApiConfig};
@@ -60,6 +61,23 @@ pub(crate) fn secret(given: Option<&str>, data_dir: &Path, file: &str) -> anyhow
     Ok(fresh.into_bytes())
 }
 
+/// Connection state in memory, or in DynamoDB at `DYNAMODB_ENDPOINT`.
+async fn connections_store(config: &LocalConfig) -> anyhow::Result<Arc<dyn ConnectionStore>> {
+    let Some(endpoint) = &config.dynamodb_endpoint else {
+        return Ok(Arc::new(MemoryConnectionStore::new()));
+    };
+    let client = tincan_store::dynamo_client_from_env().await;
+    if let Err(err) = tincan_store::create_table(&client, &config.connections_table).await {
+        // Most often: it exists already.
+        info!(table = %config.connections_table, error = %err, "not creating the connections table");
+    }
+    info!(%endpoint, table = %config.connections_table, "connection state in DynamoDB");
+    Ok(Arc::new(DynamoConnectionStore::new(
+        client,
+        config.connections_table.clone(),
+    )))
+}
+
 impl LocalStack {
     /// Builds the stack from `config` and starts serving.
     pub async fn start(config: LocalConfig) -> anyhow::Result<Self> {
@@ -84,7 +102,7 @@ impl LocalStack {
                         room_max: config.room_max,
                     },
                     tokens: tokens.clone(),
-                    store: Arc::new(MemoryConnectionStore::new()),
+                    store: connections_store(&config).await?,
                     push: Arc::new(LocalPush::new(sockets.clone())),
                     ice: Arc::new(TurnRestIceServers::new(
                         TurnSecret::new(turn_secret.clone()),
@@ -110,6 +128,10 @@ impl LocalStack {
             .await
             .with_context(|| format!("binding {}", config.addr))?;
         let addr = listener.local_addr()?;
+        // Signaling frames are small and latency-bound: no Nagle delay.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(

@@ -6,15 +6,29 @@
 //! [`DynamoConnectionStore`] and [`ApiGatewayPush`]. One conformance suite
 //! (`tests/connection_store.rs`) runs against every store backend so they
 //! cannot drift.
+//!
+//! With the `testing` feature, the `testing` module starts a moto server for tests
+//! (see its docs).
 
+mod apigw_push;
 mod connection;
+mod dynamo;
 mod error;
 mod memory;
 mod push;
+mod sdk_config;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use crate::apigw_push::ApiGatewayPush;
 pub use crate::connection::{
     room_view, ConnectionRecord, ConnectionStore, JoinOutcome, CONNECTION_TTL_SECS,
 };
+pub use crate::dynamo::{create_table, DynamoConnectionStore, ROOM_INDEX};
 pub use crate::error::StoreError;
 pub use crate::memory::MemoryConnectionStore;
 pub use crate::push::{Push, PushError};
+pub use crate::sdk_config::{
+    dynamo_client, dynamo_client_from_env, sdk_config_from_env, store_timeouts, DEFAULT_REGION,
+    DYNAMODB_ENDPOINT_ENV,
+};

@@ -1,8 +1,18 @@
-//! The connection-store conformance suite, run against every backend.
+//! The connection-store conformance suite, run against every backend: the
+//! in-memory one, and DynamoDB on a moto server this test starts on loopback.
 
 mod conformance;
 
-use tincan_store::MemoryConnectionStore;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tincan_store::testing::{self, MotoServer};
+use tincan_store::{
+    create_table, ConnectionStore, DynamoConnectionStore, MemoryConnectionStore, StoreError,
+};
+
+/// Upper bound on any one DynamoDB test, moto start-up included.
+const TEST_BOUND: Duration = Duration::from_secs(120);
 
 #[tokio::test]
 async fn memory_backend_conforms() {
@@ -11,6 +21,73 @@ async fn memory_backend_conforms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn memory_backend_never_overfills_a_room() {
-    conformance::concurrent_joins_never_overfill(std::sync::Arc::new(MemoryConnectionStore::new()))
-        .await;
+    conformance::concurrent_joins_never_overfill(Arc::new(MemoryConnectionStore::new())).await;
+}
+
+/// A moto server with a fresh connections table; the server dies with the
+/// returned guard.
+async fn dynamo_store() -> (MotoServer, DynamoConnectionStore) {
+    let (moto, endpoint) = MotoServer::start().await.expect("moto_server starts");
+    let client = testing::dynamo_client(&endpoint);
+    let table = testing::unique_table_name("connections");
+    create_table(&client, &table).await.expect("create table");
+    // Creating it again is a no-op, as the local stack relies on.
+    create_table(&client, &table)
+        .await
+        .expect("create table twice");
+    (moto, DynamoConnectionStore::new(client, table))
+}
+
+#[tokio::test]
+async fn dynamo_backend_conforms() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, store) = dynamo_store().await;
+        conformance::run_all(&store).await;
+    })
+    .await
+    .expect("finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamo_backend_never_overfills_a_room() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, store) = dynamo_store().await;
+        conformance::concurrent_joins_never_overfill(Arc::new(store)).await;
+    })
+    .await
+    .expect("finished in time");
+}
+
+/// A store whose DynamoDB is down answers `Unavailable` within a few
+/// seconds, both when the port refuses connections and when it accepts them
+/// but never answers.
+#[tokio::test]
+async fn dynamo_down_is_unavailable_quickly() {
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    // Accepts TCP connections (kernel backlog) but never reads or answers.
+    let silent_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent = format!("http://{}", silent_listener.local_addr().unwrap());
+
+    for endpoint in [refused, silent] {
+        let store = DynamoConnectionStore::new(testing::dynamo_client(&endpoint), "connections");
+        let started = Instant::now();
+        let result = tokio::time::timeout(Duration::from_secs(15), store.get("c1", 0))
+            .await
+            .expect("the SDK's own timeouts fire first");
+        let elapsed = started.elapsed();
+        match result {
+            Err(StoreError::Unavailable(message)) => {
+                assert!(message.starts_with("DynamoDB GetItem"), "{message}");
+            }
+            other => panic!("{endpoint}: expected Unavailable, got {other:?}"),
+        }
+        assert!(
+            elapsed < Duration::from_secs(8),
+            "{endpoint}: took {elapsed:?}"
+        );
+    }
+    drop(silent_listener);
 }

@@ -1,0 +1,78 @@
+//! AWS SDK configuration for the stores: region, timeouts, retries, and the
+//! `DYNAMODB_ENDPOINT` override for moto or DynamoDB Local.
+
+use std::time::Duration;
+
+use aws_config::meta::region::RegionProviderChain;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+
+/// Environment variable with a DynamoDB endpoint URL to use instead of AWS's
+/// (e.g. `http://127.0.0.1:5000` for moto).
+pub const DYNAMODB_ENDPOINT_ENV: &str = "DYNAMODB_ENDPOINT";
+
+/// The region when neither the environment nor a profile names one.
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// Short timeouts and few retries: a signaling call that waits on a down
+/// store longer than a few seconds is worse than one that fails.
+/// Connect 1 s, each attempt 2 s, the whole call 5 s, 3 attempts.
+pub fn store_timeouts() -> (TimeoutConfig, RetryConfig) {
+    (
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(1))
+            .operation_attempt_timeout(Duration::from_secs(2))
+            .operation_timeout(Duration::from_secs(5))
+            .build(),
+        RetryConfig::standard().with_max_attempts(3),
+    )
+}
+
+/// The SDK configuration from the usual AWS environment (`AWS_REGION`,
+/// `AWS_ACCESS_KEY_ID`, profiles, the Lambda role, ...), region
+/// [`DEFAULT_REGION`] if none is set, with [`store_timeouts`].
+pub async fn sdk_config_from_env() -> SdkConfig {
+    let (timeouts, retries) = store_timeouts();
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION)))
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .load()
+        .await
+}
+
+/// A DynamoDB client on `sdk`, sent to `endpoint` instead of AWS if given.
+pub fn dynamo_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let mut config = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(endpoint) = endpoint {
+        config = config.endpoint_url(endpoint);
+    }
+    aws_sdk_dynamodb::Client::from_conf(config.build())
+}
+
+/// A DynamoDB client from the environment: [`sdk_config_from_env`], plus
+/// `DYNAMODB_ENDPOINT` if set. With an endpoint override and no
+/// `AWS_ACCESS_KEY_ID`, it signs with dummy credentials (emulators accept
+/// any), so a laptop needs no AWS account or profile.
+pub async fn dynamo_client_from_env() -> aws_sdk_dynamodb::Client {
+    let sdk = sdk_config_from_env().await;
+    let endpoint = std::env::var(DYNAMODB_ENDPOINT_ENV)
+        .ok()
+        .filter(|e| !e.trim().is_empty());
+    let Some(endpoint) = endpoint else {
+        return dynamo_client(&sdk, None);
+    };
+    tracing::info!(endpoint = %endpoint, "DynamoDB endpoint override");
+    let mut sdk = sdk.into_builder();
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        sdk.set_credentials_provider(Some(dummy_credentials()));
+    }
+    dynamo_client(&sdk.build(), Some(&endpoint))
+}
+
+/// Credentials for emulators, which check nothing.
+pub(crate) fn dummy_credentials() -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(Credentials::new("test", "test", None, None, "tincan-dummy"))
+}

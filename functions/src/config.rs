@@ -1,0 +1,77 @@
+//! What the WebSocket Lambdas read from their environment, once per cold
+//! start. `template.yaml` and `infra/` set every one of these.
+
+use tincan_signaling::Limits;
+use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
+use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
+
+/// A missing or malformed environment variable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A required variable is not set.
+    #[error("{0} must be set")]
+    Missing(&'static str),
+    /// A variable does not parse.
+    #[error("{0} is not valid")]
+    Invalid(&'static str),
+}
+
+/// The WebSocket functions' configuration.
+#[derive(Debug, Clone)]
+pub struct FunctionConfig {
+    /// `TINCAN_JWT_SECRET`: verifies access tokens (at least 32 bytes).
+    pub tokens: TokenKeys,
+    /// `TINCAN_CONNECTIONS_TABLE`, default `tincan-connections`.
+    pub connections_table: String,
+    /// `DYNAMODB_ENDPOINT`: optional endpoint override (moto, DynamoDB Local).
+    pub dynamodb_endpoint: Option<String>,
+    /// `TINCAN_WS_ENDPOINT`: optional Management API endpoint; by default
+    /// `https://{domainName}/{stage}` from each event.
+    pub ws_endpoint: Option<String>,
+    /// `TINCAN_ROOM_MAX` (default 8) and `TINCAN_MAX_MESSAGE` (default 16384).
+    pub limits: Limits,
+    /// `TINCAN_TURN_SECRET` and `TINCAN_TURN_URL` (host:port): TURN
+    /// credentials in `joined`; unset, no ICE servers are handed out.
+    pub turn: Option<(TurnSecret, String)>,
+    /// `TINCAN_TURN_TTL` seconds, default 3600.
+    pub turn_ttl_secs: u64,
+}
+
+fn var(name: &'static str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn parse<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError> {
+    match var(name) {
+        Some(v) => v.parse().map_err(|_| ConfigError::Invalid(name)),
+        None => Ok(default),
+    }
+}
+
+impl FunctionConfig {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let secret = var("TINCAN_JWT_SECRET").ok_or(ConfigError::Missing("TINCAN_JWT_SECRET"))?;
+        let tokens = TokenKeys::new(secret.as_bytes(), DEFAULT_ACCESS_TTL_SECS)
+            .map_err(|_| ConfigError::Invalid("TINCAN_JWT_SECRET"))?;
+        let defaults = Limits::default();
+        let turn = match (var("TINCAN_TURN_SECRET"), var("TINCAN_TURN_URL")) {
+            (Some(secret), Some(url)) => Some((TurnSecret::new(secret), url)),
+            _ => None,
+        };
+        Ok(Self {
+            tokens,
+            connections_table: var("TINCAN_CONNECTIONS_TABLE")
+                .unwrap_or_else(|| "tincan-connections".to_owned()),
+            dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),
+            ws_endpoint: var("TINCAN_WS_ENDPOINT"),
+            limits: Limits {
+                room_max: parse("TINCAN_ROOM_MAX", defaults.room_max)?,
+                max_message_bytes: parse("TINCAN_MAX_MESSAGE", defaults.max_message_bytes)?,
+            },
+            turn,
+            turn_ttl_secs: parse("TINCAN_TURN_TTL", DEFAULT_TTL_SECS)?,
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! The three WebSocket handlers, from API Gateway event to proxy response.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use lambda_runtime::LambdaEvent;
+use tincan_store::{
+    dynamo_client, sdk_config_from_env, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
+    Push,
+};
+use tincan_ws_api::{
+    ConnectError, IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig,
+};
+use tracing::warn;
+
+use crate::config::{ConfigError, FunctionConfig};
+
+/// What every handler needs, built once per cold start.
+#[derive(Clone)]
+pub struct Deps {
+    config: FunctionConfig,
+    sdk: aws_config::SdkConfig,
+    store: Arc<dyn ConnectionStore>,
+    ice: Arc<dyn IceServerSource>,
+}
+
+impl Deps {
+    /// From the environment: DynamoDB through the SDK's default chain.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        let config = FunctionConfig::from_env()?;
+        let sdk = sdk_config_from_env().await;
+        let client = dynamo_client(&sdk, config.dynamodb_endpoint.as_deref());
+        let store = Arc::new(DynamoConnectionStore::new(
+            client,
+            config.connections_table.clone(),
+        ));
+        Ok(Self::new(config, sdk, store))
+    }
+
+    /// From parts (tests pass their own store).
+    pub fn new(
+        config: FunctionConfig,
+        sdk: aws_config::SdkConfig,
+        store: Arc<dyn ConnectionStore>,
+    ) -> Self {
+        let ice: Arc<dyn IceServerSource> = match &config.turn {
+            Some((secret, url)) => Arc::new(TurnRestIceServers::new(
+                secret.clone(),
+                url.clone(),
+                config.turn_ttl_secs,
+            )),
+            None => Arc::new(NoIceServers),
+        };
+        Self {
+            config,
+            sdk,
+            store,
+            ice,
+        }
+    }
+
+    /// The handlers, pushing through the Management API of the API that sent
+    /// `request`.
+    fn api(&self, request: &ApiGatewayWebsocketProxyRequest) -> WsApi {
+        let context = &request.request_context;
+        let endpoint = self.config.ws_endpoint.clone().unwrap_or_else(|| {
+            format!(
+                "https://{}/{}",
+                context.domain_name.as_deref().unwrap_or_default(),
+                context.stage.as_deref().unwrap_or_default()
+            )
+        });
+        let push: Arc<dyn Push> = Arc::new(ApiGatewayPush::new(&endpoint, &self.sdk));
+        WsApi::new(WsApiConfig {
+            limits: self.config.limits,
+            tokens: self.config.tokens.clone(),
+            store: self.store.clone(),
+            push,
+            ice: self.ice.clone(),
+            calls: None,
+        })
+    }
+}
+
+fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
+    let mut resp = ApiGatewayProxyResponse::default();
+    resp.status_code = status;
+    resp.body = Some(Body::Text(body.to_owned()));
+    resp
+}
+
+fn now_ms(request: &ApiGatewayWebsocketProxyRequest) -> u64 {
+    match u64::try_from(request.request_context.request_time_epoch) {
+        Ok(ms) if ms > 0 => ms,
+        _ => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+    }
+}
+
+fn connection_id(request: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
+    request.request_context.connection_id.as_deref()
+}
+
+/// `$connect`: 200 with a valid access token in `?token=`, else 401 (API
+/// Gateway then refuses the upgrade); 503 if the store is down.
+pub async fn handle_connect(
+    deps: &Deps,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
+    let request = &event.payload;
+    let Some(id) = connection_id(request) else {
+        return Ok(response(400, "no connection id"));
+    };
+    let token = request.query_string_parameters.first("token");
+    Ok(
+        match deps.api(request).connect(id, token, now_ms(request)).await {
+            Ok(()) => response(200, "connected"),
+            Err(ConnectError::Unauthorized(_)) => response(401, "unauthorized"),
+            Err(err) => {
+                warn!(error = %err, "connect failed");
+                response(503, "store unavailable")
+            }
+        },
+    )
+}
+
+/// `$disconnect`: the connection leaves its room.
+pub async fn handle_disconnect(
+    deps: &Deps,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
+    let request = &event.payload;
+    if let Some(id) = connection_id(request) {
+        deps.api(request).disconnect(id, now_ms(request)).await;
+    }
+    Ok(response(200, "disconnected"))
+}
+
+/// `$default`: one client message, routed by its `action`. Replies go out by
+/// PostToConnection, so the response body is empty.
+pub async fn handle_default(
+    deps: &Deps,
+    event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
+) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
+    let request = &event.payload;
+    let Some(id) = connection_id(request) else {
+        return Ok(response(400, "no connection id"));
+    };
+    let body = request.body.as_deref().unwrap_or_default();
+    deps.api(request).message(id, body, now_ms(request)).await;
+    Ok(response(200, ""))
+}

@@ -1,0 +1,196 @@
+//! The real Lambda handlers, called with `LambdaEvent`s shaped like API
+//! Gateway's, against a real DynamoDB-compatible server (moto) and pushing
+//! through the local stack's Management API, which answers like API Gateway
+//! (stage path included, 410 for gone connections).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
+use futures_util::StreamExt;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{json, Value};
+use tincan_functions::{handle_connect, handle_default, handle_disconnect, Deps, FunctionConfig};
+use tincan_local::{LocalConfig, LocalStack};
+use tincan_store::testing::{dynamo_client, sdk_config, unique_table_name, MotoServer};
+use tincan_store::{create_table, ConnectionStore, DynamoConnectionStore};
+use tincan_token::TokenKeys;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "lambda-test-secret-lambda-test-secret";
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+struct World {
+    _moto: MotoServer,
+    _dir: tempfile::TempDir,
+    stack: LocalStack,
+    deps: Deps,
+    store: Arc<DynamoConnectionStore>,
+    tokens: TokenKeys,
+}
+
+async fn world() -> World {
+    let (moto, endpoint) = MotoServer::start().await.expect("moto starts");
+    let client = dynamo_client(&endpoint);
+    let table = unique_table_name("conns");
+    create_table(&client, &table).await.unwrap();
+    let store = Arc::new(DynamoConnectionStore::new(client, table.clone()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut local =
+        LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    local.jwt_secret = Some(SECRET.into());
+    let stack = LocalStack::start(local).await.unwrap();
+
+    std::env::set_var("TINCAN_JWT_SECRET", SECRET);
+    let mut config = FunctionConfig::from_env().unwrap();
+    config.connections_table = table;
+    config.ws_endpoint = Some(format!("http://{}/local", stack.addr));
+    let deps = Deps::new(config, sdk_config(&endpoint), store.clone());
+    World {
+        _moto: moto,
+        _dir: dir,
+        stack,
+        deps,
+        store,
+        tokens: TokenKeys::new(SECRET.as_bytes(), 900).unwrap(),
+    }
+}
+
+fn event(
+    fixture: &str,
+    connection_id: &str,
+    token: &str,
+    body: &str,
+) -> LambdaEvent<ApiGatewayWebsocketProxyRequest> {
+    let text = fixture
+        .replace("CONNECTION", connection_id)
+        .replace("TOKEN", token)
+        .replace("DOMAIN", "unused.example")
+        .replace("STAGE", "local");
+    let mut value: Value = serde_json::from_str(&text).unwrap();
+    if value.get("body").is_some() {
+        value["body"] = Value::String(body.to_owned());
+    }
+    LambdaEvent::new(serde_json::from_value(value).unwrap(), Context::default())
+}
+
+const CONNECT: &str = include_str!("fixtures/connect.json");
+const MESSAGE: &str = include_str!("fixtures/message.json");
+const DISCONNECT: &str = include_str!("fixtures/disconnect.json");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handlers_answer_like_api_gateway_and_clean_up_gone_peers() {
+    let w = world().await;
+    let token = w.tokens.issue("ada", "Ada", now_secs());
+
+    // Bad tokens: 401, nothing stored.
+    for bad in [
+        "",
+        "junk",
+        &TokenKeys::new(b"another-secret-another-secret-xx", 900)
+            .unwrap()
+            .issue("ada", "Ada", now_secs()),
+    ] {
+        let resp = handle_connect(&w.deps, event(CONNECT, "bad-conn", bad, ""))
+            .await
+            .unwrap();
+        assert_eq!(resp.status_code, 401, "{bad}");
+    }
+    assert!(w.store.get("bad-conn", now_secs()).await.unwrap().is_none());
+
+    // A real socket on the local stack, so pushes to its id land somewhere.
+    let url = format!("ws://{}/ws?token={token}", w.stack.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    // Learn its connection id from the local stack itself.
+    use futures_util::SinkExt;
+    socket
+        .send(Message::text(
+            json!({"action": "join", "room": "probe"}).to_string(),
+        ))
+        .await
+        .unwrap();
+    let probe = next_json(&mut socket).await;
+    let real_id = probe["self"]["peerId"].as_str().unwrap().to_owned();
+
+    // The Lambdas know the real connection and a ghost with no socket.
+    let resp = handle_connect(&w.deps, event(CONNECT, &real_id, &token, ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    let ghost_token = w.tokens.issue("bob", "Bob", now_secs());
+    let resp = handle_connect(&w.deps, event(CONNECT, "ghost-conn", &ghost_token, ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+
+    let join = json!({"action": "join", "room": "lambda-room"}).to_string();
+    handle_default(&w.deps, event(MESSAGE, &real_id, "", &join))
+        .await
+        .unwrap();
+    let joined = next_json(&mut socket).await;
+    assert_eq!(joined["type"], "joined");
+    assert_eq!(joined["room"], "lambda-room");
+    assert_eq!(joined["self"]["displayName"], "Ada");
+
+    // Bad input through the Lambda: an error frame, the connection kept.
+    handle_default(&w.deps, event(MESSAGE, &real_id, "", "{oops"))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["code"], "bad-request");
+
+    // The ghost joins: its own `joined` push answers 410, so it is removed
+    // and the room is told.
+    handle_default(&w.deps, event(MESSAGE, "ghost-conn", "", &join))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut socket).await["type"], "peer-joined");
+    assert_eq!(
+        next_json(&mut socket).await,
+        json!({"type": "peer-left", "peerId": "ghost-conn"})
+    );
+    assert!(w
+        .store
+        .get("ghost-conn", now_secs())
+        .await
+        .unwrap()
+        .is_none());
+    let members = w
+        .store
+        .room_members("lambda-room", now_secs())
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 1);
+
+    // $disconnect forgets the connection.
+    let resp = handle_disconnect(&w.deps, event(DISCONNECT, &real_id, "", ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    assert!(w.store.get(&real_id, now_secs()).await.unwrap().is_none());
+    w.stack.stop().await;
+}
+
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("frame in time")
+            .expect("socket open")
+            .expect("no error");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(&t).unwrap();
+        }
+    }
+}
