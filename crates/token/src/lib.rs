@@ -160,7 +160,10 @@ mod tests {
         // Swap the payload for one claiming another user.
         let forged = keys().issue("admin", "Admin", 1_000);
         parts[1] = forged.split('.').nth(1).unwrap().to_owned();
-        assert_eq!(keys().verify(&parts.join("."), 1_001), Err(TokenError::Invalid));
+        assert_eq!(
+            keys().verify(&parts.join("."), 1_001),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]
@@ -184,6 +187,9 @@ mod tests {
 
     #[test]
     fn weak_secret_is_refused() {
-        assert_eq!(TokenKeys::new(b"short", 900).unwrap_err(), TokenError::WeakSecret);
+        assert_eq!(
+            TokenKeys::new(b"short", 900).unwrap_err(),
+            TokenError::WeakSecret
+        );
     }
 }

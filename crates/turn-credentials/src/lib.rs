@@ -150,7 +150,10 @@ mod tests {
         let secret = TurnSecret::new("s3cret");
         let cred = secret.mint("user-1", 1_000, 60);
         assert_eq!(cred.username, "1060:user-1");
-        assert_eq!(secret.verify(&cred.username, &cred.password, 1_059), Ok("user-1"));
+        assert_eq!(
+            secret.verify(&cred.username, &cred.password, 1_059),
+            Ok("user-1")
+        );
         assert_eq!(
             secret.verify(&cred.username, &cred.password, 1_060),
             Err(CredentialError::Expired)
@@ -180,7 +183,10 @@ mod tests {
             ours.verify(&stretched, &cred.password, 1),
             Err(CredentialError::BadPassword)
         );
-        assert_eq!(ours.verify("nocolon", "x", 1), Err(CredentialError::Malformed));
+        assert_eq!(
+            ours.verify("nocolon", "x", 1),
+            Err(CredentialError::Malformed)
+        );
         assert_eq!(ours.verify("-1:u", "x", 1), Err(CredentialError::Malformed));
         assert_eq!(
             ours.verify(&cred.username, "***", 1),
