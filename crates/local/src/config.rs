@@ -46,8 +46,9 @@ pub struct LocalConfig {
     /// `TINCAN_STAGE`, default `local`: the stage path of the Management API
     /// (`/{stage}/@connections/{id}`; the bare `/@connections/{id}` works too).
     pub stage: String,
-    /// `TINCAN_TURN_ADDR`, default `127.0.0.1:3478`: the embedded TURN server.
-    pub turn_addr: SocketAddr,
+    /// `TINCAN_TURN_ADDR`, default `127.0.0.1:3478`: the embedded TURN server
+    /// (UDP and TCP); `TINCAN_TURN=off` runs none.
+    pub turn_addr: Option<SocketAddr>,
     /// `TINCAN_JWT_SECRET` (at least 32 bytes); unset, one is made and kept
     /// in the data dir.
     pub jwt_secret: Option<String>,
@@ -75,7 +76,7 @@ impl LocalConfig {
             max_message: 16 * 1024,
             limits: GatewayLimits::default(),
             stage: "local".to_owned(),
-            turn_addr: SocketAddr::from(([127, 0, 0, 1], 3478)),
+            turn_addr: None,
             jwt_secret: None,
             turn_secret: None,
             dynamodb_endpoint: None,
@@ -104,7 +105,13 @@ impl LocalConfig {
             max_message: parse_env("TINCAN_MAX_MESSAGE", 16 * 1024usize)?,
             limits,
             stage: std::env::var("TINCAN_STAGE").unwrap_or_else(|_| "local".to_owned()),
-            turn_addr: parse_env("TINCAN_TURN_ADDR", SocketAddr::from(([127, 0, 0, 1], 3478)))?,
+            turn_addr: match std::env::var("TINCAN_TURN").as_deref() {
+                Ok("off") => None,
+                _ => Some(parse_env(
+                    "TINCAN_TURN_ADDR",
+                    SocketAddr::from(([127, 0, 0, 1], 3478)),
+                )?),
+            },
             jwt_secret: std::env::var("TINCAN_JWT_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty()),

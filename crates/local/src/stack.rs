@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use axum::Router;
+use tincan_media_node::{MediaNode, MediaNodeConfig};
 use tincan_signaling::Limits;
 use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
-use tincan_ws_api::{TurnRestIceServers, WsApi, WsApiConfig};
+use tincan_ws_api::{IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::services::ServeDir;
@@ -29,6 +30,7 @@ pub struct LocalStack {
     pub addr: SocketAddr,
     /// Open sockets (for tests and metrics).
     pub sockets: SocketTable,
+    media_node: Option<MediaNode>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -90,6 +92,26 @@ impl LocalStack {
         let tokens = TokenKeys::new(&jwt_secret, DEFAULT_ACCESS_TTL_SECS)
             .context("TINCAN_JWT_SECRET must be at least 32 bytes")?;
         let sockets = SocketTable::default();
+        let media_node = match config.turn_addr {
+            Some(addr) => {
+                let node = tincan_media_node::start(
+                    MediaNodeConfig::new(TurnSecret::new(turn_secret.clone())).with_listen(addr),
+                )
+                .await
+                .with_context(|| format!("starting the embedded TURN server on {addr}"))?;
+                info!(udp = %node.udp_addr(), "embedded media node listening");
+                Some(node)
+            }
+            None => None,
+        };
+        let ice: Arc<dyn IceServerSource> = match &media_node {
+            Some(node) => Arc::new(TurnRestIceServers::new(
+                TurnSecret::new(turn_secret.clone()),
+                node.udp_addr().to_string(),
+                DEFAULT_TTL_SECS,
+            )),
+            None => Arc::new(NoIceServers),
+        };
         let backend: Arc<dyn Backend> = match &config.lambda_url {
             Some(url) => {
                 info!(%url, "forwarding WebSocket events to Lambdas");
@@ -104,11 +126,7 @@ impl LocalStack {
                     tokens: tokens.clone(),
                     store: connections_store(&config).await?,
                     push: Arc::new(LocalPush::new(sockets.clone())),
-                    ice: Arc::new(TurnRestIceServers::new(
-                        TurnSecret::new(turn_secret.clone()),
-                        config.turn_addr.to_string(),
-                        DEFAULT_TTL_SECS,
-                    )),
+                    ice,
                     calls: None,
                 });
                 Arc::new(InProcess::new(api))
@@ -147,6 +165,7 @@ impl LocalStack {
         Ok(Self {
             addr,
             sockets,
+            media_node,
             shutdown: Some(shutdown),
             task,
         })
@@ -158,5 +177,8 @@ impl LocalStack {
             let _ = tx.send(());
         }
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
+        if let Some(node) = self.media_node.take() {
+            let _ = node.shutdown().await;
+        }
     }
 }

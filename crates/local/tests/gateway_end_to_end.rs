@@ -31,6 +31,8 @@ async fn start(room_max: usize) -> Stack {
         LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
     config.jwt_secret = Some(SECRET.into());
     config.room_max = room_max;
+    // The embedded TURN server, on a free port.
+    config.turn_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     let stack = LocalStack::start(config).await.unwrap();
     Stack {
         stack,

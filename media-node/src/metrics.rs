@@ -1,0 +1,275 @@
+//! Counters of one media node, kept in atomics on the packet path and
+//! rendered in the Prometheus text format on demand.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an authenticated TURN request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The username is not `expiry:userId`.
+    Malformed,
+    /// The credential's expiry has passed.
+    Expired,
+    /// MESSAGE-INTEGRITY does not match our key (wrong password, another
+    /// secret, a forged expiry or another realm).
+    BadIntegrity,
+}
+
+impl AuthFailure {
+    fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Malformed => "malformed",
+            AuthFailure::Expired => "expired",
+            AuthFailure::BadIntegrity => "bad_integrity",
+        }
+    }
+}
+
+/// The live counters. Cheap to update from any task.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    pub(crate) allocations: AtomicU64,
+    pub(crate) allocations_total: AtomicU64,
+    pub(crate) auth_malformed: AtomicU64,
+    pub(crate) auth_expired: AtomicU64,
+    pub(crate) auth_bad_integrity: AtomicU64,
+    pub(crate) quota_rejections: AtomicU64,
+    pub(crate) drain_rejections: AtomicU64,
+    pub(crate) malformed_packets: AtomicU64,
+    pub(crate) client_packets_in: AtomicU64,
+    pub(crate) client_bytes_in: AtomicU64,
+    pub(crate) client_packets_out: AtomicU64,
+    pub(crate) client_bytes_out: AtomicU64,
+    pub(crate) peer_packets_in: AtomicU64,
+    pub(crate) peer_bytes_in: AtomicU64,
+    pub(crate) peer_packets_out: AtomicU64,
+    pub(crate) peer_bytes_out: AtomicU64,
+    pub(crate) tcp_connections: AtomicU64,
+    pub(crate) tcp_dropped_frames: AtomicU64,
+    pub(crate) draining: AtomicU64,
+}
+
+fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+impl Metrics {
+    pub(crate) fn auth_failure(&self, why: AuthFailure) {
+        let counter = match why {
+            AuthFailure::Malformed => &self.auth_malformed,
+            AuthFailure::Expired => &self.auth_expired,
+            AuthFailure::BadIntegrity => &self.auth_bad_integrity,
+        };
+        add(counter, 1);
+    }
+
+    pub(crate) fn client_in(&self, bytes: usize) {
+        add(&self.client_packets_in, 1);
+        add(&self.client_bytes_in, bytes as u64);
+    }
+
+    pub(crate) fn client_out(&self, bytes: usize) {
+        add(&self.client_packets_out, 1);
+        add(&self.client_bytes_out, bytes as u64);
+    }
+
+    pub(crate) fn peer_in(&self, bytes: usize) {
+        add(&self.peer_packets_in, 1);
+        add(&self.peer_bytes_in, bytes as u64);
+    }
+
+    pub(crate) fn peer_out(&self, bytes: usize) {
+        add(&self.peer_packets_out, 1);
+        add(&self.peer_bytes_out, bytes as u64);
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            allocations: get(&self.allocations),
+            allocations_total: get(&self.allocations_total),
+            auth_failures_malformed: get(&self.auth_malformed),
+            auth_failures_expired: get(&self.auth_expired),
+            auth_failures_bad_integrity: get(&self.auth_bad_integrity),
+            quota_rejections: get(&self.quota_rejections),
+            drain_rejections: get(&self.drain_rejections),
+            malformed_packets: get(&self.malformed_packets),
+            client_packets_in: get(&self.client_packets_in),
+            client_bytes_in: get(&self.client_bytes_in),
+            client_packets_out: get(&self.client_packets_out),
+            client_bytes_out: get(&self.client_bytes_out),
+            peer_packets_in: get(&self.peer_packets_in),
+            peer_bytes_in: get(&self.peer_bytes_in),
+            peer_packets_out: get(&self.peer_packets_out),
+            peer_bytes_out: get(&self.peer_bytes_out),
+            tcp_connections: get(&self.tcp_connections),
+            tcp_dropped_frames: get(&self.tcp_dropped_frames),
+            draining: get(&self.draining) != 0,
+        }
+    }
+}
+
+/// A copy of the counters at one instant.
+///
+/// "client" is the side facing TURN clients (the listeners); "peer" is the
+/// relayed side (the allocations' relay sockets): `peer_packets_out` are
+/// packets relayed from clients to peers, `peer_packets_in` packets arriving
+/// from peers to be relayed back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MetricsSnapshot {
+    pub allocations: u64,
+    pub allocations_total: u64,
+    pub auth_failures_malformed: u64,
+    pub auth_failures_expired: u64,
+    pub auth_failures_bad_integrity: u64,
+    pub quota_rejections: u64,
+    pub drain_rejections: u64,
+    pub malformed_packets: u64,
+    pub client_packets_in: u64,
+    pub client_bytes_in: u64,
+    pub client_packets_out: u64,
+    pub client_bytes_out: u64,
+    pub peer_packets_in: u64,
+    pub peer_bytes_in: u64,
+    pub peer_packets_out: u64,
+    pub peer_bytes_out: u64,
+    pub tcp_connections: u64,
+    pub tcp_dropped_frames: u64,
+    pub draining: bool,
+}
+
+impl MetricsSnapshot {
+    /// All authentication failures, whatever the reason.
+    pub fn auth_failures(&self) -> u64 {
+        self.auth_failures_malformed + self.auth_failures_expired + self.auth_failures_bad_integrity
+    }
+
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        metric(
+            "tincan_turn_allocations",
+            "gauge",
+            "Live TURN allocations.",
+            &[("", self.allocations)],
+        );
+        metric(
+            "tincan_turn_allocations_total",
+            "counter",
+            "TURN allocations created since start.",
+            &[("", self.allocations_total)],
+        );
+        let auth = [
+            (AuthFailure::Malformed, self.auth_failures_malformed),
+            (AuthFailure::Expired, self.auth_failures_expired),
+            (AuthFailure::BadIntegrity, self.auth_failures_bad_integrity),
+        ];
+        let labels: Vec<String> = auth
+            .iter()
+            .map(|(why, _)| format!("{{reason=\"{}\"}}", why.label()))
+            .collect();
+        let samples: Vec<(&str, u64)> = labels
+            .iter()
+            .zip(auth.iter())
+            .map(|(l, (_, v))| (l.as_str(), *v))
+            .collect();
+        metric(
+            "tincan_turn_auth_failures_total",
+            "counter",
+            "Authenticated TURN requests refused with 401.",
+            &samples,
+        );
+        metric(
+            "tincan_turn_quota_rejections_total",
+            "counter",
+            "Allocate requests refused with 486 (per-user quota).",
+            &[("", self.quota_rejections)],
+        );
+        metric(
+            "tincan_turn_drain_rejections_total",
+            "counter",
+            "Allocate requests refused with 403 while draining.",
+            &[("", self.drain_rejections)],
+        );
+        metric(
+            "tincan_turn_malformed_packets_total",
+            "counter",
+            "Datagrams or frames that were neither STUN nor ChannelData.",
+            &[("", self.malformed_packets)],
+        );
+        metric(
+            "tincan_turn_packets_total",
+            "counter",
+            "Packets by side (client: TURN listeners, peer: relay sockets) and direction.",
+            &[
+                ("{side=\"client\",direction=\"in\"}", self.client_packets_in),
+                (
+                    "{side=\"client\",direction=\"out\"}",
+                    self.client_packets_out,
+                ),
+                ("{side=\"peer\",direction=\"in\"}", self.peer_packets_in),
+                ("{side=\"peer\",direction=\"out\"}", self.peer_packets_out),
+            ],
+        );
+        metric(
+            "tincan_turn_bytes_total",
+            "counter",
+            "Bytes by side (client: TURN listeners, peer: relay sockets) and direction.",
+            &[
+                ("{side=\"client\",direction=\"in\"}", self.client_bytes_in),
+                ("{side=\"client\",direction=\"out\"}", self.client_bytes_out),
+                ("{side=\"peer\",direction=\"in\"}", self.peer_bytes_in),
+                ("{side=\"peer\",direction=\"out\"}", self.peer_bytes_out),
+            ],
+        );
+        metric(
+            "tincan_turn_tcp_connections",
+            "gauge",
+            "Open TURN-over-TCP connections.",
+            &[("", self.tcp_connections)],
+        );
+        metric(
+            "tincan_turn_tcp_dropped_frames_total",
+            "counter",
+            "Frames to TCP clients dropped because the connection was backed up.",
+            &[("", self.tcp_dropped_frames)],
+        );
+        metric(
+            "tincan_node_draining",
+            "gauge",
+            "1 while the node refuses new allocations.",
+            &[("", u64::from(self.draining))],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_once_with_labels() {
+        let m = Metrics::default();
+        m.auth_failure(AuthFailure::Expired);
+        m.client_in(100);
+        let text = m.snapshot().to_prometheus();
+        assert!(text.contains("tincan_turn_auth_failures_total{reason=\"expired\"} 1\n"));
+        assert!(text.contains("tincan_turn_bytes_total{side=\"client\",direction=\"in\"} 100\n"));
+        assert_eq!(
+            text.matches("# TYPE tincan_turn_allocations gauge").count(),
+            1
+        );
+        assert!(text.contains("tincan_node_draining 0\n"));
+    }
+}

@@ -1,0 +1,198 @@
+//! Relay sockets: one UDP socket per allocation, bound in the configured port
+//! range and advertised at the public IP, wrapped so that the node counts
+//! relayed packets and knows whose allocation it is (for the per-user quota).
+
+use std::any::Any;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::net::UdpSocket;
+use turn::relay::RelayAddressGenerator;
+use webrtc_util::Conn;
+
+use crate::admission::Admission;
+
+/// The user of the Allocate request being handled on one listener.
+///
+/// The TURN server handles one listener's packets one at a time, so the
+/// front door sets this just before it passes an authenticated Allocate on,
+/// and the relay generator takes it when the server asks for a socket.
+#[derive(Debug, Default)]
+pub(crate) struct PendingUser(Mutex<Option<String>>);
+
+impl PendingUser {
+    pub(crate) fn set(&self, user: Option<String>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = user;
+    }
+
+    /// Not taken: with EVEN-PORT the server binds a throwaway socket first,
+    /// then the real one, both for the same request.
+    fn peek(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Binds relay sockets in `[min_port, max_port]` on `bind_ip`, advertised as
+/// `public_ip`.
+pub(crate) struct RelayPorts {
+    pub(crate) bind_ip: IpAddr,
+    pub(crate) public_ip: IpAddr,
+    pub(crate) min_port: u16,
+    pub(crate) max_port: u16,
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) pending: Arc<PendingUser>,
+}
+
+impl RelayPorts {
+    async fn bind_in_range(&self, requested_port: u16) -> Result<UdpSocket, turn::Error> {
+        if requested_port != 0 {
+            return Ok(UdpSocket::bind((self.bind_ip, requested_port)).await?);
+        }
+        let span = u32::from(self.max_port - self.min_port) + 1;
+        // Start anywhere, then walk the whole range: a nearly full range
+        // still finds its last free port.
+        let start = rand_offset(span);
+        for i in 0..span {
+            let port = self.min_port as u32 + (start + i) % span;
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
+            if let Ok(socket) = UdpSocket::bind((self.bind_ip, port)).await {
+                return Ok(socket);
+            }
+        }
+        Err(turn::Error::ErrMaxRetriesExceeded)
+    }
+}
+
+fn rand_offset(span: u32) -> u32 {
+    // Good enough to spread allocations; not a secret.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos.wrapping_mul(2_654_435_761) % span
+}
+
+#[async_trait]
+impl RelayAddressGenerator for RelayPorts {
+    fn validate(&self) -> Result<(), turn::Error> {
+        if self.min_port == 0 || self.max_port < self.min_port {
+            return Err(turn::Error::ErrMaxPortLessThanMinPort);
+        }
+        Ok(())
+    }
+
+    async fn allocate_conn(
+        &self,
+        use_ipv4: bool,
+        requested_port: u16,
+    ) -> Result<(Arc<dyn Conn + Send + Sync>, SocketAddr), turn::Error> {
+        let user = self.pending.peek();
+        if use_ipv4 != self.bind_ip.is_ipv4() {
+            return Err(turn::Error::ErrInvalidRequestedFamilyValue);
+        }
+        let socket = self.bind_in_range(requested_port).await?;
+        let port = socket.local_addr()?.port();
+        self.admission.acquire(user.as_deref());
+        let conn = RelayConn {
+            socket,
+            started: AtomicBool::new(false),
+            lease: Lease {
+                user,
+                admission: Arc::clone(&self.admission),
+                released: AtomicBool::new(false),
+            },
+        };
+        tracing::debug!(relay_port = port, user = ?conn.lease.user, "relay socket bound");
+        Ok((Arc::new(conn), SocketAddr::new(self.public_ip, port)))
+    }
+}
+
+/// One allocation's hold on the node's counters, given back once.
+struct Lease {
+    user: Option<String>,
+    admission: Arc<Admission>,
+    released: AtomicBool,
+}
+
+impl Lease {
+    fn release(&self) {
+        if !self.released.swap(true, Ordering::SeqCst) {
+            self.admission.release(self.user.as_deref());
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// An allocation's relay socket.
+struct RelayConn {
+    socket: UdpSocket,
+    /// Set when the server starts reading: a real allocation, not the
+    /// EVEN-PORT probe, which is bound and dropped unread.
+    started: AtomicBool,
+    lease: Lease,
+}
+
+#[async_trait]
+impl Conn for RelayConn {
+    async fn connect(&self, addr: SocketAddr) -> webrtc_util::Result<()> {
+        Ok(self.socket.connect(addr).await?)
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
+        Ok(self.socket.recv(buf).await?)
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
+        if !self.started.swap(true, Ordering::Relaxed) {
+            self.lease
+                .admission
+                .metrics
+                .allocations_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        let (n, from) = self.socket.recv_from(buf).await?;
+        self.lease.admission.metrics.peer_in(n);
+        Ok((n, from))
+    }
+
+    async fn send(&self, buf: &[u8]) -> webrtc_util::Result<usize> {
+        Ok(self.socket.send(buf).await?)
+    }
+
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
+        let n = self.socket.send_to(buf, target).await?;
+        self.lease.admission.metrics.peer_out(n);
+        Ok(n)
+    }
+
+    fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
+        Ok(self.socket.local_addr()?)
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    async fn close(&self) -> webrtc_util::Result<()> {
+        // The allocation is over; the socket itself closes when the server's
+        // relay task lets go of it.
+        self.lease.release();
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}

@@ -1,0 +1,269 @@
+//! TURN over TCP (RFC 6062 section 2 / RFC 8656 section 3.1): the webrtc-rs
+//! server reads datagrams from a `Conn`, so this multiplexer cuts each TCP
+//! stream into STUN messages and ChannelData frames and presents them all as
+//! one datagram socket, each frame tagged with the TCP client's address.
+//! Replies to that address go back down the same stream. Relaying to peers
+//! stays UDP, as the RFC says.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use webrtc_util::Conn;
+
+use crate::metrics::Metrics;
+
+/// Frames queued towards one TCP client before we drop (it is not reading).
+const WRITE_QUEUE: usize = 512;
+/// Frames from all TCP clients queued towards the TURN server.
+const READ_QUEUE: usize = 4096;
+
+/// Why a TCP stream was cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The first bits are neither STUN (00) nor ChannelData (01).
+    #[error("not a STUN message or ChannelData frame")]
+    UnknownFrame,
+    /// A STUN message length that is not a multiple of 4.
+    #[error("STUN message length not a multiple of 4")]
+    BadLength,
+}
+
+/// The full length on the wire of the frame starting with `header`,
+/// including ChannelData padding (always present over TCP).
+pub fn frame_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
+    match header[0] >> 6 {
+        0 if len % 4 == 0 => Ok(20 + len),
+        0 => Err(FrameError::BadLength),
+        1 => Ok(4 + len.div_ceil(4) * 4),
+        _ => Err(FrameError::UnknownFrame),
+    }
+}
+
+type Writers = Arc<Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>>;
+
+pub(crate) struct TcpMux {
+    local: SocketAddr,
+    frames: tokio::sync::Mutex<mpsc::Receiver<(Vec<u8>, SocketAddr)>>,
+    writers: Writers,
+    metrics: Arc<Metrics>,
+}
+
+impl TcpMux {
+    /// Starts accepting on `listener`; the returned task owns every
+    /// connection and ends them all when aborted.
+    pub(crate) fn start(
+        listener: TcpListener,
+        max_connections: usize,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(Arc<TcpMux>, tokio::task::JoinHandle<()>)> {
+        let local = listener.local_addr()?;
+        let (tx, rx) = mpsc::channel(READ_QUEUE);
+        let writers: Writers = Arc::default();
+        let mux = Arc::new(TcpMux {
+            local,
+            frames: tokio::sync::Mutex::new(rx),
+            writers: Arc::clone(&writers),
+            metrics: Arc::clone(&metrics),
+        });
+        let task = tokio::spawn(accept_loop(listener, tx, writers, metrics, max_connections));
+        Ok((mux, task))
+    }
+
+    fn writers(&self) -> std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>> {
+        self.writers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    writers: Writers,
+    metrics: Arc<Metrics>,
+    max_connections: usize,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(v) => v,
+                    Err(err) => {
+                        tracing::warn!(%err, "TCP accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if connections.len() >= max_connections {
+                    tracing::warn!(%peer, "too many TURN TCP connections, refusing");
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                connections.spawn(serve_connection(
+                    stream,
+                    peer,
+                    frames.clone(),
+                    Arc::clone(&writers),
+                    Arc::clone(&metrics),
+                ));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    writers: Writers,
+    metrics: Arc<Metrics>,
+) {
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    writers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(peer, tx);
+    metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(%peer, "TURN TCP connection open");
+
+    let write = async {
+        while let Some(frame) = rx.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    };
+    let read = async {
+        loop {
+            let mut header = [0u8; 4];
+            if reader.read_exact(&mut header).await.is_err() {
+                break;
+            }
+            let len = match frame_len(header) {
+                Ok(len) => len,
+                Err(err) => {
+                    metrics.malformed_packets.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, %err, "closing TURN TCP connection");
+                    break;
+                }
+            };
+            let mut frame = vec![0u8; len];
+            frame[..4].copy_from_slice(&header);
+            if reader.read_exact(&mut frame[4..]).await.is_err() {
+                break;
+            }
+            if frames.send((frame, peer)).await.is_err() {
+                break;
+            }
+        }
+    };
+    // Either side ending ends the connection.
+    tokio::select! {
+        () = read => {}
+        () = write => {}
+    }
+    writers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&peer);
+    metrics.tcp_connections.fetch_sub(1, Ordering::Relaxed);
+    tracing::debug!(%peer, "TURN TCP connection closed");
+}
+
+#[async_trait]
+impl Conn for TcpMux {
+    async fn connect(&self, _addr: SocketAddr) -> webrtc_util::Result<()> {
+        Err(webrtc_util::Error::Other("TCP mux cannot connect".into()))
+    }
+
+    async fn recv(&self, buf: &mut [u8]) -> webrtc_util::Result<usize> {
+        self.recv_from(buf).await.map(|(n, _)| n)
+    }
+
+    async fn recv_from(&self, buf: &mut [u8]) -> webrtc_util::Result<(usize, SocketAddr)> {
+        let mut frames = self.frames.lock().await;
+        loop {
+            let Some((frame, from)) = frames.recv().await else {
+                return Err(webrtc_util::Error::ErrClosedListener);
+            };
+            if frame.len() > buf.len() {
+                // Larger than the server's read buffer: it could not have
+                // taken it from UDP either.
+                self.metrics
+                    .malformed_packets
+                    .fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            buf[..frame.len()].copy_from_slice(&frame);
+            return Ok((frame.len(), from));
+        }
+    }
+
+    async fn send(&self, _buf: &[u8]) -> webrtc_util::Result<usize> {
+        Err(webrtc_util::Error::Other("TCP mux needs a target".into()))
+    }
+
+    async fn send_to(&self, buf: &[u8], target: SocketAddr) -> webrtc_util::Result<usize> {
+        let Some(tx) = self.writers().get(&target).cloned() else {
+            // The client hung up; like UDP, the packet is lost.
+            return Ok(buf.len());
+        };
+        if tx.try_send(buf.to_vec()).is_err() {
+            self.metrics
+                .tcp_dropped_frames
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        None
+    }
+
+    async fn close(&self) -> webrtc_util::Result<()> {
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_lengths_follow_the_rfc() {
+        // STUN binding request, no attributes.
+        assert_eq!(frame_len([0x00, 0x01, 0x00, 0x00]), Ok(20));
+        assert_eq!(frame_len([0x00, 0x03, 0x00, 0x08]), Ok(28));
+        assert_eq!(
+            frame_len([0x00, 0x03, 0x00, 0x07]),
+            Err(FrameError::BadLength)
+        );
+        // ChannelData 0x4000 with 5 bytes: padded to 8.
+        assert_eq!(frame_len([0x40, 0x00, 0x00, 0x05]), Ok(12));
+        assert_eq!(frame_len([0x7f, 0xff, 0x00, 0x00]), Ok(4));
+        assert_eq!(frame_len([0x80, 0, 0, 0]), Err(FrameError::UnknownFrame));
+        assert_eq!(
+            frame_len([0xff, 0xff, 0xff, 0xff]),
+            Err(FrameError::UnknownFrame)
+        );
+    }
+}

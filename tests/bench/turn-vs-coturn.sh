@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# TURN relay benchmark, side by side in one run: the same turnutils_uclient
+# load against coturn and against our media node (tincan-media-node), both
+# on loopback with TURN REST API credentials, relaying to one turnutils_peer.
+#
+# Prints, per server and client count: messages sent/received, relayed
+# packets/s, loss, average RTT, jitter, server CPU seconds (from
+# /proc/PID/stat, during the load only), CPU microseconds per relayed packet,
+# and the ours/coturn ratios. Manual, not part of the test suite.
+#
+#   bash tests/bench/turn-vs-coturn.sh                 # 100 and 500 clients
+#   CLIENTS="50 100" MESSAGES=200 bash tests/bench/turn-vs-coturn.sh
+#
+# Env: CLIENTS (list), MESSAGES per client (100), SIZE bytes (160: 20 ms of
+# Opus at ~64 kbit/s), INTERVAL ms between a client's packets (20),
+# TRANSPORT (udp|tcp), PROFILE (release|dev, the build of our node),
+# NODE_BIN (use this binary instead of building), CARGO_TARGET_DIR.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+CLIENTS=${CLIENTS:-"100 500"}
+MESSAGES=${MESSAGES:-100}
+SIZE=${SIZE:-160}
+INTERVAL=${INTERVAL:-20}
+TRANSPORT=${TRANSPORT:-udp}
+PROFILE=${PROFILE:-release}
+SECRET="bench-secret-$$"
+REALM=tincan
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/tincan-target}
+
+for tool in turnserver turnutils_uclient turnutils_peer python3 openssl; do
+  command -v "$tool" >/dev/null || { echo "missing $tool: run bash tests/setup.sh" >&2; exit 1; }
+done
+
+if [ -z "${NODE_BIN:-}" ]; then
+  if [ "$PROFILE" = release ]; then
+    cargo build --release -q -p tincan-media-node
+  else
+    cargo build -q -p tincan-media-node
+  fi
+  dir=$PROFILE; [ "$PROFILE" = dev ] && dir=debug
+  NODE_BIN="$CARGO_TARGET_DIR/$dir/tincan-media-node"
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  # A port free on both UDP and TCP.
+  python3 - <<'EOF'
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        t.bind(("127.0.0.1", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()
+EOF
+}
+
+cpu_secs() { # utime+stime of a process and its threads, in seconds
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"
+}
+
+wait_udp() { # until something answers a STUN binding on 127.0.0.1:$1
+  python3 - "$1" <<'EOF'
+import socket, sys, time, os
+port = int(sys.argv[1])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(0.2)
+req = bytes([0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42]) + os.urandom(12)
+for _ in range(100):
+    s.sendto(req, ("127.0.0.1", port))
+    try:
+        s.recvfrom(2048); sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit("no STUN answer on port %d" % port)
+EOF
+}
+
+peer_port=$(free_port)
+turnutils_peer -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
+pids+=($!)
+
+coturn_port=$(free_port)
+turnserver -n --listening-ip=127.0.0.1 --listening-port="$coturn_port" \
+  --relay-ip=127.0.0.1 --min-port=40000 --max-port=44999 \
+  --use-auth-secret --static-auth-secret="$SECRET" --realm="$REALM" \
+  --allow-loopback-peers --no-cli --no-tls --no-dtls --no-multicast-peers \
+  --log-file=/dev/null --no-stdout-log >/dev/null 2>&1 &
+coturn_pid=$!
+pids+=($coturn_pid)
+
+ours_port=$(free_port)
+metrics_port=$(free_port)
+TINCAN_TURN_ADDR="127.0.0.1:$ours_port" TINCAN_TURN_SECRET="$SECRET" TINCAN_TURN_REALM="$REALM" \
+  TINCAN_RELAY_PORT_MIN=45000 TINCAN_RELAY_PORT_MAX=49999 TINCAN_TURN_USER_QUOTA=0 \
+  TINCAN_METRICS_ADDR="127.0.0.1:$metrics_port" RUST_LOG=warn \
+  "$NODE_BIN" >"$work/ours.log" 2>&1 &
+ours_pid=$!
+pids+=($ours_pid)
+
+wait_udp "$coturn_port"
+wait_udp "$ours_port"
+
+user="$(( $(date +%s) + 3600 )):bench"
+pass=$(printf %s "$user" | openssl dgst -sha1 -hmac "$SECRET" -binary | base64)
+tflag=(); [ "$TRANSPORT" = tcp ] && tflag=(-t)
+
+# run NAME PORT PID CLIENTS -> one result line in $work/results
+run() {
+  local name=$1 port=$2 pid=$3 n=$4 out="$work/$1-$4.log"
+  local cpu0 cpu1 t0 t1
+  cpu0=$(cpu_secs "$pid"); t0=$(date +%s.%N)
+  timeout 600 turnutils_uclient "${tflag[@]}" -c -m "$n" -n "$MESSAGES" -l "$SIZE" -z "$INTERVAL" \
+    -e 127.0.0.1 -r "$peer_port" -p "$port" -u "$user" -w "$pass" 127.0.0.1 >"$out" 2>&1 || true
+  t1=$(date +%s.%N); cpu1=$(cpu_secs "$pid")
+  python3 - "$name" "$n" "$out" "$cpu0" "$cpu1" "$t0" "$t1" >>"$work/results" <<'EOF'
+import re, sys
+name, n, path, cpu0, cpu1, t0, t1 = sys.argv[1:]
+text = open(path, errors="replace").read()
+def last(pattern, default=float("nan")):
+    found = re.findall(pattern, text)
+    return float(found[-1]) if found else default
+sent = last(r"tot_send_msgs=(\d+)", 0); recv = last(r"tot_recv_msgs=(\d+)", 0)
+lost = last(r"Total lost packets (\d+)")
+rtt = last(r"Average round trip delay ([\d.]+) ms")
+jitter = last(r"Average jitter ([\d.]+) ms")
+secs = last(r"Total transmit time is (\d+)")
+wall = float(t1) - float(t0)
+cpu = float(cpu1) - float(cpu0)
+# Each echoed message crosses the relay twice: client->peer and peer->client.
+relayed = sent + recv
+pps = relayed / secs if secs and secs == secs and secs > 0 else relayed / wall
+us_per = cpu / relayed * 1e6 if relayed else float("nan")
+loss = 100.0 * (sent - recv) / sent if sent else float("nan")
+print(f"{name} {n} {int(sent)} {int(recv)} {pps:.0f} {loss:.2f} {lost:.0f} {rtt:.2f} {jitter:.2f} {cpu:.2f} {us_per:.1f} {wall:.1f}")
+EOF
+}
+
+for n in $CLIENTS; do
+  run coturn "$coturn_port" "$coturn_pid" "$n"
+  run ours "$ours_port" "$ours_pid" "$n"
+done
+
+python3 - "$work/results" "$TRANSPORT" "$SIZE" "$MESSAGES" "$INTERVAL" <<'EOF'
+import sys
+path, transport, size, msgs, interval = sys.argv[1:]
+rows = [l.split() for l in open(path) if l.strip()]
+print(f"\nTURN over {transport}, {size}-byte packets, {msgs} per client every {interval} ms, loopback\n")
+head = ["server", "clients", "sent", "recv", "pkt/s", "loss%", "lost", "rtt ms", "jitter ms", "cpu s", "cpu us/pkt", "wall s"]
+print("| " + " | ".join(head) + " |")
+print("|" + "---|" * len(head))
+for r in rows:
+    print("| " + " | ".join(r) + " |")
+print()
+by = {(r[0], r[1]): r for r in rows}
+for n in sorted({r[1] for r in rows}, key=int):
+    o, c = by.get(("ours", n)), by.get(("coturn", n))
+    if not (o and c):
+        continue
+    def ratio(i):
+        a, b = float(o[i]), float(c[i])
+        return f"{a / b:.2f}" if b else "n/a"
+    print(f"ours/coturn at {n} clients: pkt/s x{ratio(4)}, cpu s x{ratio(9)}, cpu per packet x{ratio(10)}, "
+          f"loss {o[5]}% vs {c[5]}%")
+EOF
+echo
+echo "our node's counters after the run:"
+python3 - "$metrics_port" <<'EOF'
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
+for line in text.splitlines():
+    if line.startswith(("tincan_turn_allocations_total", "tincan_turn_packets_total", "tincan_turn_auth_failures_total")):
+        print("  " + line)
+EOF
