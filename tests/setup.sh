@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(chromium chromium-driver coturn iproute2 util-linux)
-PIP_PACKAGES=('moto[server]==5.2.*' 'secantusdb==0.7.0b3' 'cfn-lint==1.*')
+PIP_PACKAGES=('moto[server]==5.2.*' 'secantusdb==0.7.0b3' 'cfn-lint==1.*' 'cargo-lambda==1.9.*')
 
 need_apt=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -19,9 +19,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import moto, secantus' 2>/dev/null || ! command -v cfn-lint >/dev/null; then
+if ! python3 -c 'import moto, secantus' 2>/dev/null || ! command -v cfn-lint >/dev/null \
+  || ! command -v cargo-lambda >/dev/null; then
   echo "setup: pip install ${PIP_PACKAGES[*]}"
   python3 -m pip install -q --disable-pip-version-check "${PIP_PACKAGES[@]}"
+  # pyenv installs console scripts behind shims it must be told about.
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
 for dir in tests/browser infra; do

@@ -6,12 +6,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
+use tincan_accounts::config::Backend;
+use tincan_accounts::{MongoStore, Stores};
 use tincan_store::{
     dynamo_client, sdk_config_from_env, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
     Push,
 };
 use tincan_ws_api::{
-    ConnectError, IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig,
+    AccountsCallLog, CallLog, ConnectError, IceServerSource, NoIceServers, TurnRestIceServers,
+    WsApi, WsApiConfig,
 };
 use tracing::warn;
 
@@ -24,6 +27,7 @@ pub struct Deps {
     sdk: aws_config::SdkConfig,
     store: Arc<dyn ConnectionStore>,
     ice: Arc<dyn IceServerSource>,
+    calls: Option<Arc<dyn CallLog>>,
 }
 
 impl Deps {
@@ -36,7 +40,20 @@ impl Deps {
             client,
             config.connections_table.clone(),
         ));
-        Ok(Self::new(config, sdk, store))
+        let mut deps = Self::new(config, sdk, store);
+        // Call history, when MongoDB is configured.
+        if let Backend::Mongo(mongo) =
+            Backend::from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
+        {
+            match MongoStore::connect(&mongo).await {
+                Ok(store) => {
+                    let stores = Stores::from_backend(Arc::new(store));
+                    deps.calls = Some(Arc::new(AccountsCallLog::new(stores.calls)));
+                }
+                Err(err) => warn!(error = %err, "no call history: MongoDB unavailable"),
+            }
+        }
+        Ok(deps)
     }
 
     /// From parts (tests pass their own store).
@@ -58,6 +75,7 @@ impl Deps {
             sdk,
             store,
             ice,
+            calls: None,
         }
     }
 
@@ -79,7 +97,7 @@ impl Deps {
             store: self.store.clone(),
             push,
             ice: self.ice.clone(),
-            calls: None,
+            calls: self.calls.clone(),
         })
     }
 }

@@ -60,6 +60,9 @@ pub struct LocalConfig {
     /// `TINCAN_CONNECTIONS_TABLE`, default `tincan-connections`; created if
     /// missing.
     pub connections_table: String,
+    /// Where accounts live: MongoDB at `MONGODB_URI` (database
+    /// `TINCAN_MONGODB_DB`), else the embedded store in the data dir.
+    pub accounts: tincan_accounts::config::Backend,
     /// `TINCAN_LAMBDA_URL`: forward events to `cargo lambda watch` there.
     pub lambda_url: Option<String>,
 }
@@ -70,7 +73,7 @@ impl LocalConfig {
     pub fn for_tests(addr: SocketAddr, data_dir: PathBuf) -> Self {
         Self {
             addr,
-            data_dir,
+            data_dir: data_dir.clone(),
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web")),
             room_max: 8,
             max_message: 16 * 1024,
@@ -81,6 +84,7 @@ impl LocalConfig {
             turn_secret: None,
             dynamodb_endpoint: None,
             connections_table: "tincan-connections".to_owned(),
+            accounts: tincan_accounts::config::Backend::Embedded(data_dir.clone()),
             lambda_url: None,
         }
     }
@@ -91,11 +95,12 @@ impl LocalConfig {
             idle_timeout: Duration::from_secs(parse_env("TINCAN_IDLE_TIMEOUT", 600u64)?),
             ..GatewayLimits::default()
         };
+        let data_dir = std::env::var_os("TINCAN_DATA_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(".tincan"));
         Ok(Self {
             addr: parse_env("TINCAN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            data_dir: std::env::var_os("TINCAN_DATA_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(".tincan")),
+            data_dir: data_dir.clone(),
             web_dir: std::env::var_os("TINCAN_WEB_DIR")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| {
@@ -123,6 +128,7 @@ impl LocalConfig {
                 .filter(|s| !s.is_empty()),
             connections_table: std::env::var("TINCAN_CONNECTIONS_TABLE")
                 .unwrap_or_else(|_| "tincan-connections".to_owned()),
+            accounts: accounts_backend(&data_dir)?,
             lambda_url: std::env::var("TINCAN_LAMBDA_URL")
                 .ok()
                 .filter(|s| !s.is_empty()),
@@ -139,4 +145,15 @@ pub(crate) fn parse_env<T: std::str::FromStr>(name: &str, default: T) -> anyhow:
             .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
         _ => Ok(default),
     }
+}
+
+/// MongoDB if `MONGODB_URI` is set, else the embedded store in `data_dir`.
+fn accounts_backend(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<tincan_accounts::config::Backend> {
+    use tincan_accounts::config::Backend;
+    if std::env::var("MONGODB_URI").is_ok_and(|v| !v.trim().is_empty()) {
+        return Ok(Backend::from_env()?);
+    }
+    Ok(Backend::Embedded(data_dir.to_path_buf()))
 }

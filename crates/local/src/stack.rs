@@ -7,12 +7,17 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use axum::Router;
+use tincan_accounts::config::refresh_ttl_from_env;
+use tincan_accounts::{AccountService, PasswordParams};
+use tincan_http_api::{ApiState, CorsOrigins, TurnSettings};
 use tincan_media_node::{MediaNode, MediaNodeConfig};
 use tincan_signaling::Limits;
 use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
-use tincan_ws_api::{IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig};
+use tincan_ws_api::{
+    AccountsCallLog, IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig,
+};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::services::ServeDir;
@@ -92,6 +97,17 @@ impl LocalStack {
         let tokens = TokenKeys::new(&jwt_secret, DEFAULT_ACCESS_TTL_SECS)
             .context("TINCAN_JWT_SECRET must be at least 32 bytes")?;
         let sockets = SocketTable::default();
+        let stores = config
+            .accounts
+            .open()
+            .await
+            .context("opening the accounts store")?;
+        let accounts = AccountService::new(
+            stores.clone(),
+            tokens.clone(),
+            PasswordParams::default(),
+            refresh_ttl_from_env()?,
+        )?;
         let media_node = match config.turn_addr {
             Some(addr) => {
                 let node = tincan_media_node::start(
@@ -115,6 +131,10 @@ impl LocalStack {
         let backend: Arc<dyn Backend> = match &config.lambda_url {
             Some(url) => {
                 info!(%url, "forwarding WebSocket events to Lambdas");
+                if config.dynamodb_endpoint.is_some() {
+                    // Make sure the Lambdas find their table.
+                    connections_store(&config).await?;
+                }
                 Arc::new(LambdaForward::new(url.clone()))
             }
             None => {
@@ -127,7 +147,7 @@ impl LocalStack {
                     store: connections_store(&config).await?,
                     push: Arc::new(LocalPush::new(sockets.clone())),
                     ice,
-                    calls: None,
+                    calls: Some(Arc::new(AccountsCallLog::new(stores.calls.clone()))),
                 });
                 Arc::new(InProcess::new(api))
             }
@@ -138,8 +158,24 @@ impl LocalStack {
             limits: config.limits,
             stage: config.stage.clone(),
         });
+        let turn_url = media_node
+            .as_ref()
+            .map(|node| node.udp_addr().to_string())
+            .or_else(|| config.turn_addr.map(|a| a.to_string()))
+            .unwrap_or_else(|| "127.0.0.1:3478".to_owned());
+        let http_api = tincan_http_api::router(ApiState {
+            accounts,
+            turn: TurnSettings {
+                secret: TurnSecret::new(turn_secret.clone()),
+                url: turn_url,
+                ttl_secs: DEFAULT_TTL_SECS,
+            },
+            // The web app is served from this same origin.
+            cors: CorsOrigins::None,
+        });
         let app = Router::new()
             .merge(gateway)
+            .merge(http_api)
             .fallback_service(ServeDir::new(&config.web_dir));
 
         let listener = tokio::net::TcpListener::bind(config.addr)

@@ -9,9 +9,13 @@
 //! `now`, so tests run on a virtual clock.
 
 mod api;
+#[cfg(feature = "call-history")]
+mod call_history;
 mod call_log;
 mod ice;
 
 pub use crate::api::{ConnectError, WsApi, WsApiConfig};
+#[cfg(feature = "call-history")]
+pub use crate::call_history::AccountsCallLog;
 pub use crate::call_log::{CallLog, CallLogError};
 pub use crate::ice::{IceServerSource, NoIceServers, TurnRestIceServers};

@@ -7,6 +7,10 @@
 //! (sender's `send` to receiver's frame, on one monotonic clock) at p50/p99
 //! and how many signals were lost. Bounded: every phase has a deadline.
 //!
+//! With `TINCAN_LOAD_TARGET=ws://HOST:PORT` (and that stack's
+//! `TINCAN_JWT_SECRET`) it drives an already running stack instead. It exits
+//! non-zero if any signal was lost or any client failed.
+//!
 //! Usage: `tincan-load [CLIENTS] [ROUNDS] [GAP_MS]` (defaults 1000, 5 and
 //! 250: each client sends one signal every GAP_MS).
 
@@ -36,18 +40,32 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let dir = tempfile::tempdir()?;
-    let mut config = LocalConfig::from_env()?;
-    config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.data_dir = dir.path().into();
-    config.jwt_secret = Some(SECRET.into());
-    config.room_max = 8;
-    let backend = if config.dynamodb_endpoint.is_some() {
-        "dynamodb"
-    } else {
-        "memory"
+    let (stack, ws_base, secret, backend) = match std::env::var("TINCAN_LOAD_TARGET") {
+        // An already running stack (e.g. forwarding to real Lambdas), whose
+        // token secret is in TINCAN_JWT_SECRET.
+        Ok(target) if !target.is_empty() => {
+            let secret = std::env::var("TINCAN_JWT_SECRET")
+                .context("TINCAN_LOAD_TARGET needs the target's TINCAN_JWT_SECRET")?;
+            (None, target, secret, "external")
+        }
+        _ => {
+            let mut config = LocalConfig::from_env()?;
+            config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            config.data_dir = dir.path().into();
+            config.jwt_secret = Some(SECRET.into());
+            config.turn_addr = None;
+            config.room_max = 8;
+            let backend = if config.dynamodb_endpoint.is_some() {
+                "dynamodb"
+            } else {
+                "memory"
+            };
+            let stack = LocalStack::start(config).await?;
+            let base = format!("ws://{}", stack.addr);
+            (Some(stack), base, SECRET.to_owned(), backend)
+        }
     };
-    let stack = LocalStack::start(config).await?;
-    let tokens = TokenKeys::new(SECRET.as_bytes(), 3600)?;
+    let tokens = TokenKeys::new(secret.as_bytes(), 3600)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
@@ -78,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     for (r, members) in rooms.iter().enumerate() {
         for &i in members {
             let token = tokens.issue(&format!("user-{i}"), &format!("Load {i}"), now);
-            let url = format!("ws://{}/ws?token={token}", stack.addr);
+            let url = format!("{ws_base}/ws?token={token}");
             let room = format!("load-{r}");
             let expected_peers = members.len() - 1;
             let barrier = barrier.clone();
@@ -153,7 +171,15 @@ async fn main() -> anyhow::Result<()> {
         latencies.len() as f64 / elapsed.as_secs_f64()
     );
     println!("  clients with errors    {failed}");
-    stack.stop().await;
+    if let Some(stack) = stack {
+        stack.stop().await;
+    }
+    if failed > 0 || latencies.len() < expected {
+        bail!(
+            "{failed} clients failed, {} signals lost",
+            expected - latencies.len()
+        );
+    }
     Ok(())
 }
 

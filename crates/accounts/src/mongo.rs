@@ -1,0 +1,542 @@
+//! The MongoDB backend (the official `mongodb` driver): collections `users`
+//! (unique index on `usernameLower`), `auth_sessions` (TTL index on
+//! `expiresAt`), `preferences` (keyed by user id) and `calls`.
+//!
+//! A down or unreachable server must answer fast: server selection and
+//! connecting are bounded by [`MongoConfig::timeout`], and every call as a
+//! whole by [`MongoConfig::op_timeout`]; both become
+//! [`StoreError::Unavailable`]. Indexes are created on first use and retried
+//! on the next call if the server was down, so the store recovers by itself.
+//! The TTL monitor deletes expired sessions lazily; reads filter them out
+//! themselves.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mongodb::bson::{self, doc, DateTime, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use crate::error::StoreError;
+use crate::model::{
+    username_key, AuthSession, CallRecord, MediaPath, Preferences, StoredUser, User,
+};
+use crate::store::{CallStore, PreferenceStore, SessionStore, UserStore};
+
+/// Default database name (`TINCAN_MONGODB_DB`).
+pub const DEFAULT_DATABASE: &str = "tincan";
+
+/// How to reach MongoDB.
+#[derive(Clone)]
+pub struct MongoConfig {
+    /// Connection string (`MONGODB_URI`); may hold credentials, so it is
+    /// never logged.
+    pub uri: String,
+    /// Database name (`TINCAN_MONGODB_DB`).
+    pub database: String,
+    /// Server selection and connect timeout (`TINCAN_MONGODB_TIMEOUT_MS`).
+    pub timeout: Duration,
+    /// Upper bound on any one store call, retries included.
+    pub op_timeout: Duration,
+}
+
+impl std::fmt::Debug for MongoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoConfig")
+            .field("database", &self.database)
+            .field("timeout", &self.timeout)
+            .field("op_timeout", &self.op_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MongoConfig {
+    /// A config with the default database and timeouts (2 s to select a
+    /// server, 5 s per call).
+    pub fn new(uri: impl Into<String>) -> Self {
+        Self {
+            uri: uri.into(),
+            database: DEFAULT_DATABASE.to_owned(),
+            timeout: Duration::from_secs(2),
+            op_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// All four stores on one MongoDB database.
+#[derive(Clone)]
+pub struct MongoStore {
+    db: Database,
+    indexes: std::sync::Arc<OnceCell<()>>,
+    op_timeout: Duration,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("database", &self.db.name())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UserDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    username: String,
+    username_lower: String,
+    display_name: String,
+    password_hash: String,
+    created_at: i64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SessionDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    user_id: String,
+    token_hash: String,
+    created_at: i64,
+    expires_at: DateTime,
+    revoked: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CallDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    user_id: String,
+    room: String,
+    peer_id: String,
+    started_at: i64,
+    ended_at: Option<i64>,
+    media_path: Option<String>,
+}
+
+fn to_i64(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+fn to_u64(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0)
+}
+
+/// The last millisecond of year 9999: some servers (and most drivers)
+/// cannot represent later dates.
+const MAX_DATE_MS: u64 = 253_402_300_799_999;
+
+fn to_date(ms: u64) -> DateTime {
+    DateTime::from_millis(to_i64(ms.min(MAX_DATE_MS)))
+}
+
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
+    }
+}
+
+fn unavailable(e: mongodb::error::Error) -> StoreError {
+    if is_duplicate(&e) {
+        return StoreError::Duplicate;
+    }
+    if let ErrorKind::BsonDeserialization(d) = e.kind.as_ref() {
+        return StoreError::Corrupt {
+            key: "?".to_owned(),
+            reason: d.to_string(),
+        };
+    }
+    StoreError::Unavailable(format!("mongodb: {e}"))
+}
+
+impl MongoStore {
+    /// A store for `config`. Parses the URI (resolving `mongodb+srv`), but
+    /// does not need the server to be up: indexes are made on first use.
+    pub async fn connect(config: &MongoConfig) -> Result<Self, StoreError> {
+        let mut options = ClientOptions::parse(&config.uri)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("bad MONGODB_URI: {}", e.kind)))?;
+        options.app_name = Some("tincan".to_owned());
+        options.server_selection_timeout = Some(config.timeout);
+        options.connect_timeout = Some(config.timeout);
+        // Notice a restarted server quickly.
+        options.heartbeat_freq = Some(Duration::from_secs(1));
+        let client = Client::with_options(options).map_err(unavailable)?;
+        let store = Self {
+            db: client.database(&config.database),
+            indexes: std::sync::Arc::new(OnceCell::new()),
+            op_timeout: config.op_timeout,
+        };
+        if let Err(e) = store.ready().await {
+            tracing::warn!(error = %e, "mongodb not ready yet; will retry on first use");
+        }
+        Ok(store)
+    }
+
+    fn users(&self) -> Collection<UserDoc> {
+        self.db.collection("users")
+    }
+
+    fn sessions(&self) -> Collection<SessionDoc> {
+        self.db.collection("auth_sessions")
+    }
+
+    fn prefs(&self) -> Collection<Document> {
+        self.db.collection("preferences")
+    }
+
+    fn calls(&self) -> Collection<CallDoc> {
+        self.db.collection("calls")
+    }
+
+    /// Creates the indexes once (retried on later calls until it works).
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.indexes
+            .get_or_try_init(|| self.bounded(self.create_indexes()))
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_indexes(&self) -> Result<(), StoreError> {
+        let unique = IndexOptions::builder().unique(true).build();
+        self.users()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"usernameLower": 1})
+                    .options(unique)
+                    .build(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let ttl = IndexOptions::builder()
+            .expire_after(Duration::from_secs(0))
+            .build();
+        self.sessions()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"expiresAt": 1})
+                    .options(ttl)
+                    .build(),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.calls()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"userId": 1, "startedAt": -1})
+                    .build(),
+            )
+            .await
+            .map_err(unavailable)?;
+        self.calls()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"peerId": 1, "room": 1})
+                    .build(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// `fut`, or `Unavailable` if it takes longer than the op timeout.
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.op_timeout, fut)
+            .await
+            .map_err(|_| StoreError::Unavailable("mongodb: operation timed out".to_owned()))?
+    }
+
+    /// Runs one call: indexes first, the whole bounded in time.
+    async fn run<T>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.bounded(async {
+            self.ready().await?;
+            fut.await
+        })
+        .await
+    }
+}
+
+fn user_from_doc(d: UserDoc) -> StoredUser {
+    StoredUser {
+        user: User {
+            id: d.id,
+            username: d.username,
+            display_name: d.display_name,
+        },
+        password_hash: d.password_hash,
+        created_at_ms: to_u64(d.created_at),
+    }
+}
+
+fn session_from_doc(d: SessionDoc) -> AuthSession {
+    AuthSession {
+        id: d.id,
+        user_id: d.user_id,
+        token_hash: d.token_hash,
+        created_at_ms: to_u64(d.created_at),
+        expires_at_ms: to_u64(d.expires_at.timestamp_millis()),
+        revoked: d.revoked,
+    }
+}
+
+fn call_from_doc(d: CallDoc) -> Result<CallRecord, StoreError> {
+    let media_path = match d.media_path.as_deref() {
+        None => None,
+        Some(s) => Some(MediaPath::parse(s).ok_or_else(|| StoreError::Corrupt {
+            key: d.id.clone(),
+            reason: format!("unknown media path {s:?}"),
+        })?),
+    };
+    Ok(CallRecord {
+        id: d.id,
+        user_id: d.user_id,
+        room: d.room,
+        peer_id: d.peer_id,
+        started_at: to_u64(d.started_at),
+        ended_at: d.ended_at.map(to_u64),
+        media_path,
+    })
+}
+
+#[async_trait]
+impl UserStore for MongoStore {
+    async fn create_user(&self, user: &StoredUser) -> Result<(), StoreError> {
+        let doc = UserDoc {
+            id: user.user.id.clone(),
+            username: user.user.username.clone(),
+            username_lower: user.username_key(),
+            display_name: user.user.display_name.clone(),
+            password_hash: user.password_hash.clone(),
+            created_at: to_i64(user.created_at_ms),
+        };
+        self.run(async {
+            self.users()
+                .insert_one(&doc)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn user_by_username(&self, username: &str) -> Result<Option<StoredUser>, StoreError> {
+        let filter = doc! {"usernameLower": username_key(username)};
+        self.run(async {
+            let found = self.users().find_one(filter).await.map_err(unavailable)?;
+            Ok(found.map(user_from_doc))
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<StoredUser>, StoreError> {
+        self.run(async {
+            let found = self
+                .users()
+                .find_one(doc! {"_id": id})
+                .await
+                .map_err(unavailable)?;
+            Ok(found.map(user_from_doc))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for MongoStore {
+    async fn create_session(&self, session: &AuthSession) -> Result<(), StoreError> {
+        let doc = SessionDoc {
+            id: session.id.clone(),
+            user_id: session.user_id.clone(),
+            token_hash: session.token_hash.clone(),
+            created_at: to_i64(session.created_at_ms),
+            expires_at: to_date(session.expires_at_ms),
+            revoked: session.revoked,
+        };
+        self.run(async {
+            self.sessions()
+                .insert_one(&doc)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn session(&self, id: &str, now_ms: u64) -> Result<Option<AuthSession>, StoreError> {
+        let filter = doc! {"_id": id, "expiresAt": {"$gt": to_date(now_ms)}};
+        self.run(async {
+            let found = self
+                .sessions()
+                .find_one(filter)
+                .await
+                .map_err(unavailable)?;
+            Ok(found.map(session_from_doc))
+        })
+        .await
+    }
+
+    async fn rotate_session(
+        &self,
+        id: &str,
+        expected_hash: &str,
+        new_hash: &str,
+        new_expires_at_ms: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! {
+            "_id": id,
+            "tokenHash": expected_hash,
+            "revoked": false,
+            "expiresAt": {"$gt": to_date(now_ms)},
+        };
+        let update =
+            doc! {"$set": {"tokenHash": new_hash, "expiresAt": to_date(new_expires_at_ms)}};
+        self.run(async {
+            let res = self
+                .sessions()
+                .update_one(filter, update)
+                .await
+                .map_err(unavailable)?;
+            Ok(res.modified_count == 1)
+        })
+        .await
+    }
+
+    async fn revoke_session(&self, id: &str) -> Result<(), StoreError> {
+        self.run(async {
+            self.sessions()
+                .update_one(doc! {"_id": id}, doc! {"$set": {"revoked": true}})
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl PreferenceStore for MongoStore {
+    async fn preferences(&self, user_id: &str) -> Result<Option<Preferences>, StoreError> {
+        self.run(async {
+            let found = self
+                .prefs()
+                .find_one(doc! {"_id": user_id})
+                .await
+                .map_err(unavailable)?;
+            found
+                .map(|mut d| {
+                    d.remove("_id");
+                    bson::from_document(d).map_err(|e| StoreError::Corrupt {
+                        key: user_id.to_owned(),
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_preferences(&self, user_id: &str, prefs: &Preferences) -> Result<(), StoreError> {
+        let mut d = bson::to_document(prefs).map_err(|e| StoreError::Corrupt {
+            key: user_id.to_owned(),
+            reason: e.to_string(),
+        })?;
+        d.insert("_id", user_id);
+        self.run(async {
+            self.prefs()
+                .replace_one(doc! {"_id": user_id}, d)
+                .upsert(true)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CallStore for MongoStore {
+    async fn start_call(&self, record: &CallRecord) -> Result<(), StoreError> {
+        let doc = CallDoc {
+            id: record.id.clone(),
+            user_id: record.user_id.clone(),
+            room: record.room.clone(),
+            peer_id: record.peer_id.clone(),
+            started_at: to_i64(record.started_at),
+            ended_at: record.ended_at.map(to_i64),
+            media_path: record.media_path.map(|m| m.as_str().to_owned()),
+        };
+        self.run(async {
+            self.calls()
+                .insert_one(&doc)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn end_call(
+        &self,
+        peer_id: &str,
+        room: &str,
+        ended_at_ms: u64,
+        media_path: Option<MediaPath>,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! {"peerId": peer_id, "room": room, "endedAt": null};
+        let mut set = doc! {"endedAt": to_i64(ended_at_ms)};
+        if let Some(m) = media_path {
+            set.insert("mediaPath", m.as_str());
+        }
+        self.run(async {
+            let res = self
+                .calls()
+                .update_one(filter, doc! {"$set": set})
+                .await
+                .map_err(unavailable)?;
+            Ok(res.matched_count == 1)
+        })
+        .await
+    }
+
+    async fn calls_for_user(
+        &self,
+        user_id: &str,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut cursor = self
+                .calls()
+                .find(doc! {"userId": user_id})
+                .sort(doc! {"startedAt": -1, "_id": -1})
+                .limit(limit)
+                .await
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            while cursor.advance().await.map_err(unavailable)? {
+                let d = cursor.deserialize_current().map_err(unavailable)?;
+                out.push(call_from_doc(d)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}

@@ -1,0 +1,271 @@
+//! The store conformance suite: every backend must pass all of it. Each case
+//! makes its own ids, so the suite can run against a shared database.
+
+use std::sync::Arc;
+
+use tincan_accounts::{
+    AuthSession, CallRecord, MediaPath, Preferences, StoreError, StoredUser, Stores, User,
+};
+
+fn id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn user(username: &str) -> StoredUser {
+    StoredUser {
+        user: User {
+            id: id(),
+            username: username.to_owned(),
+            display_name: format!("{username} ✨"),
+        },
+        password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".to_owned(),
+        created_at_ms: 1_700_000_000_000,
+    }
+}
+
+fn unique_name(prefix: &str) -> String {
+    format!("{prefix}{}", &id()[..12])
+}
+
+/// Runs every case against `stores`.
+pub(crate) async fn run(stores: &Stores) {
+    users_are_unique_ignoring_case(stores).await;
+    duplicate_racers_leave_exactly_one_user(stores).await;
+    sessions_expire_rotate_and_revoke(stores).await;
+    racing_rotations_have_one_winner(stores).await;
+    preferences_round_trip(stores).await;
+    calls_start_end_and_list_newest_first(stores).await;
+}
+
+async fn users_are_unique_ignoring_case(stores: &Stores) {
+    let name = unique_name("Ada");
+    let ada = user(&name);
+    stores.users.create_user(&ada).await.unwrap();
+    let found = stores
+        .users
+        .user_by_username(&name.to_uppercase())
+        .await
+        .unwrap()
+        .expect("found in any case");
+    assert_eq!(found, ada);
+    assert_eq!(
+        stores.users.user_by_id(&ada.user.id).await.unwrap(),
+        Some(ada.clone())
+    );
+
+    let imposter = user(&name.to_lowercase());
+    let err = stores.users.create_user(&imposter).await.unwrap_err();
+    assert!(matches!(err, StoreError::Duplicate), "{err:?}");
+    assert_eq!(
+        stores.users.user_by_id(&imposter.user.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        stores
+            .users
+            .user_by_username(&name)
+            .await
+            .unwrap()
+            .map(|u| u.user.id),
+        Some(ada.user.id)
+    );
+    assert_eq!(
+        stores.users.user_by_username("nobody-here").await.unwrap(),
+        None
+    );
+    assert_eq!(stores.users.user_by_id(&id()).await.unwrap(), None);
+}
+
+async fn duplicate_racers_leave_exactly_one_user(stores: &Stores) {
+    let name = unique_name("race");
+    let users = Arc::new(stores.users.clone());
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let candidate = if i % 2 == 0 {
+            user(&name.to_uppercase())
+        } else {
+            user(&name)
+        };
+        let users = users.clone();
+        tasks.push(tokio::spawn(
+            async move { users.create_user(&candidate).await },
+        ));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => ok += 1,
+            Err(StoreError::Duplicate) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one racer wins");
+}
+
+fn session(user_id: &str, hash: &str, expires_at_ms: u64) -> AuthSession {
+    AuthSession {
+        id: id(),
+        user_id: user_id.to_owned(),
+        token_hash: hash.to_owned(),
+        created_at_ms: 1_000,
+        expires_at_ms,
+        revoked: false,
+    }
+}
+
+async fn sessions_expire_rotate_and_revoke(stores: &Stores) {
+    let s = stores.sessions.as_ref();
+    // Expiry far in the past of wall-clock time: a TTL monitor may delete it
+    // at any moment, which must look the same as filtering it out.
+    let now = 10_000;
+    let sess = session("u1", "h1", 20_000);
+    s.create_session(&sess).await.unwrap();
+    assert_eq!(s.session(&sess.id, now).await.unwrap(), Some(sess.clone()));
+    assert_eq!(
+        s.session(&sess.id, 20_000).await.unwrap(),
+        None,
+        "expired at expiry"
+    );
+    assert_eq!(s.session(&id(), now).await.unwrap(), None);
+
+    assert!(!s
+        .rotate_session(&sess.id, "wrong", "h2", 30_000, now)
+        .await
+        .unwrap());
+    assert!(s
+        .rotate_session(&sess.id, "h1", "h2", 30_000, now)
+        .await
+        .unwrap());
+    let rotated = s
+        .session(&sess.id, 25_000)
+        .await
+        .unwrap()
+        .expect("extended");
+    assert_eq!(
+        (rotated.token_hash.as_str(), rotated.expires_at_ms),
+        ("h2", 30_000)
+    );
+    assert!(
+        !s.rotate_session(&sess.id, "h1", "h3", 40_000, now)
+            .await
+            .unwrap(),
+        "old hash"
+    );
+    assert!(
+        !s.rotate_session(&sess.id, "h2", "h3", 40_000, 30_000)
+            .await
+            .unwrap(),
+        "expired"
+    );
+
+    s.revoke_session(&sess.id).await.unwrap();
+    let revoked = s
+        .session(&sess.id, now)
+        .await
+        .unwrap()
+        .expect("still readable");
+    assert!(revoked.revoked);
+    assert!(
+        !s.rotate_session(&sess.id, "h2", "h3", 40_000, now)
+            .await
+            .unwrap(),
+        "revoked"
+    );
+    s.revoke_session(&id()).await.unwrap();
+}
+
+async fn racing_rotations_have_one_winner(stores: &Stores) {
+    let now = 10_000;
+    let far = 4_102_444_800_000; // 2100-01-01
+    let sess = session("u2", "start", far);
+    stores.sessions.create_session(&sess).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let sessions = stores.sessions.clone();
+        let sid = sess.id.clone();
+        tasks.push(tokio::spawn(async move {
+            sessions
+                .rotate_session(&sid, "start", &format!("next{i}"), far, now)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut wins = 0;
+    for t in tasks {
+        wins += usize::from(t.await.unwrap());
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn preferences_round_trip(stores: &Stores) {
+    let p = stores.preferences.as_ref();
+    let uid = id();
+    assert_eq!(p.preferences(&uid).await.unwrap(), None);
+    let mut prefs = Preferences {
+        echo_cancellation: false,
+        input_device_id: Some("mic-🎤".to_owned()),
+        ..Preferences::default()
+    };
+    p.put_preferences(&uid, &prefs).await.unwrap();
+    assert_eq!(p.preferences(&uid).await.unwrap(), Some(prefs.clone()));
+    prefs.input_device_id = None;
+    prefs.start_muted = true;
+    p.put_preferences(&uid, &prefs).await.unwrap();
+    assert_eq!(p.preferences(&uid).await.unwrap(), Some(prefs));
+    assert_eq!(p.preferences(&id()).await.unwrap(), None);
+}
+
+fn call(user_id: &str, room: &str, peer: &str, started_at: u64) -> CallRecord {
+    CallRecord {
+        id: id(),
+        user_id: user_id.to_owned(),
+        room: room.to_owned(),
+        peer_id: peer.to_owned(),
+        started_at,
+        ended_at: None,
+        media_path: None,
+    }
+}
+
+async fn calls_start_end_and_list_newest_first(stores: &Stores) {
+    let c = stores.calls.as_ref();
+    let (alice, bob) = (id(), id());
+    let (p1, p2, p3) = (id(), id(), id());
+    let first = call(&alice, "lobby", &p1, 1_000);
+    let second = call(&alice, "standup", &p2, 2_000);
+    let third = call(&alice, "lobby", &p3, 3_000);
+    let bobs = call(&bob, "lobby", &id(), 1_500);
+    for r in [&second, &first, &bobs, &third] {
+        c.start_call(r).await.unwrap();
+    }
+
+    let listed = c.calls_for_user(&alice, 10).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, [&third.id, &second.id, &first.id]);
+    assert_eq!(listed[0], third);
+    assert_eq!(c.calls_for_user(&alice, 2).await.unwrap().len(), 2);
+    assert_eq!(c.calls_for_user(&id(), 10).await.unwrap(), vec![]);
+
+    assert!(c
+        .end_call(&p1, "lobby", 1_900, Some(MediaPath::Relayed))
+        .await
+        .unwrap());
+    assert!(
+        !c.end_call(&p1, "lobby", 1_950, None).await.unwrap(),
+        "already ended"
+    );
+    assert!(
+        !c.end_call(&p2, "lobby", 2_500, None).await.unwrap(),
+        "wrong room"
+    );
+    assert!(c.end_call(&p2, "standup", 2_500, None).await.unwrap());
+
+    let listed = c.calls_for_user(&alice, 10).await.unwrap();
+    assert_eq!(listed[2].ended_at, Some(1_900));
+    assert_eq!(listed[2].media_path, Some(MediaPath::Relayed));
+    assert_eq!(listed[1].ended_at, Some(2_500));
+    assert_eq!(listed[1].media_path, None);
+    assert_eq!(listed[0].ended_at, None, "still in the room");
+    let bob_listed = c.calls_for_user(&bob, 10).await.unwrap();
+    assert_eq!(bob_listed, vec![bobs]);
+}

@@ -1,0 +1,68 @@
+//! [`CallLog`] over the accounts' call store: a join starts a call record, a
+//! leave (or a closed socket) ends it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tincan_accounts::model::CallRecord;
+use tincan_accounts::CallStore;
+use tincan_store::ConnectionRecord;
+
+use crate::call_log::{CallLog, CallLogError};
+
+/// Writes call history to a [`CallStore`] (MongoDB or the embedded store).
+#[derive(Clone)]
+pub struct AccountsCallLog {
+    calls: Arc<dyn CallStore>,
+}
+
+impl AccountsCallLog {
+    /// Call history in `calls`.
+    pub fn new(calls: Arc<dyn CallStore>) -> Self {
+        Self { calls }
+    }
+}
+
+impl std::fmt::Debug for AccountsCallLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountsCallLog")
+    }
+}
+
+#[async_trait]
+impl CallLog for AccountsCallLog {
+    async fn joined(
+        &self,
+        connection: &ConnectionRecord,
+        room: &str,
+        at_ms: u64,
+    ) -> Result<(), CallLogError> {
+        let record = CallRecord {
+            // One record per connection and room visit.
+            id: format!("{}:{room}:{at_ms}", connection.connection_id),
+            user_id: connection.user_id.clone(),
+            room: room.to_owned(),
+            peer_id: connection.connection_id.clone(),
+            started_at: at_ms,
+            ended_at: None,
+            media_path: None,
+        };
+        self.calls
+            .start_call(&record)
+            .await
+            .map_err(|e| CallLogError(e.to_string()))
+    }
+
+    async fn left(
+        &self,
+        connection: &ConnectionRecord,
+        room: &str,
+        at_ms: u64,
+    ) -> Result<(), CallLogError> {
+        self.calls
+            .end_call(&connection.connection_id, room, at_ms, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| CallLogError(e.to_string()))
+    }
+}

@@ -1,0 +1,20 @@
+//! The `http-api` Lambda: the HTTP API (register, login, refresh, logout, me,
+//! preferences, calls, TURN credentials) behind an API Gateway HTTP API.
+//!
+//! Configuration (read once): `TINCAN_JWT_SECRET`, `TINCAN_ACCESS_TTL`,
+//! `TINCAN_REFRESH_TTL`, `MONGODB_URI`, `TINCAN_MONGODB_DB`,
+//! `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_TURN_SECRET`, `TINCAN_TURN_URL`,
+//! `TINCAN_TURN_TTL`, `TINCAN_CORS_ORIGINS`; see `tincan_http_api::ApiConfig`.
+//! Without `MONGODB_URI` it falls back to the embedded store in
+//! `TINCAN_DATA_DIR`, which only makes sense under `cargo lambda watch`.
+
+use anyhow::Context as _;
+use tincan_http_api::{router, ApiConfig};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tincan_functions::init_tracing();
+    let config = ApiConfig::from_env().context("http-api configuration")?;
+    let state = config.into_state().await.context("http-api start-up")?;
+    lambda_http::run(router(state)).await
+}
