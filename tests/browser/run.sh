@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Runs the browser tests against real tincan-local servers on loopback.
+#
+#   unshare -n bash -c 'ip link set lo up; bash tests/browser/run.sh'
+#
+# Starts two servers on free 127.0.0.1 ports, each with its own temporary
+# data dir and a random JWT secret: the main one, and one with
+# TINCAN_ROOM_MAX=2 for the room-full test. Waits for /healthz, runs
+# `node --test`, and stops the servers on exit. Extra arguments go to
+# `node --test` (e.g. --test-name-pattern=mute).
+#
+# Env: TINCAN_LOCAL_BIN (default $CARGO_TARGET_DIR/debug/tincan-local, built
+# if missing), CHROMIUM_PATH (default /usr/bin/chromium), UPDATE_SCREENSHOTS=1
+# (refresh web/screenshots/call.png). Screenshots and server logs go to
+# tests/output/.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+out="$root/tests/output"
+mkdir -p "$out"
+
+target="${CARGO_TARGET_DIR:-$root/target}"
+bin="${TINCAN_LOCAL_BIN:-$target/debug/tincan-local}"
+if [ ! -x "$bin" ]; then
+  echo "run.sh: building tincan-local" >&2
+  (cd "$root" && cargo build -q -p tincan-local)
+fi
+if [ ! -d "$here/node_modules/playwright-core" ]; then
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+[ -x "$chromium" ] || { echo "run.sh: $chromium missing (apt-get install chromium; see tests/setup.sh)" >&2; exit 1; }
+
+free_port() {
+  python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+healthy() {
+  node -e 'fetch(process.argv[1], { signal: AbortSignal.timeout(2000) })
+    .then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' "$1"
+}
+
+tmp="$(mktemp -d /tmp/tincan-browser.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+secret="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+
+# start NAME ROOM_MAX -> prints the base URL
+start_server() {
+  local name="$1" room_max="$2" port turn
+  port="$(free_port)"
+  turn="$(free_port)"
+  mkdir -p "$tmp/$name"
+  TINCAN_ADDR="127.0.0.1:$port" \
+  TINCAN_DATA_DIR="$tmp/$name" \
+  TINCAN_JWT_SECRET="$secret" \
+  TINCAN_ROOM_MAX="$room_max" \
+  TINCAN_TURN_ADDR="127.0.0.1:$turn" \
+  TINCAN_WEB_DIR="$root/web" \
+  RUST_LOG="${RUST_LOG:-info}" \
+    "$bin" >"$out/tincan-local-$name.log" 2>&1 &
+  pids+=("$!")
+  local deadline=$((SECONDS + 30))
+  until healthy "http://127.0.0.1:$port/healthz"; do
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "run.sh: tincan-local ($name) exited; log:" >&2
+      tail -n 40 "$out/tincan-local-$name.log" >&2
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "run.sh: tincan-local ($name) not healthy after 30 s" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+  echo "http://127.0.0.1:$port"
+}
+
+main_url=""
+small_url=""
+main_url_file="$tmp/main.url"
+start_server main 8 >"$main_url_file"
+main_url="$(cat "$main_url_file")"
+start_server small 2 >"$tmp/small.url"
+small_url="$(cat "$tmp/small.url")"
+echo "run.sh: tincan-local at $main_url (room max 8) and $small_url (room max 2)"
+
+cd "$here"
+TINCAN_URL="$main_url" TINCAN_SMALL_URL="$small_url" TINCAN_JWT_SECRET="$secret" CHROMIUM_PATH="$chromium" \
+  timeout 600 node --test --test-concurrency=1 --test-timeout=180000 "$@" ./*.test.js

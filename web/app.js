@@ -1,0 +1,436 @@
+// The Tincan page: sign in, pick a room, talk. All protocol work is in
+// tincan-client.js; this file wires it to the DOM.
+
+import { TincanClient, TincanError, ROOM_ID } from './tincan-client.js';
+import { messageFor, micErrorCode } from './app/messages.js';
+import { Participants } from './app/participants.js';
+
+const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
+const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
+
+const DEFAULT_PREFS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true, startMuted: false };
+/** Checkbox preferences, as `/me/preferences` names them; each has an `#pref-NAME` checkbox. */
+const PREF_KEYS = /** @type {const} */ (['echoCancellation', 'noiseSuppression', 'autoGainControl', 'startMuted']);
+/** The ones that default to on. */
+const ON_BY_DEFAULT = new Set(['echoCancellation', 'noiseSuppression', 'autoGainControl']);
+
+// `?relay=1` forces audio through the TURN relay (to try the relayed path).
+const forceRelay = new URLSearchParams(location.search).get('relay') === '1';
+const client = new TincanClient({ rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {} });
+const participants = new Participants($('participants'), $('audio-sink'), client);
+const app = {
+  client,
+  participants,
+  /** @type {Record<string, unknown>} */
+  prefs: { ...DEFAULT_PREFS },
+  /** @type {MediaStream | null} */
+  mic: null,
+  /** @type {number | null} ms from the click on Join to the first audio packet */
+  firstPacketMs: null,
+  joinClickedAt: 0,
+};
+// For debugging from the console and for the browser tests.
+Object.assign(globalThis, { tincanApp: app });
+
+// ---- messages ------------------------------------------------------------
+
+/** @param {string} text */
+function showAlert(text) {
+  $('alert-text').textContent = text;
+  $('alert').hidden = false;
+}
+function clearAlert() {
+  $('alert').hidden = true;
+  $('alert-text').textContent = '';
+}
+/** @param {unknown} error */
+function showError(error) {
+  if (error instanceof TincanError) showAlert(messageFor(error.code, error.message));
+  else showAlert(messageFor('internal', String(/** @type {any} */ (error)?.message ?? error)));
+}
+/** @param {string} text */
+function showBanner(text) {
+  $('banner').textContent = text;
+  $('banner').hidden = !text;
+}
+$('alert-close').addEventListener('click', clearAlert);
+
+// ---- views ---------------------------------------------------------------
+
+/** @param {'auth' | 'lobby' | 'call'} view */
+function showView(view) {
+  $('auth-view').hidden = view !== 'auth';
+  $('lobby-view').hidden = view !== 'lobby';
+  $('call-view').hidden = view !== 'call';
+  $('settings-view').hidden = view === 'auth';
+  $('history-view').hidden = view !== 'lobby';
+  const user = client.session.user;
+  $('account').hidden = !user;
+  $('account-name').textContent = user ? `${user.displayName} (@${user.username})` : '';
+  document.body.dataset.view = view;
+  if (view === 'auth') input('login-username').focus();
+  if (view === 'lobby') input('room-input').focus();
+}
+
+/**
+ * Disables a form's button while `work` runs.
+ * @param {HTMLFormElement} form
+ * @param {() => Promise<void>} work
+ */
+async function busy(form, work) {
+  const button = /** @type {HTMLButtonElement} */ (form.querySelector('button[type=submit]'));
+  button.disabled = true;
+  try {
+    await work();
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// ---- accounts --------------------------------------------------------------
+
+$('login-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  busy(form, async () => {
+    clearAlert();
+    const username = input('login-username').value.trim();
+    const password = input('login-password').value;
+    if (!username || !password) return showAlert('Enter your username and password.');
+    try {
+      await client.session.login(username, password);
+      input('login-password').value = '';
+      await enterLobby();
+    } catch (error) {
+      showError(error);
+      input('login-password').select();
+    }
+  });
+});
+
+$('register-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  busy(form, async () => {
+    clearAlert();
+    const username = input('register-username').value.trim();
+    const displayName = input('register-display-name').value.trim() || username;
+    const password = input('register-password').value;
+    if (!username || !password) return showAlert('Choose a username and a password.');
+    try {
+      await client.session.register({ username, password, displayName });
+      await client.session.login(username, password);
+      input('register-password').value = '';
+      await enterLobby();
+    } catch (error) {
+      showError(error);
+    }
+  });
+});
+
+$('sign-out').addEventListener('click', async () => {
+  if (client.state !== 'idle' && client.state !== 'left') leaveCall();
+  await client.session.logout();
+  showView('auth');
+});
+
+client.session.addEventListener('expired', () => {
+  if (client.state === 'joined' || client.state === 'reconnecting') leaveCall();
+  showBanner('');
+  showAlert(messageFor('session-expired'));
+  showView('auth');
+});
+
+async function enterLobby() {
+  showView('lobby');
+  await Promise.all([loadPreferences(), loadHistory()]);
+}
+
+// ---- preferences and devices ---------------------------------------------
+
+async function loadPreferences() {
+  try {
+    const reply = await client.session.request('GET', '/me/preferences');
+    const prefs = reply?.preferences ?? reply ?? {};
+    app.prefs = { ...DEFAULT_PREFS, ...prefs };
+  } catch (error) {
+    if (error instanceof TincanError && error.code === 'session-expired') return;
+    $('prefs-status').textContent = 'Could not load your saved settings; using defaults.';
+  }
+  for (const key of PREF_KEYS) {
+    input(`pref-${key}`).checked = ON_BY_DEFAULT.has(key) ? app.prefs[key] !== false : app.prefs[key] === true;
+  }
+  await listMicrophones();
+}
+
+/**
+ * Saves a change to `/me/preferences` (a partial update).
+ * @param {Record<string, unknown>} patch
+ */
+async function savePreferences(patch) {
+  app.prefs = { ...app.prefs, ...patch };
+  $('prefs-status').textContent = 'Saving…';
+  try {
+    const saved = await client.session.request('PUT', '/me/preferences', patch);
+    if (saved && typeof saved === 'object') app.prefs = { ...app.prefs, ...(saved.preferences ?? saved) };
+    $('prefs-status').textContent = 'Saved.';
+  } catch (error) {
+    $('prefs-status').textContent =
+      'Not saved: ' + (error instanceof TincanError ? messageFor(error.code, error.message) : String(error));
+  }
+}
+
+for (const key of PREF_KEYS) {
+  input(`pref-${key}`).addEventListener('change', async () => {
+    await savePreferences({ [key]: input(`pref-${key}`).checked });
+    if (app.mic && key !== 'startMuted') await switchMicrophone();
+  });
+}
+
+/** @returns {MediaTrackConstraints} */
+function audioConstraints() {
+  const deviceId = /** @type {HTMLSelectElement} */ ($('mic-select')).value;
+  return {
+    echoCancellation: app.prefs.echoCancellation !== false,
+    noiseSuppression: app.prefs.noiseSuppression !== false,
+    autoGainControl: app.prefs.autoGainControl !== false,
+    ...(deviceId ? { deviceId: { exact: deviceId } } : {}),
+  };
+}
+
+async function listMicrophones() {
+  const select = /** @type {HTMLSelectElement} */ ($('mic-select'));
+  if (!navigator.mediaDevices?.enumerateDevices) return;
+  const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audioinput');
+  const preferred = typeof app.prefs.inputDeviceId === 'string' ? app.prefs.inputDeviceId : '';
+  const current = app.mic?.getAudioTracks()[0]?.getSettings().deviceId ?? (select.value || preferred);
+  select.replaceChildren();
+  const fallback = new Option('Default microphone', '');
+  select.append(fallback);
+  devices.forEach((device, i) => {
+    if (!device.deviceId || device.deviceId === 'default') return;
+    select.append(new Option(device.label || `Microphone ${i + 1}`, device.deviceId));
+  });
+  select.value = [...select.options].some((o) => o.value === current) ? current : '';
+}
+navigator.mediaDevices?.addEventListener?.('devicechange', () => listMicrophones());
+
+$('mic-select').addEventListener('change', () => {
+  const deviceId = /** @type {HTMLSelectElement} */ ($('mic-select')).value;
+  savePreferences({ inputDeviceId: deviceId || null });
+  if (app.mic) switchMicrophone();
+});
+
+async function openMicrophone() {
+  if (!navigator.mediaDevices?.getUserMedia) throw Object.assign(new Error('no getUserMedia'), { name: 'TypeError' });
+  return navigator.mediaDevices.getUserMedia({ audio: audioConstraints(), video: false });
+}
+
+async function switchMicrophone() {
+  try {
+    const stream = await openMicrophone();
+    const old = app.mic;
+    app.mic = stream;
+    await client.setLocalStream(stream);
+    participants.setLocalStream(stream);
+    old?.getTracks().forEach((t) => t.stop());
+    await listMicrophones();
+  } catch (error) {
+    showAlert(messageFor(micErrorCode(error)));
+  }
+}
+
+// ---- call history ------------------------------------------------------------
+
+async function loadHistory() {
+  const list = $('history');
+  try {
+    const reply = await client.session.request('GET', '/me/calls');
+    const calls = Array.isArray(reply) ? reply : reply?.calls ?? [];
+    list.replaceChildren();
+    if (calls.length === 0) list.append(Object.assign(document.createElement('li'), { textContent: 'No calls yet.' }));
+    for (const call of calls.slice(0, 10)) {
+      const li = document.createElement('li');
+      // startedAt / endedAt: ms since the epoch; endedAt null while in the room.
+      const started = new Date(call.startedAt);
+      const when = Number.isNaN(started.getTime()) ? '' : started.toLocaleString();
+      const seconds = call.endedAt ? (new Date(call.endedAt).getTime() - started.getTime()) / 1000 : null;
+      const duration =
+        call.endedAt === null ? ' · in progress' : seconds === null || !Number.isFinite(seconds) ? '' : ` · ${formatDuration(seconds)}`;
+      const path = call.mediaPath ? ` · ${call.mediaPath}` : '';
+      li.textContent = `${call.room} · ${when}${duration}${path}`;
+      list.append(li);
+    }
+  } catch {
+    list.replaceChildren(Object.assign(document.createElement('li'), { textContent: 'Call history is unavailable.' }));
+  }
+}
+
+/** @param {number} seconds */
+function formatDuration(seconds) {
+  const s = Math.max(0, Math.round(seconds));
+  return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
+}
+
+// ---- joining and leaving -------------------------------------------------------
+
+/** The room named by the link: `#room=NAME` or `?room=NAME`. */
+function roomFromUrl() {
+  const hash = new URLSearchParams(location.hash.replace(/^#/, ''));
+  return hash.get('room') ?? new URLSearchParams(location.search).get('room') ?? '';
+}
+
+$('join-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  busy(form, () => joinRoom(input('room-input').value.trim()));
+});
+
+/** @param {string} room */
+async function joinRoom(room) {
+  clearAlert();
+  app.joinClickedAt = performance.now();
+  app.firstPacketMs = null;
+  if (!ROOM_ID.test(room)) {
+    showAlert(messageFor('bad-request'));
+    input('room-input').focus();
+    return;
+  }
+  try {
+    app.mic = await openMicrophone();
+  } catch (error) {
+    showAlert(messageFor(micErrorCode(error)));
+    return;
+  }
+  participants.start(app.mic);
+  listMicrophones();
+  $('call-status').textContent = 'Connecting…';
+  client.muted = app.prefs.startMuted === true;
+  try {
+    await client.join(room, { stream: app.mic });
+  } catch (error) {
+    stopMicrophone();
+    participants.stop();
+    showError(error);
+    if (error instanceof TincanError && error.code === 'session-expired') showView('auth');
+    return;
+  }
+  history.replaceState(null, '', `#room=${encodeURIComponent(room)}`);
+  $('call-room').textContent = room;
+  $('call-status').textContent = '';
+  setMuteButton(client.muted);
+  showView('call');
+  $('mute-button').focus();
+}
+
+function stopMicrophone() {
+  app.mic?.getTracks().forEach((t) => t.stop());
+  app.mic = null;
+}
+
+function leaveCall() {
+  client.leave();
+  stopMicrophone();
+  participants.stop();
+  showBanner('');
+  client.muted = false;
+}
+
+$('leave-button').addEventListener('click', async () => {
+  leaveCall();
+  await enterLobby();
+});
+
+/** @param {boolean} muted */
+function setMuteButton(muted) {
+  const button = $('mute-button');
+  button.setAttribute('aria-pressed', String(muted));
+  button.textContent = muted ? 'Unmute' : 'Mute';
+}
+
+$('mute-button').addEventListener('click', () => {
+  const muted = !client.muted;
+  client.setMuted(muted);
+  setMuteButton(muted);
+});
+
+$('copy-link').addEventListener('click', async () => {
+  const link = `${location.origin}/#room=${encodeURIComponent(client.room ?? '')}`;
+  try {
+    await navigator.clipboard.writeText(link);
+    $('call-status').textContent = 'Invite link copied.';
+  } catch {
+    $('call-status').textContent = link;
+  }
+});
+
+// ---- client events -----------------------------------------------------------
+
+client.addEventListener('reconnecting', (e) => {
+  const { attempt } = /** @type {CustomEvent} */ (e).detail;
+  showBanner(`Connection lost — reconnecting… (attempt ${attempt})`);
+});
+client.addEventListener('joined', () => {
+  if ($('banner').textContent) showBanner('');
+  $('call-status').textContent = '';
+});
+// Announced through the polite live region next to the controls.
+client.addEventListener('peer-joined', (e) => {
+  $('call-status').textContent = `${/** @type {CustomEvent} */ (e).detail.peer.displayName} joined.`;
+});
+client.addEventListener('peer-left', (e) => {
+  const peer = /** @type {CustomEvent} */ (e).detail.peer;
+  if (peer) $('call-status').textContent = `${peer.displayName} left.`;
+});
+client.addEventListener('first-packet', (e) => {
+  const { ms } = /** @type {CustomEvent} */ (e).detail;
+  if (app.firstPacketMs === null && ms !== null) {
+    app.firstPacketMs = performance.now() - app.joinClickedAt;
+  }
+});
+client.addEventListener('error', (e) => {
+  const { code, message, fatal } = /** @type {CustomEvent} */ (e).detail;
+  if (code === 'not-in-room' || code === 'webrtc') {
+    console.warn('tincan:', code, message);
+    return;
+  }
+  if (!fatal) {
+    console.warn('tincan:', code, message);
+    return;
+  }
+  showBanner('');
+  showAlert(messageFor(code, message));
+  stopMicrophone();
+  participants.stop();
+  if (code === 'session-expired' || code === 'unauthorized') showView('auth');
+  else if (client.session.user) enterLobby();
+});
+
+// Tell the room right away instead of waiting for the socket to time out.
+window.addEventListener('pagehide', () => {
+  if (client.state === 'joined' || client.state === 'reconnecting') client.leave();
+});
+
+// ---- start -------------------------------------------------------------------
+
+async function start() {
+  input('room-input').value = roomFromUrl();
+  window.addEventListener('hashchange', () => {
+    if (client.state !== 'joined') input('room-input').value = roomFromUrl();
+  });
+  if (!client.session.user) {
+    showView('auth');
+    return;
+  }
+  try {
+    // Checks the stored session (refreshing it if the access token expired).
+    const reply = await client.session.request('GET', '/me');
+    if (reply?.user && client.session.current) client.session.current.user = reply.user;
+    await enterLobby();
+  } catch (error) {
+    showError(error);
+    showView(client.session.user ? 'lobby' : 'auth');
+  }
+}
+
+start();
