@@ -82,6 +82,8 @@ export class TincanClient extends EventTarget {
     this.iceServers = [];
     /** @type {Map<string, PeerLink>} one connection per remote peer */
     this.peers = new Map();
+    /** @type {'direct' | 'relayed' | null} last media path told to the server */
+    this.reportedMediaPath = null;
     /** @type {Map<string, PeerInfo>} everyone else in the room, connected or not yet */
     this.roster = new Map();
     /** @type {MediaStream | null} */
@@ -227,7 +229,24 @@ export class TincanClient extends EventTarget {
   }
 
   /** @param {Joined} msg */
+  /**
+   * Tells the server, for call history, whether our media goes direct or
+   * through a relay (relayed if any peer connection is), when that changes.
+   */
+  async #reportMediaPath() {
+    // The selected pair settles a moment after `connected`.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const paths = await Promise.all([...this.peers.values()].map((link) => link.stats().then((s) => s.path, () => null)));
+    const known = paths.filter(Boolean);
+    if (known.length === 0) return;
+    const path = known.includes('relayed') ? 'relayed' : 'direct';
+    if (path === this.reportedMediaPath) return;
+    this.reportedMediaPath = path;
+    this.channel.send({ action: 'media', path });
+  }
+
   #onJoined(msg) {
+    this.reportedMediaPath = null;
     // After a reconnect we are a new peer: every old connection is stale.
     for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
     this.self = msg.self;
@@ -303,7 +322,11 @@ export class TincanClient extends EventTarget {
     });
     const peerId = peer.peerId;
     link.addEventListener('track', (e) => this.#emit('track', { peerId, stream: /** @type {CustomEvent} */ (e).detail.stream }));
-    link.addEventListener('state', (e) => this.#emit('peer-state', { peerId, .../** @type {CustomEvent} */ (e).detail }));
+    link.addEventListener('state', (e) => {
+      const detail = /** @type {CustomEvent} */ (e).detail;
+      this.#emit('peer-state', { peerId, ...detail });
+      if (detail.connectionState === 'connected') this.#reportMediaPath();
+    });
     link.addEventListener('ice-restart', (e) => this.#emit('ice-restart', { peerId, .../** @type {CustomEvent} */ (e).detail }));
     link.addEventListener('error', (e) => {
       const error = /** @type {CustomEvent} */ (e).detail.error;

@@ -34,6 +34,12 @@ pub struct FunctionConfig {
     /// `TINCAN_TURN_SECRET` and `TINCAN_TURN_URL` (host:port): TURN
     /// credentials in `joined`; unset, no ICE servers are handed out.
     pub turn: Option<(TurnSecret, String)>,
+    /// `TINCAN_TURN_SECRET` alone, for credentials on fleet nodes.
+    pub turn_secret: Option<TurnSecret>,
+    /// `TINCAN_MEDIA_NODES_TABLE`: the media-node fleet registry; with
+    /// `TINCAN_TURN_SECRET`, each room is placed on a healthy, least-loaded
+    /// node and `joined` carries that node's TURN URLs.
+    pub media_nodes_table: Option<String>,
     /// `TINCAN_TURN_TTL` seconds, default 3600.
     pub turn_ttl_secs: u64,
 }
@@ -56,8 +62,9 @@ impl FunctionConfig {
         let tokens = TokenKeys::new(secret.as_bytes(), DEFAULT_ACCESS_TTL_SECS)
             .map_err(|_| ConfigError::Invalid("TINCAN_JWT_SECRET"))?;
         let defaults = Limits::default();
-        let turn = match (var("TINCAN_TURN_SECRET"), var("TINCAN_TURN_URL")) {
-            (Some(secret), Some(url)) => Some((TurnSecret::new(secret), url)),
+        let turn_secret = var("TINCAN_TURN_SECRET").map(TurnSecret::new);
+        let turn = match (&turn_secret, var("TINCAN_TURN_URL")) {
+            (Some(secret), Some(url)) => Some((secret.clone(), url)),
             _ => None,
         };
         Ok(Self {
@@ -71,6 +78,8 @@ impl FunctionConfig {
                 max_message_bytes: parse("TINCAN_MAX_MESSAGE", defaults.max_message_bytes)?,
             },
             turn,
+            turn_secret,
+            media_nodes_table: var("TINCAN_MEDIA_NODES_TABLE"),
             turn_ttl_secs: parse("TINCAN_TURN_TTL", DEFAULT_TTL_SECS)?,
         })
     }

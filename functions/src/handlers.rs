@@ -8,6 +8,7 @@ use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
 use tincan_accounts::config::Backend;
 use tincan_accounts::{MongoStore, Stores};
+use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
 use tincan_store::{
     dynamo_client, sdk_config_from_env, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
     Push,
@@ -37,10 +38,21 @@ impl Deps {
         let sdk = sdk_config_from_env().await;
         let client = dynamo_client(&sdk, config.dynamodb_endpoint.as_deref());
         let store = Arc::new(DynamoConnectionStore::new(
-            client,
+            client.clone(),
             config.connections_table.clone(),
         ));
+        let fleet = match (&config.media_nodes_table, &config.turn_secret) {
+            (Some(table), Some(secret)) => Some(Arc::new(FleetIceServers::new(
+                Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
+                secret.clone(),
+                config.turn_ttl_secs,
+            ))),
+            _ => None,
+        };
         let mut deps = Self::new(config, sdk, store);
+        if let Some(fleet) = fleet {
+            deps.ice = fleet;
+        }
         // Call history, when MongoDB is configured.
         if let Backend::Mongo(mongo) =
             Backend::from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?

@@ -18,6 +18,7 @@
 
 mod admission;
 mod front;
+pub mod heartbeat;
 mod metrics;
 mod relay;
 pub mod tcp;
@@ -162,6 +163,7 @@ pub struct MediaNode {
     udp_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
     public_ip: IpAddr,
+    relay_ports: (u16, u16),
     server: Server,
     admission: Arc<Admission>,
     closing: Arc<AtomicBool>,
@@ -254,6 +256,7 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         udp_addr,
         tcp_addr,
         public_ip,
+        relay_ports: (config.relay_port_min, config.relay_port_max),
         server,
         admission,
         closing,
@@ -322,6 +325,11 @@ impl MediaNode {
     /// The address clients should be given: public IP and TURN port.
     pub fn public_addr(&self) -> SocketAddr {
         SocketAddr::new(self.public_ip, self.udp_addr.port())
+    }
+
+    /// The relay port range, inclusive.
+    pub fn relay_ports(&self) -> (u16, u16) {
+        self.relay_ports
     }
 
     /// The counters now.

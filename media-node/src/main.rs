@@ -1,5 +1,6 @@
 //! `tincan-media-node`: the TURN relay as a process, with Prometheus
-//! `/metrics` and `/healthz`, JSON or text logs, and SIGTERM/Ctrl-C drain.
+//! `/metrics` and `/healthz`, JSON or text logs, SIGTERM/Ctrl-C drain, and
+//! (with `TINCAN_MEDIA_NODES_TABLE`) a fleet heartbeat into DynamoDB.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -13,6 +14,8 @@ use axum::routing::get;
 use axum::Router;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
+use tincan_fleet::{DynamoMediaNodeStore, MediaNodeStore};
+use tincan_media_node::heartbeat::{self, Heartbeat, HeartbeatConfig};
 use tincan_media_node::{MediaNode, MediaNodeConfig, TurnSecret};
 use tracing_subscriber::EnvFilter;
 
@@ -65,6 +68,29 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long, env = "TINCAN_LOG_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     log_json: bool,
+    #[command(flatten)]
+    fleet: FleetArgs,
+}
+
+/// Joining the fleet: where and as whom to heartbeat.
+#[derive(Debug, clap::Args)]
+struct FleetArgs {
+    /// DynamoDB table to register and heartbeat in (e.g.
+    /// `tincan-media-nodes`); no heartbeat when unset. `DYNAMODB_ENDPOINT`
+    /// points it at an emulator, where the table is created if missing.
+    #[arg(long, env = "TINCAN_MEDIA_NODES_TABLE")]
+    media_nodes_table: Option<String>,
+    /// This node's id in the fleet (default: hostname and TURN port).
+    #[arg(long, env = "TINCAN_NODE_ID")]
+    node_id: Option<String>,
+    /// Region or zone reported to the fleet (default: `AWS_REGION`, else
+    /// `local`).
+    #[arg(long, env = "TINCAN_REGION")]
+    region: Option<String>,
+    /// Seconds between heartbeats; each keeps the record alive three times
+    /// as long.
+    #[arg(long, env = "TINCAN_HEARTBEAT_SECS", default_value_t = heartbeat::DEFAULT_HEARTBEAT_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    heartbeat_secs: u64,
 }
 
 #[tokio::main]
@@ -106,11 +132,17 @@ async fn main() -> anyhow::Result<()> {
         .route("/healthz", get(healthz))
         .with_state(Arc::clone(&node));
     let http = tokio::spawn(async move { axum::serve(metrics_listener, app).await });
+    let heartbeat = start_heartbeat(&args.fleet, &node).await?;
 
     shutdown_signal().await;
     tracing::info!("shutdown signal: draining");
-    // /metrics and /healthz keep answering while allocations run out; a
-    // second signal stops at once.
+    node.drain();
+    // Tell the fleet at once, so no new room is placed here.
+    if let Some(heartbeat) = &heartbeat {
+        heartbeat.beat_now();
+    }
+    // /metrics and /healthz keep answering, and the heartbeat keeps saying
+    // "draining", while allocations run out; a second signal stops at once.
     tokio::select! {
         done = node.drain_and_shutdown(Duration::from_secs(args.drain_grace_secs)) => done?,
         () = shutdown_signal() => {
@@ -118,8 +150,62 @@ async fn main() -> anyhow::Result<()> {
             node.shutdown().await?;
         }
     }
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.stop(true).await;
+    }
     http.abort();
     Ok(())
+}
+
+/// With `TINCAN_MEDIA_NODES_TABLE` set, registers the node in that table
+/// and heartbeats it.
+async fn start_heartbeat(
+    args: &FleetArgs,
+    node: &Arc<MediaNode>,
+) -> anyhow::Result<Option<Heartbeat>> {
+    let Some(table) = args
+        .media_nodes_table
+        .as_deref()
+        .filter(|t| !t.trim().is_empty())
+    else {
+        tracing::info!("TINCAN_MEDIA_NODES_TABLE unset: not joining a fleet");
+        return Ok(None);
+    };
+    let node_id = args
+        .node_id
+        .clone()
+        .unwrap_or_else(|| heartbeat::default_node_id(node.udp_addr().port()));
+    tincan_fleet::validate_node_id(&node_id).context("TINCAN_NODE_ID")?;
+    let region = args
+        .region
+        .clone()
+        .or_else(|| std::env::var("AWS_REGION").ok())
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "local".to_owned());
+
+    let client = tincan_store::dynamo_client_from_env().await;
+    let emulator =
+        std::env::var(tincan_store::DYNAMODB_ENDPOINT_ENV).is_ok_and(|e| !e.trim().is_empty());
+    if emulator {
+        if let Err(err) = tincan_fleet::create_media_nodes_table(&client, table).await {
+            tracing::warn!(table, error = %err, "could not create the media nodes table");
+        }
+    }
+    let store: Arc<dyn MediaNodeStore> = Arc::new(DynamoMediaNodeStore::new(client, table));
+    let config = HeartbeatConfig::new(
+        node_id.clone(),
+        region.clone(),
+        Duration::from_secs(args.heartbeat_secs),
+    );
+    tracing::info!(
+        table,
+        node = %node_id,
+        %region,
+        interval_secs = args.heartbeat_secs,
+        ttl_secs = config.ttl_secs,
+        "heartbeating into the fleet"
+    );
+    Ok(Some(heartbeat::spawn(Arc::clone(node), store, config)))
 }
 
 async fn metrics(State(node): State<Arc<MediaNode>>) -> impl IntoResponse {

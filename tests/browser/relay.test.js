@@ -49,6 +49,17 @@ test('audio through the TURN relay shows as relayed', { timeout: 120_000 }, asyn
     await waitFor(async () => /relayed/.test((await xia.page.locator('.s-path').first().textContent()) ?? ''), {
       what: '"relayed" in the connection panel',
     });
+    // The page told the server, and the call history says so.
+    await waitFor(
+      () =>
+        xia.page.evaluate(async (roomName) => {
+          const client = /** @type {any} */ (globalThis).tincanApp.client;
+          const token = await client.session.accessToken();
+          const reply = await fetch('/me/calls', { headers: { Authorization: `Bearer ${token}` } }).then((r) => r.json());
+          return reply.calls.some((c) => c.room === roomName && c.mediaPath === 'relayed');
+        }, room),
+      { what: 'mediaPath "relayed" in /me/calls' },
+    );
     const ms = await xia.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.firstPacketMs);
     report('join click -> first inbound audio packet, relayed (joiner)', ms, 'ms');
     assert.ok(ms > 0);

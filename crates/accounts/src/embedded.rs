@@ -335,6 +335,37 @@ impl CallStore for EmbeddedStore {
         .await
     }
 
+    async fn set_media_path(
+        &self,
+        peer_id: &str,
+        room: &str,
+        media_path: MediaPath,
+    ) -> Result<bool, StoreError> {
+        let open = open_key(peer_id, room);
+        self.write(move |txn| {
+            let open_calls = txn.open_table(OPEN_CALLS).map_err(db_err)?;
+            let Some(key) = open_calls.get(open.as_str()).map_err(db_err)? else {
+                return Ok(false);
+            };
+            let key = key.value().to_owned();
+            let mut calls = txn.open_table(CALLS).map_err(db_err)?;
+            let current: Option<CallRecord> = match calls.get(key.as_str()).map_err(db_err)? {
+                Some(v) => Some(decode(&key, v.value())?),
+                None => None,
+            };
+            let Some(mut record) = current else {
+                return Ok(false);
+            };
+            record.media_path = Some(media_path);
+            let bytes = encode(&key, &record)?;
+            calls
+                .insert(key.as_str(), bytes.as_slice())
+                .map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
     async fn calls_for_user(
         &self,
         user_id: &str,

@@ -513,6 +513,25 @@ impl CallStore for MongoStore {
         .await
     }
 
+    async fn set_media_path(
+        &self,
+        peer_id: &str,
+        room: &str,
+        media_path: MediaPath,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! {"peerId": peer_id, "room": room, "endedAt": null};
+        let set = doc! {"$set": {"mediaPath": media_path.as_str()}};
+        self.run(async {
+            let res = self
+                .calls()
+                .update_one(filter, set)
+                .await
+                .map_err(unavailable)?;
+            Ok(res.matched_count == 1)
+        })
+        .await
+    }
+
     async fn calls_for_user(
         &self,
         user_id: &str,

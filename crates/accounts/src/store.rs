@@ -79,6 +79,14 @@ pub trait CallStore: Send + Sync {
         ended_at_ms: u64,
         media_path: Option<MediaPath>,
     ) -> Result<bool, StoreError>;
+    /// Notes how the media of the open call of `peer_id` in `room` goes;
+    /// `false` if no call is open.
+    async fn set_media_path(
+        &self,
+        peer_id: &str,
+        room: &str,
+        media_path: MediaPath,
+    ) -> Result<bool, StoreError>;
     /// The user's records, newest `started_at` first, at most `limit`.
     async fn calls_for_user(
         &self,

@@ -10,13 +10,29 @@
 //! goes to the least-loaded active node ([`pick_node`]). A draining node
 //! gets no new rooms.
 //!
+//! The room -> node assignment is kept in the same store, written with a
+//! compare-and-set ([`MediaNodeStore::assign_room`]), so every signaling
+//! instance placing joiners of one room at once agrees on one node
+//! ([`place`]). [`FleetIceServers`] wraps that as the signaling side's
+//! [`tincan_ws_api::IceServerSource`]. [`DynamoMediaNodeStore`] is the
+//! DynamoDB backend; one conformance suite (`tests/media_node_store.rs`)
+//! runs against both.
+//!
 //! Every function takes `now` (seconds since the Unix epoch); nothing here
 //! reads a clock.
 
+mod dynamo;
+mod ice;
 mod memory;
+mod placement;
 pub mod selection;
 
+pub use dynamo::{
+    create_media_nodes_table, DynamoMediaNodeStore, DEFAULT_MEDIA_NODES_TABLE, FLEET_INDEX,
+};
+pub use ice::FleetIceServers;
 pub use memory::InMemoryMediaNodeStore;
+pub use placement::{place, DEFAULT_ROOM_TTL_SECS};
 pub use selection::{pick_node, place_room};
 
 use serde::{Deserialize, Serialize};
@@ -109,6 +125,37 @@ impl NodeRecord {
     }
 }
 
+/// Longest node id accepted.
+pub const MAX_NODE_ID_LEN: usize = 128;
+
+/// Checks a node id: 1-[`MAX_NODE_ID_LEN`] printable ASCII characters
+/// without `#` (room assignments are keyed `room#<room>` in the same table,
+/// so a node id can never be mistaken for one) or whitespace.
+pub fn validate_node_id(id: &str) -> Result<(), FleetError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_NODE_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    if ok {
+        Ok(())
+    } else {
+        Err(FleetError::InvalidNodeId(id.to_owned()))
+    }
+}
+
+/// Which node a room is on, as the store holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomAssignment {
+    pub node_id: String,
+    /// When the assignment lapses unless refreshed (the TTL attribute).
+    pub expires_at: u64,
+}
+
+impl RoomAssignment {
+    pub fn is_live(&self, now: u64) -> bool {
+        now < self.expires_at
+    }
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -116,16 +163,27 @@ pub enum FleetError {
     /// No live record for this node id.
     #[error("no media node {0}")]
     NotFound(String),
+    /// A node id that [`validate_node_id`] refuses.
+    #[error("invalid media node id {0:?}")]
+    InvalidNodeId(String),
+    /// An item in the store that we did not write (or an older layout).
+    #[error("media node store item {key:?} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// Concurrent writers kept winning a compare-and-set; try again later.
+    #[error("gave up placing room {0} after repeated write conflicts")]
+    Contention(String),
     /// The backend failed (network, throttling, ...).
     #[error("media node store backend: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// The `media_nodes` registry.
+/// The `media_nodes` registry, and which node each room is on.
 #[async_trait::async_trait]
 pub trait MediaNodeStore: Send + Sync {
     /// Registers or refreshes a node: its record lives until `now + ttl`.
-    /// A node that once drained stays draining even if it reports active.
+    /// A node that once drained stays draining even if it reports active
+    /// (until its record expires). [`FleetError::InvalidNodeId`] for an id
+    /// [`validate_node_id`] refuses.
     async fn heartbeat(
         &self,
         info: MediaNodeInfo,
@@ -141,4 +199,21 @@ pub trait MediaNodeStore: Send + Sync {
 
     /// Nodes alive at `now`, draining or not, in id order.
     async fn list_alive(&self, now: u64) -> Result<Vec<NodeRecord>, FleetError>;
+
+    /// The live assignment of `room`, if any.
+    async fn room_node(&self, room: &str, now: u64) -> Result<Option<RoomAssignment>, FleetError>;
+
+    /// Compare-and-set: assigns `room` to `node_id` until `now + ttl_secs`
+    /// if its live assignment at `now` is still on `expected` (`None`: no
+    /// live assignment). `Ok(false)` when another writer changed it first;
+    /// re-read and decide again. Also used with `expected == node_id` to
+    /// extend an assignment.
+    async fn assign_room(
+        &self,
+        room: &str,
+        expected: Option<&str>,
+        node_id: &str,
+        now: u64,
+        ttl_secs: u64,
+    ) -> Result<bool, FleetError>;
 }

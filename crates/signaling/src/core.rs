@@ -2,7 +2,7 @@
 //! out.
 
 use crate::error::{ErrorCode, ProtocolError};
-use crate::message::{ClientMessage, IceServer, Peer, ServerMessage};
+use crate::message::{ClientMessage, IceServer, MediaPath, Peer, ServerMessage};
 
 /// Limits the core enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,15 @@ pub enum Effect {
         room: String,
         /// When the peer left, milliseconds since the epoch.
         at_ms: u64,
+    },
+    /// Note in the call history how the sender's media goes.
+    RecordMediaPath {
+        /// The connection.
+        peer_id: String,
+        /// Its room.
+        room: String,
+        /// The path.
+        path: MediaPath,
     },
     /// Store the sender's mute state.
     SetMuted {
@@ -225,6 +234,20 @@ impl Core {
                     )]
                 }
             }
+            ClientMessage::Media { path } => match sender.room.as_deref() {
+                Some(room) => vec![Effect::RecordMediaPath {
+                    peer_id: me.to_owned(),
+                    room: room.to_owned(),
+                    path,
+                }],
+                None => vec![send(
+                    me,
+                    ServerMessage::Error {
+                        code: ErrorCode::NotInRoom,
+                        message: "join a room first".to_owned(),
+                    },
+                )],
+            },
             ClientMessage::Mute { muted } => {
                 let mut effects = vec![Effect::SetMuted {
                     peer_id: me.to_owned(),

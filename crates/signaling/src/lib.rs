@@ -20,5 +20,5 @@ mod message;
 pub use crate::core::{Core, Effect, Limits, RoomView, Sender};
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{
-    validate_room_id, ClientMessage, IceServer, Peer, ServerMessage, MAX_ROOM_ID_LEN,
+    validate_room_id, ClientMessage, IceServer, MediaPath, Peer, ServerMessage, MAX_ROOM_ID_LEN,
 };

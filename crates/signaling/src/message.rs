@@ -34,10 +34,26 @@ pub enum ClientMessage {
     },
     /// Keepalive; answered with `pong`.
     Ping,
+    /// How the sender's media in its room goes, for call history: the
+    /// browser reports its selected ICE candidate pair.
+    Media {
+        /// `direct` or `relayed`.
+        path: MediaPath,
+    },
+}
+
+/// How a peer's media flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaPath {
+    /// Peer to peer (host or server-reflexive candidates).
+    Direct,
+    /// Through a TURN relay.
+    Relayed,
 }
 
 /// The actions a client may send, for the `unknown-action` check.
-const ACTIONS: [&str; 5] = ["join", "leave", "signal", "mute", "ping"];
+const ACTIONS: [&str; 6] = ["join", "leave", "signal", "mute", "ping", "media"];
 
 impl ClientMessage {
     /// Parses one client frame. Size limits are the caller's (see
@@ -228,6 +244,16 @@ mod tests {
             Ok(ClientMessage::Mute { muted: true })
         );
         assert_eq!(parse(r#"{"action":"ping"}"#), Ok(ClientMessage::Ping));
+        assert_eq!(
+            parse(r#"{"action":"media","path":"relayed"}"#),
+            Ok(ClientMessage::Media {
+                path: MediaPath::Relayed
+            })
+        );
+        assert_eq!(
+            parse(r#"{"action":"media","path":"carrier-pigeon"}"#),
+            Err(ErrorCode::BadRequest)
+        );
     }
 
     #[test]

@@ -62,6 +62,7 @@ impl World {
                 Effect::RemoveMember { peer_id, .. } => {
                     self.peers.get_mut(&peer_id).unwrap().1 = None;
                 }
+                Effect::RecordMediaPath { .. } => {}
                 Effect::SetMuted { peer_id, muted } => {
                     self.peers.get_mut(&peer_id).unwrap().0.muted = muted;
                 }

@@ -211,6 +211,17 @@ impl WsApi {
                         .map_err(store_error)?;
                     self.log_left(&record, &room, at_ms).await;
                 }
+                Effect::RecordMediaPath {
+                    peer_id: _,
+                    room,
+                    path,
+                } => {
+                    if let Some(calls) = &self.config.calls {
+                        if let Err(err) = calls.media_path(&record, &room, path).await {
+                            warn!(error = %err, "call history not written");
+                        }
+                    }
+                }
                 Effect::SetMuted { peer_id, muted } => {
                     store
                         .set_muted(&peer_id, muted)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tincan_accounts::model::CallRecord;
 use tincan_accounts::CallStore;
+use tincan_signaling::MediaPath;
 use tincan_store::ConnectionRecord;
 
 use crate::call_log::{CallLog, CallLogError};
@@ -61,6 +62,23 @@ impl CallLog for AccountsCallLog {
     ) -> Result<(), CallLogError> {
         self.calls
             .end_call(&connection.connection_id, room, at_ms, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| CallLogError(e.to_string()))
+    }
+
+    async fn media_path(
+        &self,
+        connection: &ConnectionRecord,
+        room: &str,
+        path: MediaPath,
+    ) -> Result<(), CallLogError> {
+        let path = match path {
+            MediaPath::Direct => tincan_accounts::model::MediaPath::Direct,
+            MediaPath::Relayed => tincan_accounts::model::MediaPath::Relayed,
+        };
+        self.calls
+            .set_media_path(&connection.connection_id, room, path)
             .await
             .map(|_| ())
             .map_err(|e| CallLogError(e.to_string()))

@@ -1,6 +1,7 @@
 //! Call history, as seen from signaling: a peer entered or left a room.
 
 use async_trait::async_trait;
+use tincan_signaling::MediaPath;
 use tincan_store::ConnectionRecord;
 
 /// A call-history write that failed. Signaling goes on; the failure is logged.
@@ -25,5 +26,13 @@ pub trait CallLog: Send + Sync {
         connection: &ConnectionRecord,
         room: &str,
         at_ms: u64,
+    ) -> Result<(), CallLogError>;
+
+    /// `connection`'s media in `room` goes by `path` (as its browser reports).
+    async fn media_path(
+        &self,
+        connection: &ConnectionRecord,
+        room: &str,
+        path: MediaPath,
     ) -> Result<(), CallLogError>;
 }

@@ -258,6 +258,19 @@ async fn calls_start_end_and_list_newest_first(stores: &Stores) {
         !c.end_call(&p2, "lobby", 2_500, None).await.unwrap(),
         "wrong room"
     );
+    // The media path can be noted while the call is open, not after.
+    assert!(c
+        .set_media_path(&p3, "lobby", MediaPath::Direct)
+        .await
+        .unwrap());
+    assert!(!c
+        .set_media_path(&p1, "lobby", MediaPath::Direct)
+        .await
+        .unwrap());
+    assert!(!c
+        .set_media_path(&p3, "standup", MediaPath::Direct)
+        .await
+        .unwrap());
     assert!(c.end_call(&p2, "standup", 2_500, None).await.unwrap());
 
     let listed = c.calls_for_user(&alice, 10).await.unwrap();
@@ -266,6 +279,7 @@ async fn calls_start_end_and_list_newest_first(stores: &Stores) {
     assert_eq!(listed[1].ended_at, Some(2_500));
     assert_eq!(listed[1].media_path, None);
     assert_eq!(listed[0].ended_at, None, "still in the room");
+    assert_eq!(listed[0].media_path, Some(MediaPath::Direct));
     let bob_listed = c.calls_for_user(&bob, 10).await.unwrap();
     assert_eq!(bob_listed, vec![bobs]);
 }

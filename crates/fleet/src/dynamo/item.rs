@@ -1,0 +1,240 @@
+//! The item shapes of the media-nodes table, and their codecs. Decoding
+//! never panics: an item we did not write is [`FleetError::Corrupt`].
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use crate::{FleetError, MediaNodeInfo, NodeLoad, NodeRecord, NodeState, RoomAssignment};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Partition key: a node id, or [`room_key`].
+pub(crate) const PK: &str = "nodeId";
+/// Present (= [`FLEET_NODES`]) on node items only: the sparse
+/// [`super::FLEET_INDEX`]'s partition key.
+pub(crate) const FLEET: &str = "fleet";
+pub(crate) const FLEET_NODES: &str = "nodes";
+pub(crate) const REGION: &str = "region";
+pub(crate) const TURN_ADDR: &str = "turnAddr";
+pub(crate) const UDP: &str = "udp";
+pub(crate) const TCP: &str = "tcp";
+pub(crate) const RELAY_PORT_MIN: &str = "relayPortMin";
+pub(crate) const RELAY_PORT_MAX: &str = "relayPortMax";
+pub(crate) const ALLOCATIONS: &str = "allocations";
+pub(crate) const BANDWIDTH_BPS: &str = "bandwidthBps";
+pub(crate) const CPU_PERCENT: &str = "cpuPercent";
+/// `active` or `draining`.
+pub(crate) const STATE: &str = "state";
+pub(crate) const HEARTBEAT_AT: &str = "heartbeatAt";
+/// Seconds since the epoch; the table's TTL attribute.
+pub(crate) const EXPIRES_AT: &str = "expiresAt";
+/// Room items: the node id the room is on.
+pub(crate) const NODE: &str = "node";
+
+pub(crate) const ACTIVE: &str = "active";
+pub(crate) const DRAINING: &str = "draining";
+
+/// The key of a room's assignment item. Node ids never contain `#`
+/// ([`crate::validate_node_id`]), so the two cannot collide.
+pub(crate) fn room_key(room: &str) -> String {
+    format!("room#{room}")
+}
+
+pub(crate) fn key(pk: &str) -> Item {
+    HashMap::from([(PK.to_owned(), s(pk))])
+}
+
+pub(crate) fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+pub(crate) fn s(value: &str) -> AttributeValue {
+    AttributeValue::S(value.to_owned())
+}
+
+pub(crate) fn state_value(state: NodeState) -> AttributeValue {
+    s(match state {
+        NodeState::Active => ACTIVE,
+        NodeState::Draining => DRAINING,
+    })
+}
+
+/// CPU percent as a DynamoDB number: finite, not negative, two decimals
+/// (DynamoDB refuses NaN, infinities and over 38 digits).
+fn cpu_value(cpu: f64) -> AttributeValue {
+    let cpu = if cpu.is_finite() {
+        cpu.clamp(0.0, 1e9)
+    } else {
+        0.0
+    };
+    AttributeValue::N(format!("{cpu:.2}"))
+}
+
+pub(crate) fn node_to_item(info: &MediaNodeInfo, heartbeat_at: u64, expires_at: u64) -> Item {
+    let mut item = key(&info.id);
+    item.insert(FLEET.into(), s(FLEET_NODES));
+    item.insert(REGION.into(), s(&info.region));
+    item.insert(TURN_ADDR.into(), s(&info.turn_addr));
+    item.insert(UDP.into(), AttributeValue::Bool(info.udp));
+    item.insert(TCP.into(), AttributeValue::Bool(info.tcp));
+    item.insert(RELAY_PORT_MIN.into(), n(info.relay_port_min.into()));
+    item.insert(RELAY_PORT_MAX.into(), n(info.relay_port_max.into()));
+    item.insert(ALLOCATIONS.into(), n(info.load.allocations));
+    item.insert(BANDWIDTH_BPS.into(), n(info.load.bandwidth_bps));
+    item.insert(CPU_PERCENT.into(), cpu_value(info.load.cpu_percent));
+    item.insert(STATE.into(), state_value(info.state));
+    item.insert(HEARTBEAT_AT.into(), n(heartbeat_at));
+    item.insert(EXPIRES_AT.into(), n(expires_at));
+    item
+}
+
+pub(crate) fn node_from_item(item: &Item) -> Result<NodeRecord, FleetError> {
+    let key = get_s(item, PK, "?")?;
+    let port = |name: &str| u16::try_from(get_n(item, name, key)?).map_err(|_| corrupt(key, name));
+    let state = match get_s(item, STATE, key)? {
+        ACTIVE => NodeState::Active,
+        DRAINING => NodeState::Draining,
+        _ => return Err(corrupt(key, STATE)),
+    };
+    let cpu_percent = match item.get(CPU_PERCENT) {
+        Some(AttributeValue::N(text)) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|c| c.is_finite())
+            .ok_or_else(|| corrupt(key, CPU_PERCENT))?,
+        _ => return Err(corrupt(key, CPU_PERCENT)),
+    };
+    Ok(NodeRecord {
+        info: MediaNodeInfo {
+            id: key.to_owned(),
+            region: get_s(item, REGION, key)?.to_owned(),
+            turn_addr: get_s(item, TURN_ADDR, key)?.to_owned(),
+            udp: get_bool(item, UDP, key)?,
+            tcp: get_bool(item, TCP, key)?,
+            relay_port_min: port(RELAY_PORT_MIN)?,
+            relay_port_max: port(RELAY_PORT_MAX)?,
+            load: NodeLoad {
+                allocations: get_n(item, ALLOCATIONS, key)?,
+                bandwidth_bps: get_n(item, BANDWIDTH_BPS, key)?,
+                cpu_percent,
+            },
+            state,
+        },
+        heartbeat_at: get_n(item, HEARTBEAT_AT, key)?,
+        expires_at: get_n(item, EXPIRES_AT, key)?,
+    })
+}
+
+pub(crate) fn room_to_item(room: &str, node_id: &str, expires_at: u64) -> Item {
+    let mut item = key(&room_key(room));
+    item.insert(NODE.into(), s(node_id));
+    item.insert(EXPIRES_AT.into(), n(expires_at));
+    item
+}
+
+pub(crate) fn room_from_item(item: &Item) -> Result<RoomAssignment, FleetError> {
+    let key = get_s(item, PK, "?")?;
+    Ok(RoomAssignment {
+        node_id: get_s(item, NODE, key)?.to_owned(),
+        expires_at: get_n(item, EXPIRES_AT, key)?,
+    })
+}
+
+fn get_s<'a>(item: &'a Item, name: &str, key: &str) -> Result<&'a str, FleetError> {
+    match item.get(name) {
+        Some(AttributeValue::S(value)) => Ok(value),
+        _ => Err(corrupt(key, name)),
+    }
+}
+
+fn get_n(item: &Item, name: &str, key: &str) -> Result<u64, FleetError> {
+    match item.get(name) {
+        Some(AttributeValue::N(value)) => value.parse().map_err(|_| corrupt(key, name)),
+        _ => Err(corrupt(key, name)),
+    }
+}
+
+fn get_bool(item: &Item, name: &str, key: &str) -> Result<bool, FleetError> {
+    match item.get(name) {
+        Some(AttributeValue::Bool(value)) => Ok(*value),
+        _ => Err(corrupt(key, name)),
+    }
+}
+
+fn corrupt(key: &str, attribute: &str) -> FleetError {
+    FleetError::Corrupt {
+        key: key.to_owned(),
+        reason: format!("attribute {attribute} missing or of the wrong type"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> MediaNodeInfo {
+        MediaNodeInfo {
+            id: "i-0abc".into(),
+            region: "eu-west-1".into(),
+            turn_addr: "203.0.113.7:3478".into(),
+            udp: true,
+            tcp: false,
+            relay_port_min: 49152,
+            relay_port_max: 65535,
+            load: NodeLoad {
+                allocations: 12,
+                bandwidth_bps: 768_000,
+                cpu_percent: 12.25,
+            },
+            state: NodeState::Draining,
+        }
+    }
+
+    #[test]
+    fn node_round_trips() {
+        let item = node_to_item(&info(), 100, 130);
+        let record = node_from_item(&item).expect("decodes");
+        assert_eq!(record.info, info());
+        assert_eq!((record.heartbeat_at, record.expires_at), (100, 130));
+    }
+
+    #[test]
+    fn cpu_that_dynamodb_would_refuse_is_written_as_a_plain_number() {
+        let mut bad = info();
+        for cpu in [f64::NAN, f64::INFINITY, -3.0, 1e300] {
+            bad.load.cpu_percent = cpu;
+            let item = node_to_item(&bad, 1, 2);
+            let Some(AttributeValue::N(text)) = item.get(CPU_PERCENT) else {
+                panic!("cpu is a number");
+            };
+            assert!(text.len() < 20, "{text}");
+            assert!(node_from_item(&item).is_ok());
+        }
+    }
+
+    #[test]
+    fn foreign_items_are_corrupt_not_a_panic() {
+        let mut item = node_to_item(&info(), 1, 2);
+        item.insert(STATE.into(), s("asleep"));
+        assert!(matches!(
+            node_from_item(&item),
+            Err(FleetError::Corrupt { key, .. }) if key == "i-0abc"
+        ));
+        let mut item = node_to_item(&info(), 1, 2);
+        item.insert(RELAY_PORT_MAX.into(), n(70_000));
+        assert!(node_from_item(&item).is_err());
+        item.remove(PK);
+        assert!(node_from_item(&item).is_err());
+        let mut room = room_to_item("lobby", "n1", 5);
+        assert_eq!(
+            room_from_item(&room).expect("decodes"),
+            RoomAssignment {
+                node_id: "n1".into(),
+                expires_at: 5
+            }
+        );
+        room.insert(EXPIRES_AT.into(), s("soon"));
+        assert!(room_from_item(&room).is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! The fleet heartbeat: a task that registers this node in a
+//! [`MediaNodeStore`] and refreshes its record every few seconds with its
+//! address, ports, region, load and state, so the signaling side can place
+//! rooms on it ([`tincan_fleet`]). A node that stops heartbeating drops out
+//! when its record's TTL (three intervals by default) runs out.
+//!
+//! Load: live allocations from the node's counters, relayed bandwidth from
+//! the change in relayed bytes between beats, and process CPU from
+//! `/proc/self/stat` (Linux; 0 elsewhere). State: `draining` once
+//! [`MediaNode::drain`] was called; call [`Heartbeat::beat_now`] after
+//! draining so the fleet hears it at once rather than at the next tick.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tincan_fleet::{MediaNodeInfo, MediaNodeStore, NodeLoad, NodeState};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+use crate::MediaNode;
+
+/// Seconds between heartbeats unless configured (`TINCAN_HEARTBEAT_SECS`).
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 10;
+
+/// Clock ticks per second in `/proc/self/stat` (`USER_HZ`): 100 on every
+/// Linux architecture we run on; reading it exactly would need `sysconf`.
+const USER_HZ: f64 = 100.0;
+
+/// What the heartbeat says about the node beyond what the node knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeartbeatConfig {
+    /// The node's id in the fleet (see [`tincan_fleet::validate_node_id`]).
+    pub node_id: String,
+    /// Region or zone.
+    pub region: String,
+    /// Time between heartbeats.
+    pub interval: Duration,
+    /// How long each heartbeat keeps the record alive, seconds.
+    pub ttl_secs: u64,
+}
+
+impl HeartbeatConfig {
+    /// Beats every `interval`, each alive for three intervals (at least
+    /// one second).
+    pub fn new(node_id: impl Into<String>, region: impl Into<String>, interval: Duration) -> Self {
+        Self {
+            node_id: node_id.into(),
+            region: region.into(),
+            interval,
+            ttl_secs: (interval * 3).as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+
+    /// Records live `secs` after each heartbeat.
+    pub fn with_ttl_secs(mut self, secs: u64) -> Self {
+        self.ttl_secs = secs;
+        self
+    }
+}
+
+/// A running heartbeat task.
+pub struct Heartbeat {
+    node_id: String,
+    store: Arc<dyn MediaNodeStore>,
+    beat: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Starts heartbeating `node` into `store`: the first beat at once, then
+/// every `config.interval`. Failures are logged and retried at the next
+/// beat; the task runs until [`Heartbeat::stop`] or drop.
+pub fn spawn(
+    node: Arc<MediaNode>,
+    store: Arc<dyn MediaNodeStore>,
+    config: HeartbeatConfig,
+) -> Heartbeat {
+    let beat = Arc::new(Notify::new());
+    let (stop, stopped) = watch::channel(false);
+    let node_id = config.node_id.clone();
+    let task = tokio::spawn(run(
+        node,
+        Arc::clone(&store),
+        config,
+        Arc::clone(&beat),
+        stopped,
+    ));
+    Heartbeat {
+        node_id,
+        store,
+        beat,
+        stop,
+        task: Some(task),
+    }
+}
+
+impl std::fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heartbeat")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Heartbeat {
+    /// Beats now rather than at the next tick (e.g. right after a drain).
+    pub fn beat_now(&self) {
+        self.beat.notify_one();
+    }
+
+    /// Stops beating; with `deregister`, also removes the node's record so
+    /// it drops out at once instead of when its TTL runs out.
+    pub async fn stop(mut self, deregister: bool) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        if deregister {
+            match self.store.remove(&self.node_id).await {
+                Ok(()) => tracing::info!(node = %self.node_id, "media node deregistered"),
+                Err(err) => {
+                    tracing::warn!(node = %self.node_id, error = %err, "deregistering failed");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+async fn run(
+    node: Arc<MediaNode>,
+    store: Arc<dyn MediaNodeStore>,
+    config: HeartbeatConfig,
+    beat: Arc<Notify>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut sampler = LoadSampler::default();
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_state = None;
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = beat.notified() => {}
+            _ = stopped.changed() => return,
+        }
+        let info = node_info(&node, &config, sampler.sample(&node));
+        let state = info.state;
+        let load = info.load;
+        match store.heartbeat(info, unix_now(), config.ttl_secs).await {
+            Ok(()) => {
+                if last_state != Some(state) || !healthy {
+                    tracing::info!(
+                        node = %config.node_id,
+                        ?state,
+                        turn_addr = %node.public_addr(),
+                        ttl_secs = config.ttl_secs,
+                        "media node registered"
+                    );
+                }
+                tracing::debug!(
+                    node = %config.node_id,
+                    allocations = load.allocations,
+                    bandwidth_bps = load.bandwidth_bps,
+                    cpu_percent = load.cpu_percent,
+                    "heartbeat"
+                );
+                last_state = Some(state);
+                healthy = true;
+            }
+            Err(err) => {
+                tracing::warn!(node = %config.node_id, error = %err, "heartbeat failed");
+                healthy = false;
+            }
+        }
+    }
+}
+
+/// This node's record as of now.
+pub fn node_info(node: &MediaNode, config: &HeartbeatConfig, load: NodeLoad) -> MediaNodeInfo {
+    let (relay_port_min, relay_port_max) = node.relay_ports();
+    MediaNodeInfo {
+        id: config.node_id.clone(),
+        region: config.region.clone(),
+        turn_addr: node.public_addr().to_string(),
+        udp: true,
+        tcp: node.tcp_addr().is_some(),
+        relay_port_min,
+        relay_port_max,
+        load,
+        state: if node.is_draining() {
+            NodeState::Draining
+        } else {
+            NodeState::Active
+        },
+    }
+}
+
+/// Turns counters into rates between two samples.
+#[derive(Debug, Default)]
+struct LoadSampler {
+    last: Option<Sample>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    relayed_bytes: u64,
+    cpu_secs: Option<f64>,
+}
+
+impl LoadSampler {
+    /// The load now; rates are 0 until there is an earlier sample.
+    fn sample(&mut self, node: &MediaNode) -> NodeLoad {
+        let metrics = node.metrics();
+        let now = Sample {
+            at: Instant::now(),
+            relayed_bytes: metrics.peer_bytes_in.saturating_add(metrics.peer_bytes_out),
+            cpu_secs: process_cpu_secs(),
+        };
+        let mut load = NodeLoad {
+            allocations: metrics.allocations,
+            ..NodeLoad::default()
+        };
+        if let Some(last) = self.last {
+            let elapsed = now.at.duration_since(last.at).as_secs_f64();
+            if elapsed > 0.0 {
+                let bytes = now.relayed_bytes.saturating_sub(last.relayed_bytes);
+                load.bandwidth_bps = (bytes as f64 * 8.0 / elapsed) as u64;
+                if let (Some(cpu), Some(before)) = (now.cpu_secs, last.cpu_secs) {
+                    load.cpu_percent = ((cpu - before).max(0.0) / elapsed * 100.0).max(0.0);
+                }
+            }
+        }
+        self.last = Some(now);
+        load
+    }
+}
+
+/// CPU seconds (user + system) this process has used, from
+/// `/proc/self/stat`; `None` where there is no procfs.
+fn process_cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu_ticks(&stat).map(|ticks| ticks as f64 / USER_HZ)
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line. The
+/// command name (field 2) is in parentheses and may hold spaces and `)`,
+/// so fields are counted from the last `)`.
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // rest starts at field 3 (state): utime is field 14, 11 further on.
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime.saturating_add(stime))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A node id for this host when none is configured: the hostname (kept to
+/// `[A-Za-z0-9._-]`) and the TURN port, so two nodes on one host differ and
+/// a restarted node takes over its own record; a random id if the hostname
+/// is unknown.
+pub fn default_node_id(turn_port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(100)
+        .collect();
+    if host.is_empty() {
+        format!("media-node-{:016x}", rand::random::<u64>())
+    } else {
+        format!("{host}-{turn_port}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_counted_past_a_tricky_command_name() {
+        let stat = "4242 (tincan) media (node)) S 1 4242 4242 0 -1 4194560 \
+                    1234 0 0 0 250 75 0 0 20 0 9 0 12345 1000000 500 \
+                    18446744073709551615 1 1 0 0 0 0 0 4096 17 0 0 0 0 0 0";
+        assert_eq!(parse_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+        assert_eq!(parse_cpu_ticks("1 (x) S 1 2"), None);
+    }
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        if std::path::Path::new("/proc/self/stat").exists() {
+            let secs = process_cpu_secs().expect("parses our own stat");
+            assert!(secs >= 0.0);
+        }
+    }
+
+    #[test]
+    fn default_node_ids_are_valid_fleet_ids() {
+        let id = default_node_id(3478);
+        assert!(tincan_fleet::validate_node_id(&id).is_ok(), "{id}");
+        assert!(id.ends_with("-3478") || id.starts_with("media-node-"));
+    }
+
+    #[test]
+    fn ttl_is_three_intervals_and_at_least_a_second() {
+        assert_eq!(
+            HeartbeatConfig::new("n", "r", Duration::from_secs(10)).ttl_secs,
+            30
+        );
+        assert_eq!(
+            HeartbeatConfig::new("n", "r", Duration::from_millis(100)).ttl_secs,
+            1
+        );
+    }
+}
