@@ -27,6 +27,15 @@ if ! python3 -c 'import moto, secantus' 2>/dev/null || ! command -v cfn-lint >/d
   if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
 
+# The SAM CLI (for `sam validate --lint`) in a venv of its own: it pins
+# dependencies that would clash with the packages above.
+SAM_VENV="$HOME/.cache/tincan-sam-venv"
+if [ ! -x "$SAM_VENV/bin/sam" ]; then
+  echo "setup: aws-sam-cli in $SAM_VENV"
+  python3 -m venv "$SAM_VENV"
+  "$SAM_VENV/bin/pip" install -q --disable-pip-version-check 'aws-sam-cli==1.*'
+fi
+
 for dir in tests/browser infra; do
   if [ -f "$dir/package.json" ] && [ ! -d "$dir/node_modules" ]; then
     echo "setup: npm ci in $dir"

@@ -309,28 +309,12 @@ impl CallStore for EmbeddedStore {
     ) -> Result<bool, StoreError> {
         let open = open_key(peer_id, room);
         self.write(move |txn| {
-            let mut open_calls = txn.open_table(OPEN_CALLS).map_err(db_err)?;
-            let Some(key) = open_calls.remove(open.as_str()).map_err(db_err)? else {
-                return Ok(false);
-            };
-            let key = key.value().to_owned();
-            let mut calls = txn.open_table(CALLS).map_err(db_err)?;
-            let current: Option<CallRecord> = match calls.get(key.as_str()).map_err(db_err)? {
-                Some(v) => Some(decode(&key, v.value())?),
-                None => None,
-            };
-            let Some(mut record) = current else {
-                return Ok(false);
-            };
-            record.ended_at = Some(ended_at_ms);
-            if media_path.is_some() {
-                record.media_path = media_path;
-            }
-            let bytes = encode(&key, &record)?;
-            calls
-                .insert(key.as_str(), bytes.as_slice())
-                .map_err(db_err)?;
-            Ok(true)
+            update_open_call(txn, &open, OpenCall::Close, |record| {
+                record.ended_at = Some(ended_at_ms);
+                if media_path.is_some() {
+                    record.media_path = media_path;
+                }
+            })
         })
         .await
     }
@@ -343,25 +327,9 @@ impl CallStore for EmbeddedStore {
     ) -> Result<bool, StoreError> {
         let open = open_key(peer_id, room);
         self.write(move |txn| {
-            let open_calls = txn.open_table(OPEN_CALLS).map_err(db_err)?;
-            let Some(key) = open_calls.get(open.as_str()).map_err(db_err)? else {
-                return Ok(false);
-            };
-            let key = key.value().to_owned();
-            let mut calls = txn.open_table(CALLS).map_err(db_err)?;
-            let current: Option<CallRecord> = match calls.get(key.as_str()).map_err(db_err)? {
-                Some(v) => Some(decode(&key, v.value())?),
-                None => None,
-            };
-            let Some(mut record) = current else {
-                return Ok(false);
-            };
-            record.media_path = Some(media_path);
-            let bytes = encode(&key, &record)?;
-            calls
-                .insert(key.as_str(), bytes.as_slice())
-                .map_err(db_err)?;
-            Ok(true)
+            update_open_call(txn, &open, OpenCall::KeepOpen, |record| {
+                record.media_path = Some(media_path);
+            })
         })
         .await
     }
@@ -388,4 +356,44 @@ impl CallStore for EmbeddedStore {
         })
         .await
     }
+}
+
+/// Whether [`update_open_call`] closes the call it updates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpenCall {
+    Close,
+    KeepOpen,
+}
+
+/// Applies `change` to the open call under `open` (the peer's key in
+/// `OPEN_CALLS`); `false` if no call is open there.
+fn update_open_call(
+    txn: &WriteTransaction,
+    open: &str,
+    after: OpenCall,
+    change: impl FnOnce(&mut CallRecord),
+) -> Result<bool, StoreError> {
+    let mut open_calls = txn.open_table(OPEN_CALLS).map_err(db_err)?;
+    let key = match after {
+        OpenCall::Close => open_calls.remove(open).map_err(db_err)?,
+        OpenCall::KeepOpen => open_calls.get(open).map_err(db_err)?,
+    };
+    let Some(key) = key else {
+        return Ok(false);
+    };
+    let key = key.value().to_owned();
+    let mut calls = txn.open_table(CALLS).map_err(db_err)?;
+    let current: Option<CallRecord> = match calls.get(key.as_str()).map_err(db_err)? {
+        Some(v) => Some(decode(&key, v.value())?),
+        None => None,
+    };
+    let Some(mut record) = current else {
+        return Ok(false);
+    };
+    change(&mut record);
+    let bytes = encode(&key, &record)?;
+    calls
+        .insert(key.as_str(), bytes.as_slice())
+        .map_err(db_err)?;
+    Ok(true)
 }

@@ -253,3 +253,48 @@ async fn full_room_is_refused_and_the_web_app_and_health_are_served() {
     assert_eq!(health.status(), 200);
     s.stack.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_socket_is_closed_like_api_gateway_and_its_room_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config =
+        LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    config.jwt_secret = Some(SECRET.into());
+    config.limits.idle_timeout = Duration::from_millis(1500);
+    let stack = LocalStack::start(config).await.unwrap();
+    let s = Stack {
+        stack,
+        _dir: dir,
+        tokens: TokenKeys::new(SECRET.as_bytes(), 900).unwrap(),
+    };
+    let mut chatty = s.client("ada").await;
+    let mut quiet = s.client("bob").await;
+    join(&mut chatty, "idle").await;
+    let jq = join(&mut quiet, "idle").await;
+    recv(&mut chatty).await; // peer-joined
+                             // The chatty one keeps pinging; the quiet one says nothing more.
+    let quiet_id = jq["self"]["peerId"].as_str().unwrap().to_owned();
+    let mut left = None;
+    for _ in 0..8 {
+        send(&mut chatty, json!({"action": "ping"})).await;
+        let msg = recv(&mut chatty).await;
+        if msg["type"] == "peer-left" {
+            left = Some(msg);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert_eq!(left, Some(json!({"type": "peer-left", "peerId": quiet_id})));
+    let close = loop {
+        match tokio::time::timeout(STEP, quiet.next())
+            .await
+            .expect("close in time")
+        {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    };
+    assert_eq!(close.unwrap().code, CloseCode::Away);
+    s.stack.stop().await;
+}

@@ -48,7 +48,7 @@ use self::item::{
     connection_from_item, connection_to_item, key, n, room_key, s, RoomItem, EXPIRES_AT, MUTED, PK,
     ROOM, VERSION,
 };
-pub use self::table::create_table;
+pub use self::table::{create_table, ensure_table};
 use crate::connection::{ConnectionRecord, ConnectionStore, JoinOutcome};
 use crate::error::StoreError;
 

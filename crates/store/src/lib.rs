@@ -24,7 +24,7 @@ pub use crate::apigw_push::ApiGatewayPush;
 pub use crate::connection::{
     room_view, ConnectionRecord, ConnectionStore, JoinOutcome, CONNECTION_TTL_SECS,
 };
-pub use crate::dynamo::{create_table, DynamoConnectionStore, ROOM_INDEX};
+pub use crate::dynamo::{create_table, ensure_table, DynamoConnectionStore, ROOM_INDEX};
 pub use crate::error::StoreError;
 pub use crate::memory::MemoryConnectionStore;
 pub use crate::push::{Push, PushError};

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::operation::create_table::builders::CreateTableFluentBuilder;
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
@@ -50,7 +51,7 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         )
         .build()
         .map_err(build_error)?;
-    let created = client
+    let request = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
@@ -58,23 +59,33 @@ pub async fn create_table(client: &Client, name: &str) -> Result<(), StoreError>
         .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(ROOM, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(CONNECTED_AT, ScalarAttributeType::N)?)
-        .global_secondary_indexes(by_room)
-        .send()
-        .await;
-    match created {
-        Ok(_) => tracing::info!(table = name, "created connections table"),
+        .global_secondary_indexes(by_room);
+    ensure_table(client, request, name, EXPIRES_AT).await
+}
+
+/// Sends `request` (a CreateTable for `name`) unless the table exists, waits
+/// until it is `ACTIVE` and makes sure TTL is on `ttl_attribute`. Shared by
+/// every table Tincan creates for itself (here and in the fleet registry).
+pub async fn ensure_table(
+    client: &Client,
+    request: CreateTableFluentBuilder,
+    name: &str,
+    ttl_attribute: &str,
+) -> Result<(), StoreError> {
+    match request.send().await {
+        Ok(_) => tracing::info!(table = name, "created table"),
         Err(err)
             if matches!(
                 err.as_service_error(),
                 Some(CreateTableError::ResourceInUseException(_))
             ) =>
         {
-            tracing::debug!(table = name, "connections table already exists");
+            tracing::debug!(table = name, "table already exists");
         }
         Err(err) => return Err(unavailable("CreateTable", err)),
     }
     wait_active(client, name).await?;
-    enable_ttl(client, name).await
+    enable_ttl(client, name, ttl_attribute).await
 }
 
 async fn wait_active(client: &Client, name: &str) -> Result<(), StoreError> {
@@ -100,7 +111,7 @@ async fn wait_active(client: &Client, name: &str) -> Result<(), StoreError> {
     }
 }
 
-async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
+async fn enable_ttl(client: &Client, name: &str, ttl_attribute: &str) -> Result<(), StoreError> {
     let described = client
         .describe_time_to_live()
         .table_name(name)
@@ -121,7 +132,7 @@ async fn enable_ttl(client: &Client, name: &str) -> Result<(), StoreError> {
         .table_name(name)
         .time_to_live_specification(
             TimeToLiveSpecification::builder()
-                .attribute_name(EXPIRES_AT)
+                .attribute_name(ttl_attribute)
                 .enabled(true)
                 .build()
                 .map_err(build_error)?,

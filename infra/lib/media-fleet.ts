@@ -1,0 +1,196 @@
+// The media-node fleet: a TURN load balancer in front of an Auto Scaling
+// group of EC2 instances running tincan-media-node under systemd. Same
+// resources and logical IDs as the media-node part of ../template.yaml.
+
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+import { Aws, CfnResource, Fn, Stack } from 'aws-cdk-lib';
+import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { IConstruct } from 'constructs';
+
+import { TincanParameters } from './parameters';
+
+/** Gives an L2 construct's resource (or an L1) the logical ID template.yaml uses. */
+export function logicalId<T extends IConstruct>(construct: T, id: string): T {
+  const resource = (construct.node.defaultChild ?? construct) as CfnResource;
+  resource.overrideLogicalId(id);
+  return construct;
+}
+
+/** The name of the lifecycle hook the instances complete after draining. */
+const DRAIN_HOOK = 'tincan-drain';
+/** Where the nodes publish their load, and what the scaling policy follows. */
+const METRIC_NAMESPACE = 'Tincan/MediaNode';
+const METRIC_NAME = 'TurnAllocations';
+const TURN_PORT = 3478;
+
+export interface MediaFleet {
+  /** The load balancer's TURN address, host:port. */
+  turnLoadBalancer: elbv2.CfnLoadBalancer;
+  group: autoscaling.CfnAutoScalingGroup;
+}
+
+export function defineMediaFleet(
+  stack: Stack,
+  params: TincanParameters,
+  turnSecret: secretsmanager.Secret,
+  mediaNodes: dynamodb.Table,
+): MediaFleet {
+  const groupName = `${Aws.STACK_NAME}-media-nodes`;
+
+  const securityGroup = new ec2.CfnSecurityGroup(stack, 'MediaNodeSecurityGroup', {
+    groupDescription: 'Tincan media nodes - TURN on 3478 UDP and TCP, UDP relay ports',
+    vpcId: params.vpcId.valueAsString,
+    securityGroupIngress: [
+      { ipProtocol: 'udp', fromPort: TURN_PORT, toPort: TURN_PORT, cidrIp: '0.0.0.0/0', description: 'TURN over UDP' },
+      { ipProtocol: 'tcp', fromPort: TURN_PORT, toPort: TURN_PORT, cidrIp: '0.0.0.0/0', description: 'TURN over TCP' },
+      {
+        ipProtocol: 'udp',
+        fromPort: params.relayPortMin.valueAsNumber,
+        toPort: params.relayPortMax.valueAsNumber,
+        cidrIp: '0.0.0.0/0',
+        description: 'TURN relay ports',
+      },
+    ],
+  });
+
+  const role = logicalId(
+    new iam.Role(stack, 'MediaNodeRole', {
+      assumedBy: new iam.ServicePrincipal('ec2.amazonaws.com'),
+      inlinePolicies: {
+        'media-node': new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              sid: 'Binary',
+              actions: ['s3:GetObject'],
+              resources: [
+                `arn:${Aws.PARTITION}:s3:::${params.mediaNodeArtifactBucket.valueAsString}/${params.mediaNodeArtifactKey.valueAsString}`,
+              ],
+            }),
+            new iam.PolicyStatement({
+              sid: 'TurnSecret',
+              actions: ['secretsmanager:GetSecretValue'],
+              resources: [turnSecret.secretArn],
+            }),
+            new iam.PolicyStatement({
+              sid: 'FleetHeartbeat',
+              actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+              resources: [mediaNodes.tableArn],
+            }),
+            new iam.PolicyStatement({
+              sid: 'Drain',
+              actions: [
+                'autoscaling:CompleteLifecycleAction',
+                'autoscaling:RecordLifecycleActionHeartbeat',
+              ],
+              resources: [
+                `arn:${Aws.PARTITION}:autoscaling:${Aws.REGION}:${Aws.ACCOUNT_ID}:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
+              ],
+            }),
+            // PutMetricData has no resource-level permissions: AWS requires
+            // Resource "*". The condition pins it to our namespace.
+            new iam.PolicyStatement({
+              sid: 'LoadMetric',
+              actions: ['cloudwatch:PutMetricData'],
+              resources: ['*'],
+              conditions: { StringEquals: { 'cloudwatch:namespace': METRIC_NAMESPACE } },
+            }),
+          ],
+        }),
+      },
+    }),
+    'MediaNodeRole',
+  );
+
+  const profile = new iam.CfnInstanceProfile(stack, 'MediaNodeInstanceProfile', {
+    roles: [role.roleName],
+  });
+
+  // One script for both templates: template.yaml inlines the same text
+  // (tests/infra/test_parity.py compares them).
+  const userData = readFileSync(path.join(__dirname, 'media-node-user-data.sh'), 'utf8');
+  const launchTemplate = new ec2.CfnLaunchTemplate(stack, 'MediaNodeLaunchTemplate', {
+    launchTemplateData: {
+      imageId: params.mediaNodeImageId.valueAsString,
+      instanceType: params.mediaNodeInstanceType.valueAsString,
+      iamInstanceProfile: { arn: profile.attrArn },
+      metadataOptions: { httpTokens: 'required', httpPutResponseHopLimit: 1, httpEndpoint: 'enabled' },
+      networkInterfaces: [
+        { deviceIndex: 0, associatePublicIpAddress: true, groups: [securityGroup.attrGroupId] },
+      ],
+      tagSpecifications: [
+        { resourceType: 'instance', tags: [{ key: 'Name', value: `${Aws.STACK_NAME}-media-node` }] },
+      ],
+      userData: Fn.base64(Fn.sub(userData)),
+    },
+  });
+
+  const turnLoadBalancer = new elbv2.CfnLoadBalancer(stack, 'TurnLoadBalancer', {
+    type: 'network',
+    scheme: 'internet-facing',
+    subnets: params.subnetIds.valueAsList,
+  });
+  const targetGroup = new elbv2.CfnTargetGroup(stack, 'TurnTargetGroup', {
+    vpcId: params.vpcId.valueAsString,
+    protocol: 'TCP_UDP',
+    port: TURN_PORT,
+    targetType: 'instance',
+    healthCheckProtocol: 'TCP',
+    healthCheckPort: String(TURN_PORT),
+    healthCheckIntervalSeconds: 10,
+    healthyThresholdCount: 2,
+    unhealthyThresholdCount: 2,
+    targetGroupAttributes: [{ key: 'deregistration_delay.timeout_seconds', value: '30' }],
+  });
+  new elbv2.CfnListener(stack, 'TurnListener', {
+    loadBalancerArn: turnLoadBalancer.ref,
+    protocol: 'TCP_UDP',
+    port: TURN_PORT,
+    defaultActions: [{ type: 'forward', targetGroupArn: targetGroup.ref }],
+  });
+
+  const group = new autoscaling.CfnAutoScalingGroup(stack, 'MediaNodeGroup', {
+    autoScalingGroupName: groupName,
+    minSize: params.mediaNodeMinSize.valueAsString,
+    maxSize: params.mediaNodeMaxSize.valueAsString,
+    vpcZoneIdentifier: params.subnetIds.valueAsList,
+    launchTemplate: {
+      launchTemplateId: launchTemplate.ref,
+      version: launchTemplate.attrLatestVersionNumber,
+    },
+    targetGroupArns: [targetGroup.ref],
+    healthCheckType: 'ELB',
+    healthCheckGracePeriod: 120,
+    lifecycleHookSpecificationList: [
+      {
+        lifecycleHookName: DRAIN_HOOK,
+        lifecycleTransition: 'autoscaling:EC2_INSTANCE_TERMINATING',
+        heartbeatTimeout: 300,
+        defaultResult: 'CONTINUE',
+      },
+    ],
+  });
+
+  new autoscaling.CfnScalingPolicy(stack, 'MediaNodeScalingPolicy', {
+    autoScalingGroupName: group.ref,
+    policyType: 'TargetTrackingScaling',
+    targetTrackingConfiguration: {
+      targetValue: params.allocationsPerNodeTarget.valueAsNumber,
+      customizedMetricSpecification: {
+        namespace: METRIC_NAMESPACE,
+        metricName: METRIC_NAME,
+        dimensions: [{ name: 'AutoScalingGroupName', value: group.ref }],
+        statistic: 'Average',
+        unit: 'Count',
+      },
+    },
+  });
+
+  return { turnLoadBalancer, group };
+}

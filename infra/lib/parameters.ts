@@ -1,0 +1,196 @@
+// The stack's parameters: the same names, types, defaults and constraints as
+// the Parameters of ../template.yaml, so `cdk deploy --parameters Name=value`
+// and `sam deploy --parameter-overrides Name=value` take the same input.
+
+import { CfnParameter, Stack } from 'aws-cdk-lib';
+
+const LOG_RETENTION_DAYS = [
+  1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+  3288, 3653,
+];
+
+export interface TincanParameters {
+  lambdaArchitecture: CfnParameter;
+  stageName: CfnParameter;
+  logLevel: CfnParameter;
+  logRetentionDays: CfnParameter;
+  corsOrigins: CfnParameter;
+  mongoDbUri: CfnParameter;
+  mongoDbDatabase: CfnParameter;
+  accessTokenTtl: CfnParameter;
+  refreshTokenTtl: CfnParameter;
+  roomMax: CfnParameter;
+  maxMessageBytes: CfnParameter;
+  turnCredentialTtl: CfnParameter;
+  turnUrl: CfnParameter;
+  vpcId: CfnParameter;
+  subnetIds: CfnParameter;
+  mediaNodeInstanceType: CfnParameter;
+  mediaNodeImageId: CfnParameter;
+  mediaNodeArtifactBucket: CfnParameter;
+  mediaNodeArtifactKey: CfnParameter;
+  mediaNodeMinSize: CfnParameter;
+  mediaNodeMaxSize: CfnParameter;
+  allocationsPerNodeTarget: CfnParameter;
+  relayPortMin: CfnParameter;
+  relayPortMax: CfnParameter;
+  drainGraceSeconds: CfnParameter;
+}
+
+export function defineParameters(stack: Stack): TincanParameters {
+  const p = (id: string, props: ConstructorParameters<typeof CfnParameter>[2]) =>
+    new CfnParameter(stack, id, props);
+  return {
+    lambdaArchitecture: p('LambdaArchitecture', {
+      type: 'String',
+      default: 'arm64',
+      allowedValues: ['arm64', 'x86_64'],
+      description:
+        'Instruction set of the Lambda functions (sam build cross-compiles with cargo-lambda).',
+    }),
+    stageName: p('StageName', {
+      type: 'String',
+      default: 'prod',
+      allowedPattern: '^[A-Za-z0-9_-]{1,64}$',
+      description: 'WebSocket API stage; the WebSocket URL ends with it.',
+    }),
+    logLevel: p('LogLevel', {
+      type: 'String',
+      default: 'info',
+      description: 'RUST_LOG filter of every function (e.g. info, debug, tincan_ws_api=debug).',
+    }),
+    logRetentionDays: p('LogRetentionDays', {
+      type: 'Number',
+      default: '30',
+      allowedValues: LOG_RETENTION_DAYS.map(String),
+      description: 'CloudWatch Logs retention of the function log groups.',
+    }),
+    corsOrigins: p('CorsOrigins', {
+      type: 'String',
+      default: '*',
+      description:
+        "Origins allowed to call the HTTP API from a browser - '*', 'none', or comma-separated origins of the web app.",
+    }),
+    mongoDbUri: p('MongoDbUri', {
+      type: 'String',
+      noEcho: true,
+      minLength: 1,
+      allowedPattern: '^mongodb(\\+srv)?://.+',
+      description:
+        'MongoDB Atlas connection string (the mongodb+srv URI Atlas shows under Connect). Stored in Secrets Manager; never echoed.',
+    }),
+    mongoDbDatabase: p('MongoDbDatabase', {
+      type: 'String',
+      default: 'tincan',
+      description: 'MongoDB database name.',
+    }),
+    accessTokenTtl: p('AccessTokenTtl', {
+      type: 'Number',
+      default: 900,
+      minValue: 60,
+      description: 'Access-token lifetime, seconds.',
+    }),
+    refreshTokenTtl: p('RefreshTokenTtl', {
+      type: 'Number',
+      default: 2592000,
+      minValue: 3600,
+      description: 'Refresh-token lifetime, seconds.',
+    }),
+    roomMax: p('RoomMax', {
+      type: 'Number',
+      default: 8,
+      minValue: 2,
+      maxValue: 64,
+      description: 'Most peers in one room (a full mesh of audio streams).',
+    }),
+    maxMessageBytes: p('MaxMessageBytes', {
+      type: 'Number',
+      default: 16384,
+      minValue: 1024,
+      maxValue: 131072,
+      description:
+        'Largest signaling message accepted, bytes (API Gateway itself stops at 128 KB).',
+    }),
+    turnCredentialTtl: p('TurnCredentialTtl', {
+      type: 'Number',
+      default: 3600,
+      minValue: 60,
+      description: 'Lifetime of the TURN credentials handed to browsers, seconds.',
+    }),
+    turnUrl: p('TurnUrl', {
+      type: 'String',
+      default: '',
+      description:
+        "TURN host:port advertised to browsers. Empty - the media nodes' load balancer, port 3478.",
+    }),
+    vpcId: p('VpcId', { type: 'AWS::EC2::VPC::Id', description: 'VPC of the media nodes.' }),
+    subnetIds: p('SubnetIds', {
+      type: 'List<AWS::EC2::Subnet::Id>',
+      description:
+        'Public subnets in at least two Availability Zones for the media nodes and their load balancer.',
+    }),
+    mediaNodeInstanceType: p('MediaNodeInstanceType', {
+      type: 'String',
+      default: 't4g.small',
+      description:
+        'Instance type of a media node (Graviton by default; match MediaNodeImageId and the binary).',
+    }),
+    mediaNodeImageId: p('MediaNodeImageId', {
+      type: 'AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>',
+      default: '/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64',
+      description:
+        'AMI of the media nodes (Amazon Linux 2023, resolved from the public SSM parameter).',
+    }),
+    mediaNodeArtifactBucket: p('MediaNodeArtifactBucket', {
+      type: 'String',
+      minLength: 3,
+      description:
+        'S3 bucket holding the tincan-media-node binary (Linux, same architecture as the instances).',
+    }),
+    mediaNodeArtifactKey: p('MediaNodeArtifactKey', {
+      type: 'String',
+      default: 'tincan-media-node',
+      description: 'S3 key of the tincan-media-node binary.',
+    }),
+    mediaNodeMinSize: p('MediaNodeMinSize', {
+      type: 'Number',
+      default: 1,
+      minValue: 0,
+      description: 'Fewest media nodes.',
+    }),
+    mediaNodeMaxSize: p('MediaNodeMaxSize', {
+      type: 'Number',
+      default: 4,
+      minValue: 1,
+      description: 'Most media nodes.',
+    }),
+    allocationsPerNodeTarget: p('AllocationsPerNodeTarget', {
+      type: 'Number',
+      default: 200,
+      minValue: 1,
+      description: 'Target-tracking value - live TURN allocations per node, on average.',
+    }),
+    relayPortMin: p('RelayPortMin', {
+      type: 'Number',
+      default: 49152,
+      minValue: 1024,
+      maxValue: 65535,
+      description: 'Lowest UDP relay port on a media node.',
+    }),
+    relayPortMax: p('RelayPortMax', {
+      type: 'Number',
+      default: 65535,
+      minValue: 1024,
+      maxValue: 65535,
+      description: 'Highest UDP relay port on a media node.',
+    }),
+    drainGraceSeconds: p('DrainGraceSeconds', {
+      type: 'Number',
+      default: 600,
+      minValue: 0,
+      maxValue: 7200,
+      description:
+        'How long a terminating media node lets its calls finish before closing them.',
+    }),
+  };
+}

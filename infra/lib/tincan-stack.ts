@@ -1,0 +1,406 @@
+// Tincan's AWS stack, the CDK twin of ../template.yaml: the same resources
+// under the same logical IDs, the same parameters, environment and IAM
+// (tests/infra/test_parity.py holds the two together).
+
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+
+import {
+  Aws,
+  CfnCondition,
+  CfnResource,
+  CfnOutput,
+  Duration,
+  Fn,
+  RemovalPolicy,
+  SecretValue,
+  Stack,
+  StackProps,
+} from 'aws-cdk-lib';
+import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+
+import { defineMediaFleet, logicalId } from './media-fleet';
+import { defineParameters } from './parameters';
+
+export interface TincanStackProps extends StackProps {
+  /**
+   * Directory of cargo-lambda's output: one `<binary>/bootstrap` per
+   * function (`cargo lambda build --release --arm64 -p tincan-functions`
+   * writes `$CARGO_TARGET_DIR/lambda/<binary>/bootstrap`).
+   */
+  lambdaDir: string;
+}
+
+/** The WebSocket routes and the binary behind each. */
+const WS_ROUTES = [
+  { routeKey: '$connect', binary: 'ws-connect', name: 'Connect', fn: 'WsConnect',
+    description: 'Tincan WebSocket $connect - verifies the access token, records the connection.' },
+  { routeKey: '$disconnect', binary: 'ws-disconnect', name: 'Disconnect', fn: 'WsDisconnect',
+    description: 'Tincan WebSocket $disconnect - leaves the room, tells the others.' },
+  { routeKey: '$default', binary: 'ws-default', name: 'Default', fn: 'WsDefault',
+    description: 'Tincan WebSocket $default - join, leave, signal, mute, ping.' },
+] as const;
+
+/** The HTTP API's routes: the contract in /work/shared/DESIGN.md, plus CORS preflight. */
+const HTTP_ROUTES: ReadonlyArray<[string, string]> = [
+  ['RegisterRoute', 'POST /auth/register'],
+  ['LoginRoute', 'POST /auth/login'],
+  ['RefreshRoute', 'POST /auth/refresh'],
+  ['LogoutRoute', 'POST /auth/logout'],
+  ['MeRoute', 'GET /me'],
+  ['GetPreferencesRoute', 'GET /me/preferences'],
+  ['PutPreferencesRoute', 'PUT /me/preferences'],
+  ['CallsRoute', 'GET /me/calls'],
+  ['TurnCredentialsRoute', 'GET /turn-credentials'],
+  ['PreflightRoute', 'OPTIONS /{proxy+}'],
+];
+
+export class TincanStack extends Stack {
+  constructor(scope: Construct, id: string, props: TincanStackProps) {
+    super(scope, id, props);
+    const params = defineParameters(this);
+    const hasTurnUrl = new CfnCondition(this, 'HasTurnUrl', {
+      expression: Fn.conditionNot(Fn.conditionEquals(params.turnUrl.valueAsString, '')),
+    });
+
+    // ------------------------------------------------------------ data
+    const connections = logicalId(
+      new dynamodb.Table(this, 'ConnectionsTable', {
+        partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        timeToLiveAttribute: 'expiresAt',
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+      'ConnectionsTable',
+    );
+    connections.addGlobalSecondaryIndex({
+      indexName: 'byRoom',
+      partitionKey: { name: 'room', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'connectedAt', type: dynamodb.AttributeType.NUMBER },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+    const mediaNodes = logicalId(
+      new dynamodb.Table(this, 'MediaNodesTable', {
+        partitionKey: { name: 'nodeId', type: dynamodb.AttributeType.STRING },
+        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        timeToLiveAttribute: 'expiresAt',
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+      'MediaNodesTable',
+    );
+    mediaNodes.addGlobalSecondaryIndex({
+      indexName: 'byFleet',
+      partitionKey: { name: 'fleet', type: dynamodb.AttributeType.STRING },
+      projectionType: dynamodb.ProjectionType.ALL,
+    });
+
+    // --------------------------------------------------------- secrets
+    const generated = { passwordLength: 64, excludePunctuation: true };
+    const jwtSecret = logicalId(
+      new secretsmanager.Secret(this, 'JwtSecret', {
+        description: 'Tincan access-token signing secret (TINCAN_JWT_SECRET).',
+        generateSecretString: generated,
+      }),
+      'JwtSecret',
+    );
+    const turnSecret = logicalId(
+      new secretsmanager.Secret(this, 'TurnSecret', {
+        description:
+          'TURN REST API secret shared by the functions and the media nodes (TINCAN_TURN_SECRET).',
+        generateSecretString: generated,
+      }),
+      'TurnSecret',
+    );
+    const mongoDbUriSecret = logicalId(
+      new secretsmanager.Secret(this, 'MongoDbUriSecret', {
+        description: 'MongoDB Atlas connection string of the functions (MONGODB_URI).',
+        secretStringValue: SecretValue.cfnParameter(params.mongoDbUri),
+      }),
+      'MongoDbUriSecret',
+    );
+    // `{{resolve:secretsmanager:ARN:SecretString:::}}`: CloudFormation puts
+    // the value into the function's environment at deploy time.
+    const resolve = (secret: secretsmanager.Secret) => secret.secretValue.unsafeUnwrap();
+
+    // ----------------------------------------------------- media nodes
+    const fleet = defineMediaFleet(this, params, turnSecret, mediaNodes);
+    const turnUrl = Fn.conditionIf(
+      hasTurnUrl.logicalId,
+      params.turnUrl.valueAsString,
+      Fn.sub('${TurnLoadBalancer.DNSName}:3478'),
+    ).toString();
+
+    // ---------------------------------------------------------- APIs
+    const wsApi = new apigwv2.CfnApi(this, 'WebSocketApi', {
+      name: `${Aws.STACK_NAME}-signaling`,
+      protocolType: 'WEBSOCKET',
+      routeSelectionExpression: '$request.body.action',
+    });
+    new apigwv2.CfnStage(this, 'WebSocketStage', {
+      apiId: wsApi.ref,
+      stageName: params.stageName.valueAsString,
+      autoDeploy: true,
+      defaultRouteSettings: { throttlingBurstLimit: 500, throttlingRateLimit: 1000 },
+    });
+    const httpApi = new apigwv2.CfnApi(this, 'HttpApi', {
+      name: `${Aws.STACK_NAME}-http`,
+      protocolType: 'HTTP',
+    });
+    new apigwv2.CfnStage(this, 'HttpApiStage', {
+      apiId: httpApi.ref,
+      stageName: '$default',
+      autoDeploy: true,
+      defaultRouteSettings: { throttlingBurstLimit: 200, throttlingRateLimit: 500 },
+    });
+
+    // ----------------------------------------------------- functions
+    const logGroup = (id: string, binary: string) =>
+      logicalId(
+        new logs.LogGroup(this, id, {
+          logGroupName: `/tincan/${Aws.STACK_NAME}/${binary}`,
+          retention: params.logRetentionDays.valueAsNumber as logs.RetentionDays,
+          removalPolicy: RemovalPolicy.DESTROY,
+        }),
+        id,
+      );
+    const wsLogGroups = WS_ROUTES.map((r) => logGroup(`${r.fn}LogGroup`, r.binary));
+    const httpLogGroup = logGroup('HttpApiLogGroup', 'http-api');
+
+    const lambdaTrust = new iam.ServicePrincipal('lambda.amazonaws.com');
+    // The three WebSocket functions share one role: they use the same store
+    // (any of them may add, move or remove a connection) and push to the same API.
+    const signalingRole = logicalId(
+      new iam.Role(this, 'SignalingRole', {
+        assumedBy: lambdaTrust,
+        inlinePolicies: {
+          signaling: new iam.PolicyDocument({
+            statements: [
+              new iam.PolicyStatement({
+                sid: 'Logs',
+                actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+                resources: wsLogGroups.map((g) => g.logGroupArn),
+              }),
+              new iam.PolicyStatement({
+                sid: 'Connections',
+                actions: [
+                  'dynamodb:GetItem',
+                  'dynamodb:BatchGetItem',
+                  'dynamodb:PutItem',
+                  'dynamodb:UpdateItem',
+                  'dynamodb:DeleteItem',
+                ],
+                resources: [connections.tableArn],
+              }),
+              new iam.PolicyStatement({
+                sid: 'ConnectionsByRoom',
+                actions: ['dynamodb:Query'],
+                resources: [`${connections.tableArn}/index/byRoom`],
+              }),
+              new iam.PolicyStatement({
+                sid: 'RoomPlacement',
+                actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+                resources: [mediaNodes.tableArn],
+              }),
+              new iam.PolicyStatement({
+                sid: 'LiveMediaNodes',
+                actions: ['dynamodb:Query'],
+                resources: [`${mediaNodes.tableArn}/index/byFleet`],
+              }),
+              new iam.PolicyStatement({
+                sid: 'PushToConnections',
+                actions: ['execute-api:ManageConnections'],
+                resources: [
+                  `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${wsApi.ref}/${params.stageName.valueAsString}/*/@connections/*`,
+                ],
+              }),
+            ],
+          }),
+        },
+      }),
+      'SignalingRole',
+    );
+    const httpApiRole = logicalId(
+      new iam.Role(this, 'HttpApiRole', {
+        assumedBy: lambdaTrust,
+        inlinePolicies: {
+          'http-api': new iam.PolicyDocument({
+            statements: [
+              new iam.PolicyStatement({
+                sid: 'Logs',
+                actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+                resources: [httpLogGroup.logGroupArn],
+              }),
+            ],
+          }),
+        },
+      }),
+      'HttpApiRole',
+    );
+
+    const architecture = lambda.Architecture.custom(params.lambdaArchitecture.valueAsString);
+    // cargo-lambda writes <binary>/bootstrap, or <binary>/bootstrap.zip
+    // with --output-format zip; either is a Lambda asset as it is.
+    const code = (binary: string) => {
+      const dir = path.join(props.lambdaDir, binary);
+      const zip = path.join(dir, 'bootstrap.zip');
+      if (existsSync(zip)) {
+        return lambda.Code.fromAsset(zip);
+      }
+      if (!existsSync(path.join(dir, 'bootstrap'))) {
+        throw new Error(
+          `${dir}/bootstrap is missing: run \`cargo lambda build --release --arm64 -p tincan-functions\` ` +
+            'first, or pass -c lambdaDir=DIR',
+        );
+      }
+      return lambda.Code.fromAsset(dir);
+    };
+    const rustFunction = (
+      id: string,
+      binary: string,
+      description: string,
+      memorySize: number,
+      role: iam.IRole,
+      logGroupOf: logs.ILogGroup,
+      environment: Record<string, string>,
+    ) => {
+      const fn = logicalId(
+        new lambda.Function(this, id, {
+          description,
+          runtime: lambda.Runtime.PROVIDED_AL2023,
+          handler: 'bootstrap',
+          architecture,
+          code: code(binary),
+          memorySize,
+          timeout: Duration.seconds(10),
+          role,
+          logGroup: logGroupOf,
+          environment,
+        }),
+        id,
+      );
+      // The GetAtt of the role already orders them (cfn-lint W3005).
+      (fn.node.defaultChild as CfnResource).addDeletionOverride('DependsOn');
+      return fn;
+    };
+
+    const signalingEnv = {
+      TINCAN_JWT_SECRET: resolve(jwtSecret),
+      TINCAN_CONNECTIONS_TABLE: connections.tableName,
+      TINCAN_ROOM_MAX: params.roomMax.valueAsString,
+      TINCAN_MAX_MESSAGE: params.maxMessageBytes.valueAsString,
+      TINCAN_TURN_SECRET: resolve(turnSecret),
+      TINCAN_TURN_URL: turnUrl,
+      TINCAN_TURN_TTL: params.turnCredentialTtl.valueAsString,
+      // Each room goes to a live, least-loaded media node from the fleet
+      // registry; TINCAN_TURN_URL is the fallback when none is alive.
+      TINCAN_MEDIA_NODES_TABLE: mediaNodes.tableName,
+      // Call history (who was in which room, how long) goes to MongoDB.
+      MONGODB_URI: resolve(mongoDbUriSecret),
+      TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,
+      TINCAN_MONGODB_TIMEOUT_MS: '3000',
+      RUST_LOG: params.logLevel.valueAsString,
+    };
+    WS_ROUTES.forEach((route, i) => {
+      const fn = rustFunction(
+        `${route.fn}Function`,
+        route.binary,
+        route.description,
+        256,
+        signalingRole,
+        wsLogGroups[i],
+        signalingEnv,
+      );
+      const integration = new apigwv2.CfnIntegration(this, `${route.name}Integration`, {
+        apiId: wsApi.ref,
+        integrationType: 'AWS_PROXY',
+        integrationUri: `arn:${Aws.PARTITION}:apigateway:${Aws.REGION}:lambda:path/2015-03-31/functions/${fn.functionArn}/invocations`,
+      });
+      new apigwv2.CfnRoute(this, `${route.name}Route`, {
+        apiId: wsApi.ref,
+        routeKey: route.routeKey,
+        // $connect checks the token itself (401 refuses the upgrade).
+        authorizationType: route.routeKey === '$connect' ? 'NONE' : undefined,
+        target: `integrations/${integration.ref}`,
+      });
+      new lambda.CfnPermission(this, `${route.fn}Permission`, {
+        action: 'lambda:InvokeFunction',
+        functionName: fn.functionName,
+        principal: 'apigateway.amazonaws.com',
+        sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${wsApi.ref}/*/${route.routeKey}`,
+      });
+    });
+
+    const httpFn = rustFunction(
+      'HttpApiFunction',
+      'http-api',
+      'Tincan HTTP API - accounts, sessions, preferences, call history, TURN credentials.',
+      // argon2id is CPU-bound and Lambda's CPU share grows with memory.
+      1024,
+      httpApiRole,
+      httpLogGroup,
+      {
+        TINCAN_JWT_SECRET: resolve(jwtSecret),
+        TINCAN_ACCESS_TTL: params.accessTokenTtl.valueAsString,
+        TINCAN_REFRESH_TTL: params.refreshTokenTtl.valueAsString,
+        MONGODB_URI: resolve(mongoDbUriSecret),
+        TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,
+        TINCAN_MONGODB_TIMEOUT_MS: '3000',
+        TINCAN_TURN_SECRET: resolve(turnSecret),
+        TINCAN_TURN_URL: turnUrl,
+        TINCAN_TURN_TTL: params.turnCredentialTtl.valueAsString,
+        TINCAN_CORS_ORIGINS: params.corsOrigins.valueAsString,
+        RUST_LOG: params.logLevel.valueAsString,
+      },
+    );
+    const httpIntegration = new apigwv2.CfnIntegration(this, 'HttpApiIntegration', {
+      apiId: httpApi.ref,
+      integrationType: 'AWS_PROXY',
+      integrationUri: httpFn.functionArn,
+      payloadFormatVersion: '2.0',
+    });
+    for (const [id, routeKey] of HTTP_ROUTES) {
+      new apigwv2.CfnRoute(this, id, {
+        apiId: httpApi.ref,
+        routeKey,
+        target: `integrations/${httpIntegration.ref}`,
+      });
+    }
+    new lambda.CfnPermission(this, 'HttpApiPermission', {
+      action: 'lambda:InvokeFunction',
+      functionName: httpFn.functionName,
+      principal: 'apigateway.amazonaws.com',
+      sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${httpApi.ref}/*`,
+    });
+
+    // --------------------------------------------------------- outputs
+    const wsHost = `${wsApi.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}/${params.stageName.valueAsString}`;
+    new CfnOutput(this, 'WebSocketUrl', {
+      description: 'Signaling WebSocket (connect with ?token=ACCESS_TOKEN).',
+      value: `wss://${wsHost}`,
+    });
+    new CfnOutput(this, 'HttpApiUrl', {
+      description: 'HTTP API base URL (POST /auth/login, GET /me, ...).',
+      value: httpApi.attrApiEndpoint,
+    });
+    new CfnOutput(this, 'WebClientOptions', {
+      description:
+        'Options for `new TincanClient(...)` in the web app (wsPath is the WebSocket URL in its https form; the client switches it to wss).',
+      value: `{"baseUrl": "${httpApi.attrApiEndpoint}", "wsPath": "https://${wsHost}"}`,
+    });
+    new CfnOutput(this, 'TurnServerUrl', {
+      description: 'TURN host:port handed to browsers.',
+      value: turnUrl,
+    });
+    new CfnOutput(this, 'ConnectionsTableName', { value: connections.tableName });
+    new CfnOutput(this, 'MediaNodesTableName', { value: mediaNodes.tableName });
+    new CfnOutput(this, 'MediaNodeGroupName', { value: fleet.group.ref });
+    new CfnOutput(this, 'JwtSecretArn', { value: jwtSecret.secretArn });
+    new CfnOutput(this, 'TurnSecretArn', { value: turnSecret.secretArn });
+  }
+}

@@ -1,0 +1,657 @@
+#!/usr/bin/env python3
+"""Checks that template.yaml (SAM) and the CDK app's synthesized template
+describe the same stack, that the stack matches the code it deploys, and that
+it leaks no secret and grants no more than it must.
+
+    python3 tests/infra/test_templates.py CDK_TEMPLATE_JSON
+
+Offline: template.yaml goes through the SAM translator (the one cfn-lint
+ships) into plain CloudFormation, then both templates are compared resource
+by resource with intrinsic functions rendered to one canonical form. Prints
+one line per test and a last line `infra-python: N passed, M failed`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import tomllib
+import traceback
+from pathlib import Path
+
+from cfnlint.decode import cfn_yaml
+from samtranslator.parser import parser as sam_parser
+from samtranslator.translator.translator import Translator
+
+REPO = Path(__file__).resolve().parents[2]
+
+# ------------------------------------------------------------------ inputs
+
+# Variables a function may read that the template deliberately leaves unset,
+# and why. Anything else a function reads must be set by the template.
+OPTIONAL_VARS = {
+    "DYNAMODB_ENDPOINT": "local only: points the store at moto / DynamoDB Local; in AWS the SDK's regional endpoint is right",
+    "TINCAN_WS_ENDPOINT": "optional: the Management API endpoint defaults to https://{domainName}/{stage} of each event",
+    "TINCAN_DATA_DIR": "local only: the embedded account store, used when MONGODB_URI is unset",
+    "AWS_ACCESS_KEY_ID": "credentials come from the Lambda role / the instance profile, never the environment we set",
+    "TINCAN_TURN_NO_TCP": "optional media-node flag: TURN over TCP stays on",
+    "TINCAN_REGION": "optional media-node flag: defaults to AWS_REGION, which the user data sets",
+    "TINCAN_HEARTBEAT_SECS": "optional media-node flag: the built-in heartbeat interval",
+}
+# Set in AWS, these would point a function away from AWS or at a laptop path.
+MUST_NOT_SET = {"DYNAMODB_ENDPOINT", "TINCAN_DATA_DIR"}
+# Variables whose value is a secret: only a Secrets Manager dynamic reference will do.
+SECRET_VARS = {"TINCAN_JWT_SECRET", "TINCAN_TURN_SECRET", "MONGODB_URI"}
+# Files that read the environment but never run inside a deployed Lambda.
+NOT_IN_LAMBDA = {
+    "crates/accounts/src/secantus.rs": "starts SecantusDB for tests (feature test-support)",
+    "crates/store/src/testing.rs": "starts moto for tests (feature testing)",
+}
+# Actions AWS only accepts with Resource "*", each with the condition that narrows it.
+WILDCARD_RESOURCE_ACTIONS = {
+    "cloudwatch:PutMetricData": "no resource-level permissions; narrowed by the cloudwatch:namespace condition",
+}
+
+
+def load_sam() -> dict:
+    """template.yaml, translated to plain CloudFormation by the SAM translator."""
+    template = json.loads(json.dumps(cfn_yaml.load(str(REPO / "template.yaml"))))
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://sam-build/placeholder.zip"
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    translator = Translator(managed_policy_map={}, sam_parser=sam_parser.Parser())
+    return translator.translate(
+        sam_template=template, parameter_values={}, passthrough_metadata=True
+    )
+
+
+SAM_RAW = cfn_yaml.load(str(REPO / "template.yaml"))
+SAM = load_sam()
+CDK = json.loads(Path(sys.argv[1]).read_text()) if len(sys.argv) > 1 else None
+
+# ------------------------------------------------------------- canonical form
+
+
+def canon(value):
+    """Intrinsics rendered as `${Name}` / `${Name.Attr}` strings, scalars as
+    strings, lists order-free; so `!Sub a-${X}` and CDK's
+    `Fn::Join ["", ["a-", {Ref: X}]]` compare equal."""
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return "${%s}" % arg
+            if key == "Fn::GetAtt":
+                return "${%s}" % (arg if isinstance(arg, str) else ".".join(arg))
+            if key == "Fn::Sub":
+                if isinstance(arg, str):
+                    return arg
+                text, variables = arg
+                for name, v in variables.items():
+                    text = text.replace("${%s}" % name, canon(v))
+                return text
+            if key == "Fn::Join":
+                sep, items = arg
+                parts = [canon(i) for i in items]
+                if all(isinstance(p, str) for p in parts):
+                    return sep.join(parts)
+                return {key: [sep, parts]}
+        out = {}
+        for k, v in value.items():
+            v = canon(v)
+            if k in ("Action", "Resource", "NotAction", "NotResource") and isinstance(v, str):
+                v = [v]
+            out[k] = v
+        return out
+    if isinstance(value, list):
+        return sorted((canon(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+def comparable(resource: dict) -> dict:
+    """A resource without what legitimately differs between SAM and CDK:
+    where the code zip lives, SAM's `lambda:createdBy` tag, CDK metadata."""
+    props = copy.deepcopy(resource.get("Properties", {}))
+    if resource["Type"] == "AWS::Lambda::Function":
+        props.pop("Code", None)
+        tags = [t for t in props.pop("Tags", []) if t.get("Key") != "lambda:createdBy"]
+        if tags:
+            props["Tags"] = tags
+    policy = {k: resource[k] for k in ("DeletionPolicy", "UpdateReplacePolicy") if k in resource}
+    return canon({"Type": resource["Type"], "Properties": props, **policy})
+
+
+def templates():
+    yield "template.yaml", SAM
+    if CDK is not None:
+        yield "CDK", CDK
+
+
+def resources(template: dict, type_: str) -> dict:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == type_}
+
+
+def functions(template: dict) -> dict:
+    """Logical ID -> AWS::Lambda::Function, for the four Rust functions."""
+    return resources(template, "AWS::Lambda::Function")
+
+
+def binary_of(logical_id: str) -> str:
+    """The cargo [[bin]] behind a function, from template.yaml's build metadata."""
+    return SAM_RAW["Resources"][logical_id]["Metadata"]["BuildProperties"]["Binary"]
+
+
+def fail(message: str):
+    raise AssertionError(message)
+
+
+# ------------------------------------------------------------- rust sources
+
+ENV_LITERAL = re.compile(r'"([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)"')
+
+
+def rust_code(path: Path) -> str:
+    """A Rust file without comments and without its `#[cfg(test)]` tail."""
+    text = path.read_text()
+    text = text.split("#[cfg(test)]")[0]
+    return "\n".join(line.split("//")[0] if not line.lstrip().startswith("//") else "" for line in text.splitlines())
+
+
+def fn_body(code: str, name: str) -> str:
+    """The text of `fn name(...) { ... }` in `code`."""
+    m = re.search(r"\bfn %s\b[^{]*\{" % re.escape(name), code)
+    if not m:
+        fail(f"no fn {name}")
+    depth, i = 1, m.end()
+    while depth and i < len(code):
+        depth += {"{": 1, "}": -1}.get(code[i], 0)
+        i += 1
+    return code[m.start():i]
+
+
+def env_vars_read(rel_paths) -> dict:
+    """Environment variable names each file reads: all-caps string literals
+    (`std::env::var("X")`, wrappers like `required("X")`, `env = "X"` in
+    clap attributes, `const X_ENV: &str = "X"`), plus RUST_LOG where an
+    `EnvFilter` reads it."""
+    found = {}
+    for rel in rel_paths:
+        # `path#fn`: only that function runs in this process.
+        path, _, fn = rel.partition("#")
+        code = rust_code(REPO / path)
+        if fn:
+            code = fn_body(code, fn)
+        for name in ENV_LITERAL.findall(code):
+            found.setdefault(name, rel)
+        if "try_from_default_env" in code or "EnvFilter::from_default_env" in code:
+            found.setdefault("RUST_LOG", rel)
+    return found
+
+
+def reads_env(code: str) -> bool:
+    return bool(re.search(r"env::var|env\s*=\s*\"|from_default_env", code))
+
+
+def sources_of(binary: str) -> list[str]:
+    """The files whose environment reads run in `binary`'s process."""
+    handlers = rust_code(REPO / "functions/src/handlers.rs")
+    if binary == "http-api":
+        files = [
+            "functions/src/lib.rs",
+            "functions/src/bin/http-api.rs",
+            "crates/http-api/src/config.rs",
+            "crates/accounts/src/config.rs",
+        ]
+    elif binary.startswith("ws-"):
+        files = [
+            "functions/src/lib.rs",
+            f"functions/src/bin/{binary}.rs",
+            "functions/src/config.rs",
+            "functions/src/handlers.rs",
+            "crates/store/src/sdk_config.rs",
+        ]
+        if "Backend::from_env" in handlers:  # call history in MongoDB
+            files.append("crates/accounts/src/config.rs#from_env")
+    elif binary == "tincan-media-node":
+        files = [str(p.relative_to(REPO)) for p in sorted((REPO / "media-node/src").glob("*.rs"))]
+        files.append("crates/store/src/sdk_config.rs")
+    else:
+        fail(f"no source list for {binary}")
+    return files
+
+
+def workspace_crate_dirs(package_dir: str) -> set[str]:
+    """`package_dir` and every workspace crate it depends on, transitively."""
+    root = tomllib.loads((REPO / "Cargo.toml").read_text())
+    paths = {
+        name: spec["path"]
+        for name, spec in root["workspace"]["dependencies"].items()
+        if isinstance(spec, dict) and "path" in spec
+    }
+    seen, todo = set(), [package_dir]
+    while todo:
+        d = todo.pop()
+        if d in seen:
+            continue
+        seen.add(d)
+        manifest = tomllib.loads((REPO / d / "Cargo.toml").read_text())
+        for dep in manifest.get("dependencies", {}):
+            if dep in paths:
+                todo.append(paths[dep])
+    return seen
+
+
+def cargo_bins(package_dir: str) -> set[str]:
+    manifest = tomllib.loads((REPO / package_dir / "Cargo.toml").read_text())
+    return {b["name"] for b in manifest.get("bin", [])}
+
+
+def user_data(template: dict) -> str:
+    lt = template["Resources"]["MediaNodeLaunchTemplate"]["Properties"]["LaunchTemplateData"]
+    sub = lt["UserData"]["Fn::Base64"]["Fn::Sub"]
+    return sub if isinstance(sub, str) else sub[0]
+
+
+def user_data_env(script: str) -> dict:
+    """The media node's environment file, as the user data writes it."""
+    block = re.search(r"cat > /etc/tincan/media-node.env <<ENV\n(.*?)\nENV\n", script, re.S)
+    if not block:
+        fail("user data writes no /etc/tincan/media-node.env")
+    return dict(line.split("=", 1) for line in block.group(1).splitlines() if line.strip())
+
+
+# ------------------------------------------------------------------- tests
+
+
+def test_same_resources_and_logical_ids():
+    if CDK is None:
+        fail("no CDK template given")
+    sam_ids, cdk_ids = set(SAM["Resources"]), set(CDK["Resources"])
+    if sam_ids != cdk_ids:
+        fail(f"only in template.yaml: {sorted(sam_ids - cdk_ids)}; only in CDK: {sorted(cdk_ids - sam_ids)}")
+    for lid in sorted(sam_ids):
+        a, b = SAM["Resources"][lid]["Type"], CDK["Resources"][lid]["Type"]
+        if a != b:
+            fail(f"{lid}: {a} in template.yaml, {b} in CDK")
+
+
+def test_same_properties_everywhere():
+    """Every resource's properties agree once intrinsics are normalized."""
+    diffs = []
+    for lid, resource in SAM["Resources"].items():
+        other = CDK["Resources"].get(lid)
+        if other is None:
+            continue
+        a, b = comparable(resource), comparable(other)
+        if a != b:
+            diffs.append(f"{lid}:\n  template.yaml {json.dumps(a, sort_keys=True)[:600]}\n  CDK           {json.dumps(b, sort_keys=True)[:600]}")
+    if diffs:
+        fail("resources differ:\n" + "\n".join(diffs))
+
+
+def test_same_parameters_conditions_outputs():
+    for section in ("Parameters", "Conditions"):
+        a, b = canon(SAM.get(section, {})), canon(CDK.get(section, {}))
+        if section == "Parameters":  # the CDK bootstrap check is CDK's own
+            b.pop("BootstrapVersion", None)
+        if a != b:
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            fail(f"{section} differ at {keys}")
+    a = {k: canon(v["Value"]) for k, v in SAM["Outputs"].items()}
+    b = {k: canon(v["Value"]) for k, v in CDK["Outputs"].items()}
+    if a != b:
+        fail(f"Outputs differ at {sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))}")
+    for name in ("WebSocketUrl", "HttpApiUrl"):
+        if name not in a:
+            fail(f"no {name} output")
+
+
+def test_every_cargo_bin_is_deployed_once():
+    bins = cargo_bins("functions")
+    deployed = {}
+    for lid, resource in resources(SAM_RAW, "AWS::Serverless::Function").items():
+        meta = resource.get("Metadata", {})
+        if meta.get("BuildMethod") != "rust-cargolambda":
+            fail(f"{lid}: BuildMethod is not rust-cargolambda")
+        binary = meta.get("BuildProperties", {}).get("Binary")
+        if binary not in bins:
+            fail(f"{lid}: Binary {binary!r} is not a [[bin]] of functions/ ({sorted(bins)})")
+        deployed[binary] = lid
+    if set(deployed) != bins:
+        fail(f"[[bin]]s without a function: {sorted(bins - set(deployed))}")
+    for name, t in templates():
+        for lid, fn in functions(t).items():
+            p = fn["Properties"]
+            if (p.get("Runtime"), p.get("Handler")) != ("provided.al2023", "bootstrap"):
+                fail(f"{name} {lid}: runtime {p.get('Runtime')}, handler {p.get('Handler')}")
+            if canon(p.get("Architectures")) != ["${LambdaArchitecture}"]:
+                fail(f"{name} {lid}: Architectures not the LambdaArchitecture parameter")
+            group = canon(p.get("LoggingConfig", {}).get("LogGroup", ""))
+            log_id = group.strip("${}")
+            retention = t["Resources"].get(log_id, {}).get("Properties", {}).get("RetentionInDays")
+            if retention is None:
+                fail(f"{name} {lid}: logs to {group!r}, not a log group of ours with retention")
+    if SAM["Parameters"]["LambdaArchitecture"]["Default"] != "arm64":
+        fail("functions are not arm64 by default")
+
+
+def test_websocket_api_routes():
+    for name, t in templates():
+        apis = {lid: r for lid, r in resources(t, "AWS::ApiGatewayV2::Api").items()}
+        ws = [lid for lid, r in apis.items() if r["Properties"]["ProtocolType"] == "WEBSOCKET"]
+        if len(ws) != 1:
+            fail(f"{name}: {len(ws)} WebSocket APIs")
+        if apis[ws[0]]["Properties"].get("RouteSelectionExpression") != "$request.body.action":
+            fail(f"{name}: route selection is not $request.body.action")
+        routes = {}
+        integrations = resources(t, "AWS::ApiGatewayV2::Integration")
+        for lid, r in resources(t, "AWS::ApiGatewayV2::Route").items():
+            p = r["Properties"]
+            if canon(p["ApiId"]) != "${%s}" % ws[0]:
+                continue
+            integration = canon(p["Target"]).removeprefix("integrations/").strip("${}")
+            uri = canon(integrations[integration]["Properties"]["IntegrationUri"])
+            fn = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+            routes[p["RouteKey"]] = binary_of(fn)
+        want = {"$connect": "ws-connect", "$disconnect": "ws-disconnect", "$default": "ws-default"}
+        if routes != want:
+            fail(f"{name}: WebSocket routes {routes}, want {want}")
+        stages = [r for r in resources(t, "AWS::ApiGatewayV2::Stage").values() if canon(r["Properties"]["ApiId"]) == "${%s}" % ws[0]]
+        if len(stages) != 1:
+            fail(f"{name}: WebSocket API has {len(stages)} stages")
+
+
+def http_routes_in_code() -> set[str]:
+    """`METHOD /path` of every route of the axum router in crates/http-api."""
+    code = rust_code(REPO / "crates/http-api/src/lib.rs")
+    routes = set()
+    chunks = code.split(".route(")[1:]
+    for chunk in chunks:
+        path = re.match(r'\s*"([^"]+)"', chunk).group(1)
+        body = re.split(r"\.(?:layer|with_state|fallback|merge|nest)\(", chunk)[0]
+        for method in re.findall(r"\b(get|post|put|delete|patch)\(", body):
+            routes.add(f"{method.upper()} {path}")
+    return routes
+
+
+def test_http_api_routes_match_the_router():
+    code_routes = http_routes_in_code()
+    if len(code_routes) < 9:
+        fail(f"parsed only {sorted(code_routes)} from crates/http-api/src/lib.rs")
+    for name, t in templates():
+        apis = resources(t, "AWS::ApiGatewayV2::Api")
+        http = [lid for lid, r in apis.items() if r["Properties"]["ProtocolType"] == "HTTP"]
+        if len(http) != 1:
+            fail(f"{name}: {len(http)} HTTP APIs")
+        keys = {
+            r["Properties"]["RouteKey"]
+            for r in resources(t, "AWS::ApiGatewayV2::Route").values()
+            if canon(r["Properties"]["ApiId"]) == "${%s}" % http[0]
+        }
+        keys.discard("OPTIONS /{proxy+}")
+        if keys != code_routes:
+            fail(f"{name}: HTTP routes differ from the router: missing {sorted(code_routes - keys)}, extra {sorted(keys - code_routes)}")
+
+
+def test_tables_match_the_store_code():
+    item = (REPO / "crates/store/src/dynamo/item.rs").read_text()
+    const = dict(re.findall(r'const (\w+): &str = "([^"]+)"', item))
+    want = canon({
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": const["PK"], "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": const["PK"], "AttributeType": "S"},
+            {"AttributeName": const["ROOM"], "AttributeType": "S"},
+            {"AttributeName": const["CONNECTED_AT"], "AttributeType": "N"},
+        ],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": const["ROOM_INDEX"],
+            "KeySchema": [
+                {"AttributeName": const["ROOM"], "KeyType": "HASH"},
+                {"AttributeName": const["CONNECTED_AT"], "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }],
+        "TimeToLiveSpecification": {"AttributeName": const["EXPIRES_AT"], "Enabled": True},
+    })
+    fleet_dir = REPO / "crates/fleet/src/dynamo"
+    fleet = dict(re.findall(r'const (\w+): &str = "([^"]+)"', (fleet_dir / "item.rs").read_text()))
+    fleet_index = re.search(r'FLEET_INDEX: &str = "([^"]+)"', (fleet_dir / "mod.rs").read_text()).group(1)
+    nodes = canon({
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": fleet["PK"], "KeyType": "HASH"}],
+        "AttributeDefinitions": [
+            {"AttributeName": fleet["PK"], "AttributeType": "S"},
+            {"AttributeName": fleet["FLEET"], "AttributeType": "S"},
+        ],
+        "GlobalSecondaryIndexes": [{
+            "IndexName": fleet_index,
+            "KeySchema": [{"AttributeName": fleet["FLEET"], "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }],
+        "TimeToLiveSpecification": {"AttributeName": fleet["EXPIRES_AT"], "Enabled": True},
+    })
+    for name, t in templates():
+        tables = resources(t, "AWS::DynamoDB::Table")
+        if set(tables) != {"ConnectionsTable", "MediaNodesTable"}:
+            fail(f"{name}: tables {sorted(tables)}")
+        got = canon(tables["ConnectionsTable"]["Properties"])
+        if got != want:
+            fail(f"{name}: connections table {got} != store layout {want}")
+        if canon(tables["MediaNodesTable"]["Properties"]) != nodes:
+            fail(f"{name}: media_nodes table differs from crates/fleet/src/dynamo's layout {nodes}")
+
+
+def statements(template: dict):
+    for lid, role in resources(template, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                yield lid, canon(st)
+    for lid, policy in resources(template, "AWS::IAM::Policy").items():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            yield lid, canon(st)
+
+
+def test_iam_names_our_resources():
+    """No `*` action; Resource `*` only where AWS requires it, with a
+    condition; DynamoDB on our tables only; ManageConnections on our
+    WebSocket API only; no managed policies."""
+    ours = set(SAM["Resources"])
+    for name, t in templates():
+        for lid, role in resources(t, "AWS::IAM::Role").items():
+            if role["Properties"].get("ManagedPolicyArns"):
+                fail(f"{name} {lid}: managed policies grant more than we name")
+        if resources(t, "AWS::IAM::Policy"):
+            fail(f"{name}: stray AWS::IAM::Policy resources {sorted(resources(t, 'AWS::IAM::Policy'))}")
+        for lid, st in statements(t):
+            for action in st["Action"]:
+                if "*" in action:
+                    fail(f"{name} {lid}: wildcard action {action}")
+            for resource in st["Resource"]:
+                if resource == "*":
+                    if not (set(st["Action"]) <= set(WILDCARD_RESOURCE_ACTIONS) and st.get("Condition")):
+                        fail(f"{name} {lid}: Resource * for {st['Action']} without need or condition")
+                    continue
+                refs = set(re.findall(r"\$\{([A-Za-z0-9]+)[.}]", resource)) - {"AWS"}
+                if not refs & ours and "AWS::StackName" not in resource and not any(p in resource for p in ("${MediaNodeArtifact",)):
+                    fail(f"{name} {lid}: {resource} names none of our resources")
+                service = st["Action"][0].split(":")[0]
+                if service == "dynamodb" and not refs & {"ConnectionsTable", "MediaNodesTable"}:
+                    fail(f"{name} {lid}: DynamoDB on {resource}")
+                if service == "execute-api" and "${WebSocketApi}" not in resource:
+                    fail(f"{name} {lid}: ManageConnections on {resource}")
+                if service == "logs" and not any(r.endswith("LogGroup") for r in refs):
+                    fail(f"{name} {lid}: logs on {resource}")
+        manage = [st for _, st in statements(t) if "execute-api:ManageConnections" in st["Action"]]
+        if not manage or not all(r.endswith("/@connections/*") for st in manage for r in st["Resource"]):
+            fail(f"{name}: ManageConnections is not limited to our API's @connections")
+
+
+def test_iam_same_in_both():
+    def per_role(t):
+        out = {}
+        for lid, st in statements(t):
+            out.setdefault(lid, []).append(json.dumps(st, sort_keys=True))
+        return {k: sorted(v) for k, v in out.items()}
+    a, b = per_role(SAM), per_role(CDK)
+    if a != b:
+        fail(f"IAM differs for roles {sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))}")
+
+
+def test_every_env_var_a_function_reads_is_set():
+    """Parse the Rust config code each function runs, and the templates."""
+    problems = []
+    for name, t in templates():
+        for lid, fn in functions(t).items():
+            binary = binary_of(lid)
+            reads = env_vars_read(sources_of(binary))
+            env = canon(fn["Properties"].get("Environment", {}).get("Variables", {}))
+            for var, where in sorted(reads.items()):
+                if var not in env and var not in OPTIONAL_VARS:
+                    problems.append(f"{name} {binary}: reads {var} ({where}); the template does not set it")
+            for var in sorted(env):
+                if var not in reads:
+                    problems.append(f"{name} {binary}: sets {var}, which {binary} never reads")
+                if var in MUST_NOT_SET:
+                    problems.append(f"{name} {binary}: sets local-only {var}")
+    if problems:
+        fail("\n".join(problems))
+
+
+def test_every_env_reading_file_is_traced():
+    """A new config file in a crate the functions use must be assigned to a
+    function (sources_of) or listed as never running in a Lambda."""
+    covered = set(NOT_IN_LAMBDA)
+    for binary in [*cargo_bins("functions"), "tincan-media-node"]:
+        covered |= {s.partition("#")[0] for s in sources_of(binary)}
+    for package in ("functions", "media-node"):
+        for crate in workspace_crate_dirs(package):
+            for path in sorted((REPO / crate / "src").rglob("*.rs")):
+                rel = str(path.relative_to(REPO))
+                if rel not in covered and reads_env(rust_code(path)):
+                    fail(f"{rel} reads the environment but no function's source list includes it")
+
+
+def test_media_node_env_is_set_by_user_data():
+    reads = env_vars_read(sources_of("tincan-media-node"))
+    for name, t in templates():
+        env = user_data_env(user_data(t))
+        missing = [v for v in reads if v not in env and v not in OPTIONAL_VARS]
+        unread = [v for v in env if v not in reads]
+        if missing or unread:
+            fail(f"{name}: media node reads but user data omits {missing}; user data sets unread {unread}")
+        if not env["TINCAN_TURN_SECRET"].startswith("$"):
+            fail(f"{name}: TURN secret in user data is a literal")
+        relay = (env["TINCAN_RELAY_PORT_MIN"], env["TINCAN_RELAY_PORT_MAX"])
+        if relay != ("${RelayPortMin}", "${RelayPortMax}"):
+            fail(f"{name}: relay ports {relay} are not the parameters the security group opens")
+
+
+def test_user_data_is_one_script():
+    a, b = user_data(SAM), user_data(CDK)
+    shared = (REPO / "infra/lib/media-node-user-data.sh").read_text()
+    if a != shared or b != shared:
+        fail("template.yaml's user data and infra/lib/media-node-user-data.sh differ")
+
+
+def test_user_data_is_valid_bash():
+    script = user_data(SAM)
+    rendered = re.sub(r"\$\{(AWS::\w+|\w+)\}", lambda m: "x" if not m.group(1).endswith(("Min", "Max", "Seconds")) else "1", script)
+    rendered = rendered.replace("${!", "${")
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", delete=False) as f:
+        f.write(rendered)
+    try:
+        done = subprocess.run(["bash", "-n", f.name], capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            fail(f"bash -n: {done.stderr}")
+    finally:
+        os.unlink(f.name)
+    for needle in ("systemctl enable --now tincan-media-node.service", "target-lifecycle-state",
+                   "complete-lifecycle-action", "put-metric-data", "secretsmanager get-secret-value"):
+        if needle not in script:
+            fail(f"user data lacks {needle!r}")
+
+
+def test_secrets_are_never_literal():
+    dynamic = re.compile(r"^\{\{resolve:secretsmanager:\$\{(\w+)\}:SecretString:::\}\}$")
+    secrets = set(resources(SAM, "AWS::SecretsManager::Secret"))
+    for name, t in templates():
+        for lid, fn in functions(t).items():
+            env = canon(fn["Properties"].get("Environment", {}).get("Variables", {}))
+            for var in SECRET_VARS & set(env):
+                m = dynamic.match(env[var])
+                if not m or m.group(1) not in secrets:
+                    fail(f"{name} {lid}: {var} is {env[var]!r}, not a dynamic reference to our secret")
+        for lid, s in resources(t, "AWS::SecretsManager::Secret").items():
+            p = s["Properties"]
+            literal = p.get("SecretString")
+            if literal is not None and canon(literal) != "${MongoDbUri}":
+                fail(f"{name} {lid}: literal SecretString")
+            if literal is None and "GenerateSecretString" not in p:
+                fail(f"{name} {lid}: neither generated nor from a NoEcho parameter")
+        mongo = t["Parameters"]["MongoDbUri"]
+        if str(mongo.get("NoEcho")).lower() != "true" or "Default" in mongo:
+            fail(f"{name}: MongoDbUri must be NoEcho without a default")
+    # Nothing that looks like a credential anywhere in the IaC sources.
+    leak = re.compile(r"(mongodb(\+srv)?://[^\s'\"]*:[^\s'\"]*@|AKIA[0-9A-Z]{16}|-----BEGIN)")
+    for rel in ["template.yaml", *[str(p.relative_to(REPO)) for p in (REPO / "infra").glob("**/*") if p.is_file() and "node_modules" not in p.parts and "cdk.out" not in p.parts and p.suffix in (".ts", ".json", ".sh")]]:
+        if leak.search((REPO / rel).read_text()):
+            fail(f"{rel} contains something that looks like a credential")
+
+
+def test_media_fleet():
+    for name, t in templates():
+        sg = t["Resources"]["MediaNodeSecurityGroup"]["Properties"]
+        ingress = sorted((r["IpProtocol"], canon(r["FromPort"]), canon(r["ToPort"])) for r in sg["SecurityGroupIngress"])
+        want = sorted([("tcp", "3478", "3478"), ("udp", "3478", "3478"), ("udp", "${RelayPortMin}", "${RelayPortMax}")])
+        if ingress != want:
+            fail(f"{name}: security group opens {ingress}, want exactly {want}")
+        asg = t["Resources"]["MediaNodeGroup"]["Properties"]
+        if canon(asg["VPCZoneIdentifier"]) != "${SubnetIds}":
+            fail(f"{name}: group not spread over the SubnetIds parameter")
+        hooks = asg.get("LifecycleHookSpecificationList", [])
+        if [h["LifecycleTransition"] for h in hooks] != ["autoscaling:EC2_INSTANCE_TERMINATING"]:
+            fail(f"{name}: no draining lifecycle hook")
+        script = user_data(t)
+        if f"--lifecycle-hook-name {hooks[0]['LifecycleHookName']}" not in script:
+            fail(f"{name}: user data completes a different hook than {hooks[0]['LifecycleHookName']}")
+        policy = t["Resources"]["MediaNodeScalingPolicy"]["Properties"]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
+        if f"--namespace {policy['Namespace']}" not in script or f"--metric-name {policy['MetricName']}" not in script:
+            fail(f"{name}: the scaling metric {policy['Namespace']}/{policy['MetricName']} is not what the nodes publish")
+    metric = re.search(r'"tincan_turn_allocations" \{ print', user_data(SAM))
+    if not metric or '"tincan_turn_allocations"' not in (REPO / "media-node/src/metrics.rs").read_text():
+        fail("the published gauge tincan_turn_allocations is not in media-node/src/metrics.rs")
+
+
+# ------------------------------------------------------------------ runner
+
+
+def main() -> int:
+    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
+    passed = failed = 0
+    for name, test in tests:
+        try:
+            test()
+        except Exception as err:  # noqa: BLE001 - report every failure
+            failed += 1
+            detail = str(err) if isinstance(err, AssertionError) else traceback.format_exc()
+            print(f"FAIL {name}\n  " + detail.replace("\n", "\n  "))
+        else:
+            passed += 1
+            print(f"ok   {name}")
+    print(f"infra-python: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
