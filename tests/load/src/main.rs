@@ -203,7 +203,9 @@ async fn client(
         ))
         .await?;
         // Wait until everyone in the room is known, so ids are in hand.
-        let mut peers: Vec<String> = Vec::new();
+        // A set: a peer joining at the same moment as us can be both in our
+        // `joined` and in a `peer-joined`.
+        let mut peers = std::collections::BTreeSet::new();
         let mut me = String::new();
         while me.is_empty() || peers.len() < expected_peers {
             let v = next(&mut stream).await?;
@@ -211,11 +213,11 @@ async fn client(
                 Some("joined") => {
                     me = v["self"]["peerId"].as_str().unwrap_or_default().to_owned();
                     for p in v["peers"].as_array().into_iter().flatten() {
-                        peers.push(p["peerId"].as_str().unwrap_or_default().to_owned());
+                        peers.insert(p["peerId"].as_str().unwrap_or_default().to_owned());
                     }
                 }
                 Some("peer-joined") => {
-                    peers.push(v["peer"]["peerId"].as_str().unwrap_or_default().to_owned());
+                    peers.insert(v["peer"]["peerId"].as_str().unwrap_or_default().to_owned());
                 }
                 _ => {}
             }
@@ -225,11 +227,13 @@ async fn client(
     .await;
     // Everyone reaches the barrier, even on error, so the run never hangs.
     barrier.wait().await;
-    let (mut sink, mut stream, me, mut ring) = result?;
+    let (mut sink, mut stream, me, peers) = result?;
+    let mut ring: Vec<String> = peers.into_iter().collect();
     // A ring over the room's ids in sorted order: each peer sends to the
     // next and hears from exactly one, `rounds` times.
     ring.push(me.clone());
     ring.sort();
+    ring.dedup();
     let at = ring.iter().position(|id| *id == me).unwrap_or(0);
     let target = ring[(at + 1) % ring.len()].clone();
     let reader = tokio::spawn(async move {
