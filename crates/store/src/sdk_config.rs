@@ -33,14 +33,31 @@ pub fn store_timeouts() -> (TimeoutConfig, RetryConfig) {
 /// The SDK configuration from the usual AWS environment (`AWS_REGION`,
 /// `AWS_ACCESS_KEY_ID`, profiles, the Lambda role, ...), region
 /// [`DEFAULT_REGION`] if none is set, with [`store_timeouts`].
+///
+/// With `DYNAMODB_ENDPOINT` set (an emulator on a laptop) and no
+/// `AWS_ACCESS_KEY_ID`, it signs with dummy credentials (emulators, and the
+/// local stack's Management API, accept any), so a laptop needs no AWS
+/// account or profile. In AWS, `DYNAMODB_ENDPOINT` is never set.
 pub async fn sdk_config_from_env() -> SdkConfig {
     let (timeouts, retries) = store_timeouts();
-    aws_config::defaults(BehaviorVersion::latest())
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION)))
         .timeout_config(timeouts)
         .retry_config(retries)
         .load()
-        .await
+        .await;
+    if endpoint_from_env().is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        let mut sdk = sdk.into_builder();
+        sdk.set_credentials_provider(Some(dummy_credentials()));
+        return sdk.build();
+    }
+    sdk
+}
+
+fn endpoint_from_env() -> Option<String> {
+    std::env::var(DYNAMODB_ENDPOINT_ENV)
+        .ok()
+        .filter(|e| !e.trim().is_empty())
 }
 
 /// A DynamoDB client on `sdk`, sent to `endpoint` instead of AWS if given.
@@ -52,24 +69,15 @@ pub fn dynamo_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamod
     aws_sdk_dynamodb::Client::from_conf(config.build())
 }
 
-/// A DynamoDB client from the environment: [`sdk_config_from_env`], plus
-/// `DYNAMODB_ENDPOINT` if set. With an endpoint override and no
-/// `AWS_ACCESS_KEY_ID`, it signs with dummy credentials (emulators accept
-/// any), so a laptop needs no AWS account or profile.
+/// A DynamoDB client from the environment: [`sdk_config_from_env`], sent to
+/// `DYNAMODB_ENDPOINT` if set.
 pub async fn dynamo_client_from_env() -> aws_sdk_dynamodb::Client {
     let sdk = sdk_config_from_env().await;
-    let endpoint = std::env::var(DYNAMODB_ENDPOINT_ENV)
-        .ok()
-        .filter(|e| !e.trim().is_empty());
-    let Some(endpoint) = endpoint else {
-        return dynamo_client(&sdk, None);
-    };
-    tracing::info!(endpoint = %endpoint, "DynamoDB endpoint override");
-    let mut sdk = sdk.into_builder();
-    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-        sdk.set_credentials_provider(Some(dummy_credentials()));
+    let endpoint = endpoint_from_env();
+    if let Some(endpoint) = &endpoint {
+        tracing::info!(endpoint = %endpoint, "DynamoDB endpoint override");
     }
-    dynamo_client(&sdk.build(), Some(&endpoint))
+    dynamo_client(&sdk, endpoint.as_deref())
 }
 
 /// Credentials for emulators, which check nothing.
