@@ -7,7 +7,9 @@
 //!   `tincan-turn-credentials`); wrong, expired and foreign credentials get
 //!   401 Unauthorized.
 //! - UDP and TCP listeners on one address (TURN over TCP is a framing
-//!   multiplexer in front of the crate's datagram server, see [`tcp`]).
+//!   multiplexer in front of the crate's datagram server, see [`tcp`]),
+//!   and optionally TURN over TLS on its own address (the same framing
+//!   inside rustls, see [`tls`]).
 //! - Relay sockets in a configured port range, advertised at a public IP.
 //! - A per-user allocation quota (486) and drain: [`MediaNode::drain`] stops
 //!   new allocations (403) while existing ones run out.
@@ -22,8 +24,10 @@ pub mod heartbeat;
 mod metrics;
 mod relay;
 pub mod tcp;
+pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +39,7 @@ use webrtc_util::Conn;
 
 pub use metrics::{AuthFailure, MetricsSnapshot};
 pub use tincan_turn_credentials::TurnSecret;
+pub use tls::TlsError;
 
 use admission::Admission;
 use front::FrontConn;
@@ -52,6 +57,13 @@ pub struct MediaNodeConfig {
     pub listen: SocketAddr,
     /// Also listen on TCP.
     pub tcp: bool,
+    /// Where TURN over TLS listens (TCP), e.g. `0.0.0.0:443`; off when
+    /// unset. Needs `tls_cert_path` and `tls_key_path`.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TURN over TLS, leaf first.
+    pub tls_cert_path: Option<PathBuf>,
+    /// PEM private key for TURN over TLS.
+    pub tls_key_path: Option<PathBuf>,
     /// The IP put in relayed addresses (what peers send to). Defaults to the
     /// relay bind IP; required when that is unspecified (0.0.0.0).
     pub public_ip: Option<IpAddr>,
@@ -80,6 +92,9 @@ impl MediaNodeConfig {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_TURN_PORT),
             tcp: true,
+            tls_listen: None,
+            tls_cert_path: None,
+            tls_key_path: None,
             public_ip: None,
             relay_bind_ip: None,
             relay_port_min: 49152,
@@ -125,6 +140,11 @@ impl MediaNodeConfig {
                 self.max_allocation_lifetime_secs,
             ));
         }
+        if self.tls_listen.is_some()
+            && (self.tls_cert_path.is_none() || self.tls_key_path.is_none())
+        {
+            return Err(ConfigError::TlsCertificateRequired);
+        }
         self.public_ip()
     }
 }
@@ -141,6 +161,8 @@ pub enum ConfigError {
     AllocationLifetime(u32),
     #[error("relays bind to an unspecified address: set the public IP")]
     PublicIpRequired,
+    #[error("TURN over TLS needs a certificate chain and a private key")]
+    TlsCertificateRequired,
 }
 
 /// Why a node could not start or stop cleanly.
@@ -156,18 +178,22 @@ pub enum MediaNodeError {
     },
     #[error("TURN server: {0}")]
     Turn(#[from] turn::Error),
+    #[error("TURN over TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running media node.
 pub struct MediaNode {
     udp_addr: SocketAddr,
     tcp_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
     public_ip: IpAddr,
     relay_ports: (u16, u16),
     server: Server,
     admission: Arc<Admission>,
     closing: Arc<AtomicBool>,
-    tcp_task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The TCP and TLS accept loops.
+    stream_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for MediaNode {
@@ -175,6 +201,7 @@ impl std::fmt::Debug for MediaNode {
         f.debug_struct("MediaNode")
             .field("udp_addr", &self.udp_addr)
             .field("tcp_addr", &self.tcp_addr)
+            .field("tls_addr", &self.tls_addr)
             .field("public_ip", &self.public_ip)
             .finish_non_exhaustive()
     }
@@ -183,6 +210,15 @@ impl std::fmt::Debug for MediaNode {
 /// Binds the listeners and starts relaying.
 pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError> {
     let public_ip = config.validate()?;
+    // Load the certificate before binding anything: a bad file fails fast.
+    let tls = match (
+        &config.tls_listen,
+        &config.tls_cert_path,
+        &config.tls_key_path,
+    ) {
+        (Some(addr), Some(cert), Some(key)) => Some((*addr, tls::acceptor(cert, key)?)),
+        _ => None,
+    };
     let (udp, tcp) = bind_listeners(config.listen, config.tcp).await?;
     let udp_addr = udp.local_addr().map_err(|source| MediaNodeError::Bind {
         addr: config.listen,
@@ -221,15 +257,31 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
 
     let mut conn_configs = vec![listener(Arc::new(udp))];
     let mut tcp_addr = None;
-    let mut tcp_task = None;
+    let mut stream_tasks = Vec::new();
     if let Some(tcp) = tcp {
-        let (mux, task) = tcp::TcpMux::start(tcp, config.max_tcp_connections, Arc::clone(&metrics))
-            .map_err(|source| MediaNodeError::Bind {
-                addr: udp_addr,
-                source,
-            })?;
+        let (mux, task) =
+            tcp::TcpMux::start(tcp, None, config.max_tcp_connections, Arc::clone(&metrics))
+                .map_err(|source| MediaNodeError::Bind {
+                    addr: udp_addr,
+                    source,
+                })?;
         tcp_addr = Some(udp_addr);
-        tcp_task = Some(task);
+        stream_tasks.push(task);
+        conn_configs.push(listener(mux));
+    }
+    let mut tls_addr = None;
+    if let Some((addr, acceptor)) = tls {
+        let bind_err = |source| MediaNodeError::Bind { addr, source };
+        let tls_listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        tls_addr = Some(tls_listener.local_addr().map_err(bind_err)?);
+        let (mux, task) = tcp::TcpMux::start(
+            tls_listener,
+            Some(acceptor),
+            config.max_tcp_connections,
+            Arc::clone(&metrics),
+        )
+        .map_err(bind_err)?;
+        stream_tasks.push(task);
         conn_configs.push(listener(mux));
     }
 
@@ -247,6 +299,7 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
     tracing::info!(
         %udp_addr,
         tcp = tcp_addr.is_some(),
+        tls_addr = ?tls_addr,
         %public_ip,
         relay_ports = %format!("{}-{}", config.relay_port_min, config.relay_port_max),
         realm = %config.realm,
@@ -255,12 +308,13 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
     Ok(MediaNode {
         udp_addr,
         tcp_addr,
+        tls_addr,
         public_ip,
         relay_ports: (config.relay_port_min, config.relay_port_max),
         server,
         admission,
         closing,
-        tcp_task: std::sync::Mutex::new(tcp_task),
+        stream_tasks: std::sync::Mutex::new(stream_tasks),
     })
 }
 
@@ -320,6 +374,11 @@ impl MediaNode {
     /// The TCP listen address, if TCP is on (same port as UDP).
     pub fn tcp_addr(&self) -> Option<SocketAddr> {
         self.tcp_addr
+    }
+
+    /// The TURN-over-TLS listen address, if TLS is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// The address clients should be given: public IP and TURN port.
@@ -395,12 +454,13 @@ impl MediaNode {
 
 impl MediaNode {
     fn stop_tcp(&self) {
-        let task = self
-            .tcp_task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(task) = task {
+        let tasks = std::mem::take(
+            &mut *self
+                .stream_tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
             task.abort();
         }
     }
@@ -409,7 +469,7 @@ impl MediaNode {
 impl Drop for MediaNode {
     fn drop(&mut self) {
         // Without shutdown() the UDP read loop lives on until the runtime
-        // ends; the TCP side at least stops accepting.
+        // ends; the TCP and TLS sides at least stop accepting.
         self.stop_tcp();
     }
 }

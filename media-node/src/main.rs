@@ -3,6 +3,7 @@
 //! (with `TINCAN_MEDIA_NODES_TABLE`) a fleet heartbeat into DynamoDB.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,8 @@ use tincan_media_node::heartbeat::{self, Heartbeat, HeartbeatConfig};
 use tincan_media_node::{MediaNode, MediaNodeConfig, TurnSecret};
 use tracing_subscriber::EnvFilter;
 
-/// A Tincan media node: TURN relay over UDP and TCP with TURN REST API
-/// credentials.
+/// A Tincan media node: TURN relay over UDP, TCP and (optionally) TLS with
+/// TURN REST API credentials.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -59,6 +60,16 @@ struct Args {
     /// Disable the TCP listener.
     #[arg(long, env = "TINCAN_TURN_NO_TCP", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     no_tcp: bool,
+    /// TURN-over-TLS listen address (e.g. 0.0.0.0:443); TLS is off unless
+    /// this, the certificate and the key are all given.
+    #[arg(long, env = "TINCAN_TURN_TLS_ADDR")]
+    turn_tls_addr: Option<SocketAddr>,
+    /// PEM certificate chain (leaf first) for TURN over TLS.
+    #[arg(long, env = "TINCAN_TURN_TLS_CERT")]
+    turn_tls_cert: Option<PathBuf>,
+    /// PEM private key for TURN over TLS.
+    #[arg(long, env = "TINCAN_TURN_TLS_KEY")]
+    turn_tls_key: Option<PathBuf>,
     /// Where `/metrics` and `/healthz` are served.
     #[arg(long, env = "TINCAN_METRICS_ADDR", default_value = "127.0.0.1:9100")]
     metrics_addr: SocketAddr,
@@ -116,6 +127,20 @@ async fn main() -> anyhow::Result<()> {
     config.relay_port_max = args.relay_port_max;
     config.max_allocations_per_user = args.user_quota;
     config.max_allocation_lifetime_secs = args.max_lifetime_secs;
+    match (args.turn_tls_addr, args.turn_tls_cert, args.turn_tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            config.tls_listen = Some(addr);
+            config.tls_cert_path = Some(cert);
+            config.tls_key_path = Some(key);
+        }
+        (None, None, None) => {}
+        // Half a TLS setup is a mistake an operator wants to hear about at
+        // once, not a node that silently serves no `turns:`.
+        _ => anyhow::bail!(
+            "TURN over TLS needs TINCAN_TURN_TLS_ADDR, TINCAN_TURN_TLS_CERT and \
+             TINCAN_TURN_TLS_KEY all set (or none)"
+        ),
+    }
 
     let node = Arc::new(
         tincan_media_node::start(config)

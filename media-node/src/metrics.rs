@@ -48,6 +48,7 @@ pub(crate) struct Metrics {
     pub(crate) peer_bytes_out: AtomicU64,
     pub(crate) tcp_connections: AtomicU64,
     pub(crate) tcp_dropped_frames: AtomicU64,
+    pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) draining: AtomicU64,
 }
 
@@ -106,6 +107,7 @@ impl Metrics {
             peer_bytes_out: get(&self.peer_bytes_out),
             tcp_connections: get(&self.tcp_connections),
             tcp_dropped_frames: get(&self.tcp_dropped_frames),
+            tls_handshake_failures: get(&self.tls_handshake_failures),
             draining: get(&self.draining) != 0,
         }
     }
@@ -138,6 +140,9 @@ pub struct MetricsSnapshot {
     pub peer_bytes_out: u64,
     pub tcp_connections: u64,
     pub tcp_dropped_frames: u64,
+    /// TURN-over-TLS connections closed because the handshake failed or
+    /// timed out (e.g. a plain TCP client on the TLS port).
+    pub tls_handshake_failures: u64,
     pub draining: bool,
 }
 
@@ -235,7 +240,7 @@ impl MetricsSnapshot {
         metric(
             "tincan_turn_tcp_connections",
             "gauge",
-            "Open TURN-over-TCP connections.",
+            "Open TURN-over-TCP and TURN-over-TLS connections.",
             &[("", self.tcp_connections)],
         );
         metric(
@@ -243,6 +248,12 @@ impl MetricsSnapshot {
             "counter",
             "Frames to TCP clients dropped because the connection was backed up.",
             &[("", self.tcp_dropped_frames)],
+        );
+        metric(
+            "tincan_turn_tls_handshake_failures_total",
+            "counter",
+            "TURN-over-TLS connections whose TLS handshake failed or timed out.",
+            &[("", self.tls_handshake_failures)],
         );
         metric(
             "tincan_node_draining",

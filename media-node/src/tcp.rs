@@ -4,6 +4,10 @@
 //! one datagram socket, each frame tagged with the TCP client's address.
 //! Replies to that address go back down the same stream. Relaying to peers
 //! stays UDP, as the RFC says.
+//!
+//! With a TLS acceptor the same multiplexer serves TURN over TLS: each
+//! connection first completes a TLS handshake (bounded in time), then the
+//! decrypted stream is framed exactly as a plain TCP one.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -12,10 +16,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use webrtc_util::Conn;
 
 use crate::metrics::Metrics;
@@ -24,6 +29,8 @@ use crate::metrics::Metrics;
 const WRITE_QUEUE: usize = 512;
 /// Frames from all TCP clients queued towards the TURN server.
 const READ_QUEUE: usize = 4096;
+/// How long a TLS client has to complete its handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why a TCP stream was cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -59,10 +66,12 @@ pub(crate) struct TcpMux {
 }
 
 impl TcpMux {
-    /// Starts accepting on `listener`; the returned task owns every
+    /// Starts accepting on `listener`, with a TLS handshake first on each
+    /// connection if `tls` is given; the returned task owns every
     /// connection and ends them all when aborted.
     pub(crate) fn start(
         listener: TcpListener,
+        tls: Option<TlsAcceptor>,
         max_connections: usize,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Arc<TcpMux>, tokio::task::JoinHandle<()>)> {
@@ -75,7 +84,14 @@ impl TcpMux {
             writers: Arc::clone(&writers),
             metrics: Arc::clone(&metrics),
         });
-        let task = tokio::spawn(accept_loop(listener, tx, writers, metrics, max_connections));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            tls,
+            tx,
+            writers,
+            metrics,
+            max_connections,
+        ));
         Ok((mux, task))
     }
 
@@ -86,6 +102,7 @@ impl TcpMux {
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Writers,
     metrics: Arc<Metrics>,
@@ -108,9 +125,10 @@ async fn accept_loop(
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                connections.spawn(serve_connection(
+                connections.spawn(open_connection(
                     stream,
                     peer,
+                    tls.clone(),
                     frames.clone(),
                     Arc::clone(&writers),
                     Arc::clone(&metrics),
@@ -121,14 +139,46 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(
+/// Completes the TLS handshake if there is one, then serves the stream.
+async fn open_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
     frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Writers,
     metrics: Arc<Metrics>,
 ) {
-    let (mut reader, mut writer) = stream.into_split();
+    let Some(tls) = tls else {
+        return serve_connection(stream, peer, frames, writers, metrics).await;
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(stream, peer, frames, writers, metrics).await,
+        Ok(Err(err)) => {
+            metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, %err, "TURN TLS handshake failed");
+        }
+        Err(_) => {
+            metrics
+                .tls_handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "TURN TLS handshake timed out");
+        }
+    }
+}
+
+/// Frames one byte stream (plain TCP or TLS) until either side ends.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    writers: Writers,
+    metrics: Arc<Metrics>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin,
+{
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     writers
         .lock()
@@ -139,7 +189,8 @@ async fn serve_connection(
 
     let write = async {
         while let Some(frame) = rx.recv().await {
-            if writer.write_all(&frame).await.is_err() {
+            // Flushing is free on TCP and pushes TLS records out.
+            if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }

@@ -42,6 +42,9 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_NO_TCP": "optional media-node flag: TURN over TCP stays on",
     "TINCAN_REGION": "optional media-node flag: defaults to AWS_REGION, which the user data sets",
     "TINCAN_HEARTBEAT_SECS": "optional media-node flag: the built-in heartbeat interval",
+    "TINCAN_TURN_TLS_ADDR": "optional media-node flag: TURN over TLS needs a certificate for the node's name, which the stack does not issue (docs/deploy.md)",
+    "TINCAN_TURN_TLS_CERT": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
+    "TINCAN_TURN_TLS_KEY": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
 }
 # Set in AWS, these would point a function away from AWS or at a laptop path.
 MUST_NOT_SET = {"DYNAMODB_ENDPOINT", "TINCAN_DATA_DIR"}
