@@ -15,40 +15,7 @@ const MESSAGES: u64 = 40;
 async fn relay_without_loss(transport_flags: &[&str]) {
     require_coturn_tools();
     let node = start_node().await;
-    let peer = EchoPeer::start().await.expect("peer");
-    let cred = secret().mint("alice", now(), 600);
-    let clients = CLIENTS.to_string();
-    let messages = MESSAGES.to_string();
-    let peer_port = peer.addr.port().to_string();
-    let mut args = vec![
-        "-e",
-        "127.0.0.1",
-        "-r",
-        &peer_port,
-        "-m",
-        &clients,
-        "-n",
-        &messages,
-        "-l",
-        "160",
-        "-z",
-        "5",
-        "-c",
-    ];
-    args.extend_from_slice(transport_flags);
-    let report = run_uclient(
-        node.udp_addr(),
-        &cred.username,
-        &cred.password,
-        &args,
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("uclient ran");
-    assert!(report.success, "uclient failed:\n{}", report.output);
-    assert_eq!(report.sent, CLIENTS * MESSAGES, "{}", report.output);
-    assert_eq!(report.received, CLIENTS * MESSAGES, "{}", report.output);
-    assert_eq!(report.lost, Some(0), "{}", report.output);
+    assert_uclient_relays_without_loss(node.udp_addr(), transport_flags, CLIENTS, MESSAGES).await;
 
     let m = node.metrics();
     assert!(m.allocations_total >= CLIENTS, "{m:?}");

@@ -60,40 +60,7 @@ async fn start_tls_node(cert: &TestCert) -> MediaNode {
 /// peer; asserts every message came back.
 async fn relay_over_tls_without_loss(node: &MediaNode) {
     let tls_addr = node.tls_addr().expect("TLS is on");
-    let peer = EchoPeer::start().await.expect("peer");
-    let cred = secret().mint("alice", now(), 600);
-    let clients = CLIENTS.to_string();
-    let messages = MESSAGES.to_string();
-    let peer_port = peer.addr.port().to_string();
-    let report = run_uclient(
-        tls_addr,
-        &cred.username,
-        &cred.password,
-        &[
-            "-t",
-            "-S",
-            "-e",
-            "127.0.0.1",
-            "-r",
-            &peer_port,
-            "-m",
-            &clients,
-            "-n",
-            &messages,
-            "-l",
-            "160",
-            "-z",
-            "5",
-            "-c",
-        ],
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("uclient ran");
-    assert!(report.success, "uclient failed:\n{}", report.output);
-    assert_eq!(report.sent, CLIENTS * MESSAGES, "{}", report.output);
-    assert_eq!(report.received, CLIENTS * MESSAGES, "{}", report.output);
-    assert_eq!(report.lost, Some(0), "{}", report.output);
+    assert_uclient_relays_without_loss(tls_addr, &["-t", "-S"], CLIENTS, MESSAGES).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -381,3 +381,47 @@ pub async fn run_uclient(
         output,
     })
 }
+
+/// Runs `clients` × `messages` audio-sized (160 B) packets through
+/// `turnutils_uclient` on `server` (with `transport` flags, e.g. `-t`,
+/// `-t -S`) to an echo peer, and asserts every one came back.
+pub async fn assert_uclient_relays_without_loss(
+    server: SocketAddr,
+    transport: &[&str],
+    clients: u64,
+    messages: u64,
+) {
+    let peer = EchoPeer::start().await.expect("peer");
+    let cred = secret().mint("alice", now(), 600);
+    let (clients_arg, messages_arg) = (clients.to_string(), messages.to_string());
+    let peer_port = peer.addr.port().to_string();
+    let mut args = transport.to_vec();
+    args.extend_from_slice(&[
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer_port,
+        "-m",
+        &clients_arg,
+        "-n",
+        &messages_arg,
+        "-l",
+        "160",
+        "-z",
+        "5",
+        "-c",
+    ]);
+    let report = run_uclient(
+        server,
+        &cred.username,
+        &cred.password,
+        &args,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("uclient ran");
+    assert!(report.success, "uclient failed:\n{}", report.output);
+    assert_eq!(report.sent, clients * messages, "{}", report.output);
+    assert_eq!(report.received, clients * messages, "{}", report.output);
+    assert_eq!(report.lost, Some(0), "{}", report.output);
+}
