@@ -62,6 +62,11 @@ impl Stack {
     fn http(&self, path: &str) -> String {
         format!("http://{}{}", self.stack.addr, path)
     }
+
+    /// A URL on the Management API's own listener.
+    fn management(&self, path: &str) -> String {
+        format!("http://{}{}", self.stack.management_addr, path)
+    }
 }
 
 async fn send(ws: &mut Client, v: Value) {
@@ -202,7 +207,7 @@ async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
     let a_id = ja["self"]["peerId"].as_str().unwrap().to_owned();
 
     for prefix in ["", "/local"] {
-        let url = s.http(&format!("{prefix}/@connections/{a_id}"));
+        let url = s.management(&format!("{prefix}/@connections/{a_id}"));
         let resp = http
             .post(&url)
             .body(r#"{"type":"pong"}"#)
@@ -214,7 +219,7 @@ async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
         let info: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
     }
-    let wrong_stage = s.http(&format!("/prod/@connections/{a_id}"));
+    let wrong_stage = s.management(&format!("/prod/@connections/{a_id}"));
     assert_eq!(
         http.post(&wrong_stage)
             .body("x")
@@ -226,7 +231,7 @@ async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
     );
 
     // DELETE closes b from the server side; the room hears it left.
-    let url = s.http(&format!("/local/@connections/{b_id}"));
+    let url = s.management(&format!("/local/@connections/{b_id}"));
     assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
     assert_eq!(
         recv(&mut a).await,

@@ -51,6 +51,9 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             let mut config = LocalConfig::from_env()?;
             config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            config.management_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            // Every load client comes from 127.0.0.1.
+            config.listener.max_conns_per_ip = config.listener.max_conns_per_ip.max(clients + 16);
             config.data_dir = dir.path().into();
             config.jwt_secret = Some(SECRET.into());
             config.turn_addr = None;
