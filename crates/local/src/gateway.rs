@@ -11,7 +11,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::json;
@@ -71,12 +71,16 @@ impl GatewayState {
     }
 }
 
-/// The gateway's public routes: `/ws` and `/healthz`. Serve it with
+/// The gateway's public routes: `/ws` and `/healthz`; the Management API's
+/// paths answer 404 here, whatever the method. Serve it with
 /// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: GatewayState) -> Router {
+    let not_here = || async { StatusCode::NOT_FOUND };
     Router::new()
         .route("/ws", get(upgrade))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/@connections/{*rest}", any(not_here))
+        .route("/{stage}/@connections/{*rest}", any(not_here))
         .with_state(state)
 }
 
