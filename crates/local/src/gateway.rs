@@ -169,7 +169,19 @@ async fn upgrade(
         }
     }
     let limits = state.limits;
+    // $connect succeeded: whatever becomes of the upgrade, the backend hears
+    // of its end.
+    let backend = state.backend.clone();
+    let failed = event.clone();
     ws.max_frame_size(limits.max_frame_bytes)
         .max_message_size(limits.max_message_bytes)
+        .on_failed_upgrade(move |err| {
+            debug!(connection_id = %failed.connection_id, error = %err, "upgrade failed");
+            tokio::spawn(async move {
+                let mut event = failed;
+                event.now_ms = now_ms();
+                backend.disconnect(&event, 1006, "Upgrade failed").await;
+            });
+        })
         .on_upgrade(move |socket| run_socket(state, socket, event, user_slot))
 }
