@@ -93,6 +93,10 @@ async fn main() -> anyhow::Result<()> {
 
     let epoch = Instant::now();
     let barrier = Arc::new(Barrier::new(clients + 1));
+    // Nobody closes before everyone has heard all it should: a socket's
+    // $disconnect does not wait for its last frames' invocations (as on API
+    // Gateway), so closing right after sending can lose them.
+    let heard = Arc::new(Barrier::new(clients));
     let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<u64>();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -103,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
             let room = format!("load-{r}");
             let expected_peers = members.len() - 1;
             let barrier = barrier.clone();
+            let heard = heard.clone();
             let lat_tx = lat_tx.clone();
             tasks.push(tokio::spawn(async move {
                 client(
@@ -112,6 +117,7 @@ async fn main() -> anyhow::Result<()> {
                     rounds,
                     gap,
                     barrier,
+                    heard,
                     lat_tx,
                     epoch,
                     i,
@@ -194,6 +200,7 @@ async fn client(
     rounds: usize,
     gap: Duration,
     barrier: Arc<Barrier>,
+    heard: Arc<Barrier>,
     lat_tx: mpsc::UnboundedSender<u64>,
     epoch: Instant,
     index: usize,
@@ -264,6 +271,7 @@ async fn client(
         tokio::time::sleep(gap).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), heard.wait()).await;
     let _ = sink.close().await;
     Ok(())
 }
