@@ -18,6 +18,7 @@ use tincan_ws_api::{
     AccountsCallLog, IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig,
 };
 use tower_http::services::ServeDir;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::info;
 
 use crate::backend::{Backend, InProcess, LambdaForward};
@@ -176,10 +177,14 @@ impl LocalStack {
             // The web app is served from this same origin.
             cors: CorsOrigins::None,
         });
+        // A request body that stalls as long as a head may is cut too.
+        let body_timeout = RequestBodyTimeoutLayer::new(config.listener.header_timeout);
         let app = Router::new()
             .merge(gateway)
             .merge(http_api)
-            .fallback_service(ServeDir::new(&config.web_dir));
+            .fallback_service(ServeDir::new(&config.web_dir))
+            .layer(body_timeout.clone());
+        let management = management.layer(body_timeout);
 
         // One budget of connections for both listeners, under the open-file
         // limit: most of it public, an eighth for the Management API.

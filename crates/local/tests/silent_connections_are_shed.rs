@@ -73,6 +73,28 @@ async fn silent_and_half_sent_requests_are_closed_after_the_header_timeout() {
         waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
         "{waited:?}"
     );
+    // A body that stalls is cut as well.
+    let started = Instant::now();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /auth/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"username\":",
+        )
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = stalled.read_to_end(&mut reply).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+        "{waited:?}"
+    );
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.is_empty() || reply.starts_with("HTTP/1.1 4"),
+        "{reply}"
+    );
     // The Management API's listener too.
     let started = Instant::now();
     let mut silent = TcpStream::connect(s.stack.management_addr).await.unwrap();
