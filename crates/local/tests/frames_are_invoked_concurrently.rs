@@ -264,3 +264,72 @@ async fn invocations_in_flight_are_bounded_per_socket_and_in_all() {
     assert_eq!(backend.max_running_total.load(Ordering::SeqCst), 6);
     assert!(backend.max_running_per_socket.load(Ordering::SeqCst) <= 4);
 }
+
+/// The same when forwarding to Lambdas: a stand-in for `cargo lambda
+/// watch`'s Invoke API, where frame 0's invocation waits for frame 1's.
+#[tokio::test]
+async fn forwarded_to_lambdas_two_frames_of_one_socket_are_invoked_at_the_same_time() {
+    use axum::extract::{Path, State};
+    use axum::routing::post;
+    use axum::Json;
+
+    #[derive(Default)]
+    struct Invokes {
+        second_arrived: Notify,
+        first_saw_second: Mutex<Option<bool>>,
+    }
+    async fn invoke(
+        State(invokes): State<Arc<Invokes>>,
+        Path(function): Path<String>,
+        Json(event): Json<Value>,
+    ) -> Json<Value> {
+        if function == "ws-default" {
+            let body: Value = serde_json::from_str(event["body"].as_str().unwrap()).unwrap();
+            match body["seq"].as_u64() {
+                Some(0) => {
+                    let saw = tokio::time::timeout(
+                        Duration::from_secs(5),
+                        invokes.second_arrived.notified(),
+                    )
+                    .await
+                    .is_ok();
+                    *invokes.first_saw_second.lock().unwrap() = Some(saw);
+                }
+                Some(1) => invokes.second_arrived.notify_one(),
+                _ => {}
+            }
+        }
+        Json(json!({"statusCode": 200}))
+    }
+    let invokes = Arc::new(Invokes::default());
+    let lambdas = axum::Router::new()
+        .route("/2015-03-31/functions/{function}/invocations", post(invoke))
+        .with_state(invokes.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let lambda_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, lambdas).await });
+
+    let state = GatewayState::new(
+        Arc::new(tincan_local::LambdaForward::new(lambda_url)),
+        SocketTable::default(),
+        no_rate_limit(),
+        "local",
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    let mut ws = client(addr).await;
+    send_seq(&mut ws, 0).await;
+    send_seq(&mut ws, 1).await;
+    until("the first frame's invocation to end", || {
+        invokes.first_saw_second.lock().unwrap().is_some()
+    })
+    .await;
+    assert_eq!(*invokes.first_saw_second.lock().unwrap(), Some(true));
+}
