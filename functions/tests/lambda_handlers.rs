@@ -47,12 +47,15 @@ async fn world() -> World {
     let mut local =
         LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
     local.jwt_secret = Some(SECRET.into());
+    // Tokens are minted here for users never registered.
+    local.users_must_exist = false;
     let stack = LocalStack::start(local).await.unwrap();
 
     std::env::set_var("TINCAN_JWT_SECRET", SECRET);
     let mut config = FunctionConfig::from_env().unwrap();
     config.connections_table = table;
-    config.ws_endpoint = Some(format!("http://{}/local", stack.addr));
+    // The Management API has its own loopback listener, never the public one.
+    config.ws_endpoint = Some(format!("http://{}/local", stack.management_addr));
     let deps = Deps::new(config, sdk_config(&endpoint), store.clone());
     World {
         _moto: moto,

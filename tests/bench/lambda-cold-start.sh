@@ -30,11 +30,11 @@ c.create_table(TableName="cold-start", BillingMode="PAY_PER_REQUEST",
     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
 PY
 # The local stack's Management API answers pushes (410 for these ids) at once.
-gw=$(free_port)
-TINCAN_ADDR="127.0.0.1:$gw" TINCAN_TURN=off TINCAN_DATA_DIR="$work/gw" RUST_LOG=warn \
+gw=$(free_port); mgmt=$(free_port)
+TINCAN_ADDR="127.0.0.1:$gw" TINCAN_MANAGEMENT_ADDR="127.0.0.1:$mgmt" TINCAN_TURN=off TINCAN_DATA_DIR="$work/gw" RUST_LOG=warn \
   "$CARGO_TARGET_DIR/debug/tincan-local" >"$work/gw.log" 2>&1 & pids+=($!)
 wait_port "$gw"
-export TINCAN_WS_ENDPOINT="http://127.0.0.1:$gw/local"
+export TINCAN_WS_ENDPOINT="http://127.0.0.1:$mgmt/local"
 RUST_LOG=warn cargo lambda watch --release -p tincan-functions -A 127.0.0.1 -P "$invoke" --ignore-changes \
   >"$work/watch.log" 2>&1 & pids+=($!)
 wait_port "$invoke"

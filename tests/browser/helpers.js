@@ -10,6 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const BASE_URL = process.env.TINCAN_URL ?? 'http://127.0.0.1:8080';
+/** The main server's Management API (`/@connections`), on its own listener. */
+export const MANAGEMENT_URL = process.env.TINCAN_MANAGEMENT_URL ?? 'http://127.0.0.1:8081';
 /** A second server started with TINCAN_ROOM_MAX=2, for the room-full test. */
 export const SMALL_URL = process.env.TINCAN_SMALL_URL ?? '';
 export const JWT_SECRET = process.env.TINCAN_JWT_SECRET ?? '';

@@ -15,6 +15,7 @@ import {
   report,
   screenshot,
   closeAll,
+  MANAGEMENT_URL,
 } from './helpers.js';
 
 afterEach(closeAll);
@@ -43,7 +44,7 @@ test('server closes the WebSocket: the page reconnects, rejoins, audio goes on',
     }, refused);
 
     const closedAt = Date.now();
-    const res = await fetch(`${hal.baseUrl}/@connections/${encodeURIComponent(oldPeerId)}`, {
+    const res = await fetch(`${MANAGEMENT_URL}/@connections/${encodeURIComponent(oldPeerId)}`, {
       method: 'DELETE',
       signal: AbortSignal.timeout(5000),
     });

@@ -52,13 +52,17 @@ trap cleanup EXIT INT TERM
 
 secret="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
-# start NAME ROOM_MAX -> prints the base URL
+# start NAME ROOM_MAX -> prints the base URL; the Management API's URL goes
+# to $tmp/NAME.management
 start_server() {
-  local name="$1" room_max="$2" port turn
+  local name="$1" room_max="$2" port turn management
   port="$(free_port)"
   turn="$(free_port)"
+  management="$(free_port)"
   mkdir -p "$tmp/$name"
+  echo "http://127.0.0.1:$management" >"$tmp/$name.management"
   TINCAN_ADDR="127.0.0.1:$port" \
+  TINCAN_MANAGEMENT_ADDR="127.0.0.1:$management" \
   TINCAN_DATA_DIR="$tmp/$name" \
   TINCAN_JWT_SECRET="$secret" \
   TINCAN_ROOM_MAX="$room_max" \
@@ -93,5 +97,6 @@ small_url="$(cat "$tmp/small.url")"
 echo "run.sh: tincan-local at $main_url (room max 8) and $small_url (room max 2)"
 
 cd "$here"
-TINCAN_URL="$main_url" TINCAN_SMALL_URL="$small_url" TINCAN_JWT_SECRET="$secret" CHROMIUM_PATH="$chromium" \
+TINCAN_URL="$main_url" TINCAN_SMALL_URL="$small_url" TINCAN_JWT_SECRET="$secret" \
+TINCAN_MANAGEMENT_URL="$(cat "$tmp/main.management")" CHROMIUM_PATH="$chromium" \
   timeout 600 node --test --test-concurrency=1 --test-timeout=180000 "$@" ./*.test.js

@@ -26,7 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-moto=$(free_port); invoke=$(free_port); local_port=$(free_port)
+moto=$(free_port); invoke=$(free_port); local_port=$(free_port); mgmt_port=$(free_port)
 # No AWS credentials: with DYNAMODB_ENDPOINT set, the SDK signs with dummy ones.
 unset AWS_ACCESS_KEY_ID
 export AWS_REGION=us-east-1
@@ -38,19 +38,22 @@ moto_server -H 127.0.0.1 -p "$moto" >"$work/moto.log" 2>&1 &
 pids+=($!)
 wait_port "$moto" 30
 
-TINCAN_WS_ENDPOINT="http://127.0.0.1:$local_port/local" RUST_LOG=warn \
+# The Lambdas push through the gateway's Management API, which has a
+# listener of its own (never the public port).
+TINCAN_WS_ENDPOINT="http://127.0.0.1:$mgmt_port/local" RUST_LOG=warn \
   timeout 600 cargo lambda watch -p tincan-functions --invoke-address 127.0.0.1 -P "$invoke" \
   --ignore-changes >"$work/lambda.log" 2>&1 &
 pids+=($!)
 wait_port "$invoke" 120
 
-TINCAN_ADDR="127.0.0.1:$local_port" TINCAN_DATA_DIR="$work/data" TINCAN_TURN=off \
+TINCAN_ADDR="127.0.0.1:$local_port" TINCAN_MANAGEMENT_ADDR="127.0.0.1:$mgmt_port" TINCAN_DATA_DIR="$work/data" TINCAN_TURN=off \
 TINCAN_LAMBDA_URL="http://127.0.0.1:$invoke" RUST_LOG=warn \
   "$BIN/tincan-local" >"$work/local.log" 2>&1 &
 pids+=($!)
 wait_port "$local_port" 60
+wait_port "$mgmt_port" 10
 
-echo "real-lambdas: moto :$moto, cargo lambda watch :$invoke, tincan-local :$local_port"
+echo "real-lambdas: moto :$moto, cargo lambda watch :$invoke, tincan-local :$local_port (management :$mgmt_port)"
 if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100; then
   echo "real-lambdas: 1 passed, 0 failed"
 else

@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// API Gateway's WebSocket limits, which the emulator enforces as it does.
+/// API Gateway's WebSocket limits, which the emulator enforces as it does,
+/// and the limits that keep one hostile client from harming the others.
 #[derive(Debug, Clone, Copy)]
 pub struct GatewayLimits {
     /// Largest frame (API Gateway: 32 KB).
@@ -15,6 +16,23 @@ pub struct GatewayLimits {
     pub idle_timeout: Duration,
     /// Close every socket after this long (API Gateway: 2 h).
     pub max_connection: Duration,
+    /// Delay each `$default` invocation by a random 0..=this, to widen the
+    /// reordering of frames that API Gateway allows.
+    pub invoke_jitter: Duration,
+    /// Most `$default` invocations running at once for one socket; past it
+    /// the gateway stops reading that socket until one ends.
+    pub max_inflight_per_socket: usize,
+    /// Most `$default` invocations running at once in the whole gateway.
+    pub max_inflight: usize,
+    /// Frames queued for one socket; a socket whose queue is full is not
+    /// reading, and is closed with 1008.
+    pub outbound_queue: usize,
+    /// Most open sockets of one user (0: no limit).
+    pub max_sockets_per_user: usize,
+    /// Messages per second one socket may send (0: no limit).
+    pub msg_rate: u32,
+    /// Messages one socket may send in a burst.
+    pub msg_burst: u32,
 }
 
 impl Default for GatewayLimits {
@@ -24,8 +42,81 @@ impl Default for GatewayLimits {
             max_message_bytes: 128 * 1024,
             idle_timeout: Duration::from_secs(600),
             max_connection: Duration::from_secs(2 * 3600),
+            invoke_jitter: Duration::ZERO,
+            max_inflight_per_socket: 64,
+            max_inflight: 4096,
+            outbound_queue: 256,
+            max_sockets_per_user: 8,
+            msg_rate: 20,
+            msg_burst: 40,
         }
     }
+}
+
+impl GatewayLimits {
+    /// The defaults, overridden by whatever the environment sets.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        Ok(Self {
+            max_frame_bytes: d.max_frame_bytes,
+            max_message_bytes: d.max_message_bytes,
+            idle_timeout: secs("TINCAN_IDLE_TIMEOUT", d.idle_timeout)?,
+            max_connection: secs("TINCAN_MAX_CONNECTION_SECS", d.max_connection)?,
+            invoke_jitter: Duration::from_millis(parse_env("TINCAN_INVOKE_JITTER_MS", 0u64)?),
+            max_inflight_per_socket: at_least_one(parse_env(
+                "TINCAN_MAX_INFLIGHT_PER_SOCKET",
+                d.max_inflight_per_socket,
+            )?),
+            max_inflight: at_least_one(parse_env("TINCAN_MAX_INFLIGHT", d.max_inflight)?),
+            outbound_queue: at_least_one(parse_env("TINCAN_OUTBOUND_QUEUE", d.outbound_queue)?),
+            max_sockets_per_user: parse_env("TINCAN_MAX_SOCKETS_PER_USER", d.max_sockets_per_user)?,
+            msg_rate: parse_env("TINCAN_MSG_RATE", d.msg_rate)?,
+            msg_burst: parse_env("TINCAN_MSG_BURST", d.msg_burst)?,
+        })
+    }
+}
+
+/// Limits of every TCP listener (the public one and the Management API's).
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerLimits {
+    /// Close a connection whose request head (or WebSocket handshake) is not
+    /// complete this long after it opened or after its last response.
+    pub header_timeout: Duration,
+    /// Most connections open at once from one client address (0: no limit).
+    pub max_conns_per_ip: usize,
+    /// Most connections open at once; also kept under the process's open-file
+    /// limit, so there is always a descriptor for the next accept.
+    pub max_conns: usize,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(10),
+            max_conns_per_ip: 256,
+            max_conns: 10_000,
+        }
+    }
+}
+
+impl ListenerLimits {
+    /// The defaults, overridden by whatever the environment sets.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let d = Self::default();
+        Ok(Self {
+            header_timeout: secs("TINCAN_HEADER_TIMEOUT", d.header_timeout)?,
+            max_conns_per_ip: parse_env("TINCAN_MAX_CONNS_PER_IP", d.max_conns_per_ip)?,
+            max_conns: at_least_one(parse_env("TINCAN_MAX_CONNS", d.max_conns)?),
+        })
+    }
+}
+
+fn secs(name: &str, default: Duration) -> anyhow::Result<Duration> {
+    Ok(Duration::from_secs(parse_env(name, default.as_secs())?))
+}
+
+fn at_least_one(n: usize) -> usize {
+    n.max(1)
 }
 
 /// Everything `tincan-local` reads from its environment.
@@ -44,8 +135,14 @@ pub struct LocalConfig {
     /// `TINCAN_RESUME_GRACE_SECS`, default 30: how long a participant whose
     /// socket dropped stays in its room, resumable.
     pub resume_grace_secs: u64,
-    /// `TINCAN_IDLE_TIMEOUT` seconds, default 600.
+    /// `TINCAN_MANAGEMENT_ADDR`, default `127.0.0.1:8081`: the Management
+    /// API (`/@connections`), never served on `addr`.
+    pub management_addr: SocketAddr,
+    /// The WebSocket limits (`TINCAN_IDLE_TIMEOUT`, `TINCAN_MSG_RATE`, ...).
     pub limits: GatewayLimits,
+    /// The listeners' limits (`TINCAN_HEADER_TIMEOUT`,
+    /// `TINCAN_MAX_CONNS_PER_IP`, `TINCAN_MAX_CONNS`).
+    pub listener: ListenerLimits,
     /// `TINCAN_STAGE`, default `local`: the stage path of the Management API
     /// (`/{stage}/@connections/{id}`; the bare `/@connections/{id}` works too).
     pub stage: String,
@@ -68,6 +165,10 @@ pub struct LocalConfig {
     pub accounts: tincan_accounts::config::Backend,
     /// `TINCAN_LAMBDA_URL`: forward events to `cargo lambda watch` there.
     pub lambda_url: Option<String>,
+    /// Whether `$connect` checks that the token's user still exists (a
+    /// deleted account's tokens open no socket). Always on, but for tests
+    /// and load runs that mint tokens for users they never registered.
+    pub users_must_exist: bool,
 }
 
 impl LocalConfig {
@@ -81,7 +182,9 @@ impl LocalConfig {
             room_max: 8,
             max_message: 16 * 1024,
             resume_grace_secs: 30,
+            management_addr: SocketAddr::new(addr.ip(), 0),
             limits: GatewayLimits::default(),
+            listener: ListenerLimits::default(),
             stage: "local".to_owned(),
             turn_addr: None,
             jwt_secret: None,
@@ -90,15 +193,12 @@ impl LocalConfig {
             connections_table: "tincan-connections".to_owned(),
             accounts: tincan_accounts::config::Backend::Embedded(data_dir.clone()),
             lambda_url: None,
+            users_must_exist: true,
         }
     }
 
     /// Reads the environment, with defaults that work on a laptop.
     pub fn from_env() -> anyhow::Result<Self> {
-        let limits = GatewayLimits {
-            idle_timeout: Duration::from_secs(parse_env("TINCAN_IDLE_TIMEOUT", 600u64)?),
-            ..GatewayLimits::default()
-        };
         let data_dir = std::env::var_os("TINCAN_DATA_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(".tincan"));
@@ -113,7 +213,12 @@ impl LocalConfig {
             room_max: parse_env("TINCAN_ROOM_MAX", 8usize)?,
             max_message: parse_env("TINCAN_MAX_MESSAGE", 16 * 1024usize)?,
             resume_grace_secs: parse_env("TINCAN_RESUME_GRACE_SECS", 30u64)?,
-            limits,
+            management_addr: parse_env(
+                "TINCAN_MANAGEMENT_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 8081)),
+            )?,
+            limits: GatewayLimits::from_env()?,
+            listener: ListenerLimits::from_env()?,
             stage: std::env::var("TINCAN_STAGE").unwrap_or_else(|_| "local".to_owned()),
             turn_addr: match std::env::var("TINCAN_TURN").as_deref() {
                 Ok("off") => None,
@@ -137,6 +242,7 @@ impl LocalConfig {
             lambda_url: std::env::var("TINCAN_LAMBDA_URL")
                 .ok()
                 .filter(|s| !s.is_empty()),
+            users_must_exist: true,
         })
     }
 }

@@ -15,7 +15,7 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use crate::gateway::GatewayState;
-use crate::sockets::Outbound;
+use crate::sockets::CLOSED_BY_SERVER;
 
 pub(crate) fn router() -> Router<GatewayState> {
     Router::new()
@@ -68,15 +68,11 @@ async fn post_to_connection(
             .into_response();
     }
     let text = String::from_utf8_lossy(&body).into_owned();
-    match state.sockets.send(&id, Outbound::Text(text)) {
+    // Never waits for the socket: a socket that does not read is closed,
+    // and this answers 410 at once.
+    match state.sockets.send(&id, text) {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(tincan_store::PushError::Gone(_)) => gone(),
-        Err(_) => (
-            StatusCode::TOO_MANY_REQUESTS,
-            [("x-amzn-errortype", "LimitExceededException")],
-            Json(json!({"message": "connection is not reading"})),
-        )
-            .into_response(),
+        Err(_) => gone(),
     }
 }
 
@@ -93,7 +89,7 @@ async fn get_connection(State(state): State<GatewayState>, Path(id): Path<String
 }
 
 async fn delete_connection(State(state): State<GatewayState>, Path(id): Path<String>) -> Response {
-    match state.sockets.close(&id) {
+    match state.sockets.close(&id, CLOSED_BY_SERVER) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(_) => gone(),
     }

@@ -1,38 +1,29 @@
-//! The WebSocket side of the emulated API Gateway: upgrade, `$connect`,
-//! frames routed to the backend, limits, `$disconnect`.
+//! The WebSocket side of the emulated API Gateway: the public routes (`/ws`,
+//! `/healthz`), the upgrade and `$connect`, and the per-user socket cap. The
+//! life of an open socket is in [`crate::connection`]; the Management API,
+//! served on its own listener, in [`crate::connections_api`].
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use base64::Engine as _;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tincan_token::TokenKeys;
+use tokio::sync::Semaphore;
 use tracing::{debug, info};
 
-use crate::backend::{select_route, Backend, ConnectOutcome, WsEvent};
+use crate::backend::{Backend, ConnectOutcome, WsEvent};
 use crate::config::GatewayLimits;
+use crate::connection::run_socket;
 use crate::connections_api;
-use crate::sockets::{Outbound, SocketEntry, SocketTable};
-
-/// WebSocket close codes the gateway uses.
-pub(crate) const CLOSE_NORMAL: u16 = 1000;
-pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
-pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
-
-/// Routes this API defines (all messages go to `$default`).
-const ROUTES: [&str; 3] = ["$connect", "$disconnect", "$default"];
-
-/// Frames queued per socket before a slow reader is cut off.
-const OUTBOUND_QUEUE: usize = 256;
+use crate::sockets::SocketTable;
 
 /// Shared by every request the gateway serves.
 #[derive(Clone)]
@@ -41,20 +32,62 @@ pub struct GatewayState {
     pub backend: Arc<dyn Backend>,
     /// Open sockets.
     pub sockets: SocketTable,
-    /// API Gateway's limits.
+    /// API Gateway's limits, and ours.
     pub limits: GatewayLimits,
     /// Stage name, as in `/{stage}/@connections/{id}`.
     pub stage: String,
+    /// Verifies the `token` of an upgrade, as a REQUEST authorizer would, to
+    /// learn whose socket it is (for the per-user socket cap). `None`: no
+    /// per-user cap.
+    pub identity: Option<TokenKeys>,
+    /// `$default` invocations running, gateway-wide.
+    pub(crate) inflight: Arc<Semaphore>,
 }
 
-/// The gateway's routes: `/ws`, `/healthz` and the Management API. Serve it
-/// with `into_make_service_with_connect_info::<SocketAddr>()`.
+impl GatewayState {
+    /// A gateway sending events to `backend`, with no per-user cap until
+    /// [`GatewayState::with_identity`].
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        sockets: SocketTable,
+        limits: GatewayLimits,
+        stage: impl Into<String>,
+    ) -> Self {
+        Self {
+            backend,
+            sockets,
+            limits,
+            stage: stage.into(),
+            identity: None,
+            inflight: Arc::new(Semaphore::new(limits.max_inflight.max(1))),
+        }
+    }
+
+    /// Caps sockets per user, learning the user from access tokens `keys`
+    /// verifies.
+    pub fn with_identity(mut self, keys: TokenKeys) -> Self {
+        self.identity = Some(keys);
+        self
+    }
+}
+
+/// The gateway's public routes: `/ws` and `/healthz`; the Management API's
+/// paths answer 404 here, whatever the method. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
 pub fn router(state: GatewayState) -> Router {
+    let not_here = || async { StatusCode::NOT_FOUND };
     Router::new()
         .route("/ws", get(upgrade))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .merge(connections_api::router())
+        .route("/@connections/{*rest}", any(not_here))
+        .route("/{stage}/@connections/{*rest}", any(not_here))
         .with_state(state)
+}
+
+/// The Management API (`/@connections/{id}`, `/{stage}/@connections/{id}`),
+/// for a listener of its own that only the backend can reach.
+pub fn management_router(state: GatewayState) -> Router {
+    connections_api::router().with_state(state)
 }
 
 pub(crate) fn now_ms() -> u64 {
@@ -68,6 +101,20 @@ pub(crate) fn now_ms() -> u64 {
 /// alphabet so it can stand in a path.
 fn new_connection_id() -> String {
     base64::engine::general_purpose::URL_SAFE.encode(rand::random::<[u8; 10]>())
+}
+
+/// 429 for a user who has as many sockets open as allowed.
+fn too_many_sockets(max: usize) -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, "5")],
+        Json(json!({"error": {
+            "code": "rate-limited",
+            "message": format!("at most {max} sockets per user"),
+            "retryAfterMs": 5000,
+        }})),
+    )
+        .into_response()
 }
 
 async fn upgrade(
@@ -95,6 +142,23 @@ async fn upgrade(
         stage: state.stage.clone(),
         domain_name: header_str(header::HOST),
     };
+    // Whose socket this is, if the token says; an invalid token is the
+    // backend's to refuse.
+    let user = state.identity.as_ref().and_then(|keys| {
+        let token = event.query.iter().find(|(k, _)| k == "token")?;
+        keys.verify(&token.1, now / 1000).ok().map(|c| c.sub)
+    });
+    let max = state.limits.max_sockets_per_user;
+    let user_slot = match &user {
+        Some(user) => match state.sockets.reserve_user(user, max) {
+            Some(slot) => Some(slot),
+            None => {
+                info!(%user, max, "socket refused: too many sockets for this user");
+                return too_many_sockets(max);
+            }
+        },
+        None => None,
+    };
     match state.backend.connect(&event).await {
         ConnectOutcome::Accept => {}
         ConnectOutcome::Refuse(status) => {
@@ -105,96 +169,19 @@ async fn upgrade(
         }
     }
     let limits = state.limits;
+    // $connect succeeded: whatever becomes of the upgrade, the backend hears
+    // of its end.
+    let backend = state.backend.clone();
+    let failed = event.clone();
     ws.max_frame_size(limits.max_frame_bytes)
         .max_message_size(limits.max_message_bytes)
-        .on_upgrade(move |socket| run_socket(state, socket, event))
-}
-
-async fn run_socket(state: GatewayState, socket: WebSocket, mut event: WsEvent) {
-    let id = event.connection_id.clone();
-    let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Outbound>(OUTBOUND_QUEUE);
-    let last_active = Arc::new(AtomicU64::new(event.connected_at_ms));
-    state.sockets.insert(
-        id.clone(),
-        SocketEntry {
-            tx: tx.clone(),
-            connected_at_ms: event.connected_at_ms,
-            last_active_ms: last_active.clone(),
-            source_ip: event.source_ip.clone(),
-            user_agent: event.user_agent.clone(),
-        },
-    );
-    info!(connection_id = %id, "socket open");
-
-    let mut writer = tokio::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            match out {
-                Outbound::Text(text) => {
-                    if sink.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                }
-                Outbound::Close(code, reason) => {
-                    let frame = CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    };
-                    let _ = sink.send(Message::Close(Some(frame))).await;
-                    break;
-                }
-            }
-        }
-    });
-
-    let limits = state.limits;
-    let max_connection = tokio::time::sleep(limits.max_connection);
-    tokio::pin!(max_connection);
-    let mut writer_done = false;
-    let (status, reason) = loop {
-        tokio::select! {
-            next = tokio::time::timeout(limits.idle_timeout, stream.next()) => match next {
-                Err(_) => {
-                    let _ = tx.try_send(Outbound::Close(CLOSE_GOING_AWAY, "Going away (idle)"));
-                    break (CLOSE_GOING_AWAY, "idle timeout");
-                }
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => break (CLOSE_NORMAL, "client closed"),
-                Ok(Some(Err(err))) => {
-                    // Over the frame or message limit, as API Gateway does.
-                    debug!(connection_id = %id, error = %err, "socket error");
-                    let _ = tx.try_send(Outbound::Close(CLOSE_TOO_BIG, "Message too big"));
-                    break (CLOSE_TOO_BIG, "message too big");
-                }
-                Ok(Some(Ok(frame))) => {
-                    let body = match frame {
-                        Message::Text(text) => text.to_string(),
-                        Message::Binary(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                        _ => continue,
-                    };
-                    let now = now_ms();
-                    last_active.store(now, Ordering::Relaxed);
-                    event.now_ms = now;
-                    let route = select_route(&body, &ROUTES);
-                    state.backend.message(&event, route, &body).await;
-                }
-            },
-            _ = &mut max_connection => {
-                let _ = tx.try_send(Outbound::Close(CLOSE_GOING_AWAY, "Going away (connection duration)"));
-                break (CLOSE_GOING_AWAY, "connection duration limit");
-            }
-            _ = &mut writer => {
-                writer_done = true;
-                break (CLOSE_NORMAL, "closed by server");
-            }
-        }
-    };
-    state.sockets.remove(&id);
-    drop(tx);
-    if !writer_done {
-        // Let a queued close frame go out, briefly.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
-    }
-    event.now_ms = now_ms();
-    state.backend.disconnect(&event, status, reason).await;
-    info!(connection_id = %id, status, reason, "socket closed");
+        .on_failed_upgrade(move |err| {
+            debug!(connection_id = %failed.connection_id, error = %err, "upgrade failed");
+            tokio::spawn(async move {
+                let mut event = failed;
+                event.now_ms = now_ms();
+                backend.disconnect(&event, 1006, "Upgrade failed").await;
+            });
+        })
+        .on_upgrade(move |socket| run_socket(state, socket, event, user_slot))
 }

@@ -4,20 +4,27 @@
 //! WebSocket API: it gives each socket a connection id, routes `$connect`,
 //! `$disconnect` and every message (by `$request.body.action`, falling back to
 //! `$default`) to a [`Backend`], enforces API Gateway's frame, message and
-//! idle limits, and serves the Management API at `/@connections/{id}` so
-//! unmodified Lambda code can push to its sockets. The backend is either the
+//! idle limits, and serves the Management API at `/@connections/{id}` (on a
+//! listener of its own, never the public one) so unmodified Lambda code can
+//! push to its sockets. It is as unkind as API Gateway: frames of one socket
+//! are handled concurrently and in no order. Every listener sheds silent and
+//! excess connections, and each socket has a message rate and
+//! a bounded outgoing queue. The backend is either the
 //! handler library called in-process ([`InProcess`], the default) or real
 //! Lambdas under `cargo lambda watch` ([`LambdaForward`]).
 
 mod backend;
 mod config;
+mod connection;
 mod connections_api;
 mod gateway;
+mod listener;
+mod message_rate;
 mod sockets;
 mod stack;
 
 pub use crate::backend::{Backend, ConnectOutcome, InProcess, LambdaForward, WsEvent};
-pub use crate::config::{GatewayLimits, LocalConfig};
-pub use crate::gateway::{router, GatewayState};
+pub use crate::config::{GatewayLimits, ListenerLimits, LocalConfig};
+pub use crate::gateway::{management_router, router, GatewayState};
 pub use crate::sockets::{LocalPush, SocketTable};
 pub use crate::stack::LocalStack;

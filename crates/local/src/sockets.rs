@@ -1,62 +1,143 @@
 //! The table of open sockets, and the in-process [`Push`] over it.
+//!
+//! A push never waits for the socket: it queues the frame (bounded) and
+//! answers at once. A socket whose queue is full is not reading; it is
+//! dropped from the table and closed with 1008, and every push to it from
+//! then on answers `Gone`, as API Gateway answers 410.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tincan_store::{Push, PushError};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tracing::warn;
 
-/// What the gateway can ask a socket's writer task to do.
-#[derive(Debug)]
-pub(crate) enum Outbound {
-    /// Send a text frame.
-    Text(String),
-    /// Close the socket from the server side with this code and reason.
-    Close(u16, &'static str),
+/// Why the server closes a socket: the WebSocket close code and reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CloseReason {
+    pub(crate) code: u16,
+    pub(crate) reason: &'static str,
+}
+
+pub(crate) const CLOSED_BY_SERVER: CloseReason = CloseReason {
+    code: 1000,
+    reason: "Closed by server",
+};
+
+/// A slow consumer: its outgoing queue is full.
+pub(crate) const NOT_READING: CloseReason = CloseReason {
+    code: 1008,
+    reason: "Not reading its messages",
+};
+
+/// Asks a socket's task to close it; the first reason given wins, and it
+/// jumps ahead of any frames still queued.
+#[derive(Debug, Clone)]
+pub(crate) struct Closer(Arc<watch::Sender<Option<CloseReason>>>);
+
+impl Closer {
+    pub(crate) fn new() -> (Self, watch::Receiver<Option<CloseReason>>) {
+        let (tx, rx) = watch::channel(None);
+        (Self(Arc::new(tx)), rx)
+    }
+
+    pub(crate) fn close(&self, reason: CloseReason) {
+        self.0.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(reason);
+                true
+            } else {
+                false
+            }
+        });
+    }
 }
 
 /// One open socket.
 #[derive(Debug, Clone)]
 pub(crate) struct SocketEntry {
-    pub(crate) tx: mpsc::Sender<Outbound>,
+    pub(crate) tx: mpsc::Sender<String>,
+    pub(crate) closer: Closer,
     pub(crate) connected_at_ms: u64,
-    pub(crate) last_active_ms: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) last_active_ms: Arc<AtomicU64>,
     pub(crate) source_ip: String,
     pub(crate) user_agent: String,
 }
 
-/// Open sockets by connection id.
+#[derive(Debug, Default)]
+struct Tables {
+    sockets: HashMap<String, SocketEntry>,
+    per_user: HashMap<String, usize>,
+}
+
+/// Open sockets by connection id, and how many each user has.
 #[derive(Debug, Clone, Default)]
 pub struct SocketTable {
-    inner: Arc<Mutex<HashMap<String, SocketEntry>>>,
+    inner: Arc<Mutex<Tables>>,
+}
+
+/// One of a user's socket places, held from `$connect` until the socket
+/// is gone.
+#[derive(Debug)]
+pub(crate) struct UserSlot {
+    table: SocketTable,
+    user: String,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut tables = self.table.lock();
+        if let Some(count) = tables.per_user.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                tables.per_user.remove(&self.user);
+            }
+        }
+    }
 }
 
 impl SocketTable {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, SocketEntry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A place for one more socket of `user`, or `None` if the user has
+    /// `max` already (0: no limit).
+    pub(crate) fn reserve_user(&self, user: &str, max: usize) -> Option<UserSlot> {
+        let mut tables = self.lock();
+        let count = tables.per_user.entry(user.to_owned()).or_default();
+        if max > 0 && *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(UserSlot {
+            table: self.clone(),
+            user: user.to_owned(),
+        })
+    }
+
     pub(crate) fn insert(&self, id: String, entry: SocketEntry) {
-        self.lock().insert(id, entry);
+        self.lock().sockets.insert(id, entry);
     }
 
     pub(crate) fn remove(&self, id: &str) {
-        self.lock().remove(id);
+        self.lock().sockets.remove(id);
     }
 
     pub(crate) fn get(&self, id: &str) -> Option<SocketEntry> {
-        self.lock().get(id).cloned()
+        self.lock().sockets.get(id).cloned()
     }
 
     /// The ids of the open sockets (for tests and operators).
     pub fn ids(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+        self.lock().sockets.keys().cloned().collect()
     }
 
     /// How many sockets are open.
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().sockets.len()
     }
 
     /// Whether no socket is open.
@@ -65,26 +146,30 @@ impl SocketTable {
     }
 
     /// Forgets `id` at once (later pushes answer `Gone`) and closes it.
-    pub(crate) fn close(&self, id: &str) -> Result<(), PushError> {
+    pub(crate) fn close(&self, id: &str, reason: CloseReason) -> Result<(), PushError> {
         let entry = self
             .lock()
+            .sockets
             .remove(id)
             .ok_or_else(|| PushError::Gone(id.to_owned()))?;
-        let _ = entry.tx.try_send(Outbound::Close(1000, "Closed by server"));
+        entry.closer.close(reason);
         Ok(())
     }
 
-    /// Queues a frame for `id`; `Gone` if no such socket is open.
-    pub(crate) fn send(&self, id: &str, out: Outbound) -> Result<(), PushError> {
+    /// Queues a frame for `id` without waiting; `Gone` if no such socket
+    /// is open, or if its queue is full (it is then closed: it does not
+    /// read its messages).
+    pub(crate) fn send(&self, id: &str, text: String) -> Result<(), PushError> {
         let entry = self.get(id).ok_or_else(|| PushError::Gone(id.to_owned()))?;
-        match entry.tx.try_send(out) {
+        match entry.tx.try_send(text) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Gone(id.to_owned())),
-            // A client that does not read is cut off rather than buffered
-            // without bound, as API Gateway would.
             Err(mpsc::error::TrySendError::Full(_)) => {
-                let _ = entry.tx.try_send(Outbound::Close(1008, "Not reading"));
-                Err(PushError::Failed(format!("{id} is not reading")))
+                // Only the push that removes it logs: one line per socket.
+                if self.close(id, NOT_READING).is_ok() {
+                    warn!(connection_id = %id, queued = entry.tx.max_capacity(), "socket does not read its messages; closing it (1008)");
+                }
+                Err(PushError::Gone(id.to_owned()))
             }
         }
     }
@@ -106,11 +191,10 @@ impl LocalPush {
 #[async_trait]
 impl Push for LocalPush {
     async fn send(&self, connection_id: &str, text: &str) -> Result<(), PushError> {
-        self.sockets
-            .send(connection_id, Outbound::Text(text.to_owned()))
+        self.sockets.send(connection_id, text.to_owned())
     }
 
     async fn close(&self, connection_id: &str) -> Result<(), PushError> {
-        self.sockets.close(connection_id)
+        self.sockets.close(connection_id, CLOSED_BY_SERVER)
     }
 }

@@ -5,7 +5,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use axum::Router;
 use tincan_accounts::config::refresh_ttl_from_env;
 use tincan_accounts::{AccountService, PasswordParams};
@@ -19,26 +18,29 @@ use tincan_ws_api::{
     AccountsCallLog, AccountsUsers, IceServerSource, NoIceServers, TurnRestIceServers, WsApi,
     WsApiConfig,
 };
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tower_http::services::ServeDir;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::info;
 
 use crate::backend::{Backend, InProcess, LambdaForward};
-use crate::config::LocalConfig;
-use crate::gateway::{router, GatewayState};
+use crate::config::{ListenerLimits, LocalConfig};
+use crate::gateway::{management_router, router, GatewayState};
+use crate::listener::{connection_budget, serve, Listener};
 use crate::sockets::{LocalPush, SocketTable};
 
 /// A running local stack.
 #[derive(Debug)]
 pub struct LocalStack {
-    /// Where it listens.
+    /// Where it listens: web app, HTTP API, `/ws`, `/healthz`.
     pub addr: SocketAddr,
+    /// Where the Management API (`/@connections`) listens.
+    pub management_addr: SocketAddr,
     /// Open sockets (for tests and metrics).
     pub sockets: SocketTable,
     media_node: Option<MediaNode>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    public: Listener,
+    management: Listener,
     /// Ends participants whose resume grace ran out, once a second.
     sweeper: Option<JoinHandle<()>>,
 }
@@ -154,7 +156,10 @@ impl LocalStack {
                     push: Arc::new(LocalPush::new(sockets.clone())),
                     ice,
                     calls: Some(Arc::new(AccountsCallLog::new(stores.calls.clone()))),
-                    users: Some(Arc::new(AccountsUsers::new(stores.users.clone()))),
+                    users: config.users_must_exist.then(|| {
+                        Arc::new(AccountsUsers::new(stores.users.clone()))
+                            as Arc<dyn tincan_ws_api::UserDirectory>
+                    }),
                 });
                 let sweeping = api.clone();
                 sweeper = Some(tokio::spawn(async move {
@@ -167,12 +172,15 @@ impl LocalStack {
                 Arc::new(InProcess::new(api))
             }
         };
-        let gateway = router(GatewayState {
+        let gateway_state = GatewayState::new(
             backend,
-            sockets: sockets.clone(),
-            limits: config.limits,
-            stage: config.stage.clone(),
-        });
+            sockets.clone(),
+            config.limits,
+            config.stage.clone(),
+        )
+        .with_identity(tokens.clone());
+        let management = management_router(gateway_state.clone());
+        let gateway = router(gateway_state);
         let turn_url = media_node
             .as_ref()
             .map(|node| node.udp_addr().to_string())
@@ -188,50 +196,68 @@ impl LocalStack {
             // The web app is served from this same origin.
             cors: CorsOrigins::None,
         });
+        // A request body that stalls as long as a head may is cut too.
+        let body_timeout = RequestBodyTimeoutLayer::new(config.listener.header_timeout);
         let app = Router::new()
             .merge(gateway)
             .merge(http_api)
-            .fallback_service(ServeDir::new(&config.web_dir));
+            .fallback_service(ServeDir::new(&config.web_dir))
+            .layer(body_timeout.clone());
+        let management = management.layer(body_timeout);
 
-        let listener = tokio::net::TcpListener::bind(config.addr)
+        // One budget of connections for both listeners, under the open-file
+        // limit: most of it public, an eighth for the Management API.
+        let budget = connection_budget(config.listener.max_conns);
+        let management_share = (budget / 8).max(1);
+        let public_limits = ListenerLimits {
+            max_conns: budget.saturating_sub(management_share).max(1),
+            ..config.listener
+        };
+        // Only the backend calls the Management API, from this machine.
+        let management_limits = ListenerLimits {
+            max_conns: management_share,
+            max_conns_per_ip: 0,
+            ..config.listener
+        };
+        let public = tokio::net::TcpListener::bind(config.addr)
             .await
             .with_context(|| format!("binding {}", config.addr))?;
-        let addr = listener.local_addr()?;
-        // Signaling frames are small and latency-bound: no Nagle delay.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async {
-                let _ = shutdown_rx.await;
-            })
+        let management_listener = tokio::net::TcpListener::bind(config.management_addr)
             .await
-        });
-        info!(%addr, web_dir = %config.web_dir.display(), "tincan-local listening");
+            .with_context(|| {
+                format!(
+                    "binding {} (TINCAN_MANAGEMENT_ADDR)",
+                    config.management_addr
+                )
+            })?;
+        let public = serve("public", public, app, public_limits)?;
+        let management = serve(
+            "management",
+            management_listener,
+            management,
+            management_limits,
+        )?;
+        let addr = public.addr;
+        let management_addr = management.addr;
+        info!(%addr, %management_addr, web_dir = %config.web_dir.display(), "tincan-local listening");
         Ok(Self {
             addr,
+            management_addr,
             sockets,
             media_node,
-            shutdown: Some(shutdown),
-            task,
+            public,
+            management,
             sweeper,
         })
     }
 
-    /// Stops accepting, and waits for the server task.
+    /// Stops accepting, and lets open connections finish for a moment.
     pub async fn stop(mut self) {
         if let Some(sweeper) = self.sweeper.take() {
             sweeper.abort();
         }
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.task).await;
+        self.public.stop().await;
+        self.management.stop().await;
         if let Some(node) = self.media_node.take() {
             let _ = node.shutdown().await;
         }

@@ -29,6 +29,8 @@ async fn start(room_max: usize) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    // Tokens are minted here for users never registered.
+    config.users_must_exist = false;
     config.jwt_secret = Some(SECRET.into());
     config.room_max = room_max;
     // A dropped participant is ended (and its room told) after a second.
@@ -83,6 +85,11 @@ impl Stack {
 
     fn http(&self, path: &str) -> String {
         format!("http://{}{}", self.stack.addr, path)
+    }
+
+    /// A URL on the Management API's own listener.
+    fn management(&self, path: &str) -> String {
+        format!("http://{}{}", self.stack.management_addr, path)
     }
 }
 
@@ -225,7 +232,7 @@ async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
     let b_id = jb["self"]["peerId"].as_str().unwrap().to_owned();
 
     for prefix in ["", "/local"] {
-        let url = s.http(&format!("{prefix}/@connections/{a_id}"));
+        let url = s.management(&format!("{prefix}/@connections/{a_id}"));
         let resp = http
             .post(&url)
             .body(r#"{"type":"pong"}"#)
@@ -237,7 +244,7 @@ async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
         let info: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         assert_eq!(info["identity"]["sourceIp"], "127.0.0.1");
     }
-    let wrong_stage = s.http(&format!("/prod/@connections/{a_id}"));
+    let wrong_stage = s.management(&format!("/prod/@connections/{a_id}"));
     assert_eq!(
         http.post(&wrong_stage)
             .body("x")
@@ -250,7 +257,7 @@ async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
 
     // DELETE closes b from the server side; after the resume grace the room
     // hears it left.
-    let url = s.http(&format!("/local/@connections/{b_conn}"));
+    let url = s.management(&format!("/local/@connections/{b_conn}"));
     assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
     assert_eq!(
         recv(&mut a).await,
@@ -283,6 +290,8 @@ async fn an_idle_socket_is_closed_like_api_gateway_and_its_room_told() {
     let dir = tempfile::tempdir().unwrap();
     let mut config =
         LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    // Tokens are minted here for users never registered.
+    config.users_must_exist = false;
     config.jwt_secret = Some(SECRET.into());
     config.limits.idle_timeout = Duration::from_millis(1500);
     config.resume_grace_secs = 1;

@@ -96,6 +96,8 @@ async fn twenty_pairs_join_at_once(config: LocalConfig) {
 fn config(dir: &tempfile::TempDir) -> LocalConfig {
     let mut config =
         LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
+    // Tokens are minted here for users never registered.
+    config.users_must_exist = false;
     config.jwt_secret = Some(SECRET.into());
     config
 }
@@ -104,4 +106,12 @@ fn config(dir: &tempfile::TempDir) -> LocalConfig {
 async fn twenty_simultaneous_pairs_each_learn_of_each_other_once() {
     let dir = tempfile::tempdir().unwrap();
     twenty_pairs_join_at_once(config(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_simultaneous_pairs_each_learn_of_each_other_once_under_200ms_jitter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&dir);
+    config.limits.invoke_jitter = Duration::from_millis(200);
+    twenty_pairs_join_at_once(config).await;
 }

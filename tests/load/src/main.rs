@@ -51,8 +51,13 @@ async fn main() -> anyhow::Result<()> {
         _ => {
             let mut config = LocalConfig::from_env()?;
             config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            config.management_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+            // Every load client comes from 127.0.0.1.
+            config.listener.max_conns_per_ip = config.listener.max_conns_per_ip.max(clients + 16);
             config.data_dir = dir.path().into();
             config.jwt_secret = Some(SECRET.into());
+            // The load clients' tokens are minted here, for users never registered.
+            config.users_must_exist = false;
             config.turn_addr = None;
             config.room_max = 8;
             let backend = if config.dynamodb_endpoint.is_some() {
@@ -90,6 +95,10 @@ async fn main() -> anyhow::Result<()> {
 
     let epoch = Instant::now();
     let barrier = Arc::new(Barrier::new(clients + 1));
+    // Nobody closes before everyone has heard all it should: a socket's
+    // $disconnect does not wait for its last frames' invocations (as on API
+    // Gateway), so closing right after sending can lose them.
+    let heard = Arc::new(Barrier::new(clients));
     let (lat_tx, mut lat_rx) = mpsc::unbounded_channel::<u64>();
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -100,6 +109,7 @@ async fn main() -> anyhow::Result<()> {
             let room = format!("load-{r}");
             let expected_peers = members.len() - 1;
             let barrier = barrier.clone();
+            let heard = heard.clone();
             let lat_tx = lat_tx.clone();
             tasks.push(tokio::spawn(async move {
                 client(
@@ -109,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
                     rounds,
                     gap,
                     barrier,
+                    heard,
                     lat_tx,
                     epoch,
                     i,
@@ -191,6 +202,7 @@ async fn client(
     rounds: usize,
     gap: Duration,
     barrier: Arc<Barrier>,
+    heard: Arc<Barrier>,
     lat_tx: mpsc::UnboundedSender<u64>,
     epoch: Instant,
     index: usize,
@@ -265,6 +277,7 @@ async fn client(
         tokio::time::sleep(gap).await;
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+    let _ = tokio::time::timeout(Duration::from_secs(15), heard.wait()).await;
     let _ = sink.close().await;
     Ok(())
 }

@@ -1,0 +1,252 @@
+//! The life of one open socket, as unkind as API Gateway: every frame's
+//! invocation is a task of its own, with no order between two frames of one
+//! connection (and a random delay, with `invoke_jitter`); `$disconnect` runs
+//! once the socket is gone, whatever invocations are still running. Also the
+//! limits that keep one client from harming the others: idle and lifetime
+//! caps, API Gateway's frame and message sizes, a message rate, a bound on
+//! invocations in flight, and a bounded outgoing queue.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::SplitSink;
+use futures_util::{SinkExt, StreamExt};
+use rand::Rng as _;
+use serde_json::json;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tracing::{debug, info, warn};
+
+use crate::backend::{select_route, Backend, WsEvent};
+use crate::gateway::{now_ms, GatewayState};
+use crate::message_rate::{MessageRate, Verdict};
+use crate::sockets::{CloseReason, Closer, SocketEntry, UserSlot, NOT_READING};
+
+/// Routes this API defines (all messages go to `$default`).
+const ROUTES: [&str; 3] = ["$connect", "$disconnect", "$default"];
+
+/// How long a close frame may take to go out before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+const CLIENT_CLOSED: CloseReason = CloseReason {
+    code: 1000,
+    reason: "Bye",
+};
+const IDLE: CloseReason = CloseReason {
+    code: 1001,
+    reason: "Going away (idle)",
+};
+const LIFETIME: CloseReason = CloseReason {
+    code: 1001,
+    reason: "Going away (connection duration)",
+};
+const TOO_BIG: CloseReason = CloseReason {
+    code: 1009,
+    reason: "Message too big",
+};
+const RATE_EXCEEDED: CloseReason = CloseReason {
+    code: 1008,
+    reason: "Rate limit exceeded",
+};
+
+/// What woke the socket's task.
+enum Step {
+    Frame(String),
+    Skip,
+    WriterDone,
+    Close(CloseReason),
+}
+
+/// Serves one upgraded socket until it closes, then invokes `$disconnect`.
+pub(crate) async fn run_socket(
+    state: GatewayState,
+    socket: WebSocket,
+    event: WsEvent,
+    user_slot: Option<UserSlot>,
+) {
+    let id = event.connection_id.clone();
+    let limits = state.limits;
+    let (sink, mut stream) = socket.split();
+    let (tx, rx) = mpsc::channel::<String>(limits.outbound_queue);
+    let (closer, mut closed) = Closer::new();
+    let last_active = Arc::new(AtomicU64::new(event.connected_at_ms));
+    state.sockets.insert(
+        id.clone(),
+        SocketEntry {
+            tx: tx.clone(),
+            closer: closer.clone(),
+            connected_at_ms: event.connected_at_ms,
+            last_active_ms: last_active.clone(),
+            source_ip: event.source_ip.clone(),
+            user_agent: event.user_agent.clone(),
+        },
+    );
+    info!(connection_id = %id, "socket open");
+    let mut writer = tokio::spawn(write_loop(sink, rx, closed.clone()));
+
+    let per_socket = Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_per_socket));
+    let rate = MessageRate::new(limits.msg_rate, limits.msg_burst);
+    let mut told_limited = false;
+    let max_connection = tokio::time::sleep(limits.max_connection);
+    tokio::pin!(max_connection);
+    let mut writer_done = false;
+    let reason = loop {
+        let step = tokio::select! {
+            biased;
+            _ = closed.changed() => Step::Close((*closed.borrow()).unwrap_or(CLIENT_CLOSED)),
+            _ = &mut max_connection => Step::Close(LIFETIME),
+            _ = &mut writer, if !writer_done => Step::WriterDone,
+            next = tokio::time::timeout(limits.idle_timeout, stream.next()) => match next {
+                Err(_) => Step::Close(IDLE),
+                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => Step::Close(CLIENT_CLOSED),
+                Ok(Some(Err(err))) => {
+                    // Over the frame or message limit, as API Gateway does.
+                    debug!(connection_id = %id, error = %err, "socket error");
+                    Step::Close(TOO_BIG)
+                }
+                Ok(Some(Ok(Message::Text(text)))) => Step::Frame(text.to_string()),
+                Ok(Some(Ok(Message::Binary(bytes)))) => {
+                    Step::Frame(String::from_utf8_lossy(&bytes).into_owned())
+                }
+                Ok(Some(Ok(_))) => Step::Skip,
+            },
+        };
+        let body = match step {
+            Step::Frame(body) => body,
+            Step::Skip => continue,
+            Step::WriterDone => {
+                writer_done = true;
+                break CLIENT_CLOSED;
+            }
+            Step::Close(reason) => break reason,
+        };
+        let now = now_ms();
+        last_active.store(now, Ordering::Relaxed);
+        match rate.check() {
+            Verdict::Pass => {}
+            Verdict::Limited { retry_after } => {
+                if !told_limited {
+                    info!(connection_id = %id, "socket over its message rate; refusing messages");
+                    told_limited = true;
+                }
+                let error = json!({
+                    "type": "error",
+                    "code": "rate-limited",
+                    "message": "too many messages; slow down",
+                    "retryAfterMs": retry_after.as_millis().max(1) as u64,
+                });
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(error.to_string()) {
+                    if state.sockets.close(&id, NOT_READING).is_ok() {
+                        warn!(connection_id = %id, "socket does not read its messages; closing it (1008)");
+                    }
+                }
+                continue;
+            }
+            Verdict::Abusive => {
+                warn!(connection_id = %id, "socket far over its message rate; closing it (1008)");
+                break RATE_EXCEEDED;
+            }
+        }
+        // Bounded: when this socket (or the gateway) has as many
+        // invocations running as allowed, stop reading until one ends.
+        let permits = tokio::select! {
+            biased;
+            _ = closed.changed() => break (*closed.borrow()).unwrap_or(CLIENT_CLOSED),
+            _ = &mut max_connection => break LIFETIME,
+            permits = acquire(&state, &per_socket) => permits,
+        };
+        let Some(permits) = permits else {
+            break CLIENT_CLOSED;
+        };
+        let mut event = event.clone();
+        event.now_ms = now;
+        tokio::spawn(invoke(
+            state.backend.clone(),
+            limits.invoke_jitter,
+            event,
+            body,
+            permits,
+        ));
+    };
+    // Gone from the table first: from now on pushes answer Gone.
+    state.sockets.remove(&id);
+    closer.close(reason);
+    drop(tx);
+    if !writer_done
+        && tokio::time::timeout(CLOSE_GRACE * 2, &mut writer)
+            .await
+            .is_err()
+    {
+        writer.abort();
+    }
+    drop(stream);
+    // As on API Gateway, $disconnect does not wait for the invocations of
+    // earlier frames: they may still be running.
+    let mut event = event;
+    event.now_ms = now_ms();
+    state
+        .backend
+        .disconnect(&event, reason.code, reason.reason)
+        .await;
+    drop(user_slot);
+    info!(connection_id = %id, status = reason.code, reason = reason.reason, "socket closed");
+}
+
+/// A place among this socket's and the gateway's running invocations.
+async fn acquire(
+    state: &GatewayState,
+    per_socket: &Arc<tokio::sync::Semaphore>,
+) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+    let mine = per_socket.clone().acquire_owned().await.ok()?;
+    let all = state.inflight.clone().acquire_owned().await.ok()?;
+    Some((mine, all))
+}
+
+/// One `$default` invocation, on its own task.
+async fn invoke(
+    backend: Arc<dyn Backend>,
+    jitter: Duration,
+    event: WsEvent,
+    body: String,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+) {
+    let jitter = jitter.as_millis() as u64;
+    if jitter > 0 {
+        let delay = rand::rng().random_range(0..=jitter);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let route = select_route(&body, &ROUTES);
+    backend.message(&event, route, &body).await;
+}
+
+/// Sends queued frames until the socket is closed; a close jumps the queue.
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<String>,
+    mut closed: watch::Receiver<Option<CloseReason>>,
+) {
+    loop {
+        let text = tokio::select! {
+            biased;
+            _ = closed.changed() => break,
+            text = rx.recv() => match text {
+                Some(text) => text,
+                None => break,
+            },
+        };
+        tokio::select! {
+            biased;
+            _ = closed.changed() => break,
+            sent = sink.send(Message::Text(text.into())) => if sent.is_err() {
+                return;
+            },
+        }
+    }
+    let reason = (*closed.borrow()).unwrap_or(CLIENT_CLOSED);
+    let frame = CloseFrame {
+        code: reason.code,
+        reason: reason.reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;
+}
