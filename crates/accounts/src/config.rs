@@ -9,7 +9,7 @@
 //! | `TINCAN_DATA_DIR` | `./.tincan` | directory of the embedded store |
 //! | `TINCAN_REFRESH_TTL` | `2592000` (30 days) | refresh-token lifetime, seconds |
 //! | `TINCAN_HASH_WORKERS` | number of cores | password-hashing threads (19 MiB each) |
-//! | `TINCAN_HASH_QUEUE` | 32 per worker | hashes that may wait; beyond, 503 `busy` |
+//! | `TINCAN_HASH_QUEUE` | 16 per worker | hashes that may wait; beyond, 503 `busy` |
 //! | `TINCAN_LOGIN_FAILURES_PER_USER` | `10` | failed logins per username per window (0: off) |
 //! | `TINCAN_LOGIN_FAILURES_PER_ADDR` | `50` | failed logins per client address per window (0: off) |
 //! | `TINCAN_LOGIN_FAILURE_WINDOW_SECS` | `900` | the failed-login window |

@@ -65,13 +65,13 @@ pub struct HashPoolConfig {
     /// reused memory buffer (`TINCAN_HASH_WORKERS`, default: the number of
     /// cores).
     pub workers: usize,
-    /// Hashes that may wait for a worker (`TINCAN_HASH_QUEUE`, default 32
+    /// Hashes that may wait for a worker (`TINCAN_HASH_QUEUE`, default 16
     /// per worker); beyond this, [`AccountError::Busy`].
     pub queue: usize,
 }
 
 /// Queued hashes per worker by default.
-pub const DEFAULT_QUEUE_PER_WORKER: usize = 32;
+pub const DEFAULT_QUEUE_PER_WORKER: usize = 16;
 
 impl Default for HashPoolConfig {
     fn default() -> Self {

@@ -350,7 +350,10 @@ async fn deleting_an_account_removes_everything_and_tells_signaling() {
     svc.delete_account(&user.id, "correct horse battery", NOW)
         .await
         .unwrap();
-    assert_eq!(recorder.0.lock().unwrap().as_slice(), std::slice::from_ref(&user.id));
+    assert_eq!(
+        recorder.0.lock().unwrap().as_slice(),
+        std::slice::from_ref(&user.id)
+    );
 
     assert!(matches!(
         svc.user(&user.id).await,
