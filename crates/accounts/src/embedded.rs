@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::model::{username_key, AuthSession, CallRecord, MediaPath, Preferences, StoredUser};
+use crate::private_files::{private_dir, private_file};
 use crate::store::{CallStore, PreferenceStore, SessionStore, UserStore};
 
 /// File name inside the data directory.
@@ -125,31 +126,6 @@ impl EmbeddedStore {
         .await
         .map_err(db_err)?
     }
-}
-
-/// Creates `dir` (and parents) if missing, owner-only on Unix.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
-/// Creates `path` empty if missing, and makes it owner-only on Unix (redb
-/// initializes an empty file as a new database).
-fn private_file(path: &Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    drop(options.open(path)?);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(())
 }
 
 fn get_json<T: DeserializeOwned>(

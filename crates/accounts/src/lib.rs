@@ -22,6 +22,7 @@ mod error;
 pub mod model;
 mod mongo;
 mod password;
+pub mod private_files;
 pub mod rate_limit;
 #[cfg(feature = "test-support")]
 pub mod secantus;
@@ -38,6 +39,7 @@ pub use crate::mongo::{MongoConfig, MongoStore, DEFAULT_DATABASE};
 pub use crate::password::{
     HashPoolConfig, PasswordParams, Passwords, BUSY_RETRY_AFTER_SECS, DEFAULT_QUEUE_PER_WORKER,
 };
+pub use crate::private_files::write_private_file;
 pub use crate::rate_limit::{AuthLimits, Quota};
 pub use crate::service::{
     AccountEvents, AccountOptions, AccountService, TokenPair, DEFAULT_REFRESH_TTL_SECS,
