@@ -104,6 +104,15 @@ enum Job {
     },
 }
 
+impl Job {
+    fn abandoned(&self) -> bool {
+        match self {
+            Job::Hash { reply, .. } => reply.is_closed(),
+            Job::Verify { reply, .. } => reply.is_closed(),
+        }
+    }
+}
+
 struct Shared {
     jobs: mpsc::Sender<Job>,
 }
@@ -217,6 +226,10 @@ fn worker(shared_rx: Arc<Mutex<mpsc::Receiver<Job>>>, params: Params, dummy_salt
             .unwrap_or_else(PoisonError::into_inner)
             .blocking_recv();
         let Some(job) = job else { return };
+        if job.abandoned() {
+            // The request went away while queued: nobody will read the answer.
+            continue;
+        }
         // A panic in argon2 must not take the worker (and its buffer) away.
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match job {
             Job::Hash { password, reply } => {
@@ -412,6 +425,29 @@ mod tests {
         assert!(ok >= 1 && busy >= 1, "ok {ok} busy {busy}");
         // Once the flood is over it answers again.
         assert!(p.hash("after".into()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn abandoned_jobs_are_skipped() {
+        let p = Passwords::with_pool(
+            PasswordParams {
+                memory_kib: 8192,
+                iterations: 3,
+                parallelism: 1,
+            },
+            HashPoolConfig {
+                workers: 1,
+                queue: 8,
+            },
+        )
+        .unwrap();
+        // Queue several and drop them at once; the pool is free again soon
+        // after the one already running.
+        for i in 0..8 {
+            let fut = p.hash(format!("pw{i}"));
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(1), fut).await;
+        }
+        assert!(p.hash("next".into()).await.is_ok());
     }
 
     #[test]
