@@ -244,11 +244,13 @@ impl AccountService {
         validate::username(username)?;
         let display_name = validate::display_name(display_name)?;
         validate::new_password(password)?;
-        let mut attempt = Reservation::new(now_ms);
         if let Some(ip) = from {
-            attempt.take(&self.limiters.register_addr, address_key(ip))?;
+            // Every valid attempt counts, taken names too (no free probing).
+            self.limiters
+                .register_addr
+                .acquire(&address_key(ip), now_ms)
+                .map_err(|retry_after_secs| AccountError::RateLimited { retry_after_secs })?;
         }
-        attempt.keep();
         // Cheap check first, so a taken name costs no hashing; the store's
         // unique index settles races.
         if self
