@@ -8,6 +8,13 @@
 //! | `TINCAN_MONGODB_TIMEOUT_MS` | `2000` | server selection / connect timeout |
 //! | `TINCAN_DATA_DIR` | `./.tincan` | directory of the embedded store |
 //! | `TINCAN_REFRESH_TTL` | `2592000` (30 days) | refresh-token lifetime, seconds |
+//! | `TINCAN_HASH_WORKERS` | number of cores | password-hashing threads (19 MiB each) |
+//! | `TINCAN_HASH_QUEUE` | 16 per worker | hashes that may wait; beyond, 503 `busy` |
+//! | `TINCAN_LOGIN_FAILURES_PER_USER` | `10` | failed logins per username per window (0: off) |
+//! | `TINCAN_LOGIN_FAILURES_PER_ADDR` | `50` | failed logins per client address per window (0: off) |
+//! | `TINCAN_LOGIN_FAILURE_WINDOW_SECS` | `900` | the failed-login window |
+//! | `TINCAN_REGISTRATIONS_PER_ADDR` | `20` | registrations per client address per window (0: off) |
+//! | `TINCAN_REGISTRATION_WINDOW_SECS` | `3600` | the registration window |
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +23,9 @@ use std::time::Duration;
 use crate::embedded::EmbeddedStore;
 use crate::error::StoreError;
 use crate::mongo::{MongoConfig, MongoStore, DEFAULT_DATABASE};
-use crate::service::DEFAULT_REFRESH_TTL_SECS;
+use crate::password::{HashPoolConfig, DEFAULT_QUEUE_PER_WORKER};
+use crate::rate_limit::{AuthLimits, Quota};
+use crate::service::{AccountOptions, DEFAULT_REFRESH_TTL_SECS};
 use crate::store::Stores;
 
 /// Where accounts live.
@@ -84,4 +93,78 @@ impl Backend {
 /// `TINCAN_REFRESH_TTL`, seconds.
 pub fn refresh_ttl_from_env() -> Result<u64, ConfigError> {
     env_u64("TINCAN_REFRESH_TTL", DEFAULT_REFRESH_TTL_SECS)
+}
+
+fn env_u32(name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    u32::try_from(env_u64(name, u64::from(default))?).map_err(|_| ConfigError {
+        name,
+        expected: "a whole number below 2^32",
+    })
+}
+
+impl HashPoolConfig {
+    /// `TINCAN_HASH_WORKERS` and `TINCAN_HASH_QUEUE` over the defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let defaults = Self::default();
+        let workers = env_u64("TINCAN_HASH_WORKERS", defaults.workers as u64)?;
+        if workers == 0 || workers > 1024 {
+            return Err(ConfigError {
+                name: "TINCAN_HASH_WORKERS",
+                expected: "1 to 1024",
+            });
+        }
+        let workers = workers as usize;
+        let queue = env_u64(
+            "TINCAN_HASH_QUEUE",
+            (workers * DEFAULT_QUEUE_PER_WORKER) as u64,
+        )?;
+        Ok(Self {
+            workers,
+            queue: usize::try_from(queue).unwrap_or(usize::MAX),
+        })
+    }
+}
+
+impl AuthLimits {
+    /// The `TINCAN_LOGIN_*` and `TINCAN_REGISTRATION*` variables over the
+    /// defaults.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let login_window = env_u64(
+            "TINCAN_LOGIN_FAILURE_WINDOW_SECS",
+            d.failed_logins_per_user.window_secs,
+        )?;
+        let register_window = env_u64(
+            "TINCAN_REGISTRATION_WINDOW_SECS",
+            d.registrations_per_addr.window_secs,
+        )?;
+        Ok(Self {
+            failed_logins_per_user: Quota::new(
+                env_u32("TINCAN_LOGIN_FAILURES_PER_USER", d.failed_logins_per_user.n)?,
+                login_window,
+            ),
+            failed_logins_per_addr: Quota::new(
+                env_u32("TINCAN_LOGIN_FAILURES_PER_ADDR", d.failed_logins_per_addr.n)?,
+                login_window,
+            ),
+            registrations_per_addr: Quota::new(
+                env_u32("TINCAN_REGISTRATIONS_PER_ADDR", d.registrations_per_addr.n)?,
+                register_window,
+            ),
+            max_keys: d.max_keys,
+        })
+    }
+}
+
+impl AccountOptions {
+    /// Everything from the environment: `TINCAN_REFRESH_TTL`, the hashing
+    /// pool and the limits (table above); argon2id costs stay the default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Ok(Self {
+            refresh_ttl_secs: refresh_ttl_from_env()?,
+            hash_pool: HashPoolConfig::from_env()?,
+            limits: AuthLimits::from_env()?,
+            ..Self::default()
+        })
+    }
 }

@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::error::StoreError;
 use crate::model::{username_key, AuthSession, CallRecord, MediaPath, Preferences, StoredUser};
+use crate::private_files::{private_dir, private_file};
 use crate::store::{CallStore, PreferenceStore, SessionStore, UserStore};
 
 /// File name inside the data directory.
@@ -73,9 +74,15 @@ fn open_key(peer_id: &str, room: &str) -> String {
 impl EmbeddedStore {
     /// Opens (creating if needed) the database in `dir`. Fails if another
     /// process has it open.
+    ///
+    /// The file holds password hashes: it is created readable by its owner
+    /// only (0600), and an existing one is narrowed to that; a directory
+    /// this creates is 0700.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(db_err)?;
-        let db = Database::create(dir.join(EMBEDDED_FILE)).map_err(db_err)?;
+        private_dir(dir).map_err(db_err)?;
+        let path = dir.join(EMBEDDED_FILE);
+        private_file(&path).map_err(db_err)?;
+        let db = Database::create(&path).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         {
             txn.open_table(USERS).map_err(db_err)?;
@@ -173,6 +180,51 @@ impl UserStore for EmbeddedStore {
         let id = id.to_owned();
         self.read(move |txn| get_json(txn, USERS, &id)).await
     }
+
+    async fn set_password_hash(
+        &self,
+        id: &str,
+        expected_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, expected, new_hash) =
+            (id.to_owned(), expected_hash.to_owned(), new_hash.to_owned());
+        self.write(move |txn| {
+            let mut users = txn.open_table(USERS).map_err(db_err)?;
+            let current: Option<StoredUser> = match users.get(id.as_str()).map_err(db_err)? {
+                Some(v) => Some(decode(&id, v.value())?),
+                None => None,
+            };
+            let Some(mut user) = current.filter(|u| u.password_hash == expected) else {
+                return Ok(false);
+            };
+            user.password_hash = new_hash;
+            let bytes = encode(&id, &user)?;
+            users
+                .insert(id.as_str(), bytes.as_slice())
+                .map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.write(move |txn| {
+            let mut users = txn.open_table(USERS).map_err(db_err)?;
+            let removed: Option<StoredUser> = match users.remove(id.as_str()).map_err(db_err)? {
+                Some(v) => Some(decode(&id, v.value())?),
+                None => None,
+            };
+            let Some(user) = removed else {
+                return Ok(false);
+            };
+            let mut names = txn.open_table(USERNAMES).map_err(db_err)?;
+            names.remove(user.username_key().as_str()).map_err(db_err)?;
+            Ok(true)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -252,6 +304,38 @@ impl SessionStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let (user_id, keep) = (user_id.to_owned(), keep.map(str::to_owned));
+        self.write(move |txn| {
+            let mut table = txn.open_table(SESSIONS).map_err(db_err)?;
+            // The local stack's sessions are few: a scan is fine.
+            let mut hit = Vec::new();
+            for entry in table.iter().map_err(db_err)? {
+                let (k, v) = entry.map_err(db_err)?;
+                let session: AuthSession = decode(k.value(), v.value())?;
+                if session.user_id == user_id
+                    && !session.revoked
+                    && keep.as_deref() != Some(session.id.as_str())
+                {
+                    hit.push(session);
+                }
+            }
+            for mut session in hit.iter().cloned() {
+                session.revoked = true;
+                let bytes = encode(&session.id, &session)?;
+                table
+                    .insert(session.id.as_str(), bytes.as_slice())
+                    .map_err(db_err)?;
+            }
+            Ok(hit.len() as u64)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -270,6 +354,16 @@ impl PreferenceStore for EmbeddedStore {
             table
                 .insert(user_id.as_str(), bytes.as_slice())
                 .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_preferences(&self, user_id: &str) -> Result<(), StoreError> {
+        let user_id = user_id.to_owned();
+        self.write(move |txn| {
+            let mut table = txn.open_table(PREFERENCES).map_err(db_err)?;
+            table.remove(user_id.as_str()).map_err(db_err)?;
             Ok(())
         })
         .await
@@ -353,6 +447,26 @@ impl CallStore for EmbeddedStore {
                 out.push(decode(k.value(), v.value())?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_calls_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        let (from, to) = (format!("{user_id}\0"), format!("{user_id}\u{1}"));
+        self.write(move |txn| {
+            let mut calls = txn.open_table(CALLS).map_err(db_err)?;
+            let mut removed = 0;
+            for entry in calls
+                .extract_from_if(from.as_str()..to.as_str(), |_, _| true)
+                .map_err(db_err)?
+            {
+                entry.map_err(db_err)?;
+                removed += 1;
+            }
+            let mut open = txn.open_table(OPEN_CALLS).map_err(db_err)?;
+            open.retain(|_, call| !call.starts_with(from.as_str()))
+                .map_err(db_err)?;
+            Ok(removed)
         })
         .await
     }

@@ -62,6 +62,20 @@ pub enum AccountError {
     /// The store failed: 503 `store-unavailable` (500 if corrupt).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many password hashes are queued: 503 `busy`, retry after this
+    /// many seconds.
+    #[error("busy hashing passwords")]
+    Busy {
+        /// Seconds to wait before retrying.
+        retry_after_secs: u64,
+    },
+    /// Too many failed logins (for this username or from this address) or
+    /// registrations from this address: 429 `rate-limited`.
+    #[error("rate limited")]
+    RateLimited {
+        /// Seconds until the next attempt is allowed.
+        retry_after_secs: u64,
+    },
     /// Password hashing failed (bad parameters or a panicked worker): 500.
     #[error("password hashing failed: {0}")]
     Hashing(String),

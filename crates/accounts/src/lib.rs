@@ -8,7 +8,10 @@
 //! - [`AccountService`]: register / login / refresh / logout with argon2id
 //!   passwords, JWT access tokens (`tincan-token`) and rotated, hashed
 //!   refresh tokens.
-//! - [`config`]: picking the backend from the environment.
+//! - Password hashing runs on a bounded pool of workers with reused argon2
+//!   memory ([`HashPoolConfig`]); failed logins and registrations are limited
+//!   per username and client address ([`AuthLimits`]).
+//! - [`config`]: picking the backend and the options from the environment.
 //!
 //! The signaling side uses [`Stores::calls`] ([`CallStore::start_call`] on
 //! join, [`CallStore::end_call`] on leave/disconnect) and [`Stores::users`].
@@ -19,6 +22,8 @@ mod error;
 pub mod model;
 mod mongo;
 mod password;
+pub mod private_files;
+pub mod rate_limit;
 #[cfg(feature = "test-support")]
 pub mod secantus;
 mod service;
@@ -31,6 +36,12 @@ pub use crate::model::{
     AuthSession, CallRecord, MediaPath, Preferences, PreferencesPatch, StoredUser, User,
 };
 pub use crate::mongo::{MongoConfig, MongoStore, DEFAULT_DATABASE};
-pub use crate::password::{PasswordParams, Passwords};
-pub use crate::service::{AccountService, TokenPair, DEFAULT_REFRESH_TTL_SECS};
+pub use crate::password::{
+    HashPoolConfig, PasswordParams, Passwords, BUSY_RETRY_AFTER_SECS, DEFAULT_QUEUE_PER_WORKER,
+};
+pub use crate::private_files::write_private_file;
+pub use crate::rate_limit::{AuthLimits, Quota};
+pub use crate::service::{
+    AccountEvents, AccountOptions, AccountService, TokenPair, DEFAULT_REFRESH_TTL_SECS,
+};
 pub use crate::store::{CallStore, PreferenceStore, SessionStore, Stores, UserStore};

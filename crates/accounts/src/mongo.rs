@@ -228,6 +228,10 @@ impl MongoStore {
             )
             .await
             .map_err(unavailable)?;
+        self.sessions()
+            .create_index(IndexModel::builder().keys(doc! {"userId": 1}).build())
+            .await
+            .map_err(unavailable)?;
         self.calls()
             .create_index(
                 IndexModel::builder()
@@ -353,6 +357,37 @@ impl UserStore for MongoStore {
         })
         .await
     }
+
+    async fn set_password_hash(
+        &self,
+        id: &str,
+        expected_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError> {
+        let filter = doc! {"_id": id, "passwordHash": expected_hash};
+        let update = doc! {"$set": {"passwordHash": new_hash}};
+        self.run(async {
+            let res = self
+                .users()
+                .update_one(filter, update)
+                .await
+                .map_err(unavailable)?;
+            Ok(res.matched_count == 1)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        self.run(async {
+            let res = self
+                .users()
+                .delete_one(doc! {"_id": id})
+                .await
+                .map_err(unavailable)?;
+            Ok(res.deleted_count == 1)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -426,6 +461,26 @@ impl SessionStore for MongoStore {
         })
         .await
     }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let mut filter = doc! {"userId": user_id, "revoked": false};
+        if let Some(keep) = keep {
+            filter.insert("_id", doc! {"$ne": keep});
+        }
+        self.run(async {
+            let res = self
+                .sessions()
+                .update_many(filter, doc! {"$set": {"revoked": true}})
+                .await
+                .map_err(unavailable)?;
+            Ok(res.modified_count)
+        })
+        .await
+    }
 }
 
 #[async_trait]
@@ -460,6 +515,17 @@ impl PreferenceStore for MongoStore {
             self.prefs()
                 .replace_one(doc! {"_id": user_id}, d)
                 .upsert(true)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn delete_preferences(&self, user_id: &str) -> Result<(), StoreError> {
+        self.run(async {
+            self.prefs()
+                .delete_one(doc! {"_id": user_id})
                 .await
                 .map(|_| ())
                 .map_err(unavailable)
@@ -555,6 +621,18 @@ impl CallStore for MongoStore {
                 out.push(call_from_doc(d)?);
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_calls_for_user(&self, user_id: &str) -> Result<u64, StoreError> {
+        self.run(async {
+            let res = self
+                .calls()
+                .delete_many(doc! {"userId": user_id})
+                .await
+                .map_err(unavailable)?;
+            Ok(res.deleted_count)
         })
         .await
     }

@@ -8,6 +8,10 @@
 //! taken as theft and revokes the whole session, so both the thief and the
 //! user must log in again.
 
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use base64::Engine as _;
 use rand::RngCore;
@@ -17,8 +21,11 @@ use subtle::ConstantTimeEq;
 use tincan_token::TokenKeys;
 
 use crate::error::{AccountError, StoreError};
-use crate::model::{AuthSession, CallRecord, Preferences, PreferencesPatch, StoredUser, User};
-use crate::password::{PasswordParams, Passwords};
+use crate::model::{
+    username_key, AuthSession, CallRecord, Preferences, PreferencesPatch, StoredUser, User,
+};
+use crate::password::{HashPoolConfig, PasswordParams, Passwords};
+use crate::rate_limit::{address_key, AuthLimiters, AuthLimits, KeyedLimiter};
 use crate::store::Stores;
 use crate::validate;
 
@@ -50,13 +57,102 @@ impl std::fmt::Debug for TokenPair {
     }
 }
 
+/// How the account service hashes and limits; [`AccountOptions::from_env`]
+/// reads it from the environment (see [`crate::config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountOptions {
+    /// argon2id cost.
+    pub password: PasswordParams,
+    /// Hashing workers and queue.
+    pub hash_pool: HashPoolConfig,
+    /// Failed-login and registration limits.
+    pub limits: AuthLimits,
+    /// Refresh-token lifetime, seconds.
+    pub refresh_ttl_secs: u64,
+}
+
+impl Default for AccountOptions {
+    fn default() -> Self {
+        Self {
+            password: PasswordParams::default(),
+            hash_pool: HashPoolConfig::default(),
+            limits: AuthLimits::default(),
+            refresh_ttl_secs: DEFAULT_REFRESH_TTL_SECS,
+        }
+    }
+}
+
+/// What the rest of the system is told about accounts. The signaling side
+/// implements it to close the live sockets of a deleted user (and, if it
+/// wants, of the sessions a password change revoked).
+#[async_trait]
+pub trait AccountEvents: Send + Sync {
+    /// The account `user_id` is gone: its tokens are refused from now on;
+    /// its open sockets should be closed.
+    async fn account_deleted(&self, user_id: &str);
+
+    /// `user_id` changed its password; every session but `kept_session`
+    /// was revoked.
+    async fn password_changed(&self, user_id: &str, kept_session: Option<&str>) {
+        let _ = (user_id, kept_session);
+    }
+}
+
 /// The account service.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AccountService {
     stores: Stores,
     tokens: TokenKeys,
     passwords: Passwords,
     refresh_ttl_ms: u64,
+    limiters: Arc<AuthLimiters>,
+    events: Option<Arc<dyn AccountEvents>>,
+}
+
+impl std::fmt::Debug for AccountService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountService")
+            .field("refresh_ttl_ms", &self.refresh_ttl_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Attempts taken from limiters, given back on drop unless kept: a login
+/// that fails for any reason but a wrong password costs the caller nothing.
+struct Reservation<'a> {
+    taken: Vec<(&'a KeyedLimiter, String)>,
+    now_ms: u64,
+}
+
+impl<'a> Reservation<'a> {
+    fn new(now_ms: u64) -> Self {
+        Self {
+            taken: Vec::new(),
+            now_ms,
+        }
+    }
+
+    /// Takes one attempt for `key`, or refuses with the wait.
+    fn take(&mut self, limiter: &'a KeyedLimiter, key: String) -> Result<(), AccountError> {
+        limiter
+            .acquire(&key, self.now_ms)
+            .map_err(|retry_after_secs| AccountError::RateLimited { retry_after_secs })?;
+        self.taken.push((limiter, key));
+        Ok(())
+    }
+
+    /// The attempts stay counted.
+    fn keep(mut self) {
+        self.taken.clear();
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        for (limiter, key) in self.taken.drain(..) {
+            limiter.refund(&key, self.now_ms);
+        }
+    }
 }
 
 fn sha256_hex(token: &str) -> String {
@@ -81,19 +177,46 @@ fn new_refresh_token(session_id: &str) -> String {
 }
 
 impl AccountService {
-    /// A service over `stores`, issuing access tokens with `tokens`.
+    /// A service over `stores`, issuing access tokens with `tokens`, with
+    /// the default hashing pool and limits.
     pub fn new(
         stores: Stores,
         tokens: TokenKeys,
         password_params: PasswordParams,
         refresh_ttl_secs: u64,
     ) -> Result<Self, AccountError> {
+        Self::with_options(
+            stores,
+            tokens,
+            AccountOptions {
+                password: password_params,
+                refresh_ttl_secs,
+                ..AccountOptions::default()
+            },
+        )
+    }
+
+    /// A service over `stores` shaped by `options` (e.g.
+    /// [`AccountOptions::from_env`]).
+    pub fn with_options(
+        stores: Stores,
+        tokens: TokenKeys,
+        options: AccountOptions,
+    ) -> Result<Self, AccountError> {
         Ok(Self {
             stores,
             tokens,
-            passwords: Passwords::new(password_params)?,
-            refresh_ttl_ms: refresh_ttl_secs.saturating_mul(1000),
+            passwords: Passwords::with_pool(options.password, options.hash_pool)?,
+            refresh_ttl_ms: options.refresh_ttl_secs.saturating_mul(1000),
+            limiters: Arc::new(AuthLimiters::new(&options.limits)),
+            events: None,
         })
+    }
+
+    /// Tells `events` about deleted accounts and password changes.
+    pub fn with_events(mut self, events: Arc<dyn AccountEvents>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// The stores (the signaling side reads users and writes calls).
@@ -107,17 +230,27 @@ impl AccountService {
     }
 
     /// Creates an account. Nothing is stored unless every field is valid and
-    /// the username (in any case) is free.
+    /// the username (in any case) is free. Valid attempts count against the
+    /// per-address registration limit of `from` (the client's address, when
+    /// known): past it, [`AccountError::RateLimited`].
     pub async fn register(
         &self,
         username: &str,
         password: &str,
         display_name: &str,
+        from: Option<IpAddr>,
         now_ms: u64,
     ) -> Result<User, AccountError> {
         validate::username(username)?;
         let display_name = validate::display_name(display_name)?;
         validate::new_password(password)?;
+        if let Some(ip) = from {
+            // Every valid attempt counts, taken names too (no free probing).
+            self.limiters
+                .register_addr
+                .acquire(&address_key(ip), now_ms)
+                .map_err(|retry_after_secs| AccountError::RateLimited { retry_after_secs })?;
+        }
         // Cheap check first, so a taken name costs no hashing; the store's
         // unique index settles races.
         if self
@@ -152,14 +285,29 @@ impl AccountService {
 
     /// Checks a username and password and opens a session. Unknown user and
     /// wrong password give the same error after the same amount of work.
+    ///
+    /// Failed attempts count per username and per client address (`from`,
+    /// when known); past either limit, [`AccountError::RateLimited`] before
+    /// any hashing. An attempt is counted when it starts (so concurrent
+    /// guesses cannot overrun the limit) and given back if the password was
+    /// right or the attempt failed for another reason.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
+        from: Option<IpAddr>,
         now_ms: u64,
     ) -> Result<TokenPair, AccountError> {
         validate::password_length(password)?;
-        let stored = if validate::username(username).is_ok() {
+        let valid_name = validate::username(username).is_ok();
+        let mut attempt = Reservation::new(now_ms);
+        if valid_name {
+            attempt.take(&self.limiters.login_user, username_key(username))?;
+        }
+        if let Some(ip) = from {
+            attempt.take(&self.limiters.login_addr, address_key(ip))?;
+        }
+        let stored = if valid_name {
             self.stores.users.user_by_username(username).await?
         } else {
             None
@@ -167,9 +315,11 @@ impl AccountService {
         let hash = stored.as_ref().map(|u| u.password_hash.clone());
         let ok = self.passwords.verify(password.to_owned(), hash).await?;
         let Some(stored) = stored.filter(|_| ok) else {
+            attempt.keep();
             tracing::info!("login refused");
             return Err(AccountError::InvalidCredentials);
         };
+        drop(attempt);
         let session_id = uuid::Uuid::new_v4().simple().to_string();
         let refresh_token = new_refresh_token(&session_id);
         let session = AuthSession {
@@ -182,14 +332,17 @@ impl AccountService {
         };
         self.stores.sessions.create_session(&session).await?;
         tracing::info!(user_id = %stored.user.id, session_id = %session_id, "login");
-        Ok(self.pair(stored.user, refresh_token, now_ms))
+        Ok(self.pair(stored.user, &session_id, refresh_token, now_ms))
     }
 
-    fn pair(&self, user: User, refresh_token: String, now_ms: u64) -> TokenPair {
+    fn pair(&self, user: User, session_id: &str, refresh_token: String, now_ms: u64) -> TokenPair {
         TokenPair {
-            access_token: self
-                .tokens
-                .issue(&user.id, &user.display_name, now_ms / 1000),
+            access_token: self.tokens.issue_for_session(
+                &user.id,
+                &user.display_name,
+                session_id,
+                now_ms / 1000,
+            ),
             refresh_token,
             expires_in: self.tokens.ttl_secs(),
             user,
@@ -235,7 +388,7 @@ impl AccountService {
             tracing::warn!(session_id = %sid, "concurrent reuse of a refresh token; session revoked");
             return Err(AccountError::InvalidRefreshToken);
         }
-        Ok(self.pair(stored.user, next, now_ms))
+        Ok(self.pair(stored.user, sid, next, now_ms))
     }
 
     /// Revokes the session of a refresh token. Idempotent: an unknown or
@@ -244,6 +397,103 @@ impl AccountService {
         if let Some(sid) = session_id_of(token) {
             self.stores.sessions.revoke_session(sid).await?;
             tracing::info!(session_id = %sid, "logout");
+        }
+        Ok(())
+    }
+
+    /// Checks `password` for the user `user_id`, counting a wrong one
+    /// against the per-username limit as a failed login would.
+    async fn reauthenticate(
+        &self,
+        user_id: &str,
+        password: &str,
+        now_ms: u64,
+    ) -> Result<StoredUser, AccountError> {
+        validate::password_length(password)?;
+        let stored = self
+            .stores
+            .users
+            .user_by_id(user_id)
+            .await?
+            .ok_or(AccountError::UnknownUser)?;
+        let mut attempt = Reservation::new(now_ms);
+        attempt.take(&self.limiters.login_user, stored.username_key())?;
+        let ok = self
+            .passwords
+            .verify(password.to_owned(), Some(stored.password_hash.clone()))
+            .await?;
+        if !ok {
+            attempt.keep();
+            return Err(AccountError::InvalidCredentials);
+        }
+        Ok(stored)
+    }
+
+    /// Changes the password of `user_id` after checking the current one,
+    /// and revokes every session but `keep_session` (the caller's own, from
+    /// its access token). [`AccountError::InvalidCredentials`] for a wrong
+    /// current password, [`AccountError::Invalid`] for a weak new one.
+    /// Access tokens already issued to other sessions stay valid until they
+    /// expire (at most the access-token lifetime); their refresh tokens do not.
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        keep_session: Option<&str>,
+        current_password: &str,
+        new_password: &str,
+        now_ms: u64,
+    ) -> Result<(), AccountError> {
+        validate::new_password(new_password).map_err(|mut e| {
+            e.field = "newPassword";
+            e
+        })?;
+        let stored = self
+            .reauthenticate(user_id, current_password, now_ms)
+            .await?;
+        let new_hash = self.passwords.hash(new_password.to_owned()).await?;
+        if !self
+            .stores
+            .users
+            .set_password_hash(user_id, &stored.password_hash, &new_hash)
+            .await?
+        {
+            // Changed or deleted meanwhile: the password checked is stale.
+            return Err(AccountError::InvalidCredentials);
+        }
+        let revoked = self
+            .stores
+            .sessions
+            .revoke_user_sessions(user_id, keep_session)
+            .await?;
+        tracing::info!(%user_id, revoked, "password changed");
+        if let Some(events) = &self.events {
+            events.password_changed(user_id, keep_session).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes the account `user_id` after checking its password: revokes
+    /// its sessions, removes its preferences and call history, then the user
+    /// (its username becomes free), and tells [`AccountEvents`]. Every step is
+    /// idempotent, so a deletion cut short by a store failure is finished by
+    /// trying again.
+    pub async fn delete_account(
+        &self,
+        user_id: &str,
+        password: &str,
+        now_ms: u64,
+    ) -> Result<(), AccountError> {
+        self.reauthenticate(user_id, password, now_ms).await?;
+        let stores = &self.stores;
+        stores.sessions.revoke_user_sessions(user_id, None).await?;
+        stores.preferences.delete_preferences(user_id).await?;
+        stores.calls.delete_calls_for_user(user_id).await?;
+        stores.users.delete_user(user_id).await?;
+        // A call the signaling side opened while we worked.
+        stores.calls.delete_calls_for_user(user_id).await?;
+        tracing::info!(%user_id, "account deleted");
+        if let Some(events) = &self.events {
+            events.account_deleted(user_id).await;
         }
         Ok(())
     }

@@ -22,6 +22,17 @@ pub trait UserStore: Send + Sync {
     async fn user_by_username(&self, username: &str) -> Result<Option<StoredUser>, StoreError>;
     /// The user with this id.
     async fn user_by_id(&self, id: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// Replaces the user's password hash if it is still `expected_hash`
+    /// (compare-and-set, so two concurrent changes cannot both win);
+    /// `false` if the user is gone or the hash changed meanwhile.
+    async fn set_password_hash(
+        &self,
+        id: &str,
+        expected_hash: &str,
+        new_hash: &str,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the user (its username becomes free); `false` if there was none.
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// Auth sessions (refresh-token families).
@@ -47,6 +58,13 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// Marks the session revoked (idempotent; unknown ids are fine).
     async fn revoke_session(&self, id: &str) -> Result<(), StoreError>;
+    /// Revokes every session of `user_id` except `keep` (if given); returns
+    /// how many were revoked by this call.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, StoreError>;
 }
 
 /// Per-user audio preferences.
@@ -56,6 +74,8 @@ pub trait PreferenceStore: Send + Sync {
     async fn preferences(&self, user_id: &str) -> Result<Option<Preferences>, StoreError>;
     /// Replaces the user's preferences.
     async fn put_preferences(&self, user_id: &str, prefs: &Preferences) -> Result<(), StoreError>;
+    /// Deletes the user's preferences (idempotent).
+    async fn delete_preferences(&self, user_id: &str) -> Result<(), StoreError>;
 }
 
 /// Call history, written by the signaling side.
@@ -93,6 +113,8 @@ pub trait CallStore: Send + Sync {
         user_id: &str,
         limit: usize,
     ) -> Result<Vec<CallRecord>, StoreError>;
+    /// Deletes all of the user's records, open ones too; returns how many.
+    async fn delete_calls_for_user(&self, user_id: &str) -> Result<u64, StoreError>;
 }
 
 /// The four stores, as the service and the handlers hold them.

@@ -55,3 +55,20 @@ async fn embedded_store_survives_reopen() {
         .unwrap();
     assert!(!prefs.auto_gain_control);
 }
+
+#[cfg(unix)]
+#[test]
+fn the_store_file_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    drop(EmbeddedStore::open(&data).unwrap());
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join(tincan_accounts::EMBEDDED_FILE)), 0o600);
+    assert_eq!(mode(&data), 0o700);
+    // An existing, too open file is narrowed on open.
+    let file = data.join(tincan_accounts::EMBEDDED_FILE);
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(EmbeddedStore::open(&data).unwrap());
+    assert_eq!(mode(&file), 0o600);
+}

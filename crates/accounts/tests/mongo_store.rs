@@ -94,3 +94,89 @@ async fn unreachable_mongo_answers_unavailable_fast() {
         started.elapsed()
     );
 }
+
+/// Password change and account deletion through the service, on MongoDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_change_and_deletion_on_mongo() {
+    use tincan_accounts::{AccountError, AccountService, PasswordParams, PreferencesPatch};
+    let (uri, _guard) = server();
+    let config = config(&uri);
+    let stores = Stores::from_backend(Arc::new(MongoStore::connect(&config).await.unwrap()));
+    let svc = AccountService::new(
+        stores,
+        tincan_token::TokenKeys::new(b"mongo-test-secret-mongo-test-secret!", 900).unwrap(),
+        PasswordParams::insecure_fast(),
+        3600,
+    )
+    .unwrap();
+    let now = 1_700_000_000_000;
+    tokio::time::timeout(Duration::from_secs(120), async {
+        let user = svc
+            .register("Mona", "correct horse battery", "Mona", None, now)
+            .await
+            .unwrap();
+        let here = svc
+            .login("mona", "correct horse battery", None, now)
+            .await
+            .unwrap();
+        let there = svc
+            .login("mona", "correct horse battery", None, now)
+            .await
+            .unwrap();
+        let sid = svc
+            .tokens()
+            .verify(&here.access_token, now / 1000)
+            .unwrap()
+            .sid;
+        svc.change_password(
+            &user.id,
+            sid.as_deref(),
+            "correct horse battery",
+            "a new passphrase",
+            now,
+        )
+        .await
+        .unwrap();
+        assert!(svc.refresh(&here.refresh_token, now + 1).await.is_ok());
+        assert!(matches!(
+            svc.refresh(&there.refresh_token, now + 1).await,
+            Err(AccountError::InvalidRefreshToken)
+        ));
+        svc.update_preferences(
+            &user.id,
+            &PreferencesPatch {
+                start_muted: Some(true),
+                ..PreferencesPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            svc.delete_account(&user.id, "correct horse battery", now)
+                .await,
+            Err(AccountError::InvalidCredentials)
+        ));
+        svc.delete_account(&user.id, "a new passphrase", now)
+            .await
+            .unwrap();
+        assert!(matches!(
+            svc.user(&user.id).await,
+            Err(AccountError::UnknownUser)
+        ));
+        assert_eq!(
+            svc.stores()
+                .preferences
+                .preferences(&user.id)
+                .await
+                .unwrap(),
+            None
+        );
+        svc.register("MONA", "correct horse battery", "Again", None, now)
+            .await
+            .unwrap();
+    })
+    .await
+    .expect("finished in time");
+    let client = mongodb::Client::with_uri_str(&uri).await.unwrap();
+    client.database(&config.database).drop().await.unwrap();
+}

@@ -8,7 +8,7 @@ use tincan_turn_credentials::{ice_servers, TurnSecret};
 use tincan_ws_api::IceServerSource;
 
 use crate::placement::{place, DEFAULT_ROOM_TTL_SECS};
-use crate::selection::pick_node;
+use crate::selection::{pick_node, place_room};
 use crate::{MediaNodeInfo, MediaNodeStore, NodeRecord};
 
 /// The signaling side's [`IceServerSource`] for a fleet of media nodes:
@@ -17,13 +17,16 @@ use crate::{MediaNodeInfo, MediaNodeStore, NodeRecord};
 /// offers) on that node with a fresh TURN REST API credential.
 ///
 /// With no node available, or the store failing, it logs a warning and
-/// returns no servers: peers still try to connect directly.
+/// hands out the fallback TURN address ([`FleetIceServers::with_fallback`],
+/// `TINCAN_TURN_URL`) if one is set, else no servers: peers still try to
+/// connect directly.
 #[derive(Clone)]
 pub struct FleetIceServers {
     store: Arc<dyn MediaNodeStore>,
     secret: TurnSecret,
     credential_ttl_secs: u64,
     room_ttl_secs: u64,
+    fallback: Option<String>,
 }
 
 impl std::fmt::Debug for FleetIceServers {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for FleetIceServers {
         f.debug_struct("FleetIceServers")
             .field("credential_ttl_secs", &self.credential_ttl_secs)
             .field("room_ttl_secs", &self.room_ttl_secs)
+            .field("fallback", &self.fallback)
             .finish_non_exhaustive()
     }
 }
@@ -49,6 +53,65 @@ impl FleetIceServers {
             secret,
             credential_ttl_secs,
             room_ttl_secs: DEFAULT_ROOM_TTL_SECS,
+            fallback: None,
+        }
+    }
+
+    /// When no node is available (or the registry cannot be read), hand out
+    /// TURN on `host_port` (UDP and TCP) instead of nothing: typically a
+    /// load balancer in front of the fleet (`TINCAN_TURN_URL`).
+    pub fn with_fallback(mut self, host_port: impl Into<String>) -> Self {
+        self.fallback = Some(host_port.into()).filter(|s| !s.is_empty());
+        self
+    }
+
+    /// The fallback servers, or none.
+    fn fallback_servers(&self, user_id: &str, now_secs: u64) -> Vec<IceServer> {
+        match &self.fallback {
+            Some(host_port) => {
+                let credential = self
+                    .secret
+                    .mint(user_id, now_secs, self.credential_ttl_secs);
+                ice_servers(host_port, &credential)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Servers for a caller outside the signaling path (the HTTP API's
+    /// `GET /turn-credentials`), without writing anything: with a `room`,
+    /// the node that room is on (or would be placed on now, by the same
+    /// rule as [`place`]); without one, the least-loaded node; with no node
+    /// available, the fallback.
+    pub async fn ice_servers_for(
+        &self,
+        user_id: &str,
+        room: Option<&str>,
+        now_secs: u64,
+    ) -> Vec<IceServer> {
+        let nodes = match self.store.list_alive(now_secs).await {
+            Ok(nodes) => nodes,
+            Err(err) => {
+                tracing::warn!(error = %err, "media node list failed: fallback TURN servers");
+                return self.fallback_servers(user_id, now_secs);
+            }
+        };
+        let current = match room {
+            Some(room) => match self.store.room_node(room, now_secs).await {
+                Ok(assignment) => assignment.map(|a| a.node_id),
+                Err(err) => {
+                    tracing::warn!(room, error = %err, "room assignment read failed");
+                    None
+                }
+            },
+            None => None,
+        };
+        match place_room(current.as_deref(), &nodes, now_secs) {
+            Some(node) => self.servers_on(&node.info, user_id, now_secs),
+            None => {
+                tracing::warn!("no media node available: fallback TURN servers");
+                self.fallback_servers(user_id, now_secs)
+            }
         }
     }
 
@@ -64,31 +127,34 @@ impl FleetIceServers {
         match place(self.store.as_ref(), room, now_secs, self.room_ttl_secs).await {
             Ok(Some(node)) => Some(node),
             Ok(None) => {
-                tracing::warn!(room, "no media node available: peers get no TURN servers");
+                tracing::warn!(
+                    room,
+                    "no media node available: fallback TURN servers, if any"
+                );
                 None
             }
             Err(err) => {
-                tracing::warn!(room, error = %err, "media node placement failed: no TURN servers");
+                tracing::warn!(room, error = %err, "media node placement failed: fallback TURN servers, if any");
                 None
             }
         }
     }
 
-    /// Servers on the least-loaded node, for a user in no room (the HTTP
-    /// API's `GET /turn-credentials`); empty (logged) if none is available.
+    /// Servers on the least-loaded node, for a user in no room; the
+    /// fallback (or nothing, logged) if none is available.
     pub async fn ice_servers_any_node(&self, user_id: &str, now_secs: u64) -> Vec<IceServer> {
         let nodes = match self.store.list_alive(now_secs).await {
             Ok(nodes) => nodes,
             Err(err) => {
-                tracing::warn!(error = %err, "media node list failed: no TURN servers");
-                return Vec::new();
+                tracing::warn!(error = %err, "media node list failed: fallback TURN servers");
+                return self.fallback_servers(user_id, now_secs);
             }
         };
         match pick_node(&nodes, now_secs) {
             Some(node) => self.servers_on(&node.info, user_id, now_secs),
             None => {
-                tracing::warn!("no media node available: no TURN servers");
-                Vec::new()
+                tracing::warn!("no media node available: fallback TURN servers");
+                self.fallback_servers(user_id, now_secs)
             }
         }
     }
@@ -114,7 +180,7 @@ impl IceServerSource for FleetIceServers {
     async fn ice_servers(&self, user_id: &str, room: &str, now_secs: u64) -> Vec<IceServer> {
         match self.node_for_room(room, now_secs).await {
             Some(node) => self.servers_on(&node.info, user_id, now_secs),
-            None => Vec::new(),
+            None => self.fallback_servers(user_id, now_secs),
         }
     }
 }

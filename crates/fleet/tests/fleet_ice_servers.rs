@@ -181,3 +181,76 @@ async fn a_store_that_is_down_means_no_servers() {
     .expect("bounded");
     assert!(servers.is_empty());
 }
+
+/// With no node alive, the configured TURN address is handed out (as the
+/// templates promise), in `joined` and for `GET /turn-credentials`.
+#[tokio::test]
+async fn no_live_node_means_the_fallback_address() {
+    let store: Arc<dyn MediaNodeStore> = Arc::new(InMemoryMediaNodeStore::new());
+    let fleet = ice(Arc::clone(&store)).with_fallback("turn.example.test:3478");
+    let t = 5_000;
+    for servers in [
+        fleet.ice_servers("u", "room", t).await,
+        fleet.ice_servers_any_node("u", t).await,
+        fleet.ice_servers_for("u", Some("room"), t).await,
+        fleet.ice_servers_for("u", None, t).await,
+    ] {
+        assert_eq!(
+            node_of(&servers, "u", t).as_deref(),
+            Some("turn.example.test:3478")
+        );
+    }
+    // A node comes up: it wins over the fallback.
+    store
+        .heartbeat(node("up", 1, 1.0), t, TTL)
+        .await
+        .expect("hb");
+    let servers = fleet.ice_servers_for("u", None, t).await;
+    assert_eq!(node_of(&servers, "u", t), Some(addr("up")));
+    // A registry that is down: the fallback too.
+    let refused = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", listener.local_addr().expect("addr"))
+    };
+    let down = DynamoMediaNodeStore::new(testing::dynamo_client(&refused), "media-nodes");
+    let servers = tokio::time::timeout(
+        Duration::from_secs(15),
+        ice(Arc::new(down))
+            .with_fallback("turn.example.test:3478")
+            .ice_servers_for("u", Some("r"), t),
+    )
+    .await
+    .expect("bounded");
+    assert_eq!(
+        node_of(&servers, "u", t).as_deref(),
+        Some("turn.example.test:3478")
+    );
+}
+
+/// `ice_servers_for` (the HTTP API's lookup) names the caller's room's node,
+/// and writes no assignment.
+#[tokio::test]
+async fn the_http_lookup_follows_the_room_and_writes_nothing() {
+    let store: Arc<dyn MediaNodeStore> = Arc::new(InMemoryMediaNodeStore::new());
+    let fleet = ice(Arc::clone(&store));
+    let t = 7_000;
+    three_nodes(store.as_ref(), t).await;
+    // The room is placed by a join on quiet; then quiet gets busy.
+    let joined = fleet.ice_servers("u1", "standup", t).await;
+    assert_eq!(node_of(&joined, "u1", t), Some(addr("quiet")));
+    store
+        .heartbeat(node("quiet", 80, 50.0), t + 1, TTL)
+        .await
+        .expect("hb");
+    let in_room = fleet.ice_servers_for("u2", Some("standup"), t + 1).await;
+    assert_eq!(node_of(&in_room, "u2", t + 1), Some(addr("quiet")));
+    let no_room = fleet.ice_servers_for("u2", None, t + 1).await;
+    assert_eq!(node_of(&no_room, "u2", t + 1), Some(addr("middling")));
+    let unplaced = fleet.ice_servers_for("u2", Some("elsewhere"), t + 1).await;
+    assert_eq!(node_of(&unplaced, "u2", t + 1), Some(addr("middling")));
+    assert_eq!(
+        store.room_node("elsewhere", t + 1).await.expect("read"),
+        None,
+        "read-only"
+    );
+}

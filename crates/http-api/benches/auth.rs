@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tincan_accounts::secantus::Secantus;
 use tincan_accounts::{
-    AccountService, EmbeddedStore, MongoConfig, MongoStore, PasswordParams, Stores,
+    AccountOptions, AccountService, AuthLimits, EmbeddedStore, MongoConfig, MongoStore, Stores,
 };
 use tincan_http_api::{router, ApiState, CorsOrigins, TurnSettings};
 use tincan_token::TokenKeys;
@@ -71,11 +71,16 @@ async fn main() -> anyhow::Result<()> {
         let store = EmbeddedStore::open(dir.path())?;
         (Stores::from_backend(Arc::new(store)), "embedded")
     };
-    let accounts = AccountService::new(
+    // Limits off: the bench logs in with wrong passwords more often than a
+    // user may.
+    let accounts = AccountService::with_options(
         stores,
         TokenKeys::new(b"bench-secret-bench-secret-bench-secret", 900)?,
-        PasswordParams::default(),
-        3600,
+        AccountOptions {
+            limits: AuthLimits::off(),
+            refresh_ttl_secs: 3600,
+            ..AccountOptions::default()
+        },
     )?;
     let state = ApiState {
         accounts,

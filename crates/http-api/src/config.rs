@@ -7,14 +7,20 @@
 //! | `TINCAN_ACCESS_TTL` | `900` | access-token lifetime, seconds |
 //! | `TINCAN_REFRESH_TTL` | `2592000` | refresh-token lifetime, seconds |
 //! | `TINCAN_TURN_SECRET` | required | TURN REST secret shared with media nodes |
-//! | `TINCAN_TURN_URL` | `127.0.0.1:3478` | advertised TURN `host:port` |
+//! | `TINCAN_TURN_URL` | `127.0.0.1:3478` | advertised TURN `host:port`; with a fleet, the fallback when no node is alive |
+//! | `TINCAN_MEDIA_NODES_TABLE` | unset | the fleet registry: TURN credentials name the caller's room's node, else the least-loaded |
+//! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override for the fleet registry |
 //! | `TINCAN_TURN_TTL` | `3600` | TURN credential lifetime, seconds |
 //! | `TINCAN_CORS_ORIGINS` | `*` | `*`, `none`, or comma-separated origins |
 //! | `MONGODB_URI`, `TINCAN_MONGODB_DB`, `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_DATA_DIR` | | see `tincan_accounts::config` |
+//! | `TINCAN_HASH_WORKERS`, `TINCAN_HASH_QUEUE`, `TINCAN_LOGIN_*`, `TINCAN_REGISTRATION*` | | see `tincan_accounts::config` |
 
 use axum::http::HeaderValue;
-use tincan_accounts::config::{env_u64, refresh_ttl_from_env, Backend};
-use tincan_accounts::{AccountError, AccountService, PasswordParams, StoreError};
+use std::sync::Arc;
+
+use tincan_accounts::config::{env_u64, Backend};
+use tincan_accounts::{AccountError, AccountOptions, AccountService, StoreError};
+use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 
@@ -48,8 +54,10 @@ pub struct ApiConfig {
     pub jwt_secret: Vec<u8>,
     /// Access-token lifetime, seconds.
     pub access_ttl_secs: u64,
-    /// Refresh-token lifetime, seconds.
-    pub refresh_ttl_secs: u64,
+    /// Hashing pool, limits and refresh-token lifetime.
+    pub options: AccountOptions,
+    /// `TINCAN_MEDIA_NODES_TABLE`: the media-node fleet registry.
+    pub media_nodes_table: Option<String>,
     /// Where accounts live.
     pub backend: Backend,
     /// TURN settings.
@@ -84,7 +92,10 @@ impl ApiConfig {
         Ok(Self {
             jwt_secret: required("TINCAN_JWT_SECRET")?.into_bytes(),
             access_ttl_secs: env_u64("TINCAN_ACCESS_TTL", DEFAULT_ACCESS_TTL_SECS)?,
-            refresh_ttl_secs: refresh_ttl_from_env()?,
+            options: AccountOptions::from_env()?,
+            media_nodes_table: std::env::var("TINCAN_MEDIA_NODES_TABLE")
+                .ok()
+                .filter(|v| !v.is_empty()),
             backend: Backend::from_env()?,
             turn: TurnSettings {
                 secret: TurnSecret::new(required("TINCAN_TURN_SECRET")?),
@@ -98,27 +109,63 @@ impl ApiConfig {
         })
     }
 
-    /// Opens the stores and builds the state.
+    /// Opens the stores and builds the state. Fails, naming the variable,
+    /// if `TINCAN_JWT_SECRET` is shorter than 32 bytes.
     pub async fn into_state(self) -> Result<ApiState, ConfigError> {
-        let stores = self.backend.open().await?;
         let tokens = TokenKeys::new(&self.jwt_secret, self.access_ttl_secs)?;
-        let accounts = AccountService::new(
-            stores,
-            tokens,
-            PasswordParams::default(),
-            self.refresh_ttl_secs,
-        )?;
+        let stores = self.backend.open().await?;
+        let accounts = AccountService::with_options(stores, tokens, self.options)?;
         Ok(ApiState {
             accounts,
             turn: self.turn,
             cors: self.cors,
         })
     }
+
+    /// The fleet `GET /turn-credentials` answers from, when
+    /// `TINCAN_MEDIA_NODES_TABLE` is set: DynamoDB through the SDK's default
+    /// chain (`DYNAMODB_ENDPOINT` overrides the endpoint), with
+    /// `TINCAN_TURN_URL` as the fallback.
+    pub async fn fleet(&self) -> Option<FleetIceServers> {
+        let table = self.media_nodes_table.as_ref()?;
+        let client = tincan_store::dynamo_client_from_env().await;
+        Some(
+            FleetIceServers::new(
+                Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
+                self.turn.secret.clone(),
+                self.turn.ttl_secs,
+            )
+            .with_fallback(self.turn.url.clone()),
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_short_jwt_secret_fails_start_up_by_name() {
+        let config = ApiConfig {
+            jwt_secret: b"too-short".to_vec(),
+            access_ttl_secs: 900,
+            options: AccountOptions::default(),
+            media_nodes_table: None,
+            backend: Backend::Embedded(std::env::temp_dir().join("never-opened")),
+            turn: TurnSettings {
+                secret: TurnSecret::new("t"),
+                url: "127.0.0.1:3478".to_owned(),
+                ttl_secs: 60,
+            },
+            cors: CorsOrigins::Any,
+        };
+        let err = config.into_state().await.unwrap_err();
+        assert!(matches!(err, ConfigError::Token(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "TINCAN_JWT_SECRET: the token secret must be at least 32 bytes"
+        );
+    }
 
     #[test]
     fn cors_origins_parse() {

@@ -25,6 +25,20 @@ pub enum ApiError {
     /// 503 `store-unavailable`: the database is down or too slow; retry.
     #[error("store unavailable")]
     StoreUnavailable,
+    /// 429 `rate-limited`: too many failed logins or registrations; retry
+    /// after this many seconds.
+    #[error("rate limited")]
+    RateLimited {
+        /// `Retry-After`, seconds.
+        retry_after_secs: u64,
+    },
+    /// 503 `busy`: too many password hashes queued; retry after this many
+    /// seconds.
+    #[error("busy")]
+    Busy {
+        /// `Retry-After`, seconds.
+        retry_after_secs: u64,
+    },
     /// 500 `internal`.
     #[error("internal error")]
     Internal,
@@ -39,6 +53,8 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::UsernameTaken => "username-taken",
             ApiError::StoreUnavailable => "store-unavailable",
+            ApiError::RateLimited { .. } => "rate-limited",
+            ApiError::Busy { .. } => "busy",
             ApiError::Internal => "internal",
         }
     }
@@ -49,7 +65,8 @@ impl ApiError {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidCredentials | ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UsernameTaken => StatusCode::CONFLICT,
-            ApiError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreUnavailable | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -61,6 +78,12 @@ impl ApiError {
             ApiError::Unauthorized => "a valid bearer access token is required".into(),
             ApiError::UsernameTaken => "that username is taken".into(),
             ApiError::StoreUnavailable => "the account store is unavailable; try again".into(),
+            ApiError::RateLimited { retry_after_secs } => {
+                format!("too many attempts; try again in {retry_after_secs} s")
+            }
+            ApiError::Busy { retry_after_secs } => {
+                format!("the server is busy; try again in {retry_after_secs} s")
+            }
             ApiError::Internal => "internal error".into(),
         }
     }
@@ -75,6 +98,13 @@ impl From<AccountError> for ApiError {
                 ApiError::InvalidCredentials
             }
             AccountError::UnknownUser => ApiError::Unauthorized,
+            AccountError::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
+            AccountError::Busy { retry_after_secs } => {
+                tracing::warn!("password hashing queue full");
+                ApiError::Busy { retry_after_secs }
+            }
             AccountError::Store(StoreError::Unavailable(detail)) => {
                 tracing::warn!(%detail, "account store unavailable");
                 ApiError::StoreUnavailable
@@ -103,9 +133,16 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, ApiError::StoreUnavailable) {
+        let retry_after = match self {
+            ApiError::StoreUnavailable => Some(1),
+            ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } => {
+                Some(retry_after_secs.max(1))
+            }
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

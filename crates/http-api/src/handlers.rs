@@ -3,14 +3,14 @@
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use tincan_accounts::PreferencesPatch;
 
 use crate::error::ApiError;
-use crate::extract::{ApiJson, Caller};
-use crate::{now_ms, ApiState};
+use crate::extract::{ApiJson, Caller, ClientIp, RelayCaller};
+use crate::{now_ms, ApiState, TurnFleet};
 
 /// Default and largest page of `GET /me/calls`.
 const CALLS_DEFAULT: usize = 50;
@@ -37,30 +37,85 @@ pub(crate) struct RefreshBody {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ChangePasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeleteBody {
+    password: String,
+}
+
+#[derive(Deserialize)]
 pub(crate) struct CallsQuery {
     limit: Option<String>,
 }
 
+#[derive(Deserialize)]
+pub(crate) struct TurnQuery {
+    room: Option<String>,
+}
+
 pub(crate) async fn register(
     State(state): State<ApiState>,
+    ClientIp(from): ClientIp,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let user = state
         .accounts
-        .register(&body.username, &body.password, &body.display_name, now_ms())
+        .register(
+            &body.username,
+            &body.password,
+            &body.display_name,
+            from,
+            now_ms(),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(json!({ "user": user }))))
 }
 
 pub(crate) async fn login(
     State(state): State<ApiState>,
+    ClientIp(from): ClientIp,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let pair = state
         .accounts
-        .login(&body.username, &body.password, now_ms())
+        .login(&body.username, &body.password, from, now_ms())
         .await?;
     Ok(Json(pair))
+}
+
+pub(crate) async fn change_password(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<ChangePasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .accounts
+        .change_password(
+            &caller.user_id,
+            caller.session_id.as_deref(),
+            &body.current_password,
+            &body.new_password,
+            now_ms(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn delete_me(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<DeleteBody>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .accounts
+        .delete_account(&caller.user_id, &body.password, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn refresh(
@@ -82,12 +137,8 @@ pub(crate) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn me(
-    State(state): State<ApiState>,
-    caller: Caller,
-) -> Result<impl IntoResponse, ApiError> {
-    let user = state.accounts.user(&caller.user_id).await?;
-    Ok(Json(json!({ "user": user })))
+pub(crate) async fn me(caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "user": caller.user })))
 }
 
 pub(crate) async fn get_preferences(
@@ -128,15 +179,38 @@ pub(crate) async fn calls(
     Ok(Json(json!({ "calls": calls })))
 }
 
+/// A room name as the signaling protocol allows it: 1-64 of `[A-Za-z0-9_-]`.
+fn valid_room(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 pub(crate) async fn turn_credentials(
     State(state): State<ApiState>,
-    caller: Caller,
+    Extension(TurnFleet(fleet)): Extension<TurnFleet>,
+    caller: RelayCaller,
+    query: Result<Query<TurnQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    let bad = || ApiError::InvalidRequest("room must be 1-64 of A-Z a-z 0-9 _ -".to_owned());
+    let room = query.map_err(|_| bad())?.0.room;
+    if room.as_deref().is_some_and(|r| !valid_room(r)) {
+        return Err(bad());
+    }
     let turn = &state.turn;
-    let credential = turn
-        .secret
-        .mint(&caller.user_id, now_ms() / 1000, turn.ttl_secs);
-    let ice_servers = tincan_turn_credentials::ice_servers(&turn.url, &credential);
+    let now = now_ms() / 1000;
+    let ice_servers = match fleet {
+        Some(fleet) => {
+            fleet
+                .ice_servers_for(&caller.user_id, room.as_deref(), now)
+                .await
+        }
+        None => {
+            let credential = turn.secret.mint(&caller.user_id, now, turn.ttl_secs);
+            tincan_turn_credentials::ice_servers(&turn.url, &credential)
+        }
+    };
     Ok(Json(
         json!({ "iceServers": ice_servers, "ttl": turn.ttl_secs }),
     ))

@@ -8,6 +8,16 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 fn event(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) -> String {
+    event_from(method, path, body, bearer, "127.0.0.1")
+}
+
+fn event_from(
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    bearer: Option<&str>,
+    source_ip: &str,
+) -> String {
     let mut headers = json!({
         "content-type": "application/json",
         "host": "api.example.test",
@@ -33,7 +43,7 @@ fn event(method: &str, path: &str, body: Option<Value>, bearer: Option<&str>) ->
                 "method": method,
                 "path": path,
                 "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
+                "sourceIp": source_ip,
                 "userAgent": "test"
             },
             "requestId": "r1",
@@ -83,4 +93,42 @@ async fn http_api_v2_events_reach_the_handlers() {
         (status, reply["error"]["code"].clone()),
         (401, json!("unauthorized"))
     );
+}
+
+/// The per-address limits see API Gateway's `sourceIp`, through the same
+/// router the Lambda runs.
+#[tokio::test]
+async fn the_lambda_router_limits_by_source_ip() {
+    use tincan_accounts::{AccountOptions, AuthLimits, PasswordParams, Quota};
+    let (stores, _dir) = embedded_stores();
+    let state = state_with(
+        stores,
+        AccountOptions {
+            password: PasswordParams::insecure_fast(),
+            limits: AuthLimits {
+                registrations_per_addr: Quota::new(1, 3600),
+                ..AuthLimits::default()
+            },
+            ..AccountOptions::default()
+        },
+    );
+    let app = tincan_http_api::lambda::router(state, None);
+    let body = |name: &str| {
+        Some(json!({"username": name, "password": "correct horse battery", "displayName": name}))
+    };
+    let from_a = |name: &str| event_from("POST", "/auth/register", body(name), None, "203.0.113.5");
+    assert_eq!(call(&app, &from_a("first")).await.0, 201);
+    let (status, reply) = call(&app, &from_a("second")).await;
+    assert_eq!(
+        (status, reply["error"]["code"].clone()),
+        (429, json!("rate-limited"))
+    );
+    let from_b = event_from(
+        "POST",
+        "/auth/register",
+        body("second"),
+        None,
+        "203.0.113.6",
+    );
+    assert_eq!(call(&app, &from_b).await.0, 201);
 }

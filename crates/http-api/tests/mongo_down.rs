@@ -61,7 +61,8 @@ async fn mongo_down_gives_503_fast_then_recovers_with_nothing_half_written() {
         assert_eq!(r.code(), "store-unavailable");
         assert!(took < DOWN_BOUND, "503 took {took:?}");
         eprintln!("503 while down answered in {took:?}");
-        // Token-only routes keep working without the store.
+        // TURN credentials keep working on the token alone (calls keep
+        // their relay through an outage).
         assert_eq!(
             send(&app, get("/turn-credentials", Some(&access)))
                 .await

@@ -35,6 +35,10 @@ pub struct AccessClaims {
     pub exp: u64,
     /// Token kind; always [`ACCESS_TOKEN_TYPE`] for tokens this crate accepts.
     pub typ: String,
+    /// The login session (refresh-token family) the token was issued for,
+    /// if any: a password change keeps this session and revokes the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// Why a token was not accepted, or a key could not be made.
@@ -89,13 +93,35 @@ impl TokenKeys {
 
     /// A signed access token for `user_id` / `display_name`, issued at `now`.
     pub fn issue(&self, user_id: &str, display_name: &str, now: u64) -> String {
-        let claims = AccessClaims {
+        self.issue_claims(AccessClaims {
             sub: user_id.to_owned(),
             name: display_name.to_owned(),
             iat: now,
-            exp: now + self.ttl_secs,
+            exp: now.saturating_add(self.ttl_secs),
             typ: ACCESS_TOKEN_TYPE.to_owned(),
-        };
+            sid: None,
+        })
+    }
+
+    /// As [`TokenKeys::issue`], naming the login session `session_id`.
+    pub fn issue_for_session(
+        &self,
+        user_id: &str,
+        display_name: &str,
+        session_id: &str,
+        now: u64,
+    ) -> String {
+        self.issue_claims(AccessClaims {
+            sub: user_id.to_owned(),
+            name: display_name.to_owned(),
+            iat: now,
+            exp: now.saturating_add(self.ttl_secs),
+            typ: ACCESS_TOKEN_TYPE.to_owned(),
+            sid: Some(session_id.to_owned()),
+        })
+    }
+
+    fn issue_claims(&self, claims: AccessClaims) -> String {
         // HS256 signing of a plain struct cannot fail.
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .unwrap_or_default()
@@ -175,6 +201,7 @@ mod tests {
             iat: 0,
             exp: 10_000,
             typ: "refresh".into(),
+            sid: None,
         };
         let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -191,5 +218,22 @@ mod tests {
             TokenKeys::new(b"short", 900).unwrap_err(),
             TokenError::WeakSecret
         );
+        assert_eq!(
+            TokenKeys::new(&[b'x'; MIN_SECRET_LEN - 1], 900).unwrap_err(),
+            TokenError::WeakSecret
+        );
+        assert!(TokenKeys::new(&[b'x'; MIN_SECRET_LEN], 900).is_ok());
+        assert!(TokenError::WeakSecret.to_string().contains("32 bytes"));
+    }
+
+    #[test]
+    fn session_tokens_name_their_session() {
+        let token = keys().issue_for_session("u1", "Ada", "s-1", 1_000);
+        let claims = keys().verify(&token, 1_001).unwrap();
+        assert_eq!(claims.sid.as_deref(), Some("s-1"));
+        let plain = keys()
+            .verify(&keys().issue("u1", "Ada", 1_000), 1_001)
+            .unwrap();
+        assert_eq!(plain.sid, None);
     }
 }

@@ -4,17 +4,23 @@
 //! Configuration (read once): `TINCAN_JWT_SECRET`, `TINCAN_ACCESS_TTL`,
 //! `TINCAN_REFRESH_TTL`, `MONGODB_URI`, `TINCAN_MONGODB_DB`,
 //! `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_TURN_SECRET`, `TINCAN_TURN_URL`,
-//! `TINCAN_TURN_TTL`, `TINCAN_CORS_ORIGINS`; see `tincan_http_api::ApiConfig`.
-//! Without `MONGODB_URI` it falls back to the embedded store in
-//! `TINCAN_DATA_DIR`, which only makes sense under `cargo lambda watch`.
+//! `TINCAN_TURN_TTL`, `TINCAN_MEDIA_NODES_TABLE`, `TINCAN_CORS_ORIGINS`,
+//! `TINCAN_HASH_WORKERS`, `TINCAN_HASH_QUEUE`, `TINCAN_LOGIN_*`,
+//! `TINCAN_REGISTRATION*`; see `tincan_http_api::ApiConfig`. Without
+//! `MONGODB_URI` it falls back to the embedded store in `TINCAN_DATA_DIR`,
+//! which only makes sense under `cargo lambda watch`.
+//!
+//! A container serves one request at a time, so it hashes one password at a
+//! time; the failed-login and registration counters are per container.
 
 use anyhow::Context as _;
-use tincan_http_api::{router, ApiConfig};
+use tincan_http_api::ApiConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tincan_functions::init_tracing();
     let config = ApiConfig::from_env().context("http-api configuration")?;
+    let fleet = config.fleet().await;
     let state = config.into_state().await.context("http-api start-up")?;
-    lambda_http::run(router(state)).await
+    lambda_http::run(tincan_http_api::lambda::router(state, fleet)).await
 }

@@ -35,6 +35,170 @@ pub(crate) async fn run(stores: &Stores) {
     racing_rotations_have_one_winner(stores).await;
     preferences_round_trip(stores).await;
     calls_start_end_and_list_newest_first(stores).await;
+    passwords_change_by_compare_and_set(stores).await;
+    user_sessions_are_revoked_together(stores).await;
+    a_user_and_their_data_are_deleted(stores).await;
+}
+
+async fn passwords_change_by_compare_and_set(stores: &Stores) {
+    let u = user(&unique_name("pw"));
+    stores.users.create_user(&u).await.unwrap();
+    let id = &u.user.id;
+    assert!(!stores
+        .users
+        .set_password_hash(id, "not-the-hash", "h2")
+        .await
+        .unwrap());
+    assert!(stores
+        .users
+        .set_password_hash(id, &u.password_hash, "h2")
+        .await
+        .unwrap());
+    assert!(
+        !stores
+            .users
+            .set_password_hash(id, &u.password_hash, "h3")
+            .await
+            .unwrap(),
+        "stale expected hash"
+    );
+    let now = stores.users.user_by_id(id).await.unwrap().unwrap();
+    assert_eq!(now.password_hash, "h2");
+    assert_eq!(now.user, u.user);
+    let by_name = stores
+        .users
+        .user_by_username(&u.user.username)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_name.password_hash, "h2");
+    assert!(!stores
+        .users
+        .set_password_hash("no-such-user", "h2", "h3")
+        .await
+        .unwrap());
+}
+
+async fn user_sessions_are_revoked_together(stores: &Stores) {
+    let s = stores.sessions.as_ref();
+    let (uid, other) = (id(), id());
+    let far = 4_102_444_800_000;
+    let mine: Vec<_> = (0..3).map(|_| session(&uid, "h", far)).collect();
+    let theirs = session(&other, "h", far);
+    for sess in mine.iter().chain([&theirs]) {
+        s.create_session(sess).await.unwrap();
+    }
+    let now = 10_000;
+    assert_eq!(
+        s.revoke_user_sessions(&uid, Some(&mine[0].id))
+            .await
+            .unwrap(),
+        2
+    );
+    assert!(!s.session(&mine[0].id, now).await.unwrap().unwrap().revoked);
+    assert!(s.session(&mine[1].id, now).await.unwrap().unwrap().revoked);
+    assert!(s.session(&mine[2].id, now).await.unwrap().unwrap().revoked);
+    assert!(!s.session(&theirs.id, now).await.unwrap().unwrap().revoked);
+    assert_eq!(s.revoke_user_sessions(&uid, None).await.unwrap(), 1);
+    assert!(s.session(&mine[0].id, now).await.unwrap().unwrap().revoked);
+    assert_eq!(s.revoke_user_sessions(&uid, None).await.unwrap(), 0);
+    assert!(!s.session(&theirs.id, now).await.unwrap().unwrap().revoked);
+}
+
+async fn a_user_and_their_data_are_deleted(stores: &Stores) {
+    let name = unique_name("Del");
+    let (gone, stays) = (user(&name), user(&unique_name("Keep")));
+    for u in [&gone, &stays] {
+        stores.users.create_user(u).await.unwrap();
+        stores
+            .preferences
+            .put_preferences(&u.user.id, &Preferences::default())
+            .await
+            .unwrap();
+    }
+    let (open_peer, stays_peer) = (id(), id());
+    let closed = call(&gone.user.id, "a", &id(), 1_000);
+    let open = call(&gone.user.id, "b", &open_peer, 2_000);
+    let theirs = call(&stays.user.id, "b", &stays_peer, 2_000);
+    for r in [&closed, &open, &theirs] {
+        stores.calls.start_call(r).await.unwrap();
+    }
+    assert!(stores
+        .calls
+        .end_call(&closed.peer_id, "a", 1_500, None)
+        .await
+        .unwrap());
+
+    assert_eq!(
+        stores
+            .calls
+            .delete_calls_for_user(&gone.user.id)
+            .await
+            .unwrap(),
+        2
+    );
+    stores
+        .preferences
+        .delete_preferences(&gone.user.id)
+        .await
+        .unwrap();
+    stores
+        .preferences
+        .delete_preferences(&gone.user.id)
+        .await
+        .unwrap();
+    assert!(stores.users.delete_user(&gone.user.id).await.unwrap());
+    assert!(!stores.users.delete_user(&gone.user.id).await.unwrap());
+
+    assert_eq!(stores.users.user_by_id(&gone.user.id).await.unwrap(), None);
+    assert_eq!(stores.users.user_by_username(&name).await.unwrap(), None);
+    assert_eq!(
+        stores.preferences.preferences(&gone.user.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        stores
+            .calls
+            .calls_for_user(&gone.user.id, 10)
+            .await
+            .unwrap(),
+        vec![]
+    );
+    assert!(
+        !stores
+            .calls
+            .end_call(&open_peer, "b", 3_000, None)
+            .await
+            .unwrap(),
+        "the open call went too"
+    );
+    // The other user keeps everything; the name can be taken again.
+    assert_eq!(
+        stores
+            .calls
+            .calls_for_user(&stays.user.id, 10)
+            .await
+            .unwrap(),
+        vec![theirs]
+    );
+    assert!(stores
+        .calls
+        .end_call(&stays_peer, "b", 3_000, None)
+        .await
+        .unwrap());
+    assert!(stores
+        .preferences
+        .preferences(&stays.user.id)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(stores
+        .users
+        .user_by_id(&stays.user.id)
+        .await
+        .unwrap()
+        .is_some());
+    stores.users.create_user(&user(&name)).await.unwrap();
 }
 
 async fn users_are_unique_ignoring_case(stores: &Stores) {

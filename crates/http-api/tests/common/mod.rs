@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use serde_json::Value;
-use tincan_accounts::{AccountService, EmbeddedStore, PasswordParams, Stores};
+use tincan_accounts::{AccountOptions, AccountService, EmbeddedStore, PasswordParams, Stores};
 use tincan_http_api::{router, ApiState, CorsOrigins, TurnSettings};
 use tincan_token::TokenKeys;
 use tincan_turn_credentials::TurnSecret;
@@ -17,12 +17,22 @@ pub const JWT_SECRET: &[u8] = b"http-api-test-secret-http-api-test-secret";
 pub const TURN_SECRET: &str = "turn-test-secret";
 
 pub fn state(stores: Stores, params: PasswordParams) -> ApiState {
+    state_with(
+        stores,
+        AccountOptions {
+            password: params,
+            refresh_ttl_secs: 3600,
+            ..AccountOptions::default()
+        },
+    )
+}
+
+pub fn state_with(stores: Stores, options: AccountOptions) -> ApiState {
     ApiState {
-        accounts: AccountService::new(
+        accounts: AccountService::with_options(
             stores,
             TokenKeys::new(JWT_SECRET, 900).unwrap(),
-            params,
-            3600,
+            options,
         )
         .unwrap(),
         turn: TurnSettings {
@@ -32,6 +42,13 @@ pub fn state(stores: Stores, params: PasswordParams) -> ApiState {
         },
         cors: CorsOrigins::Any,
     }
+}
+
+/// A fresh embedded store.
+pub fn embedded_stores() -> (Stores, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::from_backend(Arc::new(EmbeddedStore::open(dir.path()).unwrap()));
+    (stores, dir)
 }
 
 /// An API over a fresh embedded store (cheap argon2 parameters).
