@@ -43,11 +43,18 @@ impl Deps {
             config.connections_table.clone(),
         ));
         let fleet = match (&config.media_nodes_table, &config.turn_secret) {
-            (Some(table), Some(secret)) => Some(Arc::new(FleetIceServers::new(
-                Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
-                secret.clone(),
-                config.turn_ttl_secs,
-            ))),
+            (Some(table), Some(secret)) => {
+                let fleet = FleetIceServers::new(
+                    Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
+                    secret.clone(),
+                    config.turn_ttl_secs,
+                );
+                // With no live node, the configured TURN URL, never no relay.
+                Some(Arc::new(match &config.turn {
+                    Some((_, url)) => fleet.with_fallback(url.clone()),
+                    None => fleet,
+                }))
+            }
             _ => None,
         };
         let mut deps = Self::new(config, sdk, store);

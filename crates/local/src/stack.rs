@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use tincan_accounts::config::refresh_ttl_from_env;
-use tincan_accounts::{AccountService, PasswordParams};
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use tincan_accounts::{AccountEvents, AccountOptions, AccountService};
 use tincan_http_api::{ApiState, CorsOrigins, TurnSettings};
 use tincan_media_node::{MediaNode, MediaNodeConfig};
 use tincan_signaling::Limits;
@@ -64,13 +66,36 @@ pub(crate) fn secret(given: Option<&str>, data_dir: &Path, file: &str) -> anyhow
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    std::fs::write(&path, &fresh).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+    // Owner-only from the moment it exists.
+    tincan_accounts::write_private_file(&path, fresh.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(fresh.into_bytes())
+}
+
+/// Closes a deleted account's sockets through the in-process handlers (set
+/// once they exist; with the Lambdas forwarded to, there are none here).
+#[derive(Default)]
+struct CloseDeletedUsersSockets {
+    api: OnceLock<WsApi>,
+}
+
+#[async_trait]
+impl AccountEvents for CloseDeletedUsersSockets {
+    async fn account_deleted(&self, user_id: &str) {
+        match self.api.get() {
+            Some(api) => {
+                if let Err(err) = api
+                    .disconnect_user(user_id, crate::gateway::now_ms())
+                    .await
+                {
+                    tracing::warn!(error = %err, "could not close a deleted user's sockets");
+                }
+            }
+            None => tracing::warn!(
+                "account deleted; its open sockets stay until they close (signaling runs in the Lambdas)"
+            ),
+        }
+    }
 }
 
 /// Connection state in memory, or in DynamoDB at `DYNAMODB_ENDPOINT`.
@@ -107,12 +132,13 @@ impl LocalStack {
             .open()
             .await
             .context("opening the accounts store")?;
-        let accounts = AccountService::new(
+        let account_events = Arc::new(CloseDeletedUsersSockets::default());
+        let accounts = AccountService::with_options(
             stores.clone(),
             tokens.clone(),
-            PasswordParams::default(),
-            refresh_ttl_from_env()?,
-        )?;
+            AccountOptions::from_env()?,
+        )?
+        .with_events(account_events.clone());
         let media_node = match config.turn_addr {
             Some(addr) => {
                 let node = tincan_media_node::start(
@@ -161,6 +187,7 @@ impl LocalStack {
                             as Arc<dyn tincan_ws_api::UserDirectory>
                     }),
                 });
+                let _ = account_events.api.set(api.clone());
                 let sweeping = api.clone();
                 sweeper = Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
