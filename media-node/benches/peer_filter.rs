@@ -74,8 +74,11 @@ fn main() {
     for s in setters {
         s.add_to(&mut send).expect("builds");
     }
-    per_op("Send indication: decode XOR-PEER-ADDRESS + is_denied", |_| {
-        let mut peer = PeerAddress::default();
-        peer.get_from(black_box(&send)).is_ok() && filter.is_denied(peer.ip)
-    });
+    per_op(
+        "Send indication: decode XOR-PEER-ADDRESS + is_denied",
+        |_| {
+            let mut peer = PeerAddress::default();
+            peer.get_from(black_box(&send)).is_ok() && filter.is_denied(peer.ip)
+        },
+    );
 }
