@@ -47,38 +47,73 @@ pub enum PeerFilterError {
 pub struct PeerFilter {
     denied: Vec<IpNet>,
     allowed: Vec<IpNet>,
+    /// The same lists as (network, mask) integers: a check is a few ANDs
+    /// per range, on every Send indication.
+    denied_masks: Masks,
+    allowed_masks: Masks,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Masks {
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+}
+
+impl Masks {
+    fn of(nets: &[IpNet]) -> Self {
+        let mut masks = Masks::default();
+        for net in nets {
+            match net {
+                IpNet::V4(n) => masks
+                    .v4
+                    .push((u32::from(n.network()), u32::from(n.netmask()))),
+                IpNet::V6(n) => masks
+                    .v6
+                    .push((u128::from(n.network()), u128::from(n.netmask()))),
+            }
+        }
+        masks
+    }
+
+    fn hit(&self, v4: Option<u32>, v6: Option<u128>) -> bool {
+        v4.is_some_and(|ip| self.v4.iter().any(|&(net, mask)| ip & mask == net))
+            || v6.is_some_and(|ip| self.v6.iter().any(|&(net, mask)| ip & mask == net))
+    }
 }
 
 impl Default for PeerFilter {
     /// coturn's deny-list, nothing allowed over it.
     fn default() -> Self {
-        Self {
-            denied: DEFAULT_DENIED_PEERS
+        Self::new(
+            DEFAULT_DENIED_PEERS
                 .iter()
                 .filter_map(|r| IpNet::from_str(r).ok())
                 .collect(),
-            allowed: Vec::new(),
-        }
+            Vec::new(),
+        )
     }
 }
 
 impl PeerFilter {
     /// No range denied: every peer is allowed.
     pub fn open() -> Self {
-        Self {
-            denied: Vec::new(),
-            allowed: Vec::new(),
-        }
+        Self::new(Vec::new(), Vec::new())
     }
 
     /// Denies `denied`, except what `allowed` names.
     pub fn new(denied: Vec<IpNet>, allowed: Vec<IpNet>) -> Self {
-        Self { denied, allowed }
+        Self {
+            denied_masks: Masks::of(&denied),
+            allowed_masks: Masks::of(&allowed),
+            denied,
+            allowed,
+        }
     }
 
     /// Adds ranges allowed over the deny-list.
     pub fn allow(mut self, ranges: impl IntoIterator<Item = IpNet>) -> Self {
         self.allowed.extend(ranges);
+        self.allowed_masks = Masks::of(&self.allowed);
         self
     }
 
@@ -102,15 +137,12 @@ impl PeerFilter {
 
     /// Whether a relay may not reach `ip`.
     pub fn is_denied(&self, ip: IpAddr) -> bool {
-        let mapped = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4),
-            IpAddr::V4(_) => None,
+        let (v4, v6) = match ip {
+            IpAddr::V4(v4) => (Some(u32::from(v4)), None),
+            // An IPv4-mapped address is judged by the IPv4 ranges as well.
+            IpAddr::V6(v6) => (v6.to_ipv4_mapped().map(u32::from), Some(u128::from(v6))),
         };
-        let hits = |list: &[IpNet]| {
-            list.iter()
-                .any(|net| net.contains(&ip) || mapped.is_some_and(|m| net.contains(&m)))
-        };
-        hits(&self.denied) && !hits(&self.allowed)
+        self.denied_masks.hit(v4, v6) && !self.allowed_masks.hit(v4, v6)
     }
 }
 
