@@ -1,52 +1,74 @@
 //! The front door: every datagram or TCP frame from a TURN client passes
 //! through [`Admission::inspect`] before the webrtc-rs TURN server sees it.
 //!
-//! It does what the `turn` crate does not: it refuses wrong, expired and
-//! foreign credentials with 401 Unauthorized (the crate answers 400), refuses
-//! new allocations while the node drains (403) or when a user holds too many
-//! (486), counts auth failures, and drops what is neither STUN nor
-//! ChannelData before it reaches the crate. No IO and no clock: the caller
-//! passes the packet and `now`.
+//! It does what the `turn` crate does not:
+//! - nonces that cost no memory: unauthenticated requests get 401 with a
+//!   stateless nonce (see [`crate::nonce`]) from here, and only requests
+//!   that carry a valid one and good credentials reach the crate, re-signed
+//!   with the crate's own nonce (see [`crate::rewrite`]);
+//! - wrong, expired and foreign credentials get 401 Unauthorized (the crate
+//!   answers 400), counted by reason;
+//! - CreatePermission and ChannelBind to a denied peer get 403 Forbidden and
+//!   Send indications to one are dropped ([`PeerFilter`]), so the crate never
+//!   holds a permission for a denied address;
+//! - new allocations get 403 while the node drains, and 486 when the user
+//!   or the client address holds too many;
+//! - what is neither STUN nor ChannelData is dropped.
+//!
+//! No IO and no clock: the caller passes the packet, its source and `now`.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use stun::attributes::{
-    ATTR_FINGERPRINT, ATTR_LIFETIME, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME,
+    ATTR_LIFETIME, ATTR_MESSAGE_INTEGRITY, ATTR_NONCE, ATTR_REALM, ATTR_USERNAME,
+    ATTR_XOR_PEER_ADDRESS,
 };
 use stun::error_code::{
-    ErrorCode, ErrorCodeAttribute, CODE_ALLOC_QUOTA_REACHED, CODE_FORBIDDEN, CODE_UNAUTHORIZED,
+    ErrorCode, ErrorCodeAttribute, CODE_ALLOC_QUOTA_REACHED, CODE_BAD_REQUEST, CODE_FORBIDDEN,
+    CODE_STALE_NONCE, CODE_UNAUTHORIZED,
 };
-use stun::fingerprint::FINGERPRINT;
 use stun::integrity::MessageIntegrity;
 use stun::message::{
-    Message, MessageType, Setter, CLASS_ERROR_RESPONSE, CLASS_REQUEST, METHOD_ALLOCATE,
-    METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH,
+    Getter, Message, MessageType, Setter, CLASS_ERROR_RESPONSE, CLASS_INDICATION, CLASS_REQUEST,
+    METHOD_ALLOCATE, METHOD_CHANNEL_BIND, METHOD_CREATE_PERMISSION, METHOD_REFRESH, METHOD_SEND,
 };
 use stun::textattrs::TextAttribute;
 use tincan_turn_credentials::{parse_username, TurnSecret};
 use tokio::sync::Notify;
+use turn::proto::peeraddr::PeerAddress;
 
 use crate::metrics::{AuthFailure, Metrics};
+use crate::nonce::NonceKey;
+use crate::peer_filter::PeerFilter;
+use crate::rewrite;
 
 const STUN_HEADER: usize = 20;
 /// The lifetime the TURN server grants when a request names none.
 const DEFAULT_LIFETIME_SECS: u32 = 600;
 const MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xA4, 0x42];
 
+/// Who holds an allocation: the user of its credential and the client's IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) user: String,
+    pub(crate) ip: IpAddr,
+}
+
 /// What to do with one inbound packet.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Hand it to the TURN server.
+    /// Hand it to the TURN server as it is (ChannelData, Binding, Send).
     Pass,
-    /// Hand it to the TURN server: an authenticated Allocate by `user`.
-    PassAllocate { user: String },
-    /// Hand these bytes to the TURN server instead (the request re-signed
-    /// with its LIFETIME capped), with the Allocate's user if any.
-    Rewrite {
+    /// Hand these bytes to the TURN server instead: an authenticated
+    /// request by `username`, re-signed with the crate's nonce; `owner` is
+    /// set for an Allocate.
+    Forward {
         packet: Vec<u8>,
-        user: Option<String>,
+        username: String,
+        owner: Option<Owner>,
     },
     /// Answer with these bytes and drop the packet.
     Reply(Vec<u8>),
@@ -54,41 +76,69 @@ pub(crate) enum Verdict {
     Drop,
 }
 
-/// Credentials, drain state and per-user allocation counts, shared by every
-/// listener of one node.
-#[derive(Debug)]
-pub(crate) struct Admission {
-    secret: TurnSecret,
-    realm: String,
-    max_per_user: u32,
+/// Limits and policy of one node's front door.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) secret: TurnSecret,
+    pub(crate) realm: String,
+    /// Live allocations per user; 0 for no limit.
+    pub(crate) max_per_user: u32,
+    /// Live allocations per client IP; 0 for no limit.
+    pub(crate) max_per_ip: u32,
     /// Longest allocation lifetime granted, in seconds (the crate's own cap
     /// is 3600).
-    max_lifetime_secs: u32,
+    pub(crate) max_lifetime_secs: u32,
+    pub(crate) peers: PeerFilter,
+    pub(crate) nonce_ttl_secs: u64,
+}
+
+#[derive(Debug, Default)]
+struct Owners {
+    users: HashMap<String, u32>,
+    ips: HashMap<IpAddr, u32>,
+}
+
+/// The nonce the crate issued to the node itself, used on every request
+/// the front door passes on; the previous one is kept to retire it.
+#[derive(Debug, Default)]
+struct CrateNonces {
+    current: Option<String>,
+    previous: Option<String>,
+}
+
+/// Credentials, drain state and allocation counts, shared by every listener
+/// of one node.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    policy: Policy,
+    nonces: NonceKey,
     draining: AtomicBool,
-    per_user: Mutex<HashMap<String, u32>>,
+    owners: Mutex<Owners>,
+    crate_nonces: RwLock<CrateNonces>,
     pub(crate) metrics: Arc<Metrics>,
     /// Woken whenever an allocation ends.
     pub(crate) released: Notify,
+    /// Woken whenever the crate's nonce changes.
+    pub(crate) crate_nonce_learned: Notify,
 }
 
 impl Admission {
-    pub(crate) fn new(
-        secret: TurnSecret,
-        realm: String,
-        max_per_user: u32,
-        max_lifetime_secs: u32,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub(crate) fn new(policy: Policy, metrics: Arc<Metrics>) -> Self {
+        let nonces = NonceKey::random(policy.nonce_ttl_secs);
         Self {
-            secret,
-            realm,
-            max_per_user,
-            max_lifetime_secs,
+            policy,
+            nonces,
             draining: AtomicBool::new(false),
-            per_user: Mutex::new(HashMap::new()),
+            owners: Mutex::new(Owners::default()),
+            crate_nonces: RwLock::new(CrateNonces::default()),
             metrics,
             released: Notify::new(),
+            crate_nonce_learned: Notify::new(),
         }
+    }
+
+    pub(crate) fn realm(&self) -> &str {
+        &self.policy.realm
     }
 
     pub(crate) fn set_draining(&self) {
@@ -112,17 +162,53 @@ impl Admission {
         if now >= expiry {
             return Err(AuthFailure::Expired);
         }
-        let password = self.secret.password_for(username);
-        Ok(MessageIntegrity::new_long_term_integrity(
-            username.to_owned(),
-            realm.to_owned(),
-            password,
-        )
-        .0)
+        Ok(self.key_unchecked(username, realm))
     }
 
-    /// Decides the fate of one packet from a client.
-    pub(crate) fn inspect(&self, packet: &[u8], now: u64) -> Verdict {
+    /// The long-term key for `username`, expired or not: for the crate's
+    /// own check of requests this door has already let through (or makes
+    /// itself, such as deallocating a closed TCP connection's allocation
+    /// after its credential expired).
+    pub(crate) fn key_unchecked(&self, username: &str, realm: &str) -> Vec<u8> {
+        let password = self.policy.secret.password_for(username);
+        MessageIntegrity::new_long_term_integrity(username.to_owned(), realm.to_owned(), password).0
+    }
+
+    /// The crate's nonce to sign forwarded requests with, once learned.
+    pub(crate) fn crate_nonce(&self) -> Option<String> {
+        self.crate_nonces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .current
+            .clone()
+    }
+
+    /// The crate's nonce before the current one, to retire.
+    pub(crate) fn previous_crate_nonce(&self) -> Option<String> {
+        self.crate_nonces
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .previous
+            .clone()
+    }
+
+    /// The crate answered one of the node's own probes with `nonce`.
+    pub(crate) fn learn_crate_nonce(&self, nonce: String) {
+        {
+            let mut nonces = self
+                .crate_nonces
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            if nonces.current.as_deref() == Some(nonce.as_str()) {
+                return;
+            }
+            nonces.previous = nonces.current.replace(nonce);
+        }
+        self.crate_nonce_learned.notify_waiters();
+    }
+
+    /// Decides the fate of one packet from the client at `from`.
+    pub(crate) fn inspect(&self, packet: &[u8], from: SocketAddr, now: u64) -> Verdict {
         let Some(&first) = packet.first() else {
             return self.malformed();
         };
@@ -133,12 +219,19 @@ impl Admission {
             0 if packet.len() >= STUN_HEADER && packet[4..8] == MAGIC_COOKIE => {}
             _ => return self.malformed(),
         }
+        // Port 0 is the node's own address for its requests to the crate.
+        if from.port() == 0 {
+            return self.malformed();
+        }
         let mut m = Message::new();
         m.raw = packet.to_vec();
         if m.decode().is_err() {
             return self.malformed();
         }
         let method = m.typ.method;
+        if m.typ.class == CLASS_INDICATION && method == METHOD_SEND {
+            return self.inspect_send(&m);
+        }
         let authenticated = [
             METHOD_ALLOCATE,
             METHOD_REFRESH,
@@ -155,109 +248,162 @@ impl Admission {
             return error_reply(&m, CODE_FORBIDDEN, &[]);
         }
         if !m.contains(ATTR_MESSAGE_INTEGRITY) {
-            // The server answers 401 with a fresh NONCE and our REALM.
-            return Verdict::Pass;
+            return self.challenge(&m, CODE_UNAUTHORIZED, from, now);
         }
         let (Ok(username), Ok(realm), Ok(nonce)) = (
             TextAttribute::get_from_as(&m, ATTR_USERNAME),
             TextAttribute::get_from_as(&m, ATTR_REALM),
             TextAttribute::get_from_as(&m, ATTR_NONCE),
         ) else {
-            // Incomplete: the server answers 400 Bad Request.
-            return Verdict::Pass;
+            return error_reply(&m, CODE_BAD_REQUEST, &[]);
         };
-        let key = self.key_for(&username.text, &self.realm, now);
-        let checked = key
-            .clone()
+        if !self.nonces.check(&nonce.text, from, now) {
+            return self.challenge(&m, CODE_STALE_NONCE, from, now);
+        }
+        let checked = self
+            .key_for(&username.text, &self.policy.realm, now)
             .and_then(|key| {
-                MessageIntegrity(key)
+                MessageIntegrity(key.clone())
                     .check(&mut m)
-                    .map_err(|_| AuthFailure::BadIntegrity)
-            })
-            .and_then(|()| {
-                if realm.text == self.realm {
-                    Ok(())
+                    .map_err(|_| AuthFailure::BadIntegrity)?;
+                if realm.text == self.policy.realm {
+                    Ok(key)
                 } else {
                     Err(AuthFailure::BadIntegrity)
                 }
             });
-        if let Err(why) = checked {
-            self.metrics.auth_failure(why);
-            tracing::debug!(?why, username = %username.text, "TURN credential refused");
-            let our_realm = TextAttribute::new(ATTR_REALM, self.realm.clone());
-            return error_reply(
-                &m,
-                CODE_UNAUTHORIZED,
-                &[Box::new(our_realm), Box::new(nonce)],
-            );
+        let key = match checked {
+            Ok(key) => key,
+            Err(why) => {
+                self.metrics.auth_failure(why);
+                tracing::debug!(?why, username = %username.text, "TURN credential refused");
+                return self.challenge(&m, CODE_UNAUTHORIZED, from, now);
+            }
+        };
+        let mut owner = None;
+        match method {
+            METHOD_CREATE_PERMISSION | METHOD_CHANNEL_BIND if self.names_denied_peer(&m) => {
+                self.metrics.peer_denials.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%from, username = %username.text, "TURN peer denied");
+                return error_reply(&m, CODE_FORBIDDEN, &[]);
+            }
+            METHOD_ALLOCATE => match self.admit_allocation(&m, &username.text, from) {
+                Ok(o) => owner = Some(o),
+                Err(refusal) => return refusal,
+            },
+            _ => {}
         }
-        let rewritten = match (&key, method == METHOD_ALLOCATE || method == METHOD_REFRESH) {
-            (Ok(key), true) => self.cap_lifetime(&m, key),
+        let lifetime = match method {
+            METHOD_ALLOCATE | METHOD_REFRESH => self.capped_lifetime(&m),
             _ => None,
         };
-        if method != METHOD_ALLOCATE {
-            return match rewritten {
-                Some(packet) => Verdict::Rewrite { packet, user: None },
-                None => Verdict::Pass,
-            };
-        }
-        let user = match parse_username(&username.text) {
-            Ok((_, user)) => user.to_owned(),
-            Err(_) => return self.malformed(),
+        let Some(crate_nonce) = self.crate_nonce() else {
+            // Only before the node has finished starting; the client
+            // retransmits.
+            return Verdict::Drop;
         };
-        if self.max_per_user > 0 && self.allocations_of(&user) >= self.max_per_user {
+        match rewrite::resign(&m, &key, &crate_nonce, lifetime) {
+            Some(packet) => Verdict::Forward {
+                packet,
+                username: username.text,
+                owner,
+            },
+            None => self.malformed(),
+        }
+    }
+
+    /// A Send indication to a denied peer is dropped; the crate checks the
+    /// rest (allocation, permission).
+    fn inspect_send(&self, m: &Message) -> Verdict {
+        let mut peer = PeerAddress::default();
+        if peer.get_from(m).is_ok() && self.policy.peers.is_denied(peer.ip) {
+            self.metrics.peer_denials.fetch_add(1, Ordering::Relaxed);
+            return Verdict::Drop;
+        }
+        Verdict::Pass
+    }
+
+    /// Whether any XOR-PEER-ADDRESS of `m` is denied.
+    fn names_denied_peer(&self, m: &Message) -> bool {
+        m.attributes
+            .0
+            .iter()
+            .filter(|attr| attr.typ == ATTR_XOR_PEER_ADDRESS)
+            .any(|attr| {
+                // Decode each one on its own (the XOR key is the cookie and
+                // the transaction id).
+                let mut one = Message::new();
+                one.transaction_id = m.transaction_id;
+                one.write_header();
+                one.add(ATTR_XOR_PEER_ADDRESS, &attr.value);
+                let mut peer = PeerAddress::default();
+                // One that does not decode is refused by the crate (400).
+                peer.get_from(&one).is_ok() && self.policy.peers.is_denied(peer.ip)
+            })
+    }
+
+    /// The owner of an Allocate, or the 486 refusal when the user or the
+    /// client address holds its quota already.
+    fn admit_allocation(
+        &self,
+        m: &Message,
+        username: &str,
+        from: SocketAddr,
+    ) -> Result<Owner, Verdict> {
+        let user = match parse_username(username) {
+            Ok((_, user)) => user.to_owned(),
+            Err(_) => return Err(self.malformed()),
+        };
+        let (by_user, by_ip) = {
+            let owners = self.owners();
+            (
+                owners.users.get(&user).copied().unwrap_or(0),
+                owners.ips.get(&from.ip()).copied().unwrap_or(0),
+            )
+        };
+        let limit = |max: u32, held: u32| max > 0 && held >= max;
+        if limit(self.policy.max_per_user, by_user) {
             self.metrics
                 .quota_rejections
                 .fetch_add(1, Ordering::Relaxed);
             tracing::info!(%user, "TURN allocation quota reached");
-            return error_reply(&m, CODE_ALLOC_QUOTA_REACHED, &[]);
+            return Err(error_reply(m, CODE_ALLOC_QUOTA_REACHED, &[]));
         }
-        match rewritten {
-            Some(packet) => Verdict::Rewrite {
-                packet,
-                user: Some(user),
-            },
-            None => Verdict::PassAllocate { user },
+        if limit(self.policy.max_per_ip, by_ip) {
+            self.metrics
+                .ip_quota_rejections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(client = %from.ip(), "TURN per-address allocation quota reached");
+            return Err(error_reply(m, CODE_ALLOC_QUOTA_REACHED, &[]));
         }
+        Ok(Owner {
+            user,
+            ip: from.ip(),
+        })
     }
 
-    /// The request re-signed with LIFETIME capped at our maximum, when it
-    /// asks for more (or for the crate's 600 s default, above our maximum).
-    /// A zero lifetime (deallocate) is left alone.
-    fn cap_lifetime(&self, m: &Message, key: &[u8]) -> Option<Vec<u8>> {
+    /// LIFETIME capped at our maximum, when the request asks for more (or
+    /// for the crate's 600 s default, above our maximum). A zero lifetime
+    /// (deallocate) is left alone.
+    fn capped_lifetime(&self, m: &Message) -> Option<u32> {
         let requested = match m.get(ATTR_LIFETIME) {
             Ok(v) => u32::from_be_bytes(v.get(..4)?.try_into().ok()?),
             Err(_) => DEFAULT_LIFETIME_SECS,
         };
         // The crate grants only lifetimes below 3600 s (else its 600 s
         // default).
-        let cap = self.max_lifetime_secs.min(3599);
-        if requested == 0 || requested <= cap {
-            return None;
-        }
-        let mut out = Message::new();
-        out.typ = m.typ;
-        out.transaction_id = m.transaction_id;
-        out.write_header();
-        let mut had_lifetime = false;
-        for attr in &m.attributes.0 {
-            match attr.typ {
-                ATTR_MESSAGE_INTEGRITY => break,
-                ATTR_LIFETIME => {
-                    had_lifetime = true;
-                    out.add(ATTR_LIFETIME, &cap.to_be_bytes());
-                }
-                typ => out.add(typ, &attr.value),
-            }
-        }
-        if !had_lifetime {
-            out.add(ATTR_LIFETIME, &cap.to_be_bytes());
-        }
-        MessageIntegrity(key.to_vec()).add_to(&mut out).ok()?;
-        if m.contains(ATTR_FINGERPRINT) {
-            FINGERPRINT.add_to(&mut out).ok()?;
-        }
-        Some(out.raw)
+        let cap = self.policy.max_lifetime_secs.min(3599);
+        (requested != 0 && requested > cap).then_some(cap)
+    }
+
+    /// 401 or 438 with our realm and a fresh nonce for `from`.
+    fn challenge(&self, m: &Message, code: ErrorCode, from: SocketAddr, now: u64) -> Verdict {
+        self.metrics
+            .nonce_challenges
+            .fetch_add(1, Ordering::Relaxed);
+        let realm = TextAttribute::new(ATTR_REALM, self.policy.realm.clone());
+        let nonce = TextAttribute::new(ATTR_NONCE, self.nonces.issue(from, now));
+        error_reply(m, code, &[&realm, &nonce])
     }
 
     fn malformed(&self) -> Verdict {
@@ -267,40 +413,43 @@ impl Admission {
         Verdict::Drop
     }
 
-    fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
-        // The map stays consistent even if a holder panicked.
-        self.per_user.lock().unwrap_or_else(PoisonError::into_inner)
+    fn owners(&self) -> std::sync::MutexGuard<'_, Owners> {
+        // The maps stay consistent even if a holder panicked.
+        self.owners.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn allocations_of(&self, user: &str) -> u32 {
-        self.users().get(user).copied().unwrap_or(0)
-    }
-
-    /// An allocation for `user` (if known) got its relay socket.
-    pub(crate) fn acquire(&self, user: Option<&str>) {
+    /// An allocation (of `owner`, if known) got its relay socket.
+    pub(crate) fn acquire(&self, owner: Option<&Owner>) {
         self.metrics.allocations.fetch_add(1, Ordering::Relaxed);
-        if let Some(user) = user {
-            *self.users().entry(user.to_owned()).or_insert(0) += 1;
+        if let Some(owner) = owner {
+            let mut owners = self.owners();
+            *owners.users.entry(owner.user.clone()).or_insert(0) += 1;
+            *owners.ips.entry(owner.ip).or_insert(0) += 1;
         }
     }
 
     /// The allocation from a matching [`Admission::acquire`] ended.
-    pub(crate) fn release(&self, user: Option<&str>) {
+    pub(crate) fn release(&self, owner: Option<&Owner>) {
         self.metrics.allocations.fetch_sub(1, Ordering::Relaxed);
-        if let Some(user) = user {
-            let mut users = self.users();
-            if let Some(n) = users.get_mut(user) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    users.remove(user);
-                }
-            }
+        if let Some(owner) = owner {
+            let mut owners = self.owners();
+            decrement(&mut owners.users, &owner.user);
+            decrement(&mut owners.ips, &owner.ip);
         }
         self.released.notify_waiters();
     }
 }
 
-fn error_reply(request: &Message, code: ErrorCode, extra: &[Box<dyn Setter>]) -> Verdict {
+fn decrement<K: std::hash::Hash + Eq>(map: &mut HashMap<K, u32>, key: &K) {
+    if let Some(n) = map.get_mut(key) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            map.remove(key);
+        }
+    }
+}
+
+fn error_reply(request: &Message, code: ErrorCode, extra: &[&dyn Setter]) -> Verdict {
     let typ = MessageType::new(request.typ.method, CLASS_ERROR_RESPONSE);
     let error = ErrorCodeAttribute {
         code,
@@ -309,7 +458,7 @@ fn error_reply(request: &Message, code: ErrorCode, extra: &[Box<dyn Setter>]) ->
     let head: [&dyn Setter; 3] = [&request.transaction_id, &typ, &error];
     let mut msg = Message::new();
     msg.write_header();
-    for setter in head.into_iter().chain(extra.iter().map(|s| s.as_ref())) {
+    for setter in head.into_iter().chain(extra.iter().copied()) {
         if setter.add_to(&mut msg).is_err() {
             return Verdict::Drop;
         }
@@ -318,148 +467,5 @@ fn error_reply(request: &Message, code: ErrorCode, extra: &[Box<dyn Setter>]) ->
 }
 
 #[cfg(test)]
-mod tests {
-    //! Bounded random ("fuzz-style") checks of everything the front door
-    //! parses itself: STUN headers, attributes and REST-API usernames.
-
-    use rand::{Rng, SeedableRng};
-    use stun::agent::TransactionId;
-    use stun::message::Setter;
-    use stun::textattrs::TextAttribute;
-
-    use super::*;
-
-    fn admission() -> Admission {
-        Admission::new(
-            TurnSecret::new("fuzz"),
-            "tincan".into(),
-            2,
-            3600,
-            Arc::new(Metrics::default()),
-        )
-    }
-
-    fn allocate(username: &str, password: &str) -> Vec<u8> {
-        let setters: Vec<Box<dyn Setter>> = vec![
-            Box::new(TransactionId::new()),
-            Box::new(MessageType::new(METHOD_ALLOCATE, CLASS_REQUEST)),
-            Box::new(TextAttribute::new(ATTR_USERNAME, username.into())),
-            Box::new(TextAttribute::new(ATTR_REALM, "tincan".into())),
-            Box::new(TextAttribute::new(ATTR_NONCE, "n0nce".into())),
-            Box::new(MessageIntegrity::new_long_term_integrity(
-                username.into(),
-                "tincan".into(),
-                password.into(),
-            )),
-        ];
-        let mut m = Message::new();
-        m.build(&setters).expect("valid message");
-        m.raw
-    }
-
-    fn code_of(verdict: &Verdict) -> Option<u16> {
-        let Verdict::Reply(raw) = verdict else {
-            return None;
-        };
-        let mut m = Message::new();
-        m.raw = raw.clone();
-        m.decode().ok()?;
-        let mut err = ErrorCodeAttribute::default();
-        stun::message::Getter::get_from(&mut err, &m).ok()?;
-        Some(err.code.0)
-    }
-
-    #[test]
-    fn good_bad_and_expired_credentials() {
-        let adm = admission();
-        let cred = TurnSecret::new("fuzz").mint("u1", 1000, 60);
-        let verdict = adm.inspect(&allocate(&cred.username, &cred.password), 1000);
-        assert_eq!(verdict, Verdict::PassAllocate { user: "u1".into() });
-        assert_eq!(
-            code_of(&adm.inspect(&allocate(&cred.username, "x"), 1000)),
-            Some(401)
-        );
-        assert_eq!(
-            code_of(&adm.inspect(&allocate(&cred.username, &cred.password), 1060)),
-            Some(401)
-        );
-        let snap = adm.metrics.snapshot();
-        assert_eq!(
-            (snap.auth_failures_bad_integrity, snap.auth_failures_expired),
-            (1, 1)
-        );
-        adm.set_draining();
-        assert_eq!(
-            code_of(&adm.inspect(&allocate(&cred.username, &cred.password), 1000)),
-            Some(403)
-        );
-    }
-
-    #[test]
-    fn random_bytes_never_panic_nor_allocate() {
-        let adm = admission();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        for _ in 0..20_000 {
-            let len = rng.random_range(0..200);
-            let mut p: Vec<u8> = (0..len).map(|_| rng.random()).collect();
-            if p.len() >= 8 && rng.random_bool(0.5) {
-                // Look like STUN, to get past the first checks.
-                p[0] &= 0x3f;
-                p[4..8].copy_from_slice(&MAGIC_COOKIE);
-            }
-            let verdict = adm.inspect(&p, 1);
-            assert!(!matches!(verdict, Verdict::PassAllocate { .. }), "{p:?}");
-        }
-    }
-
-    #[test]
-    fn mutated_allocates_never_panic_and_only_exact_ones_pass() {
-        let adm = admission();
-        let cred = TurnSecret::new("fuzz").mint("victim", 1000, 60);
-        let valid = allocate(&cred.username, &cred.password);
-        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
-        for _ in 0..20_000 {
-            let mut p = valid.clone();
-            match rng.random_range(0..3) {
-                0 => {
-                    for _ in 0..rng.random_range(1..4) {
-                        let at = rng.random_range(0..p.len());
-                        p[at] = rng.random();
-                    }
-                }
-                1 => p.truncate(rng.random_range(0..p.len())),
-                _ => {
-                    let at = rng.random_range(20..p.len());
-                    p.insert(at, rng.random());
-                }
-            }
-            if let Verdict::PassAllocate { user } = adm.inspect(&p, 1000) {
-                // Only a mutation outside the integrity-protected part (the
-                // transaction id is covered too) may still pass.
-                assert_eq!(user, "victim");
-            }
-        }
-    }
-
-    #[test]
-    fn random_usernames_never_panic() {
-        let adm = admission();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-        let alphabet: Vec<char> = "0123456789:abc\u{0}\u{e9}\u{1F600}-".chars().collect();
-        for _ in 0..20_000 {
-            let len = rng.random_range(0..40);
-            let name: String = (0..len)
-                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
-                .collect();
-            match adm.key_for(&name, "tincan", 5) {
-                Ok(key) => {
-                    assert_eq!(key.len(), 16);
-                    let (expiry, _) = parse_username(&name).expect("accepted names parse");
-                    assert!(expiry > 5);
-                }
-                Err(AuthFailure::Malformed) => assert!(parse_username(&name).is_err()),
-                Err(_) => {}
-            }
-        }
-    }
-}
+#[path = "admission_tests.rs"]
+mod tests;

@@ -11,8 +11,15 @@
 //!   and optionally TURN over TLS on its own address (the same framing
 //!   inside rustls, see [`tls`]).
 //! - Relay sockets in a configured port range, advertised at a public IP.
-//! - A per-user allocation quota (486) and drain: [`MediaNode::drain`] stops
-//!   new allocations (403) while existing ones run out.
+//! - Fail-safe defaults, as coturn's: a peer deny-list (private, loopback,
+//!   link-local and metadata, multicast and reserved ranges; 403) with an
+//!   allow-list over it ([`PeerFilter`]); stateless nonces, so
+//!   unauthenticated requests cost no memory; TCP/TLS connections closed
+//!   when silent or idle, capped per client address, and their allocations
+//!   deleted with them; a secret of at least 32 bytes.
+//! - Allocation quotas per user and per client address (486) and drain:
+//!   [`MediaNode::drain`] stops new allocations (403) while existing ones
+//!   run out.
 //! - Counters for Prometheus ([`MetricsSnapshot::to_prometheus`]).
 //!
 //! Embed one with [`start`]; the `tincan-media-node` binary wraps it with
@@ -22,7 +29,10 @@ mod admission;
 mod front;
 pub mod heartbeat;
 mod metrics;
+mod nonce;
+pub mod peer_filter;
 mod relay;
+mod rewrite;
 pub mod tcp;
 pub mod tls;
 
@@ -38,15 +48,32 @@ use turn::server::Server;
 use webrtc_util::Conn;
 
 pub use metrics::{AuthFailure, MetricsSnapshot};
+pub use peer_filter::{PeerFilter, PeerFilterError};
 pub use tincan_turn_credentials::TurnSecret;
 pub use tls::TlsError;
 
-use admission::Admission;
+use admission::{Admission, Policy};
 use front::FrontConn;
-use relay::{PendingUser, RelayPorts};
+use relay::{PendingOwner, RelayPorts};
 
 /// The default TURN port.
 pub const DEFAULT_TURN_PORT: u16 = 3478;
+/// The shortest TURN secret accepted, in bytes.
+pub const MIN_SECRET_BYTES: usize = 32;
+/// Default live allocations per user: one relayed user in a room of 8
+/// needs 7 peer connections x 2 (UDP and TCP candidates) = 14.
+pub const DEFAULT_ALLOCATIONS_PER_USER: u32 = 16;
+/// Default live allocations per client IP address.
+pub const DEFAULT_ALLOCATIONS_PER_IP: u32 = 128;
+/// Default open TCP/TLS connections per client IP address.
+pub const DEFAULT_TCP_CONNECTIONS_PER_IP: usize = 256;
+/// Default seconds a TCP/TLS connection may take to deliver its first
+/// complete STUN message (TLS handshake included).
+pub const DEFAULT_TCP_FIRST_MESSAGE_SECS: u64 = 10;
+/// Default seconds a TCP/TLS connection may stay idle.
+pub const DEFAULT_TCP_IDLE_SECS: u64 = 300;
+/// Default lifetime of a nonce, seconds.
+pub const DEFAULT_NONCE_TTL_SECS: u64 = 3600;
 
 /// How to run a media node.
 #[derive(Debug, Clone)]
@@ -78,8 +105,20 @@ pub struct MediaNodeConfig {
     pub secret: TurnSecret,
     /// Live allocations one user may hold; 0 for no limit.
     pub max_allocations_per_user: u32,
-    /// Open TURN-over-TCP connections at most.
+    /// Live allocations one client IP address may hold; 0 for no limit.
+    pub max_allocations_per_ip: u32,
+    /// Open TURN-over-TCP connections at most (and as many over TLS).
     pub max_tcp_connections: usize,
+    /// Open TCP (and TLS) connections from one IP address; 0 for no limit.
+    pub max_tcp_connections_per_ip: usize,
+    /// Seconds a TCP/TLS connection has to deliver its first STUN message.
+    pub tcp_first_message_secs: u64,
+    /// Seconds a TCP/TLS connection may pass with no frame either way.
+    pub tcp_idle_secs: u64,
+    /// Which peers relays may reach (default: coturn's deny-list).
+    pub peers: PeerFilter,
+    /// How long a nonce stays good, seconds.
+    pub nonce_ttl_secs: u64,
     /// Longest allocation lifetime granted, seconds (clients refresh
     /// before it runs out); at most 3600, the `turn` crate's own cap.
     pub max_allocation_lifetime_secs: u32,
@@ -87,7 +126,8 @@ pub struct MediaNodeConfig {
 
 impl MediaNodeConfig {
     /// Loopback defaults: 127.0.0.1:3478, relay ports 49152-65535, realm
-    /// `tincan`, 10 allocations per user.
+    /// `tincan`, 16 allocations per user and 128 per client address, the
+    /// default peer deny-list.
     pub fn new(secret: TurnSecret) -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), DEFAULT_TURN_PORT),
@@ -101,10 +141,22 @@ impl MediaNodeConfig {
             relay_port_max: 65535,
             realm: "tincan".to_owned(),
             secret,
-            max_allocations_per_user: 10,
+            max_allocations_per_user: DEFAULT_ALLOCATIONS_PER_USER,
+            max_allocations_per_ip: DEFAULT_ALLOCATIONS_PER_IP,
             max_tcp_connections: 10_000,
+            max_tcp_connections_per_ip: DEFAULT_TCP_CONNECTIONS_PER_IP,
+            tcp_first_message_secs: DEFAULT_TCP_FIRST_MESSAGE_SECS,
+            tcp_idle_secs: DEFAULT_TCP_IDLE_SECS,
+            peers: PeerFilter::default(),
+            nonce_ttl_secs: DEFAULT_NONCE_TTL_SECS,
             max_allocation_lifetime_secs: 3600,
         }
+    }
+
+    /// Same, with `peers` deciding which peers relays may reach.
+    pub fn with_peers(mut self, peers: PeerFilter) -> Self {
+        self.peers = peers;
+        self
     }
 
     /// Same, listening on `listen`.
@@ -126,6 +178,20 @@ impl MediaNodeConfig {
     }
 
     fn validate(&self) -> Result<IpAddr, ConfigError> {
+        if self.secret.len() < MIN_SECRET_BYTES {
+            return Err(ConfigError::WeakSecret {
+                len: self.secret.len(),
+            });
+        }
+        for (name, secs) in [
+            ("first message", self.tcp_first_message_secs),
+            ("idle", self.tcp_idle_secs),
+            ("nonce lifetime", self.nonce_ttl_secs),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::ZeroTimeout(name));
+            }
+        }
         if self.relay_port_min == 0 || self.relay_port_max < self.relay_port_min {
             return Err(ConfigError::RelayPortRange {
                 min: self.relay_port_min,
@@ -163,6 +229,13 @@ pub enum ConfigError {
     PublicIpRequired,
     #[error("TURN over TLS needs a certificate chain and a private key")]
     TlsCertificateRequired,
+    #[error(
+        "the TURN secret is {len} bytes; at least 32 are required \
+         (e.g. `openssl rand -hex 32`)"
+    )]
+    WeakSecret { len: usize },
+    #[error("the TCP {0} timeout must be at least 1 s")]
+    ZeroTimeout(&'static str),
 }
 
 /// Why a node could not start or stop cleanly.
@@ -192,8 +265,8 @@ pub struct MediaNode {
     server: Server,
     admission: Arc<Admission>,
     closing: Arc<AtomicBool>,
-    /// The TCP and TLS accept loops.
-    stream_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The TCP and TLS accept loops and the crate nonce's renewal.
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for MediaNode {
@@ -227,23 +300,36 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
 
     let metrics = Arc::new(metrics::Metrics::default());
     let admission = Arc::new(Admission::new(
-        config.secret.clone(),
-        config.realm.clone(),
-        config.max_allocations_per_user,
-        config.max_allocation_lifetime_secs,
+        Policy {
+            secret: config.secret.clone(),
+            realm: config.realm.clone(),
+            max_per_user: config.max_allocations_per_user,
+            max_per_ip: config.max_allocations_per_ip,
+            max_lifetime_secs: config.max_allocation_lifetime_secs,
+            peers: config.peers.clone(),
+            nonce_ttl_secs: config.nonce_ttl_secs,
+        },
         Arc::clone(&metrics),
     ));
     let closing = Arc::new(AtomicBool::new(false));
+    let stream_limits = tcp::StreamLimits {
+        max_connections: config.max_tcp_connections,
+        max_per_ip: config.max_tcp_connections_per_ip,
+        first_message: Duration::from_secs(config.tcp_first_message_secs),
+        idle: Duration::from_secs(config.tcp_idle_secs),
+    };
 
-    let listener = |inner: Arc<dyn Conn + Send + Sync>| {
-        let pending = Arc::new(PendingUser::default());
+    let listener = |inner: Arc<dyn Conn + Send + Sync>,
+                    shape: Box<dyn FnOnce(FrontConn) -> FrontConn>| {
+        let pending = Arc::new(PendingOwner::default());
+        let front = FrontConn::new(
+            inner,
+            Arc::clone(&admission),
+            Arc::clone(&pending),
+            Arc::clone(&closing),
+        );
         ConnConfig {
-            conn: Arc::new(FrontConn {
-                inner,
-                admission: Arc::clone(&admission),
-                pending: Arc::clone(&pending),
-                closing: Arc::clone(&closing),
-            }),
+            conn: Arc::new(shape(front)),
             relay_addr_generator: Box::new(RelayPorts {
                 bind_ip: config.relay_bind_ip(),
                 public_ip,
@@ -255,19 +341,23 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         }
     };
 
-    let mut conn_configs = vec![listener(Arc::new(udp))];
+    // The node's own requests to the crate go in through the UDP listener.
+    let (inject, injected) = tokio::sync::mpsc::channel(4);
+    let mut conn_configs = vec![listener(
+        Arc::new(udp),
+        Box::new(move |front: FrontConn| front.with_injected(injected)),
+    )];
     let mut tcp_addr = None;
-    let mut stream_tasks = Vec::new();
+    let mut tasks = Vec::new();
     if let Some(tcp) = tcp {
-        let (mux, task) =
-            tcp::TcpMux::start(tcp, None, config.max_tcp_connections, Arc::clone(&metrics))
-                .map_err(|source| MediaNodeError::Bind {
-                    addr: udp_addr,
-                    source,
-                })?;
+        let (mux, task) = tcp::TcpMux::start(tcp, None, stream_limits, Arc::clone(&metrics))
+            .map_err(|source| MediaNodeError::Bind {
+                addr: udp_addr,
+                source,
+            })?;
         tcp_addr = Some(udp_addr);
-        stream_tasks.push(task);
-        conn_configs.push(listener(mux));
+        tasks.push(task);
+        conn_configs.push(listener(mux, Box::new(FrontConn::for_streams)));
     }
     let mut tls_addr = None;
     if let Some((addr, acceptor)) = tls {
@@ -277,12 +367,12 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         let (mux, task) = tcp::TcpMux::start(
             tls_listener,
             Some(acceptor),
-            config.max_tcp_connections,
+            stream_limits,
             Arc::clone(&metrics),
         )
         .map_err(bind_err)?;
-        stream_tasks.push(task);
-        conn_configs.push(listener(mux));
+        tasks.push(task);
+        conn_configs.push(listener(mux, Box::new(FrontConn::for_streams)));
     }
 
     let server = Server::new(ServerConfig {
@@ -295,6 +385,11 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         alloc_close_notify: None,
     })
     .await?;
+    tasks.push(tokio::spawn(front::keep_crate_nonce(
+        inject,
+        Arc::clone(&admission),
+    )));
+    wait_for_crate_nonce(&admission).await;
 
     tracing::info!(
         %udp_addr,
@@ -303,6 +398,8 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         %public_ip,
         relay_ports = %format!("{}-{}", config.relay_port_min, config.relay_port_max),
         realm = %config.realm,
+        denied_peers = config.peers.denied().len(),
+        allowed_peers = config.peers.allowed().len(),
         "media node listening"
     );
     Ok(MediaNode {
@@ -314,8 +411,29 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         server,
         admission,
         closing,
-        stream_tasks: std::sync::Mutex::new(stream_tasks),
+        tasks: std::sync::Mutex::new(tasks),
     })
+}
+
+/// Until the crate has issued the node its nonce (at once, unless the
+/// runtime is starved); requests that arrive before are dropped and
+/// retransmitted.
+async fn wait_for_crate_nonce(admission: &Admission) {
+    let wait = async {
+        loop {
+            let learned = admission.crate_nonce_learned.notified();
+            if admission.crate_nonce().is_some() {
+                return;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), learned).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(5), wait)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the TURN server has issued no nonce yet; still trying");
+    }
 }
 
 /// Binds UDP and TCP on the same port; with port 0 retries until a port is
@@ -344,6 +462,10 @@ async fn bind_listeners(
 }
 
 /// The crate's own credential check, behind the front door's: same key.
+/// Every request reaching the crate has passed the front door (which
+/// checks expiry) or was made by the node itself, so expiry is not checked
+/// again here: a closed TCP connection's allocation must be deletable after
+/// its credential expired.
 struct RestApiAuth {
     admission: Arc<Admission>,
 }
@@ -355,13 +477,7 @@ impl turn::auth::AuthHandler for RestApiAuth {
         realm: &str,
         _src_addr: SocketAddr,
     ) -> Result<Vec<u8>, turn::Error> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.admission
-            .key_for(username, realm, now)
-            .map_err(|why| turn::Error::Other(format!("{why:?}")))
+        Ok(self.admission.key_unchecked(username, realm))
     }
 }
 
@@ -456,7 +572,7 @@ impl MediaNode {
     fn stop_tcp(&self) {
         let tasks = std::mem::take(
             &mut *self
-                .stream_tasks
+                .tasks
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );

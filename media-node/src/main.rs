@@ -15,9 +15,11 @@ use axum::routing::get;
 use axum::Router;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
+use ipnet::IpNet;
 use tincan_fleet::{DynamoMediaNodeStore, MediaNodeStore};
 use tincan_media_node::heartbeat::{self, Heartbeat, HeartbeatConfig};
-use tincan_media_node::{MediaNode, MediaNodeConfig, TurnSecret};
+use tincan_media_node::peer_filter::parse_ranges;
+use tincan_media_node::{MediaNode, MediaNodeConfig, PeerFilter, TurnSecret};
 use tracing_subscriber::EnvFilter;
 
 /// A Tincan media node: TURN relay over UDP, TCP and (optionally) TLS with
@@ -28,13 +30,9 @@ struct Args {
     /// TURN listen address, UDP and TCP.
     #[arg(long, env = "TINCAN_TURN_ADDR", default_value = "127.0.0.1:3478")]
     turn_addr: SocketAddr,
-    /// Secret shared with the signaling side for TURN REST API credentials.
-    #[arg(
-        long,
-        env = "TINCAN_TURN_SECRET",
-        default_value = "tincan-dev-turn-secret",
-        hide_env_values = true
-    )]
+    /// Secret shared with the signaling side for TURN REST API credentials;
+    /// required, at least 32 bytes (e.g. `openssl rand -hex 32`).
+    #[arg(long, env = "TINCAN_TURN_SECRET", hide_env_values = true)]
     turn_secret: String,
     /// IP advertised in relayed addresses (defaults to the relay bind IP).
     #[arg(long, env = "TINCAN_TURN_PUBLIC_IP")]
@@ -51,9 +49,31 @@ struct Args {
     /// Highest relay port.
     #[arg(long, env = "TINCAN_RELAY_PORT_MAX", default_value_t = 65535)]
     relay_port_max: u16,
-    /// Live allocations per user (0: no limit).
-    #[arg(long, env = "TINCAN_TURN_USER_QUOTA", default_value_t = 10)]
+    /// Live allocations per user (0: no limit). 16 admits one relayed user
+    /// in a room of 8 over UDP and TCP (7 x 2).
+    #[arg(long, env = "TINCAN_TURN_USER_QUOTA", default_value_t = tincan_media_node::DEFAULT_ALLOCATIONS_PER_USER)]
     user_quota: u32,
+    /// Live allocations per client IP address (0: no limit).
+    #[arg(long, env = "TINCAN_TURN_IP_QUOTA", default_value_t = tincan_media_node::DEFAULT_ALLOCATIONS_PER_IP)]
+    ip_quota: u32,
+    /// Peer ranges relays may not reach, comma-separated CIDRs, replacing
+    /// the default (coturn's private, loopback, link-local, multicast and
+    /// reserved ranges); `none` denies nothing.
+    #[arg(long, env = "TINCAN_TURN_DENIED_PEERS", value_parser = ranges)]
+    denied_peers: Option<Ranges>,
+    /// Peer ranges allowed over the deny-list, comma-separated CIDRs (e.g.
+    /// `10.0.0.0/8` for peers on the node's own private network).
+    #[arg(long, env = "TINCAN_TURN_ALLOWED_PEERS", value_parser = ranges)]
+    allowed_peers: Option<Ranges>,
+    /// Open TCP/TLS connections per client IP address (0: no limit).
+    #[arg(long, env = "TINCAN_TURN_TCP_PER_IP", default_value_t = tincan_media_node::DEFAULT_TCP_CONNECTIONS_PER_IP)]
+    tcp_per_ip: usize,
+    /// Seconds a TCP/TLS connection has to send its first STUN message.
+    #[arg(long, env = "TINCAN_TURN_TCP_FIRST_MESSAGE_SECS", default_value_t = tincan_media_node::DEFAULT_TCP_FIRST_MESSAGE_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_first_message_secs: u64,
+    /// Seconds a TCP/TLS connection may stay idle (no frame either way).
+    #[arg(long, env = "TINCAN_TURN_TCP_IDLE_SECS", default_value_t = tincan_media_node::DEFAULT_TCP_IDLE_SECS, value_parser = clap::value_parser!(u64).range(1..))]
+    tcp_idle_secs: u64,
     /// Longest allocation lifetime granted, seconds (1-3600).
     #[arg(long, env = "TINCAN_TURN_MAX_LIFETIME_SECS", default_value_t = 3600)]
     max_lifetime_secs: u32,
@@ -81,6 +101,17 @@ struct Args {
     log_json: bool,
     #[command(flatten)]
     fleet: FleetArgs,
+}
+
+/// A CIDR list from a flag or variable.
+#[derive(Debug, Clone)]
+struct Ranges(Vec<IpNet>);
+
+fn ranges(list: &str) -> Result<Ranges, tincan_media_node::PeerFilterError> {
+    if list.trim().eq_ignore_ascii_case("none") {
+        return Ok(Ranges(Vec::new()));
+    }
+    parse_ranges(list).map(Ranges)
 }
 
 /// Joining the fleet: where and as whom to heartbeat.
@@ -126,6 +157,18 @@ async fn main() -> anyhow::Result<()> {
     config.relay_port_min = args.relay_port_min;
     config.relay_port_max = args.relay_port_max;
     config.max_allocations_per_user = args.user_quota;
+    config.max_allocations_per_ip = args.ip_quota;
+    config.max_tcp_connections_per_ip = args.tcp_per_ip;
+    config.tcp_first_message_secs = args.tcp_first_message_secs;
+    config.tcp_idle_secs = args.tcp_idle_secs;
+    let mut peers = match args.denied_peers {
+        Some(Ranges(denied)) => PeerFilter::new(denied, Vec::new()),
+        None => PeerFilter::default(),
+    };
+    if let Some(Ranges(allowed)) = args.allowed_peers {
+        peers = peers.allow(allowed);
+    }
+    config.peers = peers;
     config.max_allocation_lifetime_secs = args.max_lifetime_secs;
     match (args.turn_tls_addr, args.turn_tls_cert, args.turn_tls_key) {
         (Some(addr), Some(cert), Some(key)) => {

@@ -50,6 +50,11 @@ pub(crate) struct Metrics {
     pub(crate) tcp_dropped_frames: AtomicU64,
     pub(crate) tls_handshake_failures: AtomicU64,
     pub(crate) draining: AtomicU64,
+    pub(crate) peer_denials: AtomicU64,
+    pub(crate) ip_quota_rejections: AtomicU64,
+    pub(crate) nonce_challenges: AtomicU64,
+    pub(crate) tcp_refused: AtomicU64,
+    pub(crate) tcp_timeouts: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -109,6 +114,11 @@ impl Metrics {
             tcp_dropped_frames: get(&self.tcp_dropped_frames),
             tls_handshake_failures: get(&self.tls_handshake_failures),
             draining: get(&self.draining) != 0,
+            peer_denials: get(&self.peer_denials),
+            ip_quota_rejections: get(&self.ip_quota_rejections),
+            nonce_challenges: get(&self.nonce_challenges),
+            tcp_refused: get(&self.tcp_refused),
+            tcp_timeouts: get(&self.tcp_timeouts),
         }
     }
 }
@@ -144,6 +154,18 @@ pub struct MetricsSnapshot {
     /// timed out (e.g. a plain TCP client on the TLS port).
     pub tls_handshake_failures: u64,
     pub draining: bool,
+    /// CreatePermission and ChannelBind requests refused with 403, and Send
+    /// indications dropped, because the peer is on the deny-list.
+    pub peer_denials: u64,
+    /// Allocate requests refused with 486 (per-client-address quota).
+    pub ip_quota_rejections: u64,
+    /// 401 and 438 answers carrying a fresh (stateless) nonce.
+    pub nonce_challenges: u64,
+    /// TCP and TLS connections refused at accept (node or per-address cap).
+    pub tcp_refused: u64,
+    /// TCP and TLS connections closed for sending no complete first message
+    /// in time, or for being idle too long.
+    pub tcp_timeouts: u64,
 }
 
 impl MetricsSnapshot {
@@ -254,6 +276,36 @@ impl MetricsSnapshot {
             "counter",
             "TURN-over-TLS connections whose TLS handshake failed or timed out.",
             &[("", self.tls_handshake_failures)],
+        );
+        metric(
+            "tincan_turn_peer_denials_total",
+            "counter",
+            "Requests (403) and Send indications (dropped) naming a denied peer.",
+            &[("", self.peer_denials)],
+        );
+        metric(
+            "tincan_turn_ip_quota_rejections_total",
+            "counter",
+            "Allocate requests refused with 486 (per-client-address quota).",
+            &[("", self.ip_quota_rejections)],
+        );
+        metric(
+            "tincan_turn_nonce_challenges_total",
+            "counter",
+            "401 and 438 answers carrying a fresh stateless nonce.",
+            &[("", self.nonce_challenges)],
+        );
+        metric(
+            "tincan_turn_tcp_refused_total",
+            "counter",
+            "TCP and TLS connections refused at accept (node or per-address cap).",
+            &[("", self.tcp_refused)],
+        );
+        metric(
+            "tincan_turn_tcp_timeouts_total",
+            "counter",
+            "TCP and TLS connections closed: no first message in time, or idle.",
+            &[("", self.tcp_timeouts)],
         );
         metric(
             "tincan_node_draining",

@@ -12,24 +12,25 @@ use tokio::net::UdpSocket;
 use turn::relay::RelayAddressGenerator;
 use webrtc_util::Conn;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Owner};
 
-/// The user of the Allocate request being handled on one listener.
+/// The owner (user and client IP) of the Allocate request being handled on
+/// one listener.
 ///
 /// The TURN server handles one listener's packets one at a time, so the
 /// front door sets this just before it passes an authenticated Allocate on,
 /// and the relay generator takes it when the server asks for a socket.
 #[derive(Debug, Default)]
-pub(crate) struct PendingUser(Mutex<Option<String>>);
+pub(crate) struct PendingOwner(Mutex<Option<Owner>>);
 
-impl PendingUser {
-    pub(crate) fn set(&self, user: Option<String>) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = user;
+impl PendingOwner {
+    pub(crate) fn set(&self, owner: Option<Owner>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = owner;
     }
 
     /// Not taken: with EVEN-PORT the server binds a throwaway socket first,
     /// then the real one, both for the same request.
-    fn peek(&self) -> Option<String> {
+    fn peek(&self) -> Option<Owner> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -45,7 +46,7 @@ pub(crate) struct RelayPorts {
     pub(crate) min_port: u16,
     pub(crate) max_port: u16,
     pub(crate) admission: Arc<Admission>,
-    pub(crate) pending: Arc<PendingUser>,
+    pub(crate) pending: Arc<PendingOwner>,
 }
 
 impl RelayPorts {
@@ -93,30 +94,30 @@ impl RelayAddressGenerator for RelayPorts {
         use_ipv4: bool,
         requested_port: u16,
     ) -> Result<(Arc<dyn Conn + Send + Sync>, SocketAddr), turn::Error> {
-        let user = self.pending.peek();
+        let owner = self.pending.peek();
         if use_ipv4 != self.bind_ip.is_ipv4() {
             return Err(turn::Error::ErrInvalidRequestedFamilyValue);
         }
         let socket = self.bind_in_range(requested_port).await?;
         let port = socket.local_addr()?.port();
-        self.admission.acquire(user.as_deref());
+        self.admission.acquire(owner.as_ref());
         let conn = RelayConn {
             socket,
             started: AtomicBool::new(false),
             lease: Lease {
-                user,
+                owner,
                 admission: Arc::clone(&self.admission),
                 released: AtomicBool::new(false),
             },
         };
-        tracing::debug!(relay_port = port, user = ?conn.lease.user, "relay socket bound");
+        tracing::debug!(relay_port = port, owner = ?conn.lease.owner, "relay socket bound");
         Ok((Arc::new(conn), SocketAddr::new(self.public_ip, port)))
     }
 }
 
 /// One allocation's hold on the node's counters, given back once.
 struct Lease {
-    user: Option<String>,
+    owner: Option<Owner>,
     admission: Arc<Admission>,
     released: AtomicBool,
 }
@@ -124,7 +125,7 @@ struct Lease {
 impl Lease {
     fn release(&self) {
         if !self.released.swap(true, Ordering::SeqCst) {
-            self.admission.release(self.user.as_deref());
+            self.admission.release(self.owner.as_ref());
         }
     }
 }

@@ -11,15 +11,17 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use webrtc_util::Conn;
 
@@ -29,8 +31,20 @@ use crate::metrics::Metrics;
 const WRITE_QUEUE: usize = 512;
 /// Frames from all TCP clients queued towards the TURN server.
 const READ_QUEUE: usize = 4096;
-/// How long a TLS client has to complete its handshake.
-const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Limits on TURN-over-TCP and TURN-over-TLS connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StreamLimits {
+    /// Open connections at most, per listener.
+    pub(crate) max_connections: usize,
+    /// Open connections from one IP address at most; 0 for no limit.
+    pub(crate) max_per_ip: usize,
+    /// A connection that has not delivered a complete first STUN message
+    /// (TLS handshake included) this long after it was accepted is closed.
+    pub(crate) first_message: Duration,
+    /// A connection with no frame either way for this long is closed.
+    pub(crate) idle: Duration,
+}
 
 /// Why a TCP stream was cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -72,7 +86,7 @@ impl TcpMux {
     pub(crate) fn start(
         listener: TcpListener,
         tls: Option<TlsAcceptor>,
-        max_connections: usize,
+        limits: StreamLimits,
         metrics: Arc<Metrics>,
     ) -> std::io::Result<(Arc<TcpMux>, tokio::task::JoinHandle<()>)> {
         let local = listener.local_addr()?;
@@ -84,14 +98,7 @@ impl TcpMux {
             writers: Arc::clone(&writers),
             metrics: Arc::clone(&metrics),
         });
-        let task = tokio::spawn(accept_loop(
-            listener,
-            tls,
-            tx,
-            writers,
-            metrics,
-            max_connections,
-        ));
+        let task = tokio::spawn(accept_loop(listener, tls, tx, writers, metrics, limits));
         Ok((mux, task))
     }
 
@@ -106,9 +113,10 @@ async fn accept_loop(
     frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Writers,
     metrics: Arc<Metrics>,
-    max_connections: usize,
+    limits: StreamLimits,
 ) {
     let mut connections = JoinSet::new();
+    let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -116,25 +124,44 @@ async fn accept_loop(
                     Ok(v) => v,
                     Err(err) => {
                         tracing::warn!(%err, "TCP accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
-                if connections.len() >= max_connections {
-                    tracing::warn!(%peer, "too many TURN TCP connections, refusing");
+                let from_ip = per_ip.get(&peer.ip()).copied().unwrap_or(0);
+                if connections.len() >= limits.max_connections
+                    || (limits.max_per_ip > 0 && from_ip >= limits.max_per_ip)
+                {
+                    metrics.tcp_refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%peer, from_ip, "too many TURN TCP connections, refusing");
                     continue;
                 }
+                per_ip.insert(peer.ip(), from_ip + 1);
                 let _ = stream.set_nodelay(true);
-                connections.spawn(open_connection(
+                let connection = open_connection(
                     stream,
                     peer,
                     tls.clone(),
                     frames.clone(),
                     Arc::clone(&writers),
                     Arc::clone(&metrics),
-                ));
+                    limits,
+                );
+                connections.spawn(async move {
+                    connection.await;
+                    peer.ip()
+                });
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(ended) = connections.join_next(), if !connections.is_empty() => {
+                if let Ok(ip) = ended {
+                    if let Some(n) = per_ip.get_mut(&ip) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0 {
+                            per_ip.remove(&ip);
+                        }
+                    }
+                }
+            }
         }
     }
 }
@@ -147,12 +174,16 @@ async fn open_connection(
     frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Writers,
     metrics: Arc<Metrics>,
+    limits: StreamLimits,
 ) {
+    let opened = Instant::now();
     let Some(tls) = tls else {
-        return serve_connection(stream, peer, frames, writers, metrics).await;
+        return serve_connection(stream, peer, frames, writers, metrics, limits, opened).await;
     };
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
-        Ok(Ok(stream)) => serve_connection(stream, peer, frames, writers, metrics).await,
+    match tokio::time::timeout_at(opened + limits.first_message, tls.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            serve_connection(stream, peer, frames, writers, metrics, limits, opened).await;
+        }
         Ok(Err(err)) => {
             metrics
                 .tls_handshake_failures
@@ -163,22 +194,67 @@ async fn open_connection(
             metrics
                 .tls_handshake_failures
                 .fetch_add(1, Ordering::Relaxed);
+            metrics.tcp_timeouts.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "TURN TLS handshake timed out");
         }
     }
 }
 
-/// Frames one byte stream (plain TCP or TLS) until either side ends.
+/// Why reading frames from a stream stopped.
+enum ReadEnd {
+    /// The client closed or the read failed.
+    Closed,
+    /// The stream holds something that is not a TURN frame.
+    Bad(FrameError),
+}
+
+/// Reads one frame; takes and gives back the reader, so that a read can
+/// stay in flight across the idle checks (a cancelled read would lose the
+/// bytes it had).
+async fn read_frame<R: AsyncRead + Unpin>(
+    mut reader: R,
+    first: bool,
+) -> (R, Result<Vec<u8>, ReadEnd>) {
+    let mut header = [0u8; 4];
+    if reader.read_exact(&mut header).await.is_err() {
+        return (reader, Err(ReadEnd::Closed));
+    }
+    let len = match frame_len(header) {
+        // The first frame must be a STUN message.
+        Ok(_) if first && header[0] >> 6 != 0 => {
+            return (reader, Err(ReadEnd::Bad(FrameError::UnknownFrame)))
+        }
+        Ok(len) => len,
+        Err(err) => return (reader, Err(ReadEnd::Bad(err))),
+    };
+    let mut frame = vec![0u8; len];
+    frame[..4].copy_from_slice(&header);
+    if reader.read_exact(&mut frame[4..]).await.is_err() {
+        return (reader, Err(ReadEnd::Closed));
+    }
+    (reader, Ok(frame))
+}
+
+/// Milliseconds from `since` to now.
+fn millis_since(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Frames one byte stream (plain TCP or TLS) until either side ends, the
+/// first message is late or the connection idles; then tells the server
+/// (a zero-length frame from `peer`) so that its allocation ends too.
 async fn serve_connection<S>(
     stream: S,
     peer: SocketAddr,
     frames: mpsc::Sender<(Vec<u8>, SocketAddr)>,
     writers: Writers,
     metrics: Arc<Metrics>,
+    limits: StreamLimits,
+    opened: Instant,
 ) where
     S: AsyncRead + AsyncWrite + Send + Unpin,
 {
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (reader, mut writer) = tokio::io::split(stream);
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     writers
         .lock()
@@ -186,6 +262,8 @@ async fn serve_connection<S>(
         .insert(peer, tx);
     metrics.tcp_connections.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(%peer, "TURN TCP connection open");
+    // When a frame last went out, in ms since `opened`.
+    let last_out = AtomicU64::new(0);
 
     let write = async {
         while let Some(frame) = rx.recv().await {
@@ -193,27 +271,47 @@ async fn serve_connection<S>(
             if writer.write_all(&frame).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
+            last_out.store(millis_since(opened), Ordering::Relaxed);
         }
     };
     let read = async {
+        let mut first = true;
+        let mut last_in = opened;
+        // Reset only when it fires: a frame just moves `last_in`.
+        let timer = tokio::time::sleep_until(opened + limits.first_message);
+        tokio::pin!(timer);
+        let mut reading = Box::pin(read_frame(reader, true));
         loop {
-            let mut header = [0u8; 4];
-            if reader.read_exact(&mut header).await.is_err() {
+            let outcome = tokio::select! {
+                outcome = &mut reading => Some(outcome),
+                () = &mut timer => None,
+            };
+            let Some((reader, result)) = outcome else {
+                let out = opened + Duration::from_millis(last_out.load(Ordering::Relaxed));
+                let active = last_in.max(out);
+                if !first && active + limits.idle > Instant::now() {
+                    timer.as_mut().reset(active + limits.idle);
+                    continue;
+                }
+                metrics.tcp_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, first, "closing quiet TURN TCP connection");
                 break;
-            }
-            let len = match frame_len(header) {
-                Ok(len) => len,
-                Err(err) => {
+            };
+            let frame = match result {
+                Ok(frame) => frame,
+                Err(ReadEnd::Closed) => break,
+                Err(ReadEnd::Bad(err)) => {
                     metrics.malformed_packets.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(%peer, %err, "closing TURN TCP connection");
                     break;
                 }
             };
-            let mut frame = vec![0u8; len];
-            frame[..4].copy_from_slice(&header);
-            if reader.read_exact(&mut frame[4..]).await.is_err() {
-                break;
+            last_in = Instant::now();
+            if first {
+                first = false;
+                timer.as_mut().reset(last_in + limits.idle);
             }
+            reading = Box::pin(read_frame(reader, false));
             if frames.send((frame, peer)).await.is_err() {
                 break;
             }
@@ -229,6 +327,8 @@ async fn serve_connection<S>(
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&peer);
     metrics.tcp_connections.fetch_sub(1, Ordering::Relaxed);
+    // In order after its last frame: the server deallocates for it.
+    let _ = frames.send((Vec::new(), peer)).await;
     tracing::debug!(%peer, "TURN TCP connection closed");
 }
 
@@ -248,6 +348,8 @@ impl Conn for TcpMux {
             let Some((frame, from)) = frames.recv().await else {
                 return Err(webrtc_util::Error::ErrClosedListener);
             };
+            // A zero-length frame is the close of `from`'s connection
+            // (see `serve_connection`); it is handed on as such.
             if frame.len() > buf.len() {
                 // Larger than the server's read buffer: it could not have
                 // taken it from UDP either.

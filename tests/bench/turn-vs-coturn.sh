@@ -24,7 +24,8 @@ SIZE=${SIZE:-160}
 INTERVAL=${INTERVAL:-20}
 TRANSPORT=${TRANSPORT:-udp}
 PROFILE=${PROFILE:-release}
-SECRET="bench-secret-$$"
+# Our node requires a secret of at least 32 bytes.
+SECRET="bench-secret-$$-$(openssl rand -hex 16)"
 REALM=tincan
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/tincan-target}
 
@@ -103,8 +104,13 @@ pids+=($coturn_pid)
 
 ours_port=$(free_port)
 metrics_port=$(free_port)
+# Like coturn's --allow-loopback-peers: the echo peer is on loopback. All
+# clients share one address, so the per-address caps are off; a short drain
+# grace, so the SIGTERM at the end does not wait for allocations to run out.
 TINCAN_TURN_ADDR="127.0.0.1:$ours_port" TINCAN_TURN_SECRET="$SECRET" TINCAN_TURN_REALM="$REALM" \
   TINCAN_RELAY_PORT_MIN=45000 TINCAN_RELAY_PORT_MAX=49999 TINCAN_TURN_USER_QUOTA=0 \
+  TINCAN_TURN_IP_QUOTA=0 TINCAN_TURN_TCP_PER_IP=0 TINCAN_TURN_ALLOWED_PEERS=127.0.0.0/8 \
+  TINCAN_DRAIN_GRACE_SECS=1 \
   TINCAN_METRICS_ADDR="127.0.0.1:$metrics_port" RUST_LOG=warn \
   "$NODE_BIN" >"$work/ours.log" 2>&1 &
 ours_pid=$!

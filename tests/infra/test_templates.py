@@ -45,6 +45,12 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_TLS_ADDR": "optional media-node flag: TURN over TLS needs a certificate for the node's name, which the stack does not issue (docs/deploy.md)",
     "TINCAN_TURN_TLS_CERT": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
     "TINCAN_TURN_TLS_KEY": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
+    "TINCAN_TURN_IP_QUOTA": "optional media-node flag: the built-in per-address allocation quota",
+    "TINCAN_TURN_DENIED_PEERS": "optional media-node flag: the built-in deny-list is coturn's",
+    "TINCAN_TURN_ALLOWED_PEERS": "optional media-node flag: nothing is allowed over the deny-list",
+    "TINCAN_TURN_TCP_PER_IP": "optional media-node flag: the built-in per-address TCP connection cap",
+    "TINCAN_TURN_TCP_FIRST_MESSAGE_SECS": "optional media-node flag: the built-in 10 s",
+    "TINCAN_TURN_TCP_IDLE_SECS": "optional media-node flag: the built-in 300 s",
 }
 # Set in AWS, these would point a function away from AWS or at a laptop path.
 MUST_NOT_SET = {"DYNAMODB_ENDPOINT", "TINCAN_DATA_DIR"}

@@ -142,7 +142,10 @@ impl LocalStack {
         let media_node = match config.turn_addr {
             Some(addr) => {
                 let node = tincan_media_node::start(
-                    MediaNodeConfig::new(TurnSecret::new(turn_secret.clone())).with_listen(addr),
+                    MediaNodeConfig::new(TurnSecret::new(turn_secret.clone()))
+                        .with_listen(addr)
+                        // Browsers and peers here are all on loopback.
+                        .with_peers(tincan_media_node::PeerFilter::default().allow_loopback()),
                 )
                 .await
                 .with_context(|| format!("starting the embedded TURN server on {addr}"))?;

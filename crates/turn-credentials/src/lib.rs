@@ -65,6 +65,15 @@ impl TurnSecret {
         }
     }
 
+    /// The secret's length in bytes (media nodes require at least 32).
+    pub fn len(&self) -> usize {
+        self.secret.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secret.is_empty()
+    }
+
     /// The password for `username`: base64(HMAC-SHA1(secret, username)).
     pub fn password_for(&self, username: &str) -> String {
         BASE64.encode(self.mac(username).finalize().into_bytes())
@@ -124,7 +133,19 @@ pub fn parse_username(username: &str) -> Result<(u64, &str), CredentialError> {
 /// `iceServers` for one media node: STUN plus TURN over UDP and TCP, all with
 /// the same credential. `host_port` is the node's advertised `host:port`.
 pub fn ice_servers(host_port: &str, credential: &TurnCredential) -> Vec<IceServer> {
-    vec![
+    ice_servers_with_tls(host_port, None, credential)
+}
+
+/// Same, plus `turns:host:port?transport=tcp` (TURN over TLS) when the node
+/// serves TLS at `tls_host_port`. The TLS name must match the node's
+/// certificate, so `tls_host_port` is usually a DNS name, e.g.
+/// `turn.example.com:443`.
+pub fn ice_servers_with_tls(
+    host_port: &str,
+    tls_host_port: Option<&str>,
+    credential: &TurnCredential,
+) -> Vec<IceServer> {
+    let mut servers = vec![
         IceServer {
             urls: vec![format!("stun:{host_port}")],
             username: None,
@@ -138,7 +159,11 @@ pub fn ice_servers(host_port: &str, credential: &TurnCredential) -> Vec<IceServe
             username: Some(credential.username.clone()),
             credential: Some(credential.password.clone()),
         },
-    ]
+    ];
+    if let (Some(tls), Some(turn)) = (tls_host_port, servers.get_mut(1)) {
+        turn.urls.push(format!("turns:{tls}?transport=tcp"));
+    }
+    servers
 }
 
 #[cfg(test)]
@@ -157,6 +182,30 @@ mod tests {
         assert_eq!(
             secret.verify(&cred.username, &cred.password, 1_060),
             Err(CredentialError::Expired)
+        );
+    }
+
+    #[test]
+    fn turns_is_advertised_only_with_tls() {
+        let cred = TurnSecret::new("s").mint("u", 0, 60);
+        let urls = |servers: Vec<IceServer>| -> Vec<String> {
+            servers.into_iter().flat_map(|s| s.urls).collect()
+        };
+        let plain = urls(ice_servers("203.0.113.5:3478", &cred));
+        assert!(plain.iter().all(|u| !u.starts_with("turns:")), "{plain:?}");
+        let tls = urls(ice_servers_with_tls(
+            "203.0.113.5:3478",
+            Some("turn.example.com:443"),
+            &cred,
+        ));
+        assert_eq!(
+            tls,
+            [
+                "stun:203.0.113.5:3478",
+                "turn:203.0.113.5:3478?transport=udp",
+                "turn:203.0.113.5:3478?transport=tcp",
+                "turns:turn.example.com:443?transport=tcp",
+            ]
         );
     }
 

@@ -18,7 +18,7 @@ use stun::message::{
     METHOD_REFRESH, METHOD_SEND,
 };
 use stun::textattrs::TextAttribute;
-use tincan_media_node::{MediaNode, MediaNodeConfig, TurnSecret};
+use tincan_media_node::{MediaNode, MediaNodeConfig, PeerFilter, TurnSecret};
 use tokio::net::UdpSocket;
 use turn::proto::data::Data;
 use turn::proto::lifetime::Lifetime;
@@ -27,7 +27,7 @@ use turn::proto::relayaddr::RelayedAddress;
 use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::PROTO_UDP;
 
-pub const SECRET: &str = "test-shared-secret";
+pub const SECRET: &str = "test-shared-secret-of-at-least-32-bytes";
 pub const REALM: &str = "tincan";
 pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -42,13 +42,16 @@ pub fn secret() -> TurnSecret {
     TurnSecret::new(SECRET)
 }
 
-/// A node on 127.0.0.1, free port, UDP and TCP.
+/// A node on 127.0.0.1, free port, UDP and TCP, with loopback peers
+/// allowed (the tests' peers are on loopback).
 pub async fn start_node() -> MediaNode {
     start_node_with(|_| {}).await
 }
 
 pub async fn start_node_with(tweak: impl FnOnce(&mut MediaNodeConfig)) -> MediaNode {
-    let mut config = MediaNodeConfig::new(secret()).with_listen(SocketAddr::new(LOCALHOST, 0));
+    let mut config = MediaNodeConfig::new(secret())
+        .with_listen(SocketAddr::new(LOCALHOST, 0))
+        .with_peers(PeerFilter::default().allow_loopback());
     tweak(&mut config);
     tincan_media_node::start(config).await.expect("node starts")
 }
@@ -79,6 +82,8 @@ impl Outcome {
 /// 401 nonce dance, Allocate, Refresh, CreatePermission, Send.
 pub struct TurnClient {
     pub socket: UdpSocket,
+    /// Set for TURN over TCP: requests go down this stream instead.
+    tcp: Option<tokio::sync::Mutex<tokio::net::TcpStream>>,
     server: SocketAddr,
     username: String,
     password: String,
@@ -92,6 +97,7 @@ impl TurnClient {
     pub async fn new(server: SocketAddr, username: &str, password: &str) -> Self {
         Self {
             socket: UdpSocket::bind((LOCALHOST, 0)).await.expect("bind client"),
+            tcp: None,
             server,
             username: username.to_owned(),
             password: password.to_owned(),
@@ -105,6 +111,21 @@ impl TurnClient {
     pub async fn for_user(server: SocketAddr, user: &str) -> Self {
         let cred = secret().mint(user, now(), 600);
         Self::new(server, &cred.username, &cred.password).await
+    }
+
+    /// A client for `user` speaking TURN over a new TCP connection.
+    pub async fn over_tcp(server: SocketAddr, user: &str) -> Self {
+        let mut client = Self::for_user(server, user).await;
+        let stream = tokio::net::TcpStream::connect(server)
+            .await
+            .expect("TCP connect");
+        client.tcp = Some(tokio::sync::Mutex::new(stream));
+        client
+    }
+
+    /// Closes the TCP connection, if any.
+    pub fn close_tcp(&mut self) {
+        self.tcp = None;
     }
 
     pub async fn request(
@@ -168,7 +189,38 @@ impl TurnClient {
         Ok(m)
     }
 
+    async fn round_trip_tcp(
+        &self,
+        stream: &tokio::sync::Mutex<tokio::net::TcpStream>,
+        m: &Message,
+    ) -> anyhow::Result<Message> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = stream.lock().await;
+        stream.write_all(&m.raw).await?;
+        let read = async {
+            loop {
+                let mut head = [0u8; 20];
+                stream.read_exact(&mut head).await?;
+                let len = usize::from(u16::from_be_bytes([head[2], head[3]]));
+                let mut raw = head.to_vec();
+                raw.resize(20 + len, 0);
+                stream.read_exact(&mut raw[20..]).await?;
+                let mut reply = Message::new();
+                reply.raw = raw;
+                if reply.decode().is_ok() && reply.transaction_id == m.transaction_id {
+                    return anyhow::Ok(reply);
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
+            .context("no reply over TCP")?
+    }
+
     async fn round_trip(&self, m: &Message) -> anyhow::Result<Message> {
+        if let Some(stream) = &self.tcp {
+            return self.round_trip_tcp(stream, m).await;
+        }
         for _ in 0..5 {
             self.socket.send_to(&m.raw, self.server).await?;
             let mut buf = vec![0u8; 2048];
