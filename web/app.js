@@ -366,13 +366,31 @@ $('copy-link').addEventListener('click', async () => {
 
 // ---- client events -----------------------------------------------------------
 
+// A dropped signaling socket usually comes back within a fraction of a
+// second and the call goes on (audio never stops), so the banner waits a
+// moment before alarming anyone; the status line says what happened.
+const BANNER_DELAY_MS = 1000;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let bannerTimer;
 client.addEventListener('reconnecting', (e) => {
   const { attempt } = /** @type {CustomEvent} */ (e).detail;
-  showBanner(`Connection lost — reconnecting… (attempt ${attempt})`);
+  const text = `Connection to the server lost — reconnecting… (attempt ${attempt})`;
+  clearTimeout(bannerTimer);
+  if (!$('banner').hidden) showBanner(text);
+  else bannerTimer = setTimeout(() => showBanner(text), BANNER_DELAY_MS);
 });
-client.addEventListener('joined', () => {
+client.addEventListener('joined', (e) => {
+  clearTimeout(bannerTimer);
   if ($('banner').textContent) showBanner('');
-  $('call-status').textContent = '';
+  $('call-status').textContent = /** @type {CustomEvent} */ (e).detail.rejoin ? 'Reconnected; the call was set up again.' : '';
+});
+client.addEventListener('resumed', () => {
+  clearTimeout(bannerTimer);
+  showBanner('');
+  $('call-status').textContent = 'Reconnected to the server; the call went on.';
+});
+client.addEventListener('resume-failed', () => {
+  $('call-status').textContent = 'Reconnected; setting the call up again…';
 });
 // Announced through the polite live region next to the controls.
 client.addEventListener('peer-joined', (e) => {

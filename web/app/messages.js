@@ -22,6 +22,8 @@ const BY_CODE = {
   'mic-busy': 'Your microphone is in use by another app or could not be started.',
   'mic-unsupported': 'This browser cannot capture audio here (a secure https:// page is needed).',
   webrtc: 'The audio connection hit a problem; retrying.',
+  'rate-limited': 'Too many requests right now. Wait a moment and try again.',
+  'resume-failed': 'The connection could not be resumed; joining the room again.',
 };
 
 /**
