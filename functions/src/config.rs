@@ -29,7 +29,8 @@ pub struct FunctionConfig {
     /// `TINCAN_WS_ENDPOINT`: optional Management API endpoint; by default
     /// `https://{domainName}/{stage}` from each event.
     pub ws_endpoint: Option<String>,
-    /// `TINCAN_ROOM_MAX` (default 8) and `TINCAN_MAX_MESSAGE` (default 16384).
+    /// `TINCAN_ROOM_MAX` (default 8), `TINCAN_MAX_MESSAGE` (default 16384)
+    /// and `TINCAN_RESUME_GRACE_SECS` (default 30).
     pub limits: Limits,
     /// `TINCAN_TURN_SECRET` and `TINCAN_TURN_URL` (host:port): TURN
     /// credentials in `joined`; unset, no ICE servers are handed out.
@@ -76,6 +77,8 @@ impl FunctionConfig {
             limits: Limits {
                 room_max: parse("TINCAN_ROOM_MAX", defaults.room_max)?,
                 max_message_bytes: parse("TINCAN_MAX_MESSAGE", defaults.max_message_bytes)?,
+                resume_grace_secs: parse("TINCAN_RESUME_GRACE_SECS", defaults.resume_grace_secs)?,
+                ..defaults
             },
             turn,
             turn_secret,

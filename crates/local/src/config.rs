@@ -41,6 +41,9 @@ pub struct LocalConfig {
     pub room_max: usize,
     /// `TINCAN_MAX_MESSAGE`, default 16384.
     pub max_message: usize,
+    /// `TINCAN_RESUME_GRACE_SECS`, default 30: how long a participant whose
+    /// socket dropped stays in its room, resumable.
+    pub resume_grace_secs: u64,
     /// `TINCAN_IDLE_TIMEOUT` seconds, default 600.
     pub limits: GatewayLimits,
     /// `TINCAN_STAGE`, default `local`: the stage path of the Management API
@@ -77,6 +80,7 @@ impl LocalConfig {
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web")),
             room_max: 8,
             max_message: 16 * 1024,
+            resume_grace_secs: 30,
             limits: GatewayLimits::default(),
             stage: "local".to_owned(),
             turn_addr: None,
@@ -108,6 +112,7 @@ impl LocalConfig {
                 }),
             room_max: parse_env("TINCAN_ROOM_MAX", 8usize)?,
             max_message: parse_env("TINCAN_MAX_MESSAGE", 16 * 1024usize)?,
+            resume_grace_secs: parse_env("TINCAN_RESUME_GRACE_SECS", 30u64)?,
             limits,
             stage: std::env::var("TINCAN_STAGE").unwrap_or_else(|_| "local".to_owned()),
             turn_addr: match std::env::var("TINCAN_TURN").as_deref() {

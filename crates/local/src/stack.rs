@@ -38,6 +38,8 @@ pub struct LocalStack {
     media_node: Option<MediaNode>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
+    /// Ends participants whose resume grace ran out, once a second.
+    sweeper: Option<JoinHandle<()>>,
 }
 
 /// The secret `given`, or one kept in `data_dir/file` (made on first start),
@@ -128,6 +130,7 @@ impl LocalStack {
             )),
             None => Arc::new(NoIceServers),
         };
+        let mut sweeper = None;
         let backend: Arc<dyn Backend> = match &config.lambda_url {
             Some(url) => {
                 info!(%url, "forwarding WebSocket events to Lambdas");
@@ -142,6 +145,8 @@ impl LocalStack {
                     limits: Limits {
                         max_message_bytes: config.max_message,
                         room_max: config.room_max,
+                        resume_grace_secs: config.resume_grace_secs,
+                        ..Limits::default()
                     },
                     tokens: tokens.clone(),
                     store: connections_store(&config).await?,
@@ -149,6 +154,14 @@ impl LocalStack {
                     ice,
                     calls: Some(Arc::new(AccountsCallLog::new(stores.calls.clone()))),
                 });
+                let sweeping = api.clone();
+                sweeper = Some(tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                    loop {
+                        tick.tick().await;
+                        sweeping.sweep(crate::gateway::now_ms()).await;
+                    }
+                }));
                 Arc::new(InProcess::new(api))
             }
         };
@@ -204,11 +217,15 @@ impl LocalStack {
             media_node,
             shutdown: Some(shutdown),
             task,
+            sweeper,
         })
     }
 
     /// Stops accepting, and waits for the server task.
     pub async fn stop(mut self) {
+        if let Some(sweeper) = self.sweeper.take() {
+            sweeper.abort();
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

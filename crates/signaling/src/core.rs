@@ -1,16 +1,34 @@
 //! Room rules: a parsed message plus the state the caller loaded, in; effects
 //! out.
+//!
+//! A *participant* (a peer in a room) is not a connection. Its `peerId` is
+//! random and stays the same across socket reconnects: when a socket drops,
+//! the participant is *detached* for the resume grace and may be resumed by
+//! a new connection of the same user that presents its resume token. Every
+//! membership change is one atomic store operation whose outcome (who was in
+//! the room at the moment of the write) the core turns into announcements,
+//! so each pair of participants learns of each other exactly once however
+//! joins interleave.
+
+use sha2::{Digest, Sha256};
 
 use crate::error::{ErrorCode, ProtocolError};
-use crate::message::{ClientMessage, IceServer, MediaPath, Peer, ServerMessage};
+use crate::message::{
+    validate_room_id, ClientMessage, IceServer, MediaPath, Peer, ResumeGrant, ServerMessage,
+};
 
 /// Limits the core enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest client frame accepted, in bytes (`TINCAN_MAX_MESSAGE`).
     pub max_message_bytes: usize,
-    /// Most peers one room holds (`TINCAN_ROOM_MAX`).
+    /// Most participants one room holds (`TINCAN_ROOM_MAX`).
     pub room_max: usize,
+    /// How long a detached participant may be resumed
+    /// (`TINCAN_RESUME_GRACE_SECS`).
+    pub resume_grace_secs: u64,
+    /// Most signals kept for a detached participant.
+    pub mailbox_max: usize,
 }
 
 impl Default for Limits {
@@ -18,37 +36,103 @@ impl Default for Limits {
         Self {
             max_message_bytes: 16 * 1024,
             room_max: 8,
+            resume_grace_secs: 30,
+            mailbox_max: 64,
         }
     }
 }
 
-/// The sender of a frame, as stored at connect/join time — never as claimed in
-/// the frame.
+/// Where a participant sits: its id and its room.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Seat {
+    /// The participant's id.
+    pub peer_id: String,
+    /// Its room.
+    pub room: String,
+}
+
+/// The connection a frame came on, as stored at connect time — never as
+/// claimed in the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sender {
-    /// The sender as peers see it.
+    /// The connection id.
+    pub connection_id: String,
+    /// The user, from the verified access token.
+    pub user_id: String,
+    /// The display name, from the verified access token.
+    pub display_name: String,
+    /// The participant this connection last spoke for, if any. It counts
+    /// only while the room shows that participant attached to this
+    /// connection.
+    pub seat: Option<Seat>,
+}
+
+/// One participant of a room, as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The participant as others see it.
     pub peer: Peer,
-    /// The room the sender is in, if any.
-    pub room: Option<String>,
+    /// The connection speaking for it; `None` while detached.
+    pub connection_id: Option<String>,
+    /// While detached: until when it may be resumed, ms since the epoch.
+    pub resume_until_ms: Option<u64>,
+    /// SHA-256 of its current resume secret (see [`resume_hash`]).
+    pub resume_hash: String,
+    /// When it joined, ms since the epoch.
+    pub joined_at_ms: u64,
+}
+
+impl Member {
+    /// Whether `connection_id` speaks for this participant.
+    pub fn is_attached_to(&self, connection_id: &str) -> bool {
+        self.connection_id.as_deref() == Some(connection_id)
+    }
+
+    /// Whether it is detached and its grace ran out at `now_ms`.
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.connection_id.is_none() && self.resume_until_ms.is_some_and(|until| until <= now_ms)
+    }
 }
 
 /// The members of one room, as the caller loaded them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoomView {
     /// The room id.
     pub room: String,
-    /// Everyone in the room, the sender included if it is a member.
-    pub members: Vec<Peer>,
+    /// Everyone in the room, oldest first.
+    pub members: Vec<Member>,
 }
 
 impl RoomView {
-    fn others<'a>(&'a self, me: &'a str) -> impl Iterator<Item = &'a Peer> + 'a {
-        self.members.iter().filter(move |p| p.peer_id != me)
+    /// The member `peer_id`.
+    pub fn member(&self, peer_id: &str) -> Option<&Member> {
+        self.members.iter().find(|m| m.peer.peer_id == peer_id)
     }
 
-    fn contains(&self, peer_id: &str) -> bool {
-        self.members.iter().any(|p| p.peer_id == peer_id)
+    fn others<'a>(&'a self, me: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
+        self.members.iter().filter(move |m| m.peer.peer_id != me)
     }
+}
+
+/// Fresh random values the caller draws for each frame (the core has no
+/// randomness of its own): the id and resume secret a join or resume may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fresh {
+    /// An id for a new participant.
+    pub peer_id: String,
+    /// A new resume secret (URL-safe, no `.`).
+    pub resume_secret: String,
+}
+
+/// How a resume is proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeProof {
+    /// The hash of the presented resume secret; the participant must be
+    /// detached, within its grace, or attached to another connection.
+    Token(String),
+    /// The connection already speaks for the participant (a repeated `join`
+    /// of the room it is in): only the resume token is renewed.
+    AlreadyAttached,
 }
 
 /// What the caller must do, in order.
@@ -61,44 +145,70 @@ pub enum Effect {
         /// The message.
         msg: ServerMessage,
     },
-    /// Make `peer_id` a member of `room`, only if the room then holds at most
-    /// `room_max` peers. The store must check this atomically. If it refuses,
-    /// the caller answers `room-full`; if it accepts, the caller reads the
-    /// room again and applies [`Core::announce_join`].
-    PutMember {
-        /// The joining connection.
+    /// Deliver `msg` to participant `peer_id` through `connection_id`. If it
+    /// is detached (or the connection turns out gone) and `msg` is a
+    /// `signal`, keep it for the participant's resume; other messages are
+    /// dropped, because `resumed` restates the room.
+    Deliver {
+        /// The receiving participant.
         peer_id: String,
+        /// Its connection, as read.
+        connection_id: Option<String>,
+        /// The message.
+        msg: ServerMessage,
+    },
+    /// Atomically: if the sender's connection still exists and the room
+    /// holds fewer than `room_max` others, add `member` to the room, take the
+    /// connection's current participant (if still attached to it) out of its
+    /// room, and point the connection at `member`. Then apply
+    /// [`Core::announce_join`] to the outcome; a refusal leaves everything as
+    /// it was.
+    Join {
+        /// The new participant.
+        member: Member,
         /// The room.
         room: String,
         /// The capacity to enforce.
         room_max: usize,
-        /// When the peer joined, milliseconds since the epoch.
+        /// The token handed out in `joined`.
+        grant: ResumeGrant,
+    },
+    /// Atomically take the sender's participant out of its room (if still
+    /// attached to the sender), then apply [`Core::announce_leave`].
+    Leave {
+        /// The participant.
+        seat: Seat,
+        /// When, ms since the epoch.
         at_ms: u64,
     },
-    /// Take `peer_id` out of `room`.
-    RemoveMember {
-        /// The leaving connection.
-        peer_id: String,
-        /// The room it leaves.
-        room: String,
-        /// When the peer left, milliseconds since the epoch.
-        at_ms: u64,
+    /// Atomically attach participant `seat` to the sender's connection if
+    /// `proof` holds, it belongs to the sender's user and its grace has not
+    /// run out; store `new_hash`. Then apply [`Core::announce_resume`], or
+    /// answer `resume-failed`.
+    Resume {
+        /// The participant.
+        seat: Seat,
+        /// The proof.
+        proof: ResumeProof,
+        /// SHA-256 of the next resume secret.
+        new_hash: String,
+        /// The token handed out in `resumed`.
+        grant: ResumeGrant,
     },
-    /// Note in the call history how the sender's media goes.
-    RecordMediaPath {
-        /// The connection.
-        peer_id: String,
-        /// Its room.
-        room: String,
-        /// The path.
-        path: MediaPath,
-    },
-    /// Store the sender's mute state.
+    /// Store the participant's mute state (if still attached to the sender),
+    /// then tell the others ([`Core::announce_mute`]).
     SetMuted {
-        /// The connection.
-        peer_id: String,
+        /// The participant.
+        seat: Seat,
         /// Muted or not.
         muted: bool,
+    },
+    /// Note in the call history how the participant's media goes.
+    RecordMediaPath {
+        /// The participant.
+        seat: Seat,
+        /// The path.
+        path: MediaPath,
     },
 }
 
@@ -134,209 +244,281 @@ impl Core {
         ClientMessage::from_json(text)
     }
 
-    /// The rooms whose members [`Core::handle`] needs for `msg`: the room
-    /// being joined, and the sender's current room.
-    pub fn rooms_needed<'a>(&self, sender: &'a Sender, msg: &'a ClientMessage) -> Vec<&'a str> {
-        let mut rooms = Vec::with_capacity(2);
-        if let ClientMessage::Join { room } = msg {
-            rooms.push(room.as_str());
+    /// The room whose members [`Core::handle`] needs for `msg`: the room
+    /// being joined or resumed, else the sender's room.
+    pub fn room_needed(&self, sender: &Sender, msg: &ClientMessage) -> Option<String> {
+        match msg {
+            ClientMessage::Join { room } => Some(room.clone()),
+            ClientMessage::Resume { token, .. } => split_token(token).map(|(room, _)| room.into()),
+            _ => sender.seat.as_ref().map(|seat| seat.room.clone()),
         }
-        if let Some(current) = sender.room.as_deref() {
-            if !rooms.contains(&current) {
-                rooms.push(current);
-            }
-        }
-        rooms
     }
 
-    /// The effects of `msg` from `sender` at `now_ms`. `rooms` holds a view of
-    /// each room named by [`Core::rooms_needed`]; `ice_servers` are handed
-    /// to a peer that joins.
+    /// The effects of `msg` from `sender` at `now_ms`. `room` is the view of
+    /// the room named by [`Core::room_needed`]; `fresh` holds the random
+    /// values a join or resume takes.
     pub fn handle(
         &self,
         sender: &Sender,
         msg: ClientMessage,
-        rooms: &[RoomView],
-        ice_servers: &[IceServer],
+        room: Option<&RoomView>,
+        fresh: &Fresh,
         now_ms: u64,
     ) -> Vec<Effect> {
-        let me = sender.peer.peer_id.as_str();
-        let view = |room: &str| {
-            rooms
-                .iter()
-                .find(|v| v.room == room)
-                .cloned()
-                .unwrap_or_else(|| RoomView {
-                    room: room.to_owned(),
-                    members: Vec::new(),
-                })
-        };
+        let me = sender.connection_id.as_str();
+        // The sender's participant counts only while attached to it.
+        let seat = sender.seat.as_ref().filter(|seat| {
+            room.filter(|v| v.room == seat.room)
+                .and_then(|v| v.member(&seat.peer_id))
+                .is_some_and(|m| m.is_attached_to(me))
+        });
         match msg {
             ClientMessage::Ping => vec![send(me, ServerMessage::Pong)],
-            ClientMessage::Join { room } => {
-                let target = view(&room);
-                if sender.room.as_deref() == Some(room.as_str()) && target.contains(me) {
-                    // Joining the room you are in: say where you are again.
-                    return vec![self.joined(sender, &target, ice_servers)];
+            ClientMessage::Join { room: target } => {
+                let view = room.filter(|v| v.room == target);
+                if let Some(seat) = seat.filter(|s| s.room == target) {
+                    // Joining the room you are in: say where you are again,
+                    // with a new resume token.
+                    let (grant, new_hash) = self.grant(&target, fresh);
+                    return vec![Effect::Resume {
+                        seat: seat.clone(),
+                        proof: ResumeProof::AlreadyAttached,
+                        new_hash,
+                        grant,
+                    }];
                 }
-                let others = target.others(me).count();
-                if others >= self.limits.room_max {
+                let seated = view.map_or(0, |v| v.members.len());
+                if seated >= self.limits.room_max {
                     // Refused before anything moves: the sender stays where it was.
-                    return vec![send(
-                        me,
-                        ServerMessage::Error {
-                            code: ErrorCode::RoomFull,
-                            message: format!(
-                                "room `{room}` is full ({} peers)",
-                                self.limits.room_max
-                            ),
-                        },
-                    )];
+                    return vec![room_full(me, &target, self.limits.room_max)];
                 }
-                let mut effects = match sender.room.as_deref() {
-                    Some(current) => self.leave(sender, &view(current), now_ms),
-                    None => Vec::new(),
-                };
-                effects.push(Effect::PutMember {
-                    peer_id: me.to_owned(),
-                    room,
+                let (grant, resume_hash) = self.grant(&target, fresh);
+                vec![Effect::Join {
+                    member: Member {
+                        peer: Peer {
+                            peer_id: fresh.peer_id.clone(),
+                            user_id: sender.user_id.clone(),
+                            display_name: sender.display_name.clone(),
+                            muted: false,
+                        },
+                        connection_id: Some(me.to_owned()),
+                        resume_until_ms: None,
+                        resume_hash,
+                        joined_at_ms: now_ms,
+                    },
+                    room: target,
                     room_max: self.limits.room_max,
-                    at_ms: now_ms,
-                });
-                effects
+                    grant,
+                }]
             }
-            ClientMessage::Leave => match sender.room.as_deref() {
-                Some(current) => self.leave(sender, &view(current), now_ms),
+            ClientMessage::Leave => match seat {
+                Some(seat) => vec![Effect::Leave {
+                    seat: seat.clone(),
+                    at_ms: now_ms,
+                }],
                 // Leaving when in no room is already done.
                 None => Vec::new(),
             },
+            ClientMessage::Resume { peer_id, token } => {
+                let Some((target, secret)) = split_token(&token) else {
+                    return vec![resume_failed(me)];
+                };
+                if seat.is_some_and(|s| s.peer_id != peer_id) {
+                    return vec![error(
+                        me,
+                        ErrorCode::BadRequest,
+                        "this connection already speaks for another participant; leave first",
+                    )];
+                }
+                let (grant, new_hash) = self.grant(target, fresh);
+                vec![Effect::Resume {
+                    seat: Seat {
+                        peer_id,
+                        room: target.to_owned(),
+                    },
+                    proof: ResumeProof::Token(resume_hash(secret)),
+                    new_hash,
+                    grant,
+                }]
+            }
             ClientMessage::Signal { to, data } => {
-                let reachable = sender
-                    .room
-                    .as_deref()
-                    .map(view)
-                    .is_some_and(|v| to != me && v.contains(&to));
-                if reachable {
-                    vec![send(
-                        &to,
-                        ServerMessage::Signal {
-                            from: me.to_owned(),
+                let target = seat
+                    .and_then(|s| room.and_then(|v| v.member(&to)).filter(|_| to != s.peer_id));
+                match (seat, target) {
+                    (Some(seat), Some(target)) => vec![Effect::Deliver {
+                        peer_id: to,
+                        connection_id: target.connection_id.clone(),
+                        msg: ServerMessage::Signal {
+                            from: seat.peer_id.clone(),
                             data,
                         },
-                    )]
-                } else {
-                    vec![send(
+                    }],
+                    _ => vec![error(
                         me,
-                        ServerMessage::Error {
-                            code: ErrorCode::NotInRoom,
-                            message: "that peer is not in your room".to_owned(),
-                        },
-                    )]
+                        ErrorCode::NotInRoom,
+                        "that peer is not in your room",
+                    )],
                 }
             }
-            ClientMessage::Media { path } => match sender.room.as_deref() {
-                Some(room) => vec![Effect::RecordMediaPath {
-                    peer_id: me.to_owned(),
-                    room: room.to_owned(),
+            ClientMessage::Media { path } => match seat {
+                Some(seat) => vec![Effect::RecordMediaPath {
+                    seat: seat.clone(),
                     path,
                 }],
-                None => vec![send(
-                    me,
-                    ServerMessage::Error {
-                        code: ErrorCode::NotInRoom,
-                        message: "join a room first".to_owned(),
-                    },
-                )],
+                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
             },
-            ClientMessage::Mute { muted } => {
-                let mut effects = vec![Effect::SetMuted {
-                    peer_id: me.to_owned(),
+            ClientMessage::Mute { muted } => match seat {
+                Some(seat) => vec![Effect::SetMuted {
+                    seat: seat.clone(),
                     muted,
-                }];
-                if let Some(current) = sender.room.as_deref() {
-                    for other in view(current).others(me) {
-                        effects.push(send(
-                            &other.peer_id,
-                            ServerMessage::PeerMuted {
-                                peer_id: me.to_owned(),
-                                muted,
-                            },
-                        ));
-                    }
-                }
-                effects
-            }
+                }],
+                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+            },
         }
     }
 
-    /// The effects of `sender`'s connection closing: it leaves its room.
-    pub fn disconnect(&self, sender: &Sender, room: Option<&RoomView>, now_ms: u64) -> Vec<Effect> {
-        match (sender.room.as_deref(), room) {
-            (Some(current), Some(view)) if view.room == current => self.leave(sender, view, now_ms),
-            (Some(current), _) => self.leave(
-                sender,
-                &RoomView {
-                    room: current.to_owned(),
-                    members: Vec::new(),
-                },
-                now_ms,
-            ),
-            (None, _) => Vec::new(),
-        }
-    }
-
-    /// The announcements after a [`Effect::PutMember`] succeeded: `joined` to
-    /// the sender and `peer-joined` to everyone else. `room` is the room as
-    /// read *after* the write, so two peers joining at once still learn of
-    /// each other (the later writer sees the earlier one and tells it).
+    /// The announcements after an [`Effect::Join`] committed. `others` are
+    /// the room's members at the moment of the write (so of two joiners,
+    /// exactly one sees the other); `departure` is the room the sender's
+    /// previous participant left, with who remains there.
     pub fn announce_join(
         &self,
         sender: &Sender,
-        room: &RoomView,
+        joined: &Member,
+        room: &str,
+        others: &[Member],
+        grant: ResumeGrant,
+        departure: Option<(&Member, &RoomView)>,
         ice_servers: &[IceServer],
     ) -> Vec<Effect> {
-        let me = sender.peer.peer_id.as_str();
-        let mut effects = vec![self.joined(sender, room, ice_servers)];
-        for other in room.others(me) {
-            effects.push(send(
-                &other.peer_id,
+        let mut effects = vec![send(
+            &sender.connection_id,
+            ServerMessage::Joined {
+                room: room.to_owned(),
+                self_peer: joined.peer.clone(),
+                peers: others.iter().map(|m| m.peer.clone()).collect(),
+                ice_servers: ice_servers.to_vec(),
+                resume: grant,
+            },
+        )];
+        for other in others {
+            effects.extend(deliver(
+                other,
                 ServerMessage::PeerJoined {
-                    peer: sender.peer.clone(),
+                    peer: joined.peer.clone(),
                 },
             ));
+        }
+        if let Some((left, remaining)) = departure {
+            effects.extend(self.announce_leave(&left.peer.peer_id, remaining));
         }
         effects
     }
 
-    fn joined(&self, sender: &Sender, target: &RoomView, ice_servers: &[IceServer]) -> Effect {
-        send(
-            &sender.peer.peer_id,
-            ServerMessage::Joined {
-                room: target.room.clone(),
-                self_peer: sender.peer.clone(),
-                peers: target.others(&sender.peer.peer_id).cloned().collect(),
+    /// `resumed` for the sender, now speaking for `member` in `room` (as read
+    /// after the resume).
+    pub fn announce_resume(
+        &self,
+        sender: &Sender,
+        member: &Member,
+        room: &RoomView,
+        grant: ResumeGrant,
+        ice_servers: &[IceServer],
+    ) -> Vec<Effect> {
+        vec![send(
+            &sender.connection_id,
+            ServerMessage::Resumed {
+                room: room.room.clone(),
+                self_peer: member.peer.clone(),
+                peers: room
+                    .others(&member.peer.peer_id)
+                    .map(|m| m.peer.clone())
+                    .collect(),
                 ice_servers: ice_servers.to_vec(),
+                resume: grant,
             },
+        )]
+    }
+
+    /// `peer-left` for everyone still in `remaining` after `peer_id` left
+    /// (by `leave`, a move to another room, or its grace running out).
+    pub fn announce_leave(&self, peer_id: &str, remaining: &RoomView) -> Vec<Effect> {
+        remaining
+            .others(peer_id)
+            .flat_map(|other| {
+                deliver(
+                    other,
+                    ServerMessage::PeerLeft {
+                        peer_id: peer_id.to_owned(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// `peer-muted` for the others in `room` after [`Effect::SetMuted`].
+    pub fn announce_mute(&self, seat: &Seat, muted: bool, room: &RoomView) -> Vec<Effect> {
+        room.others(&seat.peer_id)
+            .flat_map(|other| {
+                deliver(
+                    other,
+                    ServerMessage::PeerMuted {
+                        peer_id: seat.peer_id.clone(),
+                        muted,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// The detached members of `room` whose grace ran out at `now_ms`: the
+    /// caller removes each (only if still detached with that deadline) and
+    /// applies [`Core::announce_leave`].
+    pub fn expired<'a>(&self, room: &'a RoomView, now_ms: u64) -> Vec<&'a Member> {
+        room.members
+            .iter()
+            .filter(|m| m.is_expired(now_ms))
+            .collect()
+    }
+
+    /// Until when a participant whose socket dropped at `now_ms` may resume.
+    pub fn resume_deadline(&self, now_ms: u64) -> u64 {
+        now_ms + self.limits.resume_grace_secs * 1000
+    }
+
+    /// The `resume-failed` answer for the sender.
+    pub fn resume_refused(&self, sender: &Sender) -> Effect {
+        resume_failed(&sender.connection_id)
+    }
+
+    /// The `room-full` answer for the sender.
+    pub fn room_full(&self, sender: &Sender, room: &str) -> Effect {
+        room_full(&sender.connection_id, room, self.limits.room_max)
+    }
+
+    fn grant(&self, room: &str, fresh: &Fresh) -> (ResumeGrant, String) {
+        (
+            ResumeGrant {
+                token: format!("{room}.{}", fresh.resume_secret),
+                grace_secs: self.limits.resume_grace_secs,
+            },
+            resume_hash(&fresh.resume_secret),
         )
     }
+}
 
-    fn leave(&self, sender: &Sender, current: &RoomView, now_ms: u64) -> Vec<Effect> {
-        let me = sender.peer.peer_id.as_str();
-        let mut effects = vec![Effect::RemoveMember {
-            peer_id: me.to_owned(),
-            room: current.room.clone(),
-            at_ms: now_ms,
-        }];
-        for other in current.others(me) {
-            effects.push(send(
-                &other.peer_id,
-                ServerMessage::PeerLeft {
-                    peer_id: me.to_owned(),
-                },
-            ));
-        }
-        effects
-    }
+/// The stored form of a resume secret: its SHA-256, hex.
+pub fn resume_hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A resume token is `<room>.<secret>`; room ids never hold a `.`.
+fn split_token(token: &str) -> Option<(&str, &str)> {
+    let (room, secret) = token.split_once('.')?;
+    (validate_room_id(room).is_ok() && !secret.is_empty()).then_some((room, secret))
 }
 
 fn send(to: &str, msg: ServerMessage) -> Effect {
@@ -346,125 +528,44 @@ fn send(to: &str, msg: ServerMessage) -> Effect {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn peer(id: &str) -> Peer {
-        Peer {
-            peer_id: id.into(),
-            user_id: format!("user-{id}"),
-            display_name: format!("Name {id}"),
-            muted: false,
-        }
-    }
-
-    fn sender(id: &str, room: Option<&str>) -> Sender {
-        Sender {
-            peer: peer(id),
-            room: room.map(str::to_owned),
-        }
-    }
-
-    #[test]
-    fn oversize_frame_is_too_large_before_parsing() {
-        let core = Core::new(Limits {
-            max_message_bytes: 10,
-            room_max: 2,
-        });
-        let err = core.parse(r#"{"action":"ping"}"#).unwrap_err();
-        assert_eq!(err.code, ErrorCode::TooLarge);
-    }
-
-    #[test]
-    fn rooms_needed_names_target_and_current() {
-        let core = Core::default();
-        let s = sender("a", Some("old"));
-        let join = ClientMessage::Join { room: "new".into() };
-        assert_eq!(core.rooms_needed(&s, &join), vec!["new", "old"]);
-        assert_eq!(core.rooms_needed(&s, &ClientMessage::Ping), vec!["old"]);
-        let same = ClientMessage::Join { room: "old".into() };
-        assert_eq!(core.rooms_needed(&s, &same), vec!["old"]);
-    }
-
-    #[test]
-    fn full_room_refuses_without_writing() {
-        let core = Core::new(Limits {
-            max_message_bytes: 1024,
-            room_max: 1,
-        });
-        let rooms = [RoomView {
-            room: "r".into(),
-            members: vec![peer("b")],
-        }];
-        let effects = core.handle(
-            &sender("a", None),
-            ClientMessage::Join { room: "r".into() },
-            &rooms,
-            &[],
-            0,
-        );
-        assert!(matches!(
-            effects.as_slice(),
-            [Effect::Send { to, msg: ServerMessage::Error { code: ErrorCode::RoomFull, .. } }] if to == "a"
-        ));
-    }
-
-    #[test]
-    fn rejoining_the_same_room_only_repeats_joined() {
-        let core = Core::default();
-        let rooms = [RoomView {
-            room: "r".into(),
-            members: vec![peer("a"), peer("b")],
-        }];
-        let effects = core.handle(
-            &sender("a", Some("r")),
-            ClientMessage::Join { room: "r".into() },
-            &rooms,
-            &[],
-            0,
-        );
-        assert_eq!(effects.len(), 1);
-        assert!(
-            matches!(&effects[0], Effect::Send { to, msg: ServerMessage::Joined { peers, .. } } if to == "a" && peers.len() == 1)
-        );
-    }
-
-    #[test]
-    fn signal_to_self_or_outside_room_is_refused() {
-        let core = Core::default();
-        let rooms = [RoomView {
-            room: "r".into(),
-            members: vec![peer("a"), peer("b")],
-        }];
-        for to in ["a", "zzz"] {
-            let effects = core.handle(
-                &sender("a", Some("r")),
-                ClientMessage::Signal {
-                    to: to.into(),
-                    data: serde_json::json!(1),
-                },
-                &rooms,
-                &[],
-                0,
-            );
-            assert!(matches!(
-                effects.as_slice(),
-                [Effect::Send {
-                    msg: ServerMessage::Error {
-                        code: ErrorCode::NotInRoom,
-                        ..
-                    },
-                    ..
-                }]
-            ));
-        }
-    }
-
-    #[test]
-    fn disconnect_outside_a_room_does_nothing() {
-        assert!(Core::default()
-            .disconnect(&sender("a", None), None, 0)
-            .is_empty());
-    }
+fn deliver(to: &Member, msg: ServerMessage) -> Option<Effect> {
+    // Detached participants get no room events: `resumed` restates the
+    // room. Only signals are kept for them.
+    let keep = matches!(msg, ServerMessage::Signal { .. });
+    (to.connection_id.is_some() || keep).then(|| Effect::Deliver {
+        peer_id: to.peer.peer_id.clone(),
+        connection_id: to.connection_id.clone(),
+        msg,
+    })
 }
+
+fn error(to: &str, code: ErrorCode, message: &str) -> Effect {
+    send(
+        to,
+        ServerMessage::Error {
+            code,
+            message: message.to_owned(),
+        },
+    )
+}
+
+fn resume_failed(to: &str) -> Effect {
+    error(
+        to,
+        ErrorCode::ResumeFailed,
+        "that participant cannot be resumed (unknown, expired, already resumed or not yours); join again",
+    )
+}
+
+fn room_full(to: &str, room: &str, room_max: usize) -> Effect {
+    send(
+        to,
+        ServerMessage::Error {
+            code: ErrorCode::RoomFull,
+            message: format!("room `{room}` is full ({room_max} peers)"),
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests;

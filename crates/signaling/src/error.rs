@@ -22,6 +22,10 @@ pub enum ErrorCode {
     RoomFull,
     /// A store the server needs did not answer; the client may retry.
     StoreUnavailable,
+    /// A `resume` with an unknown, expired, used or foreign token: join again.
+    ResumeFailed,
+    /// Too many messages or requests; retry later.
+    RateLimited,
     /// Anything else that went wrong on our side.
     Internal,
 }
@@ -36,6 +40,8 @@ impl ErrorCode {
             ErrorCode::NotInRoom => "not-in-room",
             ErrorCode::RoomFull => "room-full",
             ErrorCode::StoreUnavailable => "store-unavailable",
+            ErrorCode::ResumeFailed => "resume-failed",
+            ErrorCode::RateLimited => "rate-limited",
             ErrorCode::Internal => "internal",
         }
     }
@@ -88,6 +94,8 @@ mod tests {
             ErrorCode::NotInRoom,
             ErrorCode::RoomFull,
             ErrorCode::StoreUnavailable,
+            ErrorCode::ResumeFailed,
+            ErrorCode::RateLimited,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

@@ -10,15 +10,20 @@
 //! The flow for one client frame:
 //! 1. [`Core::parse`] turns the text into a [`ClientMessage`] or a
 //!    [`ProtocolError`] (answer it with [`ProtocolError::to_message`]).
-//! 2. [`Core::rooms_needed`] names the rooms whose members the caller loads.
+//! 2. [`Core::room_needed`] names the room whose members the caller loads.
 //! 3. [`Core::handle`] returns the effects, in the order they must be applied.
+//!    Membership changes are atomic store operations; the caller passes
+//!    their outcome to `Core::announce_*` for the messages that follow.
 
 mod core;
 mod error;
 mod message;
 
-pub use crate::core::{Core, Effect, Limits, RoomView, Sender};
+pub use crate::core::{
+    resume_hash, Core, Effect, Fresh, Limits, Member, ResumeProof, RoomView, Seat, Sender,
+};
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaPath, Peer, ServerMessage, MAX_ROOM_ID_LEN,
+    validate_room_id, ClientMessage, IceServer, MediaPath, Peer, ResumeGrant, ServerMessage,
+    MAX_ID_LEN, MAX_ROOM_ID_LEN,
 };

@@ -9,6 +9,9 @@ use crate::error::{ErrorCode, ProtocolError};
 /// Longest room id accepted.
 pub const MAX_ROOM_ID_LEN: usize = 64;
 
+/// Longest peer id or resume-token part a client may send.
+pub const MAX_ID_LEN: usize = 128;
+
 /// A message from a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
@@ -40,6 +43,15 @@ pub enum ClientMessage {
         /// `direct` or `relayed`.
         path: MediaPath,
     },
+    /// Speak again for participant `peer_id` after a socket cut, with the
+    /// resume token from its last `joined` or `resumed`.
+    #[serde(rename_all = "camelCase")]
+    Resume {
+        /// The participant to resume.
+        peer_id: String,
+        /// Its current resume token.
+        token: String,
+    },
 }
 
 /// How a peer's media flows.
@@ -53,7 +65,9 @@ pub enum MediaPath {
 }
 
 /// The actions a client may send, for the `unknown-action` check.
-const ACTIONS: [&str; 6] = ["join", "leave", "signal", "mute", "ping", "media"];
+const ACTIONS: [&str; 7] = [
+    "join", "leave", "signal", "mute", "ping", "media", "resume",
+];
 
 impl ClientMessage {
     /// Parses one client frame. Size limits are the caller's (see
@@ -101,6 +115,17 @@ impl ClientMessage {
                     "`to` must name a peer",
                 ))
             }
+            ClientMessage::Resume { peer_id, token }
+                if peer_id.is_empty()
+                    || peer_id.len() > MAX_ID_LEN
+                    || token.is_empty()
+                    || token.len() > MAX_ID_LEN * 2 =>
+            {
+                return Err(ProtocolError::new(
+                    ErrorCode::BadRequest,
+                    "`resume` needs the `peerId` and `token` from `joined`",
+                ))
+            }
             _ => {}
         }
         Ok(message)
@@ -128,7 +153,8 @@ pub fn validate_room_id(room: &str) -> Result<(), ProtocolError> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {
-    /// The peer's connection id.
+    /// The participant's id: random, stable for its stay in the room across
+    /// socket reconnects, never a connection id.
     pub peer_id: String,
     /// The user's id, from their access token.
     pub user_id: String,
@@ -152,6 +178,17 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// The credential to resume a participant after a socket cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeGrant {
+    /// Present it in `resume`; it works once, for this participant, by this
+    /// user, within the grace after the socket drops.
+    pub token: String,
+    /// How long after a socket cut the participant may resume.
+    pub grace_secs: u64,
+}
+
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -168,6 +205,24 @@ pub enum ServerMessage {
         /// STUN/TURN servers for this room.
         #[serde(rename = "iceServers")]
         ice_servers: Vec<IceServer>,
+        /// How to speak for this participant again after a socket cut.
+        resume: ResumeGrant,
+    },
+    /// The sender speaks for its participant again after a socket cut: the
+    /// room as it is now. Kept `signal`s follow.
+    Resumed {
+        /// The room.
+        room: String,
+        /// The sender as the others see it.
+        #[serde(rename = "self")]
+        self_peer: Peer,
+        /// Everyone else in the room now.
+        peers: Vec<Peer>,
+        /// STUN/TURN servers for this room.
+        #[serde(rename = "iceServers")]
+        ice_servers: Vec<IceServer>,
+        /// A new resume token; the one just used no longer works.
+        resume: ResumeGrant,
     },
     /// Someone entered the receiver's room.
     PeerJoined {
@@ -254,6 +309,21 @@ mod tests {
             parse(r#"{"action":"media","path":"carrier-pigeon"}"#),
             Err(ErrorCode::BadRequest)
         );
+        assert_eq!(
+            parse(r#"{"action":"resume","peerId":"p1","token":"r.abc"}"#),
+            Ok(ClientMessage::Resume {
+                peer_id: "p1".into(),
+                token: "r.abc".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"action":"resume","peerId":"","token":"r.abc"}"#),
+            Err(ErrorCode::BadRequest)
+        );
+        assert_eq!(
+            parse(r#"{"action":"resume","peerId":"p1"}"#),
+            Err(ErrorCode::BadRequest)
+        );
     }
 
     #[test]
@@ -318,11 +388,16 @@ mod tests {
                 username: None,
                 credential: None,
             }],
+            resume: ResumeGrant {
+                token: "r.s3cret".into(),
+                grace_secs: 30,
+            },
         };
         assert_eq!(
             serde_json::to_value(&joined).unwrap(),
             json!({"type":"joined","room":"r","self":{"peerId":"c1","userId":"u1","displayName":"Ada","muted":false},
-                   "peers":[],"iceServers":[{"urls":["stun:127.0.0.1:3478"]}]})
+                   "peers":[],"iceServers":[{"urls":["stun:127.0.0.1:3478"]}],
+                   "resume":{"token":"r.s3cret","graceSecs":30}})
         );
         assert_eq!(
             serde_json::to_value(ServerMessage::PeerLeft {

@@ -1,7 +1,14 @@
-//! Live WebSocket connections and the rooms they are in.
+//! Live WebSocket connections, the participants they speak for, and rooms.
+//!
+//! A connection is a socket; a participant is a peer in a room, with an id
+//! of its own that outlives socket cuts. Each room holds its participants
+//! ([`Member`]s): attached to a connection, or detached (their socket
+//! dropped) until their resume deadline. Every operation that changes a room
+//! is atomic, and returns what the room held at the moment of the write,
+//! which is what the signaling core announces from.
 
 use async_trait::async_trait;
-use tincan_signaling::{Peer, RoomView, Sender};
+use tincan_signaling::{Member, ResumeProof, RoomView, Seat, Sender};
 
 use crate::error::StoreError;
 
@@ -9,20 +16,18 @@ use crate::error::StoreError;
 /// closes every WebSocket after 2 hours, plus slack for a late `$disconnect`.
 pub const CONNECTION_TTL_SECS: u64 = 2 * 3600 + 300;
 
-/// One live connection, as stored at `$connect` and updated by `join`,
-/// `leave` and `mute`.
+/// One live connection, as stored at `$connect` and pointed at a participant
+/// by `join` and `resume`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionRecord {
-    /// The API Gateway connection id; also the peer id.
+    /// The API Gateway connection id.
     pub connection_id: String,
     /// The user, from the verified access token.
     pub user_id: String,
     /// The display name, from the verified access token.
     pub display_name: String,
-    /// The room the connection is in.
-    pub room: Option<String>,
-    /// Whether the user's microphone is muted.
-    pub muted: bool,
+    /// The participant this connection last joined or resumed as.
+    pub seat: Option<Seat>,
     /// When the connection was opened, milliseconds since the epoch.
     pub connected_at_ms: u64,
     /// When the record stops counting, seconds since the epoch (DynamoDB TTL).
@@ -41,8 +46,7 @@ impl ConnectionRecord {
             connection_id: connection_id.into(),
             user_id: user_id.into(),
             display_name: display_name.into(),
-            room: None,
-            muted: false,
+            seat: None,
             connected_at_ms: now_ms,
             expires_at: now_ms / 1000 + CONNECTION_TTL_SECS,
         }
@@ -53,48 +57,61 @@ impl ConnectionRecord {
         now_secs < self.expires_at
     }
 
-    /// The connection as other peers see it.
-    pub fn peer(&self) -> Peer {
-        Peer {
-            peer_id: self.connection_id.clone(),
-            user_id: self.user_id.clone(),
-            display_name: self.display_name.clone(),
-            muted: self.muted,
-        }
-    }
-
     /// The connection as the signaling core takes it.
     pub fn sender(&self) -> Sender {
         Sender {
-            peer: self.peer(),
-            room: self.room.clone(),
+            connection_id: self.connection_id.clone(),
+            user_id: self.user_id.clone(),
+            display_name: self.display_name.clone(),
+            seat: self.seat.clone(),
         }
     }
 }
 
-/// A room's members as the signaling core takes them.
-pub fn room_view(room: &str, members: &[ConnectionRecord]) -> RoomView {
-    RoomView {
-        room: room.to_owned(),
-        members: members.iter().map(ConnectionRecord::peer).collect(),
-    }
+/// A participant taken out of a room, and who remains there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// The participant as it was.
+    pub member: Member,
+    /// The room after it left.
+    pub remaining: RoomView,
 }
 
-/// What [`ConnectionStore::join_room`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What [`ConnectionStore::join`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinOutcome {
-    /// The connection is now in the room.
-    Joined,
-    /// The room already holds `room_max` live members; nothing was written.
+    /// The participant is in the room.
+    Joined {
+        /// The room's other members at the moment of the write.
+        others: Vec<Member>,
+        /// The connection's previous participant, taken out of its room.
+        departure: Option<Departure>,
+    },
+    /// The room already holds `room_max` members; nothing was written.
     RoomFull,
     /// No live connection has that id; nothing was written.
     UnknownConnection,
 }
 
-/// Live connections and room membership.
+/// What [`ConnectionStore::resume`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeOutcome {
+    /// The connection speaks for the participant now.
+    Resumed {
+        /// The participant, attached.
+        member: Member,
+        /// The room after the resume.
+        room: RoomView,
+    },
+    /// Unknown participant or connection, wrong user, wrong or used token,
+    /// or the grace ran out; nothing was written.
+    Refused,
+}
+
+/// Live connections, participants, rooms and kept signals.
 ///
-/// Every read filters out records past their `expires_at`: DynamoDB's TTL
-/// deletes late (up to days), and some emulators never do.
+/// Every read filters out connection records past their `expires_at`:
+/// DynamoDB's TTL deletes late (up to days), and some emulators never do.
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     /// Stores a new connection (at `$connect`), replacing any record with
@@ -104,31 +121,132 @@ pub trait ConnectionStore: Send + Sync {
     /// The live connection `id` at `now_secs`.
     async fn get(&self, id: &str, now_secs: u64) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// Removes connection `id` and its room membership; returns the record it
-    /// had, or `None` if it was already gone.
-    async fn remove(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
+    /// Removes connection `id` (at `$disconnect`, or when a push finds it
+    /// gone). If its participant is still attached to it, the participant is
+    /// detached, resumable until `resume_until_ms`; the room is not told.
+    /// Returns the record it had, or `None` if it was already gone.
+    async fn remove(
+        &self,
+        id: &str,
+        resume_until_ms: u64,
+    ) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// Puts connection `id` into `room` if, counting only live members other
-    /// than `id`, the room holds fewer than `room_max`. Atomic against
-    /// concurrent joins: two joiners never both take the last seat.
-    async fn join_room(
+    /// Everyone in `room`, attached or detached, oldest first.
+    async fn room(&self, room: &str) -> Result<RoomView, StoreError>;
+
+    /// Atomically: if connection `id` is live and `room` holds fewer than
+    /// `room_max` members other than the connection's own participant, adds
+    /// `member` to it, takes the connection's previous participant (if still
+    /// attached to it) out of its room, and points the connection at
+    /// `member`. Two joiners never both take the last seat, and of two
+    /// concurrent joiners exactly one sees the other in `others`.
+    async fn join(
         &self,
         id: &str,
         room: &str,
+        member: &Member,
         room_max: usize,
         now_secs: u64,
     ) -> Result<JoinOutcome, StoreError>;
 
-    /// Takes connection `id` out of `room`; a no-op if it is not in it.
-    async fn leave_room(&self, id: &str, room: &str) -> Result<(), StoreError>;
+    /// Takes participant `seat` out of its room if it is attached to
+    /// connection `id`.
+    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError>;
 
-    /// Stores the connection's mute state; a no-op for an unknown id.
-    async fn set_muted(&self, id: &str, muted: bool) -> Result<(), StoreError>;
-
-    /// The live members of `room` at `now_secs`, oldest connection first.
-    async fn room_members(
+    /// Atomically attaches participant `seat` to live connection `id` of
+    /// `user_id` if `proof` holds and, for a token, the participant is
+    /// attached elsewhere or detached with its deadline after `now_ms`; then
+    /// stores `new_hash` as its resume hash, so a token works once.
+    async fn resume(
         &self,
-        room: &str,
-        now_secs: u64,
-    ) -> Result<Vec<ConnectionRecord>, StoreError>;
+        id: &str,
+        user_id: &str,
+        seat: &Seat,
+        proof: &ResumeProof,
+        new_hash: &str,
+        now_ms: u64,
+    ) -> Result<ResumeOutcome, StoreError>;
+
+    /// Stores participant `seat`'s mute state if it is attached to
+    /// connection `id`; returns the room after the write, or `None` if
+    /// nothing was written.
+    async fn set_muted(
+        &self,
+        id: &str,
+        seat: &Seat,
+        muted: bool,
+    ) -> Result<Option<RoomView>, StoreError>;
+
+    /// Takes participant `seat` out of its room if it is still detached with
+    /// deadline `resume_until_ms` (its grace ran out and nobody resumed it).
+    async fn expire(
+        &self,
+        seat: &Seat,
+        resume_until_ms: u64,
+    ) -> Result<Option<Departure>, StoreError>;
+
+    /// Keeps `msg` for detached participant `peer_id`, unless `max` are kept
+    /// already; returns whether it was kept. Kept messages expire at
+    /// `expires_at` (seconds) if nobody takes them.
+    async fn keep(
+        &self,
+        peer_id: &str,
+        msg: &str,
+        max: usize,
+        expires_at: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// Takes (reads and deletes, atomically) every message kept for
+    /// `peer_id`, oldest first.
+    async fn take_kept(&self, peer_id: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Detached participants whose deadline passed at `now_ms`, in any room
+    /// (for a periodic sweep; lazily reaped rooms need not call it).
+    async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError>;
+}
+
+/// Applies a resume to `members` in place: the shared rule of every backend.
+/// Returns the index of the resumed member, or `None` if refused.
+pub fn apply_resume(
+    members: &mut [Member],
+    id: &str,
+    user_id: &str,
+    seat: &Seat,
+    proof: &ResumeProof,
+    new_hash: &str,
+    now_ms: u64,
+) -> Option<usize> {
+    let index = members.iter().position(|m| m.peer.peer_id == seat.peer_id)?;
+    let member = &mut members[index];
+    if member.peer.user_id != user_id {
+        return None;
+    }
+    let allowed = match proof {
+        ResumeProof::AlreadyAttached => member.is_attached_to(id),
+        ResumeProof::Token(hash) => {
+            *hash == member.resume_hash
+                && (member.connection_id.is_some()
+                    || member.resume_until_ms.is_some_and(|until| now_ms < until))
+        }
+    };
+    if !allowed {
+        return None;
+    }
+    member.connection_id = Some(id.to_owned());
+    member.resume_until_ms = None;
+    new_hash.clone_into(&mut member.resume_hash);
+    Some(index)
+}
+
+/// Detaches the member of `members` attached to `id`, if any: the shared
+/// rule of every backend's [`ConnectionStore::remove`].
+pub fn apply_detach(members: &mut [Member], id: &str, resume_until_ms: u64) -> bool {
+    match members.iter_mut().find(|m| m.is_attached_to(id)) {
+        Some(member) => {
+            member.connection_id = None;
+            member.resume_until_ms = Some(resume_until_ms);
+            true
+        }
+        None => false,
+    }
 }

@@ -1,61 +1,57 @@
 //! DynamoDB connection store.
 //!
-//! One table (see [`create_table`]) holds two kinds of item:
+//! One table (see [`create_table`]) holds three kinds of item:
 //!
 //! - **connection items**, `pk` = connection id: `userId`, `displayName`,
-//!   `room` (absent when in no room, so the [`ROOM_INDEX`] GSI is sparse),
-//!   `muted`, `connectedAt` (ms), `expiresAt` (secs, the table's TTL);
-//! - **room items**, `pk` = `room#<room>`: `members` (connection id -> its
-//!   `expiresAt`), `version` (bumped by every write) and `expiresAt` (the
-//!   latest member expiry, so TTL removes a room item only when nobody can
-//!   still be in it).
+//!   `room` and `peerId` (the participant it last joined or resumed as;
+//!   absent before, so the [`ROOM_INDEX`] GSI is sparse), `connectedAt` (ms),
+//!   `expiresAt` (secs, the table's TTL);
+//! - **room items**, `pk` = `room#<room>`: `members` (peer id -> the whole
+//!   participant: user, name, mute, resume hash, connection or resume
+//!   deadline), `version` (bumped by every write) and `expiresAt`;
+//! - **kept-signal items**, `pk` = `kept#<peer id>`: `messages`, signals
+//!   kept for a detached participant until it resumes (bounded), with a TTL.
 //!
-//! Membership changes (`join_room`, `leave_room`, `remove`) are one
-//! `TransactWriteItems` each: the connection item's update, conditioned on its
-//! `room` being what we read, plus the room item's write, conditioned on its
-//! `version` being what we read. A cancelled transaction means someone else
-//! wrote first: re-read and try again, a bounded number of times with
-//! jittered backoff, then [`StoreError::Contention`]. That makes the capacity
-//! check race-free: two joiners that read the same room version cannot both
-//! commit.
-//!
-//! `room_members` reads the room item (strongly consistent) and then the
-//! members' connection items (`BatchGetItem`, strongly consistent), keeping
-//! those that exist, are live and still name this room. It does not query the
-//! GSI: GSI reads are only eventually consistent, so a `join_room` followed
-//! by `room_members` could miss the joiner, and the core sends `joined` and
-//! `peer-joined` from exactly that read. The GSI is there for operators and
-//! ad-hoc queries. Every read filters on `expiresAt`: TTL deletes late, and
-//! emulators never do.
+//! A room item is the single truth of who is in the room, so reading a room
+//! is one strongly consistent `GetItem`. Every membership change is a
+//! read-modify-write of the room item conditioned on the `version` read (in
+//! a `TransactWriteItems` with the connection item's update, conditioned on
+//! it still existing, when the connection moves). A cancelled write means
+//! someone else wrote first: re-read and try again, a bounded number of
+//! times with jittered backoff, then [`StoreError::Contention`]. So two
+//! joiners that read the same version cannot both commit: capacity is
+//! race-free, each joiner sees exactly the members before its own write, and
+//! a join racing its connection's `$disconnect` either commits first (and is
+//! detached by it) or fails on the missing connection item.
 
 mod item;
 mod table;
 
-use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
+use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
 
 pub use self::item::ROOM_INDEX;
 use self::item::{
-    connection_from_item, connection_to_item, key, n, room_key, s, RoomItem, EXPIRES_AT, MUTED, PK,
-    ROOM, VERSION,
+    connection_from_item, connection_to_item, kept_key, key, n, room_key, s, RoomItem, EXPIRES_AT,
+    MESSAGES, PEER_ID, PK, ROOM, VERSION,
 };
 pub use self::table::{create_table, ensure_table};
-use crate::connection::{ConnectionRecord, ConnectionStore, JoinOutcome};
+use crate::connection::{
+    apply_detach, apply_resume, ConnectionRecord, ConnectionStore, Departure, JoinOutcome,
+    ResumeOutcome, CONNECTION_TTL_SECS,
+};
 use crate::error::StoreError;
 
 /// Tries of one membership change before [`StoreError::Contention`].
 const MAX_ATTEMPTS: u32 = 8;
-/// `BatchGetItem` takes at most this many keys.
-const BATCH_GET_MAX: usize = 100;
 
 /// [`ConnectionStore`] on a DynamoDB table made by [`create_table`].
 #[derive(Debug, Clone)]
@@ -104,102 +100,21 @@ impl DynamoConnectionStore {
         RoomItem::from_item(out.item())
     }
 
-    /// The connection items of `ids` that exist (strongly consistent reads).
-    async fn read_connections(&self, ids: &[&str]) -> Result<Vec<ConnectionRecord>, StoreError> {
-        let mut records = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(BATCH_GET_MAX) {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(chunk.iter().map(|id| key(id)).collect()))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(build_error)?,
-            );
-            let mut attempt = 0;
-            while let Some(keys) = pending.take() {
-                if attempt == MAX_ATTEMPTS {
-                    return Err(StoreError::Unavailable(
-                        "DynamoDB BatchGetItem: keys left unprocessed (throttled)".into(),
-                    ));
-                }
-                if attempt > 0 {
-                    backoff(attempt).await;
-                }
-                attempt += 1;
-                let mut out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(|err| unavailable("BatchGetItem", err))?;
-                if let Some(items) = out.responses.as_mut().and_then(|r| r.remove(&self.table)) {
-                    for item in &items {
-                        records.push(connection_from_item(item)?);
-                    }
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                    .filter(|k| !k.keys().is_empty());
-            }
-        }
-        Ok(records)
-    }
-
-    /// The live members of `room` as its item lists them, each checked
-    /// against its connection item, oldest connection first.
-    async fn live_members(
-        &self,
-        room: &str,
-        room_item: &RoomItem,
-        now_secs: u64,
-    ) -> Result<Vec<ConnectionRecord>, StoreError> {
-        let seated: Vec<&str> = room_item
-            .members
-            .iter()
-            .filter(|(_, expires)| now_secs < **expires)
-            .map(|(id, _)| id.as_str())
-            .collect();
-        let mut members: Vec<ConnectionRecord> = self
-            .read_connections(&seated)
-            .await?
-            .into_iter()
-            .filter(|r| r.room.as_deref() == Some(room) && r.is_live(now_secs))
-            .collect();
-        members.sort_by(|a, b| {
-            (a.connected_at_ms, &a.connection_id).cmp(&(b.connected_at_ms, &b.connection_id))
-        });
-        Ok(members)
-    }
-
-    /// The write that takes `id` out of `room_item`, or `None` if it holds no
-    /// seat there.
-    fn release_seat(
-        &self,
-        room: &str,
-        room_item: &RoomItem,
-        id: &str,
-    ) -> Result<Option<TransactWriteItem>, StoreError> {
-        if !room_item.members.contains_key(id) {
-            return Ok(None);
-        }
-        let mut members = room_item.members.clone();
-        members.remove(id);
-        self.put_room(room, room_item, &members).map(Some)
-    }
-
     /// The write of `room`'s item with `members`, conditioned on the version
     /// read in `room_item`.
     fn put_room(
         &self,
         room: &str,
         room_item: &RoomItem,
-        members: &BTreeMap<String, u64>,
+        members: &[Member],
     ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(room_item.next_item(room, members)));
+            .set_item(Some(room_item.next_item(
+                room,
+                members,
+                now_secs() + CONNECTION_TTL_SECS,
+            )));
         let put = match room_item.version {
             Some(version) => put
                 .condition_expression("#version = :version")
@@ -212,6 +127,93 @@ impl DynamoConnectionStore {
         Ok(TransactWriteItem::builder()
             .put(put.build().map_err(build_error)?)
             .build())
+    }
+
+    /// The update pointing connection `id` at `seat`, if the connection
+    /// still exists, is live at `now_secs` and still points where we read.
+    fn point_connection(
+        &self,
+        id: &str,
+        seat: &Seat,
+        read: Option<&Seat>,
+        now_secs: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut condition = "attribute_exists(#pk) AND #expires > :now".to_owned();
+        let mut values = HashMap::from([
+            (":room".to_owned(), s(&seat.room)),
+            (":peer".to_owned(), s(&seat.peer_id)),
+            (":now".to_owned(), n(now_secs)),
+        ]);
+        match read {
+            Some(old) => {
+                condition.push_str(" AND #peer = :old_peer");
+                values.insert(":old_peer".into(), s(&old.peer_id));
+            }
+            None => condition.push_str(" AND attribute_not_exists(#peer)"),
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .update_expression("SET #room = :room, #peer = :peer")
+            .condition_expression(condition)
+            .set_expression_attribute_names(Some(HashMap::from([
+                ("#pk".to_owned(), PK.to_owned()),
+                ("#room".to_owned(), ROOM.to_owned()),
+                ("#peer".to_owned(), PEER_ID.to_owned()),
+                ("#expires".to_owned(), EXPIRES_AT.to_owned()),
+            ])))
+            .set_expression_attribute_values(Some(values))
+            .build()
+            .map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Read-modify-write of `room`'s members: `change` returns `None` to
+    /// write nothing. Returns its result and the room as written.
+    async fn modify_room<T>(
+        &self,
+        room: &str,
+        mut change: impl FnMut(&mut Vec<Member>) -> Option<T>,
+    ) -> Result<Option<(T, RoomView)>, StoreError> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let room_item = self.read_room(room).await?;
+            let mut members = room_item.members.clone();
+            let Some(result) = change(&mut members) else {
+                return Ok(None);
+            };
+            if self
+                .transact(vec![self.put_room(room, &room_item, &members)?])
+                .await?
+            {
+                return Ok(Some((
+                    result,
+                    RoomView {
+                        room: room.to_owned(),
+                        members,
+                    },
+                )));
+            }
+            backoff(attempt).await;
+        }
+        Err(contention(&format!("room {room}")))
+    }
+
+    /// Takes `peer_id` out of `room` if `pred` holds for it.
+    async fn take_out(
+        &self,
+        room: &str,
+        peer_id: &str,
+        pred: impl Fn(&Member) -> bool,
+    ) -> Result<Option<Departure>, StoreError> {
+        let taken = self
+            .modify_room(room, |members| {
+                let index = members
+                    .iter()
+                    .position(|m| m.peer.peer_id == peer_id && pred(m))?;
+                Some(members.remove(index))
+            })
+            .await?;
+        Ok(taken.map(|(member, remaining)| Departure { member, remaining }))
     }
 
     /// Runs one transaction: `Ok(true)` if it committed, `Ok(false)` if a
@@ -245,27 +247,6 @@ impl DynamoConnectionStore {
     }
 }
 
-/// The condition that the connection item exists with the `room` we read.
-fn connection_condition(room: Option<&str>) -> (String, HashMap<String, AttributeValue>) {
-    match room {
-        Some(room) => (
-            "attribute_exists(#pk) AND #room = :old_room".into(),
-            HashMap::from([(":old_room".to_owned(), s(room))]),
-        ),
-        None => (
-            "attribute_exists(#pk) AND attribute_not_exists(#room)".into(),
-            HashMap::new(),
-        ),
-    }
-}
-
-fn names() -> HashMap<String, String> {
-    HashMap::from([
-        ("#pk".to_owned(), PK.to_owned()),
-        ("#room".to_owned(), ROOM.to_owned()),
-    ])
-}
-
 #[async_trait]
 impl ConnectionStore for DynamoConnectionStore {
     async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
@@ -286,159 +267,300 @@ impl ConnectionStore for DynamoConnectionStore {
             .filter(|r| r.is_live(now_secs)))
     }
 
-    async fn remove(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some(record) = self.read_connection(id).await? else {
-                return Ok(None);
-            };
-            let (condition, values) = connection_condition(record.room.as_deref());
-            let delete = Delete::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(id)))
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names()))
-                .set_expression_attribute_values((!values.is_empty()).then_some(values))
-                .build()
-                .map_err(build_error)?;
-            let mut items = vec![TransactWriteItem::builder().delete(delete).build()];
-            if let Some(room) = &record.room {
-                let room_item = self.read_room(room).await?;
-                items.extend(self.release_seat(room, &room_item, id)?);
-            }
-            if self.transact(items).await? {
-                return Ok(Some(record));
-            }
-            backoff(attempt).await;
+    async fn remove(
+        &self,
+        id: &str,
+        resume_until_ms: u64,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(id)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|err| unavailable("DeleteItem", err))?;
+        let Some(record) = out.attributes().map(connection_from_item).transpose()? else {
+            return Ok(None);
+        };
+        // Deleted first: a join of this connection that has not committed
+        // yet now fails on the missing item, and one that has is detached here.
+        if let Some(seat) = &record.seat {
+            self.modify_room(&seat.room, |members| {
+                apply_detach(members, id, resume_until_ms).then_some(())
+            })
+            .await?;
         }
-        Err(contention(&format!("connection {id}")))
+        Ok(Some(record))
     }
 
-    async fn join_room(
+    async fn room(&self, room: &str) -> Result<RoomView, StoreError> {
+        Ok(self.read_room(room).await?.view(room))
+    }
+
+    async fn join(
         &self,
         id: &str,
         room: &str,
+        member: &Member,
         room_max: usize,
         now_secs: u64,
     ) -> Result<JoinOutcome, StoreError> {
+        let seat = Seat {
+            peer_id: member.peer.peer_id.clone(),
+            room: room.to_owned(),
+        };
         for attempt in 0..MAX_ATTEMPTS {
-            let Some(record) = self.read_connection(id).await? else {
+            let Some(record) = self.get(id, now_secs).await? else {
                 return Ok(JoinOutcome::UnknownConnection);
             };
-            if !record.is_live(now_secs) {
-                return Ok(JoinOutcome::UnknownConnection);
-            }
             let room_item = self.read_room(room).await?;
-            let others: Vec<ConnectionRecord> = self
-                .live_members(room, &room_item, now_secs)
-                .await?
-                .into_iter()
-                .filter(|r| r.connection_id != id)
+            let own = |m: &Member| m.is_attached_to(id);
+            let others: Vec<Member> = room_item
+                .members
+                .iter()
+                .filter(|m| !own(m))
+                .cloned()
                 .collect();
             if others.len() >= room_max {
                 return Ok(JoinOutcome::RoomFull);
             }
-            // Seats of members that left, expired or vanished are dropped here.
-            let mut seats: BTreeMap<String, u64> = others
-                .iter()
-                .map(|r| (r.connection_id.clone(), r.expires_at))
-                .collect();
-            seats.insert(id.to_owned(), record.expires_at);
-
-            let (condition, mut values) = connection_condition(record.room.as_deref());
-            values.insert(":room".into(), s(room));
-            values.insert(":now".into(), n(now_secs));
-            let mut names = names();
-            names.insert("#expires".into(), EXPIRES_AT.into());
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(id)))
-                .update_expression("SET #room = :room")
-                .condition_expression(format!("{condition} AND #expires > :now"))
-                .set_expression_attribute_names(Some(names))
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(build_error)?;
+            let mut members = others.clone();
+            members.push(member.clone());
             let mut items = vec![
-                TransactWriteItem::builder().update(update).build(),
-                self.put_room(room, &room_item, &seats)?,
+                self.point_connection(id, &seat, record.seat.as_ref(), now_secs)?,
+                self.put_room(room, &room_item, &members)?,
             ];
-            // Moving rooms frees the seat in the old one, in the same transaction.
-            if let Some(old) = record.room.as_deref().filter(|old| *old != room) {
-                let old_item = self.read_room(old).await?;
-                items.extend(self.release_seat(old, &old_item, id)?);
+            // The previous participant leaves in the same transaction.
+            let mut departure = None;
+            if let Some(previous) = &record.seat {
+                if previous.room == room {
+                    departure = room_item
+                        .members
+                        .iter()
+                        .find(|m| m.peer.peer_id == previous.peer_id && own(m))
+                        .map(|m| Departure {
+                            member: m.clone(),
+                            remaining: RoomView {
+                                room: room.to_owned(),
+                                members: others.clone(),
+                            },
+                        });
+                } else {
+                    let old_item = self.read_room(&previous.room).await?;
+                    if let Some(index) = old_item
+                        .members
+                        .iter()
+                        .position(|m| m.peer.peer_id == previous.peer_id && own(m))
+                    {
+                        let mut remaining = old_item.members.clone();
+                        let left = remaining.remove(index);
+                        items.push(self.put_room(&previous.room, &old_item, &remaining)?);
+                        departure = Some(Departure {
+                            member: left,
+                            remaining: RoomView {
+                                room: previous.room.clone(),
+                                members: remaining,
+                            },
+                        });
+                    }
+                }
             }
             if self.transact(items).await? {
-                return Ok(JoinOutcome::Joined);
+                return Ok(JoinOutcome::Joined { others, departure });
             }
             backoff(attempt).await;
         }
         Err(contention(&format!("room {room}")))
     }
 
-    async fn leave_room(&self, id: &str, room: &str) -> Result<(), StoreError> {
+    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
+        self.take_out(&seat.room, &seat.peer_id, |m| m.is_attached_to(id))
+            .await
+    }
+
+    async fn resume(
+        &self,
+        id: &str,
+        user_id: &str,
+        seat: &Seat,
+        proof: &ResumeProof,
+        new_hash: &str,
+        now_ms: u64,
+    ) -> Result<ResumeOutcome, StoreError> {
+        let now_secs = now_ms / 1000;
         for attempt in 0..MAX_ATTEMPTS {
-            let Some(record) = self.read_connection(id).await? else {
-                return Ok(());
+            let Some(record) = self
+                .get(id, now_secs)
+                .await?
+                .filter(|r| r.user_id == user_id)
+            else {
+                return Ok(ResumeOutcome::Refused);
             };
-            if record.room.as_deref() != Some(room) {
-                return Ok(());
-            }
-            let (condition, values) = connection_condition(Some(room));
-            let update = Update::builder()
-                .table_name(&self.table)
-                .set_key(Some(key(id)))
-                .update_expression("REMOVE #room")
-                .condition_expression(condition)
-                .set_expression_attribute_names(Some(names()))
-                .set_expression_attribute_values(Some(values))
-                .build()
-                .map_err(build_error)?;
-            let room_item = self.read_room(room).await?;
-            let mut items = vec![TransactWriteItem::builder().update(update).build()];
-            items.extend(self.release_seat(room, &room_item, id)?);
+            let room_item = self.read_room(&seat.room).await?;
+            let mut members = room_item.members.clone();
+            let Some(index) =
+                apply_resume(&mut members, id, user_id, seat, proof, new_hash, now_ms)
+            else {
+                return Ok(ResumeOutcome::Refused);
+            };
+            let items = vec![
+                self.point_connection(id, seat, record.seat.as_ref(), now_secs)?,
+                self.put_room(&seat.room, &room_item, &members)?,
+            ];
             if self.transact(items).await? {
-                return Ok(());
+                return Ok(ResumeOutcome::Resumed {
+                    member: members[index].clone(),
+                    room: RoomView {
+                        room: seat.room.clone(),
+                        members,
+                    },
+                });
             }
             backoff(attempt).await;
         }
-        Err(contention(&format!("room {room}")))
+        Err(contention(&format!("room {}", seat.room)))
     }
 
-    async fn set_muted(&self, id: &str, muted: bool) -> Result<(), StoreError> {
-        let updated = self
+    async fn set_muted(
+        &self,
+        id: &str,
+        seat: &Seat,
+        muted: bool,
+    ) -> Result<Option<RoomView>, StoreError> {
+        let changed = self
+            .modify_room(&seat.room, |members| {
+                let member = members
+                    .iter_mut()
+                    .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
+                member.peer.muted = muted;
+                Some(())
+            })
+            .await?;
+        Ok(changed.map(|((), room)| room))
+    }
+
+    async fn expire(
+        &self,
+        seat: &Seat,
+        resume_until_ms: u64,
+    ) -> Result<Option<Departure>, StoreError> {
+        self.take_out(&seat.room, &seat.peer_id, |m| {
+            m.connection_id.is_none() && m.resume_until_ms == Some(resume_until_ms)
+        })
+        .await
+    }
+
+    async fn keep(
+        &self,
+        peer_id: &str,
+        msg: &str,
+        max: usize,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        let kept = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(key(id)))
-            .update_expression("SET #muted = :muted")
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#muted", MUTED)
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":muted", AttributeValue::Bool(muted))
+            .set_key(Some(key(&kept_key(peer_id))))
+            .update_expression(
+                "SET #msgs = list_append(if_not_exists(#msgs, :empty), :msg), #expires = :expires",
+            )
+            .condition_expression("attribute_not_exists(#msgs) OR size(#msgs) < :max")
+            .expression_attribute_names("#msgs", MESSAGES)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":msg", AttributeValue::L(vec![s(msg)]))
+            .expression_attribute_values(":expires", n(expires_at))
+            .expression_attribute_values(":max", n(max as u64))
             .send()
             .await;
-        match updated {
-            Ok(_) => Ok(()),
+        match kept {
+            Ok(_) => Ok(true),
             Err(err)
                 if matches!(
                     err.as_service_error(),
                     Some(UpdateItemError::ConditionalCheckFailedException(_))
                 ) =>
             {
-                Ok(())
+                Ok(false)
             }
             Err(err) => Err(unavailable("UpdateItem", err)),
         }
     }
 
-    async fn room_members(
-        &self,
-        room: &str,
-        now_secs: u64,
-    ) -> Result<Vec<ConnectionRecord>, StoreError> {
-        let room_item = self.read_room(room).await?;
-        self.live_members(room, &room_item, now_secs).await
+    async fn take_kept(&self, peer_id: &str) -> Result<Vec<String>, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(&kept_key(peer_id))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|err| unavailable("DeleteItem", err))?;
+        let messages = match out.attributes().and_then(|a| a.get(MESSAGES)) {
+            Some(AttributeValue::L(list)) => list
+                .iter()
+                .filter_map(|v| v.as_s().ok().cloned())
+                .collect(),
+            _ => Vec::new(),
+        };
+        Ok(messages)
     }
+
+    async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
+        // A scan of the room items: for the local stack's periodic sweep,
+        // not for a hot path.
+        let mut expired = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(#pk, :rooms)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":rooms", s("room#"))
+                .set_exclusive_start_key(start.take())
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|err| unavailable("Scan", err))?;
+            for item in out.items() {
+                let Some(room) = item
+                    .get(PK)
+                    .and_then(|pk| pk.as_s().ok())
+                    .and_then(|pk| pk.strip_prefix("room#"))
+                else {
+                    continue;
+                };
+                for m in RoomItem::from_item(Some(item))?.members {
+                    if m.is_expired(now_ms) {
+                        expired.push((
+                            Seat {
+                                peer_id: m.peer.peer_id.clone(),
+                                room: room.to_owned(),
+                            },
+                            m.resume_until_ms.unwrap_or_default(),
+                        ));
+                    }
+                }
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(expired),
+            }
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Sleeps a random time up to 5 ms doubled per attempt, at most 200 ms

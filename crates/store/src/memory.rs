@@ -1,20 +1,66 @@
 //! In-memory connection store, for the local stack and tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
 
-use crate::connection::{ConnectionRecord, ConnectionStore, JoinOutcome};
+use crate::connection::{
+    apply_detach, apply_resume, ConnectionRecord, ConnectionStore, Departure, JoinOutcome,
+    ResumeOutcome,
+};
 use crate::error::StoreError;
 
-/// Connections in a map behind one lock; membership is the record's `room`.
+#[derive(Debug, Default)]
+struct State {
+    connections: HashMap<String, ConnectionRecord>,
+    /// Room id -> members, oldest first. A room with no members is removed.
+    rooms: HashMap<String, Vec<Member>>,
+    /// Peer id -> signals kept for it, with their expiry (seconds).
+    kept: HashMap<String, (VecDeque<String>, u64)>,
+}
+
+impl State {
+    fn view(&self, room: &str) -> RoomView {
+        RoomView {
+            room: room.to_owned(),
+            members: self.rooms.get(room).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Takes `peer_id` out of `room` if `pred` holds for it.
+    fn take_out(
+        &mut self,
+        room: &str,
+        peer_id: &str,
+        pred: impl FnOnce(&Member) -> bool,
+    ) -> Option<Departure> {
+        let members = self.rooms.get_mut(room)?;
+        let index = members.iter().position(|m| m.peer.peer_id == peer_id)?;
+        if !pred(&members[index]) {
+            return None;
+        }
+        let member = members.remove(index);
+        if members.is_empty() {
+            self.rooms.remove(room);
+        }
+        self.kept.remove(peer_id);
+        Some(Departure {
+            member,
+            remaining: self.view(room),
+        })
+    }
+}
+
+/// Connections, rooms and kept signals in maps behind one lock.
 ///
 /// Every method takes the lock once and never across an await, so each call
-/// is atomic, as the trait requires of `join_room`.
+/// is atomic, as the trait requires. Rooms are indexed by id, so the cost of
+/// a message does not grow with the number of other connections.
 #[derive(Debug, Default)]
 pub struct MemoryConnectionStore {
-    connections: Mutex<HashMap<String, ConnectionRecord>>,
+    state: Mutex<State>,
 }
 
 impl MemoryConnectionStore {
@@ -23,11 +69,11 @@ impl MemoryConnectionStore {
         Self::default()
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut HashMap<String, ConnectionRecord>) -> T) -> T {
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         // A poisoned lock only means another caller panicked mid-call; the
-        // map itself is always left whole by the methods below.
+        // maps are always left whole by the methods below.
         let mut guard = self
-            .connections
+            .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut guard)
@@ -37,79 +83,190 @@ impl MemoryConnectionStore {
 #[async_trait]
 impl ConnectionStore for MemoryConnectionStore {
     async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        self.with(|map| map.insert(record.connection_id.clone(), record.clone()));
+        self.with(|s| {
+            s.connections
+                .insert(record.connection_id.clone(), record.clone())
+        });
         Ok(())
     }
 
     async fn get(&self, id: &str, now_secs: u64) -> Result<Option<ConnectionRecord>, StoreError> {
-        Ok(self.with(|map| map.get(id).filter(|r| r.is_live(now_secs)).cloned()))
-    }
-
-    async fn remove(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
-        Ok(self.with(|map| map.remove(id)))
-    }
-
-    async fn join_room(
-        &self,
-        id: &str,
-        room: &str,
-        room_max: usize,
-        now_secs: u64,
-    ) -> Result<JoinOutcome, StoreError> {
-        Ok(self.with(|map| {
-            if !map.get(id).is_some_and(|r| r.is_live(now_secs)) {
-                return JoinOutcome::UnknownConnection;
-            }
-            let others = map
-                .values()
-                .filter(|r| {
-                    r.connection_id != id && r.room.as_deref() == Some(room) && r.is_live(now_secs)
-                })
-                .count();
-            if others >= room_max {
-                return JoinOutcome::RoomFull;
-            }
-            if let Some(record) = map.get_mut(id) {
-                record.room = Some(room.to_owned());
-            }
-            JoinOutcome::Joined
+        Ok(self.with(|s| {
+            s.connections
+                .get(id)
+                .filter(|r| r.is_live(now_secs))
+                .cloned()
         }))
     }
 
-    async fn leave_room(&self, id: &str, room: &str) -> Result<(), StoreError> {
-        self.with(|map| {
-            if let Some(record) = map.get_mut(id) {
-                if record.room.as_deref() == Some(room) {
-                    record.room = None;
+    async fn remove(
+        &self,
+        id: &str,
+        resume_until_ms: u64,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        Ok(self.with(|s| {
+            let record = s.connections.remove(id)?;
+            if let Some(seat) = &record.seat {
+                if let Some(members) = s.rooms.get_mut(&seat.room) {
+                    apply_detach(members, id, resume_until_ms);
                 }
             }
-        });
-        Ok(())
+            Some(record)
+        }))
     }
 
-    async fn set_muted(&self, id: &str, muted: bool) -> Result<(), StoreError> {
-        self.with(|map| {
-            if let Some(record) = map.get_mut(id) {
-                record.muted = muted;
-            }
-        });
-        Ok(())
+    async fn room(&self, room: &str) -> Result<RoomView, StoreError> {
+        Ok(self.with(|s| s.view(room)))
     }
 
-    async fn room_members(
+    async fn join(
         &self,
+        id: &str,
         room: &str,
+        member: &Member,
+        room_max: usize,
         now_secs: u64,
-    ) -> Result<Vec<ConnectionRecord>, StoreError> {
-        let mut members: Vec<ConnectionRecord> = self.with(|map| {
-            map.values()
-                .filter(|r| r.room.as_deref() == Some(room) && r.is_live(now_secs))
-                .cloned()
+    ) -> Result<JoinOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let Some(record) = s.connections.get(id).filter(|r| r.is_live(now_secs)) else {
+                return JoinOutcome::UnknownConnection;
+            };
+            let previous = record.seat.clone();
+            let own = |m: &Member| m.is_attached_to(id);
+            let others: Vec<Member> = s
+                .rooms
+                .get(room)
+                .map(|members| members.iter().filter(|m| !own(m)).cloned().collect())
+                .unwrap_or_default();
+            if others.len() >= room_max {
+                return JoinOutcome::RoomFull;
+            }
+            let departure = previous.and_then(|seat| s.take_out(&seat.room, &seat.peer_id, own));
+            s.rooms
+                .entry(room.to_owned())
+                .or_default()
+                .push(member.clone());
+            if let Some(record) = s.connections.get_mut(id) {
+                record.seat = Some(Seat {
+                    peer_id: member.peer.peer_id.clone(),
+                    room: room.to_owned(),
+                });
+            }
+            JoinOutcome::Joined { others, departure }
+        }))
+    }
+
+    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
+        Ok(self.with(|s| s.take_out(&seat.room, &seat.peer_id, |m| m.is_attached_to(id))))
+    }
+
+    async fn resume(
+        &self,
+        id: &str,
+        user_id: &str,
+        seat: &Seat,
+        proof: &ResumeProof,
+        new_hash: &str,
+        now_ms: u64,
+    ) -> Result<ResumeOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let live = s
+                .connections
+                .get(id)
+                .is_some_and(|r| r.is_live(now_ms / 1000) && r.user_id == user_id);
+            let Some(members) = s.rooms.get_mut(&seat.room).filter(|_| live) else {
+                return ResumeOutcome::Refused;
+            };
+            let Some(index) = apply_resume(members, id, user_id, seat, proof, new_hash, now_ms)
+            else {
+                return ResumeOutcome::Refused;
+            };
+            let member = members[index].clone();
+            if let Some(record) = s.connections.get_mut(id) {
+                record.seat = Some(seat.clone());
+            }
+            ResumeOutcome::Resumed {
+                member,
+                room: s.view(&seat.room),
+            }
+        }))
+    }
+
+    async fn set_muted(
+        &self,
+        id: &str,
+        seat: &Seat,
+        muted: bool,
+    ) -> Result<Option<RoomView>, StoreError> {
+        Ok(self.with(|s| {
+            let member = s
+                .rooms
+                .get_mut(&seat.room)?
+                .iter_mut()
+                .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
+            member.peer.muted = muted;
+            Some(s.view(&seat.room))
+        }))
+    }
+
+    async fn expire(
+        &self,
+        seat: &Seat,
+        resume_until_ms: u64,
+    ) -> Result<Option<Departure>, StoreError> {
+        Ok(self.with(|s| {
+            s.take_out(&seat.room, &seat.peer_id, |m| {
+                m.connection_id.is_none() && m.resume_until_ms == Some(resume_until_ms)
+            })
+        }))
+    }
+
+    async fn keep(
+        &self,
+        peer_id: &str,
+        msg: &str,
+        max: usize,
+        expires_at: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let (queue, expiry) = s.kept.entry(peer_id.to_owned()).or_default();
+            if queue.len() >= max {
+                return false;
+            }
+            queue.push_back(msg.to_owned());
+            *expiry = expires_at;
+            true
+        }))
+    }
+
+    async fn take_kept(&self, peer_id: &str) -> Result<Vec<String>, StoreError> {
+        Ok(self.with(|s| {
+            s.kept
+                .remove(peer_id)
+                .map(|(queue, _)| queue.into())
+                .unwrap_or_default()
+        }))
+    }
+
+    async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
+        Ok(self.with(|s| {
+            // Kept signals nobody came back for go too.
+            let now_secs = now_ms / 1000;
+            s.kept.retain(|_, (_, expiry)| *expiry > now_secs);
+            s.rooms
+                .iter()
+                .flat_map(|(room, members)| {
+                    members.iter().filter(|m| m.is_expired(now_ms)).map(|m| {
+                        (
+                            Seat {
+                                peer_id: m.peer.peer_id.clone(),
+                                room: room.clone(),
+                            },
+                            m.resume_until_ms.unwrap_or_default(),
+                        )
+                    })
+                })
                 .collect()
-        });
-        members.sort_by(|a, b| {
-            (a.connected_at_ms, &a.connection_id).cmp(&(b.connected_at_ms, &b.connection_id))
-        });
-        Ok(members)
+        }))
     }
 }

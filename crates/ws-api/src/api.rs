@@ -3,11 +3,14 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use tincan_signaling::{
-    ClientMessage, Core, Effect, ErrorCode, Limits, ProtocolError, RoomView, ServerMessage,
+    Core, Effect, ErrorCode, Fresh, Limits, Peer, ProtocolError, RoomView,
+    Seat, Sender, ServerMessage,
 };
 use tincan_store::{
-    room_view, ConnectionRecord, ConnectionStore, JoinOutcome, Push, PushError, StoreError,
+    ConnectionRecord, ConnectionStore, Departure, JoinOutcome, Push, PushError, ResumeOutcome,
+    StoreError,
 };
 use tincan_token::{TokenError, TokenKeys};
 use tracing::{debug, info, warn};
@@ -18,6 +21,9 @@ use crate::ice::IceServerSource;
 /// Most gone connections cleaned up while handling one event; the rest are
 /// left to their TTL (and to the next push that finds them gone).
 const MAX_GONE_CLEANUPS: usize = 16;
+
+/// How long kept signals outlive the grace, for a resume at its last moment.
+const KEPT_SLACK_SECS: u64 = 60;
 
 /// What the handlers need, all behind traits.
 #[derive(Clone)]
@@ -103,7 +109,8 @@ impl WsApi {
         Ok(())
     }
 
-    /// `$disconnect`: the connection leaves its room and is forgotten.
+    /// `$disconnect`: the connection is forgotten; its participant, if any,
+    /// is detached and may be resumed within the grace.
     pub async fn disconnect(&self, connection_id: &str, now_ms: u64) {
         let mut gone = VecDeque::from([connection_id.to_owned()]);
         self.clean_up_gone(&mut gone, now_ms).await;
@@ -118,6 +125,26 @@ impl WsApi {
             .await
         {
             self.reply_error(connection_id, &err, &mut gone).await;
+        }
+        self.clean_up_gone(&mut gone, now_ms).await;
+    }
+
+    /// Ends every detached participant whose grace ran out: the room is told
+    /// it left. Rooms are also reaped lazily whenever they are read for a
+    /// message; this sweep is for rooms where nobody speaks.
+    pub async fn sweep(&self, now_ms: u64) {
+        let expired = match self.config.store.expired_members(now_ms).await {
+            Ok(expired) => expired,
+            Err(err) => {
+                warn!(error = %err, "could not list expired participants");
+                return;
+            }
+        };
+        let mut gone = VecDeque::new();
+        for (seat, until) in expired {
+            if let Err(err) = self.expire(&seat, until, now_ms, &mut gone).await {
+                warn!(error = %err, "could not end an expired participant");
+            }
         }
         self.clean_up_gone(&mut gone, now_ms).await;
     }
@@ -143,100 +170,357 @@ impl WsApi {
             return Ok(());
         };
         let sender = record.sender();
-        let mut rooms = Vec::new();
-        for room in self.core.rooms_needed(&sender, &msg) {
-            let members = store
-                .room_members(room, now_secs)
-                .await
-                .map_err(store_error)?;
-            rooms.push(room_view(room, &members));
-        }
-        let ice = match &msg {
-            ClientMessage::Join { room } => {
-                self.config
-                    .ice
-                    .ice_servers(&record.user_id, room, now_secs)
-                    .await
-            }
-            _ => Vec::new(),
+        let view = match self.core.room_needed(&sender, &msg) {
+            Some(room) => Some(self.reaped_room(&room, now_ms, gone).await?),
+            None => None,
         };
-        let effects = self.core.handle(&sender, msg, &rooms, &ice, now_ms);
+        let fresh = Fresh {
+            peer_id: random_id(12),
+            resume_secret: random_id(24),
+        };
+        let effects = self
+            .core
+            .handle(&sender, msg, view.as_ref(), &fresh, now_ms);
         for effect in effects {
-            match effect {
-                Effect::Send { to, msg } => self.send(&to, &msg, gone).await,
-                Effect::PutMember {
-                    peer_id,
-                    room,
-                    room_max,
-                    at_ms,
-                } => {
-                    match store
-                        .join_room(&peer_id, &room, room_max, now_secs)
-                        .await
-                        .map_err(store_error)?
-                    {
-                        JoinOutcome::Joined => {}
-                        JoinOutcome::RoomFull => {
-                            return Err(ProtocolError::new(
-                                ErrorCode::RoomFull,
-                                format!("room `{room}` is full ({room_max} peers)"),
-                            ))
-                        }
-                        JoinOutcome::UnknownConnection => return Ok(()),
+            self.apply(&sender, view.as_ref(), effect, now_ms, gone)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// `room` as stored, after ending the participants whose grace ran out.
+    async fn reaped_room(
+        &self,
+        room: &str,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) -> Result<RoomView, ProtocolError> {
+        let mut view = self.config.store.room(room).await.map_err(store_error)?;
+        let expired: Vec<(Seat, u64)> = self
+            .core
+            .expired(&view, now_ms)
+            .into_iter()
+            .map(|m| {
+                (
+                    Seat {
+                        peer_id: m.peer.peer_id.clone(),
+                        room: room.to_owned(),
+                    },
+                    m.resume_until_ms.unwrap_or_default(),
+                )
+            })
+            .collect();
+        for (seat, until) in expired {
+            self.expire(&seat, until, now_ms, gone).await?;
+            view.members.retain(|m| m.peer.peer_id != seat.peer_id);
+        }
+        Ok(view)
+    }
+
+    async fn expire(
+        &self,
+        seat: &Seat,
+        until: u64,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) -> Result<(), ProtocolError> {
+        let departure = self
+            .config
+            .store
+            .expire(seat, until)
+            .await
+            .map_err(store_error)?;
+        if let Some(departure) = departure {
+            info!(peer_id = %seat.peer_id, room = %seat.room, "resume grace over; participant left");
+            self.depart(&departure, until.min(now_ms), now_ms, gone)
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Call history and `peer-left` for a participant that left.
+    async fn depart(
+        &self,
+        departure: &Departure,
+        at_ms: u64,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) {
+        self.log_left(&departure.member.peer, &departure.remaining.room, at_ms)
+            .await;
+        let effects = self
+            .core
+            .announce_leave(&departure.member.peer.peer_id, &departure.remaining);
+        self.deliver_all(effects, &departure.remaining.room, now_ms, gone)
+            .await;
+    }
+
+    async fn apply(
+        &self,
+        sender: &Sender,
+        view: Option<&RoomView>,
+        effect: Effect,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) -> Result<(), ProtocolError> {
+        let now_secs = now_ms / 1000;
+        let store = &self.config.store;
+        match effect {
+            Effect::Send { to, msg } => self.send(&to, &msg, gone).await,
+            Effect::Deliver {
+                peer_id,
+                connection_id,
+                msg,
+            } => {
+                let room = view.map(|v| v.room.as_str()).unwrap_or_default();
+                self.deliver(&peer_id, connection_id.as_deref(), &msg, room, now_ms, gone)
+                    .await;
+            }
+            Effect::Join {
+                member,
+                room,
+                room_max,
+                grant,
+            } => {
+                let outcome = store
+                    .join(&sender.connection_id, &room, &member, room_max, now_secs)
+                    .await
+                    .map_err(store_error)?;
+                let JoinOutcome::Joined { others, departure } = outcome else {
+                    if outcome == JoinOutcome::RoomFull {
+                        let effect = self.core.room_full(sender, &room);
+                        self.deliver_all(vec![effect], &room, now_ms, gone).await;
                     }
-                    let mut joined = record.clone();
-                    joined.room = Some(room.clone());
-                    self.log_joined(&joined, &room, at_ms).await;
-                    // Read the room after our write, so a peer that joined at
-                    // the same moment is not missed.
-                    let members = store
-                        .room_members(&room, now_secs)
-                        .await
-                        .map_err(store_error)?;
-                    let view = room_view(&room, &members);
-                    for effect in self.core.announce_join(&joined.sender(), &view, &ice) {
-                        if let Effect::Send { to, msg } = effect {
-                            self.send(&to, &msg, gone).await;
-                        }
+                    return Ok(());
+                };
+                info!(connection_id = %sender.connection_id, peer_id = %member.peer.peer_id, %room, "joined");
+                self.log_joined(&member.peer, &room, member.joined_at_ms)
+                    .await;
+                if let Some(departure) = &departure {
+                    self.log_left(&departure.member.peer, &departure.remaining.room, now_ms)
+                        .await;
+                }
+                let ice = self
+                    .config
+                    .ice
+                    .ice_servers(&sender.user_id, &room, now_secs)
+                    .await;
+                let effects = self.core.announce_join(
+                    sender,
+                    &member,
+                    &room,
+                    &others,
+                    grant,
+                    departure.as_ref().map(|d| (&d.member, &d.remaining)),
+                    &ice,
+                );
+                // Every message of a join goes to the new room but the
+                // `peer-left`s, which name no signal and so are never kept.
+                self.deliver_all(effects, &room, now_ms, gone).await;
+            }
+            Effect::Leave { seat, at_ms } => {
+                if let Some(departure) = store
+                    .leave(&sender.connection_id, &seat)
+                    .await
+                    .map_err(store_error)?
+                {
+                    self.depart(&departure, at_ms, now_ms, gone).await;
+                }
+            }
+            Effect::Resume {
+                seat,
+                proof,
+                new_hash,
+                grant,
+            } => {
+                let outcome = store
+                    .resume(
+                        &sender.connection_id,
+                        &sender.user_id,
+                        &seat,
+                        &proof,
+                        &new_hash,
+                        now_ms,
+                    )
+                    .await
+                    .map_err(store_error)?;
+                let ResumeOutcome::Resumed { member, room } = outcome else {
+                    debug!(connection_id = %sender.connection_id, "resume refused");
+                    let effect = self.core.resume_refused(sender);
+                    self.deliver_all(vec![effect], &seat.room, now_ms, gone)
+                        .await;
+                    return Ok(());
+                };
+                info!(connection_id = %sender.connection_id, peer_id = %seat.peer_id, "resumed");
+                let ice = self
+                    .config
+                    .ice
+                    .ice_servers(&sender.user_id, &seat.room, now_secs)
+                    .await;
+                let effects = self
+                    .core
+                    .announce_resume(sender, &member, &room, grant, &ice);
+                self.deliver_all(effects, &seat.room, now_ms, gone).await;
+                self.flush_kept(&seat.peer_id, &sender.connection_id, now_ms, gone)
+                    .await;
+            }
+            Effect::SetMuted { seat, muted } => {
+                if let Some(room) = store
+                    .set_muted(&sender.connection_id, &seat, muted)
+                    .await
+                    .map_err(store_error)?
+                {
+                    let effects = self.core.announce_mute(&seat, muted, &room);
+                    self.deliver_all(effects, &seat.room, now_ms, gone).await;
+                }
+            }
+            Effect::RecordMediaPath { seat, path } => {
+                let member = view.and_then(|v| v.member(&seat.peer_id));
+                if let (Some(calls), Some(member)) = (&self.config.calls, member) {
+                    if let Err(err) = calls.media_path(&member.peer, &seat.room, path).await {
+                        warn!(error = %err, "call history not written");
                     }
-                }
-                Effect::RemoveMember {
-                    peer_id,
-                    room,
-                    at_ms,
-                } => {
-                    store
-                        .leave_room(&peer_id, &room)
-                        .await
-                        .map_err(store_error)?;
-                    self.log_left(&record, &room, at_ms).await;
-                }
-                Effect::RecordMediaPath {
-                    peer_id: _,
-                    room,
-                    path,
-                } => {
-                    if let Some(calls) = &self.config.calls {
-                        if let Err(err) = calls.media_path(&record, &room, path).await {
-                            warn!(error = %err, "call history not written");
-                        }
-                    }
-                }
-                Effect::SetMuted { peer_id, muted } => {
-                    store
-                        .set_muted(&peer_id, muted)
-                        .await
-                        .map_err(store_error)?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Removes each gone connection and tells its room, following any further
-    /// connections found gone while doing so, up to a bound.
+    async fn deliver_all(
+        &self,
+        effects: Vec<Effect>,
+        room: &str,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) {
+        for effect in effects {
+            match effect {
+                Effect::Send { to, msg } => self.send(&to, &msg, gone).await,
+                Effect::Deliver {
+                    peer_id,
+                    connection_id,
+                    msg,
+                } => {
+                    self.deliver(&peer_id, connection_id.as_deref(), &msg, room, now_ms, gone)
+                        .await
+                }
+                other => warn!(?other, "unexpected effect in an announcement"),
+            }
+        }
+    }
+
+    /// Delivers `msg` to participant `peer_id` of `room` through
+    /// `connection_id`; a signal for a participant that is detached (or whose
+    /// connection turns out gone) is kept for its resume.
+    async fn deliver(
+        &self,
+        peer_id: &str,
+        connection_id: Option<&str>,
+        msg: &ServerMessage,
+        room: &str,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) {
+        let text = msg.to_json();
+        if let Some(to) = connection_id {
+            match self.config.push.send(to, &text).await {
+                Ok(()) => return,
+                Err(PushError::Gone(_)) => {
+                    debug!(connection_id = to, "push found connection gone");
+                    if !gone.iter().any(|g| g == to) {
+                        gone.push_back(to.to_owned());
+                    }
+                }
+                Err(err) => {
+                    warn!(connection_id = to, error = %err, "push failed");
+                    return;
+                }
+            }
+        }
+        if !matches!(msg, ServerMessage::Signal { .. }) {
+            return;
+        }
+        let limits = self.core.limits();
+        let expires_at = now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
+        let store = &self.config.store;
+        match store
+            .keep(peer_id, &text, limits.mailbox_max, expires_at)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(peer_id, "kept-signal box full; signal dropped");
+                return;
+            }
+            Err(err) => {
+                warn!(peer_id, error = %err, "could not keep a signal");
+                return;
+            }
+        }
+        // The participant may have resumed between our read and our keep:
+        // then its resume may have flushed before our keep landed, so flush
+        // again. Taking is atomic, so nothing is delivered twice.
+        match store.room(room).await {
+            Ok(view) => {
+                if let Some(to) = view
+                    .member(peer_id)
+                    .and_then(|m| m.connection_id.clone())
+                    .filter(|c| Some(c.as_str()) != connection_id)
+                {
+                    self.flush_kept(peer_id, &to, now_ms, gone).await;
+                }
+            }
+            Err(err) => warn!(room, error = %err, "could not re-read a room"),
+        }
+    }
+
+    /// Delivers every signal kept for `peer_id` to `connection_id`.
+    async fn flush_kept(
+        &self,
+        peer_id: &str,
+        connection_id: &str,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) {
+        let kept = match self.config.store.take_kept(peer_id).await {
+            Ok(kept) => kept,
+            Err(err) => {
+                warn!(peer_id, error = %err, "could not take kept signals");
+                return;
+            }
+        };
+        let limits = self.core.limits();
+        let mut rest = kept.into_iter();
+        for text in rest.by_ref() {
+            match self.config.push.send(connection_id, &text).await {
+                Ok(()) => {}
+                Err(PushError::Gone(_)) => {
+                    // Cut again mid-flush: keep this and the rest for the
+                    // next resume.
+                    if !gone.iter().any(|g| g == connection_id) {
+                        gone.push_back(connection_id.to_owned());
+                    }
+                    let expires_at =
+                        now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
+                    for text in std::iter::once(text).chain(rest.by_ref()) {
+                        let _ = self
+                            .config
+                            .store
+                            .keep(peer_id, &text, limits.mailbox_max, expires_at)
+                            .await;
+                    }
+                    return;
+                }
+                Err(err) => warn!(connection_id, error = %err, "push failed"),
+            }
+        }
+    }
+
+    /// Forgets each gone connection, detaching its participant for the
+    /// resume grace. The room is told nothing until the grace runs out.
     async fn clean_up_gone(&self, gone: &mut VecDeque<String>, now_ms: u64) {
         let store = &self.config.store;
+        let deadline = self.core.resume_deadline(now_ms);
         let mut cleaned = 0;
         while let Some(id) = gone.pop_front() {
             if cleaned == MAX_GONE_CLEANUPS {
@@ -247,29 +531,15 @@ impl WsApi {
                 break;
             }
             cleaned += 1;
-            let record = match store.remove(&id).await {
-                Ok(Some(record)) => record,
-                Ok(None) => continue,
+            match store.remove(&id, deadline).await {
+                Ok(Some(record)) => {
+                    if let Some(seat) = record.seat {
+                        debug!(connection_id = %id, peer_id = %seat.peer_id, "participant detached");
+                    }
+                }
+                Ok(None) => {}
                 Err(err) => {
                     warn!(connection_id = %id, error = %err, "could not remove connection");
-                    continue;
-                }
-            };
-            let Some(room) = record.room.clone() else {
-                continue;
-            };
-            self.log_left(&record, &room, now_ms).await;
-            let members = match store.room_members(&room, now_ms / 1000).await {
-                Ok(members) => members,
-                Err(err) => {
-                    warn!(room = %room, error = %err, "could not tell room of a departure");
-                    continue;
-                }
-            };
-            let view: RoomView = room_view(&room, &members);
-            for effect in self.core.disconnect(&record.sender(), Some(&view), now_ms) {
-                if let Effect::Send { to, msg } = effect {
-                    self.send(&to, &msg, gone).await;
                 }
             }
         }
@@ -293,21 +563,27 @@ impl WsApi {
         self.send(to, &err.to_message(), gone).await;
     }
 
-    async fn log_joined(&self, record: &ConnectionRecord, room: &str, at_ms: u64) {
+    async fn log_joined(&self, participant: &Peer, room: &str, at_ms: u64) {
         if let Some(calls) = &self.config.calls {
-            if let Err(err) = calls.joined(record, room, at_ms).await {
+            if let Err(err) = calls.joined(participant, room, at_ms).await {
                 warn!(error = %err, "call history not written");
             }
         }
     }
 
-    async fn log_left(&self, record: &ConnectionRecord, room: &str, at_ms: u64) {
+    async fn log_left(&self, participant: &Peer, room: &str, at_ms: u64) {
         if let Some(calls) = &self.config.calls {
-            if let Err(err) = calls.left(record, room, at_ms).await {
+            if let Err(err) = calls.left(participant, room, at_ms).await {
                 warn!(error = %err, "call history not written");
             }
         }
     }
+}
+
+/// A random URL-safe id of `bytes` random bytes.
+fn random_id(bytes: usize) -> String {
+    let raw: Vec<u8> = (0..bytes).map(|_| rand::random::<u8>()).collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
 }
 
 fn store_error(err: StoreError) -> ProtocolError {

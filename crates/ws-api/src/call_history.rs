@@ -6,8 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tincan_accounts::model::CallRecord;
 use tincan_accounts::CallStore;
-use tincan_signaling::MediaPath;
-use tincan_store::ConnectionRecord;
+use tincan_signaling::{MediaPath, Peer};
 
 use crate::call_log::{CallLog, CallLogError};
 
@@ -34,16 +33,16 @@ impl std::fmt::Debug for AccountsCallLog {
 impl CallLog for AccountsCallLog {
     async fn joined(
         &self,
-        connection: &ConnectionRecord,
+        participant: &Peer,
         room: &str,
         at_ms: u64,
     ) -> Result<(), CallLogError> {
         let record = CallRecord {
-            // One record per connection and room visit.
-            id: format!("{}:{room}:{at_ms}", connection.connection_id),
-            user_id: connection.user_id.clone(),
+            // One record per participant (a room visit).
+            id: format!("{}:{room}:{at_ms}", participant.peer_id),
+            user_id: participant.user_id.clone(),
             room: room.to_owned(),
-            peer_id: connection.connection_id.clone(),
+            peer_id: participant.peer_id.clone(),
             started_at: at_ms,
             ended_at: None,
             media_path: None,
@@ -56,12 +55,12 @@ impl CallLog for AccountsCallLog {
 
     async fn left(
         &self,
-        connection: &ConnectionRecord,
+        participant: &Peer,
         room: &str,
         at_ms: u64,
     ) -> Result<(), CallLogError> {
         self.calls
-            .end_call(&connection.connection_id, room, at_ms, None)
+            .end_call(&participant.peer_id, room, at_ms, None)
             .await
             .map(|_| ())
             .map_err(|e| CallLogError(e.to_string()))
@@ -69,7 +68,7 @@ impl CallLog for AccountsCallLog {
 
     async fn media_path(
         &self,
-        connection: &ConnectionRecord,
+        participant: &Peer,
         room: &str,
         path: MediaPath,
     ) -> Result<(), CallLogError> {
@@ -78,7 +77,7 @@ impl CallLog for AccountsCallLog {
             MediaPath::Relayed => tincan_accounts::model::MediaPath::Relayed,
         };
         self.calls
-            .set_media_path(&connection.connection_id, room, path)
+            .set_media_path(&participant.peer_id, room, path)
             .await
             .map(|_| ())
             .map_err(|e| CallLogError(e.to_string()))

@@ -202,10 +202,14 @@ async fn client(
             json!({"action": "join", "room": room}).to_string(),
         ))
         .await?;
-        // Wait until everyone in the room is known, so ids are in hand.
-        // A set: a peer joining at the same moment as us can be both in our
-        // `joined` and in a `peer-joined`.
-        let mut peers = std::collections::BTreeSet::new();
+        // Wait until everyone in the room is known, so ids are in hand. Each
+        // peer must be announced exactly once, however the joins interleave.
+        let mut peers: Vec<String> = Vec::new();
+        let mut learn = |id: &str| -> anyhow::Result<()> {
+            anyhow::ensure!(!peers.iter().any(|p| p == id), "peer {id} announced twice");
+            peers.push(id.to_owned());
+            Ok(())
+        };
         let mut me = String::new();
         while me.is_empty() || peers.len() < expected_peers {
             let v = next(&mut stream).await?;
@@ -213,12 +217,10 @@ async fn client(
                 Some("joined") => {
                     me = v["self"]["peerId"].as_str().unwrap_or_default().to_owned();
                     for p in v["peers"].as_array().into_iter().flatten() {
-                        peers.insert(p["peerId"].as_str().unwrap_or_default().to_owned());
+                        learn(p["peerId"].as_str().unwrap_or_default())?;
                     }
                 }
-                Some("peer-joined") => {
-                    peers.insert(v["peer"]["peerId"].as_str().unwrap_or_default().to_owned());
-                }
+                Some("peer-joined") => learn(v["peer"]["peerId"].as_str().unwrap_or_default())?,
                 _ => {}
             }
         }

@@ -2,9 +2,10 @@
 //! codecs. Decoding never panics: an item we did not write is
 //! [`StoreError::Corrupt`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use tincan_signaling::{Member, Peer, RoomView, Seat};
 
 use crate::connection::ConnectionRecord;
 use crate::error::StoreError;
@@ -15,12 +16,17 @@ pub(crate) const USER_ID: &str = "userId";
 pub(crate) const DISPLAY_NAME: &str = "displayName";
 /// The connection's room; absent when in none, so the `byRoom` index is sparse.
 pub(crate) const ROOM: &str = "room";
-pub(crate) const MUTED: &str = "muted";
+/// The participant the connection speaks for.
+pub(crate) const PEER_ID: &str = "peerId";
+/// Kept-signal items: the messages, oldest first.
+pub(crate) const MESSAGES: &str = "messages";
 /// Milliseconds since the epoch; the `byRoom` index's sort key.
 pub(crate) const CONNECTED_AT: &str = "connectedAt";
 /// Seconds since the epoch; the table's TTL attribute.
 pub(crate) const EXPIRES_AT: &str = "expiresAt";
-/// Room items: connection id -> that connection's `expiresAt`.
+/// Room items: peer id -> the member (`u` user, `n` name, `m` muted, `h`
+/// resume hash, `j` joined at, `c` connection while attached, `r` resume
+/// deadline while detached).
 pub(crate) const MEMBERS: &str = "members";
 /// Room items: bumped by every write, for optimistic concurrency.
 pub(crate) const VERSION: &str = "version";
@@ -46,15 +52,21 @@ pub(crate) fn s(value: &str) -> AttributeValue {
     AttributeValue::S(value.to_owned())
 }
 
+/// The key of the item holding signals kept for detached participant
+/// `peer_id`.
+pub(crate) fn kept_key(peer_id: &str) -> String {
+    format!("kept#{peer_id}")
+}
+
 /// A connection record as an item.
 pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, AttributeValue> {
     let mut item = key(&record.connection_id);
     item.insert(USER_ID.into(), s(&record.user_id));
     item.insert(DISPLAY_NAME.into(), s(&record.display_name));
-    if let Some(room) = &record.room {
-        item.insert(ROOM.into(), s(room));
+    if let Some(seat) = &record.seat {
+        item.insert(ROOM.into(), s(&seat.room));
+        item.insert(PEER_ID.into(), s(&seat.peer_id));
     }
-    item.insert(MUTED.into(), AttributeValue::Bool(record.muted));
     item.insert(CONNECTED_AT.into(), n(record.connected_at_ms));
     item.insert(EXPIRES_AT.into(), n(record.expires_at));
     item
@@ -65,31 +77,76 @@ pub(crate) fn connection_from_item(
     item: &HashMap<String, AttributeValue>,
 ) -> Result<ConnectionRecord, StoreError> {
     let key = get_s(item, PK, "?")?;
+    let seat = match (item.get(ROOM), item.get(PEER_ID)) {
+        (None, None) => None,
+        _ => Some(Seat {
+            room: get_s(item, ROOM, key)?.to_owned(),
+            peer_id: get_s(item, PEER_ID, key)?.to_owned(),
+        }),
+    };
     Ok(ConnectionRecord {
         connection_id: key.to_owned(),
         user_id: get_s(item, USER_ID, key)?.to_owned(),
         display_name: get_s(item, DISPLAY_NAME, key)?.to_owned(),
-        room: match item.get(ROOM) {
-            None => None,
-            Some(_) => Some(get_s(item, ROOM, key)?.to_owned()),
-        },
-        muted: match item.get(MUTED) {
-            Some(AttributeValue::Bool(muted)) => *muted,
-            _ => return Err(corrupt(key, MUTED)),
-        },
+        seat,
         connected_at_ms: get_n(item, CONNECTED_AT, key)?,
         expires_at: get_n(item, EXPIRES_AT, key)?,
     })
 }
 
-/// A room item as read: who holds a seat, and the version to condition on.
+fn member_to_value(member: &Member) -> AttributeValue {
+    let mut map = HashMap::from([
+        ("u".to_owned(), s(&member.peer.user_id)),
+        ("n".to_owned(), s(&member.peer.display_name)),
+        ("m".to_owned(), AttributeValue::Bool(member.peer.muted)),
+        ("h".to_owned(), s(&member.resume_hash)),
+        ("j".to_owned(), n(member.joined_at_ms)),
+    ]);
+    if let Some(connection) = &member.connection_id {
+        map.insert("c".into(), s(connection));
+    }
+    if let Some(until) = member.resume_until_ms {
+        map.insert("r".into(), n(until));
+    }
+    AttributeValue::M(map)
+}
+
+fn member_from_value(
+    peer_id: &str,
+    value: &AttributeValue,
+    key: &str,
+) -> Result<Member, StoreError> {
+    let AttributeValue::M(map) = value else {
+        return Err(corrupt(key, MEMBERS));
+    };
+    Ok(Member {
+        peer: Peer {
+            peer_id: peer_id.to_owned(),
+            user_id: get_s(map, "u", key)?.to_owned(),
+            display_name: get_s(map, "n", key)?.to_owned(),
+            muted: match map.get("m") {
+                Some(AttributeValue::Bool(muted)) => *muted,
+                _ => return Err(corrupt(key, MEMBERS)),
+            },
+        },
+        connection_id: map
+            .get("c")
+            .map(|_| get_s(map, "c", key).map(str::to_owned))
+            .transpose()?,
+        resume_until_ms: map.get("r").map(|_| get_n(map, "r", key)).transpose()?,
+        resume_hash: get_s(map, "h", key)?.to_owned(),
+        joined_at_ms: get_n(map, "j", key)?,
+    })
+}
+
+/// A room item as read: its members and the version to condition on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct RoomItem {
     /// `None` when the item does not exist.
     pub(crate) version: Option<u64>,
-    /// Connection id -> its `expiresAt`.
-    pub(crate) members: BTreeMap<String, u64>,
-    /// The item's own TTL: the latest expiry any member ever had.
+    /// The members, oldest first.
+    pub(crate) members: Vec<Member>,
+    /// The item's own TTL.
     pub(crate) expires_at: u64,
 }
 
@@ -101,19 +158,16 @@ impl RoomItem {
             return Ok(Self::default());
         };
         let key = get_s(item, PK, "?")?;
-        let members = match item.get(MEMBERS) {
+        let mut members = match item.get(MEMBERS) {
             Some(AttributeValue::M(map)) => map
                 .iter()
-                .map(|(id, value)| match value {
-                    AttributeValue::N(text) => text
-                        .parse()
-                        .map(|expires| (id.clone(), expires))
-                        .map_err(|_| corrupt(key, MEMBERS)),
-                    _ => Err(corrupt(key, MEMBERS)),
-                })
-                .collect::<Result<_, _>>()?,
+                .map(|(id, value)| member_from_value(id, value, key))
+                .collect::<Result<Vec<_>, _>>()?,
             _ => return Err(corrupt(key, MEMBERS)),
         };
+        members.sort_by(|a, b| {
+            (a.joined_at_ms, &a.peer.peer_id).cmp(&(b.joined_at_ms, &b.peer.peer_id))
+        });
         Ok(Self {
             version: Some(get_n(item, VERSION, key)?),
             members,
@@ -121,30 +175,34 @@ impl RoomItem {
         })
     }
 
-    /// The item to write for `members`, one version on from this one.
+    /// The room as the core takes it.
+    pub(crate) fn view(&self, room: &str) -> RoomView {
+        RoomView {
+            room: room.to_owned(),
+            members: self.members.clone(),
+        }
+    }
+
+    /// The item to write for `members`, one version on from this one, alive
+    /// at least until `expires_at` (seconds).
     pub(crate) fn next_item(
         &self,
         room: &str,
-        members: &BTreeMap<String, u64>,
+        members: &[Member],
+        expires_at: u64,
     ) -> HashMap<String, AttributeValue> {
-        let expires_at = members
-            .values()
-            .copied()
-            .chain([self.expires_at])
-            .max()
-            .unwrap_or_default();
         let mut item = key(&room_key(room));
         item.insert(
             MEMBERS.into(),
             AttributeValue::M(
                 members
                     .iter()
-                    .map(|(id, expires)| (id.clone(), n(*expires)))
+                    .map(|m| (m.peer.peer_id.clone(), member_to_value(m)))
                     .collect(),
             ),
         );
         item.insert(VERSION.into(), n(self.version.unwrap_or(0) + 1));
-        item.insert(EXPIRES_AT.into(), n(expires_at));
+        item.insert(EXPIRES_AT.into(), n(expires_at.max(self.expires_at)));
         item
     }
 }
@@ -178,16 +236,33 @@ fn corrupt(key: &str, attribute: &str) -> StoreError {
 mod tests {
     use super::*;
 
+    fn member(id: &str, connection: Option<&str>) -> Member {
+        Member {
+            peer: Peer {
+                peer_id: id.into(),
+                user_id: "u".into(),
+                display_name: "Zoë 🎧".into(),
+                muted: true,
+            },
+            connection_id: connection.map(str::to_owned),
+            resume_until_ms: connection.is_none().then_some(77),
+            resume_hash: "ab".into(),
+            joined_at_ms: 5,
+        }
+    }
+
     #[test]
-    fn connection_round_trips_with_and_without_room() {
+    fn connection_round_trips_with_and_without_seat() {
         let mut record = ConnectionRecord::new("abc=", "u1", "Zoë 🎧", 1_700_000_000_123);
         assert_eq!(
             connection_from_item(&connection_to_item(&record)).unwrap(),
             record
         );
         assert!(!connection_to_item(&record).contains_key(ROOM));
-        record.room = Some("lobby".into());
-        record.muted = true;
+        record.seat = Some(Seat {
+            peer_id: "p".into(),
+            room: "lobby".into(),
+        });
         assert_eq!(
             connection_from_item(&connection_to_item(&record)).unwrap(),
             record
@@ -204,20 +279,26 @@ mod tests {
         ));
         item.remove(PK);
         assert!(connection_from_item(&item).is_err());
+        let mut room = RoomItem::default().next_item("r", &[member("a", None)], 9);
+        room.insert(
+            MEMBERS.into(),
+            AttributeValue::M(HashMap::from([("a".into(), AttributeValue::N("1".into()))])),
+        );
+        assert!(RoomItem::from_item(Some(&room)).is_err());
     }
 
     #[test]
     fn room_item_round_trips_and_versions_move_on() {
         let absent = RoomItem::from_item(None).unwrap();
         assert_eq!(absent.version, None);
-        let members = BTreeMap::from([("a".to_owned(), 50), ("b".to_owned(), 40)]);
-        let written = absent.next_item("r", &members);
+        let members = vec![member("a", Some("c1")), member("b", None)];
+        let written = absent.next_item("r", &members, 50);
         let read = RoomItem::from_item(Some(&written)).unwrap();
         assert_eq!(read.version, Some(1));
         assert_eq!(read.members, members);
         assert_eq!(read.expires_at, 50);
         // Emptying the room keeps its version history and its TTL.
-        let emptied = RoomItem::from_item(Some(&read.next_item("r", &BTreeMap::new()))).unwrap();
+        let emptied = RoomItem::from_item(Some(&read.next_item("r", &[], 10))).unwrap();
         assert_eq!((emptied.version, emptied.expires_at), (Some(2), 50));
         assert!(emptied.members.is_empty());
     }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::Value;
 use tincan_signaling::Limits;
-use tincan_store::{MemoryConnectionStore, Push, PushError};
+use tincan_store::{ConnectionStore, MemoryConnectionStore, Push, PushError};
 use tincan_token::TokenKeys;
 use tincan_ws_api::{NoIceServers, WsApi, WsApiConfig};
 
@@ -89,10 +89,15 @@ impl Harness {
 
     /// Connects `id` as user `user-{id}` named `Name {id}`.
     pub(crate) async fn connect(&mut self, id: &str) {
+        self.connect_as(id, id).await;
+    }
+
+    /// Connects `id` as user `user-{user}` named `Name {user}`.
+    pub(crate) async fn connect_as(&mut self, id: &str, user: &str) {
         self.now += 1;
         let token = self.tokens.issue(
-            &format!("user-{id}"),
-            &format!("Name {id}"),
+            &format!("user-{user}"),
+            &format!("Name {user}"),
             self.now / 1000,
         );
         self.api.connect(id, Some(&token), self.now).await.unwrap();
@@ -110,6 +115,32 @@ impl Harness {
     pub(crate) async fn disconnect(&mut self, id: &str) {
         self.now += 1;
         self.api.disconnect(id, self.now).await;
+    }
+
+    /// The participant connection `id` speaks for.
+    pub(crate) async fn peer(&self, id: &str) -> String {
+        self.store
+            .get(id, self.now / 1000)
+            .await
+            .unwrap()
+            .and_then(|r| r.seat)
+            .map(|s| s.peer_id)
+            .unwrap_or_else(|| panic!("{id} is in no room"))
+    }
+
+    /// The room of the participant connection `id` speaks for, if it is
+    /// still in it.
+    pub(crate) async fn room_of(&self, id: &str) -> Option<String> {
+        let seat = self.store.get(id, self.now / 1000).await.unwrap()?.seat?;
+        let room = self.store.room(&seat.room).await.unwrap();
+        room.member(&seat.peer_id)
+            .filter(|m| m.is_attached_to(id))
+            .map(|_| seat.room)
+    }
+
+    /// Room `room` as stored.
+    pub(crate) async fn store_room(&self, room: &str) -> tincan_signaling::RoomView {
+        self.store.room(room).await.unwrap()
     }
 
     /// The single frame `id` received since the last take.

@@ -1,0 +1,249 @@
+use super::*;
+
+fn peer(id: &str) -> Peer {
+    Peer {
+        peer_id: id.into(),
+        user_id: format!("user-{id}"),
+        display_name: format!("Name {id}"),
+        muted: false,
+    }
+}
+
+fn member(id: &str, conn: Option<&str>) -> Member {
+    Member {
+        peer: peer(id),
+        connection_id: conn.map(str::to_owned),
+        resume_until_ms: conn.is_none().then_some(1_000),
+        resume_hash: resume_hash("secret"),
+        joined_at_ms: 0,
+    }
+}
+
+fn sender(conn: &str, seat: Option<(&str, &str)>) -> Sender {
+    Sender {
+        connection_id: conn.into(),
+        user_id: "user-a".into(),
+        display_name: "Name a".into(),
+        seat: seat.map(|(peer_id, room)| Seat {
+            peer_id: peer_id.into(),
+            room: room.into(),
+        }),
+    }
+}
+
+fn fresh() -> Fresh {
+    Fresh {
+        peer_id: "new".into(),
+        resume_secret: "s3cret".into(),
+    }
+}
+
+fn view(members: Vec<Member>) -> RoomView {
+    RoomView {
+        room: "r".into(),
+        members,
+    }
+}
+
+fn limits(room_max: usize) -> Limits {
+    Limits {
+        room_max,
+        ..Limits::default()
+    }
+}
+
+#[test]
+fn oversize_frame_is_too_large_before_parsing() {
+    let core = Core::new(Limits {
+        max_message_bytes: 10,
+        ..Limits::default()
+    });
+    let err = core.parse(r#"{"action":"ping"}"#).unwrap_err();
+    assert_eq!(err.code, ErrorCode::TooLarge);
+}
+
+#[test]
+fn room_needed_is_the_target_or_the_seat() {
+    let core = Core::default();
+    let s = sender("c", Some(("a", "old")));
+    let join = ClientMessage::Join { room: "new".into() };
+    assert_eq!(core.room_needed(&s, &join).as_deref(), Some("new"));
+    assert_eq!(
+        core.room_needed(&s, &ClientMessage::Ping).as_deref(),
+        Some("old")
+    );
+    let resume = ClientMessage::Resume {
+        peer_id: "a".into(),
+        token: "there.xyz".into(),
+    };
+    assert_eq!(core.room_needed(&s, &resume).as_deref(), Some("there"));
+}
+
+#[test]
+fn full_room_refuses_without_writing() {
+    let core = Core::new(limits(1));
+    let effects = core.handle(
+        &sender("c", None),
+        ClientMessage::Join { room: "r".into() },
+        Some(&view(vec![member("b", Some("cb"))])),
+        &fresh(),
+        0,
+    );
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Send { to, msg: ServerMessage::Error { code: ErrorCode::RoomFull, .. } }] if to == "c"
+    ));
+}
+
+#[test]
+fn a_join_creates_a_fresh_participant_with_a_resume_token() {
+    let core = Core::default();
+    let effects = core.handle(
+        &sender("c", None),
+        ClientMessage::Join { room: "r".into() },
+        None,
+        &fresh(),
+        5,
+    );
+    let [Effect::Join {
+        member,
+        room,
+        grant,
+        ..
+    }] = effects.as_slice()
+    else {
+        panic!("{effects:?}")
+    };
+    assert_eq!(room, "r");
+    assert_eq!(member.peer.peer_id, "new");
+    assert_eq!(member.connection_id.as_deref(), Some("c"));
+    assert_eq!(grant.token, "r.s3cret");
+    assert_eq!(member.resume_hash, resume_hash("s3cret"));
+}
+
+#[test]
+fn rejoining_the_same_room_only_renews_the_token() {
+    let core = Core::default();
+    let effects = core.handle(
+        &sender("c", Some(("a", "r"))),
+        ClientMessage::Join { room: "r".into() },
+        Some(&view(vec![member("a", Some("c")), member("b", Some("cb"))])),
+        &fresh(),
+        0,
+    );
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Resume {
+            proof: ResumeProof::AlreadyAttached,
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn a_seat_counts_only_while_attached_to_the_sender() {
+    let core = Core::default();
+    // The participant was resumed by another connection: this one has no seat.
+    let effects = core.handle(
+        &sender("old", Some(("a", "r"))),
+        ClientMessage::Signal {
+            to: "b".into(),
+            data: serde_json::json!(1),
+        },
+        Some(&view(vec![member("a", Some("new")), member("b", Some("cb"))])),
+        &fresh(),
+        0,
+    );
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Send {
+            msg: ServerMessage::Error {
+                code: ErrorCode::NotInRoom,
+                ..
+            },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn signal_to_self_or_outside_room_is_refused_and_to_detached_is_kept() {
+    let core = Core::default();
+    let room = view(vec![member("a", Some("c")), member("b", None)]);
+    for to in ["a", "zzz"] {
+        let effects = core.handle(
+            &sender("c", Some(("a", "r"))),
+            ClientMessage::Signal {
+                to: to.into(),
+                data: serde_json::json!(1),
+            },
+            Some(&room),
+            &fresh(),
+            0,
+        );
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Send {
+                msg: ServerMessage::Error {
+                    code: ErrorCode::NotInRoom,
+                    ..
+                },
+                ..
+            }]
+        ));
+    }
+    let effects = core.handle(
+        &sender("c", Some(("a", "r"))),
+        ClientMessage::Signal {
+            to: "b".into(),
+            data: serde_json::json!(1),
+        },
+        Some(&room),
+        &fresh(),
+        0,
+    );
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Deliver { peer_id, connection_id: None, .. }] if peer_id == "b"
+    ));
+}
+
+#[test]
+fn detached_members_get_no_room_events_and_expire_after_grace() {
+    let core = Core::default();
+    let room = view(vec![member("b", Some("cb")), member("d", None)]);
+    let effects = core.announce_leave("a", &room);
+    assert_eq!(effects.len(), 1, "only the attached member is told");
+    assert!(core.expired(&room, 999).is_empty());
+    assert_eq!(core.expired(&room, 1_000).len(), 1);
+}
+
+#[test]
+fn bad_resume_tokens_are_refused_without_a_store_call() {
+    let core = Core::default();
+    for token in ["no-dot", "bad room.x", "r."] {
+        let effects = core.handle(
+            &sender("c", None),
+            ClientMessage::Resume {
+                peer_id: "a".into(),
+                token: token.into(),
+            },
+            None,
+            &fresh(),
+            0,
+        );
+        assert!(
+            matches!(
+                effects.as_slice(),
+                [Effect::Send {
+                    msg: ServerMessage::Error {
+                        code: ErrorCode::ResumeFailed,
+                        ..
+                    },
+                    ..
+                }]
+            ),
+            "{token}"
+        );
+    }
+}
