@@ -342,14 +342,15 @@ impl Core {
                 }]
             }
             ClientMessage::Signal { to, data } => {
-                let target = seat
-                    .and_then(|s| room.and_then(|v| v.member(&to)).filter(|_| to != s.peer_id));
+                let target =
+                    seat.and_then(|s| room.and_then(|v| v.member(&to)).filter(|_| to != s.peer_id));
                 match (seat, target) {
                     (Some(seat), Some(target)) => vec![Effect::Deliver {
-                        peer_id: to,
+                        peer_id: to.clone(),
                         connection_id: target.connection_id.clone(),
                         msg: ServerMessage::Signal {
                             from: seat.peer_id.clone(),
+                            to,
                             data,
                         },
                     }],

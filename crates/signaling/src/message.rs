@@ -65,9 +65,7 @@ pub enum MediaPath {
 }
 
 /// The actions a client may send, for the `unknown-action` check.
-const ACTIONS: [&str; 7] = [
-    "join", "leave", "signal", "mute", "ping", "media", "resume",
-];
+const ACTIONS: [&str; 7] = ["join", "leave", "signal", "mute", "ping", "media", "resume"];
 
 impl ClientMessage {
     /// Parses one client frame. Size limits are the caller's (see
@@ -245,8 +243,12 @@ pub enum ServerMessage {
     },
     /// A relayed `signal`.
     Signal {
-        /// The sending peer's id, as stored at connect time.
+        /// The sending participant's id, as stored.
         from: String,
+        /// The receiving participant's id: a client drops a signal for a
+        /// participant it no longer is (it moved rooms meanwhile), since
+        /// nothing orders frames.
+        to: String,
         /// The payload, verbatim.
         data: Value,
     },

@@ -216,7 +216,9 @@ pub fn apply_resume(
     new_hash: &str,
     now_ms: u64,
 ) -> Option<usize> {
-    let index = members.iter().position(|m| m.peer.peer_id == seat.peer_id)?;
+    let index = members
+        .iter()
+        .position(|m| m.peer.peer_id == seat.peer_id)?;
     let member = &mut members[index];
     if member.peer.user_id != user_id {
         return None;

@@ -501,10 +501,9 @@ impl ConnectionStore for DynamoConnectionStore {
             .await
             .map_err(|err| unavailable("DeleteItem", err))?;
         let messages = match out.attributes().and_then(|a| a.get(MESSAGES)) {
-            Some(AttributeValue::L(list)) => list
-                .iter()
-                .filter_map(|v| v.as_s().ok().cloned())
-                .collect(),
+            Some(AttributeValue::L(list)) => {
+                list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
+            }
             _ => Vec::new(),
         };
         Ok(messages)

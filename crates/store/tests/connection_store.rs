@@ -24,6 +24,21 @@ async fn memory_backend_never_overfills_a_room() {
     conformance::concurrent_joins_never_overfill(Arc::new(MemoryConnectionStore::new())).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_backend_resume_racing_expiry_has_one_winner() {
+    conformance::resume_racing_expiry_has_one_winner(Arc::new(MemoryConnectionStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamo_backend_resume_racing_expiry_has_one_winner() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, store) = dynamo_store().await;
+        conformance::resume_racing_expiry_has_one_winner(Arc::new(store)).await;
+    })
+    .await
+    .expect("finished in time");
+}
+
 /// A moto server with a fresh connections table; the server dies with the
 /// returned guard.
 async fn dynamo_store() -> (MotoServer, DynamoConnectionStore) {

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use tincan_signaling::{
-    Core, Effect, ErrorCode, Fresh, Limits, Peer, ProtocolError, RoomView,
-    Seat, Sender, ServerMessage,
+    Core, Effect, ErrorCode, Fresh, Limits, Peer, ProtocolError, RoomView, Seat, Sender,
+    ServerMessage,
 };
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, Push, PushError, ResumeOutcome,
@@ -500,8 +500,7 @@ impl WsApi {
                     if !gone.iter().any(|g| g == connection_id) {
                         gone.push_back(connection_id.to_owned());
                     }
-                    let expires_at =
-                        now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
+                    let expires_at = now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
                     for text in std::iter::once(text).chain(rest.by_ref()) {
                         let _ = self
                             .config

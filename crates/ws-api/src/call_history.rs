@@ -31,12 +31,7 @@ impl std::fmt::Debug for AccountsCallLog {
 
 #[async_trait]
 impl CallLog for AccountsCallLog {
-    async fn joined(
-        &self,
-        participant: &Peer,
-        room: &str,
-        at_ms: u64,
-    ) -> Result<(), CallLogError> {
+    async fn joined(&self, participant: &Peer, room: &str, at_ms: u64) -> Result<(), CallLogError> {
         let record = CallRecord {
             // One record per participant (a room visit).
             id: format!("{}:{room}:{at_ms}", participant.peer_id),
@@ -53,12 +48,7 @@ impl CallLog for AccountsCallLog {
             .map_err(|e| CallLogError(e.to_string()))
     }
 
-    async fn left(
-        &self,
-        participant: &Peer,
-        room: &str,
-        at_ms: u64,
-    ) -> Result<(), CallLogError> {
+    async fn left(&self, participant: &Peer, room: &str, at_ms: u64) -> Result<(), CallLogError> {
         self.calls
             .end_call(&participant.peer_id, room, at_ms, None)
             .await

@@ -12,20 +12,10 @@ pub struct CallLogError(pub String);
 #[async_trait]
 pub trait CallLog: Send + Sync {
     /// `participant` entered `room` at `at_ms`.
-    async fn joined(
-        &self,
-        participant: &Peer,
-        room: &str,
-        at_ms: u64,
-    ) -> Result<(), CallLogError>;
+    async fn joined(&self, participant: &Peer, room: &str, at_ms: u64) -> Result<(), CallLogError>;
 
     /// `participant` left `room` at `at_ms` (or its resume grace ran out).
-    async fn left(
-        &self,
-        participant: &Peer,
-        room: &str,
-        at_ms: u64,
-    ) -> Result<(), CallLogError>;
+    async fn left(&self, participant: &Peer, room: &str, at_ms: u64) -> Result<(), CallLogError>;
 
     /// `participant`'s media in `room` goes by `path` (as its browser reports).
     async fn media_path(

@@ -59,7 +59,7 @@ async fn a_resume_within_the_grace_keeps_the_room_and_the_signals() {
     for (n, frame) in frames[1..].iter().enumerate() {
         assert_eq!(
             *frame,
-            json!({"type": "signal", "from": b, "data": {"candidate": n}})
+            json!({"type": "signal", "from": b, "to": a, "data": {"candidate": n}})
         );
     }
     assert!(h.push.take("b").is_empty(), "b noticed nothing");
@@ -69,7 +69,7 @@ async fn a_resume_within_the_grace_keeps_the_room_and_the_signals() {
         .await;
     assert_eq!(
         h.only("b"),
-        json!({"type": "signal", "from": a, "data": 1})
+        json!({"type": "signal", "from": a, "to": b, "data": 1})
     );
     // The old connection, if it ever speaks again, speaks for nobody.
     h.connect_as("a", "a").await;
@@ -132,10 +132,12 @@ async fn a_full_room_join_leaves_the_joiner_where_it_was() {
     let mut h = Harness::new(limits);
     let (_a, _token, _b) = a_and_b(&mut h).await;
     h.connect("x").await;
-    h.send("x", json!({"action": "join", "room": "other"})).await;
+    h.send("x", json!({"action": "join", "room": "other"}))
+        .await;
     h.push.take("x");
     h.connect("y").await;
-    h.send("y", json!({"action": "join", "room": "other"})).await;
+    h.send("y", json!({"action": "join", "room": "other"}))
+        .await;
     h.push.take("x");
     h.push.take("y");
     // A detached participant still holds its seat.

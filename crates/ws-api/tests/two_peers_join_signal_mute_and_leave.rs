@@ -50,7 +50,7 @@ async fn two_peers_join_signal_mute_and_leave() {
     .await;
     assert_eq!(
         h.only("b"),
-        json!({"type": "signal", "from": a, "data": offer})
+        json!({"type": "signal", "from": a, "to": b, "data": offer})
     );
     assert!(h.push.take("a").is_empty());
     assert!(h.push.take("c").is_empty());

@@ -150,7 +150,10 @@ fn a_seat_counts_only_while_attached_to_the_sender() {
             to: "b".into(),
             data: serde_json::json!(1),
         },
-        Some(&view(vec![member("a", Some("new")), member("b", Some("cb"))])),
+        Some(&view(vec![
+            member("a", Some("new")),
+            member("b", Some("cb")),
+        ])),
         &fresh(),
         0,
     );

@@ -1,9 +1,11 @@
 //! Behaviour every `ConnectionStore` backend must show. Each check uses its own
 //! ids and rooms, so one store instance serves the whole suite.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tincan_store::{ConnectionRecord, ConnectionStore, JoinOutcome};
+use tincan_signaling::{resume_hash, Member, Peer, ResumeProof, Seat};
+use tincan_store::{ConnectionRecord, ConnectionStore, JoinOutcome, ResumeOutcome};
 
 const NOW_MS: u64 = 1_700_000_000_000;
 const NOW: u64 = NOW_MS / 1000;
@@ -17,16 +19,55 @@ fn record(id: &str, connected_at_ms: u64) -> ConnectionRecord {
     )
 }
 
+/// A fresh participant `peer` for connection `conn` (user `user-{conn}`).
+fn member(peer: &str, conn: &str) -> Member {
+    Member {
+        peer: Peer {
+            peer_id: peer.into(),
+            user_id: format!("user-{conn}"),
+            display_name: format!("Name {conn}"),
+            muted: false,
+        },
+        connection_id: Some(conn.into()),
+        resume_until_ms: None,
+        resume_hash: resume_hash(&format!("secret-{peer}")),
+        joined_at_ms: NOW_MS,
+    }
+}
+
+fn seat(peer: &str, room: &str) -> Seat {
+    Seat {
+        peer_id: peer.into(),
+        room: room.into(),
+    }
+}
+
+fn ids(members: &[Member]) -> Vec<&str> {
+    members.iter().map(|m| m.peer.peer_id.as_str()).collect()
+}
+
+async fn joined(store: &dyn ConnectionStore, conn: &str, peer: &str, room: &str, max: usize) {
+    let outcome = store
+        .join(conn, room, &member(peer, conn), max, NOW)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, JoinOutcome::Joined { .. }),
+        "{conn}: {outcome:?}"
+    );
+}
+
 /// Runs every check against `store`.
 pub(crate) async fn run_all(store: &dyn ConnectionStore) {
     put_get_remove_round_trip(store).await;
-    expired_records_are_invisible(store).await;
-    join_respects_capacity(store).await;
+    expired_connections_are_invisible(store).await;
+    join_respects_capacity_and_reports_who_was_there(store).await;
     join_of_unknown_connection_writes_nothing(store).await;
-    leave_and_mute_update_membership(store).await;
-    remove_clears_membership(store).await;
-    moving_rooms_frees_the_old_seat(store).await;
-    put_replaces_membership(store).await;
+    leave_and_mute_need_the_attached_connection(store).await;
+    remove_detaches_and_expire_ends(store).await;
+    moving_rooms_frees_the_old_seat_atomically(store).await;
+    resume_rules(store).await;
+    kept_signals_are_bounded_and_taken_once(store).await;
 }
 
 async fn put_get_remove_round_trip(store: &dyn ConnectionStore) {
@@ -34,197 +75,386 @@ async fn put_get_remove_round_trip(store: &dyn ConnectionStore) {
     rec.display_name = "Zoë \"quoted\" 🎧".into();
     store.put(&rec).await.unwrap();
     assert_eq!(store.get("rt-1", NOW).await.unwrap(), Some(rec.clone()));
-    assert_eq!(store.remove("rt-1").await.unwrap(), Some(rec));
+    assert_eq!(store.remove("rt-1", NOW_MS).await.unwrap(), Some(rec));
     assert_eq!(store.get("rt-1", NOW).await.unwrap(), None);
-    assert_eq!(store.remove("rt-1").await.unwrap(), None);
+    assert_eq!(store.remove("rt-1", NOW_MS).await.unwrap(), None);
 }
 
-async fn expired_records_are_invisible(store: &dyn ConnectionStore) {
+async fn expired_connections_are_invisible(store: &dyn ConnectionStore) {
     let rec = record("exp-1", NOW_MS);
     store.put(&rec).await.unwrap();
-    assert_eq!(
-        store.join_room("exp-1", "exp-room", 4, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
     let later = rec.expires_at;
     assert_eq!(store.get("exp-1", later).await.unwrap(), None);
-    assert!(store
-        .room_members("exp-room", later)
-        .await
-        .unwrap()
-        .is_empty());
     assert_eq!(
         store
-            .join_room("exp-1", "exp-room", 4, later)
+            .join("exp-1", "exp-room", &member("p", "exp-1"), 4, later)
             .await
             .unwrap(),
         JoinOutcome::UnknownConnection
     );
-    // An expired member does not hold a seat.
-    let fresh = record("exp-2", later * 1000);
-    store.put(&fresh).await.unwrap();
-    assert_eq!(
-        store
-            .join_room("exp-2", "exp-room", 1, later)
-            .await
-            .unwrap(),
-        JoinOutcome::Joined
-    );
+    assert!(store.room("exp-room").await.unwrap().members.is_empty());
 }
 
-async fn join_respects_capacity(store: &dyn ConnectionStore) {
+async fn join_respects_capacity_and_reports_who_was_there(store: &dyn ConnectionStore) {
     for (i, id) in ["cap-1", "cap-2", "cap-3"].iter().enumerate() {
         store.put(&record(id, NOW_MS + i as u64)).await.unwrap();
     }
+    let outcome = store
+        .join("cap-1", "cap", &member("p1", "cap-1"), 2, NOW)
+        .await
+        .unwrap();
     assert_eq!(
-        store.join_room("cap-1", "cap", 2, NOW).await.unwrap(),
-        JoinOutcome::Joined
+        outcome,
+        JoinOutcome::Joined {
+            others: vec![],
+            departure: None
+        }
     );
-    assert_eq!(
-        store.join_room("cap-2", "cap", 2, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
-    assert_eq!(
-        store.join_room("cap-3", "cap", 2, NOW).await.unwrap(),
-        JoinOutcome::RoomFull
-    );
-    // Joining again when already in does not count yourself.
-    assert_eq!(
-        store.join_room("cap-2", "cap", 2, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
-    let members: Vec<String> = store
-        .room_members("cap", NOW)
+    let JoinOutcome::Joined { others, .. } = store
+        .join("cap-2", "cap", &member("p2", "cap-2"), 2, NOW)
         .await
         .unwrap()
-        .into_iter()
-        .map(|r| r.connection_id)
-        .collect();
-    assert_eq!(members, ["cap-1", "cap-2"]);
-    assert_eq!(store.get("cap-3", NOW).await.unwrap().unwrap().room, None);
+    else {
+        panic!("second join refused")
+    };
+    assert_eq!(ids(&others), ["p1"]);
+    assert_eq!(
+        store
+            .join("cap-3", "cap", &member("p3", "cap-3"), 2, NOW)
+            .await
+            .unwrap(),
+        JoinOutcome::RoomFull
+    );
+    let room = store.room("cap").await.unwrap();
+    assert_eq!(ids(&room.members), ["p1", "p2"]);
+    assert_eq!(store.get("cap-3", NOW).await.unwrap().unwrap().seat, None);
 }
 
 async fn join_of_unknown_connection_writes_nothing(store: &dyn ConnectionStore) {
     assert_eq!(
         store
-            .join_room("nobody", "ghost-room", 4, NOW)
+            .join("nobody", "empty", &member("p", "nobody"), 4, NOW)
             .await
             .unwrap(),
         JoinOutcome::UnknownConnection
     );
-    assert!(store
-        .room_members("ghost-room", NOW)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(store.get("nobody", NOW).await.unwrap(), None);
+    assert!(store.room("empty").await.unwrap().members.is_empty());
 }
 
-async fn leave_and_mute_update_membership(store: &dyn ConnectionStore) {
-    store.put(&record("lm-1", NOW_MS)).await.unwrap();
-    store.put(&record("lm-2", NOW_MS + 1)).await.unwrap();
-    store.join_room("lm-1", "lm", 4, NOW).await.unwrap();
-    store.join_room("lm-2", "lm", 4, NOW).await.unwrap();
-    store.set_muted("lm-2", true).await.unwrap();
-    let members = store.room_members("lm", NOW).await.unwrap();
-    assert!(members.iter().any(|r| r.connection_id == "lm-2" && r.muted));
-    // Leaving another room is a no-op.
-    store.leave_room("lm-1", "elsewhere").await.unwrap();
-    assert_eq!(store.room_members("lm", NOW).await.unwrap().len(), 2);
-    store.leave_room("lm-1", "lm").await.unwrap();
-    let members = store.room_members("lm", NOW).await.unwrap();
-    assert_eq!(members.len(), 1);
-    assert_eq!(members[0].connection_id, "lm-2");
-    assert_eq!(store.get("lm-1", NOW).await.unwrap().unwrap().room, None);
-    // Moving rooms frees the old seat.
-    store.join_room("lm-2", "lm-other", 4, NOW).await.unwrap();
-    store.leave_room("lm-2", "lm").await.unwrap();
-    assert!(store.room_members("lm", NOW).await.unwrap().is_empty());
-    assert_eq!(store.room_members("lm-other", NOW).await.unwrap().len(), 1);
-    // Unknown ids are a no-op.
-    store.set_muted("nobody", true).await.unwrap();
-    store.leave_room("nobody", "lm").await.unwrap();
-}
-
-async fn remove_clears_membership(store: &dyn ConnectionStore) {
-    store.put(&record("rm-1", NOW_MS)).await.unwrap();
-    store.put(&record("rm-2", NOW_MS)).await.unwrap();
-    store.join_room("rm-1", "rm", 1, NOW).await.unwrap();
-    store.remove("rm-1").await.unwrap();
-    assert!(store.room_members("rm", NOW).await.unwrap().is_empty());
-    assert_eq!(
-        store.join_room("rm-2", "rm", 1, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
-}
-
-async fn moving_rooms_frees_the_old_seat(store: &dyn ConnectionStore) {
-    store.put(&record("mv-1", NOW_MS)).await.unwrap();
-    store.put(&record("mv-2", NOW_MS + 1)).await.unwrap();
-    assert_eq!(
-        store.join_room("mv-1", "mv-a", 1, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
-    assert_eq!(
-        store.join_room("mv-2", "mv-a", 1, NOW).await.unwrap(),
-        JoinOutcome::RoomFull
-    );
-    assert_eq!(
-        store.join_room("mv-1", "mv-b", 1, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
-    assert!(store.room_members("mv-a", NOW).await.unwrap().is_empty());
-    assert_eq!(
-        store.join_room("mv-2", "mv-a", 1, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
-    let in_b: Vec<String> = store
-        .room_members("mv-b", NOW)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| r.connection_id)
-        .collect();
-    assert_eq!(in_b, ["mv-1"]);
-}
-
-async fn put_replaces_membership(store: &dyn ConnectionStore) {
-    // A reconnect that reuses an id starts outside any room, and frees its seat.
-    store.put(&record("pr-1", NOW_MS)).await.unwrap();
-    store.put(&record("pr-2", NOW_MS)).await.unwrap();
-    store.join_room("pr-1", "pr", 1, NOW).await.unwrap();
-    store.put(&record("pr-1", NOW_MS + 5)).await.unwrap();
-    assert!(store.room_members("pr", NOW).await.unwrap().is_empty());
-    assert_eq!(store.get("pr-1", NOW).await.unwrap().unwrap().room, None);
-    assert_eq!(
-        store.join_room("pr-2", "pr", 1, NOW).await.unwrap(),
-        JoinOutcome::Joined
-    );
-}
-
-/// Many joiners race for the last seats: exactly `room_max` win.
-pub(crate) async fn concurrent_joins_never_overfill(store: Arc<dyn ConnectionStore>) {
-    let room_max = 3;
-    let ids: Vec<String> = (0..10).map(|i| format!("race-{i}")).collect();
-    for id in &ids {
+async fn leave_and_mute_need_the_attached_connection(store: &dyn ConnectionStore) {
+    for id in ["lm-1", "lm-2"] {
         store.put(&record(id, NOW_MS)).await.unwrap();
     }
+    joined(store, "lm-1", "q1", "lm", 4).await;
+    joined(store, "lm-2", "q2", "lm", 4).await;
+    // Another connection cannot mute or remove q1.
+    assert!(store
+        .set_muted("lm-2", &seat("q1", "lm"), true)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .leave("lm-2", &seat("q1", "lm"))
+        .await
+        .unwrap()
+        .is_none());
+    let room = store
+        .set_muted("lm-1", &seat("q1", "lm"), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(room.member("q1").unwrap().peer.muted);
+    let departure = store
+        .leave("lm-1", &seat("q1", "lm"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(departure.member.peer.peer_id, "q1");
+    assert_eq!(ids(&departure.remaining.members), ["q2"]);
+    assert!(store
+        .leave("lm-1", &seat("q1", "lm"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn remove_detaches_and_expire_ends(store: &dyn ConnectionStore) {
+    for id in ["rd-1", "rd-2"] {
+        store.put(&record(id, NOW_MS)).await.unwrap();
+    }
+    joined(store, "rd-1", "d1", "rd", 4).await;
+    joined(store, "rd-2", "d2", "rd", 4).await;
+    let until = NOW_MS + 30_000;
+    let removed = store.remove("rd-1", until).await.unwrap().unwrap();
+    assert_eq!(removed.seat, Some(seat("d1", "rd")));
+    let room = store.room("rd").await.unwrap();
+    let d1 = room.member("d1").unwrap();
+    assert_eq!(
+        (d1.connection_id.as_deref(), d1.resume_until_ms),
+        (None, Some(until))
+    );
+    assert_eq!(
+        store.expired_members(until - 1).await.unwrap(),
+        Vec::<(Seat, u64)>::new()
+    );
+    assert!(store
+        .expired_members(until)
+        .await
+        .unwrap()
+        .contains(&(seat("d1", "rd"), until)));
+    // Expiry with a deadline that is not the stored one does nothing.
+    assert!(store
+        .expire(&seat("d1", "rd"), until + 1)
+        .await
+        .unwrap()
+        .is_none());
+    // Nor does it end an attached participant.
+    assert!(store
+        .expire(&seat("d2", "rd"), until)
+        .await
+        .unwrap()
+        .is_none());
+    let departure = store
+        .expire(&seat("d1", "rd"), until)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ids(&departure.remaining.members), ["d2"]);
+}
+
+async fn moving_rooms_frees_the_old_seat_atomically(store: &dyn ConnectionStore) {
+    store.put(&record("mv-1", NOW_MS)).await.unwrap();
+    store.put(&record("mv-2", NOW_MS)).await.unwrap();
+    joined(store, "mv-1", "m1", "mv-a", 4).await;
+    joined(store, "mv-2", "m2", "mv-a", 4).await;
+    let JoinOutcome::Joined { others, departure } = store
+        .join("mv-1", "mv-b", &member("m1b", "mv-1"), 4, NOW)
+        .await
+        .unwrap()
+    else {
+        panic!("move refused")
+    };
+    assert!(others.is_empty());
+    let departure = departure.expect("left the old room");
+    assert_eq!(departure.member.peer.peer_id, "m1");
+    assert_eq!(ids(&departure.remaining.members), ["m2"]);
+    assert_eq!(ids(&store.room("mv-a").await.unwrap().members), ["m2"]);
+    assert_eq!(ids(&store.room("mv-b").await.unwrap().members), ["m1b"]);
+    // A refused move leaves it where it was.
+    store.put(&record("mv-3", NOW_MS)).await.unwrap();
+    joined(store, "mv-3", "m3", "mv-full", 1).await;
+    assert_eq!(
+        store
+            .join("mv-1", "mv-full", &member("m1c", "mv-1"), 1, NOW)
+            .await
+            .unwrap(),
+        JoinOutcome::RoomFull
+    );
+    assert_eq!(ids(&store.room("mv-b").await.unwrap().members), ["m1b"]);
+    assert_eq!(
+        store.get("mv-1", NOW).await.unwrap().unwrap().seat,
+        Some(seat("m1b", "mv-b"))
+    );
+}
+
+async fn resume_rules(store: &dyn ConnectionStore) {
+    store.put(&record("rs-1", NOW_MS)).await.unwrap();
+    joined(store, "rs-1", "r1", "rs", 4).await;
+    let until = NOW_MS + 30_000;
+    store.remove("rs-1", until).await.unwrap();
+    let token = ResumeProof::Token(resume_hash("secret-r1"));
+    let s = seat("r1", "rs");
+    // Another user's connection: refused.
+    store.put(&record("rs-evil", NOW_MS)).await.unwrap();
+    assert_eq!(
+        store
+            .resume("rs-evil", "user-rs-evil", &s, &token, "h2", NOW_MS)
+            .await
+            .unwrap(),
+        ResumeOutcome::Refused
+    );
+    // The right user with a wrong token: refused.
+    let mine = ConnectionRecord::new("rs-2", "user-rs-1", "Name rs-1", NOW_MS);
+    store.put(&mine).await.unwrap();
+    let wrong = ResumeProof::Token(resume_hash("guess"));
+    assert_eq!(
+        store
+            .resume("rs-2", "user-rs-1", &s, &wrong, "h2", NOW_MS)
+            .await
+            .unwrap(),
+        ResumeOutcome::Refused
+    );
+    // After the deadline: refused, even before anyone reaped it.
+    assert_eq!(
+        store
+            .resume("rs-2", "user-rs-1", &s, &token, "h2", until)
+            .await
+            .unwrap(),
+        ResumeOutcome::Refused
+    );
+    // In time: resumed, attached to the new connection, with the new hash.
+    let ResumeOutcome::Resumed { member, room } = store
+        .resume("rs-2", "user-rs-1", &s, &token, "h2", until - 1)
+        .await
+        .unwrap()
+    else {
+        panic!("resume refused")
+    };
+    assert!(member.is_attached_to("rs-2"));
+    assert_eq!(member.resume_until_ms, None);
+    assert_eq!(member.resume_hash, "h2");
+    assert_eq!(ids(&room.members), ["r1"]);
+    assert_eq!(
+        store.get("rs-2", NOW).await.unwrap().unwrap().seat,
+        Some(s.clone())
+    );
+    // The same token twice: refused.
+    store
+        .put(&ConnectionRecord::new(
+            "rs-3",
+            "user-rs-1",
+            "Name rs-1",
+            NOW_MS,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .resume("rs-3", "user-rs-1", &s, &token, "h3", NOW_MS)
+            .await
+            .unwrap(),
+        ResumeOutcome::Refused
+    );
+    // Renewing the token from the attached connection works without it.
+    assert!(matches!(
+        store
+            .resume(
+                "rs-2",
+                "user-rs-1",
+                &s,
+                &ResumeProof::AlreadyAttached,
+                "h4",
+                NOW_MS
+            )
+            .await
+            .unwrap(),
+        ResumeOutcome::Resumed { .. }
+    ));
+}
+
+async fn kept_signals_are_bounded_and_taken_once(store: &dyn ConnectionStore) {
+    for n in 0..5 {
+        let kept = store
+            .keep("kp-1", &format!("m{n}"), 3, NOW + 60)
+            .await
+            .unwrap();
+        assert_eq!(kept, n < 3, "message {n}");
+    }
+    assert_eq!(
+        store.take_kept("kp-1").await.unwrap(),
+        ["m0", "m1", "m2"].map(String::from)
+    );
+    assert!(store.take_kept("kp-1").await.unwrap().is_empty());
+}
+
+/// Ten connections join a room of four at once: exactly four get in, and of
+/// every pair that got in, exactly one saw the other in `others`.
+pub(crate) async fn concurrent_joins_never_overfill(store: Arc<dyn ConnectionStore>) {
+    const JOINERS: usize = 10;
+    const ROOM_MAX: usize = 4;
+    for i in 0..JOINERS {
+        store
+            .put(&record(&format!("race-{i}"), NOW_MS + i as u64))
+            .await
+            .unwrap();
+    }
     let mut tasks = Vec::new();
-    for id in ids {
+    for i in 0..JOINERS {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            store.join_room(&id, "race", room_max, NOW).await.unwrap()
+            let conn = format!("race-{i}");
+            let peer = format!("rp-{i}");
+            let outcome = store
+                .join(&conn, "race", &member(&peer, &conn), ROOM_MAX, NOW)
+                .await
+                .unwrap();
+            (peer, outcome)
         }));
     }
-    let mut joined = 0;
+    let mut seen = Vec::new();
+    let mut admitted = BTreeSet::new();
     for task in tasks {
-        if task.await.unwrap() == JoinOutcome::Joined {
-            joined += 1;
+        let (peer, outcome) = task.await.unwrap();
+        if let JoinOutcome::Joined { others, .. } = outcome {
+            for other in others {
+                seen.push((peer.clone(), other.peer.peer_id));
+            }
+            admitted.insert(peer);
         }
     }
-    assert_eq!(joined, room_max);
-    assert_eq!(
-        store.room_members("race", NOW).await.unwrap().len(),
-        room_max
-    );
+    assert_eq!(admitted.len(), ROOM_MAX, "exactly room_max got in");
+    let room = store.room("race").await.unwrap();
+    assert_eq!(room.members.len(), ROOM_MAX);
+    for a in &admitted {
+        for b in &admitted {
+            if a < b {
+                let announced = seen
+                    .iter()
+                    .filter(|(x, y)| (x == a && y == b) || (x == b && y == a))
+                    .count();
+                assert_eq!(
+                    announced, 1,
+                    "{a} and {b} learned of each other {announced} times"
+                );
+            }
+        }
+    }
+}
+
+/// A resume racing the expiry of the same detached participant: exactly one
+/// wins, never both, whatever the interleaving.
+pub(crate) async fn resume_racing_expiry_has_one_winner(store: Arc<dyn ConnectionStore>) {
+    for round in 0..8 {
+        let conn = format!("rx-{round}");
+        let peer = format!("rxp-{round}");
+        let room = format!("rx-room-{round}");
+        store.put(&record(&conn, NOW_MS)).await.unwrap();
+        joined(&*store, &conn, &peer, &room, 4).await;
+        let until = NOW_MS + 30_000;
+        store.remove(&conn, until).await.unwrap();
+        let again = format!("rx-again-{round}");
+        store
+            .put(&ConnectionRecord::new(
+                &again,
+                format!("user-{conn}"),
+                "again",
+                NOW_MS,
+            ))
+            .await
+            .unwrap();
+        let s = seat(&peer, &room);
+        let resumer = {
+            let (store, s, again) = (store.clone(), s.clone(), again.clone());
+            let proof = ResumeProof::Token(resume_hash(&format!("secret-{peer}")));
+            let user = format!("user-{conn}");
+            tokio::spawn(async move {
+                store
+                    .resume(&again, &user, &s, &proof, "next", until - 1)
+                    .await
+                    .unwrap()
+            })
+        };
+        let expirer = {
+            let (store, s) = (store.clone(), s.clone());
+            tokio::spawn(async move { store.expire(&s, until).await.unwrap() })
+        };
+        let resumed = matches!(resumer.await.unwrap(), ResumeOutcome::Resumed { .. });
+        let expired = expirer.await.unwrap().is_some();
+        assert!(
+            resumed != expired,
+            "round {round}: resumed {resumed}, expired {expired}"
+        );
+        let members = store.room(&room).await.unwrap().members;
+        assert_eq!(members.len(), usize::from(resumed), "round {round}");
+    }
 }
