@@ -14,9 +14,15 @@ const PREF_KEYS = /** @type {const} */ (['echoCancellation', 'noiseSuppression',
 /** The ones that default to on. */
 const ON_BY_DEFAULT = new Set(['echoCancellation', 'noiseSuppression', 'autoGainControl']);
 
-// `?relay=1` forces audio through the TURN relay (to try the relayed path).
-const forceRelay = new URLSearchParams(location.search).get('relay') === '1';
-const client = new TincanClient({ rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {} });
+// `?relay=1` forces audio through the TURN relay (to try the relayed path);
+// `?resume=0` rejoins from scratch after a socket drop instead of resuming
+// (the old behaviour, for comparison in tests/bench/socket-cut-resume.sh).
+const params = new URLSearchParams(location.search);
+const forceRelay = params.get('relay') === '1';
+const client = new TincanClient({
+  rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
+  resume: params.get('resume') !== '0',
+});
 const participants = new Participants($('participants'), $('audio-sink'), client);
 const app = {
   client,
