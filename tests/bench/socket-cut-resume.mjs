@@ -16,7 +16,7 @@ import {
 
 const CUTS = Number(process.env.CUTS ?? 5);
 const CUT_SECS = Number(process.env.CUT_SECS ?? 10);
-const MODES = (process.env.MODES ?? 'resume rejoin').split(/\s+/).filter(Boolean);
+const MODES = (process.env.MODES ?? 'control resume rejoin').split(/\s+/).filter(Boolean);
 const JITTER = process.env.TINCAN_INVOKE_JITTER_MS ?? '0';
 /** Audio is looked at from this long before a cut to this long after it. */
 const BEFORE_MS = 500;
@@ -80,7 +80,8 @@ async function user(baseUrl, name, query) {
 
 async function runMode(mode) {
   const stack = await startStack(`bench-${mode}`, {
-    TINCAN_MAX_CONNECTION_SECS: String(CUT_SECS),
+    // The control run cuts nothing: the noise floor of the measurement.
+    ...(mode === 'control' ? {} : { TINCAN_MAX_CONNECTION_SECS: String(CUT_SECS) }),
     TINCAN_INVOKE_JITTER_MS: JITTER,
     // The old server told the room at once; a short grace keeps the ghost of
     // a rejoined participant from lingering.
@@ -99,6 +100,7 @@ async function runMode(mode) {
     await expectAudioFrom(b.page, ['Ann']);
     // Ann's first cut may have come before Ben was there: count cuts after both were in.
     const since = Date.now();
+    if (mode === 'control') return control(a, b, since);
     const cutsOf = async (p) =>
       (await p.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.bench.events)).filter(
         (e) => e.type === 'reconnecting' && e.at > since,
@@ -141,6 +143,33 @@ async function runMode(mode) {
   }
 }
 
+/** No cuts: the longest gap in windows as long as a cut's, on both pages. */
+async function control(a, b, since) {
+  const windowMs = BEFORE_MS + AFTER_MS;
+  await sleep(CUTS * windowMs + 500);
+  const rows = [];
+  const data = [];
+  for (const p of [a, b]) data.push(await p.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.bench));
+  for (let n = 0; n < CUTS; n += 1) {
+    const from = since + n * windowMs;
+    rows.push({
+      page: 'both',
+      cut: n + 1,
+      back: 'no cut',
+      toBackMs: NaN,
+      gapHereMs: longestGap(data[0].samples, from, from + windowMs),
+      gapThereMs: longestGap(data[1].samples, from, from + windowMs),
+    });
+  }
+  return rows;
+}
+
+const TITLES = {
+  control: 'control: no cuts (the noise floor of 100 ms getStats sampling)',
+  resume: 'resume',
+  rejoin: 'full rejoin (?resume=0)',
+};
+
 console.log(
   `socket-cut-resume: ${CUTS} cuts per page, sockets cut every ${CUT_SECS} s, invocation jitter ${JITTER} ms, ` +
     `audio sampled every 100 ms from ${BEFORE_MS} ms before to ${AFTER_MS} ms after each cut`,
@@ -148,7 +177,7 @@ console.log(
 const summary = [];
 for (const mode of MODES) {
   const rows = await runMode(mode);
-  console.log(`\n== ${mode === 'rejoin' ? 'full rejoin (?resume=0)' : 'resume'}`);
+  console.log(`\n== ${TITLES[mode] ?? mode}`);
   console.log('page  cut  answer    cut->answer ms  audio gap at cut page ms  audio gap at other page ms');
   for (const r of rows) {
     console.log(
@@ -158,7 +187,7 @@ for (const mode of MODES) {
   const pick = (k) => rows.map((r) => r[k]).filter(Number.isFinite);
   summary.push({
     mode,
-    back: [median(pick('toBackMs')), Math.max(...pick('toBackMs'))],
+    back: [median(pick('toBackMs')), pick('toBackMs').length ? Math.max(...pick('toBackMs')) : NaN],
     gap: [median(pick('gapHereMs').concat(pick('gapThereMs'))), Math.max(...pick('gapHereMs').concat(pick('gapThereMs')))],
     n: rows.length,
   });
@@ -167,7 +196,7 @@ console.log('\n== summary (median / max over all cuts; audio gap over both pages
 console.log('mode                         cuts  cut->resumed|joined ms   longest audio gap ms');
 for (const s of summary) {
   console.log(
-    `${(s.mode === 'rejoin' ? 'full rejoin, this client' : 'resume').padEnd(28)} ${String(s.n).padStart(4)}  ${fmt(s.back[0])} / ${fmt(s.back[1])}        ${fmt(s.gap[0])} / ${fmt(s.gap[1])}`,
+    `${({ control: 'control (no cuts)', rejoin: 'full rejoin, this client' }[s.mode] ?? s.mode).padEnd(28)} ${String(s.n).padStart(4)}  ${fmt(s.back[0])} / ${fmt(s.back[1])}        ${fmt(s.gap[0])} / ${fmt(s.gap[1])}`,
   );
 }
 console.log(`${'full rejoin, before resume'.padEnd(28)}    -    1100-1400 (old figure)  2400-3000 (old figure, audio back)`);
