@@ -100,7 +100,7 @@ async function runMode(mode) {
     await expectAudioFrom(b.page, ['Ann']);
     // Ann's first cut may have come before Ben was there: count cuts after both were in.
     const since = Date.now();
-    if (mode === 'control') return control(a, b, since);
+    if (mode === 'control') return await control(a, b, since);
     const cutsOf = async (p) =>
       (await p.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.bench.events)).filter(
         (e) => e.type === 'reconnecting' && e.at > since,
