@@ -323,6 +323,8 @@ export class TincanClient extends EventTarget {
         const from = msg.from;
         if (typeof from !== 'string' || !msg.data || typeof msg.data !== 'object') return;
         if (this.gone.has(from) || from === this.self?.peerId) return;
+        // Addressed to a participant we no longer are (we rejoined meanwhile).
+        if (typeof msg.to === 'string' && msg.to !== this.self?.peerId) return;
         // The first word from a newcomer may overtake its `peer-joined`.
         const link =
           this.peers.get(from) ??
