@@ -87,7 +87,7 @@ const MESSAGE: &str = include_str!("fixtures/message.json");
 const DISCONNECT: &str = include_str!("fixtures/disconnect.json");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handlers_answer_like_api_gateway_and_clean_up_gone_peers() {
+async fn handlers_answer_like_api_gateway_and_detach_gone_peers() {
     let w = world().await;
     let token = w.tokens.issue("ada", "Ada", now_secs());
 
@@ -110,15 +110,16 @@ async fn handlers_answer_like_api_gateway_and_clean_up_gone_peers() {
     let url = format!("ws://{}/ws?token={token}", w.stack.addr);
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     // Learn its connection id from the local stack itself.
-    use futures_util::SinkExt;
-    socket
-        .send(Message::text(
-            json!({"action": "join", "room": "probe"}).to_string(),
-        ))
-        .await
-        .unwrap();
-    let probe = next_json(&mut socket).await;
-    let real_id = probe["self"]["peerId"].as_str().unwrap().to_owned();
+    let real_id = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(id) = w.stack.sockets.ids().pop() {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("socket registered");
 
     // The Lambdas know the real connection and a ghost with no socket.
     let resp = handle_connect(&w.deps, event(CONNECT, &real_id, &token, ""))
@@ -146,28 +147,32 @@ async fn handlers_answer_like_api_gateway_and_clean_up_gone_peers() {
         .unwrap();
     assert_eq!(next_json(&mut socket).await["code"], "bad-request");
 
-    // The ghost joins: its own `joined` push answers 410, so it is removed
-    // and the room is told.
+    // The ghost joins: its own `joined` push answers 410, so its connection
+    // is forgotten and its participant detached for the resume grace: the
+    // room heard it join, and hears nothing more until the grace is over.
     handle_default(&w.deps, event(MESSAGE, "ghost-conn", "", &join))
         .await
         .unwrap();
-    assert_eq!(next_json(&mut socket).await["type"], "peer-joined");
-    assert_eq!(
-        next_json(&mut socket).await,
-        json!({"type": "peer-left", "peerId": "ghost-conn"})
-    );
+    let joined = next_json(&mut socket).await;
+    assert_eq!(joined["type"], "peer-joined");
     assert!(w
         .store
         .get("ghost-conn", now_secs())
         .await
         .unwrap()
         .is_none());
-    let members = w
-        .store
-        .room_members("lambda-room", now_secs())
+    let room = w.store.room("lambda-room").await.unwrap();
+    assert_eq!(room.members.len(), 2);
+    let ghost = room
+        .member(joined["peer"]["peerId"].as_str().unwrap())
+        .unwrap();
+    assert!(ghost.connection_id.is_none() && ghost.resume_until_ms.is_some());
+    // A ping through the Lambda answers on the real socket.
+    let ping = json!({"action": "ping"}).to_string();
+    handle_default(&w.deps, event(MESSAGE, &real_id, "", &ping))
         .await
         .unwrap();
-    assert_eq!(members.len(), 1);
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
 
     // $disconnect forgets the connection.
     let resp = handle_disconnect(&w.deps, event(DISCONNECT, &real_id, "", ""))

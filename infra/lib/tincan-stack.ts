@@ -294,6 +294,8 @@ export class TincanStack extends Stack {
       TINCAN_CONNECTIONS_TABLE: connections.tableName,
       TINCAN_ROOM_MAX: params.roomMax.valueAsString,
       TINCAN_MAX_MESSAGE: params.maxMessageBytes.valueAsString,
+      // A participant whose socket drops may resume within this many seconds.
+      TINCAN_RESUME_GRACE_SECS: '30',
       TINCAN_TURN_SECRET: resolve(turnSecret),
       TINCAN_TURN_URL: turnUrl,
       TINCAN_TURN_TTL: params.turnCredentialTtl.valueAsString,

@@ -49,6 +49,11 @@ impl SocketTable {
         self.lock().get(id).cloned()
     }
 
+    /// The ids of the open sockets (for tests and operators).
+    pub fn ids(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
     /// How many sockets are open.
     pub fn len(&self) -> usize {
         self.lock().len()

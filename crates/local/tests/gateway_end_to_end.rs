@@ -31,6 +31,8 @@ async fn start(room_max: usize) -> Stack {
         LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
     config.jwt_secret = Some(SECRET.into());
     config.room_max = room_max;
+    // A dropped participant is ended (and its room told) after a second.
+    config.resume_grace_secs = 1;
     // The embedded TURN server, on a free port.
     config.turn_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     let stack = LocalStack::start(config).await.unwrap();
@@ -57,6 +59,26 @@ impl Stack {
         let url = format!("ws://{}/ws?token={}", self.stack.addr, self.token(user));
         let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         ws
+    }
+
+    /// A client of `user` and its connection id, read from the gateway's
+    /// socket table (a peer id is not a connection id).
+    async fn client_with_id(&self, user: &str) -> (Client, String) {
+        let before = self.stack.sockets.ids();
+        let ws = self.client(user).await;
+        for _ in 0..250 {
+            if let Some(id) = self
+                .stack
+                .sockets
+                .ids()
+                .into_iter()
+                .find(|id| !before.contains(id))
+            {
+                return (ws, id);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("socket of {user} never registered");
     }
 
     fn http(&self, path: &str) -> String {
@@ -89,7 +111,7 @@ async fn join(ws: &mut Client, room: &str) -> Value {
 }
 
 #[tokio::test]
-async fn two_clients_meet_signal_and_a_close_counts_as_leaving() {
+async fn two_clients_meet_signal_and_a_close_counts_as_leaving_after_the_grace() {
     let s = start(8).await;
     let mut a = s.client("ada").await;
     let mut b = s.client("bob").await;
@@ -116,9 +138,11 @@ async fn two_clients_meet_signal_and_a_close_counts_as_leaving() {
     .await;
     assert_eq!(
         recv(&mut b).await,
-        json!({"type": "signal", "from": a_id, "data": data})
+        json!({"type": "signal", "from": a_id, "to": b_id, "data": data})
     );
 
+    // A closed socket detaches b; the grace (a second here) runs out and
+    // the room is told.
     b.close(None).await.unwrap();
     assert_eq!(
         recv(&mut a).await,
@@ -193,13 +217,12 @@ async fn oversize_frames_close_with_1009_and_large_messages_get_too_large() {
 async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
     let s = start(8).await;
     let http = reqwest::Client::new();
-    let mut a = s.client("ada").await;
-    let mut b = s.client("bob").await;
-    let ja = join(&mut a, "mgmt").await;
+    let (mut a, a_id) = s.client_with_id("ada").await;
+    let (mut b, b_conn) = s.client_with_id("bob").await;
+    join(&mut a, "mgmt").await;
     let jb = join(&mut b, "mgmt").await;
     recv(&mut a).await; // peer-joined
     let b_id = jb["self"]["peerId"].as_str().unwrap().to_owned();
-    let a_id = ja["self"]["peerId"].as_str().unwrap().to_owned();
 
     for prefix in ["", "/local"] {
         let url = s.http(&format!("{prefix}/@connections/{a_id}"));
@@ -225,8 +248,9 @@ async fn management_api_pushes_closes_and_answers_410_for_gone_ids() {
         403
     );
 
-    // DELETE closes b from the server side; the room hears it left.
-    let url = s.http(&format!("/local/@connections/{b_id}"));
+    // DELETE closes b from the server side; after the resume grace the room
+    // hears it left.
+    let url = s.http(&format!("/local/@connections/{b_conn}"));
     assert_eq!(http.delete(&url).send().await.unwrap().status(), 204);
     assert_eq!(
         recv(&mut a).await,
@@ -261,6 +285,7 @@ async fn an_idle_socket_is_closed_like_api_gateway_and_its_room_told() {
         LocalConfig::for_tests(SocketAddr::from(([127, 0, 0, 1], 0)), dir.path().into());
     config.jwt_secret = Some(SECRET.into());
     config.limits.idle_timeout = Duration::from_millis(1500);
+    config.resume_grace_secs = 1;
     let stack = LocalStack::start(config).await.unwrap();
     let s = Stack {
         stack,
@@ -274,8 +299,9 @@ async fn an_idle_socket_is_closed_like_api_gateway_and_its_room_told() {
     recv(&mut chatty).await; // peer-joined
                              // The chatty one keeps pinging; the quiet one says nothing more.
     let quiet_id = jq["self"]["peerId"].as_str().unwrap().to_owned();
+    // Cut at 1.5 s, ended when its one-second resume grace is over.
     let mut left = None;
-    for _ in 0..8 {
+    for _ in 0..16 {
         send(&mut chatty, json!({"action": "ping"})).await;
         let msg = recv(&mut chatty).await;
         if msg["type"] == "peer-left" {

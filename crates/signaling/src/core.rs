@@ -212,6 +212,22 @@ pub enum Effect {
     },
 }
 
+/// A committed [`Effect::Join`], as the store reported it.
+#[derive(Debug, Clone)]
+pub struct JoinCommitted<'a> {
+    /// The new participant.
+    pub member: &'a Member,
+    /// Its room.
+    pub room: &'a str,
+    /// The room's other members at the moment of the write.
+    pub others: &'a [Member],
+    /// The resume token for `joined`.
+    pub grant: ResumeGrant,
+    /// The sender's previous participant, taken out of its room, and who
+    /// remains there.
+    pub departure: Option<(&'a Member, &'a RoomView)>,
+}
+
 /// The signaling rules, configured with [`Limits`].
 #[derive(Debug, Clone, Default)]
 pub struct Core {
@@ -378,39 +394,35 @@ impl Core {
         }
     }
 
-    /// The announcements after an [`Effect::Join`] committed. `others` are
-    /// the room's members at the moment of the write (so of two joiners,
-    /// exactly one sees the other); `departure` is the room the sender's
-    /// previous participant left, with who remains there.
+    /// The announcements after an [`Effect::Join`] committed: `joined` to
+    /// the sender, `peer-joined` to the others as they were at the moment of
+    /// the write (so of two joiners, exactly one sees the other), and
+    /// `peer-left` in the room the sender's previous participant left.
     pub fn announce_join(
         &self,
         sender: &Sender,
-        joined: &Member,
-        room: &str,
-        others: &[Member],
-        grant: ResumeGrant,
-        departure: Option<(&Member, &RoomView)>,
+        join: JoinCommitted<'_>,
         ice_servers: &[IceServer],
     ) -> Vec<Effect> {
         let mut effects = vec![send(
             &sender.connection_id,
             ServerMessage::Joined {
-                room: room.to_owned(),
-                self_peer: joined.peer.clone(),
-                peers: others.iter().map(|m| m.peer.clone()).collect(),
+                room: join.room.to_owned(),
+                self_peer: join.member.peer.clone(),
+                peers: join.others.iter().map(|m| m.peer.clone()).collect(),
                 ice_servers: ice_servers.to_vec(),
-                resume: grant,
+                resume: join.grant,
             },
         )];
-        for other in others {
+        for other in join.others {
             effects.extend(deliver(
                 other,
                 ServerMessage::PeerJoined {
-                    peer: joined.peer.clone(),
+                    peer: join.member.peer.clone(),
                 },
             ));
         }
-        if let Some((left, remaining)) = departure {
+        if let Some((left, remaining)) = join.departure {
             effects.extend(self.announce_leave(&left.peer.peer_id, remaining));
         }
         effects

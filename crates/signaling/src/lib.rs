@@ -20,7 +20,8 @@ mod error;
 mod message;
 
 pub use crate::core::{
-    resume_hash, Core, Effect, Fresh, Limits, Member, ResumeProof, RoomView, Seat, Sender,
+    resume_hash, Core, Effect, Fresh, JoinCommitted, Limits, Member, ResumeProof, RoomView, Seat,
+    Sender,
 };
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{

@@ -78,6 +78,9 @@ pub struct Departure {
 }
 
 /// What [`ConnectionStore::join`] did.
+// Returned once per call and matched at once, never stored: boxing would
+// only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JoinOutcome {
     /// The participant is in the room.
@@ -94,6 +97,7 @@ pub enum JoinOutcome {
 }
 
 /// What [`ConnectionStore::resume`] did.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResumeOutcome {
     /// The connection speaks for the participant now.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use tincan_signaling::{
-    Core, Effect, ErrorCode, Fresh, Limits, Peer, ProtocolError, RoomView, Seat, Sender,
-    ServerMessage,
+    Core, Effect, ErrorCode, Fresh, JoinCommitted, Limits, Peer, ProtocolError, RoomView, Seat,
+    Sender, ServerMessage,
 };
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, Push, PushError, ResumeOutcome,
@@ -307,11 +307,13 @@ impl WsApi {
                     .await;
                 let effects = self.core.announce_join(
                     sender,
-                    &member,
-                    &room,
-                    &others,
-                    grant,
-                    departure.as_ref().map(|d| (&d.member, &d.remaining)),
+                    JoinCommitted {
+                        member: &member,
+                        room: &room,
+                        others: &others,
+                        grant,
+                        departure: departure.as_ref().map(|d| (&d.member, &d.remaining)),
+                    },
                     &ice,
                 );
                 // Every message of a join goes to the new room but the

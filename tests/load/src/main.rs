@@ -205,11 +205,11 @@ async fn client(
         // Wait until everyone in the room is known, so ids are in hand. Each
         // peer must be announced exactly once, however the joins interleave.
         let mut peers: Vec<String> = Vec::new();
-        let mut learn = |id: &str| -> anyhow::Result<()> {
+        fn learn(peers: &mut Vec<String>, id: &str) -> anyhow::Result<()> {
             anyhow::ensure!(!peers.iter().any(|p| p == id), "peer {id} announced twice");
             peers.push(id.to_owned());
             Ok(())
-        };
+        }
         let mut me = String::new();
         while me.is_empty() || peers.len() < expected_peers {
             let v = next(&mut stream).await?;
@@ -217,10 +217,12 @@ async fn client(
                 Some("joined") => {
                     me = v["self"]["peerId"].as_str().unwrap_or_default().to_owned();
                     for p in v["peers"].as_array().into_iter().flatten() {
-                        learn(p["peerId"].as_str().unwrap_or_default())?;
+                        learn(&mut peers, p["peerId"].as_str().unwrap_or_default())?;
                     }
                 }
-                Some("peer-joined") => learn(v["peer"]["peerId"].as_str().unwrap_or_default())?,
+                Some("peer-joined") => {
+                    learn(&mut peers, v["peer"]["peerId"].as_str().unwrap_or_default())?
+                }
                 _ => {}
             }
         }
