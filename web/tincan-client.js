@@ -61,6 +61,12 @@ const MAX_OUTBOX = 256;
 const MAX_GONE = 1024;
 /** Give up on a `join`/`resume` that got no answer within this long, and reconnect. */
 const ANSWER_TIMEOUT_MS = 10_000;
+/**
+ * After `leave`, keep the socket open this long: the server runs frames
+ * concurrently, and a close right behind the `leave` could be handled first
+ * (a dropped socket, so the participant would stay for the resume grace).
+ */
+const LEAVE_LINGER_MS = 1_500;
 /** Do not try to resume this close to the end of the server's grace. */
 const RESUME_MARGIN_MS = 1_000;
 
@@ -196,8 +202,8 @@ export class TincanClient extends EventTarget {
 
   /** Leaves the room and closes the signaling connection. */
   leave() {
-    if (this.channel.state === 'open') this.channel.send({ action: 'leave' });
-    this.#stop('left');
+    const sent = this.channel.state === 'open' && this.channel.send({ action: 'leave' });
+    this.#stop('left', sent ? LEAVE_LINGER_MS : 0);
   }
 
   /**
@@ -629,9 +635,12 @@ export class TincanClient extends EventTarget {
     return this.iceServers;
   }
 
-  /** @param {CallState} next */
-  #stop(next) {
-    this.channel.stop();
+  /**
+   * @param {CallState} next
+   * @param {number} [lingerMs] keep the socket open this long (after a `leave`)
+   */
+  #stop(next, lingerMs = 0) {
+    this.channel.stop({ lingerMs });
     for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
     this.roster.clear();
     this.gone.clear();

@@ -66,10 +66,24 @@ export class SignalingChannel extends EventTarget {
     this.#connect();
   }
 
-  /** Closes the socket for good (a user's leave or sign-out). */
-  stop() {
+  /**
+   * Closes the socket for good (a user's leave or sign-out).
+   * @param {{lingerMs?: number}} [options] keep an open socket this long
+   *   before closing it (unread): frames are handled concurrently, so a
+   *   `leave` sent just before the close could otherwise lose the race to
+   *   the server's `$disconnect`, which keeps the participant for its grace.
+   */
+  stop(options = {}) {
     clearTimeout(this.retryTimer);
-    this.#teardown(1000, 'client leaving');
+    const ws = this.ws;
+    if (ws && ws.readyState === 1 && (options.lingerMs ?? 0) > 0) {
+      this.ws = null;
+      this.#teardown(1000, 'client leaving');
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      setTimeout(() => ws.close(1000, 'client leaving'), options.lingerMs);
+    } else {
+      this.#teardown(1000, 'client leaving');
+    }
     this.#setState('closed');
   }
 
