@@ -293,6 +293,8 @@ export async function startStack(name, env = {}) {
       TINCAN_JWT_SECRET: JWT_SECRET,
       TINCAN_WEB_DIR: process.env.TINCAN_WEB_DIR ?? path.resolve(here, '..', '..', 'web'),
       RUST_LOG: process.env.RUST_LOG ?? 'info',
+      // Every test user registers from 127.0.0.1.
+      TINCAN_REGISTRATIONS_PER_ADDR: process.env.TINCAN_REGISTRATIONS_PER_ADDR ?? '0',
       ...env,
     },
     stdio: ['ignore', log, log],

@@ -1,8 +1,8 @@
 // Order-proof negotiation, without a server: two PeerLinks in one page joined
 // by a relay that delays every payload at random (seeded), so candidates
 // overtake their descriptions, both sides restart ICE at once, old
-// descriptions are delivered again late, and one side rebuilds its
-// connection. Every round must end connected with audio flowing.
+// descriptions are delivered again late, one side rebuilds its connection,
+// and an offer is lost. Every round must end connected with audio flowing.
 
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,7 +39,7 @@ async function rounds(seed) {
     const link = links[to];
     if (link && !link.closed) link.handleSignal(structuredClone(data));
   };
-  const relay = (/** @type {string} */ from, /** @type {string} */ to, /** @type {any} */ data) => {
+  let relay = (/** @type {string} */ from, /** @type {string} */ to, /** @type {any} */ data) => {
     sent.push({ from, to, data: structuredClone(data) });
     const [lo, hi] = data.description ? delays.description : delays.candidate;
     setTimeout(() => deliver(to, data), lo + random() * (hi - lo));
@@ -133,6 +133,24 @@ async function rounds(seed) {
     make('b', 'a', false);
     await flowing('after the peer rebuilt its side');
     report.aRebuilt = links.a.localId !== aBefore;
+
+    // 5. An offer is lost on the way (a socket died under it): "a" makes it again.
+    if (seed === 1) {
+      let dropped = 0;
+      const send = relay;
+      relay = (from, to, data) => {
+        if (from === 'a' && data.description?.type === 'offer' && dropped === 0) {
+          dropped += 1;
+          return;
+        }
+        send(from, to, data);
+      };
+      links.a.restartIce();
+      await flowing('after a lost offer', 30_000);
+      await sleep(500);
+      report.offersRemade = links.a.offersRemade;
+      report.lostOffers = dropped;
+    }
     return report;
   } finally {
     for (const link of Object.values(links)) link.close();
@@ -150,6 +168,10 @@ test('negotiation survives reordered, late and stale signaling (3 seeds)', { tim
       assert.equal(r.ufragsChanged, true, `seed ${seed}: both sides restarted ICE`);
       assert.equal(r.staleDropped, r.staleReplayed, `seed ${seed}: every replayed description was dropped as stale`);
       assert.equal(r.aRebuilt, true, `seed ${seed}: the other side followed the rebuilt connection`);
+      if (seed === 1) {
+        assert.equal(r.lostOffers, 1, 'an offer was dropped');
+        assert.ok(r.offersRemade >= 1, 'the lost offer was made again');
+      }
     }
   } finally {
     await b.close();

@@ -9,6 +9,9 @@
 # `node --test`, and stops the servers on exit. Extra arguments go to
 # `node --test` (e.g. --test-name-pattern=mute).
 #
+# Every test user registers from 127.0.0.1, so the per-address registration
+# limit is off (TINCAN_REGISTRATIONS_PER_ADDR=0) unless set.
+#
 # Tests that need a server with other settings (e.g. TINCAN_INVOKE_JITTER_MS,
 # TINCAN_MAX_CONNECTION_SECS) start their own with helpers.js `startStack()`,
 # from the binary and secret this script passes on. Every TINCAN_* variable
@@ -69,6 +72,7 @@ start_server() {
   TINCAN_DATA_DIR="$tmp/$name" \
   TINCAN_JWT_SECRET="$secret" \
   TINCAN_ROOM_MAX="$room_max" \
+  TINCAN_REGISTRATIONS_PER_ADDR="${TINCAN_REGISTRATIONS_PER_ADDR:-0}" \
   TINCAN_TURN_ADDR="127.0.0.1:$turn" \
   TINCAN_WEB_DIR="$root/web" \
   RUST_LOG="${RUST_LOG:-info}" \

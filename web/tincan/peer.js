@@ -40,6 +40,8 @@ import { summarizeStats } from './stats.js';
 const DISCONNECTED_GRACE_MS = 4_000;
 /** A connection still `new` this long after an exchange has stalled; restart ICE. */
 const STALL_CHECK_MS = 6_000;
+/** An offer unanswered this long was lost (or its answer was): make a new one. */
+const OFFER_TIMEOUT_MS = 8_000;
 /** A passive link offers itself if no offer came within this long, in ms. */
 const PASSIVE_TIMEOUT_MS = 4_000;
 /** Candidates held for a description not yet seen: at most this many, this long. */
@@ -119,6 +121,9 @@ export class PeerLink extends EventTarget {
     this.closed = false;
     /** @type {number | null} */ this.firstPacketAt = null;
     this.createdAt = performance.now();
+    /** When our current offer went out; offers re-made after a loss. */
+    this.offerSentAt = 0;
+    this.offersRemade = 0;
     /** @type {Promise<void>} */ this.queue = Promise.resolve();
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.disconnectTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.passiveTimer = undefined;
@@ -260,6 +265,7 @@ export class PeerLink extends EventTarget {
       if (pc.localDescription?.type === 'offer' && !this.closed) {
         this.localSeq += 1;
         this.localOfferSeq = this.localSeq;
+        this.offerSentAt = performance.now();
         this.sendSignal({ lid: this.localId, seq: this.localSeq, description: pc.localDescription.toJSON() });
       }
     } catch (error) {
@@ -370,17 +376,41 @@ export class PeerLink extends EventTarget {
   }
 
   /**
-   * Safety net: if an offer/answer completed but ICE never started (a lost
-   * message, or a browser that dropped its agent in a rollback), restart ICE.
+   * Safety nets, for the whole life of the link: an offer that got no answer
+   * (it or its answer was lost: a socket that died under it, a rate limit)
+   * is rolled back and made again, with a new number; an exchange that
+   * completed but never started ICE (a browser that dropped its agent in a
+   * rollback) restarts ICE.
    */
   #watchStall() {
+    let quietSince = performance.now();
     this.stallTimer = setInterval(() => {
       const pc = this.pc;
-      if (this.closed || pc.connectionState === 'connected') return clearInterval(this.stallTimer);
-      if (pc.signalingState === 'stable' && pc.iceConnectionState === 'new' && this.pc.remoteDescription) {
+      if (this.closed) return clearInterval(this.stallTimer);
+      const now = performance.now();
+      if (pc.signalingState === 'have-local-offer' && !this.makingOffer && now - this.offerSentAt > OFFER_TIMEOUT_MS) {
+        this.#remakeOffer();
+        return;
+      }
+      const idle = pc.signalingState === 'stable' && pc.iceConnectionState === 'new' && pc.remoteDescription;
+      if (!idle) quietSince = now;
+      else if (now - quietSince >= STALL_CHECK_MS) {
+        quietSince = now;
         this.restartIce();
       }
-    }, STALL_CHECK_MS);
+    }, 1_000);
+  }
+
+  #remakeOffer() {
+    this.offerSentAt = performance.now();
+    this.queue = this.queue
+      .then(async () => {
+        if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
+        this.offersRemade += 1;
+        await this.pc.setLocalDescription({ type: 'rollback' });
+        await this.#offer();
+      })
+      .catch((error) => this.#fail(error));
   }
 
   #watchFirstPacket() {
