@@ -237,6 +237,8 @@ async function enterLobby() {
 // ---- preferences and devices ---------------------------------------------
 
 async function loadPreferences() {
+  // Until the saved values are in, a change could be overwritten by them.
+  for (const key of PREF_KEYS) input(`pref-${key}`).disabled = true;
   try {
     const reply = await client.session.request('GET', '/me/preferences');
     const prefs = reply?.preferences ?? reply ?? {};
@@ -247,6 +249,7 @@ async function loadPreferences() {
   }
   for (const key of PREF_KEYS) {
     input(`pref-${key}`).checked = ON_BY_DEFAULT.has(key) ? app.prefs[key] !== false : app.prefs[key] === true;
+    input(`pref-${key}`).disabled = false;
   }
   await listMicrophones();
 }
