@@ -14,8 +14,8 @@ use tincan_store::{
     Push,
 };
 use tincan_ws_api::{
-    AccountsCallLog, CallLog, ConnectError, IceServerSource, NoIceServers, TurnRestIceServers,
-    WsApi, WsApiConfig,
+    AccountsCallLog, AccountsUsers, CallLog, ConnectError, IceServerSource, NoIceServers,
+    TurnRestIceServers, UserDirectory, WsApi, WsApiConfig,
 };
 use tracing::warn;
 
@@ -29,6 +29,7 @@ pub struct Deps {
     store: Arc<dyn ConnectionStore>,
     ice: Arc<dyn IceServerSource>,
     calls: Option<Arc<dyn CallLog>>,
+    users: Option<Arc<dyn UserDirectory>>,
 }
 
 impl Deps {
@@ -61,6 +62,8 @@ impl Deps {
                 Ok(store) => {
                     let stores = Stores::from_backend(Arc::new(store));
                     deps.calls = Some(Arc::new(AccountsCallLog::new(stores.calls)));
+                    // A deleted account's tokens open no socket.
+                    deps.users = Some(Arc::new(AccountsUsers::new(stores.users)));
                 }
                 Err(err) => warn!(error = %err, "no call history: MongoDB unavailable"),
             }
@@ -88,6 +91,7 @@ impl Deps {
             store,
             ice,
             calls: None,
+            users: None,
         }
     }
 
@@ -110,6 +114,7 @@ impl Deps {
             push,
             ice: self.ice.clone(),
             calls: self.calls.clone(),
+            users: self.users.clone(),
         })
     }
 }

@@ -16,7 +16,8 @@ use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 use tincan_ws_api::{
-    AccountsCallLog, IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig,
+    AccountsCallLog, AccountsUsers, IceServerSource, NoIceServers, TurnRestIceServers, WsApi,
+    WsApiConfig,
 };
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -153,6 +154,7 @@ impl LocalStack {
                     push: Arc::new(LocalPush::new(sockets.clone())),
                     ice,
                     calls: Some(Arc::new(AccountsCallLog::new(stores.calls.clone()))),
+                    users: Some(Arc::new(AccountsUsers::new(stores.users.clone()))),
                 });
                 let sweeping = api.clone();
                 sweeper = Some(tokio::spawn(async move {

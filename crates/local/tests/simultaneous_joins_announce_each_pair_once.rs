@@ -87,8 +87,8 @@ async fn twenty_pairs_join_at_once(config: LocalConfig) {
         let [(a, heard_a), (b, heard_b)] = pair else {
             unreachable!()
         };
-        assert_eq!(heard_a, &[b.clone()], "{a} heard {heard_a:?}");
-        assert_eq!(heard_b, &[a.clone()], "{b} heard {heard_b:?}");
+        assert_eq!(heard_a, std::slice::from_ref(b), "{a} heard {heard_a:?}");
+        assert_eq!(heard_b, std::slice::from_ref(a), "{b} heard {heard_b:?}");
     }
     stack.stop().await;
 }

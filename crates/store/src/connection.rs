@@ -135,6 +135,14 @@ pub trait ConnectionStore: Send + Sync {
         resume_until_ms: u64,
     ) -> Result<Option<ConnectionRecord>, StoreError>;
 
+    /// The live connections of `user_id` (to close them when the account is
+    /// deleted; a rare path, allowed to be slow).
+    async fn connections_of(
+        &self,
+        user_id: &str,
+        now_secs: u64,
+    ) -> Result<Vec<ConnectionRecord>, StoreError>;
+
     /// Everyone in `room`, attached or detached, oldest first.
     async fn room(&self, room: &str) -> Result<RoomView, StoreError>;
 

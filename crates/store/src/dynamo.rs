@@ -41,7 +41,7 @@ use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
 pub use self::item::ROOM_INDEX;
 use self::item::{
     connection_from_item, connection_to_item, kept_key, key, n, room_key, s, RoomItem, EXPIRES_AT,
-    MESSAGES, PEER_ID, PK, ROOM, VERSION,
+    MESSAGES, PEER_ID, PK, ROOM, USER_ID, VERSION,
 };
 pub use self::table::{create_table, ensure_table};
 use crate::connection::{
@@ -293,6 +293,41 @@ impl ConnectionStore for DynamoConnectionStore {
             .await?;
         }
         Ok(Some(record))
+    }
+
+    async fn connections_of(
+        &self,
+        user_id: &str,
+        now_secs: u64,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        // A scan: account deletion is rare, and an index by user would cost
+        // every connect a second write.
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("#user = :user")
+                .expression_attribute_names("#user", USER_ID)
+                .expression_attribute_values(":user", s(user_id))
+                .set_exclusive_start_key(start.take())
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|err| unavailable("Scan", err))?;
+            for item in out.items() {
+                let record = connection_from_item(item)?;
+                if record.is_live(now_secs) {
+                    records.push(record);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(records),
+            }
+        }
     }
 
     async fn room(&self, room: &str) -> Result<RoomView, StoreError> {

@@ -115,6 +115,20 @@ impl ConnectionStore for MemoryConnectionStore {
         }))
     }
 
+    async fn connections_of(
+        &self,
+        user_id: &str,
+        now_secs: u64,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        Ok(self.with(|s| {
+            s.connections
+                .values()
+                .filter(|r| r.user_id == user_id && r.is_live(now_secs))
+                .cloned()
+                .collect()
+        }))
+    }
+
     async fn room(&self, room: &str) -> Result<RoomView, StoreError> {
         Ok(self.with(|s| s.view(room)))
     }

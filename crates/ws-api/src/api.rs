@@ -17,6 +17,7 @@ use tracing::{debug, info, warn};
 
 use crate::call_log::CallLog;
 use crate::ice::IceServerSource;
+use crate::users::{UserDirectory, UserLookupError};
 
 /// Most gone connections cleaned up while handling one event; the rest are
 /// left to their TTL (and to the next push that finds them gone).
@@ -40,6 +41,8 @@ pub struct WsApiConfig {
     pub ice: Arc<dyn IceServerSource>,
     /// Call history, if kept.
     pub calls: Option<Arc<dyn CallLog>>,
+    /// Checks at connect that the token's user still exists, if set.
+    pub users: Option<Arc<dyn UserDirectory>>,
 }
 
 /// Why a `$connect` was refused.
@@ -52,6 +55,9 @@ pub enum ConnectError {
     /// The connection could not be recorded: answer 503.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Whether the user exists could not be told: answer 503.
+    #[error(transparent)]
+    UserLookup(#[from] UserLookupError),
 }
 
 /// The WebSocket API's handlers.
@@ -103,6 +109,11 @@ impl WsApi {
                     _ => "invalid token",
                 })
             })?;
+        if let Some(users) = &self.config.users {
+            if !users.exists(&claims.sub).await? {
+                return Err(ConnectError::Unauthorized("no such user"));
+            }
+        }
         let record = ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms);
         self.config.store.put(&record).await?;
         info!(connection_id, user_id = %record.user_id, "connected");
@@ -127,6 +138,31 @@ impl WsApi {
             self.reply_error(connection_id, &err, &mut gone).await;
         }
         self.clean_up_gone(&mut gone, now_ms).await;
+    }
+
+    /// Closes every socket of `user_id` (its account was deleted): each
+    /// participant leaves at once, with no resume grace, and its room is
+    /// told.
+    pub async fn disconnect_user(&self, user_id: &str, now_ms: u64) -> Result<usize, StoreError> {
+        let store = &self.config.store;
+        let connections = store.connections_of(user_id, now_ms / 1000).await?;
+        let mut gone = VecDeque::new();
+        for record in &connections {
+            if let Some(seat) = &record.seat {
+                if let Some(departure) = store.leave(&record.connection_id, seat).await? {
+                    self.depart(&departure, now_ms, now_ms, &mut gone).await;
+                }
+            }
+            store.remove(&record.connection_id, now_ms).await?;
+            let _ = self.config.push.close(&record.connection_id).await;
+        }
+        self.clean_up_gone(&mut gone, now_ms).await;
+        info!(
+            user_id,
+            sockets = connections.len(),
+            "closed a deleted user's sockets"
+        );
+        Ok(connections.len())
     }
 
     /// Ends every detached participant whose grace ran out: the room is told

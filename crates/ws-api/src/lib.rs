@@ -13,9 +13,13 @@ mod api;
 mod call_history;
 mod call_log;
 mod ice;
+mod users;
 
 pub use crate::api::{ConnectError, WsApi, WsApiConfig};
 #[cfg(feature = "call-history")]
 pub use crate::call_history::AccountsCallLog;
 pub use crate::call_log::{CallLog, CallLogError};
 pub use crate::ice::{IceServerSource, NoIceServers, TurnRestIceServers};
+#[cfg(feature = "call-history")]
+pub use crate::users::AccountsUsers;
+pub use crate::users::{UserDirectory, UserLookupError};

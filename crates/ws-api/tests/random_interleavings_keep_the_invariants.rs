@@ -77,6 +77,14 @@ impl ConnectionStore for Shuffled {
         self.shuffle().await;
         self.inner.remove(id, until).await
     }
+    async fn connections_of(
+        &self,
+        user: &str,
+        now: u64,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        self.shuffle().await;
+        self.inner.connections_of(user, now).await
+    }
     async fn room(&self, room: &str) -> Result<RoomView, StoreError> {
         self.shuffle().await;
         self.inner.room(room).await
@@ -208,6 +216,7 @@ impl World {
             push: wire.clone(),
             ice: Arc::new(NoIceServers),
             calls: None,
+            users: None,
         });
         Self {
             api,

@@ -68,6 +68,26 @@ pub(crate) async fn run_all(store: &dyn ConnectionStore) {
     moving_rooms_frees_the_old_seat_atomically(store).await;
     resume_rules(store).await;
     kept_signals_are_bounded_and_taken_once(store).await;
+    connections_of_a_user(store).await;
+}
+
+async fn connections_of_a_user(store: &dyn ConnectionStore) {
+    for id in ["cu-1", "cu-2"] {
+        store
+            .put(&ConnectionRecord::new(id, "user-cu", "Cu", NOW_MS))
+            .await
+            .unwrap();
+    }
+    store.put(&record("cu-other", NOW_MS)).await.unwrap();
+    let mut found: Vec<String> = store
+        .connections_of("user-cu", NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.connection_id)
+        .collect();
+    found.sort();
+    assert_eq!(found, ["cu-1", "cu-2"]);
 }
 
 async fn put_get_remove_round_trip(store: &dyn ConnectionStore) {

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tincan_signaling::Limits;
 use tincan_store::{ConnectionStore, MemoryConnectionStore, Push, PushError};
 use tincan_token::TokenKeys;
-use tincan_ws_api::{NoIceServers, WsApi, WsApiConfig};
+use tincan_ws_api::{NoIceServers, UserDirectory, WsApi, WsApiConfig};
 
 pub(crate) const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 pub(crate) const T0: u64 = 1_700_000_000_000;
@@ -67,6 +67,11 @@ pub(crate) struct Harness {
 
 impl Harness {
     pub(crate) fn new(limits: Limits) -> Self {
+        Self::with_users(limits, None)
+    }
+
+    /// A harness whose connects check `users`.
+    pub(crate) fn with_users(limits: Limits, users: Option<Arc<dyn UserDirectory>>) -> Self {
         let push = Arc::new(RecordingPush::default());
         let store = Arc::new(MemoryConnectionStore::new());
         let tokens = TokenKeys::new(SECRET, 900).unwrap();
@@ -77,6 +82,7 @@ impl Harness {
             push: push.clone(),
             ice: Arc::new(NoIceServers),
             calls: None,
+            users,
         });
         Self {
             api,
