@@ -14,9 +14,15 @@ const PREF_KEYS = /** @type {const} */ (['echoCancellation', 'noiseSuppression',
 /** The ones that default to on. */
 const ON_BY_DEFAULT = new Set(['echoCancellation', 'noiseSuppression', 'autoGainControl']);
 
-// `?relay=1` forces audio through the TURN relay (to try the relayed path).
-const forceRelay = new URLSearchParams(location.search).get('relay') === '1';
-const client = new TincanClient({ rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {} });
+// `?relay=1` forces audio through the TURN relay (to try the relayed path);
+// `?resume=0` rejoins from scratch after a socket drop instead of resuming
+// (the old behaviour, for comparison in tests/bench/socket-cut-resume.sh).
+const params = new URLSearchParams(location.search);
+const forceRelay = params.get('relay') === '1';
+const client = new TincanClient({
+  rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
+  resume: params.get('resume') !== '0',
+});
 const participants = new Participants($('participants'), $('audio-sink'), client);
 const app = {
   client,
@@ -64,6 +70,7 @@ function showView(view) {
   $('call-view').hidden = view !== 'call';
   $('settings-view').hidden = view === 'auth';
   $('history-view').hidden = view !== 'lobby';
+  $('account-view').hidden = view !== 'lobby';
   const user = client.session.user;
   $('account').hidden = !user;
   $('account-name').textContent = user ? `${user.displayName} (@${user.username})` : '';
@@ -100,6 +107,7 @@ $('login-form').addEventListener('submit', (event) => {
     try {
       await client.session.login(username, password);
       input('login-password').value = '';
+      showBanner('');
       await enterLobby();
     } catch (error) {
       showError(error);
@@ -141,14 +149,96 @@ client.session.addEventListener('expired', () => {
   showView('auth');
 });
 
+// ---- password change and account deletion ---------------------------------------
+
+/**
+ * Shows a result under a form.
+ * @param {string} id
+ * @param {string} text
+ * @param {'ok' | 'error' | ''} kind
+ */
+function formStatus(id, text, kind) {
+  const el = $(id);
+  el.textContent = text;
+  el.classList.toggle('ok', kind === 'ok');
+  el.classList.toggle('error', kind === 'error');
+}
+
+/**
+ * What to say when the server refused a password form.
+ * @param {unknown} error
+ * @param {string} wrongPassword  the sentence for `invalid-credentials`
+ */
+function passwordFormError(error, wrongPassword) {
+  if (!(error instanceof TincanError)) return messageFor('internal', String(/** @type {any} */ (error)?.message ?? error));
+  if (error.code === 'invalid-credentials') return wrongPassword;
+  if (error.code === 'invalid-request') return `The server refused the new password: ${error.message}`;
+  if (error.code === 'rate-limited' || error.code === 'busy') return `${messageFor('rate-limited')} (${error.message})`;
+  return messageFor(error.code, error.message);
+}
+
+$('password-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  busy(form, async () => {
+    const current = input('current-password').value;
+    const next = input('new-password').value;
+    const again = input('confirm-password').value;
+    if (!current) return formStatus('password-status', 'Enter your current password.', 'error');
+    if ([...next].length < 8) return formStatus('password-status', 'The new password needs at least 8 characters.', 'error');
+    if (next !== again) return formStatus('password-status', 'The two new passwords are not the same.', 'error');
+    if (next === current) return formStatus('password-status', 'Choose a new password different from the current one.', 'error');
+    formStatus('password-status', 'Changing…', '');
+    try {
+      await client.session.changePassword(current, next);
+      for (const id of ['current-password', 'new-password', 'confirm-password']) input(id).value = '';
+      formStatus('password-status', 'Password changed. Your other devices were signed out.', 'ok');
+    } catch (error) {
+      if (error instanceof TincanError && error.code === 'session-expired') return;
+      formStatus('password-status', passwordFormError(error, 'Your current password is wrong.'), 'error');
+      input('current-password').select();
+    }
+  });
+});
+
+$('delete-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
+  busy(form, async () => {
+    const password = input('delete-password').value;
+    if (!password) return formStatus('delete-status', 'Enter your password to delete your account.', 'error');
+    if (!input('delete-confirm').checked) {
+      return formStatus('delete-status', 'Tick the box to confirm that you want your account deleted.', 'error');
+    }
+    formStatus('delete-status', 'Deleting…', '');
+    try {
+      await client.session.deleteAccount(password);
+    } catch (error) {
+      if (error instanceof TincanError && error.code === 'session-expired') return;
+      formStatus('delete-status', passwordFormError(error, 'That password is wrong; your account was not deleted.'), 'error');
+      input('delete-password').select();
+      return;
+    }
+    input('delete-password').value = '';
+    input('delete-confirm').checked = false;
+    formStatus('delete-status', '', '');
+    showView('auth');
+    showBanner('Your account was deleted.');
+  });
+});
+
 async function enterLobby() {
   showView('lobby');
+  formStatus('password-status', '', '');
+  formStatus('delete-status', '', '');
   await Promise.all([loadPreferences(), loadHistory()]);
 }
 
 // ---- preferences and devices ---------------------------------------------
 
 async function loadPreferences() {
+  // Until the saved values are in, a change could be overwritten by them.
+  for (const key of PREF_KEYS) input(`pref-${key}`).disabled = true;
   try {
     const reply = await client.session.request('GET', '/me/preferences');
     const prefs = reply?.preferences ?? reply ?? {};
@@ -159,6 +249,7 @@ async function loadPreferences() {
   }
   for (const key of PREF_KEYS) {
     input(`pref-${key}`).checked = ON_BY_DEFAULT.has(key) ? app.prefs[key] !== false : app.prefs[key] === true;
+    input(`pref-${key}`).disabled = false;
   }
   await listMicrophones();
 }
@@ -366,13 +457,31 @@ $('copy-link').addEventListener('click', async () => {
 
 // ---- client events -----------------------------------------------------------
 
+// A dropped signaling socket usually comes back within a fraction of a
+// second and the call goes on (audio never stops), so the banner waits a
+// moment before alarming anyone; the status line says what happened.
+const BANNER_DELAY_MS = 1000;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let bannerTimer;
 client.addEventListener('reconnecting', (e) => {
   const { attempt } = /** @type {CustomEvent} */ (e).detail;
-  showBanner(`Connection lost — reconnecting… (attempt ${attempt})`);
+  const text = `Connection to the server lost — reconnecting… (attempt ${attempt})`;
+  clearTimeout(bannerTimer);
+  if (!$('banner').hidden) showBanner(text);
+  else bannerTimer = setTimeout(() => showBanner(text), BANNER_DELAY_MS);
 });
-client.addEventListener('joined', () => {
+client.addEventListener('joined', (e) => {
+  clearTimeout(bannerTimer);
   if ($('banner').textContent) showBanner('');
-  $('call-status').textContent = '';
+  $('call-status').textContent = /** @type {CustomEvent} */ (e).detail.rejoin ? 'Reconnected; the call was set up again.' : '';
+});
+client.addEventListener('resumed', () => {
+  clearTimeout(bannerTimer);
+  showBanner('');
+  $('call-status').textContent = 'Reconnected to the server; the call went on.';
+});
+client.addEventListener('resume-failed', () => {
+  $('call-status').textContent = 'Reconnected; setting the call up again…';
 });
 // Announced through the polite live region next to the controls.
 client.addEventListener('peer-joined', (e) => {

@@ -8,16 +8,30 @@
 //   client.addEventListener('track', (e) => playSomewhere(e.detail.peerId, e.detail.stream));
 //   await client.join('standup', { stream: mic });
 //
-// Protocol: DESIGN.md, "Signaling protocol". A peer is named by its
-// connection id; a reconnect gets a new one, so after a rejoin every peer
-// connection is built afresh.
+// Protocol: DESIGN.md, "Signaling protocol". A peer is named by an opaque
+// participant id that stays the same across socket reconnects.
 //
 // Who offers first: the newcomer (it gets `joined` with the peers already
-// there) builds a connection to each and offers; the others build theirs when
-// that offer arrives. Perfect negotiation still handles every later
-// renegotiation (ICE restarts from either side) without glare, but starting
+// there) builds a connection to each and offers; the others build a passive
+// one when they hear of the newcomer (`peer-joined` or its first `signal`,
+// whichever comes first) and answer. A passive link that hears no offer
+// within a few seconds offers itself. Perfect negotiation handles every later
+// renegotiation (ICE restarts from either side) without glare; starting
 // one-sided avoids a rollback right at set-up, where Chromium can leave the
 // rolled-back side's ICE agent idle.
+//
+// Nothing relies on message order (API Gateway runs one Lambda per frame,
+// concurrently): room messages that arrive before our own `joined` or
+// `resumed` are held and replayed after it; a peer that left is remembered,
+// so its late `peer-joined` or `signal` cannot bring it back; each link
+// drops stale descriptions and holds early candidates (see tincan/peer.js).
+//
+// Resume: when the socket drops, the client reconnects at once (first retry
+// after 100-250 ms) and sends `resume` with the credential of its last
+// `joined`/`resumed`; the server answers `resumed` and the peer connections
+// carry on untouched, so audio never stops. Signals made while the socket was
+// down wait in an outbox and go out after `resumed`. If the server refuses
+// (`resume-failed`), the client rejoins the room from scratch.
 
 import { AuthSession, TincanError } from './tincan/session.js';
 import { SignalingChannel } from './tincan/signaling.js';
@@ -30,7 +44,8 @@ export { jwtExpiry } from './tincan/session.js';
 /**
  * @typedef {import('./tincan/peer.js').PeerInfo} PeerInfo
  * @typedef {'idle' | 'joining' | 'joined' | 'reconnecting' | 'left'} CallState
- * @typedef {{room: string, self: PeerInfo, peers: PeerInfo[], iceServers: RTCIceServer[]}} Joined
+ * @typedef {{room: string, self: PeerInfo, peers: PeerInfo[], iceServers: RTCIceServer[],
+ *   resume?: {token: string, graceSecs: number}}} Joined
  */
 
 /** Room ids the server accepts (DESIGN.md). */
@@ -38,20 +53,39 @@ export const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Server error codes that end a join attempt instead of being informational. */
 const JOIN_ERRORS = new Set(['room-full', 'bad-request', 'too-large', 'store-unavailable', 'internal']);
+/** Room messages that are held until our own `joined`/`resumed` arrives. */
+const ROOM_MESSAGES = new Set(['peer-joined', 'peer-left', 'peer-muted', 'signal']);
+/** Bounds on what is held: early room messages, unsent signals, ids of peers that left. */
+const MAX_EARLY = 256;
+const MAX_OUTBOX = 256;
+const MAX_GONE = 1024;
+/** Give up on a `join`/`resume` that got no answer within this long, and reconnect. */
+const ANSWER_TIMEOUT_MS = 10_000;
+/**
+ * After `leave`, keep the socket open this long: the server runs frames
+ * concurrently, and a close right behind the `leave` could be handled first
+ * (a dropped socket, so the participant would stay for the resume grace).
+ */
+const LEAVE_LINGER_MS = 1_500;
+/** Do not try to resume this close to the end of the server's grace. */
+const RESUME_MARGIN_MS = 1_000;
 
 /**
  * Events (all `CustomEvent`s):
  * - `state` `{state: CallState}`
- * - `joined` `Joined` (also after every rejoin)
+ * - `joined` `Joined & {rejoin}` (also after every full rejoin, with `rejoin: true`)
+ * - `resumed` `Joined & {ms}`: the socket came back and the call went on
+ *   (`ms` from the drop to `resumed`); peer connections were kept
+ * - `resume-failed` `{code, message}`: the server refused to resume; a full rejoin follows
  * - `peer-joined` `{peer}`, `peer-left` `{peerId, peer}`, `peer-muted` `{peerId, muted}`
  * - `track` `{peerId, stream}`: play it in an `<audio>` element
  * - `peer-state` `{peerId, connectionState, iceConnectionState}`
  * - `ice-restart` `{peerId, count}`
  * - `first-packet` `{peerId, ms, sinceLinkMs}`: time from `join()` (and from creating
  *   this peer's connection) to the first audio packet from that peer
- * - `reconnecting` `{attempt, delayMs, code}`, `reconnected`
+ * - `reconnecting` `{attempt, delayMs, code}`, `reconnected` (the socket is open again)
  * - `self-muted` `{muted}`
- * - `error` `{code, message, fatal}`
+ * - `error` `{code, message, fatal, retryAfterMs?}`
  */
 export class TincanClient extends EventTarget {
   /**
@@ -63,7 +97,10 @@ export class TincanClient extends EventTarget {
    *   pingIntervalMs?: number,
    *   joinTimeoutMs?: number,
    *   rtcConfig?: RTCConfiguration,
+   *   resume?: boolean,
    * }} [options]
+   *   `resume: false` rejoins from scratch after every drop (the behaviour
+   *   before resume existed; kept for benchmarks).
    */
   constructor(options = {}) {
     super();
@@ -72,6 +109,7 @@ export class TincanClient extends EventTarget {
     this.wsPath = options.wsPath ?? '/ws';
     this.joinTimeoutMs = options.joinTimeoutMs ?? 15_000;
     this.extraRtcConfig = options.rtcConfig ?? {};
+    this.resumeEnabled = options.resume !== false;
     /** @type {CallState} */
     this.state = 'idle';
     /** @type {string | null} the room we want to be in (kept across reconnects) */
@@ -86,13 +124,38 @@ export class TincanClient extends EventTarget {
     this.reportedMediaPath = null;
     /** @type {Map<string, PeerInfo>} everyone else in the room, connected or not yet */
     this.roster = new Map();
+    /** @type {Set<string>} peers that left: their late messages are dropped */
+    this.gone = new Set();
+    /** @type {{token: string, graceSecs: number} | null} from the last `joined`/`resumed` */
+    this.resumeCredential = null;
+    /** @type {'joined' | 'resumed' | null} the answer this socket waits for */
+    this.awaiting = null;
+    /** @type {any[]} room messages that came before that answer */
+    this.early = [];
+    /** @type {Array<{to: string, data: unknown}>} signals made while the socket was not usable */
+    this.outbox = [];
+    /** @type {number | null} `performance.now()` of the drop we are recovering from */
+    this.droppedAt = null;
     /** @type {MediaStream | null} */
     this.localStream = null;
     this.muted = false;
-    /** @type {{joinStartedAt: number | null, firstPacketMs: number | null, reconnects: number}} */
-    this.metrics = { joinStartedAt: null, firstPacketMs: null, reconnects: 0 };
+    /**
+     * @type {{joinStartedAt: number | null, firstPacketMs: number | null, reconnects: number,
+     *   resumes: number, rejoins: number, lastResumeMs: number | null, lastRejoinMs: number | null}}
+     */
+    this.metrics = {
+      joinStartedAt: null,
+      firstPacketMs: null,
+      reconnects: 0,
+      resumes: 0,
+      rejoins: 0,
+      lastResumeMs: null,
+      lastRejoinMs: null,
+    };
     /** @type {{resolve: (j: Joined) => void, reject: (e: Error) => void, timer: ReturnType<typeof setTimeout>} | null} */
     this.pendingJoin = null;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */ this.answerTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */ this.retryTimer = undefined;
 
     this.channel = new SignalingChannel({
       url: (ctx) => this.#socketUrl(ctx),
@@ -132,15 +195,15 @@ export class TincanClient extends EventTarget {
       }, this.joinTimeoutMs);
       this.pendingJoin = { resolve, reject, timer };
     });
-    if (this.channel.state === 'open') this.channel.send({ action: 'join', room });
+    if (this.channel.state === 'open') this.#sendJoin();
     else this.channel.start();
     return /** @type {Promise<Joined>} */ (joined);
   }
 
   /** Leaves the room and closes the signaling connection. */
   leave() {
-    if (this.channel.state === 'open') this.channel.send({ action: 'leave' });
-    this.#stop('left');
+    const sent = this.channel.state === 'open' && this.channel.send({ action: 'leave' });
+    this.#stop('left', sent ? LEAVE_LINGER_MS : 0);
   }
 
   /**
@@ -182,25 +245,78 @@ export class TincanClient extends EventTarget {
       this.metrics.reconnects += 1;
       this.#emit('reconnected', {});
     }
-    if (this.room) this.channel.send({ action: 'join', room: this.room });
+    if (!this.room) return;
+    if (this.#canResume()) this.#sendResume();
+    else this.#sendJoin();
+  }
+
+  #canResume() {
+    if (!this.resumeEnabled || !this.self || !this.resumeCredential || this.droppedAt === null) return false;
+    const graceMs = this.resumeCredential.graceSecs * 1000;
+    return performance.now() - this.droppedAt < graceMs - RESUME_MARGIN_MS;
+  }
+
+  #sendJoin() {
+    this.#await('joined');
+    this.channel.send({ action: 'join', room: /** @type {string} */ (this.room) });
+  }
+
+  #sendResume() {
+    const credential = /** @type {{token: string}} */ (this.resumeCredential);
+    this.#await('resumed');
+    this.channel.send({ action: 'resume', peerId: /** @type {PeerInfo} */ (this.self).peerId, token: credential.token });
+  }
+
+  /**
+   * Holds room messages until `answer` comes; a socket that never answers is replaced.
+   * @param {'joined' | 'resumed'} answer
+   */
+  #await(answer) {
+    this.awaiting = answer;
+    clearTimeout(this.answerTimer);
+    this.answerTimer = setTimeout(() => {
+      if (this.awaiting === answer) this.channel.reconnectNow();
+    }, ANSWER_TIMEOUT_MS);
+  }
+
+  #answered() {
+    this.awaiting = null;
+    clearTimeout(this.answerTimer);
+    clearTimeout(this.retryTimer);
   }
 
   /** @param {any} msg */
   #onMessage(msg) {
-    switch (msg?.type) {
-      case 'joined':
-        return this.#onJoined(msg);
-      case 'peer-joined':
-        // The newcomer offers; our connection is built when its offer arrives.
-        this.#removePeer(msg.peer.peerId);
-        this.roster.set(msg.peer.peerId, { ...msg.peer });
-        return this.#emit('peer-joined', { peer: msg.peer });
-      case 'peer-left': {
-        const peer = this.roster.get(msg.peerId) ?? this.peers.get(msg.peerId)?.peer ?? null;
-        this.roster.delete(msg.peerId);
-        this.#removePeer(msg.peerId);
-        return this.#emit('peer-left', { peerId: msg.peerId, peer });
+    const type = msg?.type;
+    if (type === 'joined') return this.#onJoined(msg);
+    if (type === 'resumed') return this.#onResumed(msg);
+    if (type === 'error') return this.#onServerError(msg);
+    if (!ROOM_MESSAGES.has(type) || !this.room) return; // pong and anything newer than this client
+    if (this.awaiting || !this.self) {
+      this.early.push(msg);
+      this.early.splice(0, Math.max(0, this.early.length - MAX_EARLY));
+      return;
+    }
+    this.#onRoomMessage(msg);
+  }
+
+  /** @param {any} msg a room message, in a room whose `joined`/`resumed` we have */
+  #onRoomMessage(msg) {
+    switch (msg.type) {
+      case 'peer-joined': {
+        const peer = msg.peer;
+        if (typeof peer?.peerId !== 'string' || this.gone.has(peer.peerId) || peer.peerId === this.self?.peerId) return;
+        const isNew = !this.roster.has(peer.peerId);
+        this.roster.set(peer.peerId, { ...peer });
+        const link = this.peers.get(peer.peerId);
+        // Its offer may have come first and built the link already.
+        if (link) link.peer = { ...peer };
+        else this.#addPeer(peer, { passive: true });
+        if (isNew) this.#emit('peer-joined', { peer });
+        return;
       }
+      case 'peer-left':
+        return this.#peerGone(msg.peerId);
       case 'peer-muted': {
         const muted = Boolean(msg.muted);
         const known = this.roster.get(msg.peerId);
@@ -210,25 +326,39 @@ export class TincanClient extends EventTarget {
         return this.#emit('peer-muted', { peerId: msg.peerId, muted });
       }
       case 'signal': {
-        if (!this.self || typeof msg.from !== 'string' || !msg.data) return;
-        let link = this.peers.get(msg.from);
-        if (!link) {
-          const known = this.roster.get(msg.from);
-          // A late candidate from someone who already left is dropped.
-          if (!known && msg.data.description?.type !== 'offer') return;
-          link = this.#addPeer(known ?? { peerId: msg.from, userId: '', displayName: 'Someone', muted: false });
-        }
+        const from = msg.from;
+        if (typeof from !== 'string' || !msg.data || typeof msg.data !== 'object') return;
+        if (this.gone.has(from) || from === this.self?.peerId) return;
+        // Addressed to a participant we no longer are (we rejoined meanwhile).
+        if (typeof msg.to === 'string' && msg.to !== this.self?.peerId) return;
+        // The first word from a newcomer may overtake its `peer-joined`.
+        const link =
+          this.peers.get(from) ??
+          this.#addPeer(this.roster.get(from) ?? { peerId: from, userId: '', displayName: 'Someone', muted: false }, {
+            passive: true,
+          });
         link.handleSignal(msg.data);
         return;
       }
-      case 'error':
-        return this.#onServerError(msg);
       default:
-        return; // pong and anything newer than this client
     }
   }
 
-  /** @param {Joined} msg */
+  /**
+   * A peer left (or is no longer in the room): forget it for good.
+   * @param {string} peerId
+   */
+  #peerGone(peerId) {
+    if (typeof peerId !== 'string') return;
+    this.gone.add(peerId);
+    if (this.gone.size > MAX_GONE) this.gone.delete(/** @type {string} */ (this.gone.values().next().value));
+    const peer = this.roster.get(peerId) ?? this.peers.get(peerId)?.peer ?? null;
+    const known = this.roster.delete(peerId) || this.peers.has(peerId);
+    this.#removePeer(peerId);
+    this.outbox = this.outbox.filter((m) => m.to !== peerId);
+    if (known) this.#emit('peer-left', { peerId, peer });
+  }
+
   /**
    * Tells the server, for call history, whether our media goes direct or
    * through a relay (relayed if any peer connection is), when that changes.
@@ -245,30 +375,137 @@ export class TincanClient extends EventTarget {
     this.channel.send({ action: 'media', path });
   }
 
+  /** @param {any} msg */
+  #takeCredential(msg) {
+    const resume = msg.resume;
+    this.resumeCredential =
+      resume && typeof resume.token === 'string'
+        ? { token: resume.token, graceSecs: Number(resume.graceSecs) > 0 ? Number(resume.graceSecs) : 30 }
+        : null;
+  }
+
+  /** @param {any} msg */
   #onJoined(msg) {
+    if (!this.room || !msg.self) return;
+    const rejoin = this.droppedAt !== null;
+    this.#answered();
     this.reportedMediaPath = null;
-    // After a reconnect we are a new peer: every old connection is stale.
+    // A new participant: every old connection and unsent signal is stale.
     for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
+    this.outbox = [];
     this.self = msg.self;
     this.room = msg.room;
+    this.#takeCredential(msg);
     this.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
-    this.roster = new Map((msg.peers ?? []).map((p) => [p.peerId, { ...p }]));
-    for (const peer of msg.peers ?? []) this.#addPeer(peer);
+    this.roster = new Map();
+    for (const peer of msg.peers ?? []) {
+      if (typeof peer?.peerId !== 'string') continue;
+      this.gone.delete(peer.peerId);
+      this.roster.set(peer.peerId, { ...peer });
+      this.#addPeer(peer, { passive: false });
+    }
     if (this.muted && !msg.self.muted) this.channel.send({ action: 'mute', muted: true });
+    if (rejoin) {
+      this.metrics.rejoins += 1;
+      this.metrics.lastRejoinMs = performance.now() - /** @type {number} */ (this.droppedAt);
+    }
+    this.droppedAt = null;
     this.#setState('joined');
     if (this.pendingJoin) {
       clearTimeout(this.pendingJoin.timer);
       this.pendingJoin.resolve(msg);
       this.pendingJoin = null;
     }
-    this.#emit('joined', msg);
+    this.#emit('joined', { ...msg, rejoin });
+    this.#replayEarly();
   }
 
-  /** @param {{code: string, message: string}} msg */
+  /**
+   * The socket is back and we are still the same participant: keep every
+   * connection to a peer still listed, drop the rest, and carry on.
+   * @param {any} msg
+   */
+  #onResumed(msg) {
+    if (!this.room || this.awaiting !== 'resumed' || !msg.self) return;
+    this.#answered();
+    this.self = msg.self;
+    this.#takeCredential(msg);
+    if (Array.isArray(msg.iceServers)) this.iceServers = msg.iceServers;
+    /** @type {Map<string, PeerInfo>} */
+    const listed = new Map();
+    for (const peer of msg.peers ?? []) if (typeof peer?.peerId === 'string') listed.set(peer.peerId, peer);
+    for (const peerId of new Set([...this.roster.keys(), ...this.peers.keys()])) {
+      if (!listed.has(peerId)) this.#peerGone(peerId);
+    }
+    for (const peer of listed.values()) {
+      this.gone.delete(peer.peerId);
+      const before = this.roster.get(peer.peerId);
+      this.roster.set(peer.peerId, { ...peer });
+      const link = this.peers.get(peer.peerId);
+      if (link) link.peer = { ...peer };
+      // Someone who came while we were away: their offer is among the kept
+      // signals; a passive link answers it (or offers, if it never comes).
+      else this.#addPeer(peer, { passive: true });
+      if (!before) this.#emit('peer-joined', { peer });
+      else if (Boolean(before.muted) !== Boolean(peer.muted)) this.#emit('peer-muted', { peerId: peer.peerId, muted: Boolean(peer.muted) });
+    }
+    if (Boolean(msg.self.muted) !== this.muted) this.channel.send({ action: 'mute', muted: this.muted });
+    const outbox = this.outbox.filter((m) => listed.has(m.to));
+    this.outbox = [];
+    for (const m of outbox) this.channel.send({ action: 'signal', to: m.to, data: m.data });
+    const ms = this.droppedAt === null ? null : performance.now() - this.droppedAt;
+    this.droppedAt = null;
+    this.metrics.resumes += 1;
+    this.metrics.lastResumeMs = ms;
+    this.#setState('joined');
+    this.#emit('resumed', { ...msg, ms });
+    this.#replayEarly();
+  }
+
+  #replayEarly() {
+    const early = this.early;
+    this.early = [];
+    for (const msg of early) this.#onRoomMessage(msg);
+  }
+
+  /** Resume refused: we are no longer in the room; join it again from scratch. */
+  #rejoin() {
+    for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
+    this.roster.clear();
+    this.outbox = [];
+    this.early = [];
+    this.resumeCredential = null;
+    this.#sendJoin();
+  }
+
+  /** @param {{code: string, message: string, retryAfterMs?: number}} msg */
   #onServerError(msg) {
     const code = String(msg.code ?? 'internal');
     const message = String(msg.message ?? code);
-    const joining = this.state === 'joining' || (this.state === 'reconnecting' && this.channel.state === 'open');
+    if (code === 'rate-limited') {
+      const retryAfterMs = Math.min(30_000, Math.max(100, Number(msg.retryAfterMs) || 1000));
+      // A refused join or resume is sent again once allowed.
+      const awaited = this.awaiting;
+      if (awaited) {
+        clearTimeout(this.answerTimer);
+        clearTimeout(this.retryTimer);
+        this.retryTimer = setTimeout(() => {
+          if (this.awaiting !== awaited || this.channel.state !== 'open') return;
+          if (awaited === 'resumed' && this.#canResume()) this.#sendResume();
+          else this.#sendJoin();
+        }, retryAfterMs);
+      }
+      this.#emit('error', { code, message, fatal: false, retryAfterMs });
+      return;
+    }
+    if (this.awaiting === 'resumed') {
+      // Nothing else is in flight on this socket: the resume was refused
+      // (or this server does not know `resume`); rejoin from scratch.
+      this.#emit('resume-failed', { code, message });
+      this.#rejoin();
+      return;
+    }
+    const joining = this.state === 'joining' || this.awaiting === 'joined';
     if (joining && JOIN_ERRORS.has(code)) {
       const error = new TincanError(code, message);
       if (this.pendingJoin) {
@@ -285,7 +522,13 @@ export class TincanClient extends EventTarget {
 
   /** @param {{code: number, attempt: number, delayMs: number}} detail */
   #onDrop(detail) {
+    this.awaiting = null;
+    clearTimeout(this.answerTimer);
+    clearTimeout(this.retryTimer);
+    // Whatever was held belonged to the socket that is gone.
+    this.early = [];
     if (this.state === 'joined' || this.state === 'reconnecting') {
+      if (this.droppedAt === null) this.droppedAt = performance.now();
       this.#setState('reconnecting');
       this.#emit('reconnecting', { attempt: detail.attempt, delayMs: detail.delayMs, code: detail.code });
     }
@@ -304,23 +547,36 @@ export class TincanClient extends EventTarget {
   }
 
   /**
+   * Sends a signal now, or keeps it for after `resumed` if the socket is not usable.
+   * @param {string} to
+   * @param {unknown} data
+   */
+  #sendSignal(to, data) {
+    if (this.channel.state === 'open' && !this.awaiting && this.channel.send({ action: 'signal', to, data })) return;
+    this.outbox.push({ to, data });
+    this.outbox.splice(0, Math.max(0, this.outbox.length - MAX_OUTBOX));
+  }
+
+  /**
    * @param {PeerInfo} peer
+   * @param {{passive: boolean}} options  passive: wait for the peer's offer
    * @returns {PeerLink}
    */
-  #addPeer(peer) {
+  #addPeer(peer, options) {
     this.#removePeer(peer.peerId);
     const self = /** @type {PeerInfo} */ (this.self);
+    const peerId = peer.peerId;
     const link = new PeerLink({
       selfId: self.peerId,
       peer,
       rtcConfig: { ...this.extraRtcConfig, iceServers: [...this.iceServers, ...(this.extraRtcConfig.iceServers ?? [])] },
       localStream: this.localStream,
       sendSignal: (data) => {
-        this.channel.send({ action: 'signal', to: peer.peerId, data });
+        if (this.peers.get(peerId) === link) this.#sendSignal(peerId, data);
       },
       iceServers: () => this.#currentIceServers(),
+      passive: options.passive,
     });
-    const peerId = peer.peerId;
     link.addEventListener('track', (e) => this.#emit('track', { peerId, stream: /** @type {CustomEvent} */ (e).detail.stream }));
     link.addEventListener('state', (e) => {
       const detail = /** @type {CustomEvent} */ (e).detail;
@@ -330,7 +586,20 @@ export class TincanClient extends EventTarget {
     link.addEventListener('ice-restart', (e) => this.#emit('ice-restart', { peerId, .../** @type {CustomEvent} */ (e).detail }));
     link.addEventListener('error', (e) => {
       const error = /** @type {CustomEvent} */ (e).detail.error;
-      this.#emit('error', { code: 'webrtc', message: `${peer.displayName}: ${error?.message ?? error}`, fatal: false });
+      this.#emit('error', { code: 'webrtc', message: `${link.peer.displayName}: ${error?.message ?? error}`, fatal: false });
+    });
+    link.addEventListener('stale', (e) => {
+      console.debug('tincan: dropped a stale signal from', link.peer.displayName, /** @type {CustomEvent} */ (e).detail.reason);
+    });
+    link.addEventListener('remote-restarted', (e) => {
+      // The peer built a new connection to us: follow with a new one of ours.
+      if (this.peers.get(peerId) !== link) return;
+      const data = /** @type {CustomEvent} */ (e).detail.data;
+      const held = link.takeHeldCandidates();
+      const isOffer = data.description?.type === 'offer';
+      const fresh = this.#addPeer(link.peer, { passive: isOffer });
+      fresh.holdCandidates(held);
+      if (isOffer) fresh.handleSignal(data);
     });
     link.addEventListener('first-packet', (e) => {
       const { at, sinceCreatedMs } = /** @type {CustomEvent} */ (e).detail;
@@ -366,12 +635,23 @@ export class TincanClient extends EventTarget {
     return this.iceServers;
   }
 
-  /** @param {CallState} next */
-  #stop(next) {
-    this.channel.stop();
+  /**
+   * @param {CallState} next
+   * @param {number} [lingerMs] keep the socket open this long (after a `leave`)
+   */
+  #stop(next, lingerMs = 0) {
+    this.channel.stop({ lingerMs });
     for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
     this.roster.clear();
+    this.gone.clear();
     this.self = null;
+    this.resumeCredential = null;
+    this.awaiting = null;
+    this.early = [];
+    this.outbox = [];
+    this.droppedAt = null;
+    clearTimeout(this.answerTimer);
+    clearTimeout(this.retryTimer);
     if (next === 'left' || next === 'idle') this.room = null;
     if (this.pendingJoin) {
       clearTimeout(this.pendingJoin.timer);

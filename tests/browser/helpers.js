@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -16,6 +18,8 @@ export const MANAGEMENT_URL = process.env.TINCAN_MANAGEMENT_URL ?? 'http://127.0
 export const SMALL_URL = process.env.TINCAN_SMALL_URL ?? '';
 export const JWT_SECRET = process.env.TINCAN_JWT_SECRET ?? '';
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+/** The tincan-local binary run.sh built, for tests that start their own stack. */
+export const LOCAL_BIN = process.env.TINCAN_LOCAL_BIN ?? '';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const OUTPUT_DIR = path.resolve(here, '..', 'output');
@@ -252,4 +256,113 @@ export function expiredAccessToken(user) {
 export function report(name, value, unit) {
   const shown = typeof value === 'number' ? value.toFixed(1) : String(value);
   console.log(`MEASURE ${name}: ${shown} ${unit}`.trimEnd());
+}
+
+/** A free TCP port on 127.0.0.1 (the kernel's pick; released before use). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {net.AddressInfo} */ (server.address());
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts a tincan-local of its own with extra environment (e.g.
+ * `{TINCAN_MAX_CONNECTION_SECS: '12'}`), on free loopback ports, with a
+ * fresh data dir and run.sh's JWT secret; waits for /healthz. Its log goes to
+ * tests/output/tincan-local-NAME.log. Call `stop()` when done.
+ * @param {string} name
+ * @param {Record<string, string>} [env]
+ * @returns {Promise<{url: string, managementUrl: string, stop: () => Promise<void>}>}
+ */
+export async function startStack(name, env = {}) {
+  if (!LOCAL_BIN) throw new Error('TINCAN_LOCAL_BIN is not set (run through tests/browser/run.sh)');
+  const [port, turn, management] = [await freePort(), await freePort(), await freePort()];
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `tincan-${name}-`));
+  fs.mkdirSync(OUTPUT_DIR, { recursive: true });
+  const log = fs.openSync(path.join(OUTPUT_DIR, `tincan-local-${name}.log`), 'w');
+  const child = spawn(LOCAL_BIN, [], {
+    env: {
+      ...process.env,
+      TINCAN_ADDR: `127.0.0.1:${port}`,
+      TINCAN_MANAGEMENT_ADDR: `127.0.0.1:${management}`,
+      TINCAN_TURN_ADDR: `127.0.0.1:${turn}`,
+      TINCAN_DATA_DIR: dataDir,
+      TINCAN_JWT_SECRET: JWT_SECRET,
+      TINCAN_WEB_DIR: process.env.TINCAN_WEB_DIR ?? path.resolve(here, '..', '..', 'web'),
+      RUST_LOG: process.env.RUST_LOG ?? 'info',
+      // Every test user registers from 127.0.0.1.
+      TINCAN_REGISTRATIONS_PER_ADDR: process.env.TINCAN_REGISTRATIONS_PER_ADDR ?? '0',
+      ...env,
+    },
+    stdio: ['ignore', log, log],
+  });
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  const stop = async () => {
+    if (!exited) {
+      const gone = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await Promise.race([gone, new Promise((resolve) => setTimeout(resolve, 5000))]);
+      if (!exited) child.kill('SIGKILL');
+    }
+    fs.closeSync(log);
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  };
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) {
+      await stop();
+      throw new Error(`tincan-local (${name}) exited; see tests/output/tincan-local-${name}.log`);
+    }
+    const ok = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) }).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`tincan-local (${name}) not healthy after 30 s`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { url, managementUrl: `http://127.0.0.1:${management}`, stop };
+}
+
+/**
+ * Records, in the page, what the client reports: events by type with a
+ * `performance.now()` stamp (`tincanApp.events`).
+ * @param {import('playwright-core').Page} page
+ */
+export function recordClientEvents(page) {
+  return page.evaluate(() => {
+    const app = /** @type {any} */ (globalThis).tincanApp;
+    app.events = [];
+    for (const type of ['joined', 'resumed', 'resume-failed', 'peer-joined', 'peer-left', 'reconnecting', 'reconnected', 'error']) {
+      app.client.addEventListener(type, (/** @type {CustomEvent} */ e) => {
+        const d = e.detail ?? {};
+        app.events.push({ type, at: performance.now(), code: d.code, peerId: d.peerId ?? d.peer?.peerId, ms: d.ms });
+      });
+    }
+  });
+}
+
+/** @param {import('playwright-core').Page} page */
+export function clientEvents(page) {
+  return page.evaluate(() => /** @type {any[]} */ (/** @type {any} */ (globalThis).tincanApp.events));
+}
+
+/**
+ * The connection ids of the page's links (one per remote peer): a link that
+ * was rebuilt gets a new one.
+ * @param {import('playwright-core').Page} page
+ */
+export function linkIds(page) {
+  return page.evaluate(() =>
+    [.../** @type {any} */ (globalThis).tincanApp.client.peers.values()].map((l) => `${l.peerId}/${l.localId}`),
+  );
 }

@@ -9,10 +9,19 @@
 # `node --test`, and stops the servers on exit. Extra arguments go to
 # `node --test` (e.g. --test-name-pattern=mute).
 #
-# Env: TINCAN_LOCAL_BIN (default $CARGO_TARGET_DIR/debug/tincan-local, built
-# if missing), CHROMIUM_PATH (default /usr/bin/chromium), UPDATE_SCREENSHOTS=1
-# (refresh web/screenshots/call.png). Screenshots and server logs go to
-# tests/output/.
+# Every test user registers from 127.0.0.1, so the per-address registration
+# limit is off (TINCAN_REGISTRATIONS_PER_ADDR=0) unless set.
+#
+# Tests that need a server with other settings (e.g. TINCAN_INVOKE_JITTER_MS,
+# TINCAN_MAX_CONNECTION_SECS) start their own with helpers.js `startStack()`,
+# from the binary and secret this script passes on. Every TINCAN_* variable
+# set when calling this script reaches every server, e.g.
+#   TINCAN_INVOKE_JITTER_MS=50 bash tests/browser/run.sh
+#
+# Env: TINCAN_LOCAL_BIN (default: `cargo build -p tincan-local` into
+# $CARGO_TARGET_DIR, so the binary matches the tree), CHROMIUM_PATH (default
+# /usr/bin/chromium), UPDATE_SCREENSHOTS=1 (refresh web/screenshots/call.png).
+# Screenshots and server logs go to tests/output/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -20,11 +29,12 @@ out="$root/tests/output"
 mkdir -p "$out"
 
 target="${CARGO_TARGET_DIR:-$root/target}"
-bin="${TINCAN_LOCAL_BIN:-$target/debug/tincan-local}"
-if [ ! -x "$bin" ]; then
+if [ -z "${TINCAN_LOCAL_BIN:-}" ]; then
   echo "run.sh: building tincan-local" >&2
   (cd "$root" && cargo build -q -p tincan-local)
 fi
+bin="${TINCAN_LOCAL_BIN:-$target/debug/tincan-local}"
+[ -x "$bin" ] || { echo "run.sh: $bin missing" >&2; exit 1; }
 if [ ! -d "$here/node_modules/playwright-core" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
@@ -66,6 +76,7 @@ start_server() {
   TINCAN_DATA_DIR="$tmp/$name" \
   TINCAN_JWT_SECRET="$secret" \
   TINCAN_ROOM_MAX="$room_max" \
+  TINCAN_REGISTRATIONS_PER_ADDR="${TINCAN_REGISTRATIONS_PER_ADDR:-0}" \
   TINCAN_TURN_ADDR="127.0.0.1:$turn" \
   TINCAN_WEB_DIR="$root/web" \
   RUST_LOG="${RUST_LOG:-info}" \
@@ -99,4 +110,5 @@ echo "run.sh: tincan-local at $main_url (room max 8) and $small_url (room max 2)
 cd "$here"
 TINCAN_URL="$main_url" TINCAN_SMALL_URL="$small_url" TINCAN_JWT_SECRET="$secret" \
 TINCAN_MANAGEMENT_URL="$(cat "$tmp/main.management")" CHROMIUM_PATH="$chromium" \
-  timeout 600 node --test --test-concurrency=1 --test-timeout=180000 "$@" ./*.test.js
+TINCAN_LOCAL_BIN="$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")" TINCAN_WEB_DIR="$root/web" \
+  timeout 1200 node --test --test-concurrency=1 --test-timeout=180000 "$@" ./*.test.js

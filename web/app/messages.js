@@ -14,6 +14,7 @@ const BY_CODE = {
   'too-large': 'A message was too large for the server.',
   'unknown-action': 'The server did not understand this client. Reload the page.',
   'store-unavailable': 'The service is busy right now. Try again in a moment.',
+  busy: 'The server is busy right now. Try again in a moment.',
   internal: 'Something went wrong on the server. Try again.',
   network: 'Cannot reach the Tincan server. Check your connection.',
   timeout: 'The server did not answer in time. Try again.',
@@ -22,6 +23,8 @@ const BY_CODE = {
   'mic-busy': 'Your microphone is in use by another app or could not be started.',
   'mic-unsupported': 'This browser cannot capture audio here (a secure https:// page is needed).',
   webrtc: 'The audio connection hit a problem; retrying.',
+  'rate-limited': 'Too many requests right now. Wait a moment and try again.',
+  'resume-failed': 'The connection could not be resumed; joining the room again.',
 };
 
 /**

@@ -78,12 +78,15 @@ export class Participants {
   #listen() {
     const on = (/** @type {string} */ type, /** @type {(d: any) => void} */ fn) =>
       this.client.addEventListener(type, (e) => fn(/** @type {CustomEvent} */ (e).detail));
-    on('joined', (joined) => {
+    // A full join and a resume both list everyone in the room now.
+    const roster = (/** @type {any} */ joined) => {
       const keep = new Set([SELF, ...joined.peers.map((/** @type {any} */ p) => p.peerId)]);
       for (const id of [...this.entries.keys()]) if (!keep.has(id)) this.#remove(id);
       this.#upsert(SELF, { ...joined.self, muted: this.client.muted }, true);
       for (const peer of joined.peers) this.#upsert(peer.peerId, peer, false);
-    });
+    };
+    on('joined', roster);
+    on('resumed', roster);
     on('peer-joined', ({ peer }) => this.#upsert(peer.peerId, peer, false));
     on('peer-left', ({ peerId }) => this.#remove(peerId));
     on('peer-muted', ({ peerId, muted }) => this.#setMuted(peerId, muted));
@@ -141,6 +144,9 @@ export class Participants {
     entry.li.querySelector('.meter')?.setAttribute('aria-label', `${peer.displayName} audio level`);
     this.#setMuted(id, peer.muted);
     this.#count();
+    // The peer's audio may have arrived before we heard who it is.
+    const link = self ? null : this.client.peers.get(id);
+    if (link && link.remoteStream.getTracks().length > 0) this.#attachAudio(id, link.remoteStream);
   }
 
   /** @param {string} id */

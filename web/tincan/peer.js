@@ -3,23 +3,75 @@
 // polite side rolls back and the impolite side ignores the other's offer.
 // Politeness is decided by comparing peer ids, so the two sides always agree.
 // ICE candidates trickle as they are found; a failed ICE transport restarts.
+//
+// Order-proof: the signaling server relays frames in any order (API Gateway
+// invokes one Lambda per frame, concurrently), so every payload says where
+// it belongs, inside the verbatim `data`:
+//
+//   {lid, seq, description}        an offer: `lid` names the sender's
+//                                  RTCPeerConnection, `seq` counts the
+//                                  descriptions it has sent (offers and answers)
+//   {lid, seq, re, description}    an answer to the receiver's offer number `re`
+//   {lid, candidate}               a candidate; its `usernameFragment` names the
+//                                  description (ICE generation) it belongs to
+//
+// A description older than one already applied (lower `seq`, an answer to
+// an offer we no longer have, or one from the peer's previous connection) is
+// dropped, not applied. A candidate whose ufrag is not in the current remote
+// description is held until a description with that ufrag is applied (it
+// overtook its description), and forgotten after a minute (it belonged to an
+// offer that was ignored or superseded). A description from a newer remote
+// connection (higher `lid`) than the one we negotiated with means the peer
+// rebuilt its side: the link reports `remote-restarted` and the client builds
+// a fresh one.
 
 import { summarizeStats } from './stats.js';
 
 /**
  * @typedef {{peerId: string, userId: string, displayName: string, muted: boolean}} PeerInfo
- * @typedef {{description?: RTCSessionDescriptionInit, candidate?: RTCIceCandidateInit | null}} SignalData
+ * @typedef {{
+ *   lid?: string, seq?: number, re?: number,
+ *   description?: RTCSessionDescriptionInit,
+ *   candidate?: RTCIceCandidateInit | null,
+ * }} SignalData
  */
 
 /** How long ICE may stay `disconnected` before we restart it, in ms. */
 const DISCONNECTED_GRACE_MS = 4_000;
 /** A connection still `new` this long after an exchange has stalled; restart ICE. */
 const STALL_CHECK_MS = 6_000;
+/** An offer unanswered this long was lost (or its answer was): make a new one. */
+const OFFER_TIMEOUT_MS = 8_000;
+/** A passive link offers itself if no offer came within this long, in ms. */
+const PASSIVE_TIMEOUT_MS = 4_000;
+/** Candidates held for a description not yet seen: at most this many, this long. */
+const MAX_HELD_CANDIDATES = 64;
+const HELD_CANDIDATE_MS = 60_000;
+
+/**
+ * A new link id: the creation time (zero-padded base 36, so ids of one
+ * sender sort by age as strings) and a random part.
+ */
+export function newLinkId() {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  return `${Date.now().toString(36).padStart(9, '0')}.${random[0].toString(36)}${random[1].toString(36)}`;
+}
+
+/**
+ * The ICE ufrags of a session description.
+ * @param {string | undefined} sdp
+ */
+function ufragsOf(sdp) {
+  return new Set([...(sdp ?? '').matchAll(/^a=ice-ufrag:(\S+)/gm)].map((m) => m[1]));
+}
 
 /**
  * Events: `track` (`detail.stream`), `state` (`detail {connectionState,
  * iceConnectionState}`), `ice-restart`, `first-packet` (`detail.at`, a
- * `performance.now()` timestamp), `error` (`detail.error`).
+ * `performance.now()` timestamp), `error` (`detail.error`), `stale`
+ * (`detail.reason`: a payload recognised as out of date and dropped),
+ * `remote-restarted` (`detail.data`: a description from a newer connection of
+ * the peer; the owner replaces this link).
  */
 export class PeerLink extends EventTarget {
   /**
@@ -30,9 +82,13 @@ export class PeerLink extends EventTarget {
    *   localStream: MediaStream | null,
    *   sendSignal: (data: SignalData) => void,
    *   iceServers?: () => Promise<RTCIceServer[] | null>,
+   *   passive?: boolean,
+   *   passiveTimeoutMs?: number,
    * }} options
    *   `iceServers`, if given, is asked before an ICE restart for current
-   *   servers (TURN credentials expire during long calls).
+   *   servers (TURN credentials expire during long calls). `passive` links
+   *   wait for the peer's offer (the newcomer offers) and offer themselves
+   *   only if none came within `passiveTimeoutMs`.
    */
   constructor(options) {
     super();
@@ -43,6 +99,21 @@ export class PeerLink extends EventTarget {
     this.freshIceServers = options.iceServers ?? null;
     this.pc = new RTCPeerConnection(options.rtcConfig);
     this.remoteStream = new MediaStream();
+    /** This side's connection id, sent with every payload. */
+    this.localId = newLinkId();
+    /** @type {string | null} the peer's connection id we negotiate with */
+    this.remoteId = null;
+    /** Descriptions sent so far; the number of our current offer. */
+    this.localSeq = 0;
+    this.localOfferSeq = 0;
+    /** Highest description number applied from `remoteId`. */
+    this.remoteSeq = 0;
+    /** @type {Array<{candidate: RTCIceCandidateInit, at: number}>} */
+    this.heldCandidates = [];
+    /** Counters, for tests and debugging. */
+    this.candidatesHeld = 0;
+    this.staleDropped = 0;
+    this.passive = Boolean(options.passive);
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.isSettingRemoteAnswerPending = false;
@@ -50,8 +121,12 @@ export class PeerLink extends EventTarget {
     this.closed = false;
     /** @type {number | null} */ this.firstPacketAt = null;
     this.createdAt = performance.now();
+    /** When our current offer went out; offers re-made after a loss. */
+    this.offerSentAt = 0;
+    this.offersRemade = 0;
     /** @type {Promise<void>} */ this.queue = Promise.resolve();
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.disconnectTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */ this.passiveTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.firstPacketTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.stallTimer = undefined;
     /** @type {ReturnType<typeof summarizeStats> extends Promise<infer T> ? T : never} */
@@ -61,6 +136,13 @@ export class PeerLink extends EventTarget {
       for (const track of options.localStream.getAudioTracks()) this.pc.addTrack(track, options.localStream);
     } else {
       this.pc.addTransceiver('audio', { direction: 'recvonly' });
+    }
+    if (this.passive) {
+      this.passiveTimer = setTimeout(() => {
+        if (!this.passive || this.closed) return;
+        this.passive = false;
+        if (!this.pc.remoteDescription && this.pc.signalingState === 'stable') this.#offer();
+      }, options.passiveTimeoutMs ?? PASSIVE_TIMEOUT_MS);
     }
     this.#wire();
     this.#watchFirstPacket();
@@ -74,6 +156,19 @@ export class PeerLink extends EventTarget {
   handleSignal(data) {
     this.queue = this.queue.then(() => this.#handle(data)).catch((error) => this.#fail(error));
     return this.queue;
+  }
+
+  /** Candidates held for a description not seen yet (to hand to a replacement link). */
+  takeHeldCandidates() {
+    const held = this.heldCandidates;
+    this.heldCandidates = [];
+    return held;
+  }
+
+  /** @param {Array<{candidate: RTCIceCandidateInit, at: number}>} held */
+  holdCandidates(held) {
+    this.heldCandidates.push(...held);
+    this.heldCandidates.splice(0, Math.max(0, this.heldCandidates.length - MAX_HELD_CANDIDATES));
   }
 
   /**
@@ -109,6 +204,7 @@ export class PeerLink extends EventTarget {
   async restartIce() {
     if (this.closed) return;
     this.iceRestarts += 1;
+    this.passive = false;
     this.dispatchEvent(new CustomEvent('ice-restart', { detail: { count: this.iceRestarts } }));
     try {
       const iceServers = await this.freshIceServers?.();
@@ -116,13 +212,17 @@ export class PeerLink extends EventTarget {
     } catch {
       // Keep the servers we have; the restart may still work directly.
     }
-    if (!this.closed) this.pc.restartIce();
+    if (this.closed) return;
+    this.pc.restartIce();
+    // A link that never negotiated gets no `negotiationneeded` from a restart.
+    if (!this.pc.remoteDescription && this.pc.signalingState === 'stable' && !this.makingOffer) this.#offer();
   }
 
   close() {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.disconnectTimer);
+    clearTimeout(this.passiveTimer);
     clearInterval(this.firstPacketTimer);
     clearInterval(this.stallTimer);
     this.pc.close();
@@ -132,19 +232,9 @@ export class PeerLink extends EventTarget {
 
   #wire() {
     const pc = this.pc;
-    pc.onnegotiationneeded = async () => {
-      try {
-        this.makingOffer = true;
-        await pc.setLocalDescription();
-        if (pc.localDescription) this.sendSignal({ description: pc.localDescription.toJSON() });
-      } catch (error) {
-        this.#fail(error);
-      } finally {
-        this.makingOffer = false;
-      }
-    };
+    pc.onnegotiationneeded = () => this.#offer();
     pc.onicecandidate = ({ candidate }) => {
-      if (candidate) this.sendSignal({ candidate: candidate.toJSON() });
+      if (candidate) this.sendSignal({ lid: this.localId, candidate: candidate.toJSON() });
     };
     pc.ontrack = ({ track }) => {
       if (!this.remoteStream.getTracks().includes(track)) this.remoteStream.addTrack(track);
@@ -165,51 +255,162 @@ export class PeerLink extends EventTarget {
     pc.onconnectionstatechange = () => this.#emitState();
   }
 
-  /** @param {SignalData} data */
-  async #handle(data) {
-    if (this.closed) return;
+  /** Makes and sends an offer, unless we are waiting for the peer's. */
+  async #offer() {
+    if (this.closed || this.passive) return;
     const pc = this.pc;
-    if (data.description) {
-      const description = data.description;
-      // An answer is expected when we have a local offer (or are about to).
-      const readyForOffer =
-        !this.makingOffer && (pc.signalingState === 'stable' || this.isSettingRemoteAnswerPending);
-      const offerCollision = description.type === 'offer' && !readyForOffer;
-      this.ignoreOffer = !this.polite && offerCollision;
-      if (this.ignoreOffer) return;
-      this.isSettingRemoteAnswerPending = description.type === 'answer';
-      try {
-        // Implicit rollback of our own offer when polite and colliding.
-        await pc.setRemoteDescription(description);
-      } finally {
-        this.isSettingRemoteAnswerPending = false;
+    try {
+      this.makingOffer = true;
+      await pc.setLocalDescription();
+      if (pc.localDescription?.type === 'offer' && !this.closed) {
+        this.localSeq += 1;
+        this.localOfferSeq = this.localSeq;
+        this.offerSentAt = performance.now();
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: pc.localDescription.toJSON() });
       }
-      if (description.type === 'offer') {
-        await pc.setLocalDescription();
-        if (pc.localDescription) this.sendSignal({ description: pc.localDescription.toJSON() });
-      }
-    } else if (data.candidate) {
-      try {
-        await pc.addIceCandidate(data.candidate);
-      } catch (error) {
-        // Candidates of an offer we ignored are expected to fail.
-        if (!this.ignoreOffer) throw error;
-      }
+    } catch (error) {
+      this.#fail(error);
+    } finally {
+      this.makingOffer = false;
     }
   }
 
+  /** @param {SignalData} data */
+  async #handle(data) {
+    if (this.closed) return;
+    if (data.description) await this.#handleDescription(data, data.description);
+    else if (data.candidate) await this.#handleCandidate(data.candidate);
+  }
+
   /**
-   * Safety net: if an offer/answer completed but ICE never started (a lost
-   * message, or a browser that dropped its agent in a rollback), restart ICE.
+   * @param {SignalData} data
+   * @param {RTCSessionDescriptionInit} description
+   */
+  async #handleDescription(data, description) {
+    const pc = this.pc;
+    const lid = typeof data.lid === 'string' ? data.lid : null;
+    const seq = typeof data.seq === 'number' ? data.seq : 0;
+    if (lid !== null && this.remoteId !== null && lid !== this.remoteId) {
+      if (lid < this.remoteId) return this.#stale(`${description.type} from the peer's previous connection`);
+      if (pc.remoteDescription) {
+        // The peer rebuilt its connection; this one cannot follow (new DTLS).
+        this.dispatchEvent(new CustomEvent('remote-restarted', { detail: { data } }));
+        return;
+      }
+      this.remoteSeq = 0;
+    }
+    if (lid !== null && this.remoteId !== null && lid === this.remoteId && seq <= this.remoteSeq) {
+      return this.#stale(`${description.type} ${seq} after ${this.remoteSeq}`);
+    }
+    if (description.type === 'answer') {
+      const expected = pc.signalingState === 'have-local-offer' || this.isSettingRemoteAnswerPending;
+      if (!expected || (typeof data.re === 'number' && data.re !== this.localOfferSeq)) {
+        return this.#stale(`answer to offer ${data.re ?? '?'} in ${pc.signalingState} (our offer ${this.localOfferSeq})`);
+      }
+    }
+    // Perfect negotiation: an offer that collides with ours.
+    const readyForOffer = !this.makingOffer && (pc.signalingState === 'stable' || this.isSettingRemoteAnswerPending);
+    const offerCollision = description.type === 'offer' && !readyForOffer;
+    this.ignoreOffer = !this.polite && offerCollision;
+    if (this.ignoreOffer) return;
+    this.isSettingRemoteAnswerPending = description.type === 'answer';
+    try {
+      // Implicit rollback of our own offer when polite and colliding.
+      await pc.setRemoteDescription(description);
+    } finally {
+      this.isSettingRemoteAnswerPending = false;
+    }
+    if (lid !== null) {
+      this.remoteId = lid;
+      this.remoteSeq = Math.max(this.remoteSeq, seq);
+    }
+    if (description.type === 'offer') {
+      this.passive = false;
+      clearTimeout(this.passiveTimer);
+      await pc.setLocalDescription();
+      if (pc.localDescription && !this.closed) {
+        this.localSeq += 1;
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, re: seq, description: pc.localDescription.toJSON() });
+      }
+    }
+    await this.#flushHeldCandidates();
+  }
+
+  /** @param {RTCIceCandidateInit} candidate */
+  async #handleCandidate(candidate) {
+    if (this.#fitsRemoteDescription(candidate)) {
+      await this.pc.addIceCandidate(candidate);
+    } else {
+      // It overtook its description (or belongs to an ignored offer): hold it.
+      this.candidatesHeld += 1;
+      this.holdCandidates([{ candidate, at: performance.now() }]);
+    }
+  }
+
+  /** @param {RTCIceCandidateInit} candidate */
+  #fitsRemoteDescription(candidate) {
+    const remote = this.pc.remoteDescription;
+    if (!remote) return false;
+    const ufrag = candidate.usernameFragment;
+    return !ufrag || ufragsOf(remote.sdp).has(ufrag);
+  }
+
+  async #flushHeldCandidates() {
+    const now = performance.now();
+    const keep = [];
+    for (const held of this.takeHeldCandidates()) {
+      if (this.closed) return;
+      if (this.#fitsRemoteDescription(held.candidate)) {
+        await this.pc.addIceCandidate(held.candidate).catch((error) => this.#fail(error));
+      } else if (now - held.at < HELD_CANDIDATE_MS) {
+        keep.push(held);
+      }
+    }
+    this.holdCandidates(keep);
+  }
+
+  /** @param {string} reason */
+  #stale(reason) {
+    this.staleDropped += 1;
+    this.dispatchEvent(new CustomEvent('stale', { detail: { reason } }));
+  }
+
+  /**
+   * Safety nets, for the whole life of the link: an offer that got no answer
+   * (it or its answer was lost: a socket that died under it, a rate limit)
+   * is rolled back and made again, with a new number; an exchange that
+   * completed but never started ICE (a browser that dropped its agent in a
+   * rollback) restarts ICE.
    */
   #watchStall() {
+    let quietSince = performance.now();
     this.stallTimer = setInterval(() => {
       const pc = this.pc;
-      if (this.closed || pc.connectionState === 'connected') return clearInterval(this.stallTimer);
-      if (pc.signalingState === 'stable' && pc.iceConnectionState === 'new' && this.pc.remoteDescription) {
+      if (this.closed) return clearInterval(this.stallTimer);
+      const now = performance.now();
+      if (pc.signalingState === 'have-local-offer' && !this.makingOffer && now - this.offerSentAt > OFFER_TIMEOUT_MS) {
+        this.#remakeOffer();
+        return;
+      }
+      const idle = pc.signalingState === 'stable' && pc.iceConnectionState === 'new' && pc.remoteDescription;
+      if (!idle) quietSince = now;
+      else if (now - quietSince >= STALL_CHECK_MS) {
+        quietSince = now;
         this.restartIce();
       }
-    }, STALL_CHECK_MS);
+    }, 1_000);
+  }
+
+  #remakeOffer() {
+    this.offerSentAt = performance.now();
+    this.queue = this.queue
+      .then(async () => {
+        if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
+        this.offersRemade += 1;
+        await this.pc.setLocalDescription({ type: 'rollback' });
+        await this.#offer();
+      })
+      .catch((error) => this.#fail(error));
   }
 
   #watchFirstPacket() {

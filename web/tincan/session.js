@@ -134,7 +134,29 @@ export class AuthSession extends EventTarget {
   }
 
   /**
-   * An authenticated JSON request; a 401 refreshes the token once and retries.
+   * Changes the password (the server signs out the user's other sessions).
+   * Rejects with `invalid-credentials` (wrong current password) or
+   * `invalid-request` (a new password the server refuses).
+   * @param {string} currentPassword
+   * @param {string} newPassword
+   */
+  async changePassword(currentPassword, newPassword) {
+    await this.request('POST', '/me/password', { currentPassword, newPassword });
+  }
+
+  /**
+   * Deletes the account (with its preferences and call history) and forgets
+   * the session. Rejects with `invalid-credentials` on a wrong password.
+   * @param {string} password
+   */
+  async deleteAccount(password) {
+    await this.request('DELETE', '/me', { password });
+    this.#clear();
+  }
+
+  /**
+   * An authenticated JSON request; a 401 about the token refreshes it once
+   * and retries (a 401 about a password the user typed does not).
    * @param {string} method
    * @param {string} path
    * @param {unknown} [body]
@@ -144,7 +166,7 @@ export class AuthSession extends EventTarget {
     try {
       return await this.#call(method, path, body, token);
     } catch (error) {
-      if (!(error instanceof TincanError) || error.status !== 401) throw error;
+      if (!(error instanceof TincanError) || error.status !== 401 || error.code === 'invalid-credentials') throw error;
     }
     token = await this.accessToken({ force: true });
     return this.#call(method, path, body, token);

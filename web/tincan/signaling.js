@@ -1,12 +1,21 @@
 // The signaling WebSocket: JSON frames per DESIGN.md, a keepalive `ping`
-// well under API Gateway's 10-minute idle timeout, and reconnection with
-// exponential backoff and jitter whenever the socket drops (API Gateway also
-// cuts every connection after 2 hours).
+// well under API Gateway's 10-minute idle timeout, and reconnection whenever
+// the socket drops (API Gateway also cuts every connection after 2 hours):
+// the first retry after 100-250 ms, so a call resumes before anyone notices,
+// then exponential backoff with jitter. A socket counts as healthy again
+// only after it stayed open for a few seconds, so a server that accepts and
+// closes at once is not hammered; close codes 1008 (policy) and 1013 (try
+// again later) wait at least a second.
 
 /**
  * @typedef {'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'} ChannelState
  * @typedef {{reconnect?: boolean, failedBeforeOpen?: boolean}} UrlContext
  */
+
+/** A socket open this long resets the backoff. */
+const HEALTHY_AFTER_MS = 5_000;
+/** Close codes from a gateway that asks us to slow down. */
+const SLOW_DOWN_CODES = new Set([1008, 1013]);
 
 /**
  * Events: `state` (`detail.state`), `open` (`detail.reconnect`: true after a
@@ -46,6 +55,7 @@ export class SignalingChannel extends EventTarget {
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.pingTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.pongTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.connectTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */ this.healthyTimer = undefined;
   }
 
   /** Connects, and keeps reconnecting until `stop()`. */
@@ -56,10 +66,24 @@ export class SignalingChannel extends EventTarget {
     this.#connect();
   }
 
-  /** Closes the socket for good (a user's leave or sign-out). */
-  stop() {
+  /**
+   * Closes the socket for good (a user's leave or sign-out).
+   * @param {{lingerMs?: number}} [options] keep an open socket this long
+   *   before closing it (unread): frames are handled concurrently, so a
+   *   `leave` sent just before the close could otherwise lose the race to
+   *   the server's `$disconnect`, which keeps the participant for its grace.
+   */
+  stop(options = {}) {
     clearTimeout(this.retryTimer);
-    this.#teardown(1000, 'client leaving');
+    const ws = this.ws;
+    if (ws && ws.readyState === 1 && (options.lingerMs ?? 0) > 0) {
+      this.ws = null;
+      this.#teardown(1000, 'client leaving');
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      setTimeout(() => ws.close(1000, 'client leaving'), options.lingerMs);
+    } else {
+      this.#teardown(1000, 'client leaving');
+    }
     this.#setState('closed');
   }
 
@@ -105,7 +129,9 @@ export class SignalingChannel extends EventTarget {
       if (this.ws !== ws) return;
       opened = true;
       clearTimeout(this.connectTimer);
-      this.attempt = 0;
+      this.healthyTimer = setTimeout(() => {
+        if (this.ws === ws) this.attempt = 0;
+      }, HEALTHY_AFTER_MS);
       this.lastFailedBeforeOpen = false;
       const wasReconnect = this.everOpened;
       this.everOpened = true;
@@ -151,9 +177,16 @@ export class SignalingChannel extends EventTarget {
    * @param {string} reason
    */
   #scheduleRetry(code, reason) {
-    const base = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** this.attempt);
-    // Full jitter on the upper half keeps a crowd from reconnecting in step.
-    const delayMs = Math.round(base / 2 + Math.random() * (base / 2));
+    let delayMs;
+    if (this.attempt === 0) {
+      delayMs = 100 + Math.random() * 150;
+    } else {
+      const base = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** (this.attempt - 1));
+      // Jitter over the upper half keeps a crowd from reconnecting in step.
+      delayMs = base / 2 + Math.random() * (base / 2);
+    }
+    if (SLOW_DOWN_CODES.has(code)) delayMs = Math.max(delayMs, 1000 + Math.random() * 1000);
+    delayMs = Math.round(delayMs);
     this.attempt += 1;
     this.#setState('reconnecting');
     this.dispatchEvent(new CustomEvent('drop', { detail: { code, reason, attempt: this.attempt, delayMs } }));
@@ -182,6 +215,7 @@ export class SignalingChannel extends EventTarget {
     clearInterval(this.pingTimer);
     clearTimeout(this.pongTimer);
     clearTimeout(this.connectTimer);
+    clearTimeout(this.healthyTimer);
     this.pongTimer = undefined;
     const ws = this.ws;
     this.ws = null;
