@@ -57,6 +57,8 @@ const HTTP_ROUTES: ReadonlyArray<[string, string]> = [
   ['GetPreferencesRoute', 'GET /me/preferences'],
   ['PutPreferencesRoute', 'PUT /me/preferences'],
   ['CallsRoute', 'GET /me/calls'],
+  ['ChangePasswordRoute', 'POST /me/password'],
+  ['DeleteMeRoute', 'DELETE /me'],
   ['TurnCredentialsRoute', 'GET /turn-credentials'],
   ['PreflightRoute', 'OPTIONS /{proxy+}'],
 ];
@@ -236,6 +238,16 @@ export class TincanStack extends Stack {
                 actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
                 resources: [httpLogGroup.logGroupArn],
               }),
+              new iam.PolicyStatement({
+                sid: 'RoomPlacement',
+                actions: ['dynamodb:GetItem'],
+                resources: [mediaNodes.tableArn],
+              }),
+              new iam.PolicyStatement({
+                sid: 'LiveMediaNodes',
+                actions: ['dynamodb:Query'],
+                resources: [`${mediaNodes.tableArn}/index/byFleet`],
+              }),
             ],
           }),
         },
@@ -357,6 +369,9 @@ export class TincanStack extends Stack {
         TINCAN_TURN_URL: turnUrl,
         TINCAN_TURN_TTL: params.turnCredentialTtl.valueAsString,
         TINCAN_CORS_ORIGINS: params.corsOrigins.valueAsString,
+        // /turn-credentials hands out the caller's room's node (or the
+        // least-loaded live one), TINCAN_TURN_URL when none is alive.
+        TINCAN_MEDIA_NODES_TABLE: mediaNodes.tableName,
         RUST_LOG: params.logLevel.valueAsString,
       },
     );
