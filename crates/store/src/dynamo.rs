@@ -216,6 +216,37 @@ impl DynamoConnectionStore {
         Ok(taken.map(|(member, remaining)| Departure { member, remaining }))
     }
 
+    /// Every item matching `filter` (over `#k` = `attribute` and `:v` =
+    /// `value`), strongly consistent, all pages: for rare paths only.
+    async fn scan(
+        &self,
+        filter: &str,
+        attribute: &str,
+        value: AttributeValue,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression(filter)
+                .expression_attribute_names("#k", attribute)
+                .expression_attribute_values(":v", value.clone())
+                .set_exclusive_start_key(start.take())
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|err| unavailable("Scan", err))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(next) if !next.is_empty() => start = Some(next),
+                _ => return Ok(items),
+            }
+        }
+    }
+
     /// Runs one transaction: `Ok(true)` if it committed, `Ok(false)` if a
     /// condition failed or it collided with another transaction.
     async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
@@ -303,31 +334,13 @@ impl ConnectionStore for DynamoConnectionStore {
         // A scan: account deletion is rare, and an index by user would cost
         // every connect a second write.
         let mut records = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("#user = :user")
-                .expression_attribute_names("#user", USER_ID)
-                .expression_attribute_values(":user", s(user_id))
-                .set_exclusive_start_key(start.take())
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|err| unavailable("Scan", err))?;
-            for item in out.items() {
-                let record = connection_from_item(item)?;
-                if record.is_live(now_secs) {
-                    records.push(record);
-                }
-            }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(records),
+        for item in self.scan("#k = :v", USER_ID, s(user_id)).await? {
+            let record = connection_from_item(&item)?;
+            if record.is_live(now_secs) {
+                records.push(record);
             }
         }
+        Ok(records)
     }
 
     async fn room(&self, room: &str) -> Result<RoomView, StoreError> {
@@ -548,45 +561,26 @@ impl ConnectionStore for DynamoConnectionStore {
         // A scan of the room items: for the local stack's periodic sweep,
         // not for a hot path.
         let mut expired = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .filter_expression("begins_with(#pk, :rooms)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":rooms", s("room#"))
-                .set_exclusive_start_key(start.take())
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|err| unavailable("Scan", err))?;
-            for item in out.items() {
-                let Some(room) = item
-                    .get(PK)
-                    .and_then(|pk| pk.as_s().ok())
-                    .and_then(|pk| pk.strip_prefix("room#"))
-                else {
-                    continue;
-                };
-                for m in RoomItem::from_item(Some(item))?.members {
-                    if m.is_expired(now_ms) {
-                        expired.push((
-                            Seat {
-                                peer_id: m.peer.peer_id.clone(),
-                                room: room.to_owned(),
-                            },
-                            m.resume_until_ms.unwrap_or_default(),
-                        ));
-                    }
+        for item in self.scan("begins_with(#k, :v)", PK, s("room#")).await? {
+            let Some(room) = item
+                .get(PK)
+                .and_then(|pk| pk.as_s().ok())
+                .and_then(|pk| pk.strip_prefix("room#"))
+            else {
+                continue;
+            };
+            for m in RoomItem::from_item(Some(&item))?.members {
+                if m.is_expired(now_ms) {
+                    let until = m.resume_until_ms.unwrap_or_default();
+                    let seat = Seat {
+                        peer_id: m.peer.peer_id,
+                        room: room.to_owned(),
+                    };
+                    expired.push((seat, until));
                 }
             }
-            match out.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(expired),
-            }
         }
+        Ok(expired)
     }
 }
 

@@ -461,18 +461,9 @@ impl WsApi {
     ) {
         let text = msg.to_json();
         if let Some(to) = connection_id {
-            match self.config.push.send(to, &text).await {
-                Ok(()) => return,
-                Err(PushError::Gone(_)) => {
-                    debug!(connection_id = to, "push found connection gone");
-                    if !gone.iter().any(|g| g == to) {
-                        gone.push_back(to.to_owned());
-                    }
-                }
-                Err(err) => {
-                    warn!(connection_id = to, error = %err, "push failed");
-                    return;
-                }
+            match self.push(to, &text, gone).await {
+                Pushed::Delivered | Pushed::Failed => return,
+                Pushed::Gone => {}
             }
         }
         if !matches!(msg, ServerMessage::Signal { .. }) {
@@ -530,25 +521,18 @@ impl WsApi {
         let limits = self.core.limits();
         let mut rest = kept.into_iter();
         for text in rest.by_ref() {
-            match self.config.push.send(connection_id, &text).await {
-                Ok(()) => {}
-                Err(PushError::Gone(_)) => {
-                    // Cut again mid-flush: keep this and the rest for the
-                    // next resume.
-                    if !gone.iter().any(|g| g == connection_id) {
-                        gone.push_back(connection_id.to_owned());
-                    }
-                    let expires_at = now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
-                    for text in std::iter::once(text).chain(rest.by_ref()) {
-                        let _ = self
-                            .config
-                            .store
-                            .keep(peer_id, &text, limits.mailbox_max, expires_at)
-                            .await;
-                    }
-                    return;
+            if let Pushed::Gone = self.push(connection_id, &text, gone).await {
+                // Cut again mid-flush: keep this and the rest for the next
+                // resume.
+                let expires_at = now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
+                for text in std::iter::once(text).chain(rest.by_ref()) {
+                    let _ = self
+                        .config
+                        .store
+                        .keep(peer_id, &text, limits.mailbox_max, expires_at)
+                        .await;
                 }
-                Err(err) => warn!(connection_id, error = %err, "push failed"),
+                return;
             }
         }
     }
@@ -583,15 +567,25 @@ impl WsApi {
     }
 
     async fn send(&self, to: &str, msg: &ServerMessage, gone: &mut VecDeque<String>) {
-        match self.config.push.send(to, &msg.to_json()).await {
-            Ok(()) => {}
+        self.push(to, &msg.to_json(), gone).await;
+    }
+
+    /// Pushes `text` to connection `to`; a connection found gone is queued
+    /// in `gone` for cleanup.
+    async fn push(&self, to: &str, text: &str, gone: &mut VecDeque<String>) -> Pushed {
+        match self.config.push.send(to, text).await {
+            Ok(()) => Pushed::Delivered,
             Err(PushError::Gone(_)) => {
                 debug!(connection_id = to, "push found connection gone");
                 if !gone.iter().any(|g| g == to) {
                     gone.push_back(to.to_owned());
                 }
+                Pushed::Gone
             }
-            Err(err) => warn!(connection_id = to, error = %err, "push failed"),
+            Err(err) => {
+                warn!(connection_id = to, error = %err, "push failed");
+                Pushed::Failed
+            }
         }
     }
 
@@ -615,6 +609,15 @@ impl WsApi {
             }
         }
     }
+}
+
+/// What became of one push.
+enum Pushed {
+    Delivered,
+    /// The connection is gone (410): its participant is detached.
+    Gone,
+    /// Any other failure, logged.
+    Failed,
 }
 
 /// A random URL-safe id of `bytes` random bytes.
