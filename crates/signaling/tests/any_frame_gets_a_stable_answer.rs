@@ -79,7 +79,8 @@ fn check(core: &Core, text: &str) -> Result<(), TestCaseError> {
         }
         (Ok(msg), Some(Expected::KnownAction)) => {
             // What we accepted means the same when sent again.
-            let again = serde_json::to_string(msg).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let again =
+                serde_json::to_string(msg).map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&core.parse(&again), &parsed);
         }
         (Ok(msg), other) => prop_assert!(false, "accepted {msg:?} from {other:?}: {text:?}"),
@@ -209,9 +210,7 @@ proptest! {
 fn every_code_has_a_kebab_wire_form() {
     for code in strategy::ALL_CODES {
         let wire = code.as_str();
-        assert!(wire
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b == b'-'));
+        assert!(wire.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'));
         let frame = ServerMessage::Error {
             code,
             message: String::new(),
