@@ -205,6 +205,29 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(budget(64))]
+
+    /// Nesting as deep as the cap allows is refused by serde_json's
+    /// recursion limit, never by overflowing the stack (which would abort
+    /// the whole Lambda or gateway, not just this frame).
+    #[test]
+    fn deeply_nested_frames_are_answered_without_overflow(
+        depth in 1usize..8000,
+        open in proptest::sample::select(vec![("[", "]"), ("{\"a\":", "}")]),
+        action in proptest::sample::select(vec!["signal", "join", "dance"]),
+    ) {
+        let (open, close) = open;
+        let data = format!("{}1{}", open.repeat(depth), close.repeat(depth));
+        let text = format!(r#"{{"action":"{action}","to":"p","data":{data}}}"#);
+        prop_assume!(text.len() <= 16 * 1024);
+        check(&Core::default(), &text)?;
+        if depth > 200 {
+            prop_assert_eq!(Core::default().parse(&text).map_err(|e| e.code), Err(ErrorCode::BadRequest));
+        }
+    }
+}
+
 /// `ServerMessage::Error` is what every refusal becomes; it names the code.
 #[test]
 fn every_code_has_a_kebab_wire_form() {
