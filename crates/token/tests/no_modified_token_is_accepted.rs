@@ -188,7 +188,7 @@ fn apply(token: &str, other: &str, change: Change) -> String {
 }
 
 proptest! {
-    #![proptest_config(budget(1024))]
+    #![proptest_config(budget(512))]
 
     #[test]
     fn any_string_is_refused(token in text(300), now in now()) {
