@@ -258,11 +258,10 @@ fn any_body_on_a_connection_gets_protocol_messages_back() {
                 let msg: ServerMessage = serde_json::from_slice(&frame).map_err(|e| {
                     TestCaseError::fail(format!("{path}: not a server message: {e}"))
                 })?;
+                // Decoding into `ServerMessage` already proves the code is
+                // one of `ErrorCode`'s; none is an internal failure.
                 if let ServerMessage::Error { code, .. } = msg {
-                    prop_assert!(
-                        strategy::ALL_CODES.contains(&code) && code != ErrorCode::Internal,
-                        "{code:?}"
-                    );
+                    prop_assert_ne!(code, ErrorCode::Internal);
                 }
             }
             Ok(())
