@@ -71,8 +71,12 @@ impl ClientMessage {
     /// Parses one client frame. Size limits are the caller's (see
     /// [`crate::Core::parse`]); this checks JSON, the action and the fields.
     pub(crate) fn from_json(text: &str) -> Result<Self, ProtocolError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, format!("invalid JSON: {e}")))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            ProtocolError::new(
+                ErrorCode::BadRequest,
+                excerpt(&format!("invalid JSON: {e}")),
+            )
+        })?;
         let Some(object) = value.as_object() else {
             return Err(ProtocolError::new(
                 ErrorCode::BadRequest,
@@ -104,7 +108,7 @@ impl ClientMessage {
             ));
         }
         let message: ClientMessage = serde_json::from_value(value)
-            .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, e.to_string()))?;
+            .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, excerpt(&e.to_string())))?;
         match &message {
             ClientMessage::Join { room } => validate_room_id(room)?,
             ClientMessage::Signal { to, .. } if to.is_empty() => {
@@ -127,6 +131,16 @@ impl ClientMessage {
             _ => {}
         }
         Ok(message)
+    }
+}
+
+/// At most the first 200 characters of a refusal: serde quotes the
+/// offending value whole, and a refusal must never outgrow the frame.
+fn excerpt(message: &str) -> String {
+    const MAX_CHARS: usize = 200;
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_owned(),
     }
 }
 

@@ -250,13 +250,11 @@ fn every_code_has_a_kebab_wire_form() {
     }
 }
 
-/// Found by the property above: serde's refusal quotes the offending string
-/// with Rust escapes, so a 16 KiB frame of U+0085 in `muted` gets a 57 KB
-/// `error` frame (3.5x), larger than API Gateway's 32 KB frame. The fix is
-/// in `ClientMessage::from_json` (quote a short excerpt, as `unknown-action`
-/// already does); this test is the bound to reach then.
+/// Found by the property above: serde's refusal quoted the offending string
+/// whole, with Rust escapes, so a 16 KiB frame of U+0085 in `muted` got a
+/// 57 KB `error` frame (3.5x), larger than API Gateway's 32 KB frame. Now a
+/// refusal quotes a short excerpt.
 #[test]
-#[ignore = "refusals still quote the whole offending field; see the comment"]
 fn refusals_quote_at_most_a_short_excerpt() {
     let text = format!(r#"{{"action":"mute","muted":"{}"}}"#, "\u{85}".repeat(8000));
     let err = Core::default().parse(&text).unwrap_err();
