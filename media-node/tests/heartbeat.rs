@@ -341,3 +341,50 @@ async fn the_binary_refuses_a_bad_or_useless_tls_name() {
     })
     .await;
 }
+
+/// TLS on without `TINCAN_TURN_TLS_NAME`: the binary runs, and says at
+/// start-up why it advertises no `turns:`.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_binary_logs_why_it_advertises_no_turns() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    bounded(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("self-signed certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"))
+            .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
+            .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("TINCAN_TURN_SECRET", support::SECRET)
+            .env("TINCAN_TURN_TLS_ADDR", "127.0.0.1:0")
+            .env("TINCAN_TURN_TLS_CERT", &cert)
+            .env("TINCAN_TURN_TLS_KEY", &key)
+            .env_remove("TINCAN_TURN_TLS_NAME")
+            .env_remove("TINCAN_MEDIA_NODES_TABLE")
+            .env_remove("TINCAN_LOG_JSON")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the binary");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("TINCAN_TURN_TLS_NAME is unset") {
+                    return true;
+                }
+                seen.push(line);
+            }
+            false
+        })
+        .await;
+        child.kill().await.expect("kill");
+        assert_eq!(found, Ok(true), "{seen:?}");
+    })
+    .await;
+}
