@@ -38,6 +38,9 @@ pub struct HeartbeatConfig {
     pub interval: Duration,
     /// How long each heartbeat keeps the record alive, seconds.
     pub ttl_secs: u64,
+    /// The name clients reach TURN over TLS at; with TLS on, the node
+    /// advertises it as its `turns_addr`. `None`: no `turns:`.
+    pub tls_name: Option<TlsName>,
 }
 
 impl HeartbeatConfig {
@@ -49,13 +52,107 @@ impl HeartbeatConfig {
             region: region.into(),
             interval,
             ttl_secs: (interval * 3).as_secs_f64().ceil().max(1.0) as u64,
+            tls_name: None,
         }
+    }
+
+    /// Advertises TURN over TLS at `name` (when the node's TLS listener
+    /// runs).
+    pub fn with_tls_name(mut self, name: TlsName) -> Self {
+        self.tls_name = Some(name);
+        self
     }
 
     /// Records live `secs` after each heartbeat.
     pub fn with_ttl_secs(mut self, secs: u64) -> Self {
         self.ttl_secs = secs;
         self
+    }
+}
+
+/// Where clients reach this node's TURN over TLS (`TINCAN_TURN_TLS_NAME`):
+/// the DNS name in its certificate, which browsers check, and optionally a
+/// port (`turn.example.com:443`) for a node behind a load balancer or port
+/// mapping; without one, the TLS listener's own port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsName {
+    host: String,
+    port: Option<u16>,
+}
+
+/// Why a `TINCAN_TURN_TLS_NAME` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsNameError {
+    #[error("not a DNS name (letters, digits, '-' and '.', labels of 1-63 characters, at most 253 in all)")]
+    NotADnsName,
+    #[error("an IP address: give the DNS name in the node's certificate")]
+    IpAddress,
+    #[error("port must be a number from 1 to 65535")]
+    BadPort,
+}
+
+impl TlsName {
+    /// The DNS name.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The `host:port` to advertise when TLS listens on `listener_port`.
+    pub fn host_port(&self, listener_port: u16) -> String {
+        format!("{}:{}", self.host, self.port.unwrap_or(listener_port))
+    }
+}
+
+impl std::str::FromStr for TlsName {
+    type Err = TlsNameError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (host, port) = match text.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p != 0)
+                    .ok_or(TlsNameError::BadPort)?;
+                (host, Some(port))
+            }
+            None => (text, None),
+        };
+        let host = host.strip_suffix('.').unwrap_or(host);
+        if host.parse::<std::net::IpAddr>().is_ok()
+            || host
+                .rsplit('.')
+                .next()
+                .is_some_and(|last| !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(TlsNameError::IpAddress);
+        }
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
+            return Err(TlsNameError::NotADnsName);
+        }
+        Ok(Self {
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for TlsName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.port {
+            Some(port) => write!(f, "{}:{port}", self.host),
+            None => f.write_str(&self.host),
+        }
     }
 }
 
@@ -163,6 +260,7 @@ async fn run(
                         node = %config.node_id,
                         ?state,
                         turn_addr = %node.public_addr(),
+                        turns_addr = turns_addr(&node, &config).as_deref().unwrap_or("none"),
                         ttl_secs = config.ttl_secs,
                         "media node registered"
                     );
@@ -192,6 +290,7 @@ pub fn node_info(node: &MediaNode, config: &HeartbeatConfig, load: NodeLoad) -> 
         id: config.node_id.clone(),
         region: config.region.clone(),
         turn_addr: node.public_addr().to_string(),
+        turns_addr: turns_addr(node, config),
         udp: true,
         tcp: node.tcp_addr().is_some(),
         relay_port_min,
@@ -203,6 +302,13 @@ pub fn node_info(node: &MediaNode, config: &HeartbeatConfig, load: NodeLoad) -> 
             NodeState::Active
         },
     }
+}
+
+/// The `turns:` address: with TLS on and a name for it, that name and
+/// the configured port, else the TLS listener's.
+fn turns_addr(node: &MediaNode, config: &HeartbeatConfig) -> Option<String> {
+    let listener = node.tls_addr()?;
+    Some(config.tls_name.as_ref()?.host_port(listener.port()))
 }
 
 /// Turns counters into rates between two samples.
@@ -322,6 +428,36 @@ mod tests {
         let id = default_node_id(3478);
         assert!(tincan_fleet::validate_node_id(&id).is_ok(), "{id}");
         assert!(id.ends_with("-3478") || id.starts_with("media-node-"));
+    }
+
+    #[test]
+    fn tls_names_are_dns_names_with_an_optional_port() {
+        let name: TlsName = "Turn-1.Example.com".parse().expect("a name");
+        assert_eq!(name.host(), "turn-1.example.com");
+        assert_eq!(name.host_port(5349), "turn-1.example.com:5349");
+        let name: TlsName = " turn.example.com.:443 ".parse().expect("name and port");
+        assert_eq!(name.host_port(5349), "turn.example.com:443");
+        assert_eq!(name.to_string(), "turn.example.com:443");
+        assert!("localhost".parse::<TlsName>().is_ok());
+
+        let long = format!("{}.com", "a".repeat(64));
+        for (bad, why) in [
+            ("", TlsNameError::NotADnsName),
+            ("turn example.com", TlsNameError::NotADnsName),
+            ("*.example.com", TlsNameError::NotADnsName),
+            ("-turn.example.com", TlsNameError::NotADnsName),
+            ("turn..example.com", TlsNameError::NotADnsName),
+            ("https://turn.example.com", TlsNameError::BadPort),
+            (long.as_str(), TlsNameError::NotADnsName),
+            ("turn.example.com:0", TlsNameError::BadPort),
+            ("turn.example.com:70000", TlsNameError::BadPort),
+            ("turn.example.com:", TlsNameError::BadPort),
+            ("203.0.113.5", TlsNameError::IpAddress),
+            ("203.0.113.5:443", TlsNameError::IpAddress),
+            ("[::1]:443", TlsNameError::NotADnsName),
+        ] {
+            assert_eq!(bad.parse::<TlsName>(), Err(why), "{bad:?}");
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Parser};
 use ipnet::IpNet;
 use tincan_fleet::{DynamoMediaNodeStore, MediaNodeStore};
-use tincan_media_node::heartbeat::{self, Heartbeat, HeartbeatConfig};
+use tincan_media_node::heartbeat::{self, Heartbeat, HeartbeatConfig, TlsName};
 use tincan_media_node::peer_filter::parse_ranges;
 use tincan_media_node::{MediaNode, MediaNodeConfig, PeerFilter, TurnSecret};
 use tracing_subscriber::EnvFilter;
@@ -90,6 +90,11 @@ struct Args {
     /// PEM private key for TURN over TLS.
     #[arg(long, env = "TINCAN_TURN_TLS_KEY")]
     turn_tls_key: Option<PathBuf>,
+    /// The DNS name in the TLS certificate, advertised to the fleet as
+    /// `turns:NAME:PORT` (PORT: the TLS listen port, unless given as
+    /// `NAME:PORT`, e.g. behind a load balancer); no `turns:` without it.
+    #[arg(long, env = "TINCAN_TURN_TLS_NAME")]
+    turn_tls_name: Option<TlsName>,
     /// Where `/metrics` and `/healthz` are served.
     #[arg(long, env = "TINCAN_METRICS_ADDR", default_value = "127.0.0.1:9100")]
     metrics_addr: SocketAddr,
@@ -176,7 +181,14 @@ async fn main() -> anyhow::Result<()> {
             config.tls_cert_path = Some(cert);
             config.tls_key_path = Some(key);
         }
-        (None, None, None) => {}
+        (None, None, None) => {
+            if args.turn_tls_name.is_some() {
+                anyhow::bail!(
+                    "TINCAN_TURN_TLS_NAME names the TURN-over-TLS listener: it needs \
+                     TINCAN_TURN_TLS_ADDR, TINCAN_TURN_TLS_CERT and TINCAN_TURN_TLS_KEY"
+                );
+            }
+        }
         // Half a TLS setup is a mistake an operator wants to hear about at
         // once, not a node that silently serves no `turns:`.
         _ => anyhow::bail!(
@@ -190,6 +202,20 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("starting the media node")?,
     );
+    if let Some(tls) = node.tls_addr() {
+        match &args.turn_tls_name {
+            Some(name) => tracing::info!(
+                %tls,
+                turns_addr = %name.host_port(tls.port()),
+                "TURN over TLS listening"
+            ),
+            None => tracing::warn!(
+                %tls,
+                "TURN over TLS listening, but TINCAN_TURN_TLS_NAME is unset: no turns: \
+                 URLs are advertised (clients need the certificate's DNS name)"
+            ),
+        }
+    }
 
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
@@ -200,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/healthz", get(healthz))
         .with_state(Arc::clone(&node));
     let http = tokio::spawn(async move { axum::serve(metrics_listener, app).await });
-    let heartbeat = start_heartbeat(&args.fleet, &node).await?;
+    let heartbeat = start_heartbeat(&args.fleet, args.turn_tls_name.clone(), &node).await?;
 
     shutdown_signal().await;
     tracing::info!("shutdown signal: draining");
@@ -229,6 +255,7 @@ async fn main() -> anyhow::Result<()> {
 /// and heartbeats it.
 async fn start_heartbeat(
     args: &FleetArgs,
+    tls_name: Option<TlsName>,
     node: &Arc<MediaNode>,
 ) -> anyhow::Result<Option<Heartbeat>> {
     let Some(table) = args
@@ -260,11 +287,14 @@ async fn start_heartbeat(
         }
     }
     let store: Arc<dyn MediaNodeStore> = Arc::new(DynamoMediaNodeStore::new(client, table));
-    let config = HeartbeatConfig::new(
+    let mut config = HeartbeatConfig::new(
         node_id.clone(),
         region.clone(),
         Duration::from_secs(args.heartbeat_secs),
     );
+    if let Some(name) = tls_name {
+        config = config.with_tls_name(name);
+    }
     tracing::info!(
         table,
         node = %node_id,

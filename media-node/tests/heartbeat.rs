@@ -9,12 +9,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::{now, secret, start_node, TurnClient};
+use support::{now, secret, start_node, start_node_with, TurnClient, LOCALHOST};
 use tincan_fleet::{
-    create_media_nodes_table, DynamoMediaNodeStore, FleetIceServers, MediaNodeStore, NodeRecord,
-    NodeState,
+    create_media_nodes_table, DynamoMediaNodeStore, FleetIceServers, InMemoryMediaNodeStore,
+    MediaNodeStore, NodeRecord, NodeState,
 };
-use tincan_media_node::heartbeat::{self, HeartbeatConfig};
+use tincan_media_node::heartbeat::{self, HeartbeatConfig, TlsName};
 use tincan_store::testing::{self, MotoServer};
 use tincan_ws_api::IceServerSource;
 
@@ -120,6 +120,98 @@ async fn a_node_registers_reports_load_and_drains() {
     .await;
 }
 
+/// A node serving TURN over TLS, with a self-signed certificate for
+/// `localhost` (the temporary directory holding it goes with the node).
+async fn start_tls_node() -> (tincan_media_node::MediaNode, tempfile::TempDir) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+        .expect("self-signed certificate");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let node = start_node_with(|c| {
+        c.tls_listen = Some(std::net::SocketAddr::new(LOCALHOST, 0));
+        c.tls_cert_path = Some(cert);
+        c.tls_key_path = Some(key);
+    })
+    .await;
+    (node, dir)
+}
+
+/// The `turns_addr` a node with `config` publishes.
+async fn published_turns_addr(
+    node: tincan_media_node::MediaNode,
+    config: HeartbeatConfig,
+) -> Option<String> {
+    let store: Arc<dyn MediaNodeStore> = Arc::new(InMemoryMediaNodeStore::new());
+    let node = Arc::new(node);
+    let beat = heartbeat::spawn(Arc::clone(&node), Arc::clone(&store), config);
+    let record = wait_for(store.as_ref(), "registration", |r| r.is_some())
+        .await
+        .expect("registered");
+    beat.stop(true).await;
+    node.shutdown().await.expect("shutdown");
+    record.info.turns_addr
+}
+
+/// A node with TLS and a name for it publishes `turns_addr` (the name and
+/// the TLS port, or the port given with the name), and the fleet hands out
+/// `turns:` for it; without either, none.
+#[tokio::test]
+async fn a_tls_node_with_a_name_publishes_turns_addr() {
+    bounded(async {
+        let config = || HeartbeatConfig::new(NODE_ID, "r", Duration::from_millis(100));
+        let name = |text: &str| text.parse::<TlsName>().expect("a TLS name");
+
+        let (node, _cert) = start_tls_node().await;
+        let tls_port = node.tls_addr().expect("TLS on").port();
+        let store: Arc<dyn MediaNodeStore> = Arc::new(InMemoryMediaNodeStore::new());
+        let node = Arc::new(node);
+        let beat = heartbeat::spawn(
+            Arc::clone(&node),
+            Arc::clone(&store),
+            config().with_tls_name(name("localhost")),
+        );
+        let record = wait_for(store.as_ref(), "registration", |r| r.is_some())
+            .await
+            .expect("registered");
+        assert_eq!(
+            record.info.turns_addr,
+            Some(format!("localhost:{tls_port}"))
+        );
+        let fleet = FleetIceServers::new(Arc::clone(&store), secret(), 600);
+        let servers = fleet.ice_servers("alice", "standup", now()).await;
+        let turn = servers
+            .iter()
+            .find(|s| s.username.is_some())
+            .expect("TURN entry");
+        assert_eq!(
+            turn.urls.last(),
+            Some(&format!("turns:localhost:{tls_port}?transport=tcp")),
+            "{servers:?}"
+        );
+        beat.stop(true).await;
+        node.shutdown().await.expect("shutdown");
+
+        // A port given with the name (a load balancer's) wins.
+        let (node, _cert) = start_tls_node().await;
+        assert_eq!(
+            published_turns_addr(node, config().with_tls_name(name("localhost:443"))).await,
+            Some("localhost:443".to_owned())
+        );
+        // TLS without a name: nothing to advertise.
+        let (node, _cert) = start_tls_node().await;
+        assert_eq!(published_turns_addr(node, config()).await, None);
+        // A name without TLS: nothing either.
+        let node = start_node().await;
+        assert_eq!(
+            published_turns_addr(node, config().with_tls_name(name("localhost"))).await,
+            None
+        );
+    })
+    .await;
+}
+
 /// A heartbeat into a store that is down keeps the node running and
 /// recovers by itself; here it simply must not panic or block `stop`.
 #[tokio::test]
@@ -215,6 +307,84 @@ async fn the_binary_heartbeats_and_drains_on_sigterm() {
         assert!(status.success(), "{status}");
         let nodes = store.list_alive(now()).await.expect("list");
         assert!(nodes.is_empty(), "{nodes:?}");
+    })
+    .await;
+}
+
+/// The binary refuses a `TINCAN_TURN_TLS_NAME` that is not a DNS name, or
+/// that names no TLS listener, at start-up rather than advertising nothing.
+#[tokio::test]
+async fn the_binary_refuses_a_bad_or_useless_tls_name() {
+    bounded(async {
+        for (name, why) in [
+            ("203.0.113.5", "IP address"),
+            ("turn example.com", "not a DNS name"),
+            ("localhost", "needs TINCAN_TURN_TLS_ADDR"),
+        ] {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"))
+                .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
+                .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
+                .env("TINCAN_TURN_SECRET", support::SECRET)
+                .env("TINCAN_TURN_TLS_NAME", name)
+                .env_remove("TINCAN_TURN_TLS_ADDR")
+                .env_remove("TINCAN_TURN_TLS_CERT")
+                .env_remove("TINCAN_TURN_TLS_KEY")
+                .env_remove("TINCAN_MEDIA_NODES_TABLE")
+                .kill_on_drop(true)
+                .output()
+                .await
+                .expect("run the binary");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{name}: {stderr}");
+            assert!(stderr.contains(why), "{name}: {stderr}");
+        }
+    })
+    .await;
+}
+
+/// TLS on without `TINCAN_TURN_TLS_NAME`: the binary runs, and says at
+/// start-up why it advertises no `turns:`.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_binary_logs_why_it_advertises_no_turns() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    bounded(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .expect("self-signed certificate");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+        std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"))
+            .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
+            .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("TINCAN_TURN_SECRET", support::SECRET)
+            .env("TINCAN_TURN_TLS_ADDR", "127.0.0.1:0")
+            .env("TINCAN_TURN_TLS_CERT", &cert)
+            .env("TINCAN_TURN_TLS_KEY", &key)
+            .env_remove("TINCAN_TURN_TLS_NAME")
+            .env_remove("TINCAN_MEDIA_NODES_TABLE")
+            .env_remove("TINCAN_LOG_JSON")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the binary");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("TINCAN_TURN_TLS_NAME is unset") {
+                    return true;
+                }
+                seen.push(line);
+            }
+            false
+        })
+        .await;
+        child.kill().await.expect("kill");
+        assert_eq!(found, Ok(true), "{seen:?}");
     })
     .await;
 }

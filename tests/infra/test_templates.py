@@ -45,6 +45,7 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_TLS_ADDR": "optional media-node flag: TURN over TLS needs a certificate for the node's name, which the stack does not issue (docs/deploy.md)",
     "TINCAN_TURN_TLS_CERT": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
     "TINCAN_TURN_TLS_KEY": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
+    "TINCAN_TURN_TLS_NAME": "optional media-node flag: the certificate's DNS name for turns:, see TINCAN_TURN_TLS_ADDR",
     "TINCAN_HASH_WORKERS": "optional: one password-hashing worker per core of the Lambda (README)",
     "TINCAN_HASH_QUEUE": "optional: the built-in bound on queued hashes (README)",
     "TINCAN_LOGIN_FAILURES_PER_USER": "optional: built-in login limit (README); counters are per container",

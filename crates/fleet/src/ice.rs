@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use tincan_signaling::IceServer;
-use tincan_turn_credentials::{ice_servers, TurnSecret};
+use tincan_turn_credentials::{ice_servers, ice_servers_with_tls, TurnSecret};
 use tincan_ws_api::IceServerSource;
 
 use crate::placement::{place, DEFAULT_ROOM_TTL_SECS};
@@ -14,7 +14,9 @@ use crate::{MediaNodeInfo, MediaNodeStore, NodeRecord};
 /// The signaling side's [`IceServerSource`] for a fleet of media nodes:
 /// each room is placed on a healthy, least-loaded, active node and kept
 /// there ([`place`]); a joiner gets STUN and TURN (UDP, TCP as the node
-/// offers) on that node with a fresh TURN REST API credential.
+/// offers) on that node with a fresh TURN REST API credential, and TURN
+/// over TLS (`turns:`, after the `turn:` URLs, same credential) when the
+/// node advertises a [`MediaNodeInfo::turns_addr`].
 ///
 /// With no node available, or the store failing, it logs a warning and
 /// hands out the fallback TURN address ([`FleetIceServers::with_fallback`],
@@ -163,11 +165,14 @@ impl FleetIceServers {
         let credential = self
             .secret
             .mint(user_id, now_secs, self.credential_ttl_secs);
-        let mut servers = ice_servers(&node.turn_addr, &credential);
+        let mut servers =
+            ice_servers_with_tls(&node.turn_addr, node.turns_addr.as_deref(), &credential);
         for server in &mut servers {
+            // `turns:` is its own listener: it stays whatever plain TCP does.
             server.urls.retain(|url| {
-                (node.udp || !url.ends_with("?transport=udp"))
-                    && (node.tcp || !url.ends_with("?transport=tcp"))
+                url.starts_with("turns:")
+                    || ((node.udp || !url.ends_with("?transport=udp"))
+                        && (node.tcp || !url.ends_with("?transport=tcp")))
             });
         }
         servers.retain(|server| !server.urls.is_empty());

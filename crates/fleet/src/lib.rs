@@ -92,6 +92,12 @@ pub struct MediaNodeInfo {
     pub region: String,
     /// Advertised TURN `host:port` (clients' `turn:` URLs).
     pub turn_addr: String,
+    /// Advertised TURN-over-TLS `host:port` (clients' `turns:` URLs), when
+    /// the node serves TLS and knows its certificate's DNS name: the host is
+    /// that name, so browsers can verify the certificate. `None` (and absent
+    /// from records written before it existed): no `turns:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turns_addr: Option<String>,
     /// TURN over UDP / TCP offered.
     pub udp: bool,
     pub tcp: bool,

@@ -138,12 +138,55 @@ async fn transports_follow_what_the_node_offers(store: Arc<dyn MediaNodeStore>) 
     );
 }
 
+async fn turns_is_listed_when_the_node_serves_tls(store: Arc<dyn MediaNodeStore>) {
+    let t = 300_000;
+    let fleet = ice(Arc::clone(&store));
+    // Without TLS: no `turns:` anywhere.
+    store
+        .heartbeat(node("plain", 0, 0.0), t, TTL)
+        .await
+        .expect("hb");
+    let plain = fleet.ice_servers("u", "plain-room", t).await;
+    assert_eq!(node_of(&plain, "u", t), Some(addr("plain")));
+    assert!(
+        plain
+            .iter()
+            .flat_map(|s| &s.urls)
+            .all(|u| !u.starts_with("turns:")),
+        "{plain:?}"
+    );
+    store.remove("plain").await.expect("remove");
+
+    // With TLS (and no plain TCP): `turns:` after the `turn:` URL, in the
+    // same entry, so with the same credential.
+    let mut tls = node("tls", 0, 0.0);
+    tls.tcp = false;
+    tls.turns_addr = Some("turn-1.example.com:443".into());
+    store.heartbeat(tls, t, TTL).await.expect("hb");
+    for servers in [
+        fleet.ice_servers("u", "tls-room", t).await,
+        fleet.ice_servers_any_node("u", t).await,
+        fleet.ice_servers_for("u", None, t).await,
+    ] {
+        assert_eq!(node_of(&servers, "u", t), Some(addr("tls")));
+        assert_eq!(servers.len(), 2, "{servers:?}");
+        assert_eq!(
+            servers[1].urls,
+            [
+                format!("turn:{}?transport=udp", addr("tls")),
+                "turns:turn-1.example.com:443?transport=tcp".to_owned(),
+            ]
+        );
+    }
+}
+
 #[tokio::test]
 async fn in_memory_fleet() {
     let store: Arc<dyn MediaNodeStore> = Arc::new(InMemoryMediaNodeStore::new());
     joins_go_to_the_least_loaded_and_stay(Arc::clone(&store)).await;
     draining_and_silent_nodes_get_no_rooms(Arc::clone(&store)).await;
-    transports_follow_what_the_node_offers(store).await;
+    transports_follow_what_the_node_offers(Arc::clone(&store)).await;
+    turns_is_listed_when_the_node_serves_tls(store).await;
 }
 
 #[tokio::test]
@@ -159,7 +202,8 @@ async fn dynamo_fleet() {
         let store: Arc<dyn MediaNodeStore> = Arc::new(DynamoMediaNodeStore::new(client, table));
         joins_go_to_the_least_loaded_and_stay(Arc::clone(&store)).await;
         draining_and_silent_nodes_get_no_rooms(Arc::clone(&store)).await;
-        transports_follow_what_the_node_offers(store).await;
+        transports_follow_what_the_node_offers(Arc::clone(&store)).await;
+        turns_is_listed_when_the_node_serves_tls(store).await;
     })
     .await
     .expect("finished in time");

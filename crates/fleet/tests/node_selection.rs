@@ -13,6 +13,7 @@ fn node(id: &str, allocations: u64, cpu_percent: f64) -> MediaNodeInfo {
         id: id.into(),
         region: "local".into(),
         turn_addr: format!("127.0.0.1:{}", 3478 + id.len()),
+        turns_addr: None,
         udp: true,
         tcp: true,
         relay_port_min: 49152,

@@ -18,6 +18,7 @@ fn node(id: &str, addr: &str, allocations: u64) -> MediaNodeInfo {
         id: id.to_owned(),
         region: "local".to_owned(),
         turn_addr: addr.to_owned(),
+        turns_addr: None,
         udp: true,
         tcp: true,
         relay_port_min: 50_000,

@@ -17,6 +17,8 @@ pub(crate) const FLEET: &str = "fleet";
 pub(crate) const FLEET_NODES: &str = "nodes";
 pub(crate) const REGION: &str = "region";
 pub(crate) const TURN_ADDR: &str = "turnAddr";
+/// Optional: absent when the node advertises no `turns:`.
+pub(crate) const TURNS_ADDR: &str = "turnsAddr";
 pub(crate) const UDP: &str = "udp";
 pub(crate) const TCP: &str = "tcp";
 pub(crate) const RELAY_PORT_MIN: &str = "relayPortMin";
@@ -76,6 +78,9 @@ pub(crate) fn node_to_item(info: &MediaNodeInfo, heartbeat_at: u64, expires_at: 
     item.insert(FLEET.into(), s(FLEET_NODES));
     item.insert(REGION.into(), s(&info.region));
     item.insert(TURN_ADDR.into(), s(&info.turn_addr));
+    if let Some(turns_addr) = &info.turns_addr {
+        item.insert(TURNS_ADDR.into(), s(turns_addr));
+    }
     item.insert(UDP.into(), AttributeValue::Bool(info.udp));
     item.insert(TCP.into(), AttributeValue::Bool(info.tcp));
     item.insert(RELAY_PORT_MIN.into(), n(info.relay_port_min.into()));
@@ -110,6 +115,7 @@ pub(crate) fn node_from_item(item: &Item) -> Result<NodeRecord, FleetError> {
             id: key.to_owned(),
             region: get_s(item, REGION, key)?.to_owned(),
             turn_addr: get_s(item, TURN_ADDR, key)?.to_owned(),
+            turns_addr: get_opt_s(item, TURNS_ADDR, key)?.map(str::to_owned),
             udp: get_bool(item, UDP, key)?,
             tcp: get_bool(item, TCP, key)?,
             relay_port_min: port(RELAY_PORT_MIN)?,
@@ -148,6 +154,16 @@ fn get_s<'a>(item: &'a Item, name: &str, key: &str) -> Result<&'a str, FleetErro
     }
 }
 
+/// An attribute that may be absent (items written before it existed), but
+/// if present is a string.
+fn get_opt_s<'a>(item: &'a Item, name: &str, key: &str) -> Result<Option<&'a str>, FleetError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::S(value)) => Ok(Some(value)),
+        Some(_) => Err(corrupt(key, name)),
+    }
+}
+
 fn get_n(item: &Item, name: &str, key: &str) -> Result<u64, FleetError> {
     match item.get(name) {
         Some(AttributeValue::N(value)) => value.parse().map_err(|_| corrupt(key, name)),
@@ -178,6 +194,7 @@ mod tests {
             id: "i-0abc".into(),
             region: "eu-west-1".into(),
             turn_addr: "203.0.113.7:3478".into(),
+            turns_addr: Some("turn-7.example.com:443".into()),
             udp: true,
             tcp: false,
             relay_port_min: 49152,
@@ -197,6 +214,28 @@ mod tests {
         let record = node_from_item(&item).expect("decodes");
         assert_eq!(record.info, info());
         assert_eq!((record.heartbeat_at, record.expires_at), (100, 130));
+    }
+
+    #[test]
+    fn turns_addr_is_optional_and_old_items_still_decode() {
+        let mut plain = info();
+        plain.turns_addr = None;
+        let item = node_to_item(&plain, 100, 130);
+        assert!(!item.contains_key(TURNS_ADDR), "absent, not null");
+        assert_eq!(node_from_item(&item).expect("decodes").info, plain);
+
+        // An item written before the attribute existed: no `turns:`.
+        let mut old = node_to_item(&info(), 100, 130);
+        old.remove(TURNS_ADDR);
+        assert_eq!(node_from_item(&old).expect("decodes").info.turns_addr, None);
+
+        // Present but not a string: corrupt, not a panic.
+        let mut bad = node_to_item(&info(), 100, 130);
+        bad.insert(TURNS_ADDR.into(), n(443));
+        assert!(matches!(
+            node_from_item(&bad),
+            Err(FleetError::Corrupt { key, reason }) if key == "i-0abc" && reason.contains(TURNS_ADDR)
+        ));
     }
 
     #[test]

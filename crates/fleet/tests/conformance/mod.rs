@@ -20,6 +20,7 @@ pub fn node(id: &str, allocations: u64, cpu_percent: f64) -> MediaNodeInfo {
         id: id.into(),
         region: "local".into(),
         turn_addr: format!("127.0.0.{}:3478", 1 + id.len()),
+        turns_addr: None,
         udp: true,
         tcp: true,
         relay_port_min: 49152,
@@ -60,7 +61,9 @@ async fn ids(store: &dyn MediaNodeStore, now: u64) -> Vec<String> {
 async fn heartbeat_registers_and_lists_in_id_order(store: &dyn MediaNodeStore, t: u64) {
     assert!(ids(store, t).await.is_empty(), "a fresh time has no nodes");
     hb(store, node("n-b", 3, 12.5), t).await;
-    hb(store, node("n-a", 7, 40.25), t).await;
+    let mut with_tls = node("n-a", 7, 40.25);
+    with_tls.turns_addr = Some("turn-a.example.com:443".into());
+    hb(store, with_tls.clone(), t).await;
     let listed = store.list_alive(t + 1).await.expect("list");
     assert_eq!(
         listed
@@ -69,11 +72,8 @@ async fn heartbeat_registers_and_lists_in_id_order(store: &dyn MediaNodeStore, t
             .collect::<Vec<_>>(),
         ["n-a", "n-b"]
     );
-    assert_eq!(
-        listed[0].info,
-        node("n-a", 7, 40.25),
-        "every field round-trips"
-    );
+    assert_eq!(listed[0].info, with_tls, "every field round-trips");
+    assert_eq!(listed[1].info.turns_addr, None, "no TLS, no turns_addr");
     assert_eq!((listed[0].heartbeat_at, listed[0].expires_at), (t, t + TTL));
 
     // A later heartbeat replaces the load and pushes the expiry out.
@@ -85,6 +85,12 @@ async fn heartbeat_registers_and_lists_in_id_order(store: &dyn MediaNodeStore, t
     let b = listed.iter().find(|n| n.info.id == "n-b").expect("n-b");
     assert_eq!(b.info, busier);
     assert_eq!((b.heartbeat_at, b.expires_at), (t + 10, t + 10 + TTL));
+
+    // A heartbeat without `turns_addr` (TLS turned off) clears it.
+    hb(store, node("n-a", 7, 40.25), t + 10).await;
+    let listed = store.list_alive(t + 10).await.expect("list");
+    let a = listed.iter().find(|n| n.info.id == "n-a").expect("n-a");
+    assert_eq!(a.info.turns_addr, None);
 }
 
 async fn a_silent_node_expires(store: &dyn MediaNodeStore, t: u64) {
