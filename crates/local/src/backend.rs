@@ -30,9 +30,13 @@ pub struct WsEvent {
 }
 
 impl WsEvent {
+    /// The last value of query parameter `name`: API Gateway's
+    /// `queryStringParameters` keeps the last of repeated names, so the
+    /// in-process path and the forwarded event read the same one.
     fn query_value(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
+            .rev()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
@@ -306,6 +310,16 @@ mod tests {
         );
         let parsed: ApiGatewayWebsocketProxyRequest = serde_json::from_value(json).unwrap();
         assert_eq!(parsed.request_context.disconnect_status_code, Some(1001));
+    }
+
+    #[test]
+    fn a_repeated_token_reads_the_same_in_process_and_forwarded() {
+        let mut twice = event();
+        twice.query.push(("token".into(), "second".into()));
+        let json = twice.to_apigw_json("$connect", &[]);
+        let forwarded = json["queryStringParameters"]["token"].as_str();
+        assert_eq!(forwarded, Some("second"));
+        assert_eq!(twice.query_value("token"), forwarded);
     }
 
     #[test]

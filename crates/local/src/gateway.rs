@@ -145,7 +145,8 @@ async fn upgrade(
     // Whose socket this is, if the token says; an invalid token is the
     // backend's to refuse.
     let user = state.identity.as_ref().and_then(|keys| {
-        let token = event.query.iter().find(|(k, _)| k == "token")?;
+        // The last `token`, as API Gateway hands it to the Lambdas.
+        let token = event.query.iter().rev().find(|(k, _)| k == "token")?;
         keys.verify(&token.1, now / 1000).ok().map(|c| c.sub)
     });
     let max = state.limits.max_sockets_per_user;
