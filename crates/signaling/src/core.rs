@@ -88,6 +88,11 @@ impl Member {
         self.connection_id.as_deref() == Some(connection_id)
     }
 
+    /// Whether it is detached with resume deadline `resume_until_ms`.
+    pub fn is_detached_until(&self, resume_until_ms: u64) -> bool {
+        self.connection_id.is_none() && self.resume_until_ms == Some(resume_until_ms)
+    }
+
     /// Whether it is detached and its grace ran out at `now_ms`.
     pub fn is_expired(&self, now_ms: u64) -> bool {
         self.connection_id.is_none() && self.resume_until_ms.is_some_and(|until| until <= now_ms)
@@ -107,6 +112,29 @@ impl RoomView {
     /// The member `peer_id`.
     pub fn member(&self, peer_id: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.peer.peer_id == peer_id)
+    }
+
+    /// The seats of detached members whose grace ran out at `now_ms`, each
+    /// with its deadline: the caller removes each only if still detached with
+    /// that deadline, then applies [`Core::announce_leave`].
+    pub fn expired(&self, now_ms: u64) -> Vec<(Seat, u64)> {
+        Self::expired_in(&self.room, &self.members, now_ms)
+    }
+
+    /// [`RoomView::expired`] over the members of `room` as a store holds
+    /// them, without building a view.
+    pub fn expired_in(room: &str, members: &[Member], now_ms: u64) -> Vec<(Seat, u64)> {
+        members
+            .iter()
+            .filter(|m| m.is_expired(now_ms))
+            .map(|m| {
+                let seat = Seat {
+                    peer_id: m.peer.peer_id.clone(),
+                    room: room.to_owned(),
+                };
+                (seat, m.resume_until_ms.unwrap_or_default())
+            })
+            .collect()
     }
 
     fn others<'a>(&'a self, me: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
@@ -271,14 +299,15 @@ impl Core {
     }
 
     /// The effects of `msg` from `sender` at `now_ms`. `room` is the view of
-    /// the room named by [`Core::room_needed`]; `fresh` holds the random
-    /// values a join or resume takes.
+    /// the room named by [`Core::room_needed`]; `fresh` draws the random
+    /// values a join or resume takes (called only for those, so other
+    /// messages cost no randomness).
     pub fn handle(
         &self,
         sender: &Sender,
         msg: ClientMessage,
         room: Option<&RoomView>,
-        fresh: &Fresh,
+        fresh: impl FnOnce() -> Fresh,
         now_ms: u64,
     ) -> Vec<Effect> {
         let me = sender.connection_id.as_str();
@@ -295,7 +324,7 @@ impl Core {
                 if let Some(seat) = seat.filter(|s| s.room == target) {
                     // Joining the room you are in: say where you are again,
                     // with a new resume token.
-                    let (grant, new_hash) = self.grant(&target, fresh);
+                    let (grant, new_hash) = self.grant(&target, &fresh());
                     return vec![Effect::Resume {
                         seat: seat.clone(),
                         proof: ResumeProof::AlreadyAttached,
@@ -308,7 +337,8 @@ impl Core {
                     // Refused before anything moves: the sender stays where it was.
                     return vec![room_full(me, &target, self.limits.room_max)];
                 }
-                let (grant, resume_hash) = self.grant(&target, fresh);
+                let fresh = fresh();
+                let (grant, resume_hash) = self.grant(&target, &fresh);
                 vec![Effect::Join {
                     member: Member {
                         peer: Peer {
@@ -346,7 +376,7 @@ impl Core {
                         "this connection already speaks for another participant; leave first",
                     )];
                 }
-                let (grant, new_hash) = self.grant(target, fresh);
+                let (grant, new_hash) = self.grant(target, &fresh());
                 vec![Effect::Resume {
                     seat: Seat {
                         peer_id,
@@ -481,16 +511,6 @@ impl Core {
                     },
                 )
             })
-            .collect()
-    }
-
-    /// The detached members of `room` whose grace ran out at `now_ms`: the
-    /// caller removes each (only if still detached with that deadline) and
-    /// applies [`Core::announce_leave`].
-    pub fn expired<'a>(&self, room: &'a RoomView, now_ms: u64) -> Vec<&'a Member> {
-        room.members
-            .iter()
-            .filter(|m| m.is_expired(now_ms))
             .collect()
     }
 

@@ -87,7 +87,7 @@ proptest! {
         let core = Core::new(Limits { room_max, ..Limits::default() });
         let _ = core.room_needed(&sender, &msg);
         let fresh = Fresh { peer_id: "p-new".into(), resume_secret: "fresh".into() };
-        let effects = core.handle(&sender, msg.clone(), view.as_ref(), &fresh, now_ms);
+        let effects = core.handle(&sender, msg.clone(), view.as_ref(), || fresh, now_ms);
         prop_assert!(effects.len() <= 1, "{effects:?}");
         for effect in &effects {
             match effect {

@@ -124,7 +124,7 @@ fn check(scene: &Scene, peer_id: String, token: String) -> Result<(), TestCaseEr
         token: token.clone(),
     };
     let needed = core.room_needed(&scene.sender, &msg);
-    let effects = core.handle(&scene.sender, msg, scene.view.as_ref(), &fresh(), 1_000);
+    let effects = core.handle(&scene.sender, msg, scene.view.as_ref(), fresh, 1_000);
     let Some((room, secret)) = well_formed(&token) else {
         prop_assert_eq!(needed, None);
         prop_assert_eq!(

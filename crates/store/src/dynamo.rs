@@ -495,7 +495,7 @@ impl ConnectionStore for DynamoConnectionStore {
         resume_until_ms: u64,
     ) -> Result<Option<Departure>, StoreError> {
         self.take_out(&seat.room, &seat.peer_id, |m| {
-            m.connection_id.is_none() && m.resume_until_ms == Some(resume_until_ms)
+            m.is_detached_until(resume_until_ms)
         })
         .await
     }
@@ -569,16 +569,8 @@ impl ConnectionStore for DynamoConnectionStore {
             else {
                 continue;
             };
-            for m in RoomItem::from_item(Some(&item))?.members {
-                if m.is_expired(now_ms) {
-                    let until = m.resume_until_ms.unwrap_or_default();
-                    let seat = Seat {
-                        peer_id: m.peer.peer_id,
-                        room: room.to_owned(),
-                    };
-                    expired.push((seat, until));
-                }
-            }
+            let members = RoomItem::from_item(Some(&item))?.members;
+            expired.extend(RoomView::expired_in(room, &members, now_ms));
         }
         Ok(expired)
     }

@@ -230,7 +230,7 @@ impl ConnectionStore for MemoryConnectionStore {
     ) -> Result<Option<Departure>, StoreError> {
         Ok(self.with(|s| {
             s.take_out(&seat.room, &seat.peer_id, |m| {
-                m.connection_id.is_none() && m.resume_until_ms == Some(resume_until_ms)
+                m.is_detached_until(resume_until_ms)
             })
         }))
     }
@@ -269,17 +269,7 @@ impl ConnectionStore for MemoryConnectionStore {
             s.kept.retain(|_, (_, expiry)| *expiry > now_secs);
             s.rooms
                 .iter()
-                .flat_map(|(room, members)| {
-                    members.iter().filter(|m| m.is_expired(now_ms)).map(|m| {
-                        (
-                            Seat {
-                                peer_id: m.peer.peer_id.clone(),
-                                room: room.clone(),
-                            },
-                            m.resume_until_ms.unwrap_or_default(),
-                        )
-                    })
-                })
+                .flat_map(|(room, members)| RoomView::expired_in(room, members, now_ms))
                 .collect()
         }))
     }

@@ -210,13 +210,12 @@ impl WsApi {
             Some(room) => Some(self.reaped_room(&room, now_ms, gone).await?),
             None => None,
         };
-        let fresh = Fresh {
+        // Random ids are drawn only for a join or resume.
+        let fresh = || Fresh {
             peer_id: random_id(12),
             resume_secret: random_id(24),
         };
-        let effects = self
-            .core
-            .handle(&sender, msg, view.as_ref(), &fresh, now_ms);
+        let effects = self.core.handle(&sender, msg, view.as_ref(), fresh, now_ms);
         for effect in effects {
             self.apply(&sender, view.as_ref(), effect, now_ms, gone)
                 .await?;
@@ -232,21 +231,7 @@ impl WsApi {
         gone: &mut VecDeque<String>,
     ) -> Result<RoomView, ProtocolError> {
         let mut view = self.config.store.room(room).await.map_err(store_error)?;
-        let expired: Vec<(Seat, u64)> = self
-            .core
-            .expired(&view, now_ms)
-            .into_iter()
-            .map(|m| {
-                (
-                    Seat {
-                        peer_id: m.peer.peer_id.clone(),
-                        room: room.to_owned(),
-                    },
-                    m.resume_until_ms.unwrap_or_default(),
-                )
-            })
-            .collect();
-        for (seat, until) in expired {
+        for (seat, until) in view.expired(now_ms) {
             self.expire(&seat, until, now_ms, gone).await?;
             view.members.retain(|m| m.peer.peer_id != seat.peer_id);
         }
@@ -302,15 +287,9 @@ impl WsApi {
         let now_secs = now_ms / 1000;
         let store = &self.config.store;
         match effect {
-            Effect::Send { to, msg } => self.send(&to, &msg, gone).await,
-            Effect::Deliver {
-                peer_id,
-                connection_id,
-                msg,
-            } => {
+            effect @ (Effect::Send { .. } | Effect::Deliver { .. }) => {
                 let room = view.map(|v| v.room.as_str()).unwrap_or_default();
-                self.deliver(&peer_id, connection_id.as_deref(), &msg, room, now_ms, gone)
-                    .await;
+                self.emit(effect, room, now_ms, gone).await;
             }
             Effect::Join {
                 member,
@@ -432,19 +411,31 @@ impl WsApi {
         gone: &mut VecDeque<String>,
     ) {
         for effect in effects {
-            match effect {
-                Effect::Send { to, msg } => self.send(&to, &msg, gone).await,
-                Effect::Deliver {
-                    peer_id,
-                    connection_id,
-                    msg,
-                } => {
-                    self.deliver(&peer_id, connection_id.as_deref(), &msg, room, now_ms, gone)
-                        .await
-                }
-                other => warn!(?other, "unexpected effect in an announcement"),
-            }
+            self.emit(effect, room, now_ms, gone).await;
         }
+    }
+
+    /// Applies a message effect: `Send` to a connection, or `Deliver` to a
+    /// participant of `room`.
+    async fn emit(&self, effect: Effect, room: &str, now_ms: u64, gone: &mut VecDeque<String>) {
+        match effect {
+            Effect::Send { to, msg } => self.send(&to, &msg, gone).await,
+            Effect::Deliver {
+                peer_id,
+                connection_id,
+                msg,
+            } => {
+                self.deliver(&peer_id, connection_id.as_deref(), &msg, room, now_ms, gone)
+                    .await
+            }
+            other => warn!(?other, "unexpected effect in an announcement"),
+        }
+    }
+
+    /// Until when (seconds) a signal kept at `now_ms` is worth keeping: the
+    /// grace, and slack for a resume at its last moment.
+    fn kept_until(&self, now_ms: u64) -> u64 {
+        now_ms / 1000 + self.core.limits().resume_grace_secs + KEPT_SLACK_SECS
     }
 
     /// Delivers `msg` to participant `peer_id` of `room` through
@@ -469,11 +460,14 @@ impl WsApi {
         if !matches!(msg, ServerMessage::Signal { .. }) {
             return;
         }
-        let limits = self.core.limits();
-        let expires_at = now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
         let store = &self.config.store;
         match store
-            .keep(peer_id, &text, limits.mailbox_max, expires_at)
+            .keep(
+                peer_id,
+                &text,
+                self.core.limits().mailbox_max,
+                self.kept_until(now_ms),
+            )
             .await
         {
             Ok(true) => {}
@@ -524,7 +518,7 @@ impl WsApi {
             if let Pushed::Gone = self.push(connection_id, &text, gone).await {
                 // Cut again mid-flush: keep this and the rest for the next
                 // resume.
-                let expires_at = now_ms / 1000 + limits.resume_grace_secs + KEPT_SLACK_SECS;
+                let expires_at = self.kept_until(now_ms);
                 for text in std::iter::once(text).chain(rest.by_ref()) {
                     let _ = self
                         .config
