@@ -40,7 +40,7 @@ import { summarizeStats } from './stats.js';
 const DISCONNECTED_GRACE_MS = 4_000;
 /** A connection still `new` this long after an exchange has stalled; restart ICE. */
 const STALL_CHECK_MS = 6_000;
-/** An offer unanswered this long was lost (or its answer was): make a new one. */
+/** An offer unanswered this long was lost (or its answer was): send it again. */
 const OFFER_TIMEOUT_MS = 8_000;
 /** A passive link offers itself if no offer came within this long, in ms. */
 const PASSIVE_TIMEOUT_MS = 4_000;
@@ -121,9 +121,9 @@ export class PeerLink extends EventTarget {
     this.closed = false;
     /** @type {number | null} */ this.firstPacketAt = null;
     this.createdAt = performance.now();
-    /** When our current offer went out; offers re-made after a loss. */
+    /** When our current offer went out; offers sent again after a loss. */
     this.offerSentAt = 0;
-    this.offersRemade = 0;
+    this.offersResent = 0;
     /** @type {Promise<void>} */ this.queue = Promise.resolve();
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.disconnectTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.passiveTimer = undefined;
@@ -377,10 +377,10 @@ export class PeerLink extends EventTarget {
 
   /**
    * Safety nets, for the whole life of the link: an offer that got no answer
-   * (it or its answer was lost: a socket that died under it, a rate limit)
-   * is rolled back and made again, with a new number; an exchange that
-   * completed but never started ICE (a browser that dropped its agent in a
-   * rollback) restarts ICE.
+   * (it or its answer was lost: a socket that died under it, a rate limit,
+   * an impolite peer busy with its own offer) is sent again, with a new
+   * number; an exchange that completed but never started ICE (a browser that
+   * dropped its agent in a rollback) restarts ICE.
    */
   #watchStall() {
     let quietSince = performance.now();
@@ -389,7 +389,7 @@ export class PeerLink extends EventTarget {
       if (this.closed) return clearInterval(this.stallTimer);
       const now = performance.now();
       if (pc.signalingState === 'have-local-offer' && !this.makingOffer && now - this.offerSentAt > OFFER_TIMEOUT_MS) {
-        this.#remakeOffer();
+        this.#resendOffer();
         return;
       }
       const idle = pc.signalingState === 'stable' && pc.iceConnectionState === 'new' && pc.remoteDescription;
@@ -401,14 +401,23 @@ export class PeerLink extends EventTarget {
     }, 1_000);
   }
 
-  #remakeOffer() {
+  /**
+   * Sends the pending offer again, unchanged, under a new number. Never a
+   * rollback and a fresh offer: the peer may have applied the first one (only
+   * its answer was lost), and after rolling back a first offer the browser
+   * numbers its m-lines anew, which the peer then refuses ("the order of
+   * m-lines in subsequent offer doesn't match"), so the two would never agree.
+   */
+  #resendOffer() {
     this.offerSentAt = performance.now();
     this.queue = this.queue
-      .then(async () => {
-        if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
-        this.offersRemade += 1;
-        await this.pc.setLocalDescription({ type: 'rollback' });
-        await this.#offer();
+      .then(() => {
+        const offer = this.pc.localDescription;
+        if (this.closed || this.pc.signalingState !== 'have-local-offer' || offer?.type !== 'offer') return;
+        this.offersResent += 1;
+        this.localSeq += 1;
+        this.localOfferSeq = this.localSeq;
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: offer.toJSON() });
       })
       .catch((error) => this.#fail(error));
   }
