@@ -82,6 +82,7 @@ export async function summarizeStats(report, previous) {
     jitterBufferMs = dEmitted > 0 ? (1000 * dDelay) / dEmitted : jbEmitted > 0 ? (1000 * jbDelaySum) / jbEmitted : null;
   }
   const rttSeconds = pair?.currentRoundTripTime ?? remoteInbound?.roundTripTime ?? null;
+  /** @type {'direct' | 'relayed' | null} */
   let path = null;
   if (local && remote) path = local.candidateType === 'relay' || remote.candidateType === 'relay' ? 'relayed' : 'direct';
 
