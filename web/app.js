@@ -17,11 +17,17 @@ const ON_BY_DEFAULT = new Set(['echoCancellation', 'noiseSuppression', 'autoGain
 // `?relay=1` forces audio through the TURN relay (to try the relayed path);
 // `?resume=0` rejoins from scratch after a socket drop instead of resuming
 // (the old behaviour, for comparison in tests/bench/socket-cut-resume.sh).
+// Opus: `?dtx=1` turns DTX on, `?red=0` RED off, `?maxbitrate=KBPS` caps it.
 const params = new URLSearchParams(location.search);
 const forceRelay = params.get('relay') === '1';
 const client = new TincanClient({
   rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
   resume: params.get('resume') !== '0',
+  opus: {
+    dtx: params.get('dtx') === '1',
+    red: params.get('red') !== '0',
+    maxBitrateKbps: Number(params.get('maxbitrate')) || null,
+  },
 });
 const participants = new Participants($('participants'), $('audio-sink'), client);
 const app = {

@@ -36,9 +36,11 @@
 import { AuthSession, TincanError } from './tincan/session.js';
 import { SignalingChannel } from './tincan/signaling.js';
 import { PeerLink } from './tincan/peer.js';
+import { OPUS_DEFAULTS } from './tincan/opus.js';
 
 export { AuthSession, TincanError, SignalingChannel, PeerLink };
 export { summarizeStats } from './tincan/stats.js';
+export { tuneOpusSdp, OPUS_DEFAULTS } from './tincan/opus.js';
 export { jwtExpiry } from './tincan/session.js';
 
 /**
@@ -98,9 +100,11 @@ export class TincanClient extends EventTarget {
    *   joinTimeoutMs?: number,
    *   rtcConfig?: RTCConfiguration,
    *   resume?: boolean,
+   *   opus?: import('./tincan/opus.js').OpusOptions,
    * }} [options]
    *   `resume: false` rejoins from scratch after every drop (the behaviour
-   *   before resume existed; kept for benchmarks).
+   *   before resume existed; kept for benchmarks). `opus`: `{fec, dtx, red,
+   *   maxBitrateKbps}` (tincan/opus.js; default FEC and RED on, DTX off, no cap).
    */
   constructor(options = {}) {
     super();
@@ -110,6 +114,8 @@ export class TincanClient extends EventTarget {
     this.joinTimeoutMs = options.joinTimeoutMs ?? 15_000;
     this.extraRtcConfig = options.rtcConfig ?? {};
     this.resumeEnabled = options.resume !== false;
+    /** @type {import('./tincan/opus.js').OpusOptions} */
+    this.opus = { ...OPUS_DEFAULTS, ...options.opus };
     /** @type {CallState} */
     this.state = 'idle';
     /** @type {string | null} the room we want to be in (kept across reconnects) */
@@ -576,6 +582,7 @@ export class TincanClient extends EventTarget {
       },
       iceServers: () => this.#currentIceServers(),
       passive: options.passive,
+      opus: this.opus,
     });
     link.addEventListener('track', (e) => this.#emit('track', { peerId, stream: /** @type {CustomEvent} */ (e).detail.stream }));
     link.addEventListener('state', (e) => {

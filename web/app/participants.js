@@ -246,6 +246,14 @@ export class Participants {
       set('.s-in', kbps(s.inKbps));
       set('.s-out', kbps(s.outKbps));
       set('.s-jb', ms(s.jitterBufferMs));
+      const n = link.negotiated();
+      const codec = n?.red ? 'Opus + RED' : 'Opus';
+      set(
+        '.s-codec',
+        n === null
+          ? '–'
+          : `${codec}, FEC ${n.fec ? 'on' : 'off'}, DTX ${n.dtx ? 'on' : 'off'}${n.maxBitrateKbps ? `, ≤ ${n.maxBitrateKbps} kbit/s` : ''}`,
+      );
       entry.li.dataset.path = s.path ?? '';
       entry.charts.rtt.push(s.rttMs);
       entry.charts.jitter.push(s.jitterMs);

@@ -26,6 +26,7 @@
 // a fresh one.
 
 import { summarizeStats } from './stats.js';
+import { tuneOpusSdp, preferRed, opusParams } from './opus.js';
 
 /**
  * @typedef {{peerId: string, userId: string, displayName: string, muted: boolean}} PeerInfo
@@ -84,11 +85,13 @@ export class PeerLink extends EventTarget {
    *   iceServers?: () => Promise<RTCIceServer[] | null>,
    *   passive?: boolean,
    *   passiveTimeoutMs?: number,
+   *   opus?: import('./opus.js').OpusOptions,
    * }} options
    *   `iceServers`, if given, is asked before an ICE restart for current
    *   servers (TURN credentials expire during long calls). `passive` links
    *   wait for the peer's offer (the newcomer offers) and offer themselves
-   *   only if none came within `passiveTimeoutMs`.
+   *   only if none came within `passiveTimeoutMs`. `opus` tunes the codec
+   *   (see opus.js): every description sent and applied carries it.
    */
   constructor(options) {
     super();
@@ -98,6 +101,7 @@ export class PeerLink extends EventTarget {
     this.sendSignal = options.sendSignal;
     this.freshIceServers = options.iceServers ?? null;
     this.pc = new RTCPeerConnection(options.rtcConfig);
+    this.opus = options.opus ?? {};
     this.remoteStream = new MediaStream();
     /** This side's connection id, sent with every payload. */
     this.localId = newLinkId();
@@ -137,6 +141,7 @@ export class PeerLink extends EventTarget {
     } else {
       this.pc.addTransceiver('audio', { direction: 'recvonly' });
     }
+    this.#preferCodecs();
     if (this.passive) {
       this.passiveTimer = setTimeout(() => {
         if (!this.passive || this.closed) return;
@@ -198,6 +203,15 @@ export class PeerLink extends EventTarget {
   async stats() {
     this.lastStats = await summarizeStats(await this.pc.getStats(), this.lastStats);
     return this.lastStats;
+  }
+
+  /**
+   * What was negotiated for the audio we send, from the applied remote
+   * description: RED first or not, and the Opus parameters our encoder follows.
+   * @returns {{red: boolean, fec: boolean, dtx: boolean, maxBitrateKbps: number | null} | null}
+   */
+  negotiated() {
+    return opusParams(this.pc.remoteDescription?.sdp);
   }
 
   /** Restarts ICE (new ufrag/pwd, new candidates); perfect negotiation does the rest. */
@@ -266,7 +280,7 @@ export class PeerLink extends EventTarget {
         this.localSeq += 1;
         this.localOfferSeq = this.localSeq;
         this.offerSentAt = performance.now();
-        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: pc.localDescription.toJSON() });
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: this.#tuned(pc.localDescription) });
       }
     } catch (error) {
       this.#fail(error);
@@ -316,7 +330,7 @@ export class PeerLink extends EventTarget {
     this.isSettingRemoteAnswerPending = description.type === 'answer';
     try {
       // Implicit rollback of our own offer when polite and colliding.
-      await pc.setRemoteDescription(description);
+      await pc.setRemoteDescription(this.#tuned(description));
     } finally {
       this.isSettingRemoteAnswerPending = false;
     }
@@ -327,10 +341,11 @@ export class PeerLink extends EventTarget {
     if (description.type === 'offer') {
       this.passive = false;
       clearTimeout(this.passiveTimer);
+      this.#preferCodecs();
       await pc.setLocalDescription();
       if (pc.localDescription && !this.closed) {
         this.localSeq += 1;
-        this.sendSignal({ lid: this.localId, seq: this.localSeq, re: seq, description: pc.localDescription.toJSON() });
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, re: seq, description: this.#tuned(pc.localDescription) });
       }
     }
     await this.#flushHeldCandidates();
@@ -367,6 +382,24 @@ export class PeerLink extends EventTarget {
       }
     }
     this.holdCandidates(keep);
+  }
+
+  /**
+   * A description with Opus tuned per `opus` (what we ask peers to send,
+   * and, applied to theirs, how our encoder sends).
+   * @param {RTCSessionDescription | RTCSessionDescriptionInit} description
+   * @returns {RTCSessionDescriptionInit}
+   */
+  #tuned(description) {
+    const { type, sdp } = description;
+    return sdp === undefined ? { type } : { type, sdp: tuneOpusSdp(sdp, this.opus) };
+  }
+
+  /** RED before Opus on every audio transceiver, where the browser offers it. */
+  #preferCodecs() {
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (transceiver.receiver.track.kind === 'audio' && transceiver.currentDirection !== 'stopped') preferRed(transceiver, this.opus);
+    }
   }
 
   /** @param {string} reason */
@@ -417,7 +450,7 @@ export class PeerLink extends EventTarget {
         this.offersResent += 1;
         this.localSeq += 1;
         this.localOfferSeq = this.localSeq;
-        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: offer.toJSON() });
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: this.#tuned(offer) });
       })
       .catch((error) => this.#fail(error));
   }

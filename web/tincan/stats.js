@@ -26,7 +26,11 @@
  *   jbEmitted: number,
  *   lostTotal: number,
  *   receivedTotal: number,
+ *   sendCodec: string | null,
+ *   recvCodec: string | null,
  * }} PeerStats
+ *   `sendCodec`/`recvCodec`: the codec in use each way (`audio/opus`, or
+ *   `audio/red` carrying Opus)
  */
 
 /**
@@ -86,6 +90,12 @@ export async function summarizeStats(report, previous) {
   let path = null;
   if (local && remote) path = local.candidateType === 'relay' || remote.candidateType === 'relay' ? 'relayed' : 'direct';
 
+  /** @returns {string | null} */
+  const codecOf = (/** @type {any} */ rtp) => {
+    const codec = rtp?.codecId ? byId.get(rtp.codecId) : null;
+    return codec?.mimeType ?? null;
+  };
+
   return {
     at,
     rttMs: rttSeconds === null ? null : rttSeconds * 1000,
@@ -109,5 +119,7 @@ export async function summarizeStats(report, previous) {
     jbEmitted,
     lostTotal,
     receivedTotal,
+    sendCodec: codecOf(outbound),
+    recvCodec: codecOf(inbound),
   };
 }
