@@ -37,10 +37,12 @@ import { AuthSession, TincanError } from './tincan/session.js';
 import { SignalingChannel } from './tincan/signaling.js';
 import { PeerLink } from './tincan/peer.js';
 import { OPUS_DEFAULTS } from './tincan/opus.js';
+import { CallMonitor } from './tincan/monitor.js';
 
 export { AuthSession, TincanError, SignalingChannel, PeerLink };
 export { summarizeStats } from './tincan/stats.js';
 export { tuneOpusSdp, OPUS_DEFAULTS } from './tincan/opus.js';
+export { classifyQuality, QUALITY_THRESHOLDS } from './tincan/monitor.js';
 export { jwtExpiry } from './tincan/session.js';
 
 /**
@@ -87,6 +89,10 @@ const RESUME_MARGIN_MS = 1_000;
  *   this peer's connection) to the first audio packet from that peer
  * - `reconnecting` `{attempt, delayMs, code}`, `reconnected` (the socket is open again)
  * - `self-muted` `{muted}`
+ * - `connection-quality` `{peerId, quality, rttMs, lossPct, jitterMs}` when a
+ *   peer's quality changes (`excellent`, `good`, `poor`, `lost`; tincan/monitor.js)
+ * - `active-speaker` `{peerId, level, self}`: the loudest voice in the room
+ *   (our own peer id when it is us), or `peerId: null` after a silence
  * - `error` `{code, message, fatal, retryAfterMs?}`
  */
 export class TincanClient extends EventTarget {
@@ -163,6 +169,14 @@ export class TincanClient extends EventTarget {
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.answerTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.retryTimer = undefined;
 
+    /** Connection quality per peer and the active speaker (tincan/monitor.js). */
+    this.monitor = new CallMonitor({
+      peers: this.peers,
+      selfId: () => this.self?.peerId ?? null,
+      muted: () => this.muted,
+      emit: (type, detail) => this.#emit(type, detail),
+    });
+
     this.channel = new SignalingChannel({
       url: (ctx) => this.#socketUrl(ctx),
       pingIntervalMs: options.pingIntervalMs ?? 60_000,
@@ -204,6 +218,20 @@ export class TincanClient extends EventTarget {
     if (this.channel.state === 'open') this.#sendJoin();
     else this.channel.start();
     return /** @type {Promise<Joined>} */ (joined);
+  }
+
+  /**
+   * The last connection quality of a peer (`excellent`, `good`, `poor`,
+   * `lost`), or undefined before its first verdict.
+   * @param {string} peerId
+   */
+  connectionQuality(peerId) {
+    return this.monitor.quality.get(peerId);
+  }
+
+  /** The active speaker's peer id (ours when it is us), or null. */
+  get activeSpeaker() {
+    return this.monitor.activeSpeaker;
   }
 
   /** Leaves the room and closes the signaling connection. */
@@ -623,6 +651,7 @@ export class TincanClient extends EventTarget {
     const link = this.peers.get(peerId);
     if (!link) return;
     this.peers.delete(peerId);
+    this.monitor.forget(peerId);
     link.close();
   }
 
@@ -676,6 +705,8 @@ export class TincanClient extends EventTarget {
   #setState(state) {
     if (this.state === state) return;
     this.state = state;
+    if (state === 'joined') this.monitor.start();
+    else if (state === 'left' || state === 'idle') this.monitor.stop();
     this.#emit('state', { state });
   }
 

@@ -98,6 +98,17 @@ export class Participants {
       /** @type {HTMLElement} */ (el).dataset.state = connectionState;
       el.textContent = connectionState === 'connected' ? 'connected' : `${connectionState}…`;
     });
+    on('connection-quality', ({ peerId, quality }) => {
+      const el = /** @type {HTMLElement | undefined} */ (this.entries.get(peerId)?.li.querySelector('.quality'));
+      if (!el) return;
+      el.hidden = false;
+      el.dataset.quality = quality;
+      el.textContent = quality === 'lost' ? 'no audio' : `${quality} connection`;
+    });
+    on('active-speaker', ({ peerId, self }) => {
+      const id = self ? SELF : peerId;
+      for (const [key, entry] of this.entries) entry.li.classList.toggle('active-speaker', key === id);
+    });
     on('first-packet', ({ peerId, sinceLinkMs }) => {
       const dd = this.entries.get(peerId)?.li.querySelector('.s-first');
       if (dd) dd.textContent = `${Math.round(sinceLinkMs)} ms`;
