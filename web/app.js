@@ -310,7 +310,47 @@ async function listMicrophones() {
   });
   select.value = [...select.options].some((o) => o.value === current) ? current : '';
 }
-navigator.mediaDevices?.addEventListener?.('devicechange', () => listMicrophones());
+navigator.mediaDevices?.addEventListener?.('devicechange', () => {
+  listMicrophones();
+  listSpeakers();
+});
+
+/** Speakers (`audiooutput`), where the browser can choose one (`setSinkId`). */
+async function listSpeakers() {
+  const select = /** @type {HTMLSelectElement} */ ($('speaker-select'));
+  const supported = typeof HTMLMediaElement.prototype.setSinkId === 'function' && navigator.mediaDevices?.enumerateDevices;
+  select.disabled = !supported;
+  if (!supported) return;
+  const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audiooutput');
+  const current = client.outputDeviceId || (typeof app.prefs.outputDeviceId === 'string' ? app.prefs.outputDeviceId : '');
+  select.replaceChildren(new Option('Default speaker', ''));
+  devices.forEach((device, i) => {
+    if (!device.deviceId || device.deviceId === 'default') return;
+    select.append(new Option(device.label || `Speaker ${i + 1}`, device.deviceId));
+  });
+  select.value = [...select.options].some((o) => o.value === current) ? current : '';
+  if (select.value !== client.outputDeviceId) await client.setOutputDevice(select.value).catch(() => {});
+}
+
+$('speaker-select').addEventListener('change', async () => {
+  const deviceId = /** @type {HTMLSelectElement} */ ($('speaker-select')).value;
+  savePreferences({ outputDeviceId: deviceId || null });
+  try {
+    await client.setOutputDevice(deviceId);
+  } catch (error) {
+    showError(error);
+  }
+});
+
+// The client replaces a microphone that ended or was unplugged: follow it.
+client.addEventListener('microphone-changed', (e) => {
+  const { stream, label, reason } = /** @type {CustomEvent} */ (e).detail;
+  if (stream === app.mic) return;
+  app.mic = stream;
+  participants.setLocalStream(stream);
+  if (reason === 'recovered') $('call-status').textContent = `Microphone lost; switched to ${label || 'another microphone'}.`;
+  listMicrophones();
+});
 
 $('mic-select').addEventListener('change', () => {
   const deviceId = /** @type {HTMLSelectElement} */ ($('mic-select')).value;
@@ -401,6 +441,7 @@ async function joinRoom(room) {
   }
   participants.start(app.mic);
   listMicrophones();
+  listSpeakers();
   $('call-status').textContent = 'Connecting…';
   client.muted = app.prefs.startMuted === true;
   try {

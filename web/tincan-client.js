@@ -91,6 +91,11 @@ const RESUME_MARGIN_MS = 1_000;
  * - `self-muted` `{muted}`
  * - `connection-quality` `{peerId, quality, rttMs, lossPct, jitterMs}` when a
  *   peer's quality changes (`excellent`, `good`, `poor`, `lost`; tincan/monitor.js)
+ * - `microphone-ended` `{deviceId, label}`: the microphone track ended (device
+ *   unplugged, permission revoked, stopped); the client opens another at once
+ * - `microphone-changed` `{stream, deviceId, label, reason}`: a new microphone
+ *   is sent (`reason`: `switched` by `setLocalStream`, `recovered` after an end)
+ * - `output-device` `{deviceId}`: `setOutputDevice` applied
  * - `active-speaker` `{peerId, level, self}`: the loudest voice in the room
  *   (our own peer id when it is us), or `peerId: null` after a silence
  * - `error` `{code, message, fatal, retryAfterMs?}`
@@ -175,7 +180,16 @@ export class TincanClient extends EventTarget {
       selfId: () => this.self?.peerId ?? null,
       muted: () => this.muted,
       emit: (type, detail) => this.#emit(type, detail),
+      tick: () => this.#checkMicrophone(),
     });
+    /** @type {string} the output device of every element given to `attachAudio` ('' = default) */
+    this.outputDeviceId = '';
+    /** @type {Set<HTMLMediaElement>} */
+    this.audioElements = new Set();
+    /** @type {Promise<void> | null} a microphone recovery under way */
+    this.recovering = null;
+    this.onTrackEnded = () => void this.#recoverMicrophone();
+    globalThis.navigator?.mediaDevices?.addEventListener?.('devicechange', () => this.#checkMicrophone());
 
     this.channel = new SignalingChannel({
       url: (ctx) => this.#socketUrl(ctx),
@@ -200,7 +214,7 @@ export class TincanClient extends EventTarget {
         new TincanError('bad-request', 'A room name is 1-64 letters, digits, "-" or "_".'),
       );
     }
-    if (options.stream !== undefined) this.localStream = options.stream;
+    if (options.stream !== undefined) this.#watchTrack(options.stream);
     this.#applyMute();
     this.pendingJoin?.reject(new TincanError('superseded', 'Another join started.'));
     this.room = room;
@@ -256,10 +270,111 @@ export class TincanClient extends EventTarget {
    * @param {MediaStream} stream
    */
   async setLocalStream(stream) {
-    this.localStream = stream;
+    await this.#useStream(stream, 'switched');
+  }
+
+  /**
+   * Plays remote audio on the chosen output device: the element follows
+   * every later `setOutputDevice`. Returns the element.
+   * @template {HTMLMediaElement} E
+   * @param {E} element
+   * @returns {E}
+   */
+  attachAudio(element) {
+    this.audioElements.add(element);
+    if (this.outputDeviceId && typeof element.setSinkId === 'function') {
+      element.setSinkId(this.outputDeviceId).catch(() => {});
+    }
+    return element;
+  }
+
+  /** @param {HTMLMediaElement} element */
+  detachAudio(element) {
+    this.audioElements.delete(element);
+  }
+
+  /**
+   * Sends remote audio to another output device (`setSinkId`; a `deviceId`
+   * from `enumerateDevices()` of kind `audiooutput`, '' for the default) on
+   * every attached element, now and later. Rejects with `not-supported`
+   * where the browser cannot choose (Firefox without the pref, Safari).
+   * @param {string} deviceId
+   */
+  async setOutputDevice(deviceId) {
+    if (typeof globalThis.HTMLMediaElement?.prototype.setSinkId !== 'function') {
+      throw new TincanError('not-supported', 'This browser cannot choose the audio output device.');
+    }
+    await Promise.all([...this.audioElements].map((element) => element.setSinkId(deviceId)));
+    this.outputDeviceId = deviceId;
+    this.#emit('output-device', { deviceId });
+  }
+
+  /**
+   * @param {MediaStream} stream
+   * @param {'switched' | 'recovered'} reason
+   */
+  async #useStream(stream, reason) {
+    this.#watchTrack(stream);
     this.#applyMute();
     const track = stream.getAudioTracks()[0] ?? null;
     await Promise.all([...this.peers.values()].map((link) => link.replaceTrack(track)));
+    const settings = track?.getSettings() ?? {};
+    this.#emit('microphone-changed', { stream, deviceId: settings.deviceId ?? null, label: track?.label ?? '', reason });
+  }
+
+  /** @param {MediaStream | null} stream */
+  #watchTrack(stream) {
+    for (const track of this.localStream?.getAudioTracks() ?? []) track.removeEventListener('ended', this.onTrackEnded);
+    this.localStream = stream;
+    for (const track of stream?.getAudioTracks() ?? []) track.addEventListener('ended', this.onTrackEnded);
+  }
+
+  /**
+   * A microphone that ended (the browser fires `ended` when a device goes
+   * away; `stop()` fires nothing, so the monitor also looks once a second) or
+   * whose device left the device list is replaced.
+   */
+  async #checkMicrophone() {
+    const track = this.localStream?.getAudioTracks()[0];
+    if (!track || this.recovering || (this.state !== 'joined' && this.state !== 'reconnecting')) return;
+    if (track.readyState === 'ended') return this.#recoverMicrophone();
+    const deviceId = track.getSettings().deviceId;
+    if (!deviceId || deviceId === 'default' || !globalThis.navigator?.mediaDevices?.enumerateDevices) return;
+    const devices = await navigator.mediaDevices.enumerateDevices().catch(() => null);
+    if (devices && !devices.some((d) => d.kind === 'audioinput' && d.deviceId === deviceId)) this.#recoverMicrophone();
+  }
+
+  /** Opens the default microphone with the old track's processing and sends it. */
+  #recoverMicrophone() {
+    const old = this.localStream?.getAudioTracks()[0];
+    if (!old || this.recovering || (this.state !== 'joined' && this.state !== 'reconnecting')) return this.recovering;
+    this.recovering = (async () => {
+      const settings = old.getSettings();
+      this.#emit('microphone-ended', { deviceId: settings.deviceId ?? null, label: old.label });
+      /** @type {MediaTrackConstraints} */
+      const constraints = {};
+      for (const key of /** @type {const} */ (['echoCancellation', 'noiseSuppression', 'autoGainControl'])) {
+        if (typeof settings[key] === 'boolean') constraints[key] = settings[key];
+      }
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia({ audio: constraints, video: false });
+        if (this.state !== 'joined' && this.state !== 'reconnecting') {
+          stream.getTracks().forEach((t) => t.stop());
+          return;
+        }
+        old.stop();
+        await this.#useStream(stream, 'recovered');
+      } catch (error) {
+        this.#emit('error', {
+          code: 'microphone-lost',
+          message: `No microphone to switch to: ${/** @type {Error} */ (error)?.message ?? error}`,
+          fatal: false,
+        });
+      }
+    })().finally(() => {
+      this.recovering = null;
+    });
+    return this.recovering;
   }
 
   /** @param {{reconnect?: boolean, failedBeforeOpen?: boolean}} ctx */

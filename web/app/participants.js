@@ -167,6 +167,7 @@ export class Participants {
     this.entries.delete(id);
     entry.li.remove();
     if (entry.audio) {
+      this.client.detachAudio(entry.audio);
       entry.audio.srcObject = null;
       entry.audio.remove();
     }
@@ -195,6 +196,7 @@ export class Participants {
       entry.audio = document.createElement('audio');
       entry.audio.autoplay = true;
       entry.audio.dataset.peerId = id;
+      this.client.attachAudio(entry.audio);
       this.sink.append(entry.audio);
     }
     if (entry.audio.srcObject !== stream) entry.audio.srcObject = stream;

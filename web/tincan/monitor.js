@@ -56,6 +56,7 @@ export function classifyQuality(s) {
  *   selfId: () => string | null,
  *   muted: () => boolean,
  *   emit: (type: string, detail: object) => void,
+ *   tick?: () => void,
  * }} MonitorHost
  */
 
@@ -102,6 +103,7 @@ export class CallMonitor {
   }
 
   async #qualityTick() {
+    this.host.tick?.();
     if (this.busy) return;
     this.busy = true;
     try {
