@@ -43,6 +43,7 @@ export { AuthSession, TincanError, SignalingChannel, PeerLink };
 export { summarizeStats } from './tincan/stats.js';
 export { tuneOpusSdp, OPUS_DEFAULTS } from './tincan/opus.js';
 export { classifyQuality, QUALITY_THRESHOLDS } from './tincan/monitor.js';
+export { precallCheck } from './tincan/precall.js';
 export { jwtExpiry } from './tincan/session.js';
 
 /**
