@@ -2,7 +2,7 @@
 // declaration files (tsc --noEmit), then compiled and run in Chromium by
 // package.test.js, where an import map points `tincan-client` at the
 // unpacked tarball.
-import { TincanClient, TincanError, ROOM_ID, type Joined, type PeerInfo } from 'tincan-client';
+import { TincanClient, TincanError, ROOM_ID, precallCheck, classifyQuality, type Joined, type PeerInfo } from 'tincan-client';
 import type { PeerStats } from 'tincan-client/stats';
 
 export interface CallResult {
@@ -25,6 +25,17 @@ export async function placeCall(username: string, password: string, room: string
   });
   const joined: Joined = await client.join(room, { stream: mic });
   return { self: joined.self, others: joined.peers.map((p) => p.displayName) };
+}
+
+/** The SDK's other entry points, as a consumer would use them (type-checked only). */
+export async function extras(client: TincanClient): Promise<string> {
+  const check = await precallCheck({ session: client.session, micMs: 500 });
+  const verdict: 'ready' | 'warning' | 'blocked' = check.verdict;
+  await client.setOutputDevice('');
+  const quality = classifyQuality({ lossPct: 0, rttMs: 10, jitterMs: 1, connected: true, msSinceLastPacket: 0 });
+  const speaker: string | null = client.activeSpeaker;
+  const negotiated = [...client.peers.values()][0]?.negotiated();
+  return `${verdict} ${quality} ${speaker} ${negotiated?.fec} ${client.connectionQuality('x') ?? '-'}`;
 }
 
 /** The summarized stats of every link, typed by the package. */
