@@ -64,6 +64,16 @@ test('sign-in and lobby pass axe-core; the pre-call check hears the microphone a
   assert.match((await page.locator('#precall-verdict').textContent()) ?? '', /^Ready/);
   assert.match((await page.locator('#precall-details').textContent()) ?? '', /Relay server: reachable/);
   assert.deepEqual(await axeProblems(page), [], 'lobby view, with the check shown');
+
+  // A relay that does not answer: a warning, not a pass.
+  const unreachable = await page.evaluate(async () => {
+    const { precallCheck } = await import('/tincan-client.js');
+    const session = { request: async () => ({ iceServers: [{ urls: 'turn:127.0.0.1:9', username: '1:x', credential: 'x' }] }) };
+    return precallCheck({ session, micMs: 300, turnTimeoutMs: 2000 });
+  });
+  assert.equal(unreachable.verdict, 'warning', JSON.stringify(unreachable));
+  assert.equal(unreachable.turn.ok, false);
+  assert.match(unreachable.messages.join(' '), /relay server is unreachable/);
 });
 
 test('call view passes axe-core; M toggles mute and Space held talks while muted', { timeout: 90_000 }, async () => {
