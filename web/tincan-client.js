@@ -38,6 +38,7 @@ import { SignalingChannel } from './tincan/signaling.js';
 import { PeerLink } from './tincan/peer.js';
 import { OPUS_DEFAULTS } from './tincan/opus.js';
 import { CallMonitor } from './tincan/monitor.js';
+import { Devices } from './tincan/devices.js';
 
 export { AuthSession, TincanError, SignalingChannel, PeerLink };
 export { summarizeStats } from './tincan/stats.js';
@@ -181,16 +182,15 @@ export class TincanClient extends EventTarget {
       selfId: () => this.self?.peerId ?? null,
       muted: () => this.muted,
       emit: (type, detail) => this.#emit(type, detail),
-      tick: () => this.#checkMicrophone(),
+      tick: () => void this.devices.checkMicrophone(),
     });
-    /** @type {string} the output device of every element given to `attachAudio` ('' = default) */
-    this.outputDeviceId = '';
-    /** @type {Set<HTMLMediaElement>} */
-    this.audioElements = new Set();
-    /** @type {Promise<void> | null} a microphone recovery under way */
-    this.recovering = null;
-    this.onTrackEnded = () => void this.#recoverMicrophone();
-    globalThis.navigator?.mediaDevices?.addEventListener?.('devicechange', () => this.#checkMicrophone());
+    /** Output device and microphone watch (tincan/devices.js). */
+    this.devices = new Devices({
+      inCall: () => this.state === 'joined' || this.state === 'reconnecting',
+      localStream: () => this.localStream,
+      useStream: (stream) => this.#useStream(stream, 'recovered'),
+      emit: (type, detail) => this.#emit(type, detail),
+    });
 
     this.channel = new SignalingChannel({
       url: (ctx) => this.#socketUrl(ctx),
@@ -282,32 +282,28 @@ export class TincanClient extends EventTarget {
    * @returns {E}
    */
   attachAudio(element) {
-    this.audioElements.add(element);
-    if (this.outputDeviceId && typeof element.setSinkId === 'function') {
-      element.setSinkId(this.outputDeviceId).catch(() => {});
-    }
-    return element;
+    return this.devices.attachAudio(element);
   }
 
   /** @param {HTMLMediaElement} element */
   detachAudio(element) {
-    this.audioElements.delete(element);
+    this.devices.detachAudio(element);
   }
 
   /**
    * Sends remote audio to another output device (`setSinkId`; a `deviceId`
    * from `enumerateDevices()` of kind `audiooutput`, '' for the default) on
    * every attached element, now and later. Rejects with `not-supported`
-   * where the browser cannot choose (Firefox without the pref, Safari).
+   * where the browser cannot choose.
    * @param {string} deviceId
    */
-  async setOutputDevice(deviceId) {
-    if (typeof globalThis.HTMLMediaElement?.prototype.setSinkId !== 'function') {
-      throw new TincanError('not-supported', 'This browser cannot choose the audio output device.');
-    }
-    await Promise.all([...this.audioElements].map((element) => element.setSinkId(deviceId)));
-    this.outputDeviceId = deviceId;
-    this.#emit('output-device', { deviceId });
+  setOutputDevice(deviceId) {
+    return this.devices.setOutputDevice(deviceId);
+  }
+
+  /** The output device of attached elements ('' = default). */
+  get outputDeviceId() {
+    return this.devices.outputDeviceId;
   }
 
   /**
@@ -325,57 +321,8 @@ export class TincanClient extends EventTarget {
 
   /** @param {MediaStream | null} stream */
   #watchTrack(stream) {
-    for (const track of this.localStream?.getAudioTracks() ?? []) track.removeEventListener('ended', this.onTrackEnded);
+    this.devices.watch(this.localStream, stream);
     this.localStream = stream;
-    for (const track of stream?.getAudioTracks() ?? []) track.addEventListener('ended', this.onTrackEnded);
-  }
-
-  /**
-   * A microphone that ended (the browser fires `ended` when a device goes
-   * away; `stop()` fires nothing, so the monitor also looks once a second) or
-   * whose device left the device list is replaced.
-   */
-  async #checkMicrophone() {
-    const track = this.localStream?.getAudioTracks()[0];
-    if (!track || this.recovering || (this.state !== 'joined' && this.state !== 'reconnecting')) return;
-    if (track.readyState === 'ended') return this.#recoverMicrophone();
-    const deviceId = track.getSettings().deviceId;
-    if (!deviceId || deviceId === 'default' || !globalThis.navigator?.mediaDevices?.enumerateDevices) return;
-    const devices = await navigator.mediaDevices.enumerateDevices().catch(() => null);
-    if (devices && !devices.some((d) => d.kind === 'audioinput' && d.deviceId === deviceId)) this.#recoverMicrophone();
-  }
-
-  /** Opens the default microphone with the old track's processing and sends it. */
-  #recoverMicrophone() {
-    const old = this.localStream?.getAudioTracks()[0];
-    if (!old || this.recovering || (this.state !== 'joined' && this.state !== 'reconnecting')) return this.recovering;
-    this.recovering = (async () => {
-      const settings = old.getSettings();
-      this.#emit('microphone-ended', { deviceId: settings.deviceId ?? null, label: old.label });
-      /** @type {MediaTrackConstraints} */
-      const constraints = {};
-      for (const key of /** @type {const} */ (['echoCancellation', 'noiseSuppression', 'autoGainControl'])) {
-        if (typeof settings[key] === 'boolean') constraints[key] = settings[key];
-      }
-      try {
-        const stream = await navigator.mediaDevices.getUserMedia({ audio: constraints, video: false });
-        if (this.state !== 'joined' && this.state !== 'reconnecting') {
-          stream.getTracks().forEach((t) => t.stop());
-          return;
-        }
-        old.stop();
-        await this.#useStream(stream, 'recovered');
-      } catch (error) {
-        this.#emit('error', {
-          code: 'microphone-lost',
-          message: `No microphone to switch to: ${/** @type {Error} */ (error)?.message ?? error}`,
-          fatal: false,
-        });
-      }
-    })().finally(() => {
-      this.recovering = null;
-    });
-    return this.recovering;
   }
 
   /** @param {{reconnect?: boolean, failedBeforeOpen?: boolean}} ctx */
