@@ -93,6 +93,14 @@ export function defineMediaFleet(
                 `arn:${Aws.PARTITION}:autoscaling:${Aws.REGION}:${Aws.ACCOUNT_ID}:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
               ],
             }),
+            // The user data reports the node's start to the group's CreationPolicy.
+            new iam.PolicyStatement({
+              sid: 'ReadySignal',
+              actions: ['cloudformation:SignalResource'],
+              resources: [
+                `arn:${Aws.PARTITION}:cloudformation:${Aws.REGION}:${Aws.ACCOUNT_ID}:stack/${Aws.STACK_NAME}/*`,
+              ],
+            }),
             // PutMetricData has no resource-level permissions: AWS requires
             // Resource "*". The condition pins it to our namespace.
             new iam.PolicyStatement({
@@ -176,6 +184,14 @@ export function defineMediaFleet(
       },
     ],
   });
+
+  // The stack is complete only when MediaNodeMinSize nodes have each
+  // answered a STUN binding on their public address (the user data signals
+  // it); a node that cannot start signals FAILURE and says why on its
+  // console, and the stack rolls back.
+  group.cfnOptions.creationPolicy = {
+    resourceSignal: { count: params.mediaNodeMinSize.valueAsNumber, timeout: 'PT15M' },
+  };
 
   new autoscaling.CfnScalingPolicy(stack, 'MediaNodeScalingPolicy', {
     autoScalingGroupName: group.ref,

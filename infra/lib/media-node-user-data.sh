@@ -2,31 +2,166 @@
 # Installs tincan-media-node as a systemd service, publishes its
 # load to CloudWatch every minute, and drains it when Auto Scaling
 # terminates the instance (lifecycle hook tincan-drain).
-set -euo pipefail
+#
+# It fails loudly: a step that goes wrong says why on the console
+# (EC2 > Instance > Monitor > Get system log, or
+# `aws ec2 get-console-output --latest`), lines starting
+# "tincan-media-node setup:", and signals FAILURE to CloudFormation, which
+# rolls the stack back. SUCCESS is signalled only once the node answers a
+# STUN binding on its public address, over UDP and TCP.
+set -Eeuo pipefail
 REGION='${AWS::Region}'
+STACK_NAME='${AWS::StackName}'
 ASG_NAME='${AWS::StackName}-media-nodes'
-install -d -m 0755 /usr/local/lib/tincan
-install -d -m 0700 /etc/tincan
+ARTIFACT='s3://${MediaNodeArtifactBucket}/${MediaNodeArtifactKey}'
+TURN_PORT=3478
+LIB=/usr/local/lib/tincan
+BIN=/usr/local/bin/tincan-media-node
+IMDS=$LIB/imds
+INSTANCE_ID=unknown
+STUN_WAIT_SECS=120
 
-cat > /usr/local/lib/tincan/imds <<'IMDS'
+# --------------------------------------------------------------- steps
+say() {
+  echo "tincan-media-node setup: $*" >&2
+  { echo "tincan-media-node setup: $*" >/dev/console; } 2>/dev/null || true
+}
+
+# signal SUCCESS|FAILURE: the group's CreationPolicy counts these. After
+# the stack is created CloudFormation refuses them, which is harmless.
+signal() {
+  aws cloudformation signal-resource --region "$REGION" --stack-name "$STACK_NAME" \
+    --logical-resource-id MediaNodeGroup --unique-id "$INSTANCE_ID" --status "$1" >/dev/null 2>&1 || true
+}
+
+# fail REASON: say why, tell CloudFormation, stop.
+fail() {
+  trap - ERR
+  say "FAILED: $*"
+  signal FAILURE
+  exit 1
+}
+
+# on_error LINE COMMAND STATUS: any other failing step.
+on_error() {
+  fail "line $1: \"$2\" exited with status $3"
+}
+
+# fetch_binary: the node's binary from S3 to $BIN.
+fetch_binary() {
+  local out
+  out=$(aws s3 cp --no-progress --region "$REGION" "$ARTIFACT" "$BIN" 2>&1) \
+    || fail "cannot download $ARTIFACT (check MediaNodeArtifactBucket and MediaNodeArtifactKey): $out"
+  chmod 0755 "$BIN"
+}
+
+# check_binary FILE: a Linux executable for this machine that starts.
+check_binary() {
+  local file=$1 machine elf built
+  [ -s "$file" ] || fail "$ARTIFACT is empty"
+  [ "$(od -An -tx1 -N4 "$file" | tr -d ' \n')" = 7f454c46 ] \
+    || fail "$ARTIFACT is not a Linux executable (no ELF header): upload the tincan-media-node binary (docs/deploy.md, step 1)"
+  machine=$(uname -m)
+  elf=$(od -An -tu2 -j18 -N2 "$file" | tr -d ' \n')
+  case "$elf" in
+    183) built=aarch64 ;;
+    62) built=x86_64 ;;
+    *) built="ELF machine $elf" ;;
+  esac
+  if [ "$built" != "$machine" ]; then
+    fail "$ARTIFACT is built for $built but this instance is $machine: build it with" \
+      "cargo lambda build --release $([ "$machine" = aarch64 ] && echo --arm64 || echo --x86-64) -p tincan-media-node," \
+      "or choose a MediaNodeInstanceType and MediaNodeImageId of the binary's architecture"
+  fi
+  "$file" --version >/dev/null 2>&1 \
+    || fail "$ARTIFACT does not start on this instance: $("$file" --version 2>&1 | head -c 300 || true)"
+}
+
+# public_ipv4: sets PUBLIC_IP to the instance's public address, or says
+# why there is none.
+public_ipv4() {
+  PUBLIC_IP=$("$IMDS" meta-data/public-ipv4) && [[ "$PUBLIC_IP" =~ ^[0-9]+(\.[0-9]+){3}$ ]] \
+    || fail "this instance has no public IPv4 address, and browsers must reach a media node directly:" \
+      "SubnetIds must be public subnets (a route to an internet gateway), not private ones behind NAT"
+}
+
+# wait_for_stun IP: the node answers a STUN binding on IP:3478, UDP and TCP,
+# within STUN_WAIT_SECS. This goes out through the internet gateway and back,
+# so it proves the route, the security group and the listener.
+wait_for_stun() {
+  local ip=$1 transport out
+  for transport in udp tcp; do
+    out=$("$LIB/stun-probe" "$ip" "$TURN_PORT" "$transport" "$STUN_WAIT_SECS" 2>&1) || {
+      say "$(systemctl status --no-pager --lines=20 tincan-media-node.service 2>&1 || true)"
+      fail "no STUN answer on $ip:$TURN_PORT/$transport ($out): is the subnet public" \
+        "(a route to an internet gateway), does the security group allow it, did the node start?"
+    }
+    say "$out"
+  done
+}
+
+# ---------------------------------------------------------------- main
+main() {
+  install -d -m 0755 "$LIB"
+  install -d -m 0700 /etc/tincan
+
+  cat > "$IMDS" <<'IMDS'
 #!/bin/bash
 # imds PATH: one IMDSv2 read.
 token=$(curl -sf -X PUT http://169.254.169.254/latest/api/token -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')
 exec curl -sf -H "X-aws-ec2-metadata-token: $token" "http://169.254.169.254/latest/$1"
 IMDS
-chmod 0755 /usr/local/lib/tincan/imds
-IMDS=/usr/local/lib/tincan/imds
+  chmod 0755 "$IMDS"
+  INSTANCE_ID=$("$IMDS" meta-data/instance-id) || fail "the instance metadata service does not answer"
 
-id -u tincan >/dev/null 2>&1 || useradd --system --no-create-home --shell /sbin/nologin tincan
-aws s3 cp --region "$REGION" 's3://${MediaNodeArtifactBucket}/${MediaNodeArtifactKey}' /usr/local/bin/tincan-media-node
-chmod 0755 /usr/local/bin/tincan-media-node
+  # The drain watcher comes first: a node that fails below must not hold
+  # every termination of the group for the lifecycle hook's whole timeout.
+  cat > "$LIB/drain-watch" <<DRAIN
+#!/bin/bash
+# Waits for Auto Scaling to start terminating this instance, drains the
+# node (SIGTERM), then lets termination continue.
+set -uo pipefail
+while [ "\$($IMDS meta-data/autoscaling/target-lifecycle-state)" != Terminated ]; do
+  sleep 5
+done
+instance=\$($IMDS meta-data/instance-id)
+systemctl stop --no-block tincan-media-node.service
+while :; do
+  state=\$(systemctl show -p ActiveState --value tincan-media-node.service)
+  [ "\$state" = active ] || [ "\$state" = deactivating ] || break
+  aws autoscaling record-lifecycle-action-heartbeat --region '$REGION' \\
+    --auto-scaling-group-name '$ASG_NAME' --lifecycle-hook-name tincan-drain \\
+    --instance-id "\$instance" || true
+  sleep 60
+done
+aws autoscaling complete-lifecycle-action --region '$REGION' \\
+  --auto-scaling-group-name '$ASG_NAME' --lifecycle-hook-name tincan-drain \\
+  --instance-id "\$instance" --lifecycle-action-result CONTINUE
+DRAIN
+  chmod 0755 "$LIB/drain-watch"
+  cat > /etc/systemd/system/tincan-drain-watch.service <<'UNIT'
+[Unit]
+Description=Drain the Tincan media node before Auto Scaling terminates it
+After=tincan-media-node.service
+[Service]
+ExecStart=/usr/local/lib/tincan/drain-watch
+Restart=on-failure
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload
+  systemctl enable --now tincan-drain-watch.service
 
-PUBLIC_IP=$($IMDS meta-data/public-ipv4)
-PRIVATE_IP=$($IMDS meta-data/local-ipv4)
-INSTANCE_ID=$($IMDS meta-data/instance-id)
-TURN_SECRET=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id '${TurnSecret}' --query SecretString --output text)
-umask 077
-cat > /etc/tincan/media-node.env <<ENV
+  id -u tincan >/dev/null 2>&1 || useradd --system --no-create-home --shell /sbin/nologin tincan
+  fetch_binary
+  check_binary "$BIN"
+
+  public_ipv4
+  PRIVATE_IP=$("$IMDS" meta-data/local-ipv4)
+  TURN_SECRET=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id '${TurnSecret}' --query SecretString --output text) \
+    || fail "cannot read the TURN secret ${TurnSecret}"
+  umask 077
+  cat > /etc/tincan/media-node.env <<ENV
 TINCAN_TURN_ADDR=0.0.0.0:3478
 TINCAN_TURN_SECRET=$TURN_SECRET
 TINCAN_TURN_PUBLIC_IP=$PUBLIC_IP
@@ -44,13 +179,13 @@ TINCAN_NODE_ID=$INSTANCE_ID
 AWS_REGION=$REGION
 RUST_LOG=info
 ENV
-umask 022
+  umask 022
 
-# Bigger socket buffers for many UDP flows.
-printf 'net.core.rmem_max=4194304\nnet.core.wmem_max=4194304\n' > /etc/sysctl.d/90-tincan.conf
-sysctl --system >/dev/null
+  # Bigger socket buffers for many UDP flows.
+  printf 'net.core.rmem_max=4194304\nnet.core.wmem_max=4194304\n' > /etc/sysctl.d/90-tincan.conf
+  sysctl --system >/dev/null
 
-cat > /etc/systemd/system/tincan-media-node.service <<UNIT
+  cat > /etc/systemd/system/tincan-media-node.service <<UNIT
 [Unit]
 Description=Tincan media node (TURN relay)
 After=network-online.target
@@ -76,7 +211,7 @@ PrivateTmp=yes
 WantedBy=multi-user.target
 UNIT
 
-cat > /usr/local/lib/tincan/publish-load <<LOAD
+  cat > "$LIB/publish-load" <<LOAD
 #!/bin/bash
 # Live TURN allocations -> CloudWatch Tincan/MediaNode TurnAllocations,
 # the metric the group's target-tracking policy follows.
@@ -87,16 +222,16 @@ aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \
   --metric-name TurnAllocations --unit Count --value "\$value" \\
   --dimensions 'AutoScalingGroupName=$ASG_NAME'
 LOAD
-chmod 0755 /usr/local/lib/tincan/publish-load
+  chmod 0755 "$LIB/publish-load"
 
-cat > /etc/systemd/system/tincan-load.service <<'UNIT'
+  cat > /etc/systemd/system/tincan-load.service <<'UNIT'
 [Unit]
 Description=Publish the Tincan media node's load to CloudWatch
 [Service]
 Type=oneshot
 ExecStart=/usr/local/lib/tincan/publish-load
 UNIT
-cat > /etc/systemd/system/tincan-load.timer <<'UNIT'
+  cat > /etc/systemd/system/tincan-load.timer <<'UNIT'
 [Unit]
 Description=Publish the Tincan media node's load every minute
 [Timer]
@@ -106,39 +241,53 @@ OnUnitActiveSec=60
 WantedBy=timers.target
 UNIT
 
-cat > /usr/local/lib/tincan/drain-watch <<DRAIN
-#!/bin/bash
-# Waits for Auto Scaling to start terminating this instance, drains the
-# node (SIGTERM), then lets termination continue.
-set -uo pipefail
-while [ "\$($IMDS meta-data/autoscaling/target-lifecycle-state)" != Terminated ]; do
-  sleep 5
-done
-instance=\$($IMDS meta-data/instance-id)
-systemctl stop --no-block tincan-media-node.service
-while :; do
-  state=\$(systemctl show -p ActiveState --value tincan-media-node.service)
-  [ "\$state" = active ] || [ "\$state" = deactivating ] || break
-  aws autoscaling record-lifecycle-action-heartbeat --region '$REGION' \\
-    --auto-scaling-group-name '$ASG_NAME' --lifecycle-hook-name tincan-drain \\
-    --instance-id "\$instance" || true
-  sleep 60
-done
-aws autoscaling complete-lifecycle-action --region '$REGION' \\
-  --auto-scaling-group-name '$ASG_NAME' --lifecycle-hook-name tincan-drain \\
-  --instance-id "\$instance" --lifecycle-action-result CONTINUE
-DRAIN
-chmod 0755 /usr/local/lib/tincan/drain-watch
-cat > /etc/systemd/system/tincan-drain-watch.service <<'UNIT'
-[Unit]
-Description=Drain the Tincan media node before Auto Scaling terminates it
-After=tincan-media-node.service
-[Service]
-ExecStart=/usr/local/lib/tincan/drain-watch
-Restart=on-failure
-[Install]
-WantedBy=multi-user.target
-UNIT
+  cat > "$LIB/stun-probe" <<'PROBE'
+#!/usr/bin/python3
+"""stun-probe HOST PORT udp|tcp SECONDS: exits 0 as soon as HOST:PORT answers
+a STUN Binding request (RFC 5389), 1 if it has not within SECONDS."""
+import os
+import socket
+import struct
+import sys
+import time
 
-systemctl daemon-reload
-systemctl enable --now tincan-media-node.service tincan-load.timer tincan-drain-watch.service
+host, port, transport, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+deadline = time.monotonic() + limit
+last = "no answer"
+while time.monotonic() < deadline:
+    tid = os.urandom(12)
+    request = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + tid
+    try:
+        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.settimeout(2)
+            s.connect((host, port))
+            s.sendall(request)
+            data = b""
+            while len(data) < 20:
+                chunk = s.recv(2048)
+                if not chunk:
+                    break
+                data += chunk
+        if len(data) >= 20 and data[0:2] == b"\x01\x01" and data[8:20] == tid:
+            print("STUN binding answered on %s:%d/%s" % (host, port, transport))
+            sys.exit(0)
+        last = "an answer that is not a Binding success"
+    except OSError as err:
+        last = str(err) or type(err).__name__
+    time.sleep(1)
+print(last)
+sys.exit(1)
+PROBE
+  chmod 0755 "$LIB/stun-probe"
+
+  systemctl daemon-reload
+  systemctl enable --now tincan-media-node.service tincan-load.timer
+  wait_for_stun "$PUBLIC_IP"
+  say "ready: TURN on $PUBLIC_IP:$TURN_PORT"
+  signal SUCCESS
+}
+
+trap 'on_error "$LINENO" "$BASH_COMMAND" "$?"' ERR
+# Sourced with TINCAN_USER_DATA_NO_MAIN=1 by tests/infra/test_user_data.py.
+[ -n "${!TINCAN_USER_DATA_NO_MAIN:-}" ] || main

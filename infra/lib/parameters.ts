@@ -155,8 +155,9 @@ export function defineParameters(stack: Stack): TincanParameters {
     mediaNodeMinSize: p('MediaNodeMinSize', {
       type: 'Number',
       default: 1,
-      minValue: 0,
-      description: 'Fewest media nodes.',
+      minValue: 1,
+      description:
+        'Fewest media nodes - at least 1, since only a running node publishes the load the group scales on (docs/deploy.md).',
     }),
     mediaNodeMaxSize: p('MediaNodeMaxSize', {
       type: 'Number',

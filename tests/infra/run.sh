@@ -4,7 +4,10 @@
 #   - cfn-lint passes on template.yaml and on the synthesized template,
 #   - `sam validate --lint` passes, if the SAM CLI is installed,
 #   - tests/infra/test_templates.py: SAM/CDK parity, tables vs the store code,
-#     routes vs the router, env vars vs the Rust config code, IAM, secrets.
+#     routes vs the router, env vars vs the Rust config code, IAM, secrets,
+#   - tests/infra/test_user_data.py: the media nodes' user data fails loudly
+#     (wrong binary, private subnet, no STUN answer) and signals success only
+#     once a real tincan-media-node answers STUN (built if missing).
 # Needs cfn-lint (PyPI) and infra/node_modules (`npm ci`), both installed by
 # tests/setup.sh. Ends with `infra: N passed, M failed`; exits non-zero on any failure.
 set -uo pipefail
@@ -79,6 +82,24 @@ if [ -n "$line" ]; then
   failed=$((failed + f))
 else
   bad "tests/infra/test_templates.py did not finish"
+fi
+
+# 6. The media nodes' user data, step by step, with stubbed AWS commands and
+#    a real tincan-media-node on loopback for the STUN probe.
+NODE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/tincan-media-node"
+if [ ! -x "$NODE_BIN" ]; then
+  timeout 900 cargo build -q -p tincan-media-node || bad "cargo build -p tincan-media-node"
+fi
+out=$(timeout 180 python3 tests/infra/test_user_data.py "$NODE_BIN" 2>&1)
+echo "$out" | grep -v '^infra-user-data:'
+line=$(echo "$out" | grep '^infra-user-data:' || true)
+if [ -n "$line" ]; then
+  p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed/\1/')
+  f=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed/\2/')
+  passed=$((passed + p))
+  failed=$((failed + f))
+else
+  bad "tests/infra/test_user_data.py did not finish"
 fi
 
 [ "$skipped" -eq 0 ] || echo "infra: $skipped check(s) skipped"

@@ -144,7 +144,7 @@ def comparable(resource: dict) -> dict:
         tags = [t for t in props.pop("Tags", []) if t.get("Key") != "lambda:createdBy"]
         if tags:
             props["Tags"] = tags
-    policy = {k: resource[k] for k in ("DeletionPolicy", "UpdateReplacePolicy") if k in resource}
+    policy = {k: resource[k] for k in ("DeletionPolicy", "UpdateReplacePolicy", "CreationPolicy", "UpdatePolicy") if k in resource}
     return canon({"Type": resource["Type"], "Properties": props, **policy})
 
 
@@ -648,6 +648,44 @@ def test_media_fleet():
     metric = re.search(r'"tincan_turn_allocations" \{ print', user_data(SAM))
     if not metric or '"tincan_turn_allocations"' not in (REPO / "media-node/src/metrics.rs").read_text():
         fail("the published gauge tincan_turn_allocations is not in media-node/src/metrics.rs")
+
+
+def iso_seconds(duration: str) -> int:
+    m = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", duration)
+    if not m:
+        fail(f"{duration!r} is not an ISO 8601 duration")
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+def test_media_nodes_fail_loudly():
+    """The group is created only once MediaNodeMinSize nodes signal that
+    they answer STUN on their public address; the nodes may send that signal
+    and nothing more; a group of zero could never scale out, so it is refused."""
+    script = user_data(SAM)
+    stun_wait = int(re.search(r"^STUN_WAIT_SECS=(\d+)$", script, re.M).group(1))
+    for name, t in templates():
+        group = t["Resources"]["MediaNodeGroup"]
+        signal = group.get("CreationPolicy", {}).get("ResourceSignal")
+        if not signal:
+            fail(f"{name}: MediaNodeGroup has no CreationPolicy ResourceSignal")
+        if canon(signal.get("Count")) != "${MediaNodeMinSize}":
+            fail(f"{name}: the group waits for {signal.get('Count')} signals, not MediaNodeMinSize")
+        timeout = iso_seconds(signal["Timeout"])
+        # Boot, package fetch and download, then the two STUN waits.
+        if not 2 * stun_wait + 180 <= timeout <= 3600:
+            fail(f"{name}: signal timeout {timeout}s does not fit the user data's waits ({stun_wait}s per transport)")
+        if int(t["Parameters"]["MediaNodeMinSize"].get("MinValue", 0)) < 1:
+            fail(f"{name}: MediaNodeMinSize may be 0, and a group of 0 never publishes the load it scales on")
+        grants = [st for lid, st in statements(t) if lid == "MediaNodeRole" and "cloudformation:SignalResource" in st["Action"]]
+        if [st["Resource"] for st in grants] != [["arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*"]]:
+            fail(f"{name}: the nodes may not signal this stack, or may signal more: {grants}")
+        if any(set(st["Action"]) != {"cloudformation:SignalResource"} for st in grants):
+            fail(f"{name}: the ReadySignal statement grants more than SignalResource")
+    for needle in ("--logical-resource-id MediaNodeGroup", "signal SUCCESS", "signal FAILURE",
+                   "wait_for_stun \"$PUBLIC_IP\"", "check_binary \"$BIN\"", "trap 'on_error"):
+        if needle not in script:
+            fail(f"user data lacks {needle!r}")
 
 
 # ------------------------------------------------------------------ runner
