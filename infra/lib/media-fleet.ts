@@ -121,7 +121,7 @@ export function defineMediaFleet(
   });
 
   // One script for both templates: template.yaml inlines the same text
-  // (tests/infra/test_parity.py compares them).
+  // (tests/infra/test_templates.py compares them).
   const userData = readFileSync(path.join(__dirname, 'media-node-user-data.sh'), 'utf8');
   const launchTemplate = new ec2.CfnLaunchTemplate(stack, 'MediaNodeLaunchTemplate', {
     launchTemplateData: {

@@ -1,6 +1,6 @@
 // Tincan's AWS stack, the CDK twin of ../template.yaml: the same resources
 // under the same logical IDs, the same parameters, environment and IAM
-// (tests/infra/test_parity.py holds the two together).
+// (tests/infra/test_templates.py holds the two together).
 
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';

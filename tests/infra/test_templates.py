@@ -688,6 +688,21 @@ def test_media_nodes_fail_loudly():
             fail(f"user data lacks {needle!r}")
 
 
+def test_files_named_in_comments_and_docs_exist():
+    """A comment or doc that sends the reader to a file names one that exists."""
+    sources = ["template.yaml", "README.md", *[str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")]]
+    for folder in ("infra/lib", "infra/bin", "tests/infra"):
+        sources += [str(p.relative_to(REPO)) for p in sorted((REPO / folder).iterdir()) if p.is_file()]
+    path = re.compile(r"\b((?:tests|infra|docs|crates|functions|media-node)/[\w./-]+\.(?:py|sh|rs|ts|md))\b")
+    missing = []
+    for rel in sources:
+        for named in set(path.findall((REPO / rel).read_text())):
+            if not (REPO / named).exists():
+                missing.append(f"{rel} names {named}")
+    if missing:
+        fail("; ".join(sorted(missing)))
+
+
 # ------------------------------------------------------------------ runner
 
 
