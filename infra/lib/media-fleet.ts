@@ -11,6 +11,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { IConstruct } from 'constructs';
 
@@ -41,6 +42,7 @@ export function defineMediaFleet(
   params: TincanParameters,
   turnSecret: secretsmanager.Secret,
   mediaNodes: dynamodb.Table,
+  nodeLogs: logs.LogGroup,
 ): MediaFleet {
   const groupName = `${Aws.STACK_NAME}-media-nodes`;
 
@@ -100,6 +102,24 @@ export function defineMediaFleet(
               resources: [
                 `arn:${Aws.PARTITION}:cloudformation:${Aws.REGION}:${Aws.ACCOUNT_ID}:stack/${Aws.STACK_NAME}/*`,
               ],
+            }),
+            new iam.PolicyStatement({
+              sid: 'NodeLogs',
+              actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+              resources: [nodeLogs.logGroupArn],
+            }),
+            // Session Manager (`aws ssm start-session`): the agent's
+            // channels have no resource-level permissions in AWS.
+            new iam.PolicyStatement({
+              sid: 'SessionManager',
+              actions: [
+                'ssm:UpdateInstanceInformation',
+                'ssmmessages:CreateControlChannel',
+                'ssmmessages:CreateDataChannel',
+                'ssmmessages:OpenControlChannel',
+                'ssmmessages:OpenDataChannel',
+              ],
+              resources: ['*'],
             }),
             // PutMetricData has no resource-level permissions: AWS requires
             // Resource "*". The condition pins it to our namespace.
@@ -175,6 +195,13 @@ export function defineMediaFleet(
     targetGroupArns: [targetGroup.ref],
     healthCheckType: 'ELB',
     healthCheckGracePeriod: 120,
+    // For the alarms: in service against the group's bounds.
+    metricsCollection: [
+      {
+        granularity: '1Minute',
+        metrics: ['GroupInServiceInstances', 'GroupDesiredCapacity', 'GroupMinSize', 'GroupMaxSize'],
+      },
+    ],
     lifecycleHookSpecificationList: [
       {
         lifecycleHookName: DRAIN_HOOK,

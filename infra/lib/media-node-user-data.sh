@@ -1,14 +1,18 @@
 #!/bin/bash
-# Installs tincan-media-node as a systemd service, publishes its
-# load to CloudWatch every minute, and drains it when Auto Scaling
-# terminates the instance (lifecycle hook tincan-drain).
+# Installs tincan-media-node as a systemd service, ships its log and this
+# script's output to CloudWatch Logs, publishes its load to CloudWatch every
+# minute, and drains it when Auto Scaling terminates the instance
+# (lifecycle hook tincan-drain). Session Manager works out of the box (the
+# SSM agent is part of Amazon Linux 2023; the role allows it).
 #
 # It fails loudly: a step that goes wrong says why on the console
 # (EC2 > Instance > Monitor > Get system log, or
 # `aws ec2 get-console-output --latest`), lines starting
 # "tincan-media-node setup:", and signals FAILURE to CloudFormation, which
 # rolls the stack back. SUCCESS is signalled only once the node answers a
-# STUN binding on its public address, over UDP and TCP.
+# STUN binding on its public address, over UDP and TCP. The same lines reach
+# the log group /tincan/<stack>/media-node (stream <instance>/boot) when the
+# log agent could start.
 set -Eeuo pipefail
 REGION='${AWS::Region}'
 STACK_NAME='${AWS::StackName}'
@@ -18,6 +22,9 @@ TURN_PORT=3478
 LIB=/usr/local/lib/tincan
 BIN=/usr/local/bin/tincan-media-node
 IMDS=$LIB/imds
+STATE=/var/lib/tincan
+LOG_DIR=/var/log/tincan
+FAIL_FLUSH_SECS=15
 INSTANCE_ID=unknown
 STUN_WAIT_SECS=120
 
@@ -34,11 +41,13 @@ signal() {
     --logical-resource-id MediaNodeGroup --unique-id "$INSTANCE_ID" --status "$1" >/dev/null 2>&1 || true
 }
 
-# fail REASON: say why, tell CloudFormation, stop.
+# fail REASON: say why, tell CloudFormation, give the log agent time to
+# ship the reason, stop.
 fail() {
   trap - ERR
   say "FAILED: $*"
   signal FAILURE
+  sleep "$FAIL_FLUSH_SECS"
   exit 1
 }
 
@@ -75,6 +84,74 @@ check_binary() {
   fi
   "$file" --version >/dev/null 2>&1 \
     || fail "$ARTIFACT does not start on this instance: $("$file" --version 2>&1 | head -c 300 || true)"
+}
+
+# start_log_shipping: the CloudWatch agent sends the node's log and this
+# script's output to the stack's log group. Without it the node still
+# works, so a failure here is only reported.
+start_log_shipping() {
+  local out
+  install -d -m 0755 "$LOG_DIR"
+  cat > /etc/tincan/cloudwatch-agent.json <<'AGENT'
+{
+  "logs": {
+    "logs_collected": {
+      "files": {
+        "collect_list": [
+          { "file_path": "/var/log/tincan/media-node.log", "log_group_name": "${MediaNodeLogGroup}",
+            "log_stream_name": "{instance_id}/media-node" },
+          { "file_path": "/var/log/cloud-init-output.log", "log_group_name": "${MediaNodeLogGroup}",
+            "log_stream_name": "{instance_id}/boot" }
+        ]
+      }
+    }
+  }
+}
+AGENT
+  cat > /etc/logrotate.d/tincan <<'ROTATE'
+/var/log/tincan/*.log {
+  daily
+  maxsize 100M
+  rotate 3
+  copytruncate
+  compress
+  missingok
+}
+ROTATE
+  if out=$(dnf install -y -q amazon-cloudwatch-agent 2>&1 \
+    && /opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl -a fetch-config -m ec2 -s \
+      -c file:/etc/tincan/cloudwatch-agent.json 2>&1); then
+    say "shipping logs to ${MediaNodeLogGroup}"
+  else
+    say "WARNING: logs stay on this instance (/var/log/tincan), the CloudWatch agent did not start: $(echo "$out" | tail -3)"
+  fi
+}
+
+# install_load_publisher: $LIB/publish-load, run every minute.
+install_load_publisher() {
+  install -d -m 0755 "$STATE"
+  cat > "$LIB/publish-load" <<LOAD
+#!/bin/bash
+# Live TURN allocations -> CloudWatch Tincan/MediaNode TurnAllocations, the
+# metric the group's target-tracking policy follows; TURN authentication
+# failures since the last run -> TurnAuthFailures, which an alarm watches.
+set -euo pipefail
+metrics=\$(curl -sf http://127.0.0.1:9100/metrics)
+value=\$(echo "\$metrics" | awk '\$1 == "tincan_turn_allocations" { print \$2 }')
+[ -n "\$value" ] || exit 0
+failures=\$(echo "\$metrics" | awk '\$1 ~ /^tincan_turn_auth_failures_total/ { n += \$2 } END { printf "%d", n }')
+last=\$(cat '$STATE/auth-failures' 2>/dev/null || echo 0)
+echo "\$failures" > '$STATE/auth-failures'
+# The counter restarts with the node.
+delta=\$(( failures >= last ? failures - last : failures ))
+aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \\
+  --metric-name TurnAllocations --unit Count --value "\$value" \\
+  --dimensions 'AutoScalingGroupName=$ASG_NAME'
+aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \\
+  --metric-name TurnAuthFailures --unit Count --value "\$delta" \\
+  --dimensions 'AutoScalingGroupName=$ASG_NAME'
+LOAD
+  chmod 0755 "$LIB/publish-load"
 }
 
 # public_ipv4: sets PUBLIC_IP to the instance's public address, or says
@@ -151,6 +228,7 @@ WantedBy=multi-user.target
 UNIT
   systemctl daemon-reload
   systemctl enable --now tincan-drain-watch.service
+  start_log_shipping
 
   id -u tincan >/dev/null 2>&1 || useradd --system --no-create-home --shell /sbin/nologin tincan
   fetch_binary
@@ -196,6 +274,8 @@ User=tincan
 Group=tincan
 EnvironmentFile=/etc/tincan/media-node.env
 ExecStart=/usr/local/bin/tincan-media-node
+StandardOutput=append:/var/log/tincan/media-node.log
+StandardError=append:/var/log/tincan/media-node.log
 # SIGTERM drains: no new allocations, running calls get the grace period.
 KillSignal=SIGTERM
 TimeoutStopSec=$(( ${DrainGraceSeconds} + 60 ))
@@ -211,18 +291,7 @@ PrivateTmp=yes
 WantedBy=multi-user.target
 UNIT
 
-  cat > "$LIB/publish-load" <<LOAD
-#!/bin/bash
-# Live TURN allocations -> CloudWatch Tincan/MediaNode TurnAllocations,
-# the metric the group's target-tracking policy follows.
-set -euo pipefail
-value=\$(curl -sf http://127.0.0.1:9100/metrics | awk '\$1 == "tincan_turn_allocations" { print \$2 }')
-[ -n "\$value" ] || exit 0
-aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \\
-  --metric-name TurnAllocations --unit Count --value "\$value" \\
-  --dimensions 'AutoScalingGroupName=$ASG_NAME'
-LOAD
-  chmod 0755 "$LIB/publish-load"
+  install_load_publisher
 
   cat > /etc/systemd/system/tincan-load.service <<'UNIT'
 [Unit]

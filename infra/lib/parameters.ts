@@ -35,6 +35,8 @@ export interface TincanParameters {
   relayPortMin: CfnParameter;
   relayPortMax: CfnParameter;
   drainGraceSeconds: CfnParameter;
+  alarmEmail: CfnParameter;
+  apiGatewayLogRole: CfnParameter;
 }
 
 export function defineParameters(stack: Stack): TincanParameters {
@@ -192,6 +194,20 @@ export function defineParameters(stack: Stack): TincanParameters {
       maxValue: 7200,
       description:
         'How long a terminating media node lets its calls finish before closing them.',
+    }),
+    alarmEmail: p('AlarmEmail', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^$|^[^@\\s]+@[^@\\s]+$',
+      description:
+        'Email address the alarms notify (confirm the subscription mail AWS sends). Empty - the alarms notify the AlarmTopic SNS topic only.',
+    }),
+    apiGatewayLogRole: p('ApiGatewayLogRole', {
+      type: 'String',
+      default: 'create',
+      allowedValues: ['create', 'existing'],
+      description:
+        "create - the stack sets this account and region's API Gateway CloudWatch Logs role, which WebSocket access logs need; existing - one is set already (docs/deploy.md).",
     }),
   };
 }

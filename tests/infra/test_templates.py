@@ -69,9 +69,15 @@ NOT_IN_LAMBDA = {
     "crates/accounts/src/secantus.rs": "starts SecantusDB for tests (feature test-support)",
     "crates/store/src/testing.rs": "starts moto for tests (feature testing)",
 }
-# Actions AWS only accepts with Resource "*", each with the condition that narrows it.
+# Actions AWS only accepts with Resource "*": why, and whether a condition
+# must narrow them (True) or AWS offers none that fits (False).
 WILDCARD_RESOURCE_ACTIONS = {
-    "cloudwatch:PutMetricData": "no resource-level permissions; narrowed by the cloudwatch:namespace condition",
+    "cloudwatch:PutMetricData": ("no resource-level permissions; narrowed by the cloudwatch:namespace condition", True),
+    "ssm:UpdateInstanceInformation": ("Session Manager: the agent registers the instance it runs on", False),
+    "ssmmessages:CreateControlChannel": ("Session Manager channels have no resource-level permissions", False),
+    "ssmmessages:CreateDataChannel": ("Session Manager channels have no resource-level permissions", False),
+    "ssmmessages:OpenControlChannel": ("Session Manager channels have no resource-level permissions", False),
+    "ssmmessages:OpenDataChannel": ("Session Manager channels have no resource-level permissions", False),
 }
 
 
@@ -496,7 +502,9 @@ def test_iam_names_our_resources():
                     fail(f"{name} {lid}: wildcard action {action}")
             for resource in st["Resource"]:
                 if resource == "*":
-                    if not (set(st["Action"]) <= set(WILDCARD_RESOURCE_ACTIONS) and st.get("Condition")):
+                    actions = set(st["Action"])
+                    needs_condition = any(WILDCARD_RESOURCE_ACTIONS.get(a, ("", True))[1] for a in actions)
+                    if not actions <= set(WILDCARD_RESOURCE_ACTIONS) or (needs_condition and not st.get("Condition")):
                         fail(f"{name} {lid}: Resource * for {st['Action']} without need or condition")
                     continue
                 refs = set(re.findall(r"\$\{([A-Za-z0-9]+)[.}]", resource)) - {"AWS"}
@@ -684,6 +692,164 @@ def test_media_nodes_fail_loudly():
             fail(f"{name}: the ReadySignal statement grants more than SignalResource")
     for needle in ("--logical-resource-id MediaNodeGroup", "signal SUCCESS", "signal FAILURE",
                    "wait_for_stun \"$PUBLIC_IP\"", "check_binary \"$BIN\"", "trap 'on_error"):
+        if needle not in script:
+            fail(f"user data lacks {needle!r}")
+
+
+def alarms(t: dict) -> dict:
+    return resources(t, "AWS::CloudWatch::Alarm")
+
+
+def alarm_metrics(alarm: dict) -> list[tuple[str, str, tuple]]:
+    """(namespace, metric, dimension names and values) of every metric an alarm reads."""
+    out = []
+    for m in alarm["Properties"]["Metrics"]:
+        if "MetricStat" in m:
+            metric = m["MetricStat"]["Metric"]
+            dims = tuple(sorted((d["Name"], canon(d["Value"])) for d in metric.get("Dimensions", [])))
+            out.append((metric["Namespace"], metric["MetricName"], dims))
+    return out
+
+
+def test_alarms_watch_the_stack():
+    """Lambda errors and throttles of every function, API Gateway 5xx and
+    integration errors of both APIs, DynamoDB throttles of both tables, no
+    healthy media node, the group below its minimum, allocations near
+    capacity, a spike of TURN auth failures; all notify the alarm topic,
+    which mails AlarmEmail only when one is given."""
+    fns = {f"${{{lid}}}" for lid in functions(SAM)}
+    for name, t in templates():
+        read = set()
+        for lid, alarm in alarms(t).items():
+            props = alarm["Properties"]
+            for key in ("AlarmActions", "OKActions"):
+                if canon(props.get(key)) != ["${AlarmTopic}"]:
+                    fail(f"{name} {lid}: {key} is {props.get(key)}, not the alarm topic")
+            ids = {m["Id"] for m in props["Metrics"]}
+            returned = [m for m in props["Metrics"] if m.get("ReturnData")]
+            if len(returned) != 1 or "Expression" not in returned[0]:
+                fail(f"{name} {lid}: one expression must return the alarm's data")
+            expression = canon(returned[0]["Expression"])
+            used = set(re.findall(r"\b([a-z][A-Za-z0-9_]*)\b", re.sub(r"\$\{[^}]+\}", "", expression)))
+            used -= {"and", "or"}
+            functions_in = {w for w in used if w.upper() in ("SUM", "FILL", "IF", "AND", "OR")}
+            missing = used - functions_in - ids
+            if missing:
+                fail(f"{name} {lid}: the expression {expression!r} names unknown metrics {sorted(missing)}")
+            for ns, metric, dims in alarm_metrics(alarm):
+                read.add((ns, metric, dims))
+        def reads(ns, metric, **dims):
+            want = tuple(sorted(dims.items()))
+            return (ns, metric, want) in read
+        for fn in fns:
+            for metric in ("Errors", "Throttles"):
+                if not reads("AWS/Lambda", metric, FunctionName=fn):
+                    fail(f"{name}: no alarm reads AWS/Lambda {metric} of {fn}")
+        checks = [
+            ("AWS/ApiGateway", "5xx", {"ApiId": "${HttpApi}", "Stage": "$default"}),
+            ("AWS/ApiGateway", "IntegrationError", {"ApiId": "${WebSocketApi}", "Stage": "${StageName}"}),
+            ("AWS/ApiGateway", "ExecutionError", {"ApiId": "${WebSocketApi}", "Stage": "${StageName}"}),
+            ("AWS/NetworkELB", "HealthyHostCount", {"LoadBalancer": "${TurnLoadBalancer.LoadBalancerFullName}",
+                                                     "TargetGroup": "${TurnTargetGroup.TargetGroupFullName}"}),
+            ("AWS/AutoScaling", "GroupInServiceInstances", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("AWS/AutoScaling", "GroupMinSize", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "TurnAllocations", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "TurnAuthFailures", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+        ]
+        for table in ("${ConnectionsTable}", "${MediaNodesTable}"):
+            for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+                checks.append(("AWS/DynamoDB", metric, {"TableName": table}))
+        for ns, metric, dims in checks:
+            if not reads(ns, metric, **dims):
+                fail(f"{name}: no alarm reads {ns} {metric} {dims}")
+        # The group publishes the metrics its alarms read.
+        collected = set()
+        for c in t["Resources"]["MediaNodeGroup"]["Properties"].get("MetricsCollection", []):
+            collected |= set(c["Metrics"])
+        wanted = {m for ns, m, _ in read if ns == "AWS/AutoScaling"}
+        if not wanted <= collected:
+            fail(f"{name}: alarms read group metrics {sorted(wanted - collected)} the group does not collect")
+        sub = resources(t, "AWS::SNS::Subscription")
+        if list(sub) != ["AlarmEmailSubscription"] or sub["AlarmEmailSubscription"].get("Condition") != "HasAlarmEmail" \
+                or canon(sub["AlarmEmailSubscription"]["Properties"]["Endpoint"]) != "${AlarmEmail}":
+            fail(f"{name}: the alarm mail must go to AlarmEmail, only when it is given")
+        if "Default" not in t["Parameters"]["AlarmEmail"] or t["Parameters"]["AlarmEmail"]["Default"] != "":
+            fail(f"{name}: AlarmEmail must be optional (default empty)")
+    # What the alarms read from our own namespaces is what we publish.
+    script = user_data(SAM)
+    for ns, metric, _ in {m for a in alarms(SAM).values() for m in alarm_metrics(a)}:
+        if ns == "Tincan/MediaNode" and f"--metric-name {metric}" not in script:
+            fail(f"the alarms read {ns} {metric}, which the nodes do not publish")
+
+
+def signaling_metrics_in_code() -> tuple[str, set[str]]:
+    code = (REPO / "functions/src/metrics.rs").read_text()
+    namespace = re.search(r'pub const NAMESPACE: &str = "([^"]+)"', code).group(1)
+    names = set(re.findall(r"^//! \| `(\w+)` \|", code, re.M))
+    counted = set(re.findall(r'count\("(\w+)"\)', code + (REPO / "functions/src/handlers.rs").read_text())) | {"Errors"}
+    if names != counted:
+        fail(f"functions/src/metrics.rs documents {sorted(names)} but counts {sorted(counted)}")
+    return namespace, names
+
+
+def dashboard_body(t: dict) -> tuple[str, dict]:
+    body = t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body = body if isinstance(body, str) else body[0]
+    rendered = re.sub(r"\$\{[^}]+\}", "1", body)
+    try:
+        return body, json.loads(rendered)
+    except json.JSONDecodeError as err:
+        fail(f"the dashboard body is not JSON once substituted: {err}")
+
+
+def test_dashboard_shows_what_we_publish():
+    namespace, names = signaling_metrics_in_code()
+    ours = set(SAM["Resources"]) | set(SAM["Parameters"])
+    for name, t in templates():
+        body, parsed = dashboard_body(t)
+        for ref in set(re.findall(r"\$\{([^}]+)\}", body)):
+            if not ref.startswith("AWS::") and ref.split(".")[0] not in ours:
+                fail(f"{name}: the dashboard names ${{{ref}}}, which is not in the stack")
+        widgets = parsed["widgets"]
+        shown = {row[1] for w in widgets for row in w["properties"].get("metrics", [])
+                 if isinstance(row[0], str) and row[0] == namespace}
+        searched = " ".join(str(row) for w in widgets for row in w["properties"].get("metrics", []))
+        for metric in names - shown:
+            if f"MetricName=\"{metric}\"" not in searched:
+                fail(f"{name}: the dashboard does not show {namespace} {metric}")
+        alarm_widget = [w for w in widgets if w["type"] == "alarm"]
+        listed = set(re.findall(r"\$\{(\w+)\.Arn\}", body))
+        if not alarm_widget or listed != set(alarms(t)):
+            fail(f"{name}: the alarm widget lists {sorted(listed)}, the stack has {sorted(alarms(t))}")
+
+
+def test_access_logs_and_node_logs():
+    for name, t in templates():
+        for stage, group in (("WebSocketStage", "WebSocketAccessLogGroup"), ("HttpApiStage", "HttpApiAccessLogGroup")):
+            settings = t["Resources"][stage]["Properties"].get("AccessLogSettings")
+            if not settings or canon(settings["DestinationArn"]) != "${%s.Arn}" % group:
+                fail(f"{name} {stage}: no access log to {group}")
+            fmt = settings["Format"]
+            json.loads(re.sub(r"\$context\.[\w.]+", "x", fmt))
+            for leak in ("querystring", "path", "$input", "authorizer", "identity.user"):
+                if leak in fmt.lower():
+                    fail(f"{name} {stage}: access log format writes {leak} (the WebSocket token is in the query string)")
+        role = t["Resources"].get("ApiGatewayLogsRole", {})
+        account = t["Resources"].get("ApiGatewayAccount", {})
+        if role.get("Condition") != "CreateApiGatewayLogRole" or account.get("Condition") != "CreateApiGatewayLogRole":
+            fail(f"{name}: the account-wide API Gateway log role must be optional (ApiGatewayLogRole)")
+        meta = t["Resources"]["WebSocketStage"].get("Metadata", {}).get("LogRoleReady")
+        if canon(meta) != canon({"Fn::If": ["CreateApiGatewayLogRole", {"Ref": "ApiGatewayAccount"}, ""]}):
+            fail(f"{name}: the WebSocket stage does not wait for the log role it needs ({meta})")
+        node = [st for lid, st in statements(t) if lid == "MediaNodeRole" and st.get("Sid") == "NodeLogs"]
+        if not node or node[0]["Resource"] != ["${MediaNodeLogGroup.Arn}"]:
+            fail(f"{name}: the nodes may not write their log group")
+        ssm = {a for lid, st in statements(t) if lid == "MediaNodeRole" for a in st["Action"] if a.startswith("ssm")}
+        if not {"ssm:UpdateInstanceInformation", "ssmmessages:CreateDataChannel", "ssmmessages:OpenDataChannel"} <= ssm:
+            fail(f"{name}: the nodes cannot be reached by Session Manager ({sorted(ssm)})")
+    script = user_data(SAM)
+    for needle in ('"log_group_name": "${MediaNodeLogGroup}"', "/var/log/cloud-init-output.log",
+                   "StandardOutput=append:/var/log/tincan/media-node.log"):
         if needle not in script:
             fail(f"user data lacks {needle!r}")
 

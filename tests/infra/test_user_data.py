@@ -40,6 +40,7 @@ SUBSTITUTIONS = {
     "MediaNodeArtifactKey": "tincan-media-node",
     "TurnSecret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:TurnSecret-abc",
     "MediaNodesTable": "tincan-test-MediaNodesTable",
+    "MediaNodeLogGroup": "/tincan/tincan-test/media-node",
     "RelayPortMin": "49152",
     "RelayPortMax": "65535",
     "DrainGraceSeconds": "600",
@@ -101,7 +102,8 @@ class Sandbox:
         then runs `snippet`."""
         prelude = (
             f"source {self.script}\n"
-            f"IMDS={self.imds}\nLIB={self.lib}\nINSTANCE_ID=i-0123456789abcdef0\n"
+            f"IMDS={self.imds}\nLIB={self.lib}\nSTATE={self.dir / 'state'}\n"
+            "INSTANCE_ID=i-0123456789abcdef0\nFAIL_FLUSH_SECS=0\n"
         )
         env = dict(os.environ, PATH=f"{self.bin}:{os.environ['PATH']}", TINCAN_USER_DATA_NO_MAIN="1")
         return subprocess.run(
@@ -298,6 +300,39 @@ def test_no_stun_answer_fails_and_says_what_to_check(box):
     expect_failure(done, box, f"no STUN answer on 127.0.0.1:{port}/udp", "internet gateway", "security group")
     if time.monotonic() - start > 30:
         fail("the probe did not respect its time limit")
+
+
+@with_box()
+def test_load_publisher_sends_allocations_and_new_auth_failures(box):
+    done = box.run("install_load_publisher")
+    if done.returncode != 0:
+        fail(f"install_load_publisher: {done.stderr}")
+    script = box.lib / "publish-load"
+    metrics = box.dir / "metrics.txt"
+    (box.bin / "curl").write_text(f"#!/bin/bash\ncat {metrics}\n")
+    (box.bin / "curl").chmod(0o755)
+    env = dict(os.environ, PATH=f"{box.bin}:{os.environ['PATH']}")
+    sent = []
+    for allocations, expired, bad in ((7, 1, 2), (9, 4, 6), (2, 0, 1)):
+        metrics.write_text(
+            "# TYPE tincan_turn_allocations gauge\n"
+            f"tincan_turn_allocations {allocations}\n"
+            f'tincan_turn_auth_failures_total{{reason="expired"}} {expired}\n'
+            f'tincan_turn_auth_failures_total{{reason="bad-password"}} {bad}\n'
+            "tincan_turn_allocations_total 99\n"
+        )
+        box.calls.write_text("")
+        done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30, env=env)
+        if done.returncode != 0:
+            fail(f"publish-load: {done.stderr}")
+        calls = box.calls.read_text()
+        got = dict(re.findall(r"--metric-name (\w+) --unit Count --value (\d+)", calls))
+        if "--dimensions AutoScalingGroupName=tincan-test-media-nodes" not in calls or "--namespace Tincan/MediaNode" not in calls:
+            fail(f"published to the wrong place: {calls}")
+        sent.append((int(got["TurnAllocations"]), int(got["TurnAuthFailures"])))
+    # 3 failures at first; 10 - 3 = 7 more; then the node restarted (1 < 10).
+    if sent != [(7, 3), (9, 7), (2, 1)]:
+        fail(f"published {sent}")
 
 
 def test_drain_watch_starts_before_anything_can_fail():
