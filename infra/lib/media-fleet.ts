@@ -90,6 +90,7 @@ export function defineMediaFleet(
               actions: [
                 'autoscaling:CompleteLifecycleAction',
                 'autoscaling:RecordLifecycleActionHeartbeat',
+                'autoscaling:SetInstanceProtection',
               ],
               resources: [
                 `arn:${Aws.PARTITION}:autoscaling:${Aws.REGION}:${Aws.ACCOUNT_ID}:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
@@ -174,7 +175,13 @@ export function defineMediaFleet(
     healthCheckIntervalSeconds: 10,
     healthyThresholdCount: 2,
     unhealthyThresholdCount: 2,
-    targetGroupAttributes: [{ key: 'deregistration_delay.timeout_seconds', value: '30' }],
+    // A draining node's flows through the load balancer go on until the
+    // node closes them (TCP_UDP would otherwise cut them when
+    // deregistration ends).
+    targetGroupAttributes: [
+      { key: 'deregistration_delay.timeout_seconds', value: '30' },
+      { key: 'deregistration_delay.connection_termination.enabled', value: 'false' },
+    ],
   });
   new elbv2.CfnListener(stack, 'TurnListener', {
     loadBalancerArn: turnLoadBalancer.ref,
@@ -195,6 +202,9 @@ export function defineMediaFleet(
     targetGroupArns: [targetGroup.ref],
     healthCheckType: 'ELB',
     healthCheckGracePeriod: 120,
+    // Replacements (instance refresh, health) launch the new node before
+    // the old one starts draining.
+    instanceMaintenancePolicy: { minHealthyPercentage: 100, maxHealthyPercentage: 200 },
     // For the alarms: in service against the group's bounds.
     metricsCollection: [
       {

@@ -127,7 +127,9 @@ ROTATE
   fi
 }
 
-# install_load_publisher: $LIB/publish-load, run every minute.
+# install_load_publisher: $LIB/publish-load, run every minute. It also
+# keeps the node protected from scale-in while it carries allocations, so
+# scale-in only ever picks an idle node and never cuts a call.
 install_load_publisher() {
   install -d -m 0755 "$STATE"
   cat > "$LIB/publish-load" <<LOAD
@@ -150,6 +152,14 @@ aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \
 aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \\
   --metric-name TurnAuthFailures --unit Count --value "\$delta" \\
   --dimensions 'AutoScalingGroupName=$ASG_NAME'
+# Scale-in protection follows whether the node carries calls.
+want=\$(awk -v n="\$value" 'BEGIN { print (n > 0) ? "protected" : "idle" }')
+if [ "\$want" != "\$(cat '$STATE/protection' 2>/dev/null || true)" ]; then
+  flag=\$([ "\$want" = protected ] && echo --protected-from-scale-in || echo --no-protected-from-scale-in)
+  aws autoscaling set-instance-protection --region '$REGION' --auto-scaling-group-name '$ASG_NAME' \\
+    --instance-ids "\$($IMDS meta-data/instance-id)" "\$flag"
+  echo "\$want" > '$STATE/protection'
+fi
 LOAD
   chmod 0755 "$LIB/publish-load"
 }

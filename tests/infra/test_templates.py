@@ -650,6 +650,15 @@ def test_media_fleet():
         script = user_data(t)
         if f"--lifecycle-hook-name {hooks[0]['LifecycleHookName']}" not in script:
             fail(f"{name}: user data completes a different hook than {hooks[0]['LifecycleHookName']}")
+        if canon(asg.get("InstanceMaintenancePolicy")) != canon({"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200}):
+            fail(f"{name}: replacements must launch before they terminate (InstanceMaintenancePolicy 100/200)")
+        attrs = {a["Key"]: a["Value"] for a in t["Resources"]["TurnTargetGroup"]["Properties"]["TargetGroupAttributes"]}
+        if attrs.get("deregistration_delay.connection_termination.enabled") != "false":
+            fail(f"{name}: the load balancer cuts a draining node's flows when deregistration ends")
+        if "autoscaling:SetInstanceProtection" not in [a for lid, st in statements(t) if lid == "MediaNodeRole" for a in st["Action"]]:
+            fail(f"{name}: the nodes cannot protect themselves from scale-in")
+        if "set-instance-protection" not in user_data(t):
+            fail(f"{name}: the nodes never protect themselves from scale-in")
         policy = t["Resources"]["MediaNodeScalingPolicy"]["Properties"]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
         if f"--namespace {policy['Namespace']}" not in script or f"--metric-name {policy['MetricName']}" not in script:
             fail(f"{name}: the scaling metric {policy['Namespace']}/{policy['MetricName']} is not what the nodes publish")

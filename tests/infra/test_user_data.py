@@ -302,7 +302,7 @@ def test_no_stun_answer_fails_and_says_what_to_check(box):
         fail("the probe did not respect its time limit")
 
 
-@with_box()
+@with_box(imds={"meta-data/instance-id": "i-0123456789abcdef0"})
 def test_load_publisher_sends_allocations_and_new_auth_failures(box):
     done = box.run("install_load_publisher")
     if done.returncode != 0:
@@ -333,6 +333,34 @@ def test_load_publisher_sends_allocations_and_new_auth_failures(box):
     # 3 failures at first; 10 - 3 = 7 more; then the node restarted (1 < 10).
     if sent != [(7, 3), (9, 7), (2, 1)]:
         fail(f"published {sent}")
+
+
+@with_box(imds={"meta-data/instance-id": "i-0123456789abcdef0"})
+def test_a_node_with_calls_is_protected_from_scale_in_and_an_idle_one_is_not(box):
+    done = box.run("install_load_publisher")
+    if done.returncode != 0:
+        fail(f"install_load_publisher: {done.stderr}")
+    metrics = box.dir / "metrics.txt"
+    (box.bin / "curl").write_text(f"#!/bin/bash\ncat {metrics}\n")
+    (box.bin / "curl").chmod(0o755)
+    env = dict(os.environ, PATH=f"{box.bin}:{os.environ['PATH']}")
+    changes = []
+    for allocations in (0, 3, 5, 0, 0, 2):
+        metrics.write_text(f"tincan_turn_allocations {allocations}\n")
+        box.calls.write_text("")
+        done = subprocess.run([str(box.lib / "publish-load")], capture_output=True, text=True, timeout=30, env=env)
+        if done.returncode != 0:
+            fail(f"publish-load: {done.stderr}")
+        call = [c for c in box.calls.read_text().splitlines() if "set-instance-protection" in c]
+        if call:
+            if "--auto-scaling-group-name tincan-test-media-nodes" not in call[0] or "--instance-ids i-0123456789abcdef0" not in call[0]:
+                fail(f"protection set on the wrong group or instance: {call[0]}")
+            changes.append((allocations, call[0].split()[-1]))
+    # Calls only when the state changes: idle at first, busy, idle, busy.
+    want = [(0, "--no-protected-from-scale-in"), (3, "--protected-from-scale-in"),
+            (0, "--no-protected-from-scale-in"), (2, "--protected-from-scale-in")]
+    if changes != want:
+        fail(f"protection changes {changes}, want {want}")
 
 
 def test_drain_watch_starts_before_anything_can_fail():
