@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-import { Aws, CfnResource, Fn, Stack } from 'aws-cdk-lib';
+import { Aws, CfnCondition, CfnResource, Fn, Stack } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
@@ -30,11 +30,15 @@ const DRAIN_HOOK = 'tincan-drain';
 const METRIC_NAMESPACE = 'Tincan/MediaNode';
 const METRIC_NAME = 'TurnAllocations';
 const TURN_PORT = 3478;
+/** The nodes' TURN-over-TLS port, behind the load balancer's 443. */
+const TLS_NODE_PORT = 5349;
 
 export interface MediaFleet {
   /** The load balancer's TURN address, host:port. */
   turnLoadBalancer: elbv2.CfnLoadBalancer;
   group: autoscaling.CfnAutoScalingGroup;
+  /** TurnTlsDomain is set. */
+  hasTurnTls: CfnCondition;
 }
 
 export function defineMediaFleet(
@@ -45,6 +49,10 @@ export function defineMediaFleet(
   nodeLogs: logs.LogGroup,
 ): MediaFleet {
   const groupName = `${Aws.STACK_NAME}-media-nodes`;
+  const hasTurnTls = new CfnCondition(stack, 'HasTurnTls', {
+    expression: Fn.conditionNot(Fn.conditionEquals(params.turnTlsDomain.valueAsString, '')),
+  });
+  const ifTls = (value: unknown) => Fn.conditionIf(hasTurnTls.logicalId, value, Aws.NO_VALUE);
 
   const securityGroup = new ec2.CfnSecurityGroup(stack, 'MediaNodeSecurityGroup', {
     groupDescription: 'Tincan media nodes - TURN on 3478 UDP and TCP, UDP relay ports',
@@ -59,6 +67,13 @@ export function defineMediaFleet(
         cidrIp: '0.0.0.0/0',
         description: 'TURN relay ports',
       },
+      ifTls({
+        IpProtocol: 'tcp',
+        FromPort: TLS_NODE_PORT,
+        ToPort: TLS_NODE_PORT,
+        CidrIp: '0.0.0.0/0',
+        Description: "TURN over TLS through the load balancer's 443",
+      }),
     ],
   });
 
@@ -79,6 +94,15 @@ export function defineMediaFleet(
               sid: 'TurnSecret',
               actions: ['secretsmanager:GetSecretValue'],
               resources: [turnSecret.secretArn],
+            }),
+            // Only with TurnTlsDomain: the node's certificate (replaced below
+            // by the same statement inside an Fn::If, as template.yaml has it).
+            new iam.PolicyStatement({
+              sid: 'TlsCertificate',
+              actions: ['secretsmanager:GetSecretValue'],
+              resources: [
+                `arn:${Aws.PARTITION}:secretsmanager:${Aws.REGION}:${Aws.ACCOUNT_ID}:secret:${params.turnTlsCertificateSecret.valueAsString}-??????`,
+              ],
             }),
             new iam.PolicyStatement({
               sid: 'FleetHeartbeat',
@@ -137,6 +161,17 @@ export function defineMediaFleet(
     'MediaNodeRole',
   );
 
+  // The TlsCertificate statement (third) exists only with TurnTlsDomain.
+  (role.node.defaultChild as iam.CfnRole).addPropertyOverride(
+    'Policies.0.PolicyDocument.Statement.2',
+    ifTls({
+      Sid: 'TlsCertificate',
+      Effect: 'Allow',
+      Action: 'secretsmanager:GetSecretValue',
+      Resource: `arn:${Aws.PARTITION}:secretsmanager:${Aws.REGION}:${Aws.ACCOUNT_ID}:secret:${params.turnTlsCertificateSecret.valueAsString}-??????`,
+    }),
+  );
+
   const profile = new iam.CfnInstanceProfile(stack, 'MediaNodeInstanceProfile', {
     roles: [role.roleName],
   });
@@ -190,6 +225,32 @@ export function defineMediaFleet(
     defaultActions: [{ type: 'forward', targetGroupArn: targetGroup.ref }],
   });
 
+  // TURN over TLS: TCP 443 on the load balancer, passed through (TLS ends
+  // on the node, which keeps the client's address) to the nodes' 5349.
+  const tlsTargetGroup = new elbv2.CfnTargetGroup(stack, 'TurnTlsTargetGroup', {
+    vpcId: params.vpcId.valueAsString,
+    protocol: 'TCP',
+    port: TLS_NODE_PORT,
+    targetType: 'instance',
+    healthCheckProtocol: 'TCP',
+    healthCheckPort: String(TLS_NODE_PORT),
+    healthCheckIntervalSeconds: 10,
+    healthyThresholdCount: 2,
+    unhealthyThresholdCount: 2,
+    targetGroupAttributes: [
+      { key: 'deregistration_delay.timeout_seconds', value: '30' },
+      { key: 'deregistration_delay.connection_termination.enabled', value: 'false' },
+    ],
+  });
+  tlsTargetGroup.cfnOptions.condition = hasTurnTls;
+  const tlsListener = new elbv2.CfnListener(stack, 'TurnTlsListener', {
+    loadBalancerArn: turnLoadBalancer.ref,
+    protocol: 'TCP',
+    port: 443,
+    defaultActions: [{ type: 'forward', targetGroupArn: tlsTargetGroup.ref }],
+  });
+  tlsListener.cfnOptions.condition = hasTurnTls;
+
   const group = new autoscaling.CfnAutoScalingGroup(stack, 'MediaNodeGroup', {
     autoScalingGroupName: groupName,
     minSize: params.mediaNodeMinSize.valueAsString,
@@ -199,7 +260,11 @@ export function defineMediaFleet(
       launchTemplateId: launchTemplate.ref,
       version: launchTemplate.attrLatestVersionNumber,
     },
-    targetGroupArns: [targetGroup.ref],
+    targetGroupArns: Fn.conditionIf(
+      hasTurnTls.logicalId,
+      [targetGroup.ref, tlsTargetGroup.ref],
+      [targetGroup.ref],
+    ) as unknown as string[],
     healthCheckType: 'ELB',
     healthCheckGracePeriod: 120,
     // Replacements (instance refresh, health) launch the new node before
@@ -245,5 +310,5 @@ export function defineMediaFleet(
     },
   });
 
-  return { turnLoadBalancer, group };
+  return { turnLoadBalancer, group, hasTurnTls };
 }

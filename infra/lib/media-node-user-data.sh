@@ -23,6 +23,8 @@ LIB=/usr/local/lib/tincan
 BIN=/usr/local/bin/tincan-media-node
 IMDS=$LIB/imds
 STATE=/var/lib/tincan
+TLS_DIR=/etc/tincan-tls
+SERVICE_GROUP=tincan
 LOG_DIR=/var/log/tincan
 FAIL_FLUSH_SECS=15
 INSTANCE_ID=unknown
@@ -164,6 +166,35 @@ LOAD
   chmod 0755 "$LIB/publish-load"
 }
 
+# install_tls_certificate: the certificate and key of TurnTlsDomain from the
+# secret TurnTlsCertificateSecret, a JSON object {"certificate": "<PEM
+# chain, leaf first>", "privateKey": "<PEM key>"}, readable by the service
+# user and nobody else.
+install_tls_certificate() {
+  local secret out
+  secret=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id '${TurnTlsCertificateSecret}' \
+    --query SecretString --output text 2>&1) \
+    || fail "cannot read the TLS certificate secret ${TurnTlsCertificateSecret}: $secret"
+  install -d -m 0750 "$TLS_DIR"
+  out=$(echo "$secret" | python3 -c '
+import json, os, sys
+try:
+    value = json.load(sys.stdin)
+    cert, key = value["certificate"], value["privateKey"]
+except (ValueError, KeyError, TypeError):
+    sys.exit("it is not a JSON object with \"certificate\" and \"privateKey\"")
+if not isinstance(cert, str) or "BEGIN CERTIFICATE" not in cert:
+    sys.exit("its \"certificate\" is not a PEM certificate chain")
+if not isinstance(key, str) or "PRIVATE KEY" not in key:
+    sys.exit("its \"privateKey\" is not a PEM private key")
+os.umask(0o027)
+for name, text in (("certificate.pem", cert), ("private-key.pem", key)):
+    with open(os.path.join(sys.argv[1], name), "w") as f:
+        f.write(text if text.endswith("\n") else text + "\n")
+' "$TLS_DIR" 2>&1) || fail "the TLS certificate secret ${TurnTlsCertificateSecret}: $out"
+  chgrp "$SERVICE_GROUP" "$TLS_DIR" "$TLS_DIR/certificate.pem" "$TLS_DIR/private-key.pem"
+}
+
 # public_ipv4: sets PUBLIC_IP to the instance's public address, or says
 # why there is none.
 public_ipv4() {
@@ -268,6 +299,21 @@ AWS_REGION=$REGION
 RUST_LOG=info
 ENV
   umask 022
+
+  # TURN over TLS (TurnTlsDomain): the load balancer's TCP 443 passes TLS
+  # through to the node's unprivileged port 5349, so the node keeps the
+  # clients' addresses and needs no root; it advertises
+  # turns:DOMAIN:443?transport=tcp to the fleet, and clients get it with
+  # their credentials.
+  if [ -n '${TurnTlsDomain}' ]; then
+    install_tls_certificate
+    cat >> /etc/tincan/media-node.env <<TLS
+TINCAN_TURN_TLS_ADDR=0.0.0.0:5349
+TINCAN_TURN_TLS_CERT=$TLS_DIR/certificate.pem
+TINCAN_TURN_TLS_KEY=$TLS_DIR/private-key.pem
+TINCAN_TURN_TLS_NAME=${TurnTlsDomain}:443
+TLS
+  fi
 
   # Bigger socket buffers for many UDP flows.
   printf 'net.core.rmem_max=4194304\nnet.core.wmem_max=4194304\n' > /etc/sysctl.d/90-tincan.conf

@@ -35,6 +35,8 @@ export interface TincanParameters {
   relayPortMin: CfnParameter;
   relayPortMax: CfnParameter;
   drainGraceSeconds: CfnParameter;
+  turnTlsDomain: CfnParameter;
+  turnTlsCertificateSecret: CfnParameter;
   alarmEmail: CfnParameter;
   apiGatewayLogRole: CfnParameter;
 }
@@ -194,6 +196,21 @@ export function defineParameters(stack: Stack): TincanParameters {
       maxValue: 7200,
       description:
         'How long a terminating media node lets its calls finish before closing them.',
+    }),
+    turnTlsDomain: p('TurnTlsDomain', {
+      type: 'String',
+      default: '',
+      allowedPattern:
+        '^$|^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$',
+      description:
+        'DNS name for TURN over TLS on 443 (turns:NAME:443), pointed at the TurnLoadBalancer (CNAME or alias). Empty - no TURN over TLS.',
+    }),
+    turnTlsCertificateSecret: p('TurnTlsCertificateSecret', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^[A-Za-z0-9/_+=.@-]*$',
+      description:
+        'Name of a Secrets Manager secret in this region holding {"certificate":"PEM chain","privateKey":"PEM key"} for TurnTlsDomain (docs/deploy.md). Needed with TurnTlsDomain.',
     }),
     alarmEmail: p('AlarmEmail', {
       type: 'String',

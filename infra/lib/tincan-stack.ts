@@ -492,6 +492,18 @@ export class TincanStack extends Stack {
     new CfnOutput(this, 'MediaNodeGroupName', { value: fleet.group.ref });
     new CfnOutput(this, 'JwtSecretArn', { value: jwtSecret.secretArn });
     new CfnOutput(this, 'TurnSecretArn', { value: turnSecret.secretArn });
+    new CfnOutput(this, 'TurnTlsUrl', {
+      description:
+        'TURN over TLS URL the nodes advertise (point TurnTlsDomain at TurnLoadBalancerDnsName).',
+      value: Fn.conditionIf(
+        fleet.hasTurnTls.logicalId,
+        Fn.sub('turns:${TurnTlsDomain}:443?transport=tcp'),
+        'off (no TurnTlsDomain)',
+      ).toString(),
+    });
+    new CfnOutput(this, 'TurnLoadBalancerDnsName', {
+      value: fleet.turnLoadBalancer.attrDnsName,
+    });
     new CfnOutput(this, 'AlarmTopicArn', {
       description: 'SNS topic of the alarms; subscribe more endpoints to it.',
       value: Fn.ref('AlarmTopic'),

@@ -42,7 +42,7 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_NO_TCP": "optional media-node flag: TURN over TCP stays on",
     "TINCAN_REGION": "optional media-node flag: defaults to AWS_REGION, which the user data sets",
     "TINCAN_HEARTBEAT_SECS": "optional media-node flag: the built-in heartbeat interval",
-    "TINCAN_TURN_TLS_ADDR": "optional media-node flag: TURN over TLS needs a certificate for the node's name, which the stack does not issue (docs/deploy.md)",
+    "TINCAN_TURN_TLS_ADDR": "set by the user data only with TurnTlsDomain, in a block of its own (test_turn_over_tls_on_443_only_when_configured)",
     "TINCAN_TURN_TLS_CERT": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
     "TINCAN_TURN_TLS_KEY": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
     "TINCAN_TURN_TLS_NAME": "optional media-node flag: the certificate's DNS name for turns:, see TINCAN_TURN_TLS_ADDR",
@@ -475,10 +475,27 @@ def test_tables_match_the_store_code():
             fail(f"{name}: media_nodes table differs from crates/fleet/src/dynamo's layout {nodes}")
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def resolve_if(value, truth: dict | None = None):
+    """`value` with every Fn::If decided: each condition true unless `truth`
+    says otherwise; AWS::NoValue items dropped."""
+    truth = truth or {}
+    if isinstance(value, dict):
+        if list(value) == ["Fn::If"]:
+            cond, yes, no = value["Fn::If"]
+            return resolve_if(yes if truth.get(cond, True) else no, truth)
+        return {k: resolve_if(v, truth) for k, v in value.items() if resolve_if(v, truth) != NO_VALUE}
+    if isinstance(value, list):
+        return [resolve_if(v, truth) for v in value if resolve_if(v, truth) != NO_VALUE]
+    return value
+
+
 def statements(template: dict):
     for lid, role in resources(template, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
-            for st in policy["PolicyDocument"]["Statement"]:
+            for st in resolve_if(policy["PolicyDocument"]["Statement"]):
                 yield lid, canon(st)
     for lid, policy in resources(template, "AWS::IAM::Policy").items():
         for st in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -508,7 +525,7 @@ def test_iam_names_our_resources():
                         fail(f"{name} {lid}: Resource * for {st['Action']} without need or condition")
                     continue
                 refs = set(re.findall(r"\$\{([A-Za-z0-9]+)[.}]", resource)) - {"AWS"}
-                if not refs & ours and "AWS::StackName" not in resource and not any(p in resource for p in ("${MediaNodeArtifact",)):
+                if not refs & ours and "AWS::StackName" not in resource and not any(p in resource for p in ("${MediaNodeArtifact", "${TurnTlsCertificateSecret}")):
                     fail(f"{name} {lid}: {resource} names none of our resources")
                 service = st["Action"][0].split(":")[0]
                 if service == "dynamodb" and not refs & {"ConnectionsTable", "MediaNodesTable"}:
@@ -636,7 +653,7 @@ def test_secrets_are_never_literal():
 
 def test_media_fleet():
     for name, t in templates():
-        sg = t["Resources"]["MediaNodeSecurityGroup"]["Properties"]
+        sg = resolve_if(t["Resources"]["MediaNodeSecurityGroup"]["Properties"], {"HasTurnTls": False})
         ingress = sorted((r["IpProtocol"], canon(r["FromPort"]), canon(r["ToPort"])) for r in sg["SecurityGroupIngress"])
         want = sorted([("tcp", "3478", "3478"), ("udp", "3478", "3478"), ("udp", "${RelayPortMin}", "${RelayPortMax}")])
         if ingress != want:
@@ -861,6 +878,62 @@ def test_access_logs_and_node_logs():
                    "StandardOutput=append:/var/log/tincan/media-node.log"):
         if needle not in script:
             fail(f"user data lacks {needle!r}")
+
+
+def stack_with(t: dict, truth: dict) -> dict:
+    """The resources CloudFormation would create with these conditions."""
+    out = {}
+    for lid, r in t["Resources"].items():
+        if "Condition" in r and not truth.get(r["Condition"], True):
+            continue
+        out[lid] = resolve_if(r, truth)
+    return out
+
+
+def test_turn_over_tls_on_443_only_when_configured():
+    """With TurnTlsDomain: the load balancer's TCP 443 goes to the nodes'
+    TLS port, which the security group opens, the nodes may read the
+    certificate's secret, and the user data starts TLS there and advertises
+    turns:DOMAIN:443; without it, none of that exists."""
+    script = user_data(SAM)
+    tls_env = re.search(r"cat >> /etc/tincan/media-node.env <<TLS\n(.*?)\nTLS\n", script, re.S)
+    if not tls_env:
+        fail("the user data never configures TURN over TLS")
+    env = dict(line.split("=", 1) for line in tls_env.group(1).splitlines())
+    if set(env) != {"TINCAN_TURN_TLS_ADDR", "TINCAN_TURN_TLS_CERT", "TINCAN_TURN_TLS_KEY", "TINCAN_TURN_TLS_NAME"}:
+        fail(f"the TLS block sets {sorted(env)}")
+    node_port = env["TINCAN_TURN_TLS_ADDR"].rsplit(":", 1)[1]
+    if int(node_port) < 1024:
+        fail("the node would need root to bind its TLS port")
+    if env["TINCAN_TURN_TLS_NAME"] != "${TurnTlsDomain}:443":
+        fail(f"the nodes advertise turns:{env['TINCAN_TURN_TLS_NAME']}, not the domain on 443")
+    if f"'{env['TINCAN_TURN_TLS_ADDR']}'" in script or "if [ -n '${TurnTlsDomain}' ]" not in script:
+        fail("TLS must depend on TurnTlsDomain in the user data")
+    reads = env_vars_read(sources_of("tincan-media-node"))
+    if not set(env) <= set(reads):
+        fail(f"the media node does not read {sorted(set(env) - set(reads))}")
+    for name, t in templates():
+        on, off = stack_with(t, {"HasTurnTls": True}), stack_with(t, {"HasTurnTls": False})
+        listener = on.get("TurnTlsListener", {}).get("Properties", {})
+        if (listener.get("Protocol"), canon(listener.get("Port"))) != ("TCP", "443"):
+            fail(f"{name}: no TCP 443 listener with TurnTlsDomain ({listener})")
+        group = on["TurnTlsTargetGroup"]["Properties"]
+        if canon(group["Port"]) != node_port or group["Protocol"] != "TCP":
+            fail(f"{name}: 443 goes to {group['Protocol']} {group['Port']}, the nodes listen on TCP {node_port}")
+        if "${TurnTlsTargetGroup}" not in canon(on["MediaNodeGroup"]["Properties"]["TargetGroupARNs"]):
+            fail(f"{name}: the nodes are not registered behind 443")
+        ingress = {(r["IpProtocol"], canon(r["FromPort"])) for r in on["MediaNodeSecurityGroup"]["Properties"]["SecurityGroupIngress"]}
+        if ("tcp", node_port) not in ingress:
+            fail(f"{name}: the security group does not open TCP {node_port}")
+        grants = [st for lid, st in statements({"Resources": on}) if lid == "MediaNodeRole" and st.get("Sid") == "TlsCertificate"]
+        if not grants or "${TurnTlsCertificateSecret}" not in grants[0]["Resource"][0]:
+            fail(f"{name}: the nodes may not read the certificate's secret")
+        if {"TurnTlsListener", "TurnTlsTargetGroup"} & set(off):
+            fail(f"{name}: TLS resources exist without TurnTlsDomain")
+        if ("tcp", node_port) in {(r["IpProtocol"], canon(r["FromPort"])) for r in off["MediaNodeSecurityGroup"]["Properties"]["SecurityGroupIngress"]}:
+            fail(f"{name}: TCP {node_port} is open without TurnTlsDomain")
+        if any(st.get("Sid") == "TlsCertificate" for lid, st in statements({"Resources": off})):
+            fail(f"{name}: the nodes may read a certificate secret without TurnTlsDomain")
 
 
 def test_files_named_in_comments_and_docs_exist():

@@ -41,6 +41,8 @@ SUBSTITUTIONS = {
     "TurnSecret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:TurnSecret-abc",
     "MediaNodesTable": "tincan-test-MediaNodesTable",
     "MediaNodeLogGroup": "/tincan/tincan-test/media-node",
+    "TurnTlsDomain": "turn.example.com",
+    "TurnTlsCertificateSecret": "tincan/turn-tls",
     "RelayPortMin": "49152",
     "RelayPortMax": "65535",
     "DrainGraceSeconds": "600",
@@ -104,6 +106,7 @@ class Sandbox:
             f"source {self.script}\n"
             f"IMDS={self.imds}\nLIB={self.lib}\nSTATE={self.dir / 'state'}\n"
             "INSTANCE_ID=i-0123456789abcdef0\nFAIL_FLUSH_SECS=0\n"
+            f"TLS_DIR={self.dir / 'tls'}\nSERVICE_GROUP=$(id -gn)\n"
         )
         env = dict(os.environ, PATH=f"{self.bin}:{os.environ['PATH']}", TINCAN_USER_DATA_NO_MAIN="1")
         return subprocess.run(
@@ -361,6 +364,63 @@ def test_a_node_with_calls_is_protected_from_scale_in_and_an_idle_one_is_not(box
             (0, "--no-protected-from-scale-in"), (2, "--protected-from-scale-in")]
     if changes != want:
         fail(f"protection changes {changes}, want {want}")
+
+
+def secret_stub(box, answer: str, status: int = 0):
+    """`aws secretsmanager get-secret-value` prints `answer` (and exits `status`)."""
+    answer_file = box.dir / "secret.txt"
+    answer_file.write_text(answer)
+    (box.bin / "aws").write_text(
+        '#!/bin/bash\necho "aws $*" >> %s\n'
+        'if [ "$1" = secretsmanager ]; then cat %s; exit %d; fi\nexit 0\n' % (box.calls, answer_file, status)
+    )
+
+
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----"
+PEM_KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+
+
+@with_box()
+def test_tls_certificate_is_installed_for_the_service_user_only(box):
+    secret_stub(box, json.dumps({"certificate": PEM_CERT, "privateKey": PEM_KEY}))
+    done = box.run("install_tls_certificate && echo installed")
+    if done.returncode != 0 or "installed" not in done.stdout or box.signals():
+        fail(f"install_tls_certificate: {done.stderr}")
+    if "--secret-id tincan/turn-tls" not in box.calls.read_text():
+        fail(f"read the wrong secret: {box.calls.read_text()}")
+    tls = box.dir / "tls"
+    cert, key = tls / "certificate.pem", tls / "private-key.pem"
+    if cert.read_text() != PEM_CERT + "\n" or key.read_text() != PEM_KEY:
+        fail("the PEM files differ from the secret")
+    for path in (tls, cert, key):
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o007:
+            fail(f"{path.name} is readable by others ({oct(mode)})")
+    if (key.stat().st_mode & 0o777) != 0o640:
+        fail(f"the key's mode is {oct(key.stat().st_mode & 0o777)}, want 0640 (root and the service group)")
+
+
+@with_box()
+def test_tls_secret_that_is_not_the_documented_json_fails(box):
+    secret_stub(box, "-----BEGIN CERTIFICATE-----\n")
+    done = box.run("install_tls_certificate")
+    expect_failure(done, box, "the TLS certificate secret tincan/turn-tls", '"certificate" and "privateKey"')
+
+
+@with_box()
+def test_tls_secret_without_a_pem_key_fails(box):
+    secret_stub(box, json.dumps({"certificate": PEM_CERT, "privateKey": "hunter2"}))
+    done = box.run("install_tls_certificate")
+    expect_failure(done, box, 'its "privateKey" is not a PEM private key')
+    if "hunter2" in done.stderr:
+        fail("the key leaked into the console output")
+
+
+@with_box()
+def test_unreadable_tls_secret_fails(box):
+    secret_stub(box, "An error occurred (AccessDeniedException)", status=255)
+    done = box.run("install_tls_certificate")
+    expect_failure(done, box, "cannot read the TLS certificate secret tincan/turn-tls", "AccessDeniedException")
 
 
 def test_drain_watch_starts_before_anything_can_fail():
