@@ -19,6 +19,8 @@ STACK_NAME='${AWS::StackName}'
 ASG_NAME='${AWS::StackName}-media-nodes'
 ARTIFACT='s3://${MediaNodeArtifactBucket}/${MediaNodeArtifactKey}'
 TURN_PORT=3478
+TLS_PORT=5349
+TLS_NAME=
 LIB=/usr/local/lib/tincan
 BIN=/usr/local/bin/tincan-media-node
 IMDS=$LIB/imds
@@ -204,7 +206,8 @@ public_ipv4() {
 }
 
 # wait_for_stun IP: the node answers a STUN binding on IP:3478, UDP and TCP,
-# within STUN_WAIT_SECS. This goes out through the internet gateway and back,
+# within STUN_WAIT_SECS; with TURN over TLS also on its TLS port, through a
+# TLS session that verifies the certificate for TLS_NAME. This goes out through the internet gateway and back,
 # so it proves the route, the security group and the listener.
 wait_for_stun() {
   local ip=$1 transport out
@@ -216,6 +219,12 @@ wait_for_stun() {
     }
     say "$out"
   done
+  if [ -n "$TLS_NAME" ]; then
+    out=$("$LIB/stun-probe" 127.0.0.1 "$TLS_PORT" tls "$STUN_WAIT_SECS" "$TLS_NAME" 2>&1) \
+      || fail "no STUN answer over TLS on port $TLS_PORT for $TLS_NAME ($out): is the certificate in" \
+        "TurnTlsCertificateSecret valid, complete (leaf first, then intermediates) and for that name?"
+    say "$out"
+  fi
 }
 
 # ---------------------------------------------------------------- main
@@ -306,9 +315,10 @@ ENV
   # turns:DOMAIN:443?transport=tcp to the fleet, and clients get it with
   # their credentials.
   if [ -n '${TurnTlsDomain}' ]; then
+    TLS_NAME='${TurnTlsDomain}'
     install_tls_certificate
     cat >> /etc/tincan/media-node.env <<TLS
-TINCAN_TURN_TLS_ADDR=0.0.0.0:5349
+TINCAN_TURN_TLS_ADDR=0.0.0.0:$TLS_PORT
 TINCAN_TURN_TLS_CERT=$TLS_DIR/certificate.pem
 TINCAN_TURN_TLS_KEY=$TLS_DIR/private-key.pem
 TINCAN_TURN_TLS_NAME=${TurnTlsDomain}:443
@@ -368,15 +378,18 @@ UNIT
 
   cat > "$LIB/stun-probe" <<'PROBE'
 #!/usr/bin/python3
-"""stun-probe HOST PORT udp|tcp SECONDS: exits 0 as soon as HOST:PORT answers
-a STUN Binding request (RFC 5389), 1 if it has not within SECONDS."""
+"""stun-probe HOST PORT udp|tcp|tls SECONDS [NAME]: exits 0 as soon as
+HOST:PORT answers a STUN Binding request (RFC 5389), 1 if it has not within
+SECONDS. Over tls, the certificate must be valid for NAME."""
 import os
 import socket
+import ssl
 import struct
 import sys
 import time
 
 host, port, transport, limit = sys.argv[1], int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+name = sys.argv[5] if len(sys.argv) > 5 else host
 deadline = time.monotonic() + limit
 last = "no answer"
 while time.monotonic() < deadline:
@@ -387,6 +400,8 @@ while time.monotonic() < deadline:
         with socket.socket(socket.AF_INET, kind) as s:
             s.settimeout(2)
             s.connect((host, port))
+            if transport == "tls":
+                s = ssl.create_default_context().wrap_socket(s, server_hostname=name)
             s.sendall(request)
             data = b""
             while len(data) < 20:
@@ -398,6 +413,9 @@ while time.monotonic() < deadline:
             print("STUN binding answered on %s:%d/%s" % (host, port, transport))
             sys.exit(0)
         last = "an answer that is not a Binding success"
+    except ssl.SSLCertVerificationError as err:
+        print(err.verify_message or str(err))
+        sys.exit(1)
     except OSError as err:
         last = str(err) or type(err).__name__
     time.sleep(1)

@@ -263,35 +263,76 @@ def free_port() -> int:
     fail("no free port")
 
 
+class LiveNode:
+    """tincan-media-node on loopback with TURN over UDP, TCP and TLS (a
+    self-signed certificate for turn.test, trusted through SSL_CERT_FILE)."""
+
+    def __init__(self, box: Sandbox):
+        if NODE_BIN is None:
+            fail("no media-node binary given")
+        self.port, self.tls_port = free_port(), free_port()
+        cert, key = box.dir / "cert.pem", box.dir / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=turn.test",
+             "-addext", "subjectAltName=DNS:turn.test", "-keyout", str(key), "-out", str(cert)],
+            check=True, capture_output=True, timeout=60,
+        )
+        self.cert = cert
+        env = dict(
+            os.environ,
+            TINCAN_TURN_ADDR=f"127.0.0.1:{self.port}",
+            TINCAN_TURN_TLS_ADDR=f"127.0.0.1:{self.tls_port}",
+            TINCAN_TURN_TLS_CERT=str(cert),
+            TINCAN_TURN_TLS_KEY=str(key),
+            TINCAN_TURN_SECRET="0123456789abcdef0123456789abcdef",
+            TINCAN_METRICS_ADDR="127.0.0.1:0",
+            TINCAN_LOG_JSON="true",
+            RUST_LOG="warn",
+        )
+        self.proc = subprocess.Popen([str(NODE_BIN)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
 def test_stun_probe_gates_success_on_a_live_turn_listener():
-    if NODE_BIN is None:
-        fail("no media-node binary given")
-    port = free_port()
-    env = dict(
-        os.environ,
-        TINCAN_TURN_ADDR=f"127.0.0.1:{port}",
-        TINCAN_TURN_SECRET="0123456789abcdef0123456789abcdef",
-        TINCAN_METRICS_ADDR="127.0.0.1:0",
-        TINCAN_LOG_JSON="true",
-        RUST_LOG="warn",
-    )
-    node = subprocess.Popen([str(NODE_BIN)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     box = Sandbox()
+    node = LiveNode(box)
     try:
-        done = box.run(f"TURN_PORT={port}; STUN_WAIT_SECS=20; wait_for_stun 127.0.0.1 && signal SUCCESS", timeout=60)
+        done = box.run(
+            f"export SSL_CERT_FILE={node.cert}; TURN_PORT={node.port}; TLS_PORT={node.tls_port}; TLS_NAME=turn.test; "
+            "STUN_WAIT_SECS=20; wait_for_stun 127.0.0.1 && signal SUCCESS",
+            timeout=90,
+        )
         if done.returncode != 0:
             fail(f"wait_for_stun failed against a live node: {done.stderr}")
-        for transport in ("udp", "tcp"):
+        for port, transport in ((node.port, "udp"), (node.port, "tcp"), (node.tls_port, "tls")):
             if f"STUN binding answered on 127.0.0.1:{port}/{transport}" not in done.stderr:
                 fail(f"no {transport} answer reported: {done.stderr}")
         if box.signals() != ["SUCCESS"]:
             fail(f"signals {box.signals()}")
     finally:
-        node.terminate()
-        try:
-            node.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        node.stop()
+        box.close()
+
+
+def test_a_certificate_for_another_name_fails_and_says_so():
+    box = Sandbox()
+    node = LiveNode(box)
+    try:
+        done = box.run(
+            f"export SSL_CERT_FILE={node.cert}; TURN_PORT={node.port}; TLS_PORT={node.tls_port}; "
+            "TLS_NAME=turn.example.com; STUN_WAIT_SECS=20; wait_for_stun 127.0.0.1",
+            timeout=90,
+        )
+        expect_failure(done, box, f"no STUN answer over TLS on port {node.tls_port} for turn.example.com",
+                       "Hostname mismatch", "TurnTlsCertificateSecret")
+    finally:
+        node.stop()
         box.close()
 
 
