@@ -20,6 +20,7 @@ use tincan_ws_api::{
 use tracing::warn;
 
 use crate::config::{ConfigError, FunctionConfig};
+use crate::metrics::{MeteredPush, Metrics};
 
 /// What every handler needs, built once per cold start.
 #[derive(Clone)]
@@ -103,8 +104,8 @@ impl Deps {
     }
 
     /// The handlers, pushing through the Management API of the API that sent
-    /// `request`.
-    fn api(&self, request: &ApiGatewayWebsocketProxyRequest) -> WsApi {
+    /// `request`, counting what they send into `metrics`.
+    fn api(&self, request: &ApiGatewayWebsocketProxyRequest, metrics: &Metrics) -> WsApi {
         let context = &request.request_context;
         let endpoint = self.config.ws_endpoint.clone().unwrap_or_else(|| {
             format!(
@@ -114,6 +115,7 @@ impl Deps {
             )
         });
         let push: Arc<dyn Push> = Arc::new(ApiGatewayPush::new(&endpoint, &self.sdk));
+        let push: Arc<dyn Push> = Arc::new(MeteredPush::new(push, metrics.clone()));
         WsApi::new(WsApiConfig {
             limits: self.config.limits,
             tokens: self.config.tokens.clone(),
@@ -143,6 +145,15 @@ fn now_ms(request: &ApiGatewayWebsocketProxyRequest) -> u64 {
     }
 }
 
+/// The deployed function's name (the metrics' `FunctionName`), or `binary`
+/// where the runtime gives none (tests).
+fn function_name<'a>(context: &'a lambda_runtime::Context, binary: &'a str) -> &'a str {
+    match context.env_config.function_name.as_str() {
+        "" => binary,
+        name => name,
+    }
+}
+
 fn connection_id(request: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
     request.request_context.connection_id.as_deref()
 }
@@ -158,16 +169,28 @@ pub async fn handle_connect(
         return Ok(response(400, "no connection id"));
     };
     let token = request.query_string_parameters.first("token");
-    Ok(
-        match deps.api(request).connect(id, token, now_ms(request)).await {
-            Ok(()) => response(200, "connected"),
-            Err(ConnectError::Unauthorized(_)) => response(401, "unauthorized"),
-            Err(err) => {
-                warn!(error = %err, "connect failed");
-                response(503, "store unavailable")
-            }
-        },
-    )
+    let metrics = Metrics::new(function_name(&event.context, "ws-connect"), now_ms(request));
+    let reply = match deps
+        .api(request, &metrics)
+        .connect(id, token, now_ms(request))
+        .await
+    {
+        Ok(()) => {
+            metrics.count("Connections");
+            response(200, "connected")
+        }
+        Err(ConnectError::Unauthorized(_)) => {
+            metrics.error("unauthorized");
+            response(401, "unauthorized")
+        }
+        Err(err) => {
+            warn!(error = %err, "connect failed");
+            metrics.error("store-unavailable");
+            response(503, "store unavailable")
+        }
+    };
+    metrics.emit();
+    Ok(reply)
 }
 
 /// `$disconnect`: the connection leaves its room.
@@ -176,9 +199,17 @@ pub async fn handle_disconnect(
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
     let request = &event.payload;
+    let metrics = Metrics::new(
+        function_name(&event.context, "ws-disconnect"),
+        now_ms(request),
+    );
     if let Some(id) = connection_id(request) {
-        deps.api(request).disconnect(id, now_ms(request)).await;
+        deps.api(request, &metrics)
+            .disconnect(id, now_ms(request))
+            .await;
+        metrics.count("Disconnections");
     }
+    metrics.emit();
     Ok(response(200, "disconnected"))
 }
 
@@ -193,6 +224,10 @@ pub async fn handle_default(
         return Ok(response(400, "no connection id"));
     };
     let body = request.body.as_deref().unwrap_or_default();
-    deps.api(request).message(id, body, now_ms(request)).await;
+    let metrics = Metrics::new(function_name(&event.context, "ws-default"), now_ms(request));
+    deps.api(request, &metrics)
+        .message(id, body, now_ms(request))
+        .await;
+    metrics.emit();
     Ok(response(200, ""))
 }

@@ -9,6 +9,7 @@
 
 mod config;
 mod handlers;
+pub mod metrics;
 
 pub use crate::config::{ConfigError, FunctionConfig};
 pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, Deps};
