@@ -18,7 +18,10 @@
 //! metrics, so one stack's metrics never mix with another's.
 //!
 //! The server messages are seen on their way out, through [`MeteredPush`]
-//! around the real [`Push`], so the handlers' logic is untouched.
+//! around the real [`Push`], so the handlers' logic is untouched. The push
+//! client lives as long as the container, so it counts into the metrics of
+//! the invocation it runs in ([`Metrics::scoped`], a task-local), not into
+//! one fixed set.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -159,16 +162,30 @@ fn message_type(text: &str) -> Option<&str> {
     rest.strip_prefix('"')?.split('"').next()
 }
 
-/// A [`Push`] that counts what goes through it into [`Metrics`].
+tokio::task_local! {
+    /// The metrics of the invocation being served.
+    static CURRENT: Metrics;
+}
+
+impl Metrics {
+    /// Runs `work` (one invocation's handling) with these metrics as the
+    /// ones a [`MeteredPush`] counts into.
+    pub async fn scoped<F: std::future::Future>(&self, work: F) -> F::Output {
+        CURRENT.scope(self.clone(), work).await
+    }
+}
+
+/// A [`Push`] that counts what goes through it into the current
+/// invocation's [`Metrics`] (see [`Metrics::scoped`]); outside one it only
+/// forwards.
 pub struct MeteredPush {
     inner: Arc<dyn Push>,
-    metrics: Metrics,
 }
 
 impl MeteredPush {
-    /// Wraps `inner`, counting into `metrics`.
-    pub fn new(inner: Arc<dyn Push>, metrics: Metrics) -> Self {
-        Self { inner, metrics }
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Push>) -> Self {
+        Self { inner }
     }
 }
 
@@ -176,11 +193,12 @@ impl MeteredPush {
 impl Push for MeteredPush {
     async fn send(&self, connection_id: &str, text: &str) -> Result<(), PushError> {
         let result = self.inner.send(connection_id, text).await;
-        match &result {
-            Ok(()) => self.metrics.observe_sent(text),
-            Err(PushError::Gone(_)) => self.metrics.count("GonePeers"),
+        // Outside an invocation's scope there is nothing to count into.
+        let _ = CURRENT.try_with(|metrics| match &result {
+            Ok(()) => metrics.observe_sent(text),
+            Err(PushError::Gone(_)) => metrics.count("GonePeers"),
             Err(_) => {}
-        }
+        });
         result
     }
 
@@ -223,36 +241,41 @@ mod tests {
     #[tokio::test]
     async fn pushes_are_counted_by_type_and_errors_by_code() {
         let metrics = Metrics::new("ws-default", 1_700_000_000_000);
-        let push = MeteredPush::new(Arc::new(Sink { gone: "c9" }), metrics.clone());
-        let joined = serde_json::to_string(&json!({"type": "joined", "room": "r"})).unwrap();
-        push.send("c1", &joined).await.unwrap();
-        push.send("c2", r#"{"type":"peer-joined","peer":{}}"#)
-            .await
-            .unwrap();
-        for _ in 0..3 {
-            push.send(
-                "c2",
-                r#"{"type":"signal","from":"p1","data":{"type":"offer"}}"#,
-            )
-            .await
-            .unwrap();
-        }
-        push.send(
-            "c1",
-            r#"{"type":"error","code":"room-full","message":"full"}"#,
-        )
-        .await
-        .unwrap();
-        push.send(
-            "c1",
-            r#"{"type":"error","code":"room-full","message":"full"}"#,
-        )
-        .await
-        .unwrap();
-        push.send("c1", r#"{"code":"not-in-room","type":"error"}"#)
-            .await
-            .unwrap();
-        assert!(push.send("c9", r#"{"type":"signal"}"#).await.is_err());
+        let push = MeteredPush::new(Arc::new(Sink { gone: "c9" }));
+        metrics
+            .scoped(async {
+                let joined =
+                    serde_json::to_string(&json!({"type": "joined", "room": "r"})).unwrap();
+                push.send("c1", &joined).await.unwrap();
+                push.send("c2", r#"{"type":"peer-joined","peer":{}}"#)
+                    .await
+                    .unwrap();
+                for _ in 0..3 {
+                    push.send(
+                        "c2",
+                        r#"{"type":"signal","from":"p1","data":{"type":"offer"}}"#,
+                    )
+                    .await
+                    .unwrap();
+                }
+                push.send(
+                    "c1",
+                    r#"{"type":"error","code":"room-full","message":"full"}"#,
+                )
+                .await
+                .unwrap();
+                push.send(
+                    "c1",
+                    r#"{"type":"error","code":"room-full","message":"full"}"#,
+                )
+                .await
+                .unwrap();
+                push.send("c1", r#"{"code":"not-in-room","type":"error"}"#)
+                    .await
+                    .unwrap();
+                assert!(push.send("c9", r#"{"type":"signal"}"#).await.is_err());
+            })
+            .await;
 
         let docs = metrics.documents();
         assert_eq!(docs.len(), 3, "{docs:#?}");
@@ -285,6 +308,27 @@ mod tests {
             docs[1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["FunctionName", "Code"]])
         );
+    }
+
+    #[tokio::test]
+    async fn one_push_client_counts_into_each_invocations_own_metrics() {
+        let push = MeteredPush::new(Arc::new(Sink { gone: "c9" }));
+        let first = Metrics::new("ws-default", 1);
+        let second = Metrics::new("ws-default", 2);
+        first
+            .scoped(push.send("c1", r#"{"type":"signal"}"#))
+            .await
+            .unwrap();
+        second
+            .scoped(async {
+                push.send("c1", r#"{"type":"signal"}"#).await.unwrap();
+                push.send("c2", r#"{"type":"signal"}"#).await.unwrap();
+            })
+            .await;
+        // Outside any invocation: forwarded, counted nowhere.
+        push.send("c1", r#"{"type":"signal"}"#).await.unwrap();
+        assert_eq!(first.documents()[0]["Signals"], 1);
+        assert_eq!(second.documents()[0]["Signals"], 2);
     }
 
     #[test]

@@ -265,6 +265,8 @@ export class TincanStack extends Stack {
                   'dynamodb:PutItem',
                   'dynamodb:UpdateItem',
                   'dynamodb:DeleteItem',
+                  // The deleted-user check inside $connect's TransactWriteItems.
+                  'dynamodb:ConditionCheckItem',
                 ],
                 resources: [connections.tableArn],
               }),
@@ -306,6 +308,12 @@ export class TincanStack extends Stack {
                 sid: 'Logs',
                 actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
                 resources: [httpLogGroup.logGroupArn],
+              }),
+              new iam.PolicyStatement({
+                sid: 'DeletedUsers',
+                // A deleted account's marker, which $connect checks.
+                actions: ['dynamodb:PutItem'],
+                resources: [connections.tableArn],
               }),
               new iam.PolicyStatement({
                 sid: 'RoomPlacement',
@@ -387,6 +395,9 @@ export class TincanStack extends Stack {
       MONGODB_URI: resolve(mongoDbUriSecret),
       TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,
       TINCAN_MONGODB_TIMEOUT_MS: '3000',
+      // One event at a time per container: a small pool, no idle checks.
+      TINCAN_MONGODB_MAX_POOL: '2',
+      TINCAN_MONGODB_HEARTBEAT_MS: '10000',
       RUST_LOG: params.logLevel.valueAsString,
     };
     WS_ROUTES.forEach((route, i) => {
@@ -434,6 +445,10 @@ export class TincanStack extends Stack {
         MONGODB_URI: resolve(mongoDbUriSecret),
         TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,
         TINCAN_MONGODB_TIMEOUT_MS: '3000',
+        TINCAN_MONGODB_MAX_POOL: '2',
+        TINCAN_MONGODB_HEARTBEAT_MS: '10000',
+        // A deleted account gets a marker here, so its tokens open no socket.
+        TINCAN_CONNECTIONS_TABLE: connections.tableName,
         TINCAN_TURN_SECRET: resolve(turnSecret),
         TINCAN_TURN_URL: turnUrl,
         TINCAN_TURN_TTL: params.turnCredentialTtl.valueAsString,
