@@ -217,7 +217,7 @@ impl WsApi {
             let _ = self.config.push.close(connection_id).await;
             return Ok(());
         };
-        let sender = record.sender();
+        let sender = record.into_sender();
         let view = match self.core.room_needed(&sender, &msg) {
             Some(room) => Some(self.reaped_room(&room, now_ms, gone).await?),
             None => None,
