@@ -12,7 +12,11 @@
 //! non-zero if any signal was lost or any client failed.
 //!
 //! Usage: `tincan-load [CLIENTS] [ROUNDS] [GAP_MS]` (defaults 1000, 5 and
-//! 250: each client sends one signal every GAP_MS).
+//! 250: each client sends one signal every GAP_MS). The sending phase may
+//! last ROUNDS x GAP_MS plus two minutes, so it doubles as a soak
+//! (`tests/bench/soak.sh`: 1000 clients, 600 rounds, 1000 ms). It prints the
+//! process's resident memory (stack and clients together) at the start,
+//! once everyone has joined, and at the end, with its peak.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -93,6 +97,19 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
+    let rss = Arc::new(std::sync::Mutex::new(vec![resident_kb()]));
+    let sampler = {
+        let rss = rss.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                rss.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(resident_kb());
+            }
+        })
+    };
+
     let epoch = Instant::now();
     let barrier = Arc::new(Barrier::new(clients + 1));
     // Nobody closes before everyone has heard all it should: a socket's
@@ -137,9 +154,10 @@ async fn main() -> anyhow::Result<()> {
         .context("clients did not all join in time")?;
     let joined_in = started.elapsed();
     let sending = Instant::now();
+    let rss_joined = resident_kb();
 
     let mut latencies = Vec::new();
-    let deadline = tokio::time::sleep(PHASE_DEADLINE);
+    let deadline = tokio::time::sleep(PHASE_DEADLINE + gap.saturating_mul(rounds as u32));
     tokio::pin!(deadline);
     loop {
         tokio::select! {
@@ -182,6 +200,17 @@ async fn main() -> anyhow::Result<()> {
         latencies.len() as f64 / elapsed.as_secs_f64()
     );
     println!("  clients with errors    {failed}");
+    sampler.abort();
+    let samples = rss.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let start_kb = samples.first().copied().unwrap_or(0);
+    let peak_kb = samples.iter().copied().max().unwrap_or(0);
+    println!(
+        "  resident memory        start {} MB, all joined {} MB, end {} MB, peak {} MB",
+        start_kb / 1024,
+        rss_joined / 1024,
+        resident_kb() / 1024,
+        peak_kb / 1024
+    );
     if let Some(stack) = stack {
         stack.stop().await;
     }
@@ -192,6 +221,18 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// This process's resident set, kB (Linux; 0 elsewhere).
+fn resident_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)]
