@@ -29,6 +29,12 @@
 //! the first signal sent to the last one heard, over signals heard). The
 //! last line, `result {...}`, holds every figure as one JSON object.
 //! The open-file limit is raised to the hard limit (`ulimit -Hn`).
+//!
+//! The sending phase may last ROUNDS x GAP_MS plus two minutes, so it
+//! doubles as a soak (`tests/bench/soak.sh`: 1000 clients, 600 rounds,
+//! 1000 ms). It prints this process's resident memory (stack and clients
+//! together, unless the stack is spawned) at the start, once everyone has
+//! joined, and at the end, with its peak.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -157,6 +163,18 @@ async fn main() -> anyhow::Result<()> {
             _ => idle_failed += 1,
         }
     }
+    let rss = Arc::new(std::sync::Mutex::new(vec![resident_kb()]));
+    let sampler = {
+        let rss = rss.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                rss.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(resident_kb());
+            }
+        })
+    };
 
     let epoch = Instant::now();
     let barrier = Arc::new(Barrier::new(clients + 1));
@@ -203,9 +221,10 @@ async fn main() -> anyhow::Result<()> {
     let joined_in = started.elapsed();
     let sending = Instant::now();
     let at_start = server_pid.and_then(server::usage);
+    let rss_joined = resident_kb();
 
     let mut latencies = Vec::new();
-    let deadline = tokio::time::sleep(PHASE_DEADLINE);
+    let deadline = tokio::time::sleep(PHASE_DEADLINE + gap.saturating_mul(rounds as u32));
     tokio::pin!(deadline);
     let expected = clients * rounds;
     // Until every signal is heard (or the clients give up): the closes that
@@ -252,6 +271,24 @@ async fn main() -> anyhow::Result<()> {
         latencies.len() as f64 / elapsed.as_secs_f64()
     );
     println!("  clients with errors    {failed}");
+    sampler.abort();
+    let samples = rss.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let start_kb = samples.first().copied().unwrap_or(0);
+    let end_kb = resident_kb();
+    // The sampler runs every 5 s; a short run has fewer samples than marks.
+    let peak_kb = samples
+        .iter()
+        .copied()
+        .chain([rss_joined, end_kb])
+        .max()
+        .unwrap_or(0);
+    println!(
+        "  resident memory        start {} MB, all joined {} MB, end {} MB, peak {} MB",
+        start_kb / 1024,
+        rss_joined / 1024,
+        end_kb / 1024,
+        peak_kb / 1024
+    );
     let throughput = latencies.len() as f64 / elapsed.as_secs_f64();
     let mut result = json!({
         "backend": backend, "clients": clients, "idle": idle, "rooms": rooms.len(),
@@ -307,6 +344,18 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// This process's resident set, kB (Linux; 0 elsewhere).
+fn resident_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 #[allow(clippy::too_many_arguments)]

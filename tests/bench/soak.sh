@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Soak: 1000 WebSocket clients in rooms of 2-4 on one local stack for ten
+# minutes, each sending a signal to the next peer in its room every second
+# (600,000 signals), through the in-process tincan-load. It must lose no
+# signal, and memory must stay flat: compare the resident memory once
+# everyone has joined with the end and the peak it prints (stack and
+# clients in one process; the clients' share is constant).
+#
+#   bash tests/bench/soak.sh                              # the full soak
+#   CLIENTS=200 ROUNDS=60 bash tests/bench/soak.sh        # a quick look
+#   DYNAMODB_ENDPOINT=http://127.0.0.1:PORT bash tests/bench/soak.sh   # state in DynamoDB (moto)
+#
+# Env: CLIENTS (1000), ROUNDS (600), GAP_MS (1000), PROFILE (release, or
+# debug to skip a release build), CARGO_TARGET_DIR. Manual, not part of the
+# suite: it takes ROUNDS x GAP_MS and, at 1000 clients, most of two cores.
+# Exits non-zero if a signal was lost or a client failed.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tincan-target}"
+CLIENTS=${CLIENTS:-1000}
+ROUNDS=${ROUNDS:-600}
+GAP_MS=${GAP_MS:-1000}
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q -p tincan-load
+  bin="$CARGO_TARGET_DIR/release/tincan-load"
+else
+  cargo build -q -p tincan-load
+  bin="$CARGO_TARGET_DIR/debug/tincan-load"
+fi
+echo "soak: $CLIENTS clients, $ROUNDS signals each, one every $GAP_MS ms ($((ROUNDS * GAP_MS / 1000)) s)"
+RUST_LOG=${RUST_LOG:-warn} "$bin" "$CLIENTS" "$ROUNDS" "$GAP_MS"
