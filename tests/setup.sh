@@ -33,7 +33,7 @@ SAM_VENV="$HOME/.cache/tincan-sam-venv"
 if [ ! -x "$SAM_VENV/bin/sam" ]; then
   echo "setup: aws-sam-cli in $SAM_VENV"
   python3 -m venv "$SAM_VENV"
-  "$SAM_VENV/bin/pip" install -q --disable-pip-version-check 'aws-sam-cli==1.*'
+  "$SAM_VENV/bin/pip" install -q --disable-pip-version-check 'aws-sam-cli>=1.170,<2'
 fi
 
 for dir in tests/browser infra; do

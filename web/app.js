@@ -1,7 +1,7 @@
 // The Tincan page: sign in, pick a room, talk. All protocol work is in
 // tincan-client.js; this file wires it to the DOM.
 
-import { TincanClient, TincanError, ROOM_ID } from './tincan-client.js';
+import { TincanClient, TincanError, ROOM_ID, precallCheck } from './tincan-client.js';
 import { messageFor, micErrorCode } from './app/messages.js';
 import { Participants } from './app/participants.js';
 
@@ -17,11 +17,17 @@ const ON_BY_DEFAULT = new Set(['echoCancellation', 'noiseSuppression', 'autoGain
 // `?relay=1` forces audio through the TURN relay (to try the relayed path);
 // `?resume=0` rejoins from scratch after a socket drop instead of resuming
 // (the old behaviour, for comparison in tests/bench/socket-cut-resume.sh).
+// Opus: `?dtx=1` turns DTX on, `?red=0` RED off, `?maxbitrate=KBPS` caps it.
 const params = new URLSearchParams(location.search);
 const forceRelay = params.get('relay') === '1';
 const client = new TincanClient({
   rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
   resume: params.get('resume') !== '0',
+  opus: {
+    dtx: params.get('dtx') === '1',
+    red: params.get('red') !== '0',
+    maxBitrateKbps: Number(params.get('maxbitrate')) || null,
+  },
 });
 const participants = new Participants($('participants'), $('audio-sink'), client);
 const app = {
@@ -31,6 +37,8 @@ const app = {
   prefs: { ...DEFAULT_PREFS },
   /** @type {MediaStream | null} */
   mic: null,
+  /** @type {import('./tincan/precall.js').PrecallReport | null} the last pre-call check */
+  precall: null,
   /** @type {number | null} ms from the click on Join to the first audio packet */
   firstPacketMs: null,
   joinClickedAt: 0,
@@ -304,7 +312,47 @@ async function listMicrophones() {
   });
   select.value = [...select.options].some((o) => o.value === current) ? current : '';
 }
-navigator.mediaDevices?.addEventListener?.('devicechange', () => listMicrophones());
+navigator.mediaDevices?.addEventListener?.('devicechange', () => {
+  listMicrophones();
+  listSpeakers();
+});
+
+/** Speakers (`audiooutput`), where the browser can choose one (`setSinkId`). */
+async function listSpeakers() {
+  const select = /** @type {HTMLSelectElement} */ ($('speaker-select'));
+  const supported = typeof HTMLMediaElement.prototype.setSinkId === 'function' && navigator.mediaDevices?.enumerateDevices;
+  select.disabled = !supported;
+  if (!supported) return;
+  const devices = (await navigator.mediaDevices.enumerateDevices()).filter((d) => d.kind === 'audiooutput');
+  const current = client.outputDeviceId || (typeof app.prefs.outputDeviceId === 'string' ? app.prefs.outputDeviceId : '');
+  select.replaceChildren(new Option('Default speaker', ''));
+  devices.forEach((device, i) => {
+    if (!device.deviceId || device.deviceId === 'default') return;
+    select.append(new Option(device.label || `Speaker ${i + 1}`, device.deviceId));
+  });
+  select.value = [...select.options].some((o) => o.value === current) ? current : '';
+  if (select.value !== client.outputDeviceId) await client.setOutputDevice(select.value).catch(() => {});
+}
+
+$('speaker-select').addEventListener('change', async () => {
+  const deviceId = /** @type {HTMLSelectElement} */ ($('speaker-select')).value;
+  savePreferences({ outputDeviceId: deviceId || null });
+  try {
+    await client.setOutputDevice(deviceId);
+  } catch (error) {
+    showError(error);
+  }
+});
+
+// The client replaces a microphone that ended or was unplugged: follow it.
+client.addEventListener('microphone-changed', (e) => {
+  const { stream, label, reason } = /** @type {CustomEvent} */ (e).detail;
+  if (stream === app.mic) return;
+  app.mic = stream;
+  participants.setLocalStream(stream);
+  if (reason === 'recovered') $('call-status').textContent = `Microphone lost; switched to ${label || 'another microphone'}.`;
+  listMicrophones();
+});
 
 $('mic-select').addEventListener('change', () => {
   const deviceId = /** @type {HTMLSelectElement} */ ($('mic-select')).value;
@@ -395,6 +443,7 @@ async function joinRoom(room) {
   }
   participants.start(app.mic);
   listMicrophones();
+  listSpeakers();
   $('call-status').textContent = 'Connecting…';
   client.muted = app.prefs.startMuted === true;
   try {
@@ -439,10 +488,104 @@ function setMuteButton(muted) {
   button.textContent = muted ? 'Unmute' : 'Mute';
 }
 
-$('mute-button').addEventListener('click', () => {
+$('mute-button').addEventListener('click', () => toggleMute());
+
+function toggleMute() {
+  pushToTalk = false;
   const muted = !client.muted;
   client.setMuted(muted);
   setMuteButton(muted);
+}
+
+// ---- keyboard: M toggles mute; while muted, Space held talks -------------------
+
+/** Keys typed here are text, not shortcuts. */
+const TYPING = 'input, select, textarea, [contenteditable]';
+/** Space activates these: push-to-talk leaves them alone. */
+const ACTIVATES_ON_SPACE = 'button, a, summary, [role=button]';
+let pushToTalk = false;
+
+document.addEventListener('keydown', (e) => {
+  if (client.state !== 'joined' && client.state !== 'reconnecting') return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  const target = e.target instanceof Element ? e.target : null;
+  if (target?.closest(TYPING)) return;
+  if ((e.key === 'm' || e.key === 'M') && !e.repeat) {
+    e.preventDefault();
+    toggleMute();
+  } else if (e.code === 'Space' && !target?.closest(ACTIVATES_ON_SPACE)) {
+    e.preventDefault();
+    if (e.repeat || !client.muted || pushToTalk) return;
+    pushToTalk = true;
+    client.setMuted(false);
+    setMuteButton(false);
+    $('call-status').textContent = 'Talking (push-to-talk)…';
+  }
+});
+function releasePushToTalk() {
+  if (!pushToTalk) return;
+  pushToTalk = false;
+  client.setMuted(true);
+  setMuteButton(true);
+  $('call-status').textContent = '';
+}
+document.addEventListener('keyup', (e) => {
+  if (e.code === 'Space') releasePushToTalk();
+});
+window.addEventListener('blur', releasePushToTalk);
+
+// ---- pre-call check (lobby) --------------------------------------------------
+
+const VERDICTS = {
+  ready: 'Ready: we hear your microphone and the relay server is reachable.',
+  warning: 'You can join, but check the notes below.',
+  blocked: 'Not ready: no microphone is available.',
+};
+
+$('precall-button').addEventListener('click', async () => {
+  const button = /** @type {HTMLButtonElement} */ ($('precall-button'));
+  const verdict = $('precall-verdict');
+  const details = $('precall-details');
+  const meter = $('precall-meter');
+  button.disabled = true;
+  verdict.textContent = 'Checking… say something.';
+  delete verdict.dataset.verdict;
+  details.replaceChildren();
+  /** @type {MediaStream | null} */
+  let stream = null;
+  try {
+    stream = await openMicrophone().catch(() => null);
+    const result = await precallCheck({
+      session: client.session,
+      stream,
+      onLevel: (level) => {
+        const shown = Math.round(Math.min(1, Math.sqrt(level)) * 100);
+        meter.setAttribute('aria-valuenow', String(shown));
+        /** @type {HTMLElement} */ (meter.firstElementChild).style.width = `${shown}%`;
+      },
+    });
+    app.precall = result;
+    verdict.dataset.verdict = result.verdict;
+    verdict.textContent = VERDICTS[result.verdict];
+    const mic = result.microphone;
+    const turn = result.turn;
+    const items = [
+      mic.error
+        ? `Microphone: ${mic.error}.`
+        : `Microphone${mic.label ? ` (${mic.label})` : ''}: ${mic.ok ? 'we hear you' : 'no sound'} (peak level ${Math.round(mic.peakLevel * 100)} %).`,
+      turn.ok
+        ? `Relay server: reachable over ${turn.protocols.join(', ').toUpperCase()} in ${Math.round(turn.ms ?? 0)} ms.`
+        : `Relay server: unreachable (${turn.error}). Calls work where a direct path exists.`,
+    ];
+    details.replaceChildren(...items.map((text) => Object.assign(document.createElement('li'), { textContent: text })));
+  } catch (error) {
+    verdict.textContent = `The check failed: ${/** @type {Error} */ (error)?.message ?? error}`;
+  } finally {
+    stream?.getTracks().forEach((t) => t.stop());
+    meter.setAttribute('aria-valuenow', '0');
+    /** @type {HTMLElement} */ (meter.firstElementChild).style.width = '0%';
+    button.disabled = false;
+  }
 });
 
 $('copy-link').addEventListener('click', async () => {

@@ -36,9 +36,15 @@
 import { AuthSession, TincanError } from './tincan/session.js';
 import { SignalingChannel } from './tincan/signaling.js';
 import { PeerLink } from './tincan/peer.js';
+import { OPUS_DEFAULTS } from './tincan/opus.js';
+import { CallMonitor } from './tincan/monitor.js';
+import { Devices } from './tincan/devices.js';
 
 export { AuthSession, TincanError, SignalingChannel, PeerLink };
 export { summarizeStats } from './tincan/stats.js';
+export { tuneOpusSdp, OPUS_DEFAULTS } from './tincan/opus.js';
+export { classifyQuality, QUALITY_THRESHOLDS } from './tincan/monitor.js';
+export { precallCheck } from './tincan/precall.js';
 export { jwtExpiry } from './tincan/session.js';
 
 /**
@@ -85,6 +91,15 @@ const RESUME_MARGIN_MS = 1_000;
  *   this peer's connection) to the first audio packet from that peer
  * - `reconnecting` `{attempt, delayMs, code}`, `reconnected` (the socket is open again)
  * - `self-muted` `{muted}`
+ * - `connection-quality` `{peerId, quality, rttMs, lossPct, jitterMs}` when a
+ *   peer's quality changes (`excellent`, `good`, `poor`, `lost`; tincan/monitor.js)
+ * - `microphone-ended` `{deviceId, label}`: the microphone track ended (device
+ *   unplugged, permission revoked, stopped); the client opens another at once
+ * - `microphone-changed` `{stream, deviceId, label, reason}`: a new microphone
+ *   is sent (`reason`: `switched` by `setLocalStream`, `recovered` after an end)
+ * - `output-device` `{deviceId}`: `setOutputDevice` applied
+ * - `active-speaker` `{peerId, level, self}`: the loudest voice in the room
+ *   (our own peer id when it is us), or `peerId: null` after a silence
  * - `error` `{code, message, fatal, retryAfterMs?}`
  */
 export class TincanClient extends EventTarget {
@@ -98,9 +113,11 @@ export class TincanClient extends EventTarget {
    *   joinTimeoutMs?: number,
    *   rtcConfig?: RTCConfiguration,
    *   resume?: boolean,
+   *   opus?: import('./tincan/opus.js').OpusOptions,
    * }} [options]
    *   `resume: false` rejoins from scratch after every drop (the behaviour
-   *   before resume existed; kept for benchmarks).
+   *   before resume existed; kept for benchmarks). `opus`: `{fec, dtx, red,
+   *   maxBitrateKbps}` (tincan/opus.js; default FEC and RED on, DTX off, no cap).
    */
   constructor(options = {}) {
     super();
@@ -110,6 +127,8 @@ export class TincanClient extends EventTarget {
     this.joinTimeoutMs = options.joinTimeoutMs ?? 15_000;
     this.extraRtcConfig = options.rtcConfig ?? {};
     this.resumeEnabled = options.resume !== false;
+    /** @type {import('./tincan/opus.js').OpusOptions} */
+    this.opus = { ...OPUS_DEFAULTS, ...options.opus };
     /** @type {CallState} */
     this.state = 'idle';
     /** @type {string | null} the room we want to be in (kept across reconnects) */
@@ -157,6 +176,22 @@ export class TincanClient extends EventTarget {
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.answerTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.retryTimer = undefined;
 
+    /** Connection quality per peer and the active speaker (tincan/monitor.js). */
+    this.monitor = new CallMonitor({
+      peers: this.peers,
+      selfId: () => this.self?.peerId ?? null,
+      muted: () => this.muted,
+      emit: (type, detail) => this.#emit(type, detail),
+      tick: () => void this.devices.checkMicrophone(),
+    });
+    /** Output device and microphone watch (tincan/devices.js). */
+    this.devices = new Devices({
+      inCall: () => this.state === 'joined' || this.state === 'reconnecting',
+      localStream: () => this.localStream,
+      useStream: (stream) => this.#useStream(stream, 'recovered'),
+      emit: (type, detail) => this.#emit(type, detail),
+    });
+
     this.channel = new SignalingChannel({
       url: (ctx) => this.#socketUrl(ctx),
       pingIntervalMs: options.pingIntervalMs ?? 60_000,
@@ -180,7 +215,7 @@ export class TincanClient extends EventTarget {
         new TincanError('bad-request', 'A room name is 1-64 letters, digits, "-" or "_".'),
       );
     }
-    if (options.stream !== undefined) this.localStream = options.stream;
+    if (options.stream !== undefined) this.#watchTrack(options.stream);
     this.#applyMute();
     this.pendingJoin?.reject(new TincanError('superseded', 'Another join started.'));
     this.room = room;
@@ -198,6 +233,20 @@ export class TincanClient extends EventTarget {
     if (this.channel.state === 'open') this.#sendJoin();
     else this.channel.start();
     return /** @type {Promise<Joined>} */ (joined);
+  }
+
+  /**
+   * The last connection quality of a peer (`excellent`, `good`, `poor`,
+   * `lost`), or undefined before its first verdict.
+   * @param {string} peerId
+   */
+  connectionQuality(peerId) {
+    return this.monitor.quality.get(peerId);
+  }
+
+  /** The active speaker's peer id (ours when it is us), or null. */
+  get activeSpeaker() {
+    return this.monitor.activeSpeaker;
   }
 
   /** Leaves the room and closes the signaling connection. */
@@ -222,10 +271,58 @@ export class TincanClient extends EventTarget {
    * @param {MediaStream} stream
    */
   async setLocalStream(stream) {
-    this.localStream = stream;
+    await this.#useStream(stream, 'switched');
+  }
+
+  /**
+   * Plays remote audio on the chosen output device: the element follows
+   * every later `setOutputDevice`. Returns the element.
+   * @template {HTMLMediaElement} E
+   * @param {E} element
+   * @returns {E}
+   */
+  attachAudio(element) {
+    return this.devices.attachAudio(element);
+  }
+
+  /** @param {HTMLMediaElement} element */
+  detachAudio(element) {
+    this.devices.detachAudio(element);
+  }
+
+  /**
+   * Sends remote audio to another output device (`setSinkId`; a `deviceId`
+   * from `enumerateDevices()` of kind `audiooutput`, '' for the default) on
+   * every attached element, now and later. Rejects with `not-supported`
+   * where the browser cannot choose.
+   * @param {string} deviceId
+   */
+  setOutputDevice(deviceId) {
+    return this.devices.setOutputDevice(deviceId);
+  }
+
+  /** The output device of attached elements ('' = default). */
+  get outputDeviceId() {
+    return this.devices.outputDeviceId;
+  }
+
+  /**
+   * @param {MediaStream} stream
+   * @param {'switched' | 'recovered'} reason
+   */
+  async #useStream(stream, reason) {
+    this.#watchTrack(stream);
     this.#applyMute();
     const track = stream.getAudioTracks()[0] ?? null;
     await Promise.all([...this.peers.values()].map((link) => link.replaceTrack(track)));
+    const settings = track?.getSettings() ?? {};
+    this.#emit('microphone-changed', { stream, deviceId: settings.deviceId ?? null, label: track?.label ?? '', reason });
+  }
+
+  /** @param {MediaStream | null} stream */
+  #watchTrack(stream) {
+    this.devices.watch(this.localStream, stream);
+    this.localStream = stream;
   }
 
   /** @param {{reconnect?: boolean, failedBeforeOpen?: boolean}} ctx */
@@ -576,6 +673,7 @@ export class TincanClient extends EventTarget {
       },
       iceServers: () => this.#currentIceServers(),
       passive: options.passive,
+      opus: this.opus,
     });
     link.addEventListener('track', (e) => this.#emit('track', { peerId, stream: /** @type {CustomEvent} */ (e).detail.stream }));
     link.addEventListener('state', (e) => {
@@ -616,6 +714,7 @@ export class TincanClient extends EventTarget {
     const link = this.peers.get(peerId);
     if (!link) return;
     this.peers.delete(peerId);
+    this.monitor.forget(peerId);
     link.close();
   }
 
@@ -669,6 +768,8 @@ export class TincanClient extends EventTarget {
   #setState(state) {
     if (this.state === state) return;
     this.state = state;
+    if (state === 'joined') this.monitor.start();
+    else if (state === 'left' || state === 'idle') this.monitor.stop();
     this.#emit('state', { state });
   }
 

@@ -1,6 +1,7 @@
 //! The three WebSocket handlers, from API Gateway event to proxy response.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
@@ -14,14 +15,35 @@ use tincan_store::{
     Push,
 };
 use tincan_ws_api::{
-    AccountsCallLog, AccountsUsers, CallLog, ConnectError, IceServerSource, NoIceServers,
-    TurnRestIceServers, UserDirectory, WsApi, WsApiConfig,
+    AccountsCallLog, CallLog, ConnectError, IceServerSource, NoIceServers, TurnRestIceServers,
+    WsApi, WsApiConfig,
 };
 use tracing::warn;
 
 use crate::config::{ConfigError, FunctionConfig};
+use crate::metrics::{MeteredPush, Metrics};
 
-/// What every handler needs, built once per cold start.
+/// Most Management API endpoints (one per WebSocket API and stage) whose
+/// handlers a container keeps; past it, the cache starts over.
+const MAX_ENDPOINTS: usize = 8;
+
+/// Which function a container runs: what its [`Deps`] must build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Function {
+    /// `$connect`: DynamoDB only. A deleted account is refused by its
+    /// deleted-user marker, checked in the connection's write.
+    Connect,
+    /// `$disconnect`: DynamoDB, and MongoDB for call history.
+    Disconnect,
+    /// `$default`: DynamoDB, the media-node fleet, and MongoDB for call
+    /// history.
+    Default,
+}
+
+/// What every handler needs, built once per container (cold start): the
+/// DynamoDB client, the call-history client, and, per Management API
+/// endpoint, the push client and the handlers over it.
 #[derive(Clone)]
 pub struct Deps {
     config: FunctionConfig,
@@ -29,12 +51,13 @@ pub struct Deps {
     store: Arc<dyn ConnectionStore>,
     ice: Arc<dyn IceServerSource>,
     calls: Option<Arc<dyn CallLog>>,
-    users: Option<Arc<dyn UserDirectory>>,
+    apis: Arc<Mutex<HashMap<String, Arc<WsApi>>>>,
 }
 
 impl Deps {
-    /// From the environment: DynamoDB through the SDK's default chain.
-    pub async fn from_env() -> Result<Self, ConfigError> {
+    /// From the environment, for `function`: DynamoDB through the SDK's
+    /// default chain; MongoDB (call history) only where `function` uses it.
+    pub async fn from_env(function: Function) -> Result<Self, ConfigError> {
         let config = FunctionConfig::from_env()?;
         let sdk = sdk_config_from_env().await;
         let client = dynamo_client(&sdk, config.dynamodb_endpoint.as_deref());
@@ -42,7 +65,9 @@ impl Deps {
             client.clone(),
             config.connections_table.clone(),
         ));
+        let placement = function == Function::Default;
         let fleet = match (&config.media_nodes_table, &config.turn_secret) {
+            _ if !placement => None,
             (Some(table), Some(secret)) => {
                 let fleet = FleetIceServers::new(
                     Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
@@ -61,7 +86,11 @@ impl Deps {
         if let Some(fleet) = fleet {
             deps.ice = fleet;
         }
-        // Call history, when MongoDB is configured.
+        // Call history, when MongoDB is configured. `$connect` opens no
+        // MongoDB client at all.
+        if function == Function::Connect {
+            return Ok(deps);
+        }
         if let Backend::Mongo(mongo) =
             Backend::from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
         {
@@ -69,8 +98,6 @@ impl Deps {
                 Ok(store) => {
                     let stores = Stores::from_backend(Arc::new(store));
                     deps.calls = Some(Arc::new(AccountsCallLog::new(stores.calls)));
-                    // A deleted account's tokens open no socket.
-                    deps.users = Some(Arc::new(AccountsUsers::new(stores.users)));
                 }
                 Err(err) => warn!(error = %err, "no call history: MongoDB unavailable"),
             }
@@ -98,13 +125,15 @@ impl Deps {
             store,
             ice,
             calls: None,
-            users: None,
+            apis: Arc::default(),
         }
     }
 
     /// The handlers, pushing through the Management API of the API that sent
-    /// `request`.
-    fn api(&self, request: &ApiGatewayWebsocketProxyRequest) -> WsApi {
+    /// `request`: built on the first event from that endpoint, then reused,
+    /// so the push client (and its connection pool) lives as long as the
+    /// container.
+    fn api(&self, request: &ApiGatewayWebsocketProxyRequest) -> Arc<WsApi> {
         let context = &request.request_context;
         let endpoint = self.config.ws_endpoint.clone().unwrap_or_else(|| {
             format!(
@@ -113,16 +142,36 @@ impl Deps {
                 context.stage.as_deref().unwrap_or_default()
             )
         });
+        let mut apis = self.apis.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(api) = apis.get(&endpoint) {
+            return api.clone();
+        }
+        if apis.len() >= MAX_ENDPOINTS {
+            apis.clear();
+        }
         let push: Arc<dyn Push> = Arc::new(ApiGatewayPush::new(&endpoint, &self.sdk));
-        WsApi::new(WsApiConfig {
+        let push: Arc<dyn Push> = Arc::new(MeteredPush::new(push));
+        let api = Arc::new(WsApi::new(WsApiConfig {
             limits: self.config.limits,
             tokens: self.config.tokens.clone(),
             store: self.store.clone(),
             push,
             ice: self.ice.clone(),
             calls: self.calls.clone(),
-            users: self.users.clone(),
-        })
+            // Deleted accounts are refused by the store (deleted-user
+            // markers), not by asking MongoDB at every connect.
+            users: None,
+        }));
+        apis.insert(endpoint, api.clone());
+        api
+    }
+
+    /// How many Management API endpoints have handlers built (tests).
+    pub fn endpoints_built(&self) -> usize {
+        self.apis
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 
@@ -143,6 +192,15 @@ fn now_ms(request: &ApiGatewayWebsocketProxyRequest) -> u64 {
     }
 }
 
+/// The deployed function's name (the metrics' `FunctionName`), or `binary`
+/// where the runtime gives none (tests).
+fn function_name<'a>(context: &'a lambda_runtime::Context, binary: &'a str) -> &'a str {
+    match context.env_config.function_name.as_str() {
+        "" => binary,
+        name => name,
+    }
+}
+
 fn connection_id(request: &ApiGatewayWebsocketProxyRequest) -> Option<&str> {
     request.request_context.connection_id.as_deref()
 }
@@ -158,16 +216,27 @@ pub async fn handle_connect(
         return Ok(response(400, "no connection id"));
     };
     let token = request.query_string_parameters.first("token");
-    Ok(
-        match deps.api(request).connect(id, token, now_ms(request)).await {
-            Ok(()) => response(200, "connected"),
-            Err(ConnectError::Unauthorized(_)) => response(401, "unauthorized"),
-            Err(err) => {
-                warn!(error = %err, "connect failed");
-                response(503, "store unavailable")
-            }
-        },
-    )
+    let metrics = Metrics::new(function_name(&event.context, "ws-connect"), now_ms(request));
+    let reply = match metrics
+        .scoped(deps.api(request).connect(id, token, now_ms(request)))
+        .await
+    {
+        Ok(()) => {
+            metrics.count("Connections");
+            response(200, "connected")
+        }
+        Err(ConnectError::Unauthorized(_)) => {
+            metrics.error("unauthorized");
+            response(401, "unauthorized")
+        }
+        Err(err) => {
+            warn!(error = %err, "connect failed");
+            metrics.error("store-unavailable");
+            response(503, "store unavailable")
+        }
+    };
+    metrics.emit();
+    Ok(reply)
 }
 
 /// `$disconnect`: the connection leaves its room.
@@ -176,9 +245,17 @@ pub async fn handle_disconnect(
     event: LambdaEvent<ApiGatewayWebsocketProxyRequest>,
 ) -> Result<ApiGatewayProxyResponse, lambda_runtime::Error> {
     let request = &event.payload;
+    let metrics = Metrics::new(
+        function_name(&event.context, "ws-disconnect"),
+        now_ms(request),
+    );
     if let Some(id) = connection_id(request) {
-        deps.api(request).disconnect(id, now_ms(request)).await;
+        metrics
+            .scoped(deps.api(request).disconnect(id, now_ms(request)))
+            .await;
+        metrics.count("Disconnections");
     }
+    metrics.emit();
     Ok(response(200, "disconnected"))
 }
 
@@ -193,6 +270,10 @@ pub async fn handle_default(
         return Ok(response(400, "no connection id"));
     };
     let body = request.body.as_deref().unwrap_or_default();
-    deps.api(request).message(id, body, now_ms(request)).await;
+    let metrics = Metrics::new(function_name(&event.context, "ws-default"), now_ms(request));
+    metrics
+        .scoped(deps.api(request).message(id, body, now_ms(request)))
+        .await;
+    metrics.emit();
     Ok(response(200, ""))
 }

@@ -9,9 +9,10 @@
 
 mod config;
 mod handlers;
+pub mod metrics;
 
 pub use crate::config::{ConfigError, FunctionConfig};
-pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, Deps};
+pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, Deps, Function};
 
 /// Starts JSON logs, as CloudWatch wants them, filtered by `RUST_LOG`
 /// (default `info`).

@@ -183,6 +183,26 @@ async fn handlers_answer_like_api_gateway_and_detach_gone_peers() {
         .unwrap();
     assert_eq!(resp.status_code, 200);
     assert!(w.store.get(&real_id, now_secs()).await.unwrap().is_none());
+    // Every event came from one API and stage: one push client, built once
+    // and reused by every invocation.
+    assert_eq!(w.deps.endpoints_built(), 1);
+
+    // An account deleted (the HTTP API marks it in the connections table):
+    // its still-valid token opens no socket, and nobody asked MongoDB.
+    w.store
+        .mark_user_deleted("ada", now_secs() + 900)
+        .await
+        .unwrap();
+    let resp = handle_connect(&w.deps, event(CONNECT, "after-delete", &token, ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 401);
+    assert!(w
+        .store
+        .get("after-delete", now_secs())
+        .await
+        .unwrap()
+        .is_none());
     w.stack.stop().await;
 }
 

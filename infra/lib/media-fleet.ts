@@ -5,12 +5,13 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 
-import { Aws, CfnResource, Fn, Stack } from 'aws-cdk-lib';
+import { Aws, CfnCondition, CfnResource, Fn, Stack } from 'aws-cdk-lib';
 import * as autoscaling from 'aws-cdk-lib/aws-autoscaling';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elbv2 from 'aws-cdk-lib/aws-elasticloadbalancingv2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { IConstruct } from 'constructs';
 
@@ -29,11 +30,15 @@ const DRAIN_HOOK = 'tincan-drain';
 const METRIC_NAMESPACE = 'Tincan/MediaNode';
 const METRIC_NAME = 'TurnAllocations';
 const TURN_PORT = 3478;
+/** The nodes' TURN-over-TLS port, behind the load balancer's 443. */
+const TLS_NODE_PORT = 5349;
 
 export interface MediaFleet {
   /** The load balancer's TURN address, host:port. */
   turnLoadBalancer: elbv2.CfnLoadBalancer;
   group: autoscaling.CfnAutoScalingGroup;
+  /** TurnTlsDomain is set. */
+  hasTurnTls: CfnCondition;
 }
 
 export function defineMediaFleet(
@@ -41,8 +46,13 @@ export function defineMediaFleet(
   params: TincanParameters,
   turnSecret: secretsmanager.Secret,
   mediaNodes: dynamodb.Table,
+  nodeLogs: logs.LogGroup,
 ): MediaFleet {
   const groupName = `${Aws.STACK_NAME}-media-nodes`;
+  const hasTurnTls = new CfnCondition(stack, 'HasTurnTls', {
+    expression: Fn.conditionNot(Fn.conditionEquals(params.turnTlsDomain.valueAsString, '')),
+  });
+  const ifTls = (value: unknown) => Fn.conditionIf(hasTurnTls.logicalId, value, Aws.NO_VALUE);
 
   const securityGroup = new ec2.CfnSecurityGroup(stack, 'MediaNodeSecurityGroup', {
     groupDescription: 'Tincan media nodes - TURN on 3478 UDP and TCP, UDP relay ports',
@@ -57,6 +67,13 @@ export function defineMediaFleet(
         cidrIp: '0.0.0.0/0',
         description: 'TURN relay ports',
       },
+      ifTls({
+        IpProtocol: 'tcp',
+        FromPort: TLS_NODE_PORT,
+        ToPort: TLS_NODE_PORT,
+        CidrIp: '0.0.0.0/0',
+        Description: "TURN over TLS through the load balancer's 443",
+      }),
     ],
   });
 
@@ -78,6 +95,15 @@ export function defineMediaFleet(
               actions: ['secretsmanager:GetSecretValue'],
               resources: [turnSecret.secretArn],
             }),
+            // Only with TurnTlsDomain: the node's certificate (replaced below
+            // by the same statement inside an Fn::If, as template.yaml has it).
+            new iam.PolicyStatement({
+              sid: 'TlsCertificate',
+              actions: ['secretsmanager:GetSecretValue'],
+              resources: [
+                `arn:${Aws.PARTITION}:secretsmanager:${Aws.REGION}:${Aws.ACCOUNT_ID}:secret:${params.turnTlsCertificateSecret.valueAsString}-??????`,
+              ],
+            }),
             new iam.PolicyStatement({
               sid: 'FleetHeartbeat',
               actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
@@ -88,10 +114,37 @@ export function defineMediaFleet(
               actions: [
                 'autoscaling:CompleteLifecycleAction',
                 'autoscaling:RecordLifecycleActionHeartbeat',
+                'autoscaling:SetInstanceProtection',
               ],
               resources: [
                 `arn:${Aws.PARTITION}:autoscaling:${Aws.REGION}:${Aws.ACCOUNT_ID}:autoScalingGroup:*:autoScalingGroupName/${groupName}`,
               ],
+            }),
+            // The user data reports the node's start to the group's CreationPolicy.
+            new iam.PolicyStatement({
+              sid: 'ReadySignal',
+              actions: ['cloudformation:SignalResource'],
+              resources: [
+                `arn:${Aws.PARTITION}:cloudformation:${Aws.REGION}:${Aws.ACCOUNT_ID}:stack/${Aws.STACK_NAME}/*`,
+              ],
+            }),
+            new iam.PolicyStatement({
+              sid: 'NodeLogs',
+              actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+              resources: [nodeLogs.logGroupArn],
+            }),
+            // Session Manager (`aws ssm start-session`): the agent's
+            // channels have no resource-level permissions in AWS.
+            new iam.PolicyStatement({
+              sid: 'SessionManager',
+              actions: [
+                'ssm:UpdateInstanceInformation',
+                'ssmmessages:CreateControlChannel',
+                'ssmmessages:CreateDataChannel',
+                'ssmmessages:OpenControlChannel',
+                'ssmmessages:OpenDataChannel',
+              ],
+              resources: ['*'],
             }),
             // PutMetricData has no resource-level permissions: AWS requires
             // Resource "*". The condition pins it to our namespace.
@@ -108,12 +161,23 @@ export function defineMediaFleet(
     'MediaNodeRole',
   );
 
+  // The TlsCertificate statement (third) exists only with TurnTlsDomain.
+  (role.node.defaultChild as iam.CfnRole).addPropertyOverride(
+    'Policies.0.PolicyDocument.Statement.2',
+    ifTls({
+      Sid: 'TlsCertificate',
+      Effect: 'Allow',
+      Action: 'secretsmanager:GetSecretValue',
+      Resource: `arn:${Aws.PARTITION}:secretsmanager:${Aws.REGION}:${Aws.ACCOUNT_ID}:secret:${params.turnTlsCertificateSecret.valueAsString}-??????`,
+    }),
+  );
+
   const profile = new iam.CfnInstanceProfile(stack, 'MediaNodeInstanceProfile', {
     roles: [role.roleName],
   });
 
   // One script for both templates: template.yaml inlines the same text
-  // (tests/infra/test_parity.py compares them).
+  // (tests/infra/test_templates.py compares them).
   const userData = readFileSync(path.join(__dirname, 'media-node-user-data.sh'), 'utf8');
   const launchTemplate = new ec2.CfnLaunchTemplate(stack, 'MediaNodeLaunchTemplate', {
     launchTemplateData: {
@@ -146,7 +210,13 @@ export function defineMediaFleet(
     healthCheckIntervalSeconds: 10,
     healthyThresholdCount: 2,
     unhealthyThresholdCount: 2,
-    targetGroupAttributes: [{ key: 'deregistration_delay.timeout_seconds', value: '30' }],
+    // A draining node's flows through the load balancer go on until the
+    // node closes them (TCP_UDP would otherwise cut them when
+    // deregistration ends).
+    targetGroupAttributes: [
+      { key: 'deregistration_delay.timeout_seconds', value: '30' },
+      { key: 'deregistration_delay.connection_termination.enabled', value: 'false' },
+    ],
   });
   new elbv2.CfnListener(stack, 'TurnListener', {
     loadBalancerArn: turnLoadBalancer.ref,
@@ -154,6 +224,32 @@ export function defineMediaFleet(
     port: TURN_PORT,
     defaultActions: [{ type: 'forward', targetGroupArn: targetGroup.ref }],
   });
+
+  // TURN over TLS: TCP 443 on the load balancer, passed through (TLS ends
+  // on the node, which keeps the client's address) to the nodes' 5349.
+  const tlsTargetGroup = new elbv2.CfnTargetGroup(stack, 'TurnTlsTargetGroup', {
+    vpcId: params.vpcId.valueAsString,
+    protocol: 'TCP',
+    port: TLS_NODE_PORT,
+    targetType: 'instance',
+    healthCheckProtocol: 'TCP',
+    healthCheckPort: String(TLS_NODE_PORT),
+    healthCheckIntervalSeconds: 10,
+    healthyThresholdCount: 2,
+    unhealthyThresholdCount: 2,
+    targetGroupAttributes: [
+      { key: 'deregistration_delay.timeout_seconds', value: '30' },
+      { key: 'deregistration_delay.connection_termination.enabled', value: 'false' },
+    ],
+  });
+  tlsTargetGroup.cfnOptions.condition = hasTurnTls;
+  const tlsListener = new elbv2.CfnListener(stack, 'TurnTlsListener', {
+    loadBalancerArn: turnLoadBalancer.ref,
+    protocol: 'TCP',
+    port: 443,
+    defaultActions: [{ type: 'forward', targetGroupArn: tlsTargetGroup.ref }],
+  });
+  tlsListener.cfnOptions.condition = hasTurnTls;
 
   const group = new autoscaling.CfnAutoScalingGroup(stack, 'MediaNodeGroup', {
     autoScalingGroupName: groupName,
@@ -164,9 +260,23 @@ export function defineMediaFleet(
       launchTemplateId: launchTemplate.ref,
       version: launchTemplate.attrLatestVersionNumber,
     },
-    targetGroupArns: [targetGroup.ref],
+    targetGroupArns: Fn.conditionIf(
+      hasTurnTls.logicalId,
+      [targetGroup.ref, tlsTargetGroup.ref],
+      [targetGroup.ref],
+    ) as unknown as string[],
     healthCheckType: 'ELB',
     healthCheckGracePeriod: 120,
+    // Replacements (instance refresh, health) launch the new node before
+    // the old one starts draining.
+    instanceMaintenancePolicy: { minHealthyPercentage: 100, maxHealthyPercentage: 200 },
+    // For the alarms: in service against the group's bounds.
+    metricsCollection: [
+      {
+        granularity: '1Minute',
+        metrics: ['GroupInServiceInstances', 'GroupDesiredCapacity', 'GroupMinSize', 'GroupMaxSize'],
+      },
+    ],
     lifecycleHookSpecificationList: [
       {
         lifecycleHookName: DRAIN_HOOK,
@@ -176,6 +286,14 @@ export function defineMediaFleet(
       },
     ],
   });
+
+  // The stack is complete only when MediaNodeMinSize nodes have each
+  // answered a STUN binding on their public address (the user data signals
+  // it); a node that cannot start signals FAILURE and says why on its
+  // console, and the stack rolls back.
+  group.cfnOptions.creationPolicy = {
+    resourceSignal: { count: params.mediaNodeMinSize.valueAsNumber, timeout: 'PT15M' },
+  };
 
   new autoscaling.CfnScalingPolicy(stack, 'MediaNodeScalingPolicy', {
     autoScalingGroupName: group.ref,
@@ -192,5 +310,5 @@ export function defineMediaFleet(
     },
   });
 
-  return { turnLoadBalancer, group };
+  return { turnLoadBalancer, group, hasTurnTls };
 }

@@ -35,6 +35,10 @@ export interface TincanParameters {
   relayPortMin: CfnParameter;
   relayPortMax: CfnParameter;
   drainGraceSeconds: CfnParameter;
+  turnTlsDomain: CfnParameter;
+  turnTlsCertificateSecret: CfnParameter;
+  alarmEmail: CfnParameter;
+  apiGatewayLogRole: CfnParameter;
 }
 
 export function defineParameters(stack: Stack): TincanParameters {
@@ -155,8 +159,9 @@ export function defineParameters(stack: Stack): TincanParameters {
     mediaNodeMinSize: p('MediaNodeMinSize', {
       type: 'Number',
       default: 1,
-      minValue: 0,
-      description: 'Fewest media nodes.',
+      minValue: 1,
+      description:
+        'Fewest media nodes - at least 1, since only a running node publishes the load the group scales on (docs/deploy.md).',
     }),
     mediaNodeMaxSize: p('MediaNodeMaxSize', {
       type: 'Number',
@@ -191,6 +196,35 @@ export function defineParameters(stack: Stack): TincanParameters {
       maxValue: 7200,
       description:
         'How long a terminating media node lets its calls finish before closing them.',
+    }),
+    turnTlsDomain: p('TurnTlsDomain', {
+      type: 'String',
+      default: '',
+      allowedPattern:
+        '^$|^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$',
+      description:
+        'DNS name for TURN over TLS on 443 (turns:NAME:443), pointed at the TurnLoadBalancer (CNAME or alias). Empty - no TURN over TLS.',
+    }),
+    turnTlsCertificateSecret: p('TurnTlsCertificateSecret', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^[A-Za-z0-9/_+=.@-]*$',
+      description:
+        'Name of a Secrets Manager secret in this region holding {"certificate":"PEM chain","privateKey":"PEM key"} for TurnTlsDomain (docs/deploy.md). Needed with TurnTlsDomain.',
+    }),
+    alarmEmail: p('AlarmEmail', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^$|^[^@\\s]+@[^@\\s]+$',
+      description:
+        'Email address the alarms notify (confirm the subscription mail AWS sends). Empty - the alarms notify the AlarmTopic SNS topic only.',
+    }),
+    apiGatewayLogRole: p('ApiGatewayLogRole', {
+      type: 'String',
+      default: 'create',
+      allowedValues: ['create', 'existing'],
+      description:
+        "create - the stack sets this account and region's API Gateway CloudWatch Logs role, which WebSocket access logs need; existing - one is set already (docs/deploy.md).",
     }),
   };
 }

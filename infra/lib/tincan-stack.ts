@@ -1,6 +1,6 @@
 // Tincan's AWS stack, the CDK twin of ../template.yaml: the same resources
 // under the same logical IDs, the same parameters, environment and IAM
-// (tests/infra/test_parity.py holds the two together).
+// (tests/infra/test_templates.py holds the two together).
 
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
@@ -17,6 +17,7 @@ import {
   Stack,
   StackProps,
 } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -26,6 +27,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 
 import { defineMediaFleet, logicalId } from './media-fleet';
+import { defineMonitoring } from './monitoring';
 import { defineParameters } from './parameters';
 
 export interface TincanStackProps extends StackProps {
@@ -36,6 +38,12 @@ export interface TincanStackProps extends StackProps {
    */
   lambdaDir: string;
 }
+
+/** Access-log lines: no query string or path, since the WebSocket token is in one. */
+const WS_ACCESS_LOG_FORMAT =
+  '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","connectionId":"$context.connectionId","eventType":"$context.eventType","routeKey":"$context.routeKey","status":"$context.status","integrationStatus":"$context.integrationStatus","integrationLatencyMs":"$context.integrationLatency","error":"$context.error.message","integrationError":"$context.integration.error","requestTime":"$context.requestTimeEpoch"}';
+const HTTP_ACCESS_LOG_FORMAT =
+  '{"requestId":"$context.requestId","ip":"$context.identity.sourceIp","routeKey":"$context.routeKey","status":"$context.status","responseLatencyMs":"$context.responseLatency","integrationStatus":"$context.integrationStatus","integrationError":"$context.integrationErrorMessage","error":"$context.error.message","requestTime":"$context.requestTimeEpoch"}';
 
 /** The WebSocket routes and the binary behind each. */
 const WS_ROUTES = [
@@ -70,6 +78,26 @@ export class TincanStack extends Stack {
     const hasTurnUrl = new CfnCondition(this, 'HasTurnUrl', {
       expression: Fn.conditionNot(Fn.conditionEquals(params.turnUrl.valueAsString, '')),
     });
+    const hasAlarmEmail = new CfnCondition(this, 'HasAlarmEmail', {
+      expression: Fn.conditionNot(Fn.conditionEquals(params.alarmEmail.valueAsString, '')),
+    });
+    const createApiGatewayLogRole = new CfnCondition(this, 'CreateApiGatewayLogRole', {
+      expression: Fn.conditionEquals(params.apiGatewayLogRole.valueAsString, 'create'),
+    });
+    const logGroup = (id: string, name: string) =>
+      logicalId(
+        new logs.LogGroup(this, id, {
+          logGroupName: `/tincan/${Aws.STACK_NAME}/${name}`,
+          retention: params.logRetentionDays.valueAsNumber as logs.RetentionDays,
+          removalPolicy: RemovalPolicy.DESTROY,
+        }),
+        id,
+      );
+    // Access logs of both APIs (no query strings: the WebSocket token is one)
+    // and the media nodes' service logs and boot output.
+    const wsAccessLogs = logGroup('WebSocketAccessLogGroup', 'websocket-access');
+    const httpAccessLogs = logGroup('HttpApiAccessLogGroup', 'http-access');
+    const nodeLogs = logGroup('MediaNodeLogGroup', 'media-node');
 
     // ------------------------------------------------------------ data
     const connections = logicalId(
@@ -131,7 +159,7 @@ export class TincanStack extends Stack {
     const resolve = (secret: secretsmanager.Secret) => secret.secretValue.unsafeUnwrap();
 
     // ----------------------------------------------------- media nodes
-    const fleet = defineMediaFleet(this, params, turnSecret, mediaNodes);
+    const fleet = defineMediaFleet(this, params, turnSecret, mediaNodes, nodeLogs);
     const turnUrl = Fn.conditionIf(
       hasTurnUrl.logicalId,
       params.turnUrl.valueAsString,
@@ -144,12 +172,58 @@ export class TincanStack extends Stack {
       protocolType: 'WEBSOCKET',
       routeSelectionExpression: '$request.body.action',
     });
-    new apigwv2.CfnStage(this, 'WebSocketStage', {
+    // WebSocket (not HTTP) API logging goes through the account's API Gateway
+    // CloudWatch Logs role, one per account and region. With
+    // ApiGatewayLogRole=create the stack sets it to a role that may write
+    // only this stack's WebSocket access log.
+    const apiGatewayLogsRole = new iam.CfnRole(this, 'ApiGatewayLogsRole', {
+      assumeRolePolicyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Effect: 'Allow',
+            Principal: { Service: 'apigateway.amazonaws.com' },
+            Action: 'sts:AssumeRole',
+          },
+        ],
+      },
+      policies: [
+        {
+          policyName: 'access-logs',
+          policyDocument: {
+            Version: '2012-10-17',
+            Statement: [
+              {
+                Sid: 'Logs',
+                Effect: 'Allow',
+                Action: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'],
+                Resource: wsAccessLogs.logGroupArn,
+              },
+            ],
+          },
+        },
+      ],
+    });
+    apiGatewayLogsRole.cfnOptions.condition = createApiGatewayLogRole;
+    const apiGatewayAccount = new apigw.CfnAccount(this, 'ApiGatewayAccount', {
+      cloudWatchRoleArn: apiGatewayLogsRole.attrArn,
+    });
+    apiGatewayAccount.cfnOptions.condition = createApiGatewayLogRole;
+    const wsStage = new apigwv2.CfnStage(this, 'WebSocketStage', {
       apiId: wsApi.ref,
       stageName: params.stageName.valueAsString,
       autoDeploy: true,
       defaultRouteSettings: { throttlingBurstLimit: 500, throttlingRateLimit: 1000 },
+      accessLogSettings: {
+        destinationArn: wsAccessLogs.logGroupArn,
+        format: WS_ACCESS_LOG_FORMAT,
+      },
     });
+    // Waits for the account's log role when the stack sets it (a DependsOn
+    // cannot name a resource that may not exist; a reference here can).
+    wsStage.cfnOptions.metadata = {
+      LogRoleReady: Fn.conditionIf(createApiGatewayLogRole.logicalId, apiGatewayAccount.ref, ''),
+    };
     const httpApi = new apigwv2.CfnApi(this, 'HttpApi', {
       name: `${Aws.STACK_NAME}-http`,
       protocolType: 'HTTP',
@@ -159,18 +233,13 @@ export class TincanStack extends Stack {
       stageName: '$default',
       autoDeploy: true,
       defaultRouteSettings: { throttlingBurstLimit: 200, throttlingRateLimit: 500 },
+      accessLogSettings: {
+        destinationArn: httpAccessLogs.logGroupArn,
+        format: HTTP_ACCESS_LOG_FORMAT,
+      },
     });
 
     // ----------------------------------------------------- functions
-    const logGroup = (id: string, binary: string) =>
-      logicalId(
-        new logs.LogGroup(this, id, {
-          logGroupName: `/tincan/${Aws.STACK_NAME}/${binary}`,
-          retention: params.logRetentionDays.valueAsNumber as logs.RetentionDays,
-          removalPolicy: RemovalPolicy.DESTROY,
-        }),
-        id,
-      );
     const wsLogGroups = WS_ROUTES.map((r) => logGroup(`${r.fn}LogGroup`, r.binary));
     const httpLogGroup = logGroup('HttpApiLogGroup', 'http-api');
 
@@ -196,6 +265,8 @@ export class TincanStack extends Stack {
                   'dynamodb:PutItem',
                   'dynamodb:UpdateItem',
                   'dynamodb:DeleteItem',
+                  // The deleted-user check inside $connect's TransactWriteItems.
+                  'dynamodb:ConditionCheckItem',
                 ],
                 resources: [connections.tableArn],
               }),
@@ -237,6 +308,12 @@ export class TincanStack extends Stack {
                 sid: 'Logs',
                 actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
                 resources: [httpLogGroup.logGroupArn],
+              }),
+              new iam.PolicyStatement({
+                sid: 'DeletedUsers',
+                // A deleted account's marker, which $connect checks.
+                actions: ['dynamodb:PutItem'],
+                resources: [connections.tableArn],
               }),
               new iam.PolicyStatement({
                 sid: 'RoomPlacement',
@@ -318,6 +395,9 @@ export class TincanStack extends Stack {
       MONGODB_URI: resolve(mongoDbUriSecret),
       TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,
       TINCAN_MONGODB_TIMEOUT_MS: '3000',
+      // One event at a time per container: a small pool, no idle checks.
+      TINCAN_MONGODB_MAX_POOL: '2',
+      TINCAN_MONGODB_HEARTBEAT_MS: '10000',
       RUST_LOG: params.logLevel.valueAsString,
     };
     WS_ROUTES.forEach((route, i) => {
@@ -365,6 +445,10 @@ export class TincanStack extends Stack {
         MONGODB_URI: resolve(mongoDbUriSecret),
         TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,
         TINCAN_MONGODB_TIMEOUT_MS: '3000',
+        TINCAN_MONGODB_MAX_POOL: '2',
+        TINCAN_MONGODB_HEARTBEAT_MS: '10000',
+        // A deleted account gets a marker here, so its tokens open no socket.
+        TINCAN_CONNECTIONS_TABLE: connections.tableName,
         TINCAN_TURN_SECRET: resolve(turnSecret),
         TINCAN_TURN_URL: turnUrl,
         TINCAN_TURN_TTL: params.turnCredentialTtl.valueAsString,
@@ -395,6 +479,10 @@ export class TincanStack extends Stack {
       sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${httpApi.ref}/*`,
     });
 
+    // -------------------------------------------------------- watching
+    // Alarms notify AlarmTopic (and AlarmEmail, if given); one dashboard.
+    defineMonitoring(this, { HasAlarmEmail: hasAlarmEmail });
+
     // --------------------------------------------------------- outputs
     const wsHost = `${wsApi.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}/${params.stageName.valueAsString}`;
     new CfnOutput(this, 'WebSocketUrl', {
@@ -419,5 +507,27 @@ export class TincanStack extends Stack {
     new CfnOutput(this, 'MediaNodeGroupName', { value: fleet.group.ref });
     new CfnOutput(this, 'JwtSecretArn', { value: jwtSecret.secretArn });
     new CfnOutput(this, 'TurnSecretArn', { value: turnSecret.secretArn });
+    new CfnOutput(this, 'TurnTlsUrl', {
+      description:
+        'TURN over TLS URL the nodes advertise (point TurnTlsDomain at TurnLoadBalancerDnsName).',
+      value: Fn.conditionIf(
+        fleet.hasTurnTls.logicalId,
+        Fn.sub('turns:${TurnTlsDomain}:443?transport=tcp'),
+        'off (no TurnTlsDomain)',
+      ).toString(),
+    });
+    new CfnOutput(this, 'TurnLoadBalancerDnsName', {
+      value: fleet.turnLoadBalancer.attrDnsName,
+    });
+    new CfnOutput(this, 'AlarmTopicArn', {
+      description: 'SNS topic of the alarms; subscribe more endpoints to it.',
+      value: Fn.ref('AlarmTopic'),
+    });
+    new CfnOutput(this, 'DashboardUrl', {
+      description: "The stack's CloudWatch dashboard.",
+      value: Fn.sub(
+        'https://${AWS::Region}.console.aws.amazon.com/cloudwatch/home?region=${AWS::Region}#dashboards:name=${Dashboard}',
+      ),
+    });
   }
 }

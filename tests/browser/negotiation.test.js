@@ -35,6 +35,8 @@ async function rounds(seed) {
   // Delays per payload kind: descriptions slow, candidates fast, so
   // candidates usually arrive first.
   let delays = { description: [0, 200], candidate: [0, 200] };
+  /** @type {string[]} negotiation errors the links reported */
+  const errors = [];
   const deliver = (/** @type {string} */ to, /** @type {any} */ data) => {
     const link = links[to];
     if (link && !link.closed) link.handleSignal(structuredClone(data));
@@ -55,6 +57,7 @@ async function rounds(seed) {
         if (links[self] === link) relay(self, other, data);
       },
     });
+    link.addEventListener('error', (/** @type {any} */ e) => errors.push(String(e.detail?.error)));
     // What TincanClient does when the peer rebuilt its side.
     link.addEventListener('remote-restarted', (/** @type {any} */ e) => {
       if (links[self] !== link) return;
@@ -148,8 +151,29 @@ async function rounds(seed) {
       links.a.restartIce();
       await flowing('after a lost offer', 30_000);
       await sleep(500);
-      report.offersRemade = links.a.offersRemade;
+      report.offersResent = links.a.offersResent;
       report.lostOffers = dropped;
+
+      // 6. A fresh pair whose first answer is lost (the answerer's socket was
+      // cut right after it answered): the impolite newcomer "b" sends its
+      // offer again; "a", which applied the first one, accepts it (a rolled
+      // back and re-made offer would number its m-lines anew and be refused).
+      errors.length = 0;
+      let answersDropped = 0;
+      relay = (from, to, data) => {
+        if (from === 'a' && data.description?.type === 'answer' && answersDropped === 0) {
+          answersDropped += 1;
+          return;
+        }
+        send(from, to, data);
+      };
+      links.a.close();
+      links.b.close();
+      make('a', 'b', true);
+      make('b', 'a', false);
+      await flowing('after a lost first answer', 40_000);
+      report.firstAnswersLost = answersDropped;
+      report.errors = [...errors];
     }
     return report;
   } finally {
@@ -170,7 +194,9 @@ test('negotiation survives reordered, late and stale signaling (3 seeds)', { tim
       assert.equal(r.aRebuilt, true, `seed ${seed}: the other side followed the rebuilt connection`);
       if (seed === 1) {
         assert.equal(r.lostOffers, 1, 'an offer was dropped');
-        assert.ok(r.offersRemade >= 1, 'the lost offer was made again');
+        assert.ok(r.offersResent >= 1, 'the lost offer was sent again');
+        assert.equal(r.firstAnswersLost, 1, 'a first answer was dropped');
+        assert.deepEqual(r.errors, [], 'no negotiation errors');
       }
     }
   } finally {

@@ -35,7 +35,8 @@ if [ -z "${TINCAN_LOCAL_BIN:-}" ]; then
 fi
 bin="${TINCAN_LOCAL_BIN:-$target/debug/tincan-local}"
 [ -x "$bin" ] || { echo "run.sh: $bin missing" >&2; exit 1; }
-if [ ! -d "$here/node_modules/playwright-core" ]; then
+if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/typescript" ] \
+  || [ ! -d "$here/node_modules/axe-core" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"

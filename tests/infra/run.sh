@@ -2,9 +2,13 @@
 # Offline checks of the AWS deployment (issue 6):
 #   - the CDK app type-checks and synthesizes (placeholder Lambda zips),
 #   - cfn-lint passes on template.yaml and on the synthesized template,
-#   - `sam validate --lint` passes, if the SAM CLI is installed,
+#   - `sam validate --lint` passes, and `sam build --beta-features` works as
+#     the docs say (tests/infra/test_sam_build.py), if the SAM CLI is installed,
 #   - tests/infra/test_templates.py: SAM/CDK parity, tables vs the store code,
-#     routes vs the router, env vars vs the Rust config code, IAM, secrets.
+#     routes vs the router, env vars vs the Rust config code, IAM, secrets,
+#   - tests/infra/test_user_data.py: the media nodes' user data fails loudly
+#     (wrong binary, private subnet, no STUN answer) and signals success only
+#     once a real tincan-media-node answers STUN (built if missing).
 # Needs cfn-lint (PyPI) and infra/node_modules (`npm ci`), both installed by
 # tests/setup.sh. Ends with `infra: N passed, M failed`; exits non-zero on any failure.
 set -uo pipefail
@@ -68,18 +72,45 @@ else
   echo "skip sam validate --lint: SAM CLI not installed (set TINCAN_SAM or see tests/infra/run.sh)"
 fi
 
-# 5. Parity, traceability, IAM and secrets.
-out=$(timeout 120 python3 tests/infra/test_templates.py "$CDK_TEMPLATE" 2>&1)
-echo "$out" | grep -v '^infra-python:'
-line=$(echo "$out" | grep '^infra-python:' || true)
-if [ -n "$line" ]; then
-  p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed/\1/')
-  f=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed/\2/')
-  passed=$((passed + p))
-  failed=$((failed + f))
+# py_suite NAME TIMEOUT SCRIPT ARGS...: runs a Python check file that ends
+# with `NAME: N passed, M failed` and adds its counts.
+py_suite() {
+  local name=$1 limit=$2 out line p f
+  shift 2
+  out=$(timeout "$limit" python3 "$@" 2>&1)
+  echo "$out" | grep -v "^$name:"
+  line=$(echo "$out" | grep "^$name:" || true)
+  if [ -n "$line" ]; then
+    p=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\1/')
+    f=$(echo "$line" | sed -E 's/.* ([0-9]+) passed, ([0-9]+) failed.*/\2/')
+    passed=$((passed + p))
+    failed=$((failed + f))
+  else
+    bad "$1 did not finish"
+    echo "$out" | tail -20 | sed 's/^/  /'
+  fi
+}
+
+# 4b. `sam build` as the docs say, offline: the real SAM CLI with only
+#     `cargo lambda build` stubbed (tests/infra/test_sam_build.py).
+if [ -n "$SAM_BIN" ]; then
+  py_suite infra-sam-build 300 tests/infra/test_sam_build.py "$SAM_BIN"
 else
-  bad "tests/infra/test_templates.py did not finish"
+  skipped=$((skipped + 1))
+  echo "skip tests/infra/test_sam_build.py: SAM CLI not installed"
 fi
+
+# 5. Parity, traceability, IAM and secrets.
+py_suite infra-python 120 tests/infra/test_templates.py "$CDK_TEMPLATE"
+
+# 6. The media nodes' user data, step by step, with stubbed AWS commands and
+#    a real tincan-media-node on loopback for the STUN probe.
+TARGET_DIR=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+NODE_BIN="$TARGET_DIR/debug/tincan-media-node"
+if [ ! -x "$NODE_BIN" ]; then
+  timeout 900 cargo build -q -p tincan-media-node || bad "cargo build -p tincan-media-node"
+fi
+py_suite infra-user-data 180 tests/infra/test_user_data.py "$NODE_BIN"
 
 [ "$skipped" -eq 0 ] || echo "infra: $skipped check(s) skipped"
 echo "infra: $passed passed, $failed failed"

@@ -42,7 +42,7 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_NO_TCP": "optional media-node flag: TURN over TCP stays on",
     "TINCAN_REGION": "optional media-node flag: defaults to AWS_REGION, which the user data sets",
     "TINCAN_HEARTBEAT_SECS": "optional media-node flag: the built-in heartbeat interval",
-    "TINCAN_TURN_TLS_ADDR": "optional media-node flag: TURN over TLS needs a certificate for the node's name, which the stack does not issue (docs/deploy.md)",
+    "TINCAN_TURN_TLS_ADDR": "set by the user data only with TurnTlsDomain, in a block of its own (test_turn_over_tls_on_443_only_when_configured)",
     "TINCAN_TURN_TLS_CERT": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
     "TINCAN_TURN_TLS_KEY": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
     "TINCAN_TURN_TLS_NAME": "optional media-node flag: the certificate's DNS name for turns:, see TINCAN_TURN_TLS_ADDR",
@@ -69,9 +69,15 @@ NOT_IN_LAMBDA = {
     "crates/accounts/src/secantus.rs": "starts SecantusDB for tests (feature test-support)",
     "crates/store/src/testing.rs": "starts moto for tests (feature testing)",
 }
-# Actions AWS only accepts with Resource "*", each with the condition that narrows it.
+# Actions AWS only accepts with Resource "*": why, and whether a condition
+# must narrow them (True) or AWS offers none that fits (False).
 WILDCARD_RESOURCE_ACTIONS = {
-    "cloudwatch:PutMetricData": "no resource-level permissions; narrowed by the cloudwatch:namespace condition",
+    "cloudwatch:PutMetricData": ("no resource-level permissions; narrowed by the cloudwatch:namespace condition", True),
+    "ssm:UpdateInstanceInformation": ("Session Manager: the agent registers the instance it runs on", False),
+    "ssmmessages:CreateControlChannel": ("Session Manager channels have no resource-level permissions", False),
+    "ssmmessages:CreateDataChannel": ("Session Manager channels have no resource-level permissions", False),
+    "ssmmessages:OpenControlChannel": ("Session Manager channels have no resource-level permissions", False),
+    "ssmmessages:OpenDataChannel": ("Session Manager channels have no resource-level permissions", False),
 }
 
 
@@ -144,7 +150,7 @@ def comparable(resource: dict) -> dict:
         tags = [t for t in props.pop("Tags", []) if t.get("Key") != "lambda:createdBy"]
         if tags:
             props["Tags"] = tags
-    policy = {k: resource[k] for k in ("DeletionPolicy", "UpdateReplacePolicy") if k in resource}
+    policy = {k: resource[k] for k in ("DeletionPolicy", "UpdateReplacePolicy", "CreationPolicy", "UpdatePolicy") if k in resource}
     return canon({"Type": resource["Type"], "Properties": props, **policy})
 
 
@@ -469,10 +475,27 @@ def test_tables_match_the_store_code():
             fail(f"{name}: media_nodes table differs from crates/fleet/src/dynamo's layout {nodes}")
 
 
+NO_VALUE = {"Ref": "AWS::NoValue"}
+
+
+def resolve_if(value, truth: dict | None = None):
+    """`value` with every Fn::If decided: each condition true unless `truth`
+    says otherwise; AWS::NoValue items dropped."""
+    truth = truth or {}
+    if isinstance(value, dict):
+        if list(value) == ["Fn::If"]:
+            cond, yes, no = value["Fn::If"]
+            return resolve_if(yes if truth.get(cond, True) else no, truth)
+        return {k: resolve_if(v, truth) for k, v in value.items() if resolve_if(v, truth) != NO_VALUE}
+    if isinstance(value, list):
+        return [resolve_if(v, truth) for v in value if resolve_if(v, truth) != NO_VALUE]
+    return value
+
+
 def statements(template: dict):
     for lid, role in resources(template, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
-            for st in policy["PolicyDocument"]["Statement"]:
+            for st in resolve_if(policy["PolicyDocument"]["Statement"]):
                 yield lid, canon(st)
     for lid, policy in resources(template, "AWS::IAM::Policy").items():
         for st in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -496,11 +519,13 @@ def test_iam_names_our_resources():
                     fail(f"{name} {lid}: wildcard action {action}")
             for resource in st["Resource"]:
                 if resource == "*":
-                    if not (set(st["Action"]) <= set(WILDCARD_RESOURCE_ACTIONS) and st.get("Condition")):
+                    actions = set(st["Action"])
+                    needs_condition = any(WILDCARD_RESOURCE_ACTIONS.get(a, ("", True))[1] for a in actions)
+                    if not actions <= set(WILDCARD_RESOURCE_ACTIONS) or (needs_condition and not st.get("Condition")):
                         fail(f"{name} {lid}: Resource * for {st['Action']} without need or condition")
                     continue
                 refs = set(re.findall(r"\$\{([A-Za-z0-9]+)[.}]", resource)) - {"AWS"}
-                if not refs & ours and "AWS::StackName" not in resource and not any(p in resource for p in ("${MediaNodeArtifact",)):
+                if not refs & ours and "AWS::StackName" not in resource and not any(p in resource for p in ("${MediaNodeArtifact", "${TurnTlsCertificateSecret}")):
                     fail(f"{name} {lid}: {resource} names none of our resources")
                 service = st["Action"][0].split(":")[0]
                 if service == "dynamodb" and not refs & {"ConnectionsTable", "MediaNodesTable"}:
@@ -628,7 +653,7 @@ def test_secrets_are_never_literal():
 
 def test_media_fleet():
     for name, t in templates():
-        sg = t["Resources"]["MediaNodeSecurityGroup"]["Properties"]
+        sg = resolve_if(t["Resources"]["MediaNodeSecurityGroup"]["Properties"], {"HasTurnTls": False})
         ingress = sorted((r["IpProtocol"], canon(r["FromPort"]), canon(r["ToPort"])) for r in sg["SecurityGroupIngress"])
         want = sorted([("tcp", "3478", "3478"), ("udp", "3478", "3478"), ("udp", "${RelayPortMin}", "${RelayPortMax}")])
         if ingress != want:
@@ -642,12 +667,290 @@ def test_media_fleet():
         script = user_data(t)
         if f"--lifecycle-hook-name {hooks[0]['LifecycleHookName']}" not in script:
             fail(f"{name}: user data completes a different hook than {hooks[0]['LifecycleHookName']}")
+        if canon(asg.get("InstanceMaintenancePolicy")) != canon({"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200}):
+            fail(f"{name}: replacements must launch before they terminate (InstanceMaintenancePolicy 100/200)")
+        attrs = {a["Key"]: a["Value"] for a in t["Resources"]["TurnTargetGroup"]["Properties"]["TargetGroupAttributes"]}
+        if attrs.get("deregistration_delay.connection_termination.enabled") != "false":
+            fail(f"{name}: the load balancer cuts a draining node's flows when deregistration ends")
+        if "autoscaling:SetInstanceProtection" not in [a for lid, st in statements(t) if lid == "MediaNodeRole" for a in st["Action"]]:
+            fail(f"{name}: the nodes cannot protect themselves from scale-in")
+        if "set-instance-protection" not in user_data(t):
+            fail(f"{name}: the nodes never protect themselves from scale-in")
         policy = t["Resources"]["MediaNodeScalingPolicy"]["Properties"]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
         if f"--namespace {policy['Namespace']}" not in script or f"--metric-name {policy['MetricName']}" not in script:
             fail(f"{name}: the scaling metric {policy['Namespace']}/{policy['MetricName']} is not what the nodes publish")
     metric = re.search(r'"tincan_turn_allocations" \{ print', user_data(SAM))
     if not metric or '"tincan_turn_allocations"' not in (REPO / "media-node/src/metrics.rs").read_text():
         fail("the published gauge tincan_turn_allocations is not in media-node/src/metrics.rs")
+
+
+def iso_seconds(duration: str) -> int:
+    m = re.fullmatch(r"PT(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?", duration)
+    if not m:
+        fail(f"{duration!r} is not an ISO 8601 duration")
+    h, mi, s = (int(g or 0) for g in m.groups())
+    return h * 3600 + mi * 60 + s
+
+
+def test_media_nodes_fail_loudly():
+    """The group is created only once MediaNodeMinSize nodes signal that
+    they answer STUN on their public address; the nodes may send that signal
+    and nothing more; a group of zero could never scale out, so it is refused."""
+    script = user_data(SAM)
+    stun_wait = int(re.search(r"^STUN_WAIT_SECS=(\d+)$", script, re.M).group(1))
+    for name, t in templates():
+        group = t["Resources"]["MediaNodeGroup"]
+        signal = group.get("CreationPolicy", {}).get("ResourceSignal")
+        if not signal:
+            fail(f"{name}: MediaNodeGroup has no CreationPolicy ResourceSignal")
+        if canon(signal.get("Count")) != "${MediaNodeMinSize}":
+            fail(f"{name}: the group waits for {signal.get('Count')} signals, not MediaNodeMinSize")
+        timeout = iso_seconds(signal["Timeout"])
+        # Boot, package fetch and download, then the two STUN waits.
+        if not 2 * stun_wait + 180 <= timeout <= 3600:
+            fail(f"{name}: signal timeout {timeout}s does not fit the user data's waits ({stun_wait}s per transport)")
+        if int(t["Parameters"]["MediaNodeMinSize"].get("MinValue", 0)) < 1:
+            fail(f"{name}: MediaNodeMinSize may be 0, and a group of 0 never publishes the load it scales on")
+        grants = [st for lid, st in statements(t) if lid == "MediaNodeRole" and "cloudformation:SignalResource" in st["Action"]]
+        if [st["Resource"] for st in grants] != [["arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:stack/${AWS::StackName}/*"]]:
+            fail(f"{name}: the nodes may not signal this stack, or may signal more: {grants}")
+        if any(set(st["Action"]) != {"cloudformation:SignalResource"} for st in grants):
+            fail(f"{name}: the ReadySignal statement grants more than SignalResource")
+    for needle in ("--logical-resource-id MediaNodeGroup", "signal SUCCESS", "signal FAILURE",
+                   "wait_for_stun \"$PUBLIC_IP\"", "check_binary \"$BIN\"", "trap 'on_error"):
+        if needle not in script:
+            fail(f"user data lacks {needle!r}")
+
+
+def alarms(t: dict) -> dict:
+    return resources(t, "AWS::CloudWatch::Alarm")
+
+
+def alarm_metrics(alarm: dict) -> list[tuple[str, str, tuple]]:
+    """(namespace, metric, dimension names and values) of every metric an alarm reads."""
+    out = []
+    for m in alarm["Properties"]["Metrics"]:
+        if "MetricStat" in m:
+            metric = m["MetricStat"]["Metric"]
+            dims = tuple(sorted((d["Name"], canon(d["Value"])) for d in metric.get("Dimensions", [])))
+            out.append((metric["Namespace"], metric["MetricName"], dims))
+    return out
+
+
+def test_alarms_watch_the_stack():
+    """Lambda errors and throttles of every function, API Gateway 5xx and
+    integration errors of both APIs, DynamoDB throttles of both tables, no
+    healthy media node, the group below its minimum, allocations near
+    capacity, a spike of TURN auth failures; all notify the alarm topic,
+    which mails AlarmEmail only when one is given."""
+    fns = {f"${{{lid}}}" for lid in functions(SAM)}
+    for name, t in templates():
+        read = set()
+        for lid, alarm in alarms(t).items():
+            props = alarm["Properties"]
+            for key in ("AlarmActions", "OKActions"):
+                if canon(props.get(key)) != ["${AlarmTopic}"]:
+                    fail(f"{name} {lid}: {key} is {props.get(key)}, not the alarm topic")
+            ids = {m["Id"] for m in props["Metrics"]}
+            returned = [m for m in props["Metrics"] if m.get("ReturnData")]
+            if len(returned) != 1 or "Expression" not in returned[0]:
+                fail(f"{name} {lid}: one expression must return the alarm's data")
+            expression = canon(returned[0]["Expression"])
+            used = set(re.findall(r"\b([a-z][A-Za-z0-9_]*)\b", re.sub(r"\$\{[^}]+\}", "", expression)))
+            used -= {"and", "or"}
+            functions_in = {w for w in used if w.upper() in ("SUM", "FILL", "IF", "AND", "OR")}
+            missing = used - functions_in - ids
+            if missing:
+                fail(f"{name} {lid}: the expression {expression!r} names unknown metrics {sorted(missing)}")
+            for ns, metric, dims in alarm_metrics(alarm):
+                read.add((ns, metric, dims))
+        def reads(ns, metric, **dims):
+            want = tuple(sorted(dims.items()))
+            return (ns, metric, want) in read
+        for fn in fns:
+            for metric in ("Errors", "Throttles"):
+                if not reads("AWS/Lambda", metric, FunctionName=fn):
+                    fail(f"{name}: no alarm reads AWS/Lambda {metric} of {fn}")
+        checks = [
+            ("AWS/ApiGateway", "5xx", {"ApiId": "${HttpApi}", "Stage": "$default"}),
+            ("AWS/ApiGateway", "IntegrationError", {"ApiId": "${WebSocketApi}", "Stage": "${StageName}"}),
+            ("AWS/ApiGateway", "ExecutionError", {"ApiId": "${WebSocketApi}", "Stage": "${StageName}"}),
+            ("AWS/NetworkELB", "HealthyHostCount", {"LoadBalancer": "${TurnLoadBalancer.LoadBalancerFullName}",
+                                                     "TargetGroup": "${TurnTargetGroup.TargetGroupFullName}"}),
+            ("AWS/AutoScaling", "GroupInServiceInstances", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("AWS/AutoScaling", "GroupMinSize", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "TurnAllocations", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "TurnAuthFailures", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+        ]
+        for table in ("${ConnectionsTable}", "${MediaNodesTable}"):
+            for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+                checks.append(("AWS/DynamoDB", metric, {"TableName": table}))
+        for ns, metric, dims in checks:
+            if not reads(ns, metric, **dims):
+                fail(f"{name}: no alarm reads {ns} {metric} {dims}")
+        # The group publishes the metrics its alarms read.
+        collected = set()
+        for c in t["Resources"]["MediaNodeGroup"]["Properties"].get("MetricsCollection", []):
+            collected |= set(c["Metrics"])
+        wanted = {m for ns, m, _ in read if ns == "AWS/AutoScaling"}
+        if not wanted <= collected:
+            fail(f"{name}: alarms read group metrics {sorted(wanted - collected)} the group does not collect")
+        sub = resources(t, "AWS::SNS::Subscription")
+        if list(sub) != ["AlarmEmailSubscription"] or sub["AlarmEmailSubscription"].get("Condition") != "HasAlarmEmail" \
+                or canon(sub["AlarmEmailSubscription"]["Properties"]["Endpoint"]) != "${AlarmEmail}":
+            fail(f"{name}: the alarm mail must go to AlarmEmail, only when it is given")
+        if "Default" not in t["Parameters"]["AlarmEmail"] or t["Parameters"]["AlarmEmail"]["Default"] != "":
+            fail(f"{name}: AlarmEmail must be optional (default empty)")
+    # What the alarms read from our own namespaces is what we publish.
+    script = user_data(SAM)
+    for ns, metric, _ in {m for a in alarms(SAM).values() for m in alarm_metrics(a)}:
+        if ns == "Tincan/MediaNode" and f"--metric-name {metric}" not in script:
+            fail(f"the alarms read {ns} {metric}, which the nodes do not publish")
+
+
+def signaling_metrics_in_code() -> tuple[str, set[str]]:
+    code = (REPO / "functions/src/metrics.rs").read_text()
+    namespace = re.search(r'pub const NAMESPACE: &str = "([^"]+)"', code).group(1)
+    names = set(re.findall(r"^//! \| `(\w+)` \|", code, re.M))
+    counted = set(re.findall(r'count\("(\w+)"\)', code + (REPO / "functions/src/handlers.rs").read_text())) | {"Errors"}
+    if names != counted:
+        fail(f"functions/src/metrics.rs documents {sorted(names)} but counts {sorted(counted)}")
+    return namespace, names
+
+
+def dashboard_body(t: dict) -> tuple[str, dict]:
+    body = t["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    body = body if isinstance(body, str) else body[0]
+    rendered = re.sub(r"\$\{[^}]+\}", "1", body)
+    try:
+        return body, json.loads(rendered)
+    except json.JSONDecodeError as err:
+        fail(f"the dashboard body is not JSON once substituted: {err}")
+
+
+def test_dashboard_shows_what_we_publish():
+    namespace, names = signaling_metrics_in_code()
+    ours = set(SAM["Resources"]) | set(SAM["Parameters"])
+    for name, t in templates():
+        body, parsed = dashboard_body(t)
+        for ref in set(re.findall(r"\$\{([^}]+)\}", body)):
+            if not ref.startswith("AWS::") and ref.split(".")[0] not in ours:
+                fail(f"{name}: the dashboard names ${{{ref}}}, which is not in the stack")
+        widgets = parsed["widgets"]
+        shown = {row[1] for w in widgets for row in w["properties"].get("metrics", [])
+                 if isinstance(row[0], str) and row[0] == namespace}
+        searched = " ".join(str(row) for w in widgets for row in w["properties"].get("metrics", []))
+        for metric in names - shown:
+            if f"MetricName=\"{metric}\"" not in searched:
+                fail(f"{name}: the dashboard does not show {namespace} {metric}")
+        alarm_widget = [w for w in widgets if w["type"] == "alarm"]
+        listed = set(re.findall(r"\$\{(\w+)\.Arn\}", body))
+        if not alarm_widget or listed != set(alarms(t)):
+            fail(f"{name}: the alarm widget lists {sorted(listed)}, the stack has {sorted(alarms(t))}")
+
+
+def test_access_logs_and_node_logs():
+    for name, t in templates():
+        for stage, group in (("WebSocketStage", "WebSocketAccessLogGroup"), ("HttpApiStage", "HttpApiAccessLogGroup")):
+            settings = t["Resources"][stage]["Properties"].get("AccessLogSettings")
+            if not settings or canon(settings["DestinationArn"]) != "${%s.Arn}" % group:
+                fail(f"{name} {stage}: no access log to {group}")
+            fmt = settings["Format"]
+            json.loads(re.sub(r"\$context\.[\w.]+", "x", fmt))
+            for leak in ("querystring", "path", "$input", "authorizer", "identity.user"):
+                if leak in fmt.lower():
+                    fail(f"{name} {stage}: access log format writes {leak} (the WebSocket token is in the query string)")
+        role = t["Resources"].get("ApiGatewayLogsRole", {})
+        account = t["Resources"].get("ApiGatewayAccount", {})
+        if role.get("Condition") != "CreateApiGatewayLogRole" or account.get("Condition") != "CreateApiGatewayLogRole":
+            fail(f"{name}: the account-wide API Gateway log role must be optional (ApiGatewayLogRole)")
+        meta = t["Resources"]["WebSocketStage"].get("Metadata", {}).get("LogRoleReady")
+        if canon(meta) != canon({"Fn::If": ["CreateApiGatewayLogRole", {"Ref": "ApiGatewayAccount"}, ""]}):
+            fail(f"{name}: the WebSocket stage does not wait for the log role it needs ({meta})")
+        node = [st for lid, st in statements(t) if lid == "MediaNodeRole" and st.get("Sid") == "NodeLogs"]
+        if not node or node[0]["Resource"] != ["${MediaNodeLogGroup.Arn}"]:
+            fail(f"{name}: the nodes may not write their log group")
+        ssm = {a for lid, st in statements(t) if lid == "MediaNodeRole" for a in st["Action"] if a.startswith("ssm")}
+        if not {"ssm:UpdateInstanceInformation", "ssmmessages:CreateDataChannel", "ssmmessages:OpenDataChannel"} <= ssm:
+            fail(f"{name}: the nodes cannot be reached by Session Manager ({sorted(ssm)})")
+    script = user_data(SAM)
+    for needle in ('"log_group_name": "${MediaNodeLogGroup}"', "/var/log/cloud-init-output.log",
+                   "StandardOutput=append:/var/log/tincan/media-node.log"):
+        if needle not in script:
+            fail(f"user data lacks {needle!r}")
+
+
+def stack_with(t: dict, truth: dict) -> dict:
+    """The resources CloudFormation would create with these conditions."""
+    out = {}
+    for lid, r in t["Resources"].items():
+        if "Condition" in r and not truth.get(r["Condition"], True):
+            continue
+        out[lid] = resolve_if(r, truth)
+    return out
+
+
+def test_turn_over_tls_on_443_only_when_configured():
+    """With TurnTlsDomain: the load balancer's TCP 443 goes to the nodes'
+    TLS port, which the security group opens, the nodes may read the
+    certificate's secret, and the user data starts TLS there and advertises
+    turns:DOMAIN:443; without it, none of that exists."""
+    script = user_data(SAM)
+    tls_env = re.search(r"cat >> /etc/tincan/media-node.env <<TLS\n(.*?)\nTLS\n", script, re.S)
+    if not tls_env:
+        fail("the user data never configures TURN over TLS")
+    env = dict(line.split("=", 1) for line in tls_env.group(1).splitlines())
+    if set(env) != {"TINCAN_TURN_TLS_ADDR", "TINCAN_TURN_TLS_CERT", "TINCAN_TURN_TLS_KEY", "TINCAN_TURN_TLS_NAME"}:
+        fail(f"the TLS block sets {sorted(env)}")
+    node_port = env["TINCAN_TURN_TLS_ADDR"].rsplit(":", 1)[1]
+    if node_port == "$TLS_PORT":
+        node_port = re.search(r"^TLS_PORT=(\d+)$", script, re.M).group(1)
+    if int(node_port) < 1024:
+        fail("the node would need root to bind its TLS port")
+    if env["TINCAN_TURN_TLS_NAME"] != "${TurnTlsDomain}:443":
+        fail(f"the nodes advertise turns:{env['TINCAN_TURN_TLS_NAME']}, not the domain on 443")
+    if "if [ -n '${TurnTlsDomain}' ]" not in script:
+        fail("TLS must depend on TurnTlsDomain in the user data")
+    reads = env_vars_read(sources_of("tincan-media-node"))
+    if not set(env) <= set(reads):
+        fail(f"the media node does not read {sorted(set(env) - set(reads))}")
+    for name, t in templates():
+        on, off = stack_with(t, {"HasTurnTls": True}), stack_with(t, {"HasTurnTls": False})
+        listener = on.get("TurnTlsListener", {}).get("Properties", {})
+        if (listener.get("Protocol"), canon(listener.get("Port"))) != ("TCP", "443"):
+            fail(f"{name}: no TCP 443 listener with TurnTlsDomain ({listener})")
+        group = on["TurnTlsTargetGroup"]["Properties"]
+        if canon(group["Port"]) != node_port or group["Protocol"] != "TCP":
+            fail(f"{name}: 443 goes to {group['Protocol']} {group['Port']}, the nodes listen on TCP {node_port}")
+        if "${TurnTlsTargetGroup}" not in canon(on["MediaNodeGroup"]["Properties"]["TargetGroupARNs"]):
+            fail(f"{name}: the nodes are not registered behind 443")
+        ingress = {(r["IpProtocol"], canon(r["FromPort"])) for r in on["MediaNodeSecurityGroup"]["Properties"]["SecurityGroupIngress"]}
+        if ("tcp", node_port) not in ingress:
+            fail(f"{name}: the security group does not open TCP {node_port}")
+        grants = [st for lid, st in statements({"Resources": on}) if lid == "MediaNodeRole" and st.get("Sid") == "TlsCertificate"]
+        if not grants or "${TurnTlsCertificateSecret}" not in grants[0]["Resource"][0]:
+            fail(f"{name}: the nodes may not read the certificate's secret")
+        if {"TurnTlsListener", "TurnTlsTargetGroup"} & set(off):
+            fail(f"{name}: TLS resources exist without TurnTlsDomain")
+        if ("tcp", node_port) in {(r["IpProtocol"], canon(r["FromPort"])) for r in off["MediaNodeSecurityGroup"]["Properties"]["SecurityGroupIngress"]}:
+            fail(f"{name}: TCP {node_port} is open without TurnTlsDomain")
+        if any(st.get("Sid") == "TlsCertificate" for lid, st in statements({"Resources": off})):
+            fail(f"{name}: the nodes may read a certificate secret without TurnTlsDomain")
+
+
+def test_files_named_in_comments_and_docs_exist():
+    """A comment or doc that sends the reader to a file names one that exists."""
+    sources = ["template.yaml", "README.md", *[str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md")]]
+    for folder in ("infra/lib", "infra/bin", "tests/infra"):
+        sources += [str(p.relative_to(REPO)) for p in sorted((REPO / folder).iterdir()) if p.is_file()]
+    path = re.compile(r"\b((?:tests|infra|docs|crates|functions|media-node)/[\w./-]+\.(?:py|sh|rs|ts|md))\b")
+    missing = []
+    for rel in sources:
+        for named in set(path.findall((REPO / rel).read_text())):
+            if not (REPO / named).exists():
+                missing.append(f"{rel} names {named}")
+    if missing:
+        fail("; ".join(sorted(missing)))
 
 
 # ------------------------------------------------------------------ runner

@@ -98,6 +98,17 @@ export class Participants {
       /** @type {HTMLElement} */ (el).dataset.state = connectionState;
       el.textContent = connectionState === 'connected' ? 'connected' : `${connectionState}…`;
     });
+    on('connection-quality', ({ peerId, quality }) => {
+      const el = /** @type {HTMLElement | undefined} */ (this.entries.get(peerId)?.li.querySelector('.quality'));
+      if (!el) return;
+      el.hidden = false;
+      el.dataset.quality = quality;
+      el.textContent = quality === 'lost' ? 'no audio' : `${quality} connection`;
+    });
+    on('active-speaker', ({ peerId, self }) => {
+      const id = self ? SELF : peerId;
+      for (const [key, entry] of this.entries) entry.li.classList.toggle('active-speaker', key === id);
+    });
     on('first-packet', ({ peerId, sinceLinkMs }) => {
       const dd = this.entries.get(peerId)?.li.querySelector('.s-first');
       if (dd) dd.textContent = `${Math.round(sinceLinkMs)} ms`;
@@ -156,6 +167,7 @@ export class Participants {
     this.entries.delete(id);
     entry.li.remove();
     if (entry.audio) {
+      this.client.detachAudio(entry.audio);
       entry.audio.srcObject = null;
       entry.audio.remove();
     }
@@ -184,6 +196,7 @@ export class Participants {
       entry.audio = document.createElement('audio');
       entry.audio.autoplay = true;
       entry.audio.dataset.peerId = id;
+      this.client.attachAudio(entry.audio);
       this.sink.append(entry.audio);
     }
     if (entry.audio.srcObject !== stream) entry.audio.srcObject = stream;
@@ -246,6 +259,14 @@ export class Participants {
       set('.s-in', kbps(s.inKbps));
       set('.s-out', kbps(s.outKbps));
       set('.s-jb', ms(s.jitterBufferMs));
+      const n = link.negotiated();
+      const codec = n?.red ? 'Opus + RED' : 'Opus';
+      set(
+        '.s-codec',
+        n === null
+          ? '–'
+          : `${codec}, FEC ${n.fec ? 'on' : 'off'}, DTX ${n.dtx ? 'on' : 'off'}${n.maxBitrateKbps ? `, ≤ ${n.maxBitrateKbps} kbit/s` : ''}`,
+      );
       entry.li.dataset.path = s.path ?? '';
       entry.charts.rtt.push(s.rttMs);
       entry.charts.jitter.push(s.jitterMs);

@@ -26,6 +26,7 @@
 // a fresh one.
 
 import { summarizeStats } from './stats.js';
+import { tuneOpusSdp, preferRed, opusParams } from './opus.js';
 
 /**
  * @typedef {{peerId: string, userId: string, displayName: string, muted: boolean}} PeerInfo
@@ -40,7 +41,7 @@ import { summarizeStats } from './stats.js';
 const DISCONNECTED_GRACE_MS = 4_000;
 /** A connection still `new` this long after an exchange has stalled; restart ICE. */
 const STALL_CHECK_MS = 6_000;
-/** An offer unanswered this long was lost (or its answer was): make a new one. */
+/** An offer unanswered this long was lost (or its answer was): send it again. */
 const OFFER_TIMEOUT_MS = 8_000;
 /** A passive link offers itself if no offer came within this long, in ms. */
 const PASSIVE_TIMEOUT_MS = 4_000;
@@ -84,11 +85,13 @@ export class PeerLink extends EventTarget {
    *   iceServers?: () => Promise<RTCIceServer[] | null>,
    *   passive?: boolean,
    *   passiveTimeoutMs?: number,
+   *   opus?: import('./opus.js').OpusOptions,
    * }} options
    *   `iceServers`, if given, is asked before an ICE restart for current
    *   servers (TURN credentials expire during long calls). `passive` links
    *   wait for the peer's offer (the newcomer offers) and offer themselves
-   *   only if none came within `passiveTimeoutMs`.
+   *   only if none came within `passiveTimeoutMs`. `opus` tunes the codec
+   *   (see opus.js): every description sent and applied carries it.
    */
   constructor(options) {
     super();
@@ -98,6 +101,7 @@ export class PeerLink extends EventTarget {
     this.sendSignal = options.sendSignal;
     this.freshIceServers = options.iceServers ?? null;
     this.pc = new RTCPeerConnection(options.rtcConfig);
+    this.opus = options.opus ?? {};
     this.remoteStream = new MediaStream();
     /** This side's connection id, sent with every payload. */
     this.localId = newLinkId();
@@ -121,9 +125,9 @@ export class PeerLink extends EventTarget {
     this.closed = false;
     /** @type {number | null} */ this.firstPacketAt = null;
     this.createdAt = performance.now();
-    /** When our current offer went out; offers re-made after a loss. */
+    /** When our current offer went out; offers sent again after a loss. */
     this.offerSentAt = 0;
-    this.offersRemade = 0;
+    this.offersResent = 0;
     /** @type {Promise<void>} */ this.queue = Promise.resolve();
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.disconnectTimer = undefined;
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.passiveTimer = undefined;
@@ -137,6 +141,7 @@ export class PeerLink extends EventTarget {
     } else {
       this.pc.addTransceiver('audio', { direction: 'recvonly' });
     }
+    this.#preferCodecs();
     if (this.passive) {
       this.passiveTimer = setTimeout(() => {
         if (!this.passive || this.closed) return;
@@ -198,6 +203,15 @@ export class PeerLink extends EventTarget {
   async stats() {
     this.lastStats = await summarizeStats(await this.pc.getStats(), this.lastStats);
     return this.lastStats;
+  }
+
+  /**
+   * What was negotiated for the audio we send, from the applied remote
+   * description: RED first or not, and the Opus parameters our encoder follows.
+   * @returns {{red: boolean, fec: boolean, dtx: boolean, maxBitrateKbps: number | null} | null}
+   */
+  negotiated() {
+    return opusParams(this.pc.remoteDescription?.sdp);
   }
 
   /** Restarts ICE (new ufrag/pwd, new candidates); perfect negotiation does the rest. */
@@ -266,7 +280,7 @@ export class PeerLink extends EventTarget {
         this.localSeq += 1;
         this.localOfferSeq = this.localSeq;
         this.offerSentAt = performance.now();
-        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: pc.localDescription.toJSON() });
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: this.#tuned(pc.localDescription) });
       }
     } catch (error) {
       this.#fail(error);
@@ -316,7 +330,7 @@ export class PeerLink extends EventTarget {
     this.isSettingRemoteAnswerPending = description.type === 'answer';
     try {
       // Implicit rollback of our own offer when polite and colliding.
-      await pc.setRemoteDescription(description);
+      await pc.setRemoteDescription(this.#tuned(description));
     } finally {
       this.isSettingRemoteAnswerPending = false;
     }
@@ -327,10 +341,11 @@ export class PeerLink extends EventTarget {
     if (description.type === 'offer') {
       this.passive = false;
       clearTimeout(this.passiveTimer);
+      this.#preferCodecs();
       await pc.setLocalDescription();
       if (pc.localDescription && !this.closed) {
         this.localSeq += 1;
-        this.sendSignal({ lid: this.localId, seq: this.localSeq, re: seq, description: pc.localDescription.toJSON() });
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, re: seq, description: this.#tuned(pc.localDescription) });
       }
     }
     await this.#flushHeldCandidates();
@@ -369,6 +384,24 @@ export class PeerLink extends EventTarget {
     this.holdCandidates(keep);
   }
 
+  /**
+   * A description with Opus tuned per `opus` (what we ask peers to send,
+   * and, applied to theirs, how our encoder sends).
+   * @param {RTCSessionDescription | RTCSessionDescriptionInit} description
+   * @returns {RTCSessionDescriptionInit}
+   */
+  #tuned(description) {
+    const { type, sdp } = description;
+    return sdp === undefined ? { type } : { type, sdp: tuneOpusSdp(sdp, this.opus) };
+  }
+
+  /** RED before Opus on every audio transceiver, where the browser offers it. */
+  #preferCodecs() {
+    for (const transceiver of this.pc.getTransceivers()) {
+      if (transceiver.receiver.track.kind === 'audio' && transceiver.currentDirection !== 'stopped') preferRed(transceiver, this.opus);
+    }
+  }
+
   /** @param {string} reason */
   #stale(reason) {
     this.staleDropped += 1;
@@ -377,10 +410,10 @@ export class PeerLink extends EventTarget {
 
   /**
    * Safety nets, for the whole life of the link: an offer that got no answer
-   * (it or its answer was lost: a socket that died under it, a rate limit)
-   * is rolled back and made again, with a new number; an exchange that
-   * completed but never started ICE (a browser that dropped its agent in a
-   * rollback) restarts ICE.
+   * (it or its answer was lost: a socket that died under it, a rate limit,
+   * an impolite peer busy with its own offer) is sent again, with a new
+   * number; an exchange that completed but never started ICE (a browser that
+   * dropped its agent in a rollback) restarts ICE.
    */
   #watchStall() {
     let quietSince = performance.now();
@@ -389,7 +422,7 @@ export class PeerLink extends EventTarget {
       if (this.closed) return clearInterval(this.stallTimer);
       const now = performance.now();
       if (pc.signalingState === 'have-local-offer' && !this.makingOffer && now - this.offerSentAt > OFFER_TIMEOUT_MS) {
-        this.#remakeOffer();
+        this.#resendOffer();
         return;
       }
       const idle = pc.signalingState === 'stable' && pc.iceConnectionState === 'new' && pc.remoteDescription;
@@ -401,14 +434,23 @@ export class PeerLink extends EventTarget {
     }, 1_000);
   }
 
-  #remakeOffer() {
+  /**
+   * Sends the pending offer again, unchanged, under a new number. Never a
+   * rollback and a fresh offer: the peer may have applied the first one (only
+   * its answer was lost), and after rolling back a first offer the browser
+   * numbers its m-lines anew, which the peer then refuses ("the order of
+   * m-lines in subsequent offer doesn't match"), so the two would never agree.
+   */
+  #resendOffer() {
     this.offerSentAt = performance.now();
     this.queue = this.queue
-      .then(async () => {
-        if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
-        this.offersRemade += 1;
-        await this.pc.setLocalDescription({ type: 'rollback' });
-        await this.#offer();
+      .then(() => {
+        const offer = this.pc.localDescription;
+        if (this.closed || this.pc.signalingState !== 'have-local-offer' || offer?.type !== 'offer') return;
+        this.offersResent += 1;
+        this.localSeq += 1;
+        this.localOfferSeq = this.localSeq;
+        this.sendSignal({ lid: this.localId, seq: this.localSeq, description: this.#tuned(offer) });
       })
       .catch((error) => this.#fail(error));
   }

@@ -26,7 +26,11 @@
  *   jbEmitted: number,
  *   lostTotal: number,
  *   receivedTotal: number,
+ *   sendCodec: string | null,
+ *   recvCodec: string | null,
  * }} PeerStats
+ *   `sendCodec`/`recvCodec`: the codec in use each way (`audio/opus`, or
+ *   `audio/red` carrying Opus)
  */
 
 /**
@@ -82,8 +86,15 @@ export async function summarizeStats(report, previous) {
     jitterBufferMs = dEmitted > 0 ? (1000 * dDelay) / dEmitted : jbEmitted > 0 ? (1000 * jbDelaySum) / jbEmitted : null;
   }
   const rttSeconds = pair?.currentRoundTripTime ?? remoteInbound?.roundTripTime ?? null;
+  /** @type {'direct' | 'relayed' | null} */
   let path = null;
   if (local && remote) path = local.candidateType === 'relay' || remote.candidateType === 'relay' ? 'relayed' : 'direct';
+
+  /** @returns {string | null} */
+  const codecOf = (/** @type {any} */ rtp) => {
+    const codec = rtp?.codecId ? byId.get(rtp.codecId) : null;
+    return codec?.mimeType ?? null;
+  };
 
   return {
     at,
@@ -108,5 +119,7 @@ export async function summarizeStats(report, previous) {
     jbEmitted,
     lostTotal,
     receivedTotal,
+    sendCodec: codecOf(outbound),
+    recvCodec: codecOf(inbound),
   };
 }

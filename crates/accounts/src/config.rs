@@ -6,6 +6,8 @@
 //! | `MONGODB_URI` | unset | if set, use MongoDB; otherwise the embedded store |
 //! | `TINCAN_MONGODB_DB` | `tincan` | MongoDB database name |
 //! | `TINCAN_MONGODB_TIMEOUT_MS` | `2000` | server selection / connect timeout |
+//! | `TINCAN_MONGODB_HEARTBEAT_MS` | `10000` | background check of each server (at least 500) |
+//! | `TINCAN_MONGODB_MAX_POOL` | `10` | connections per server, per process (min pool 0, idle ones closed after 60 s) |
 //! | `TINCAN_DATA_DIR` | `./.tincan` | directory of the embedded store |
 //! | `TINCAN_REFRESH_TTL` | `2592000` (30 days) | refresh-token lifetime, seconds |
 //! | `TINCAN_HASH_WORKERS` | number of cores | password-hashing threads (19 MiB each) |
@@ -73,6 +75,17 @@ impl Backend {
             let ms = env_u64("TINCAN_MONGODB_TIMEOUT_MS", 2000)?;
             config.timeout = Duration::from_millis(ms);
             config.op_timeout = Duration::from_millis(ms.saturating_mul(2).max(1000));
+            let heartbeat_ms = env_u64(
+                "TINCAN_MONGODB_HEARTBEAT_MS",
+                crate::mongo::DEFAULT_HEARTBEAT.as_millis() as u64,
+            )?;
+            // The driver refuses anything under 500 ms.
+            config.heartbeat = Duration::from_millis(heartbeat_ms.max(500));
+            let pool = env_u64(
+                "TINCAN_MONGODB_MAX_POOL",
+                u64::from(crate::mongo::DEFAULT_MAX_POOL_SIZE),
+            )?;
+            config.max_pool_size = u32::try_from(pool.clamp(1, 1000)).unwrap_or(1);
             return Ok(Backend::Mongo(config));
         }
         let dir = env_string("TINCAN_DATA_DIR").unwrap_or_else(|| "./.tincan".to_owned());

@@ -42,6 +42,14 @@ pub struct MongoConfig {
     pub timeout: Duration,
     /// Upper bound on any one store call, retries included.
     pub op_timeout: Duration,
+    /// How often the driver checks each server in the background
+    /// (`TINCAN_MONGODB_HEARTBEAT_MS`). A failed operation triggers a check
+    /// of its own, so a restarted server is noticed without frequent
+    /// heartbeats.
+    pub heartbeat: Duration,
+    /// Most connections per server in this process (`TINCAN_MONGODB_MAX_POOL`).
+    /// A Lambda container serves one event at a time, so a few are plenty.
+    pub max_pool_size: u32,
 }
 
 impl std::fmt::Debug for MongoConfig {
@@ -50,6 +58,8 @@ impl std::fmt::Debug for MongoConfig {
             .field("database", &self.database)
             .field("timeout", &self.timeout)
             .field("op_timeout", &self.op_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("max_pool_size", &self.max_pool_size)
             .finish_non_exhaustive()
     }
 }
@@ -63,9 +73,17 @@ impl MongoConfig {
             database: DEFAULT_DATABASE.to_owned(),
             timeout: Duration::from_secs(2),
             op_timeout: Duration::from_secs(5),
+            heartbeat: DEFAULT_HEARTBEAT,
+            max_pool_size: DEFAULT_MAX_POOL_SIZE,
         }
     }
 }
+
+/// The driver's own default heartbeat: one check per server every 10 s.
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Connections per server, per process.
+pub(crate) const DEFAULT_MAX_POOL_SIZE: u32 = 10;
 
 /// All four stores on one MongoDB database.
 #[derive(Clone)]
@@ -167,8 +185,13 @@ impl MongoStore {
         options.app_name = Some("tincan".to_owned());
         options.server_selection_timeout = Some(config.timeout);
         options.connect_timeout = Some(config.timeout);
-        // Notice a restarted server quickly.
-        options.heartbeat_freq = Some(Duration::from_secs(1));
+        // Lambda-friendly: no connections opened ahead of need, idle ones
+        // closed, a small pool, and the driver's default heartbeat (a failed
+        // operation asks for an immediate check anyway).
+        options.heartbeat_freq = Some(config.heartbeat);
+        options.min_pool_size = Some(0);
+        options.max_pool_size = Some(config.max_pool_size.max(1));
+        options.max_idle_time = Some(Duration::from_secs(60));
         let client = Client::with_options(options).map_err(unavailable)?;
         let store = Self {
             db: client.database(&config.database),

@@ -9,18 +9,21 @@
 //! | `TINCAN_TURN_SECRET` | required | TURN REST secret shared with media nodes |
 //! | `TINCAN_TURN_URL` | `127.0.0.1:3478` | advertised TURN `host:port`; with a fleet, the fallback when no node is alive |
 //! | `TINCAN_MEDIA_NODES_TABLE` | unset | the fleet registry: TURN credentials name the caller's room's node, else the least-loaded |
-//! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override for the fleet registry |
+//! | `TINCAN_CONNECTIONS_TABLE` | unset | the signaling connections table: a deleted account gets a deleted-user marker there, so its tokens open no socket |
+//! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override for the fleet registry and the connections table |
 //! | `TINCAN_TURN_TTL` | `3600` | TURN credential lifetime, seconds |
 //! | `TINCAN_CORS_ORIGINS` | `*` | `*`, `none`, or comma-separated origins |
 //! | `MONGODB_URI`, `TINCAN_MONGODB_DB`, `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_DATA_DIR` | | see `tincan_accounts::config` |
 //! | `TINCAN_HASH_WORKERS`, `TINCAN_HASH_QUEUE`, `TINCAN_LOGIN_*`, `TINCAN_REGISTRATION*` | | see `tincan_accounts::config` |
 
+use async_trait::async_trait;
 use axum::http::HeaderValue;
 use std::sync::Arc;
 
 use tincan_accounts::config::{env_u64, Backend};
-use tincan_accounts::{AccountError, AccountOptions, AccountService, StoreError};
+use tincan_accounts::{AccountError, AccountEvents, AccountOptions, AccountService, StoreError};
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
+use tincan_store::DynamoConnectionStore;
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 
@@ -58,6 +61,9 @@ pub struct ApiConfig {
     pub options: AccountOptions,
     /// `TINCAN_MEDIA_NODES_TABLE`: the media-node fleet registry.
     pub media_nodes_table: Option<String>,
+    /// `TINCAN_CONNECTIONS_TABLE`: where deleted accounts are marked for the
+    /// signaling side (`$connect` refuses them without asking MongoDB).
+    pub connections_table: Option<String>,
     /// Where accounts live.
     pub backend: Backend,
     /// TURN settings.
@@ -96,6 +102,9 @@ impl ApiConfig {
             media_nodes_table: std::env::var("TINCAN_MEDIA_NODES_TABLE")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            connections_table: std::env::var("TINCAN_CONNECTIONS_TABLE")
+                .ok()
+                .filter(|v| !v.is_empty()),
             backend: Backend::from_env()?,
             turn: TurnSettings {
                 secret: TurnSecret::new(required("TINCAN_TURN_SECRET")?),
@@ -114,7 +123,15 @@ impl ApiConfig {
     pub async fn into_state(self) -> Result<ApiState, ConfigError> {
         let tokens = TokenKeys::new(&self.jwt_secret, self.access_ttl_secs)?;
         let stores = self.backend.open().await?;
-        let accounts = AccountService::with_options(stores, tokens, self.options)?;
+        let mut accounts = AccountService::with_options(stores, tokens, self.options)?;
+        if let Some(table) = &self.connections_table {
+            let client = tincan_store::dynamo_client_from_env().await;
+            accounts = accounts.with_events(Arc::new(MarkDeletedUsers {
+                connections: DynamoConnectionStore::new(client, table.clone()),
+                // Outlives every access token issued before the deletion.
+                ttl_secs: self.access_ttl_secs + DELETED_MARKER_SLACK_SECS,
+            }));
+        }
         Ok(ApiState {
             accounts,
             turn: self.turn,
@@ -140,6 +157,35 @@ impl ApiConfig {
     }
 }
 
+/// How long a deleted-user marker outlives the access-token lifetime
+/// (clock skew between the functions).
+const DELETED_MARKER_SLACK_SECS: u64 = 300;
+
+/// Writes a deleted-user marker in the connections table when an account is
+/// deleted: `$connect` checks it in the same write that records the
+/// connection.
+struct MarkDeletedUsers {
+    connections: DynamoConnectionStore,
+    ttl_secs: u64,
+}
+
+#[async_trait]
+impl AccountEvents for MarkDeletedUsers {
+    async fn account_deleted(&self, user_id: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if let Err(err) = self
+            .connections
+            .mark_user_deleted(user_id, now + self.ttl_secs)
+            .await
+        {
+            tracing::error!(%user_id, error = %err, "deleted user not marked; its tokens may open sockets until they expire");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +197,7 @@ mod tests {
             access_ttl_secs: 900,
             options: AccountOptions::default(),
             media_nodes_table: None,
+            connections_table: None,
             backend: Backend::Embedded(std::env::temp_dir().join("never-opened")),
             turn: TurnSettings {
                 secret: TurnSecret::new("t"),

@@ -261,9 +261,15 @@ impl Backend for LambdaForward {
 /// API Gateway's route selection on `$request.body.action`: the action's
 /// route if one is defined, else `$default`.
 pub(crate) fn select_route<'a>(body: &str, routes: &'a [&'a str]) -> &'a str {
-    let action = serde_json::from_str::<Value>(body)
+    /// Only `action` is read; every other field is skipped, not built.
+    #[derive(serde::Deserialize)]
+    struct Action<'b> {
+        #[serde(borrow, default)]
+        action: Option<std::borrow::Cow<'b, str>>,
+    }
+    let action = serde_json::from_str::<Action<'_>>(body)
         .ok()
-        .and_then(|v| v.get("action").and_then(Value::as_str).map(str::to_owned));
+        .and_then(|a| a.action);
     action
         .and_then(|a| routes.iter().find(|r| **r == a).copied())
         .unwrap_or("$default")

@@ -33,6 +33,10 @@ pub struct GatewayLimits {
     pub msg_rate: u32,
     /// Messages one socket may send in a burst.
     pub msg_burst: u32,
+    /// Bytes read from a socket at a time: the WebSocket read buffer each
+    /// open socket holds (tungstenite's default, 128 KiB, would dominate a
+    /// socket's memory). A larger frame still arrives whole.
+    pub read_buffer: usize,
 }
 
 impl Default for GatewayLimits {
@@ -49,6 +53,7 @@ impl Default for GatewayLimits {
             max_sockets_per_user: 8,
             msg_rate: 20,
             msg_burst: 40,
+            read_buffer: 4 * 1024,
         }
     }
 }
@@ -72,6 +77,7 @@ impl GatewayLimits {
             max_sockets_per_user: parse_env("TINCAN_MAX_SOCKETS_PER_USER", d.max_sockets_per_user)?,
             msg_rate: parse_env("TINCAN_MSG_RATE", d.msg_rate)?,
             msg_burst: parse_env("TINCAN_MSG_BURST", d.msg_burst)?,
+            read_buffer: parse_env("TINCAN_WS_READ_BUFFER", d.read_buffer)?.max(256),
         })
     }
 }

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng as _;
 use serde_json::json;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::backend::{select_route, Backend, WsEvent};
@@ -52,8 +53,9 @@ const RATE_EXCEEDED: CloseReason = CloseReason {
 
 /// What woke the socket's task.
 enum Step {
-    Frame(String),
+    Frame(Utf8Bytes),
     Skip,
+    IdleCheck,
     WriterDone,
     Close(CloseReason),
 }
@@ -90,6 +92,11 @@ pub(crate) async fn run_socket(
     let mut told_limited = false;
     let max_connection = tokio::time::sleep(limits.max_connection);
     tokio::pin!(max_connection);
+    // The idle timer is armed once and moved only when it fires, not on
+    // every frame: a frame just notes when it came.
+    let mut last_frame = Instant::now();
+    let idle = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle);
     let mut writer_done = false;
     let reason = loop {
         let step = tokio::select! {
@@ -97,24 +104,32 @@ pub(crate) async fn run_socket(
             _ = closed.changed() => Step::Close((*closed.borrow()).unwrap_or(CLIENT_CLOSED)),
             _ = &mut max_connection => Step::Close(LIFETIME),
             _ = &mut writer, if !writer_done => Step::WriterDone,
-            next = tokio::time::timeout(limits.idle_timeout, stream.next()) => match next {
-                Err(_) => Step::Close(IDLE),
-                Ok(None) | Ok(Some(Ok(Message::Close(_)))) => Step::Close(CLIENT_CLOSED),
-                Ok(Some(Err(err))) => {
+            _ = &mut idle => Step::IdleCheck,
+            next = stream.next() => match next {
+                None | Some(Ok(Message::Close(_))) => Step::Close(CLIENT_CLOSED),
+                Some(Err(err)) => {
                     // Over the frame or message limit, as API Gateway does.
                     debug!(connection_id = %id, error = %err, "socket error");
                     Step::Close(TOO_BIG)
                 }
-                Ok(Some(Ok(Message::Text(text)))) => Step::Frame(text.to_string()),
-                Ok(Some(Ok(Message::Binary(bytes)))) => {
-                    Step::Frame(String::from_utf8_lossy(&bytes).into_owned())
+                Some(Ok(Message::Text(text))) => Step::Frame(text),
+                Some(Ok(Message::Binary(bytes))) => {
+                    Step::Frame(String::from_utf8_lossy(&bytes).into_owned().into())
                 }
-                Ok(Some(Ok(_))) => Step::Skip,
+                Some(Ok(_)) => Step::Skip,
             },
         };
         let body = match step {
             Step::Frame(body) => body,
             Step::Skip => continue,
+            Step::IdleCheck => {
+                let deadline = last_frame + limits.idle_timeout;
+                if deadline <= Instant::now() {
+                    break IDLE;
+                }
+                idle.as_mut().reset(deadline);
+                continue;
+            }
             Step::WriterDone => {
                 writer_done = true;
                 break CLIENT_CLOSED;
@@ -122,6 +137,7 @@ pub(crate) async fn run_socket(
             Step::Close(reason) => break reason,
         };
         let now = now_ms();
+        last_frame = Instant::now();
         last_active.store(now, Ordering::Relaxed);
         match rate.check() {
             Verdict::Pass => {}
@@ -208,7 +224,7 @@ async fn invoke(
     backend: Arc<dyn Backend>,
     jitter: Duration,
     event: WsEvent,
-    body: String,
+    body: Utf8Bytes,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
     let jitter = jitter.as_millis() as u64;

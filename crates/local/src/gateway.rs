@@ -176,6 +176,9 @@ async fn upgrade(
     let failed = event.clone();
     ws.max_frame_size(limits.max_frame_bytes)
         .max_message_size(limits.max_message_bytes)
+        .read_buffer_size(limits.read_buffer)
+        // Frames go out as they are sent; nothing is held back to batch.
+        .write_buffer_size(0)
         .on_failed_upgrade(move |err| {
             debug!(connection_id = %failed.connection_id, error = %err, "upgrade failed");
             tokio::spawn(async move {

@@ -160,14 +160,22 @@ impl SocketTable {
     /// is open, or if its queue is full (it is then closed: it does not
     /// read its messages).
     pub(crate) fn send(&self, id: &str, text: String) -> Result<(), PushError> {
-        let entry = self.get(id).ok_or_else(|| PushError::Gone(id.to_owned()))?;
-        match entry.tx.try_send(text) {
+        // Queued under the lock (it never waits): no copy of the entry.
+        let (sent, queued) = {
+            let tables = self.lock();
+            let entry = tables
+                .sockets
+                .get(id)
+                .ok_or_else(|| PushError::Gone(id.to_owned()))?;
+            (entry.tx.try_send(text), entry.tx.max_capacity())
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(PushError::Gone(id.to_owned())),
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Only the push that removes it logs: one line per socket.
                 if self.close(id, NOT_READING).is_ok() {
-                    warn!(connection_id = %id, queued = entry.tx.max_capacity(), "socket does not read its messages; closing it (1008)");
+                    warn!(connection_id = %id, queued, "socket does not read its messages; closing it (1008)");
                 }
                 Err(PushError::Gone(id.to_owned()))
             }

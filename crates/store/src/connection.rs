@@ -57,6 +57,17 @@ impl ConnectionRecord {
         now_secs < self.expires_at
     }
 
+    /// The connection as the signaling core takes it, taking the record
+    /// apart (no copy).
+    pub fn into_sender(self) -> Sender {
+        Sender {
+            connection_id: self.connection_id,
+            user_id: self.user_id,
+            display_name: self.display_name,
+            seat: self.seat,
+        }
+    }
+
     /// The connection as the signaling core takes it.
     pub fn sender(&self) -> Sender {
         Sender {

@@ -10,7 +10,13 @@
 //!   participant: user, name, mute, resume hash, connection or resume
 //!   deadline), `version` (bumped by every write) and `expiresAt`;
 //! - **kept-signal items**, `pk` = `kept#<peer id>`: `messages`, signals
-//!   kept for a detached participant until it resumes (bounded), with a TTL.
+//!   kept for a detached participant until it resumes (bounded), with a TTL;
+//! - **deleted-user markers**, `pk` = `deleted#<user id>`: `expiresAt`, written
+//!   when an account is deleted ([`DynamoConnectionStore::mark_user_deleted`]),
+//!   living as long as an access token of that user could. Every `put` of a
+//!   connection checks, in the same `TransactWriteItems`, that its user has
+//!   no live marker, so `$connect` refuses a deleted account in one round
+//!   trip without asking the account store.
 //!
 //! A room item is the single truth of who is in the room, so reading a room
 //! is one strongly consistent `GetItem`. Every membership change is a
@@ -34,14 +40,16 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,
+};
 use aws_sdk_dynamodb::Client;
 use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
 
 pub use self::item::ROOM_INDEX;
 use self::item::{
-    connection_from_item, connection_to_item, kept_key, key, n, room_key, s, RoomItem, EXPIRES_AT,
-    MESSAGES, PEER_ID, PK, ROOM, USER_ID, VERSION,
+    connection_from_item, connection_to_item, deleted_user_key, kept_key, key, n, room_key, s,
+    RoomItem, EXPIRES_AT, MESSAGES, PEER_ID, PK, ROOM, USER_ID, VERSION,
 };
 pub use self::table::{create_table, ensure_table};
 use crate::connection::{
@@ -72,6 +80,28 @@ impl DynamoConnectionStore {
     /// The table's name.
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Marks user `user_id` deleted until `until_secs` (seconds since the
+    /// epoch; make it outlive every access token of the user): from now on
+    /// [`ConnectionStore::put`] refuses its connections with
+    /// [`StoreError::UserDeleted`]. Closing its open sockets is the caller's
+    /// business ([`ConnectionStore::connections_of`]).
+    pub async fn mark_user_deleted(
+        &self,
+        user_id: &str,
+        until_secs: u64,
+    ) -> Result<(), StoreError> {
+        let mut item = key(&deleted_user_key(user_id));
+        item.insert(EXPIRES_AT.to_owned(), n(until_secs));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|err| unavailable("PutItem", err))?;
+        Ok(())
     }
 
     async fn read_connection(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
@@ -281,14 +311,51 @@ impl DynamoConnectionStore {
 #[async_trait]
 impl ConnectionStore for DynamoConnectionStore {
     async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        self.client
-            .put_item()
+        // One round trip: the user has no live deleted-user marker, and the
+        // connection is written.
+        let not_deleted = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&deleted_user_key(&record.user_id))))
+            .condition_expression("attribute_not_exists(#pk) OR #expires <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":now", n(record.connected_at_ms / 1000))
+            .build()
+            .map_err(build_error)?;
+        let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(connection_to_item(record)))
-            .send()
-            .await
-            .map_err(|err| unavailable("PutItem", err))?;
-        Ok(())
+            .build()
+            .map_err(build_error)?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let sent = self
+                .client
+                .transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .condition_check(not_deleted.clone())
+                        .build(),
+                )
+                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .send()
+                .await;
+            let err = match sent {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                err.as_service_error()
+            else {
+                return Err(unavailable("TransactWriteItems", err));
+            };
+            let reasons = cancelled.cancellation_reasons();
+            if reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
+                return Err(StoreError::UserDeleted(record.user_id.clone()));
+            }
+            // A conflict with a concurrent write of one of the items.
+            backoff(attempt).await;
+        }
+        Err(contention(&format!("connection {}", record.connection_id)))
     }
 
     async fn get(&self, id: &str, now_secs: u64) -> Result<Option<ConnectionRecord>, StoreError> {

@@ -11,6 +11,11 @@ pub enum StoreError {
     /// Concurrent writers kept changing the same item; the write was not made.
     #[error("too much contention on {0}")]
     Contention(String),
+    /// The connection's user was deleted (see
+    /// [`DynamoConnectionStore::mark_user_deleted`](crate::DynamoConnectionStore::mark_user_deleted)):
+    /// nothing was written.
+    #[error("user {0} was deleted")]
+    UserDeleted(String),
     /// An item in the store does not have the shape we write.
     #[error("corrupt item {key}: {reason}")]
     Corrupt {

@@ -106,3 +106,51 @@ async fn dynamo_down_is_unavailable_quickly() {
     }
     drop(silent_listener);
 }
+
+/// A deleted-user marker refuses that user's new connections (in the same
+/// write), until it expires; other users and existing records are untouched,
+/// and the marker is no connection (`connections_of` never sees it).
+#[tokio::test]
+async fn dynamo_backend_refuses_a_deleted_users_connections() {
+    use tincan_store::ConnectionRecord;
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, store) = dynamo_store().await;
+        let now_ms = 1_900_000_000_000;
+        let now = now_ms / 1000;
+        store
+            .put(&ConnectionRecord::new("c-old", "eve", "Eve", now_ms))
+            .await
+            .unwrap();
+        store.mark_user_deleted("eve", now + 900).await.unwrap();
+
+        let refused = store
+            .put(&ConnectionRecord::new("c-new", "eve", "Eve", now_ms + 1))
+            .await;
+        assert!(
+            matches!(&refused, Err(StoreError::UserDeleted(user)) if user == "eve"),
+            "{refused:?}"
+        );
+        assert!(store.get("c-new", now).await.unwrap().is_none());
+        store
+            .put(&ConnectionRecord::new("c-bob", "bob", "Bob", now_ms))
+            .await
+            .expect("another user connects");
+        let eves = store.connections_of("eve", now).await.unwrap();
+        assert_eq!(
+            eves.iter()
+                .map(|r| r.connection_id.as_str())
+                .collect::<Vec<_>>(),
+            ["c-old"]
+        );
+
+        // Past the marker's life (every token of the account expired), the
+        // same user id may connect again.
+        let later_ms = (now + 901) * 1000;
+        store
+            .put(&ConnectionRecord::new("c-later", "eve", "Eve", later_ms))
+            .await
+            .expect("the marker expired");
+    })
+    .await
+    .expect("finished in time");
+}

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use base64::Engine as _;
+use futures_util::stream::{self, StreamExt as _};
 use tincan_signaling::{
     Core, Effect, ErrorCode, Fresh, JoinCommitted, Limits, Peer, ProtocolError, RoomView, Seat,
     Sender, ServerMessage,
@@ -22,6 +23,10 @@ use crate::users::{UserDirectory, UserLookupError};
 /// Most gone connections cleaned up while handling one event; the rest are
 /// left to their TTL (and to the next push that finds them gone).
 const MAX_GONE_CLEANUPS: usize = 16;
+
+/// Most pushes of one event in flight at once (a room's announcements fan
+/// out to its members concurrently).
+const MAX_CONCURRENT_PUSHES: usize = 16;
 
 /// How long kept signals outlive the grace, for a resume at its last moment.
 const KEPT_SLACK_SECS: u64 = 60;
@@ -115,7 +120,14 @@ impl WsApi {
             }
         }
         let record = ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms);
-        self.config.store.put(&record).await?;
+        match self.config.store.put(&record).await {
+            Ok(()) => {}
+            // A store that keeps deleted-user markers refuses in the write.
+            Err(StoreError::UserDeleted(_)) => {
+                return Err(ConnectError::Unauthorized("no such user"))
+            }
+            Err(err) => return Err(err.into()),
+        }
         info!(connection_id, user_id = %record.user_id, "connected");
         Ok(())
     }
@@ -205,7 +217,7 @@ impl WsApi {
             let _ = self.config.push.close(connection_id).await;
             return Ok(());
         };
-        let sender = record.sender();
+        let sender = record.into_sender();
         let view = match self.core.room_needed(&sender, &msg) {
             Some(room) => Some(self.reaped_room(&room, now_ms, gone).await?),
             None => None,
@@ -403,6 +415,9 @@ impl WsApi {
         Ok(())
     }
 
+    /// Applies message effects: those for different recipients
+    /// concurrently (at most [`MAX_CONCURRENT_PUSHES`] at once), those for
+    /// one recipient one after another, in order.
     async fn deliver_all(
         &self,
         effects: Vec<Effect>,
@@ -410,8 +425,39 @@ impl WsApi {
         now_ms: u64,
         gone: &mut VecDeque<String>,
     ) {
+        if effects.len() <= 1 {
+            for effect in effects {
+                self.emit(effect, room, now_ms, gone).await;
+            }
+            return;
+        }
+        let mut queues: Vec<(String, Vec<Effect>)> = Vec::new();
         for effect in effects {
-            self.emit(effect, room, now_ms, gone).await;
+            let recipient = match &effect {
+                Effect::Send { to, .. } => to.clone(),
+                Effect::Deliver { peer_id, .. } => peer_id.clone(),
+                _ => String::new(),
+            };
+            match queues.iter_mut().find(|(r, _)| *r == recipient) {
+                Some((_, queue)) => queue.push(effect),
+                None => queues.push((recipient, vec![effect])),
+            }
+        }
+        let found_gone: Vec<VecDeque<String>> = stream::iter(queues)
+            .map(|(_, queue)| async move {
+                let mut found = VecDeque::new();
+                for effect in queue {
+                    self.emit(effect, room, now_ms, &mut found).await;
+                }
+                found
+            })
+            .buffer_unordered(MAX_CONCURRENT_PUSHES)
+            .collect()
+            .await;
+        for id in found_gone.into_iter().flatten() {
+            if !gone.contains(&id) {
+                gone.push_back(id);
+            }
         }
     }
 

@@ -13,25 +13,62 @@
 //!
 //! Usage: `tincan-load [CLIENTS] [ROUNDS] [GAP_MS]` (defaults 1000, 5 and
 //! 250: each client sends one signal every GAP_MS).
+//!
+//! Options, from the environment:
+//! - `TINCAN_LOAD_SPAWN=1`: run the stack in a child process (this binary as
+//!   `tincan-load serve SOCKETS`, which prints its `ws://` base and serves
+//!   until its stdin closes), so its CPU and RSS are the server's alone.
+//! - `TINCAN_LOAD_SERVER_PID=PID`: with `TINCAN_LOAD_TARGET`, the process
+//!   whose CPU and RSS to report.
+//! - `TINCAN_LOAD_IDLE=K`: K more sockets, joined in rooms of 2 before the
+//!   load starts, that send nothing (the cost of other connections).
+//!
+//! With a server process known, it also prints the server's RSS per open
+//! socket (RSS with every socket joined, less RSS before the first one,
+//! over CLIENTS + K) and its CPU time per delivered signal (CPU time from
+//! the first signal sent to the last one heard, over signals heard). The
+//! last line, `result {...}`, holds every figure as one JSON object.
+//! The open-file limit is raised to the hard limit (`ulimit -Hn`).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tincan_local::{LocalConfig, LocalStack};
+use tincan_local::LocalStack;
 use tincan_token::TokenKeys;
-use tokio::sync::{mpsc, Barrier};
+use tokio::sync::{mpsc, watch, Barrier};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-const SECRET: &str = "load-tool-secret-load-tool-secret-xx";
+mod server;
+use server::{Spawned, SECRET};
+
 const PHASE_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Small client buffers, so thousands of sockets fit in this process.
+fn client_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+}
+
+fn env_usize(name: &str) -> anyhow::Result<usize> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v.parse().with_context(|| format!("{name}={v:?}")),
+        _ => Ok(0),
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("serve") {
+        args.next();
+        let sockets = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
+        return server::serve(sockets).await;
+    }
     let clients: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5);
     let gap = Duration::from_millis(args.next().map(|a| a.parse()).transpose()?.unwrap_or(250));
@@ -39,37 +76,43 @@ async fn main() -> anyhow::Result<()> {
         bail!("need at least 2 clients");
     }
 
+    let idle = env_usize("TINCAN_LOAD_IDLE")?;
+    let nofile = server::raise_nofile();
+    let sockets = clients + idle;
     let dir = tempfile::tempdir()?;
+    let backend = if std::env::var("DYNAMODB_ENDPOINT").is_ok_and(|v| !v.is_empty()) {
+        "dynamodb"
+    } else {
+        "memory"
+    };
+    let mut spawned = None;
+    let mut server_pid = None;
     let (stack, ws_base, secret, backend) = match std::env::var("TINCAN_LOAD_TARGET") {
         // An already running stack (e.g. forwarding to real Lambdas), whose
         // token secret is in TINCAN_JWT_SECRET.
         Ok(target) if !target.is_empty() => {
             let secret = std::env::var("TINCAN_JWT_SECRET")
                 .context("TINCAN_LOAD_TARGET needs the target's TINCAN_JWT_SECRET")?;
+            server_pid = Some(env_usize("TINCAN_LOAD_SERVER_PID")? as u32).filter(|p| *p > 0);
             (None, target, secret, "external")
         }
+        _ if std::env::var("TINCAN_LOAD_SPAWN").is_ok_and(|v| v == "1") => {
+            let child = Spawned::start(sockets).await?;
+            server_pid = child.pid();
+            let base = child.base.clone();
+            spawned = Some(child);
+            (None, base, SECRET.to_owned(), backend)
+        }
         _ => {
-            let mut config = LocalConfig::from_env()?;
-            config.addr = SocketAddr::from(([127, 0, 0, 1], 0));
-            config.management_addr = SocketAddr::from(([127, 0, 0, 1], 0));
-            // Every load client comes from 127.0.0.1.
-            config.listener.max_conns_per_ip = config.listener.max_conns_per_ip.max(clients + 16);
-            config.data_dir = dir.path().into();
-            config.jwt_secret = Some(SECRET.into());
-            // The load clients' tokens are minted here, for users never registered.
-            config.users_must_exist = false;
-            config.turn_addr = None;
-            config.room_max = 8;
-            let backend = if config.dynamodb_endpoint.is_some() {
-                "dynamodb"
-            } else {
-                "memory"
-            };
+            let config = server::load_config(sockets, dir.path())?;
             let stack = LocalStack::start(config).await?;
             let base = format!("ws://{}", stack.addr);
             (Some(stack), base, SECRET.to_owned(), backend)
         }
     };
+    // Let the server settle before its baseline is read.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_base = server_pid.and_then(server::usage);
     let tokens = TokenKeys::new(secret.as_bytes(), 3600)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
@@ -90,6 +133,28 @@ async fn main() -> anyhow::Result<()> {
         let lone = rooms.pop().unwrap_or_default();
         if let Some(last) = rooms.last_mut() {
             last.extend(lone);
+        }
+    }
+
+    // The idle sockets first, all joined before the load starts.
+    let (done_tx, done_rx) = watch::channel(false);
+    let mut idle_tasks = Vec::with_capacity(idle);
+    for k in 0..idle {
+        let token = tokens.issue(&format!("idle-{k}"), &format!("Idle {k}"), now);
+        let url = format!("{ws_base}/ws?token={token}");
+        let room = format!("idle-{}", k / 2);
+        idle_tasks.push(tokio::spawn(idle_client(url, room, done_rx.clone())));
+        if k % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let mut idle_failed = 0;
+    let mut idle_holders = Vec::new();
+    for task in idle_tasks {
+        // Each answers once joined (or failed), then idles until `done`.
+        match tokio::time::timeout(PHASE_DEADLINE, task).await {
+            Ok(Ok(Ok(holder))) => idle_holders.push(holder),
+            _ => idle_failed += 1,
         }
     }
 
@@ -137,24 +202,29 @@ async fn main() -> anyhow::Result<()> {
         .context("clients did not all join in time")?;
     let joined_in = started.elapsed();
     let sending = Instant::now();
+    let at_start = server_pid.and_then(server::usage);
 
     let mut latencies = Vec::new();
     let deadline = tokio::time::sleep(PHASE_DEADLINE);
     tokio::pin!(deadline);
-    loop {
+    let expected = clients * rounds;
+    // Until every signal is heard (or the clients give up): the closes that
+    // follow are not part of the load.
+    while latencies.len() < expected {
         tokio::select! {
             l = lat_rx.recv() => match l { Some(l) => latencies.push(l), None => break },
             _ = &mut deadline => break,
         }
     }
     let elapsed = sending.elapsed();
+    let at_end = server_pid.and_then(server::usage);
+    let _ = done_tx.send(true);
     let mut failed = 0;
     for task in tasks {
         if !matches!(task.await, Ok(Ok(()))) {
             failed += 1;
         }
     }
-    let expected = clients * rounds;
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -182,12 +252,57 @@ async fn main() -> anyhow::Result<()> {
         latencies.len() as f64 / elapsed.as_secs_f64()
     );
     println!("  clients with errors    {failed}");
+    let throughput = latencies.len() as f64 / elapsed.as_secs_f64();
+    let mut result = json!({
+        "backend": backend, "clients": clients, "idle": idle, "rooms": rooms.len(),
+        "rounds": rounds, "gap_ms": gap.as_millis() as u64, "nofile": nofile,
+        "joined_s": joined_in.as_secs_f64(), "sent": expected, "received": latencies.len(),
+        "lost": expected.saturating_sub(latencies.len()),
+        "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": pct(1.0),
+        "throughput": throughput, "failed": failed, "idle_failed": idle_failed,
+    });
+    if idle > 0 {
+        println!("  idle sockets           {idle} ({idle_failed} failed)");
+    }
+    if let (Some(pid), Some(base), Some(start), Some(end)) =
+        (server_pid, rss_base, at_start, at_end)
+    {
+        let rss_per_conn = (start.rss_kib.saturating_sub(base.rss_kib)) as f64 / sockets as f64;
+        let cpu = end.cpu_secs - start.cpu_secs;
+        let per_signal_us = cpu * 1e6 / latencies.len().max(1) as f64;
+        println!("  server pid             {pid}");
+        println!(
+            "  server rss idle        {:.1} MiB",
+            base.rss_kib as f64 / 1024.0
+        );
+        println!(
+            "  server rss all joined  {:.1} MiB",
+            start.rss_kib as f64 / 1024.0
+        );
+        println!("  server rss per socket  {rss_per_conn:.1} KiB");
+        println!("  server cpu (signals)   {cpu:.2} s");
+        println!("  server cpu per signal  {per_signal_us:.1} us");
+        result["server_pid"] = json!(pid);
+        result["server_rss_base_kib"] = json!(base.rss_kib);
+        result["server_rss_joined_kib"] = json!(start.rss_kib);
+        result["server_rss_end_kib"] = json!(end.rss_kib);
+        result["rss_per_socket_kib"] = json!(rss_per_conn);
+        result["server_cpu_s"] = json!(cpu);
+        result["cpu_us_per_signal"] = json!(per_signal_us);
+    }
+    println!("result {result}");
+    for holder in idle_holders {
+        let _ = tokio::time::timeout(Duration::from_secs(15), holder).await;
+    }
     if let Some(stack) = stack {
         stack.stop().await;
     }
-    if failed > 0 || latencies.len() < expected {
+    if let Some(child) = spawned {
+        child.stop().await;
+    }
+    if failed > 0 || idle_failed > 0 || latencies.len() < expected {
         bail!(
-            "{failed} clients failed, {} signals lost",
+            "{failed} clients and {idle_failed} idle sockets failed, {} signals lost",
             expected - latencies.len()
         );
     }
@@ -208,7 +323,8 @@ async fn client(
     index: usize,
 ) -> anyhow::Result<()> {
     let result = async {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true).await?;
+        let (ws, _) =
+            tokio_tungstenite::connect_async_with_config(&url, Some(client_config()), true).await?;
         let (mut sink, mut stream) = ws.split();
         sink.send(Message::text(
             json!({"action": "join", "room": room}).to_string(),
@@ -280,6 +396,37 @@ async fn client(
     let _ = tokio::time::timeout(Duration::from_secs(15), heard.wait()).await;
     let _ = sink.close().await;
     Ok(())
+}
+
+/// An idle socket: joins `room`, answers once joined, then reads (and
+/// ignores) whatever comes until `done`, and closes.
+async fn idle_client(
+    url: String,
+    room: String,
+    mut done: watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let (ws, _) =
+        tokio_tungstenite::connect_async_with_config(&url, Some(client_config()), true).await?;
+    let (mut sink, mut stream) = ws.split();
+    sink.send(Message::text(
+        json!({"action": "join", "room": room}).to_string(),
+    ))
+    .await?;
+    loop {
+        let v = next(&mut stream).await?;
+        if v["type"] == "joined" {
+            break;
+        }
+    }
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = done.wait_for(|d| *d) => break,
+                frame = stream.next() => if !matches!(frame, Some(Ok(_))) { break },
+            }
+        }
+        let _ = sink.close().await;
+    }))
 }
 
 async fn next<S>(stream: &mut S) -> anyhow::Result<Value>

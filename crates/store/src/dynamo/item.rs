@@ -58,6 +58,12 @@ pub(crate) fn kept_key(peer_id: &str) -> String {
     format!("kept#{peer_id}")
 }
 
+/// The key of the marker saying user `user_id` was deleted: connections of
+/// that user are refused while it lives.
+pub(crate) fn deleted_user_key(user_id: &str) -> String {
+    format!("deleted#{user_id}")
+}
+
 /// A connection record as an item.
 pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, AttributeValue> {
     let mut item = key(&record.connection_id);

@@ -1,0 +1,200 @@
+// Call quality and the active speaker, watched from the browser's own
+// numbers while a call runs.
+//
+// Connection quality, per remote peer, once a second from `getStats()`
+// (loss and jitter of the audio we receive from that peer over the last
+// second, and the round trip of the selected ICE candidate pair):
+//
+//   lost       the connection is `disconnected`/`failed`, or no audio packet
+//              came from the peer for LOST_AFTER_MS (a peer that is muted
+//              still sends packets; DTX still sends one every 400 ms)
+//   poor       loss > 5 %, or RTT > 400 ms, or jitter > 50 ms
+//   good       loss > 1 %, or RTT > 150 ms, or jitter > 20 ms
+//   excellent  anything better
+//
+// (5 % loss is where Opus with FEC starts to sound broken; 400 ms round trip
+// is where people talk over each other, ITU-T G.114; 50 ms jitter is where
+// the jitter buffer's added delay becomes noticeable.)
+//
+// Active speaker, in a mesh: every SPEAKER_TICK_MS, the loudest of the
+// remote peers (RFC 6464 levels from `getSynchronizationSources()`) and our
+// own microphone (the `media-source` level in the sender's stats; 0 while
+// muted) above SPEAKING_LEVEL. A new speaker takes over after being the
+// loudest for two ticks in a row; nobody speaking for SILENCE_MS gives `null`.
+
+import { summarizeStats } from './stats.js';
+
+/** @typedef {'excellent' | 'good' | 'poor' | 'lost'} Quality */
+
+export const QUALITY_THRESHOLDS = Object.freeze({
+  poor: { lossPct: 5, rttMs: 400, jitterMs: 50 },
+  good: { lossPct: 1, rttMs: 150, jitterMs: 20 },
+});
+export const LOST_AFTER_MS = 2_500;
+export const QUALITY_TICK_MS = 1_000;
+export const SPEAKER_TICK_MS = 300;
+export const SPEAKING_LEVEL = 0.02;
+export const SILENCE_MS = 1_500;
+
+/**
+ * The quality of one sample (thresholds above).
+ * @param {{lossPct: number | null, rttMs: number | null, jitterMs: number | null, connected: boolean, msSinceLastPacket: number}} s
+ * @returns {Quality}
+ */
+export function classifyQuality(s) {
+  if (!s.connected || s.msSinceLastPacket >= LOST_AFTER_MS) return 'lost';
+  const over = (/** @type {{lossPct: number, rttMs: number, jitterMs: number}} */ t) =>
+    (s.lossPct ?? 0) > t.lossPct || (s.rttMs ?? 0) > t.rttMs || (s.jitterMs ?? 0) > t.jitterMs;
+  if (over(QUALITY_THRESHOLDS.poor)) return 'poor';
+  if (over(QUALITY_THRESHOLDS.good)) return 'good';
+  return 'excellent';
+}
+
+/**
+ * @typedef {{
+ *   peers: Map<string, import('./peer.js').PeerLink>,
+ *   selfId: () => string | null,
+ *   muted: () => boolean,
+ *   emit: (type: string, detail: object) => void,
+ *   tick?: () => void,
+ * }} MonitorHost
+ */
+
+/** Runs both watches for a client; `start()` on join, `stop()` on leave. */
+export class CallMonitor {
+  /** @param {MonitorHost} host */
+  constructor(host) {
+    this.host = host;
+    /** @type {Map<string, Quality>} the last quality told, per peer */
+    this.quality = new Map();
+    /** @type {Map<string, {prev: import('./stats.js').PeerStats | null, lastPacketAt: number, received: number}>} */
+    this.samples = new Map();
+    /** @type {string | null} */
+    this.activeSpeaker = null;
+    /** @type {string | null} */ this.candidate = null;
+    this.candidateTicks = 0;
+    this.lastVoiceAt = 0;
+    /** @type {ReturnType<typeof setInterval> | undefined} */ this.qualityTimer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */ this.speakerTimer = undefined;
+    this.busy = false;
+  }
+
+  start() {
+    if (this.qualityTimer !== undefined) return;
+    this.qualityTimer = setInterval(() => void this.#qualityTick(), QUALITY_TICK_MS);
+    this.speakerTimer = setInterval(() => void this.#speakerTick(), SPEAKER_TICK_MS);
+  }
+
+  stop() {
+    clearInterval(this.qualityTimer);
+    clearInterval(this.speakerTimer);
+    this.qualityTimer = undefined;
+    this.speakerTimer = undefined;
+    this.quality.clear();
+    this.samples.clear();
+    this.activeSpeaker = null;
+    this.candidate = null;
+  }
+
+  /** @param {string} peerId */
+  forget(peerId) {
+    this.quality.delete(peerId);
+    this.samples.delete(peerId);
+  }
+
+  async #qualityTick() {
+    this.host.tick?.();
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      for (const [peerId, link] of this.host.peers) {
+        if (link.closed) continue;
+        const now = performance.now();
+        let entry = this.samples.get(peerId);
+        if (!entry) {
+          entry = { prev: null, lastPacketAt: now, received: 0 };
+          this.samples.set(peerId, entry);
+        }
+        const report = await link.pc.getStats().catch(() => null);
+        if (!report || link.closed) continue;
+        const s = await summarizeStats(report, entry.prev);
+        entry.prev = s;
+        if (s.packetsReceived > entry.received) {
+          entry.received = s.packetsReceived;
+          entry.lastPacketAt = now;
+        }
+        const state = link.pc.connectionState;
+        // No verdict before the first connection: "connecting" is not "lost".
+        if (!this.quality.has(peerId) && (state !== 'connected' || entry.received === 0)) continue;
+        const quality = classifyQuality({
+          lossPct: s.lossPct,
+          rttMs: s.rttMs,
+          jitterMs: s.jitterMs,
+          connected: state === 'connected',
+          msSinceLastPacket: now - entry.lastPacketAt,
+        });
+        if (this.quality.get(peerId) === quality) continue;
+        this.quality.set(peerId, quality);
+        this.host.emit('connection-quality', { peerId, quality, rttMs: s.rttMs, lossPct: s.lossPct, jitterMs: s.jitterMs });
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async #speakerTick() {
+    const selfId = this.host.selfId();
+    if (!selfId) return;
+    /** @type {Array<[string, number]>} */
+    const levels = [];
+    for (const [peerId, link] of this.host.peers) levels.push([peerId, link.audioLevel()]);
+    levels.push([selfId, this.host.muted() ? 0 : await this.#selfLevel()]);
+    const now = performance.now();
+    let loudest = /** @type {[string, number] | null} */ (null);
+    for (const entry of levels) if (entry[1] > SPEAKING_LEVEL && (!loudest || entry[1] > loudest[1])) loudest = entry;
+    if (loudest) {
+      this.lastVoiceAt = now;
+      if (loudest[0] === this.activeSpeaker) {
+        this.candidate = null;
+      } else if (loudest[0] === this.candidate) {
+        this.candidateTicks += 1;
+      } else {
+        this.candidate = loudest[0];
+        this.candidateTicks = 1;
+      }
+      // The first speaker of a quiet room takes over at once.
+      if (this.candidate !== null && (this.candidateTicks >= 2 || this.activeSpeaker === null)) {
+        this.#setSpeaker(this.candidate, loudest[1]);
+      }
+    } else if (this.activeSpeaker !== null && now - this.lastVoiceAt >= SILENCE_MS) {
+      this.#setSpeaker(null, 0);
+    }
+  }
+
+  /**
+   * @param {string | null} peerId
+   * @param {number} level
+   */
+  #setSpeaker(peerId, level) {
+    this.candidate = null;
+    this.candidateTicks = 0;
+    if (this.activeSpeaker === peerId) return;
+    this.activeSpeaker = peerId;
+    this.host.emit('active-speaker', { peerId, level, self: peerId !== null && peerId === this.host.selfId() });
+  }
+
+  /** Our microphone's level (0..1) from the first sender's `media-source` stats. */
+  async #selfLevel() {
+    for (const link of this.host.peers.values()) {
+      const sender = link.pc.getSenders().find((s) => s.track?.kind === 'audio');
+      if (!sender) continue;
+      const report = await sender.getStats().catch(() => null);
+      let level = 0;
+      report?.forEach((s) => {
+        if (s.type === 'media-source' && typeof s.audioLevel === 'number') level = Math.max(level, s.audioLevel);
+      });
+      return level;
+    }
+    return 0;
+  }
+}
