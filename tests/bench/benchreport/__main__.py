@@ -77,6 +77,7 @@ def machine() -> dict:
         "commit": sh(f"git -C {ROOT} rev-parse --short HEAD"),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "quick": QUICK,
+        "complete": False,
     }
 
 
@@ -149,21 +150,25 @@ def main() -> None:
     if os.environ.get("REPORT_RENDER_ONLY"):
         render.write(json.loads(json_path.read_text()), OUT)
         return
+    # The short steps first, so a run cut short still covers every kind of figure.
     plan = []
     if "latency" not in SKIP:
         plan += [("latency", k, LATENCY_CLIENTS) for k in servers.KINDS]
+    if "turn" not in SKIP:
+        plan += [("turn-cpu", None, None)]
+    if "login" not in SKIP:
+        plan += [("login", None, None)]
     if "sweep" not in SKIP:
         plan += [("sweep", k, n) for n in SWEEP for k in servers.KINDS]
     if "turn" not in SKIP:
-        plan += [("turn-cpu", None, None), ("turn-saturation", None, None)]
-    if "login" not in SKIP:
-        plan += [("login", None, None)]
+        plan += [("turn-saturation", None, None)]
     # Last: it may have a long release build to do first.
     if "lambda" not in SKIP:
         plan += [("lambda", None, None)]
     STEPS_TOTAL = len(plan) + 1
     results = {"machine": machine(), "latency": {}, "sweep": [], "turn_cpu": [],
-               "turn_saturation": [], "lambda": {"functions": [], "note": "skipped"},
+               "turn_saturation": [], "lambda": {"functions": [], "note": "left out of this run (REPORT_SKIP=lambda); "
+                          "`bash tests/bench/lambda-cold-start.sh` measures it on its own"},
                "login": None,
                "settings": {"latency_clients": LATENCY_CLIENTS, "latency_phases": LATENCY_PHASES,
                             "sweep_phase": SWEEP_PHASE, "turn_cpu_steps": TURN_CPU_STEPS,
@@ -191,6 +196,7 @@ def main() -> None:
         # The page so far, so a run cut short still leaves one.
         save(results, json_path)
     progress("writing docs/benchmarks.md and docs/benchmarks/*.svg")
+    results["machine"]["complete"] = True
     save(results, json_path)
     print(f"report: wrote {OUT / 'benchmarks.md'} in {results['machine']['minutes']} min")
 

@@ -189,6 +189,11 @@ def turn_section(res, out):
                   "of what saturates.\n")
         rows, points, series = [], {}, {}
         for r in sat:
+            if not r["sent"]:
+                # turnutils_uclient got no allocation through: no figure, not a loss.
+                rows.append([r["server"], int(r["clients"]), int(r["gap_ms"]), 0, "failed", "n/a",
+                             fmt(r["cpu_s"]), "n/a"])
+                continue
             relayed = r["sent"] + r["recv"]
             per_core = relayed / r["cpu_s"] if r["cpu_s"] else float("nan")
             series.setdefault(r["server"], []).append((r["pps"], r["loss_pct"], per_core))
@@ -325,6 +330,9 @@ def write(res, out: Path):
     m = res["machine"]
     mode = ("**Quick mode** (`REPORT_QUICK=1`: small N, short phases) — not the full run; "
             "figures are indicative only.\n\n" if m.get("quick") else "")
+    if not m.get("complete", True):
+        mode += ("**Partial run**: the run was stopped before its last steps; sections it did "
+                 "not reach are missing or say \"not measured\".\n\n")
     facts = table(["what", "value"], [
         ["CPU", f"{m['cores']} cores, {m['cpu']}"], ["memory", f"{m['memory_gib']} GiB"],
         ["kernel", m["kernel"]],
