@@ -10,11 +10,15 @@
 #
 #   bash tests/bench/turn-vs-coturn.sh                 # 100 and 500 clients
 #   CLIENTS="50 100" MESSAGES=200 bash tests/bench/turn-vs-coturn.sh
+#   STEPS="100:20:150 100:5:600 200:2:1500" bash tests/bench/turn-vs-coturn.sh
 #
 # Env: CLIENTS (list), MESSAGES per client (100), SIZE bytes (160: 20 ms of
 # Opus at ~64 kbit/s), INTERVAL ms between a client's packets (20),
-# TRANSPORT (udp|tcp), PROFILE (release|dev, the build of our node),
-# NODE_BIN (use this binary instead of building), CARGO_TARGET_DIR.
+# STEPS (a list of CLIENTS:INTERVAL:MESSAGES, run in order instead of
+# CLIENTS: a load ramp for the saturation point), TRANSPORT (udp|tcp),
+# PROFILE (release|dev, the build of our node), NODE_BIN (use this binary
+# instead of building), RESULTS (also append the raw rows to this file, for
+# tests/bench/report), CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -46,7 +50,17 @@ fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  # Our node drains on the first SIGTERM (TINCAN_DRAIN_GRACE_SECS, 0 here)
+  # and stops at once on a second; anything still there after 3 s is killed,
+  # so the bench never waits on a drain.
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 30); do
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ "$alive" = 0 ] && break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
 }
@@ -105,12 +119,12 @@ pids+=($coturn_pid)
 ours_port=$(free_port)
 metrics_port=$(free_port)
 # Like coturn's --allow-loopback-peers: the echo peer is on loopback. All
-# clients share one address, so the per-address caps are off; a short drain
+# clients share one address, so the per-address caps are off; no drain
 # grace, so the SIGTERM at the end does not wait for allocations to run out.
 TINCAN_TURN_ADDR="127.0.0.1:$ours_port" TINCAN_TURN_SECRET="$SECRET" TINCAN_TURN_REALM="$REALM" \
   TINCAN_RELAY_PORT_MIN=45000 TINCAN_RELAY_PORT_MAX=49999 TINCAN_TURN_USER_QUOTA=0 \
   TINCAN_TURN_IP_QUOTA=0 TINCAN_TURN_TCP_PER_IP=0 TINCAN_TURN_ALLOWED_PEERS=127.0.0.0/8 \
-  TINCAN_DRAIN_GRACE_SECS=1 \
+  TINCAN_DRAIN_GRACE_SECS=0 \
   TINCAN_METRICS_ADDR="127.0.0.1:$metrics_port" RUST_LOG=warn \
   "$NODE_BIN" >"$work/ours.log" 2>&1 &
 ours_pid=$!
@@ -123,17 +137,17 @@ user="$(( $(date +%s) + 3600 )):bench"
 pass=$(printf %s "$user" | openssl dgst -sha1 -hmac "$SECRET" -binary | base64)
 tflag=(); [ "$TRANSPORT" = tcp ] && tflag=(-t)
 
-# run NAME PORT PID CLIENTS -> one result line in $work/results
+# run NAME PORT PID CLIENTS INTERVAL MESSAGES -> one result line in $work/results
 run() {
-  local name=$1 port=$2 pid=$3 n=$4 out="$work/$1-$4.log"
+  local name=$1 port=$2 pid=$3 n=$4 interval=$5 messages=$6 out="$work/$1-$4-$5.log"
   local cpu0 cpu1 t0 t1
   cpu0=$(cpu_secs "$pid"); t0=$(date +%s.%N)
-  timeout 600 turnutils_uclient "${tflag[@]}" -c -m "$n" -n "$MESSAGES" -l "$SIZE" -z "$INTERVAL" \
+  timeout 600 turnutils_uclient "${tflag[@]}" -c -m "$n" -n "$messages" -l "$SIZE" -z "$interval" \
     -e 127.0.0.1 -r "$peer_port" -p "$port" -u "$user" -w "$pass" 127.0.0.1 >"$out" 2>&1 || true
   t1=$(date +%s.%N); cpu1=$(cpu_secs "$pid")
-  python3 - "$name" "$n" "$out" "$cpu0" "$cpu1" "$t0" "$t1" >>"$work/results" <<'EOF'
+  python3 - "$name" "$n" "$out" "$cpu0" "$cpu1" "$t0" "$t1" "$interval" >>"$work/results" <<'EOF'
 import re, sys
-name, n, path, cpu0, cpu1, t0, t1 = sys.argv[1:]
+name, n, path, cpu0, cpu1, t0, t1, interval = sys.argv[1:]
 text = open(path, errors="replace").read()
 def last(pattern, default=float("nan")):
     found = re.findall(pattern, text)
@@ -150,35 +164,39 @@ relayed = sent + recv
 pps = relayed / secs if secs and secs == secs and secs > 0 else relayed / wall
 us_per = cpu / relayed * 1e6 if relayed else float("nan")
 loss = 100.0 * (sent - recv) / sent if sent else float("nan")
-print(f"{name} {n} {int(sent)} {int(recv)} {pps:.0f} {loss:.2f} {lost:.0f} {rtt:.2f} {jitter:.2f} {cpu:.2f} {us_per:.1f} {wall:.1f}")
+print(f"{name} {n} {int(sent)} {int(recv)} {pps:.0f} {loss:.2f} {lost:.0f} {rtt:.2f} {jitter:.2f} {cpu:.2f} {us_per:.1f} {wall:.1f} {interval}")
 EOF
 }
 
-for n in $CLIENTS; do
-  run coturn "$coturn_port" "$coturn_pid" "$n"
-  run ours "$ours_port" "$ours_pid" "$n"
+STEPS=${STEPS:-$(for n in $CLIENTS; do printf '%s:%s:%s ' "$n" "$INTERVAL" "$MESSAGES"; done)}
+for step in $STEPS; do
+  IFS=: read -r n interval messages <<<"$step"
+  echo "turn-vs-coturn: $n clients, a packet every $interval ms, $messages each" >&2
+  run coturn "$coturn_port" "$coturn_pid" "$n" "$interval" "$messages"
+  run ours "$ours_port" "$ours_pid" "$n" "$interval" "$messages"
 done
+[ -n "${RESULTS:-}" ] && cat "$work/results" >>"$RESULTS"
 
 python3 - "$work/results" "$TRANSPORT" "$SIZE" "$MESSAGES" "$INTERVAL" <<'EOF'
 import sys
 path, transport, size, msgs, interval = sys.argv[1:]
 rows = [l.split() for l in open(path) if l.strip()]
-print(f"\nTURN over {transport}, {size}-byte packets, {msgs} per client every {interval} ms, loopback\n")
-head = ["server", "clients", "sent", "recv", "pkt/s", "loss%", "lost", "rtt ms", "jitter ms", "cpu s", "cpu us/pkt", "wall s"]
+print(f"\nTURN over {transport}, {size}-byte packets, loopback (gap ms: between one client's packets)\n")
+head = ["server", "clients", "sent", "recv", "pkt/s", "loss%", "lost", "rtt ms", "jitter ms", "cpu s", "cpu us/pkt", "wall s", "gap ms"]
 print("| " + " | ".join(head) + " |")
 print("|" + "---|" * len(head))
 for r in rows:
     print("| " + " | ".join(r) + " |")
 print()
-by = {(r[0], r[1]): r for r in rows}
-for n in sorted({r[1] for r in rows}, key=int):
-    o, c = by.get(("ours", n)), by.get(("coturn", n))
+by = {(r[0], r[1], r[12]): r for r in rows}
+for n, gap in sorted({(r[1], r[12]) for r in rows}, key=lambda k: (int(k[0]), -float(k[1]))):
+    o, c = by.get(("ours", n, gap)), by.get(("coturn", n, gap))
     if not (o and c):
         continue
     def ratio(i):
         a, b = float(o[i]), float(c[i])
         return f"{a / b:.2f}" if b else "n/a"
-    print(f"ours/coturn at {n} clients: pkt/s x{ratio(4)}, cpu s x{ratio(9)}, cpu per packet x{ratio(10)}, "
+    print(f"ours/coturn at {n} clients every {gap} ms: pkt/s x{ratio(4)}, cpu s x{ratio(9)}, cpu per packet x{ratio(10)}, "
           f"loss {o[5]}% vs {c[5]}%")
 EOF
 echo
