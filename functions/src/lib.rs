@@ -15,15 +15,26 @@ pub use crate::config::{ConfigError, FunctionConfig};
 pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, Deps, Function};
 
 /// Starts JSON logs, as CloudWatch wants them, filtered by `RUST_LOG`
-/// (default `info`).
+/// (default `info`): a default level and `target=level` pairs, e.g.
+/// `info,tincan_ws_api=debug`. (`Targets` rather than `EnvFilter`: the same
+/// directives for what the functions log, without a regex engine in every
+/// binary.)
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(LevelFilter::INFO));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(false)
+                .without_time(),
         )
-        .with_current_span(false)
-        .without_time()
+        .with(filter)
         .init();
 }

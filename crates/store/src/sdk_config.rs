@@ -7,7 +7,8 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider, SharedHttpClient};
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 
 /// Environment variable with a DynamoDB endpoint URL to use instead of AWS's
 /// (e.g. `http://127.0.0.1:5000` for moto).
@@ -30,6 +31,16 @@ pub fn store_timeouts() -> (TimeoutConfig, RetryConfig) {
     )
 }
 
+/// The HTTPS client for the AWS SDK clients: rustls on ring (the crypto
+/// library the rest of the binary links already), trusting the system's
+/// roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured). Clients made from
+/// one [`SdkConfig`] share it, and with it their connection pool.
+pub fn https_client() -> SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// The SDK configuration from the usual AWS environment (`AWS_REGION`,
 /// `AWS_ACCESS_KEY_ID`, profiles, the Lambda role, ...), region
 /// [`DEFAULT_REGION`] if none is set, with [`store_timeouts`].
@@ -41,6 +52,7 @@ pub fn store_timeouts() -> (TimeoutConfig, RetryConfig) {
 pub async fn sdk_config_from_env() -> SdkConfig {
     let (timeouts, retries) = store_timeouts();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https_client())
         .region(RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION)))
         .timeout_config(timeouts)
         .retry_config(retries)

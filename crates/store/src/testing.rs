@@ -38,7 +38,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use crate::sdk_config::{dummy_credentials, store_timeouts, DEFAULT_REGION};
+use crate::sdk_config::{dummy_credentials, https_client, store_timeouts, DEFAULT_REGION};
 
 /// Environment variable naming the Python interpreter that has moto.
 pub const MOTO_PYTHON_ENV: &str = "MOTO_PYTHON";
@@ -147,6 +147,7 @@ pub fn sdk_config(endpoint: &str) -> SdkConfig {
     let (timeouts, retries) = store_timeouts();
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(https_client())
         .region(Region::new(DEFAULT_REGION))
         .credentials_provider(dummy_credentials())
         .endpoint_url(endpoint)
