@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -53,11 +52,21 @@ pub async fn sdk_config_from_env() -> SdkConfig {
     let (timeouts, retries) = store_timeouts();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
-        .region(RegionProviderChain::default_provider().or_else(Region::new(DEFAULT_REGION)))
         .timeout_config(timeouts)
         .retry_config(retries)
         .load()
         .await;
+    // The loader's own region chain (environment, profile, IMDS) runs with
+    // the HTTP client above. A chain built apart from it
+    // (`RegionProviderChain::default_provider()`) would build its IMDS
+    // client with none, which panics now that the SDK has no default one.
+    let sdk = if sdk.region().is_some() {
+        sdk
+    } else {
+        sdk.into_builder()
+            .region(Region::new(DEFAULT_REGION))
+            .build()
+    };
     if endpoint_from_env().is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         let mut sdk = sdk.into_builder();
         sdk.set_credentials_provider(Some(dummy_credentials()));

@@ -1,0 +1,32 @@
+//! `sdk_config_from_env` is what every binary (the Lambdas, the local stack
+//! on DynamoDB, the media node) builds its AWS clients from: it must build
+//! without panicking, with a region, the store timeouts and an HTTP client.
+//! The only test in this binary, since it sets the environment.
+
+#[tokio::test]
+async fn the_sdk_config_from_the_environment_builds_with_a_region_and_an_http_client() {
+    std::env::set_var("AWS_REGION", "eu-west-1");
+    std::env::set_var("DYNAMODB_ENDPOINT", "http://127.0.0.1:9");
+    std::env::remove_var("AWS_ACCESS_KEY_ID");
+    let sdk = tincan_store::sdk_config_from_env().await;
+    assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+    assert!(
+        sdk.http_client().is_some(),
+        "an HTTP client for every SDK client"
+    );
+    assert!(
+        sdk.credentials_provider().is_some(),
+        "dummy credentials for an emulator"
+    );
+    // And a client from it sends (to a closed port: a connection error, not a panic).
+    let client = tincan_store::dynamo_client_from_env().await;
+    let err = client
+        .list_tables()
+        .send()
+        .await
+        .expect_err("nothing listens on port 9");
+    assert!(
+        format!("{err:?}").contains("DispatchFailure") || format!("{err:?}").contains("Timeout"),
+        "{err:?}"
+    );
+}
