@@ -34,8 +34,9 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-import traceback
 from pathlib import Path
+
+from suite_runner import run_tests
 
 REPO = Path(__file__).resolve().parents[2]
 SAM = sys.argv[1] if len(sys.argv) > 1 else shutil.which("sam")
@@ -252,20 +253,7 @@ def main() -> int:
     if not SAM or not REAL_CARGO:
         print("infra-sam-build: 0 passed, 1 failed (no SAM CLI or cargo)")
         return 1
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    passed = failed = 0
-    for name, test in tests:
-        try:
-            test()
-        except Exception as err:  # noqa: BLE001 - report every failure
-            failed += 1
-            detail = str(err) if isinstance(err, AssertionError) else traceback.format_exc()
-            print(f"FAIL {name}\n  " + detail.replace("\n", "\n  "))
-        else:
-            passed += 1
-            print(f"ok   {name}")
-    print(f"infra-sam-build: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_tests(globals(), "infra-sam-build")
 
 
 if __name__ == "__main__":

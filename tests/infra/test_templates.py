@@ -21,8 +21,9 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-import traceback
 from pathlib import Path
+
+from suite_runner import run_tests
 
 from cfnlint.decode import cfn_yaml
 from samtranslator.parser import parser as sam_parser
@@ -957,20 +958,7 @@ def test_files_named_in_comments_and_docs_exist():
 
 
 def main() -> int:
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    passed = failed = 0
-    for name, test in tests:
-        try:
-            test()
-        except Exception as err:  # noqa: BLE001 - report every failure
-            failed += 1
-            detail = str(err) if isinstance(err, AssertionError) else traceback.format_exc()
-            print(f"FAIL {name}\n  " + detail.replace("\n", "\n  "))
-        else:
-            passed += 1
-            print(f"ok   {name}")
-    print(f"infra-python: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_tests(globals(), "infra-python")
 
 
 if __name__ == "__main__":

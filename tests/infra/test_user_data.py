@@ -26,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
+
+from suite_runner import run_tests
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = (REPO / "infra/lib/media-node-user-data.sh").read_text()
@@ -480,20 +481,7 @@ def test_drain_watch_starts_before_anything_can_fail():
 
 
 def main() -> int:
-    tests = [(n, f) for n, f in globals().items() if n.startswith("test_") and callable(f)]
-    passed = failed = 0
-    for name, test in tests:
-        try:
-            test()
-        except Exception as err:  # noqa: BLE001 - report every failure
-            failed += 1
-            detail = str(err) if isinstance(err, AssertionError) else traceback.format_exc()
-            print(f"FAIL {name}\n  " + detail.replace("\n", "\n  "))
-        else:
-            passed += 1
-            print(f"ok   {name}")
-    print(f"infra-user-data: {passed} passed, {failed} failed")
-    return 1 if failed else 0
+    return run_tests(globals(), "infra-user-data")
 
 
 if __name__ == "__main__":
