@@ -1,7 +1,10 @@
 //! 300 TURN-over-TCP clients that connect and say nothing (or half a
-//! header): each is closed within 12 s of connecting (issue 10). Its own
-//! test binary, so that no other test competes for the CPU during the
-//! wall-clock bound.
+//! header): each is closed by the server once the first-message timeout
+//! has passed, and not before (issue 10). The timeout is shortened to 2 s;
+//! the wait allows a generous margin past it, because the server's clock
+//! for a connection starts when it accepts it, which lags the client's
+//! connect on a loaded machine (CI saw 14 of 300 still open at 12 s with
+//! the 10 s default).
 
 mod support;
 
@@ -12,8 +15,13 @@ use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn silent_tcp_connections_are_closed_within_12_seconds() {
-    let node = start_node_with(|c| c.max_tcp_connections_per_ip = 0).await;
+async fn silent_tcp_connections_are_closed_after_the_first_message_timeout() {
+    const FIRST_MESSAGE: Duration = Duration::from_secs(2);
+    let node = start_node_with(|c| {
+        c.max_tcp_connections_per_ip = 0;
+        c.tcp_first_message_secs = FIRST_MESSAGE.as_secs();
+    })
+    .await;
     let server = node.tcp_addr().expect("TCP on");
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..300 {
@@ -27,8 +35,13 @@ async fn silent_tcp_connections_are_closed_within_12_seconds() {
             }
             let mut buf = [0u8; 64];
             let closed =
-                tokio::time::timeout_at(connected + Duration::from_secs(12), stream.read(&mut buf))
+                tokio::time::timeout_at(connected + FIRST_MESSAGE * 15, stream.read(&mut buf))
                     .await;
+            let waited = connected.elapsed();
+            assert!(
+                waited >= FIRST_MESSAGE / 2,
+                "closed after {waited:?}, before the first-message timeout"
+            );
             matches!(closed, Ok(Ok(0)) | Ok(Err(_)))
         });
     }
@@ -36,7 +49,7 @@ async fn silent_tcp_connections_are_closed_within_12_seconds() {
     while let Some(done) = tasks.join_next().await {
         closed += u32::from(done.expect("task"));
     }
-    assert_eq!(closed, 300, "connections left open 12 s after connecting");
+    assert_eq!(closed, 300, "connections left open 30 s after connecting");
     assert_eq!(node.metrics().tcp_timeouts, 300);
     node.shutdown().await.expect("shutdown");
 }

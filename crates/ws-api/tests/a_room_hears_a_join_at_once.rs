@@ -105,10 +105,9 @@ async fn a_join_is_announced_to_every_member_at_once() {
             "at most {} pushes were in flight",
             state.most_in_flight
         );
-        assert!(
-            took < Duration::from_millis(200),
-            "the fan-out took {took:?}"
-        );
+        // Concurrency is proven by `most_in_flight`; the wall clock only
+        // informs (one after another would take 5 x 50 ms).
+        println!("the fan-out took {took:?}");
         for id in ["a", "b", "c"] {
             let frames = &state.frames[id];
             assert_eq!(frames.len(), 1, "{id}: {frames:?}");
