@@ -157,6 +157,7 @@ impl Deps {
             store: self.store.clone(),
             push,
             ice: self.ice.clone(),
+            sfu: Arc::new(tincan_ws_api::NoSfu),
             calls: self.calls.clone(),
             // Deleted accounts are refused by the store (deleted-user
             // markers), not by asking MongoDB at every connect.

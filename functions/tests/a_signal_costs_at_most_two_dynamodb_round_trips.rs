@@ -101,6 +101,7 @@ async fn a_signal_costs_at_most_two_dynamodb_round_trips() {
         store,
         push: push.clone(),
         ice: Arc::new(NoIceServers),
+        sfu: Arc::new(tincan_ws_api::NoSfu),
         calls: None,
         users: None,
     });

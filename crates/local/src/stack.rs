@@ -184,6 +184,7 @@ impl LocalStack {
                     store: connections_store(&config).await?,
                     push: Arc::new(LocalPush::new(sockets.clone())),
                     ice,
+                    sfu: Arc::new(tincan_ws_api::NoSfu),
                     calls: Some(Arc::new(AccountsCallLog::new(stores.calls.clone()))),
                     users: config.users_must_exist.then(|| {
                         Arc::new(AccountsUsers::new(stores.users.clone()))

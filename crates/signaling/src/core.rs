@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{ErrorCode, ProtocolError};
 use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaPath, Peer, ResumeGrant, ServerMessage,
+    validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant,
+    ServerMessage, SfuInfo,
 };
 
 /// Limits the core enforces.
@@ -29,6 +30,11 @@ pub struct Limits {
     pub resume_grace_secs: u64,
     /// Most signals kept for a detached participant.
     pub mailbox_max: usize,
+    /// Most participants of a mesh room; one more moves the room to the SFU
+    /// (`TINCAN_MESH_MAX`).
+    pub mesh_max: usize,
+    /// Receive slots of an SFU participant (`TINCAN_SFU_SLOTS`).
+    pub sfu_slots: usize,
 }
 
 impl Default for Limits {
@@ -38,6 +44,8 @@ impl Default for Limits {
             room_max: 8,
             resume_grace_secs: 30,
             mailbox_max: 64,
+            mesh_max: 4,
+            sfu_slots: 3,
         }
     }
 }
@@ -80,6 +88,9 @@ pub struct Member {
     pub resume_hash: String,
     /// When it joined, ms since the epoch.
     pub joined_at_ms: u64,
+    /// Whether it has (or is setting up) a connection to the room's SFU.
+    /// A room with such a member stays on the SFU until it empties.
+    pub sfu: bool,
 }
 
 impl Member {
@@ -140,6 +151,17 @@ impl RoomView {
     fn others<'a>(&'a self, me: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
         self.members.iter().filter(move |m| m.peer.peer_id != me)
     }
+
+    /// Whether the room is on the SFU: more than `mesh_max` members, or a
+    /// member already connected to the SFU (a room that shrinks stays on
+    /// the SFU until it empties, so a call never flaps between modes).
+    pub fn on_sfu(&self, mesh_max: usize) -> bool {
+        on_sfu(self.members.len(), &self.members, mesh_max)
+    }
+}
+
+fn on_sfu(count: usize, members: &[Member], mesh_max: usize) -> bool {
+    count > mesh_max || members.iter().any(|m| m.sfu)
 }
 
 /// Fresh random values the caller draws for each frame (the core has no
@@ -230,6 +252,15 @@ pub enum Effect {
         seat: Seat,
         /// Muted or not.
         muted: bool,
+    },
+    /// Mark the participant as on the SFU (if still attached to the
+    /// sender), then pass `sdp` to the room's media node and send its answer
+    /// as `sfu-answer` (or an `error`).
+    SfuOffer {
+        /// The participant.
+        seat: Seat,
+        /// The complete offer.
+        sdp: String,
     },
     /// Note in the call history how the participant's media goes.
     RecordMediaPath {
@@ -351,6 +382,7 @@ impl Core {
                         resume_until_ms: None,
                         resume_hash,
                         joined_at_ms: now_ms,
+                        sfu: false,
                     },
                     room: target,
                     room_max: self.limits.room_max,
@@ -414,6 +446,20 @@ impl Core {
                 }],
                 None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
             },
+            ClientMessage::SfuOffer { sdp } => match seat {
+                Some(seat) if room.is_some_and(|v| v.on_sfu(self.limits.mesh_max)) => {
+                    vec![Effect::SfuOffer {
+                        seat: seat.clone(),
+                        sdp,
+                    }]
+                }
+                Some(_) => vec![error(
+                    me,
+                    ErrorCode::NotSfu,
+                    "this room is a mesh; offer to your peers with `signal`",
+                )],
+                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+            },
             ClientMessage::Mute { muted } => match seat {
                 Some(seat) => vec![Effect::SetMuted {
                     seat: seat.clone(),
@@ -434,6 +480,8 @@ impl Core {
         join: JoinCommitted<'_>,
         ice_servers: &[IceServer],
     ) -> Vec<Effect> {
+        let sfu = on_sfu(join.others.len() + 1, join.others, self.limits.mesh_max);
+        let (mode, info) = self.media(sfu);
         let mut effects = vec![send(
             &sender.connection_id,
             ServerMessage::Joined {
@@ -442,6 +490,8 @@ impl Core {
                 peers: join.others.iter().map(|m| m.peer.clone()).collect(),
                 ice_servers: ice_servers.to_vec(),
                 resume: join.grant,
+                mode,
+                sfu: info,
             },
         )];
         for other in join.others {
@@ -451,6 +501,18 @@ impl Core {
                     peer: join.member.peer.clone(),
                 },
             ));
+            // Whoever is not on the SFU yet moves there now. Two joins that
+            // cross the threshold together both say so: clients take a
+            // repeated `room-mode` as a no-op.
+            if sfu && !other.sfu {
+                effects.extend(deliver(
+                    other,
+                    ServerMessage::RoomMode {
+                        mode,
+                        sfu: info,
+                    },
+                ));
+            }
         }
         if let Some((left, remaining)) = join.departure {
             effects.extend(self.announce_leave(&left.peer.peer_id, remaining));
@@ -468,6 +530,7 @@ impl Core {
         grant: ResumeGrant,
         ice_servers: &[IceServer],
     ) -> Vec<Effect> {
+        let (mode, sfu) = self.media(room.on_sfu(self.limits.mesh_max));
         vec![send(
             &sender.connection_id,
             ServerMessage::Resumed {
@@ -479,6 +542,8 @@ impl Core {
                     .collect(),
                 ice_servers: ice_servers.to_vec(),
                 resume: grant,
+                mode,
+                sfu,
             },
         )]
     }
@@ -527,6 +592,20 @@ impl Core {
     /// The `room-full` answer for the sender.
     pub fn room_full(&self, sender: &Sender, room: &str) -> Effect {
         room_full(&sender.connection_id, room, self.limits.room_max)
+    }
+
+    /// The `mode` and `sfu` fields of `joined`, `resumed` and `room-mode`.
+    fn media(&self, on_sfu: bool) -> (MediaMode, Option<SfuInfo>) {
+        if on_sfu {
+            (
+                MediaMode::Sfu,
+                Some(SfuInfo {
+                    slots: self.limits.sfu_slots,
+                }),
+            )
+        } else {
+            (MediaMode::Mesh, None)
+        }
     }
 
     fn grant(&self, room: &str, fresh: &Fresh) -> (ResumeGrant, String) {

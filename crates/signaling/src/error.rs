@@ -26,6 +26,10 @@ pub enum ErrorCode {
     ResumeFailed,
     /// Too many messages or requests; retry later.
     RateLimited,
+    /// `sfu-offer` in a room that is not on the SFU.
+    NotSfu,
+    /// The room's media node could not take the SFU connection; retry.
+    SfuUnavailable,
     /// Anything else that went wrong on our side.
     Internal,
 }
@@ -42,6 +46,8 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "store-unavailable",
             ErrorCode::ResumeFailed => "resume-failed",
             ErrorCode::RateLimited => "rate-limited",
+            ErrorCode::NotSfu => "not-sfu",
+            ErrorCode::SfuUnavailable => "sfu-unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -96,6 +102,8 @@ mod tests {
             ErrorCode::StoreUnavailable,
             ErrorCode::ResumeFailed,
             ErrorCode::RateLimited,
+            ErrorCode::NotSfu,
+            ErrorCode::SfuUnavailable,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

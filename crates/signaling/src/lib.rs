@@ -25,6 +25,6 @@ pub use crate::core::{
 };
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaPath, Peer, ResumeGrant, ServerMessage,
-    MAX_ID_LEN, MAX_ROOM_ID_LEN,
+    validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant,
+    ServerMessage, SfuInfo, MAX_ID_LEN, MAX_ROOM_ID_LEN,
 };

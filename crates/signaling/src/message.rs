@@ -52,6 +52,29 @@ pub enum ClientMessage {
         /// Its current resume token.
         token: String,
     },
+    /// In an SFU-mode room: the sender's complete SDP offer for its
+    /// connection to the room's media node (docs/sfu.md).
+    SfuOffer {
+        /// The offer, with every ICE candidate.
+        sdp: String,
+    },
+}
+
+/// How a room's audio flows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaMode {
+    /// Every pair of participants peer to peer.
+    Mesh,
+    /// Every participant to the room's media node.
+    Sfu,
+}
+
+/// What an SFU-mode participant receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SfuInfo {
+    /// How many receive slots its offer must carry.
+    pub slots: usize,
 }
 
 /// How a peer's media flows.
@@ -65,7 +88,16 @@ pub enum MediaPath {
 }
 
 /// The actions a client may send, for the `unknown-action` check.
-const ACTIONS: [&str; 7] = ["join", "leave", "signal", "mute", "ping", "media", "resume"];
+const ACTIONS: [&str; 8] = [
+    "join",
+    "leave",
+    "signal",
+    "mute",
+    "ping",
+    "media",
+    "resume",
+    "sfu-offer",
+];
 
 impl ClientMessage {
     /// Parses one client frame. Size limits are the caller's (see
@@ -126,6 +158,12 @@ impl ClientMessage {
                 return Err(ProtocolError::new(
                     ErrorCode::BadRequest,
                     "`resume` needs the `peerId` and `token` from `joined`",
+                ))
+            }
+            ClientMessage::SfuOffer { sdp } if !sdp.starts_with("v=0") => {
+                return Err(ProtocolError::new(
+                    ErrorCode::BadRequest,
+                    "`sdp` must be an SDP offer",
                 ))
             }
             _ => {}
@@ -219,6 +257,11 @@ pub enum ServerMessage {
         ice_servers: Vec<IceServer>,
         /// How to speak for this participant again after a socket cut.
         resume: ResumeGrant,
+        /// How the room's audio flows.
+        mode: MediaMode,
+        /// In SFU mode: what the offer to the node carries.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        sfu: Option<SfuInfo>,
     },
     /// The sender speaks for its participant again after a socket cut: the
     /// room as it is now. Kept `signal`s follow.
@@ -235,6 +278,11 @@ pub enum ServerMessage {
         ice_servers: Vec<IceServer>,
         /// A new resume token; the one just used no longer works.
         resume: ResumeGrant,
+        /// How the room's audio flows.
+        mode: MediaMode,
+        /// In SFU mode: what the offer to the node carries.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        sfu: Option<SfuInfo>,
     },
     /// Someone entered the receiver's room.
     PeerJoined {
@@ -265,6 +313,20 @@ pub enum ServerMessage {
         to: String,
         /// The payload, verbatim.
         data: Value,
+    },
+    /// The room moved to `mode` (today only ever to the SFU): set up the
+    /// SFU connection, then close the mesh links (make-before-break).
+    RoomMode {
+        /// The new mode.
+        mode: MediaMode,
+        /// In SFU mode: what the offer to the node carries.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        sfu: Option<SfuInfo>,
+    },
+    /// The media node's answer to the receiver's `sfu-offer`.
+    SfuAnswer {
+        /// The answer, with the node's candidates.
+        sdp: String,
     },
     /// Answer to `ping`.
     Pong,
@@ -408,12 +470,14 @@ mod tests {
                 token: "r.s3cret".into(),
                 grace_secs: 30,
             },
+            mode: MediaMode::Mesh,
+            sfu: None,
         };
         assert_eq!(
             serde_json::to_value(&joined).unwrap(),
             json!({"type":"joined","room":"r","self":{"peerId":"c1","userId":"u1","displayName":"Ada","muted":false},
                    "peers":[],"iceServers":[{"urls":["stun:127.0.0.1:3478"]}],
-                   "resume":{"token":"r.s3cret","graceSecs":30}})
+                   "resume":{"token":"r.s3cret","graceSecs":30},"mode":"mesh"})
         );
         assert_eq!(
             serde_json::to_value(ServerMessage::PeerLeft {

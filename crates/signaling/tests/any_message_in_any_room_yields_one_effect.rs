@@ -33,6 +33,7 @@ fn member() -> impl Strategy<Value = Member> {
             resume_until_ms: conn.is_none().then_some(until),
             resume_hash: resume_hash("s"),
             joined_at_ms: 0,
+            sfu: false,
         })
 }
 

@@ -70,6 +70,7 @@ fn scene() -> impl Strategy<Value = Scene> {
                     resume_until_ms: None,
                     resume_hash: resume_hash("old"),
                     joined_at_ms: 0,
+                    sfu: false,
                 }],
             });
             Scene {

@@ -6,7 +6,7 @@ mod strategy;
 use proptest::prelude::*;
 use serde_json::Value;
 use strategy::{any_json, any_text, budget, ALL_CODES};
-use tincan_signaling::{IceServer, Peer, ResumeGrant, ServerMessage};
+use tincan_signaling::{IceServer, MediaMode, Peer, ResumeGrant, ServerMessage, SfuInfo};
 
 fn peer() -> impl Strategy<Value = Peer> {
     (any_text(32), any_text(32), any_text(32), any::<bool>()).prop_map(
@@ -32,6 +32,13 @@ fn ice_server() -> impl Strategy<Value = IceServer> {
         })
 }
 
+fn media() -> impl Strategy<Value = (MediaMode, Option<SfuInfo>)> {
+    prop_oneof![
+        Just((MediaMode::Mesh, None)),
+        (0usize..16).prop_map(|slots| (MediaMode::Sfu, Some(SfuInfo { slots }))),
+    ]
+}
+
 fn grant() -> impl Strategy<Value = ResumeGrant> {
     (any_text(96), any::<u64>()).prop_map(|(token, grace_secs)| ResumeGrant { token, grace_secs })
 }
@@ -51,30 +58,40 @@ fn room_state() -> impl Strategy<Value = RoomState> {
 
 fn server_message() -> impl Strategy<Value = ServerMessage> {
     prop_oneof![
-        room_state().prop_map(|(room, self_peer, peers, ice_servers, resume)| {
-            ServerMessage::Joined {
-                room,
-                self_peer,
-                peers,
-                ice_servers,
-                resume,
+        (room_state(), media()).prop_map(
+            |((room, self_peer, peers, ice_servers, resume), (mode, sfu))| {
+                ServerMessage::Joined {
+                    room,
+                    self_peer,
+                    peers,
+                    ice_servers,
+                    resume,
+                    mode,
+                    sfu,
+                }
             }
-        }),
-        room_state().prop_map(|(room, self_peer, peers, ice_servers, resume)| {
-            ServerMessage::Resumed {
-                room,
-                self_peer,
-                peers,
-                ice_servers,
-                resume,
+        ),
+        (room_state(), media()).prop_map(
+            |((room, self_peer, peers, ice_servers, resume), (mode, sfu))| {
+                ServerMessage::Resumed {
+                    room,
+                    self_peer,
+                    peers,
+                    ice_servers,
+                    resume,
+                    mode,
+                    sfu,
+                }
             }
-        }),
+        ),
         peer().prop_map(|peer| ServerMessage::PeerJoined { peer }),
         any_text(32).prop_map(|peer_id| ServerMessage::PeerLeft { peer_id }),
         (any_text(32), any::<bool>())
             .prop_map(|(peer_id, muted)| ServerMessage::PeerMuted { peer_id, muted }),
         (any_text(32), any_text(32), any_json())
             .prop_map(|(from, to, data)| ServerMessage::Signal { from, to, data }),
+        media().prop_map(|(mode, sfu)| ServerMessage::RoomMode { mode, sfu }),
+        any_text(256).prop_map(|sdp| ServerMessage::SfuAnswer { sdp }),
         Just(ServerMessage::Pong),
         (proptest::sample::select(&ALL_CODES[..]), any_text(128))
             .prop_map(|(code, message)| ServerMessage::Error { code, message }),
@@ -89,6 +106,8 @@ fn type_of(msg: &ServerMessage) -> &'static str {
         ServerMessage::PeerLeft { .. } => "peer-left",
         ServerMessage::PeerMuted { .. } => "peer-muted",
         ServerMessage::Signal { .. } => "signal",
+        ServerMessage::RoomMode { .. } => "room-mode",
+        ServerMessage::SfuAnswer { .. } => "sfu-answer",
         ServerMessage::Pong => "pong",
         ServerMessage::Error { .. } => "error",
     }

@@ -200,6 +200,11 @@ pub trait ConnectionStore: Send + Sync {
         muted: bool,
     ) -> Result<Option<RoomView>, StoreError>;
 
+    /// Marks participant `seat` as on the room's SFU if it is attached to
+    /// connection `id`; returns the room after the write, or `None` if
+    /// nothing was written.
+    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError>;
+
     /// Takes participant `seat` out of its room if it is still detached with
     /// deadline `resume_until_ms` (its grace ran out and nobody resumed it).
     async fn expire(

@@ -556,6 +556,19 @@ impl ConnectionStore for DynamoConnectionStore {
         Ok(changed.map(|((), room)| room))
     }
 
+    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
+        let changed = self
+            .modify_room(&seat.room, |members| {
+                let member = members
+                    .iter_mut()
+                    .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
+                member.sfu = true;
+                Some(())
+            })
+            .await?;
+        Ok(changed.map(|((), room)| room))
+    }
+
     async fn expire(
         &self,
         seat: &Seat,

@@ -223,6 +223,18 @@ impl ConnectionStore for MemoryConnectionStore {
         }))
     }
 
+    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
+        Ok(self.with(|s| {
+            let member = s
+                .rooms
+                .get_mut(&seat.room)?
+                .iter_mut()
+                .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
+            member.sfu = true;
+            Some(s.view(&seat.room))
+        }))
+    }
+
     async fn expire(
         &self,
         seat: &Seat,

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::call_log::CallLog;
 use crate::ice::IceServerSource;
+use crate::sfu::SfuGateway;
 use crate::users::{UserDirectory, UserLookupError};
 
 /// Most gone connections cleaned up while handling one event; the rest are
@@ -44,6 +45,8 @@ pub struct WsApiConfig {
     pub push: Arc<dyn Push>,
     /// `iceServers` for `joined`.
     pub ice: Arc<dyn IceServerSource>,
+    /// The SFU of each room's media node, for rooms past the mesh size.
+    pub sfu: Arc<dyn SfuGateway>,
     /// Call history, if kept.
     pub calls: Option<Arc<dyn CallLog>>,
     /// Checks at connect that the token's user still exists, if set.
@@ -281,11 +284,24 @@ impl WsApi {
     ) {
         self.log_left(&departure.member.peer, &departure.remaining.room, at_ms)
             .await;
+        self.sfu_leave(departure, now_ms).await;
         let effects = self
             .core
             .announce_leave(&departure.member.peer.peer_id, &departure.remaining);
         self.deliver_all(effects, &departure.remaining.room, now_ms, gone)
             .await;
+    }
+
+    /// Ends a departed participant's SFU connection, if it had one.
+    async fn sfu_leave(&self, departure: &Departure, now_ms: u64) {
+        if !departure.member.sfu {
+            return;
+        }
+        let (room, peer_id) = (&departure.remaining.room, &departure.member.peer.peer_id);
+        if let Err(err) = self.config.sfu.leave(room, peer_id, now_ms / 1000).await {
+            // The node also ends connections whose ICE fails.
+            warn!(%room, %peer_id, error = %err, "SFU leave not applied");
+        }
     }
 
     async fn apply(
@@ -326,6 +342,7 @@ impl WsApi {
                 if let Some(departure) = &departure {
                     self.log_left(&departure.member.peer, &departure.remaining.room, now_ms)
                         .await;
+                    self.sfu_leave(departure, now_ms).await;
                 }
                 let ice = self
                     .config
@@ -399,9 +416,50 @@ impl WsApi {
                     .await
                     .map_err(store_error)?
                 {
+                    if room.member(&seat.peer_id).is_some_and(|m| m.sfu) {
+                        if let Err(err) = self
+                            .config
+                            .sfu
+                            .mute(&seat.room, &seat.peer_id, muted, now_secs)
+                            .await
+                        {
+                            // The node still drops silence from the slots;
+                            // the next mute or a rejoin sets it right.
+                            warn!(room = %seat.room, error = %err, "SFU mute not applied");
+                        }
+                    }
                     let effects = self.core.announce_mute(&seat, muted, &room);
                     self.deliver_all(effects, &seat.room, now_ms, gone).await;
                 }
+            }
+            Effect::SfuOffer { seat, sdp } => {
+                // Marked first: from now on the room stays on the SFU, and
+                // this participant's departure reaches the node.
+                let room = store
+                    .set_on_sfu(&sender.connection_id, &seat)
+                    .await
+                    .map_err(store_error)?;
+                let Some(member) = room.as_ref().and_then(|r| r.member(&seat.peer_id)) else {
+                    return Err(ProtocolError::new(
+                        ErrorCode::NotInRoom,
+                        "join a room first",
+                    ));
+                };
+                let answer = self
+                    .config
+                    .sfu
+                    .join(&seat.room, &member.peer, &sdp, now_secs)
+                    .await
+                    .map_err(|err| {
+                        warn!(room = %seat.room, peer_id = %seat.peer_id, error = %err, "SFU join failed");
+                        err.to_protocol()
+                    })?;
+                let answer = Effect::Send {
+                    to: sender.connection_id.clone(),
+                    msg: ServerMessage::SfuAnswer { sdp: answer },
+                };
+                self.deliver_all(vec![answer], &seat.room, now_ms, gone)
+                    .await;
             }
             Effect::RecordMediaPath { seat, path } => {
                 let member = view.and_then(|v| v.member(&seat.peer_id));

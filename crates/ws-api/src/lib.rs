@@ -13,6 +13,7 @@ mod api;
 mod call_history;
 mod call_log;
 mod ice;
+mod sfu;
 mod users;
 
 pub use crate::api::{ConnectError, WsApi, WsApiConfig};
@@ -20,6 +21,7 @@ pub use crate::api::{ConnectError, WsApi, WsApiConfig};
 pub use crate::call_history::AccountsCallLog;
 pub use crate::call_log::{CallLog, CallLogError};
 pub use crate::ice::{IceServerSource, NoIceServers, TurnRestIceServers};
+pub use crate::sfu::{NoSfu, SfuError, SfuGateway};
 #[cfg(feature = "call-history")]
 pub use crate::users::AccountsUsers;
 pub use crate::users::{UserDirectory, UserLookupError};

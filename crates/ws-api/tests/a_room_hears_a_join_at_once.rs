@@ -70,6 +70,7 @@ async fn a_join_is_announced_to_every_member_at_once() {
         store: store.clone(),
         push: push.clone(),
         ice: Arc::new(NoIceServers),
+        sfu: Arc::new(tincan_ws_api::NoSfu),
         calls: None,
         users: None,
     });

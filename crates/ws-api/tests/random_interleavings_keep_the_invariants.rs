@@ -129,6 +129,10 @@ impl ConnectionStore for Shuffled {
         self.shuffle().await;
         self.inner.set_muted(id, seat, muted).await
     }
+    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
+        self.shuffle().await;
+        self.inner.set_on_sfu(id, seat).await
+    }
     async fn expire(&self, seat: &Seat, until: u64) -> Result<Option<Departure>, StoreError> {
         self.shuffle().await;
         self.inner.expire(seat, until).await
@@ -215,6 +219,7 @@ impl World {
             store: store.clone(),
             push: wire.clone(),
             ice: Arc::new(NoIceServers),
+            sfu: Arc::new(tincan_ws_api::NoSfu),
             calls: None,
             users: None,
         });

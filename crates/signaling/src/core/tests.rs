@@ -16,6 +16,7 @@ fn member(id: &str, conn: Option<&str>) -> Member {
         resume_until_ms: conn.is_none().then_some(1_000),
         resume_hash: resume_hash("secret"),
         joined_at_ms: 0,
+        sfu: false,
     }
 }
 
@@ -258,4 +259,133 @@ fn bad_resume_tokens_are_refused_without_a_store_call() {
             "{token}"
         );
     }
+}
+
+fn sfu_core(mesh_max: usize) -> Core {
+    Core::new(Limits {
+        mesh_max,
+        sfu_slots: 3,
+        ..Limits::default()
+    })
+}
+
+/// The `mode` of the `joined` among `effects`, and who got `room-mode`.
+fn modes(effects: &[Effect]) -> (MediaMode, Vec<String>) {
+    let mut joined = None;
+    let mut moved = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Send {
+                msg: ServerMessage::Joined { mode, sfu, .. },
+                ..
+            } => {
+                assert_eq!(sfu.is_some(), *mode == MediaMode::Sfu);
+                joined = Some(*mode);
+            }
+            Effect::Deliver {
+                peer_id,
+                msg: ServerMessage::RoomMode { mode, sfu },
+                ..
+            } => {
+                assert_eq!((*mode, *sfu), (MediaMode::Sfu, Some(SfuInfo { slots: 3 })));
+                moved.push(peer_id.clone());
+            }
+            _ => {}
+        }
+    }
+    (joined.expect("joined"), moved)
+}
+
+fn announce(core: &Core, others: &[Member]) -> Vec<Effect> {
+    let me = member("new", Some("c"));
+    core.announce_join(
+        &sender("c", Some(("new", "r"))),
+        JoinCommitted {
+            member: &me,
+            room: "r",
+            others,
+            grant: ResumeGrant {
+                token: "r.x".into(),
+                grace_secs: 30,
+            },
+            departure: None,
+        },
+        &[],
+    )
+}
+
+#[test]
+fn the_join_past_mesh_max_moves_the_room_to_the_sfu() {
+    let core = sfu_core(2);
+    let one = [member("a", Some("ca"))];
+    assert_eq!(modes(&announce(&core, &one)), (MediaMode::Mesh, vec![]));
+    let two = [member("a", Some("ca")), member("b", Some("cb"))];
+    let (mode, moved) = modes(&announce(&core, &two));
+    assert_eq!(mode, MediaMode::Sfu);
+    assert_eq!(moved, ["a", "b"]);
+    // Those already on the SFU are not told again; a detached one hears it
+    // from `resumed`.
+    let mut three = vec![member("a", Some("ca")), member("b", None), member("d", Some("cd"))];
+    three[0].sfu = true;
+    let (mode, moved) = modes(&announce(&core, &three));
+    assert_eq!((mode, moved), (MediaMode::Sfu, vec!["d".to_owned()]));
+}
+
+#[test]
+fn a_room_that_shrinks_stays_on_the_sfu_until_it_empties() {
+    let core = sfu_core(4);
+    let mut left = member("a", Some("ca"));
+    left.sfu = true;
+    // One member left of a group call: a new joiner still goes to the SFU.
+    let (mode, moved) = modes(&announce(&core, &[left]));
+    assert_eq!((mode, moved), (MediaMode::Sfu, vec![]));
+    // An empty room starts over as a mesh.
+    assert_eq!(modes(&announce(&core, &[])), (MediaMode::Mesh, vec![]));
+}
+
+#[test]
+fn sfu_offers_are_taken_only_in_an_sfu_room_from_its_member() {
+    let core = sfu_core(2);
+    let offer = || ClientMessage::SfuOffer { sdp: "v=0\r\n".into() };
+    let me = sender("ca", Some(("a", "r")));
+    let mesh = view(vec![member("a", Some("ca")), member("b", Some("cb"))]);
+    let refused = core.handle(&me, offer(), Some(&mesh), fresh, 0);
+    assert!(matches!(
+        refused.as_slice(),
+        [Effect::Send { msg: ServerMessage::Error { code: ErrorCode::NotSfu, .. }, .. }]
+    ), "{refused:?}");
+    let mut group = mesh.clone();
+    group.members.push(member("c", Some("cc")));
+    let taken = core.handle(&me, offer(), Some(&group), fresh, 0);
+    assert!(
+        matches!(taken.as_slice(), [Effect::SfuOffer { seat, .. }] if seat.peer_id == "a"),
+        "{taken:?}"
+    );
+    // A connection whose participant is not attached to it: not in room.
+    let stranger = sender("cx", Some(("a", "r")));
+    let refused = core.handle(&stranger, offer(), Some(&group), fresh, 0);
+    assert!(matches!(
+        refused.as_slice(),
+        [Effect::Send { msg: ServerMessage::Error { code: ErrorCode::NotInRoom, .. }, .. }]
+    ), "{refused:?}");
+}
+
+#[test]
+fn resumed_restates_the_mode() {
+    let core = sfu_core(2);
+    let room = view(vec![member("a", Some("ca")), member("b", None), member("c", None)]);
+    let effects = core.announce_resume(
+        &sender("ca", Some(("a", "r"))),
+        &room.members[0],
+        &room,
+        ResumeGrant {
+            token: "r.x".into(),
+            grace_secs: 30,
+        },
+        &[],
+    );
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Send { msg: ServerMessage::Resumed { mode: MediaMode::Sfu, sfu: Some(_), .. }, .. }]
+    ), "{effects:?}");
 }

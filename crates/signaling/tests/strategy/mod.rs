@@ -18,7 +18,7 @@ pub(crate) fn budget(cases: u32) -> Config {
 }
 
 /// Every code a client may see, for the "stable code" checks.
-pub(crate) const ALL_CODES: [ErrorCode; 9] = [
+pub(crate) const ALL_CODES: [ErrorCode; 11] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownAction,
     ErrorCode::TooLarge,
@@ -27,6 +27,8 @@ pub(crate) const ALL_CODES: [ErrorCode; 9] = [
     ErrorCode::StoreUnavailable,
     ErrorCode::ResumeFailed,
     ErrorCode::RateLimited,
+    ErrorCode::NotSfu,
+    ErrorCode::SfuUnavailable,
     ErrorCode::Internal,
 ];
 

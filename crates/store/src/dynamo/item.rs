@@ -24,7 +24,7 @@ pub(crate) const MESSAGES: &str = "messages";
 pub(crate) const CONNECTED_AT: &str = "connectedAt";
 /// Seconds since the epoch; the table's TTL attribute.
 pub(crate) const EXPIRES_AT: &str = "expiresAt";
-/// Room items: peer id -> the member (`u` user, `n` name, `m` muted, `h`
+/// Room items: peer id -> the member (`s` on the SFU, `u` user, `n` name, `m` muted, `h`
 /// resume hash, `j` joined at, `c` connection while attached, `r` resume
 /// deadline while detached).
 pub(crate) const MEMBERS: &str = "members";
@@ -114,6 +114,9 @@ fn member_to_value(member: &Member) -> AttributeValue {
     if let Some(until) = member.resume_until_ms {
         map.insert("r".into(), n(until));
     }
+    if member.sfu {
+        map.insert("s".into(), AttributeValue::Bool(true));
+    }
     AttributeValue::M(map)
 }
 
@@ -142,6 +145,8 @@ fn member_from_value(
         resume_until_ms: map.get("r").map(|_| get_n(map, "r", key)).transpose()?,
         resume_hash: get_s(map, "h", key)?.to_owned(),
         joined_at_ms: get_n(map, "j", key)?,
+        // Absent before group calls existed, and while not on the SFU.
+        sfu: matches!(map.get("s"), Some(AttributeValue::Bool(true))),
     })
 }
 
@@ -254,6 +259,7 @@ mod tests {
             resume_until_ms: connection.is_none().then_some(77),
             resume_hash: "ab".into(),
             joined_at_ms: 5,
+            sfu: connection.is_some(),
         }
     }
 

@@ -32,6 +32,7 @@ fn member(peer: &str, conn: &str) -> Member {
         resume_until_ms: None,
         resume_hash: resume_hash(&format!("secret-{peer}")),
         joined_at_ms: NOW_MS,
+        sfu: false,
     }
 }
 
@@ -184,6 +185,26 @@ async fn leave_and_mute_need_the_attached_connection(store: &dyn ConnectionStore
         .unwrap()
         .unwrap();
     assert!(room.member("q1").unwrap().peer.muted);
+    // The SFU mark too: only the attached connection sets it, and it
+    // survives the next write of the room.
+    assert!(store
+        .set_on_sfu("lm-2", &seat("q1", "lm"))
+        .await
+        .unwrap()
+        .is_none());
+    let room = store
+        .set_on_sfu("lm-1", &seat("q1", "lm"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(room.member("q1").unwrap().sfu);
+    assert!(!room.member("q2").unwrap().sfu);
+    let room = store
+        .set_muted("lm-2", &seat("q2", "lm"), true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(room.member("q1").unwrap().sfu && room.member("q1").unwrap().peer.muted);
     let departure = store
         .leave("lm-1", &seat("q1", "lm"))
         .await

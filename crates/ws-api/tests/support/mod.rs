@@ -81,6 +81,7 @@ impl Harness {
             store: store.clone(),
             push: push.clone(),
             ice: Arc::new(NoIceServers),
+            sfu: Arc::new(tincan_ws_api::NoSfu),
             calls: None,
             users,
         });

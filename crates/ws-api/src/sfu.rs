@@ -1,0 +1,87 @@
+//! The room's SFU, as the signaling sees it: where an `sfu-offer` goes and
+//! what a participant's mute and departure tell the media node
+//! (docs/sfu.md). The node's HTTP control API sits behind this trait, so
+//! the handlers stay free of IO and tests can stand in for a node.
+
+use async_trait::async_trait;
+use tincan_signaling::{ErrorCode, Peer, ProtocolError};
+
+/// Why the SFU did not take a request.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SfuError {
+    /// No media node serves the room (none alive, or no SFU configured).
+    #[error("no media node with an SFU is available for this room")]
+    NoNode,
+    /// The node did not answer in time, or not over HTTP.
+    #[error("the media node could not be reached: {0}")]
+    Unreachable(String),
+    /// The node answered with an error of its own.
+    #[error("the media node refused: {code}: {message}")]
+    Refused {
+        /// Its stable code, e.g. `room-full`.
+        code: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+impl SfuError {
+    /// What the participant is told.
+    pub fn to_protocol(&self) -> ProtocolError {
+        match self {
+            SfuError::Refused { code, message } if code == "room-full" => {
+                ProtocolError::new(ErrorCode::RoomFull, message.clone())
+            }
+            SfuError::Refused { code, message } if code == "bad-sdp" => {
+                ProtocolError::new(ErrorCode::BadRequest, message.clone())
+            }
+            other => ProtocolError::new(ErrorCode::SfuUnavailable, other.to_string()),
+        }
+    }
+}
+
+/// The SFU of each room's media node.
+#[async_trait]
+pub trait SfuGateway: Send + Sync {
+    /// Connects `peer` of `room` with its complete `offer`; the node's
+    /// answer. A second call replaces the participant's connection.
+    async fn join(
+        &self,
+        room: &str,
+        peer: &Peer,
+        offer: &str,
+        now_secs: u64,
+    ) -> Result<String, SfuError>;
+
+    /// Whether the participant's packets are forwarded.
+    async fn mute(
+        &self,
+        room: &str,
+        peer_id: &str,
+        muted: bool,
+        now_secs: u64,
+    ) -> Result<(), SfuError>;
+
+    /// Ends the participant's SFU connection (idempotent).
+    async fn leave(&self, room: &str, peer_id: &str, now_secs: u64) -> Result<(), SfuError>;
+}
+
+/// No SFU: rooms past the mesh size get `sfu-unavailable` on `sfu-offer`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSfu;
+
+#[async_trait]
+impl SfuGateway for NoSfu {
+    async fn join(&self, _: &str, _: &Peer, _: &str, _: u64) -> Result<String, SfuError> {
+        Err(SfuError::NoNode)
+    }
+
+    async fn mute(&self, _: &str, _: &str, _: bool, _: u64) -> Result<(), SfuError> {
+        Ok(())
+    }
+
+    async fn leave(&self, _: &str, _: &str, _: u64) -> Result<(), SfuError> {
+        Ok(())
+    }
+}
