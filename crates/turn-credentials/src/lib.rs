@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
+use sha2::Sha256;
 use tincan_signaling::IceServer;
 
 type HmacSha1 = Hmac<Sha1>;
@@ -112,6 +113,17 @@ impl TurnSecret {
         Ok(user_id)
     }
 
+    /// A key for another purpose, derived from the secret:
+    /// HMAC-SHA256(secret, `label`). The raw secret is never used for
+    /// anything but TURN credentials; each other use names its own label
+    /// (e.g. `tincan-sfu-control-v1` for the SFU control API).
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret)
+            .expect("HMAC accepts any key length");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     fn mac(&self, username: &str) -> HmacSha1 {
         // HMAC takes keys of any length.
         let mut mac = HmacSha1::new_from_slice(&self.secret).expect("HMAC accepts any key length");
@@ -169,6 +181,17 @@ pub fn ice_servers_with_tls(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_keys_depend_on_secret_and_label() {
+        let a = TurnSecret::new("s3cret");
+        let b = TurnSecret::new("other");
+        let key = a.derive_key("tincan-sfu-control-v1");
+        assert_eq!(key, a.derive_key("tincan-sfu-control-v1"));
+        assert_ne!(key, a.derive_key("another-purpose"));
+        assert_ne!(key, b.derive_key("tincan-sfu-control-v1"));
+        assert_ne!(&key[..], b"s3cret");
+    }
 
     #[test]
     fn minted_credential_verifies_until_expiry() {
