@@ -134,8 +134,18 @@ pub struct LocalConfig {
     pub data_dir: PathBuf,
     /// `TINCAN_WEB_DIR`, default the repository's `web/`.
     pub web_dir: PathBuf,
-    /// `TINCAN_ROOM_MAX`, default 8.
+    /// `TINCAN_ROOM_MAX`, default 8: most participants of a room without an
+    /// SFU (no media node).
     pub room_max: usize,
+    /// `TINCAN_MESH_MAX`, default 4: most participants of a mesh room; one
+    /// more moves the room to the embedded node's SFU.
+    pub mesh_max: usize,
+    /// `TINCAN_SFU_SLOTS`, default 3: audio slots each SFU participant
+    /// receives.
+    pub sfu_slots: usize,
+    /// `TINCAN_SFU_ROOM_MAX`, default 100: most participants of a room on
+    /// the SFU.
+    pub sfu_room_max: usize,
     /// `TINCAN_MAX_MESSAGE`, default 16384.
     pub max_message: usize,
     /// `TINCAN_RESUME_GRACE_SECS`, default 30: how long a participant whose
@@ -178,6 +188,24 @@ pub struct LocalConfig {
 }
 
 impl LocalConfig {
+    /// The signaling's limits: with an SFU, meshes up to `mesh_max` and
+    /// rooms up to `sfu_room_max`; without one, meshes up to `room_max`.
+    pub fn signaling_limits(&self, sfu: bool) -> tincan_signaling::Limits {
+        let (mesh_max, room_max) = if sfu {
+            (self.mesh_max.max(1), self.sfu_room_max)
+        } else {
+            (self.room_max, self.room_max)
+        };
+        tincan_signaling::Limits {
+            max_message_bytes: self.max_message,
+            room_max,
+            resume_grace_secs: self.resume_grace_secs,
+            mesh_max,
+            sfu_slots: self.sfu_slots.max(1),
+            ..tincan_signaling::Limits::default()
+        }
+    }
+
     /// Defaults for a stack on `addr` keeping its files in `data_dir`, as
     /// tests want it: no environment read.
     pub fn for_tests(addr: SocketAddr, data_dir: PathBuf) -> Self {
@@ -186,6 +214,9 @@ impl LocalConfig {
             data_dir: data_dir.clone(),
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web")),
             room_max: 8,
+            mesh_max: 4,
+            sfu_slots: 3,
+            sfu_room_max: 100,
             max_message: 16 * 1024,
             resume_grace_secs: 30,
             management_addr: SocketAddr::new(addr.ip(), 0),
@@ -217,6 +248,9 @@ impl LocalConfig {
                     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))
                 }),
             room_max: parse_env("TINCAN_ROOM_MAX", 8usize)?,
+            mesh_max: parse_env("TINCAN_MESH_MAX", 4usize)?,
+            sfu_slots: parse_env("TINCAN_SFU_SLOTS", 3usize)?,
+            sfu_room_max: parse_env("TINCAN_SFU_ROOM_MAX", 100usize)?,
             max_message: parse_env("TINCAN_MAX_MESSAGE", 16 * 1024usize)?,
             resume_grace_secs: parse_env("TINCAN_RESUME_GRACE_SECS", 30u64)?,
             management_addr: parse_env(

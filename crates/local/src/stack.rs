@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use tincan_accounts::{AccountEvents, AccountOptions, AccountService};
 use tincan_http_api::{ApiState, CorsOrigins, TurnSettings};
 use tincan_media_node::{MediaNode, MediaNodeConfig};
-use tincan_signaling::Limits;
 use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
@@ -162,6 +161,9 @@ impl LocalStack {
             )),
             None => Arc::new(NoIceServers),
         };
+        // TODO(sfu): the embedded node's SFU.
+        let sfu_on = false;
+        let sfu: Arc<dyn tincan_ws_api::SfuGateway> = Arc::new(tincan_ws_api::NoSfu);
         let mut sweeper = None;
         let backend: Arc<dyn Backend> = match &config.lambda_url {
             Some(url) => {
@@ -174,17 +176,12 @@ impl LocalStack {
             }
             None => {
                 let api = WsApi::new(WsApiConfig {
-                    limits: Limits {
-                        max_message_bytes: config.max_message,
-                        room_max: config.room_max,
-                        resume_grace_secs: config.resume_grace_secs,
-                        ..Limits::default()
-                    },
+                    limits: config.signaling_limits(sfu_on),
                     tokens: tokens.clone(),
                     store: connections_store(&config).await?,
                     push: Arc::new(LocalPush::new(sockets.clone())),
                     ice,
-                    sfu: Arc::new(tincan_ws_api::NoSfu),
+                    sfu,
                     calls: Some(Arc::new(AccountsCallLog::new(stores.calls.clone()))),
                     users: config.users_must_exist.then(|| {
                         Arc::new(AccountsUsers::new(stores.users.clone()))

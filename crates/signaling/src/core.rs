@@ -31,7 +31,8 @@ pub struct Limits {
     /// Most signals kept for a detached participant.
     pub mailbox_max: usize,
     /// Most participants of a mesh room; one more moves the room to the SFU
-    /// (`TINCAN_MESH_MAX`).
+    /// (`TINCAN_MESH_MAX`, default 4 where an SFU exists; the default here,
+    /// `room_max`, means no SFU).
     pub mesh_max: usize,
     /// Receive slots of an SFU participant (`TINCAN_SFU_SLOTS`).
     pub sfu_slots: usize,
@@ -44,7 +45,8 @@ impl Default for Limits {
             room_max: 8,
             resume_grace_secs: 30,
             mailbox_max: 64,
-            mesh_max: 4,
+            // No SFU unless the caller has one: every room a mesh.
+            mesh_max: 8,
             sfu_slots: 3,
         }
     }
@@ -505,13 +507,7 @@ impl Core {
             // cross the threshold together both say so: clients take a
             // repeated `room-mode` as a no-op.
             if sfu && !other.sfu {
-                effects.extend(deliver(
-                    other,
-                    ServerMessage::RoomMode {
-                        mode,
-                        sfu: info,
-                    },
-                ));
+                effects.extend(deliver(other, ServerMessage::RoomMode { mode, sfu: info }));
             }
         }
         if let Some((left, remaining)) = join.departure {

@@ -21,7 +21,8 @@ pub use crate::api::{ConnectError, WsApi, WsApiConfig};
 pub use crate::call_history::AccountsCallLog;
 pub use crate::call_log::{CallLog, CallLogError};
 pub use crate::ice::{IceServerSource, NoIceServers, TurnRestIceServers};
-pub use crate::sfu::{NoSfu, SfuError, SfuGateway};
+pub use crate::sfu::{FixedSfuNode, NoSfu, NodeSfu, SfuError, SfuGateway, SfuLocator};
 #[cfg(feature = "call-history")]
 pub use crate::users::AccountsUsers;
 pub use crate::users::{UserDirectory, UserLookupError};
+pub use tincan_sfu_control::SfuControlClient;

@@ -4,6 +4,7 @@
 //! the handlers stay free of IO and tests can stand in for a node.
 
 use async_trait::async_trait;
+use tincan_sfu_control::{JoinRequest, SfuClientError, SfuControlClient};
 use tincan_signaling::{ErrorCode, Peer, ProtocolError};
 
 /// Why the SFU did not take a request.
@@ -83,5 +84,108 @@ impl SfuGateway for NoSfu {
 
     async fn leave(&self, _: &str, _: &str, _: u64) -> Result<(), SfuError> {
         Ok(())
+    }
+}
+
+/// Where a room's SFU is: the base URL of its media node's control API.
+#[async_trait]
+pub trait SfuLocator: Send + Sync {
+    /// The control URL (e.g. `http://10.0.0.5:7881`) of the node `room` is
+    /// on, or `None` if no node with an SFU is available.
+    async fn control_url(&self, room: &str, now_secs: u64) -> Option<String>;
+}
+
+/// One node for every room: the local stack's embedded media node.
+#[derive(Debug, Clone)]
+pub struct FixedSfuNode(pub String);
+
+#[async_trait]
+impl SfuLocator for FixedSfuNode {
+    async fn control_url(&self, _room: &str, _now_secs: u64) -> Option<String> {
+        Some(self.0.clone())
+    }
+}
+
+/// The SFU behind each room's media node's control API, reached over HTTP
+/// with a short-lived control token per call.
+pub struct NodeSfu<L> {
+    client: SfuControlClient,
+    locator: L,
+}
+
+impl<L> NodeSfu<L> {
+    /// Calls the node `locator` names for each room, through `client`.
+    pub fn new(client: SfuControlClient, locator: L) -> Self {
+        Self { client, locator }
+    }
+}
+
+impl<L> std::fmt::Debug for NodeSfu<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeSfu").finish_non_exhaustive()
+    }
+}
+
+fn from_client(err: SfuClientError) -> SfuError {
+    match err {
+        SfuClientError::Refused { code, message, .. } => SfuError::Refused { code, message },
+        other => SfuError::Unreachable(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl<L: SfuLocator> SfuGateway for NodeSfu<L> {
+    async fn join(
+        &self,
+        room: &str,
+        peer: &Peer,
+        offer: &str,
+        now_secs: u64,
+    ) -> Result<String, SfuError> {
+        let base = self
+            .locator
+            .control_url(room, now_secs)
+            .await
+            .ok_or(SfuError::NoNode)?;
+        let request = JoinRequest {
+            offer: offer.to_owned(),
+            user_id: peer.user_id.clone(),
+            display_name: peer.display_name.clone(),
+            muted: peer.muted,
+        };
+        self.client
+            .join(&base, room, &peer.peer_id, &request, now_secs)
+            .await
+            .map(|reply| reply.answer)
+            .map_err(from_client)
+    }
+
+    async fn mute(
+        &self,
+        room: &str,
+        peer_id: &str,
+        muted: bool,
+        now_secs: u64,
+    ) -> Result<(), SfuError> {
+        let base = self
+            .locator
+            .control_url(room, now_secs)
+            .await
+            .ok_or(SfuError::NoNode)?;
+        self.client
+            .mute(&base, room, peer_id, muted, now_secs)
+            .await
+            .map_err(from_client)
+    }
+
+    async fn leave(&self, room: &str, peer_id: &str, now_secs: u64) -> Result<(), SfuError> {
+        let Some(base) = self.locator.control_url(room, now_secs).await else {
+            // No node: nothing holds the participant.
+            return Ok(());
+        };
+        self.client
+            .leave(&base, room, peer_id, now_secs)
+            .await
+            .map_err(from_client)
     }
 }

@@ -325,7 +325,11 @@ fn the_join_past_mesh_max_moves_the_room_to_the_sfu() {
     assert_eq!(moved, ["a", "b"]);
     // Those already on the SFU are not told again; a detached one hears it
     // from `resumed`.
-    let mut three = vec![member("a", Some("ca")), member("b", None), member("d", Some("cd"))];
+    let mut three = vec![
+        member("a", Some("ca")),
+        member("b", None),
+        member("d", Some("cd")),
+    ];
     three[0].sfu = true;
     let (mode, moved) = modes(&announce(&core, &three));
     assert_eq!((mode, moved), (MediaMode::Sfu, vec!["d".to_owned()]));
@@ -346,14 +350,25 @@ fn a_room_that_shrinks_stays_on_the_sfu_until_it_empties() {
 #[test]
 fn sfu_offers_are_taken_only_in_an_sfu_room_from_its_member() {
     let core = sfu_core(2);
-    let offer = || ClientMessage::SfuOffer { sdp: "v=0\r\n".into() };
+    let offer = || ClientMessage::SfuOffer {
+        sdp: "v=0\r\n".into(),
+    };
     let me = sender("ca", Some(("a", "r")));
     let mesh = view(vec![member("a", Some("ca")), member("b", Some("cb"))]);
     let refused = core.handle(&me, offer(), Some(&mesh), fresh, 0);
-    assert!(matches!(
-        refused.as_slice(),
-        [Effect::Send { msg: ServerMessage::Error { code: ErrorCode::NotSfu, .. }, .. }]
-    ), "{refused:?}");
+    assert!(
+        matches!(
+            refused.as_slice(),
+            [Effect::Send {
+                msg: ServerMessage::Error {
+                    code: ErrorCode::NotSfu,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{refused:?}"
+    );
     let mut group = mesh.clone();
     group.members.push(member("c", Some("cc")));
     let taken = core.handle(&me, offer(), Some(&group), fresh, 0);
@@ -364,16 +379,29 @@ fn sfu_offers_are_taken_only_in_an_sfu_room_from_its_member() {
     // A connection whose participant is not attached to it: not in room.
     let stranger = sender("cx", Some(("a", "r")));
     let refused = core.handle(&stranger, offer(), Some(&group), fresh, 0);
-    assert!(matches!(
-        refused.as_slice(),
-        [Effect::Send { msg: ServerMessage::Error { code: ErrorCode::NotInRoom, .. }, .. }]
-    ), "{refused:?}");
+    assert!(
+        matches!(
+            refused.as_slice(),
+            [Effect::Send {
+                msg: ServerMessage::Error {
+                    code: ErrorCode::NotInRoom,
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{refused:?}"
+    );
 }
 
 #[test]
 fn resumed_restates_the_mode() {
     let core = sfu_core(2);
-    let room = view(vec![member("a", Some("ca")), member("b", None), member("c", None)]);
+    let room = view(vec![
+        member("a", Some("ca")),
+        member("b", None),
+        member("c", None),
+    ]);
     let effects = core.announce_resume(
         &sender("ca", Some(("a", "r"))),
         &room.members[0],
@@ -384,8 +412,18 @@ fn resumed_restates_the_mode() {
         },
         &[],
     );
-    assert!(matches!(
-        effects.as_slice(),
-        [Effect::Send { msg: ServerMessage::Resumed { mode: MediaMode::Sfu, sfu: Some(_), .. }, .. }]
-    ), "{effects:?}");
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::Send {
+                msg: ServerMessage::Resumed {
+                    mode: MediaMode::Sfu,
+                    sfu: Some(_),
+                    ..
+                },
+                ..
+            }]
+        ),
+        "{effects:?}"
+    );
 }

@@ -72,6 +72,19 @@ impl Harness {
 
     /// A harness whose connects check `users`.
     pub(crate) fn with_users(limits: Limits, users: Option<Arc<dyn UserDirectory>>) -> Self {
+        Self::build(limits, users, Arc::new(tincan_ws_api::NoSfu))
+    }
+
+    /// A harness whose rooms past the mesh size go to `sfu`.
+    pub(crate) fn with_sfu(limits: Limits, sfu: Arc<dyn tincan_ws_api::SfuGateway>) -> Self {
+        Self::build(limits, None, sfu)
+    }
+
+    fn build(
+        limits: Limits,
+        users: Option<Arc<dyn UserDirectory>>,
+        sfu: Arc<dyn tincan_ws_api::SfuGateway>,
+    ) -> Self {
         let push = Arc::new(RecordingPush::default());
         let store = Arc::new(MemoryConnectionStore::new());
         let tokens = TokenKeys::new(SECRET, 900).unwrap();
@@ -81,7 +94,7 @@ impl Harness {
             store: store.clone(),
             push: push.clone(),
             ice: Arc::new(NoIceServers),
-            sfu: Arc::new(tincan_ws_api::NoSfu),
+            sfu,
             calls: None,
             users,
         });
