@@ -39,8 +39,9 @@ import { PeerLink } from './tincan/peer.js';
 import { OPUS_DEFAULTS } from './tincan/opus.js';
 import { CallMonitor } from './tincan/monitor.js';
 import { Devices } from './tincan/devices.js';
+import { SfuLink } from './tincan/sfu.js';
 
-export { AuthSession, TincanError, SignalingChannel, PeerLink };
+export { AuthSession, TincanError, SignalingChannel, PeerLink, SfuLink };
 export { summarizeStats } from './tincan/stats.js';
 export { tuneOpusSdp, OPUS_DEFAULTS } from './tincan/opus.js';
 export { classifyQuality, QUALITY_THRESHOLDS } from './tincan/monitor.js';
@@ -60,7 +61,15 @@ export const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 /** Server error codes that end a join attempt instead of being informational. */
 const JOIN_ERRORS = new Set(['room-full', 'bad-request', 'too-large', 'store-unavailable', 'internal']);
 /** Room messages that are held until our own `joined`/`resumed` arrives. */
-const ROOM_MESSAGES = new Set(['peer-joined', 'peer-left', 'peer-muted', 'signal']);
+const ROOM_MESSAGES = new Set(['peer-joined', 'peer-left', 'peer-muted', 'signal', 'room-mode', 'sfu-answer']);
+/**
+ * Make-before-break: once our SFU connection is up, the mesh links stay this
+ * long, so peers that reach the SFU a moment after us are never unheard.
+ */
+const MESH_OVERLAP_MS = 1_500;
+/** Retry a failed or refused SFU connection after this long (doubling, capped). */
+const SFU_RETRY_MS = 1_000;
+const SFU_RETRY_MAX_MS = 10_000;
 /** Bounds on what is held: early room messages, unsent signals, ids of peers that left. */
 const MAX_EARLY = 256;
 const MAX_OUTBOX = 256;
@@ -100,6 +109,12 @@ const RESUME_MARGIN_MS = 1_000;
  * - `output-device` `{deviceId}`: `setOutputDevice` applied
  * - `active-speaker` `{peerId, level, self}`: the loudest voice in the room
  *   (our own peer id when it is us), or `peerId: null` after a silence
+ * - `mode` `{mode}`: the room moved to the SFU (`sfu`), or a join found it
+ *   there or in a mesh (`mesh`)
+ * - `sfu-track` `{slot, stream}`: in SFU mode, play each slot's stream in an
+ *   `<audio>` element; the node puts the loudest speakers in the slots
+ * - `active-speakers` `{slots: [{slot, peerId, level} | null]}`: in SFU mode,
+ *   who is in which slot, from the node (`level` in -dBov, 0 loudest)
  * - `error` `{code, message, fatal, retryAfterMs?}`
  */
 export class TincanClient extends EventTarget {
@@ -139,6 +154,14 @@ export class TincanClient extends EventTarget {
     this.iceServers = [];
     /** @type {Map<string, PeerLink>} one connection per remote peer */
     this.peers = new Map();
+    /** @type {'mesh' | 'sfu'} how the room's audio flows */
+    this.mode = 'mesh';
+    this.sfuSlots = 3;
+    /** @type {SfuLink | null} our connection to the room's media node, in SFU mode */
+    this.sfu = null;
+    this.sfuRetryMs = SFU_RETRY_MS;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */ this.sfuTimer = undefined;
+    /** @type {ReturnType<typeof setTimeout> | undefined} */ this.meshCloseTimer = undefined;
     /** @type {'direct' | 'relayed' | null} last media path told to the server */
     this.reportedMediaPath = null;
     /** @type {Map<string, PeerInfo>} everyone else in the room, connected or not yet */
@@ -183,6 +206,8 @@ export class TincanClient extends EventTarget {
       muted: () => this.muted,
       emit: (type, detail) => this.#emit(type, detail),
       tick: () => void this.devices.checkMicrophone(),
+      sfuLevels: () => this.#sfuLevels(),
+      sfuSender: () => this.sfu?.sender ?? null,
     });
     /** Output device and microphone watch (tincan/devices.js). */
     this.devices = new Devices({
@@ -242,6 +267,16 @@ export class TincanClient extends EventTarget {
    */
   connectionQuality(peerId) {
     return this.monitor.quality.get(peerId);
+  }
+
+  /**
+   * In SFU mode, the level (0..1) the browser hears from `peerId` on the
+   * slot the node put them in; 0 when they are in no slot.
+   * @param {string} peerId
+   */
+  sfuLevel(peerId) {
+    for (const [id, level] of this.#sfuLevels()) if (id === peerId) return level;
+    return 0;
   }
 
   /** The active speaker's peer id (ours when it is us), or null. */
@@ -314,7 +349,8 @@ export class TincanClient extends EventTarget {
     this.#watchTrack(stream);
     this.#applyMute();
     const track = stream.getAudioTracks()[0] ?? null;
-    await Promise.all([...this.peers.values()].map((link) => link.replaceTrack(track)));
+    const links = [...this.peers.values(), ...(this.sfu ? [this.sfu] : [])];
+    await Promise.all(links.map((link) => link.replaceTrack(track)));
     const settings = track?.getSettings() ?? {};
     this.#emit('microphone-changed', { stream, deviceId: settings.deviceId ?? null, label: track?.label ?? '', reason });
   }
@@ -400,15 +436,24 @@ export class TincanClient extends EventTarget {
   /** @param {any} msg a room message, in a room whose `joined`/`resumed` we have */
   #onRoomMessage(msg) {
     switch (msg.type) {
+      case 'room-mode':
+        if (msg.mode === 'sfu') this.#enterSfu(msg.sfu?.slots);
+        return;
+      case 'sfu-answer':
+        if (typeof msg.sdp === 'string') {
+          this.sfu?.handleAnswer(msg.sdp).catch((error) => this.#sfuFailed(error));
+        }
+        return;
       case 'peer-joined': {
         const peer = msg.peer;
         if (typeof peer?.peerId !== 'string' || this.gone.has(peer.peerId) || peer.peerId === this.self?.peerId) return;
         const isNew = !this.roster.has(peer.peerId);
         this.roster.set(peer.peerId, { ...peer });
         const link = this.peers.get(peer.peerId);
-        // Its offer may have come first and built the link already.
+        // Its offer may have come first and built the link already. On the
+        // SFU, a newcomer is only listed: its audio comes through the node.
         if (link) link.peer = { ...peer };
-        else this.#addPeer(peer, { passive: true });
+        else if (this.mode === 'mesh') this.#addPeer(peer, { passive: true });
         if (isNew) this.#emit('peer-joined', { peer });
         return;
       }
@@ -428,6 +473,11 @@ export class TincanClient extends EventTarget {
         if (this.gone.has(from) || from === this.self?.peerId) return;
         // Addressed to a participant we no longer are (we rejoined meanwhile).
         if (typeof msg.to === 'string' && msg.to !== this.self?.peerId) return;
+        // On the SFU, only the mesh links still open during the switch talk.
+        if (this.mode === 'sfu') {
+          this.peers.get(from)?.handleSignal(msg.data);
+          return;
+        }
         // The first word from a newcomer may overtake its `peer-joined`.
         const link =
           this.peers.get(from) ??
@@ -495,12 +545,17 @@ export class TincanClient extends EventTarget {
     this.#takeCredential(msg);
     this.iceServers = Array.isArray(msg.iceServers) ? msg.iceServers : [];
     this.roster = new Map();
+    // A new participant: its SFU connection, if any, is new too.
+    this.#closeSfu();
+    this.mode = msg.mode === 'sfu' ? 'sfu' : 'mesh';
     for (const peer of msg.peers ?? []) {
       if (typeof peer?.peerId !== 'string') continue;
       this.gone.delete(peer.peerId);
       this.roster.set(peer.peerId, { ...peer });
-      this.#addPeer(peer, { passive: false });
+      if (this.mode === 'mesh') this.#addPeer(peer, { passive: false });
     }
+    this.#emit('mode', { mode: this.mode });
+    if (this.mode === 'sfu') this.#startSfu(msg.sfu?.slots);
     if (this.muted && !msg.self.muted) this.channel.send({ action: 'mute', muted: true });
     if (rejoin) {
       this.metrics.rejoins += 1;
@@ -542,7 +597,7 @@ export class TincanClient extends EventTarget {
       if (link) link.peer = { ...peer };
       // Someone who came while we were away: their offer is among the kept
       // signals; a passive link answers it (or offers, if it never comes).
-      else this.#addPeer(peer, { passive: true });
+      else if (this.mode === 'mesh' && msg.mode !== 'sfu') this.#addPeer(peer, { passive: true });
       if (!before) this.#emit('peer-joined', { peer });
       else if (Boolean(before.muted) !== Boolean(peer.muted)) this.#emit('peer-muted', { peerId: peer.peerId, muted: Boolean(peer.muted) });
     }
@@ -555,6 +610,9 @@ export class TincanClient extends EventTarget {
     this.metrics.resumes += 1;
     this.metrics.lastResumeMs = ms;
     this.#setState('joined');
+    // The room moved to the SFU while we were away; our SFU connection
+    // itself never depended on the socket.
+    if (msg.mode === 'sfu') this.#enterSfu(msg.sfu?.slots);
     this.#emit('resumed', { ...msg, ms });
     this.#replayEarly();
   }
@@ -568,6 +626,7 @@ export class TincanClient extends EventTarget {
   /** Resume refused: we are no longer in the room; join it again from scratch. */
   #rejoin() {
     for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
+    this.#closeSfu();
     this.roster.clear();
     this.outbox = [];
     this.early = [];
@@ -600,6 +659,12 @@ export class TincanClient extends EventTarget {
       // (or this server does not know `resume`); rejoin from scratch.
       this.#emit('resume-failed', { code, message });
       this.#rejoin();
+      return;
+    }
+    if (this.mode === 'sfu' && this.sfu && !this.sfu.answered && (code === 'sfu-unavailable' || code === 'room-full')) {
+      // The node could not take our offer (yet): try again shortly.
+      this.#sfuFailed(new Error(`${code}: ${message}`));
+      this.#emit('error', { code, message, fatal: false });
       return;
     }
     const joining = this.state === 'joining' || this.awaiting === 'joined';
@@ -741,6 +806,8 @@ export class TincanClient extends EventTarget {
   #stop(next, lingerMs = 0) {
     this.channel.stop({ lingerMs });
     for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
+    this.#closeSfu();
+    this.mode = 'mesh';
     this.roster.clear();
     this.gone.clear();
     this.self = null;
@@ -758,6 +825,87 @@ export class TincanClient extends EventTarget {
       this.pendingJoin = null;
     }
     this.#setState(next);
+  }
+
+  /**
+   * The room moved to the SFU: connect to it, then close the mesh links
+   * (make-before-break). A repeated `room-mode` is a no-op.
+   * @param {unknown} slots
+   */
+  #enterSfu(slots) {
+    if (this.mode === 'sfu' && this.sfu) return;
+    this.mode = 'sfu';
+    this.#emit('mode', { mode: 'sfu' });
+    this.#startSfu(slots);
+  }
+
+  /** @param {unknown} [slots] */
+  #startSfu(slots) {
+    if (Number(slots) > 0) this.sfuSlots = Number(slots);
+    this.#closeSfu();
+    if (!this.self) return;
+    const link = new SfuLink({
+      rtcConfig: { ...this.extraRtcConfig, iceServers: [...this.iceServers, ...(this.extraRtcConfig.iceServers ?? [])] },
+      localStream: this.localStream,
+      slots: this.sfuSlots,
+      opus: this.opus,
+      sendOffer: (sdp) => {
+        if (this.sfu !== link) return;
+        if (!this.channel.send({ action: 'sfu-offer', sdp })) this.#sfuFailed(new Error('signaling is down'));
+      },
+    });
+    this.sfu = link;
+    link.addEventListener('track', (e) => this.#emit('sfu-track', /** @type {CustomEvent} */ (e).detail));
+    link.addEventListener('active-speakers', (e) => this.#emit('active-speakers', /** @type {CustomEvent} */ (e).detail));
+    link.addEventListener('state', (e) => this.#emit('sfu-state', /** @type {CustomEvent} */ (e).detail));
+    link.addEventListener('connected', () => {
+      if (this.sfu !== link) return;
+      link.answered = true;
+      this.sfuRetryMs = SFU_RETRY_MS;
+      clearTimeout(this.meshCloseTimer);
+      this.meshCloseTimer = setTimeout(() => {
+        if (this.sfu !== link || this.mode !== 'sfu') return;
+        for (const peerId of [...this.peers.keys()]) this.#removePeer(peerId);
+      }, this.peers.size > 0 ? MESH_OVERLAP_MS : 0);
+    });
+    link.addEventListener('first-packet', (e) => {
+      const { at } = /** @type {CustomEvent} */ (e).detail;
+      const ms = this.metrics.joinStartedAt === null ? null : at - this.metrics.joinStartedAt;
+      if (ms !== null && this.metrics.firstPacketMs === null) this.metrics.firstPacketMs = ms;
+      this.#emit('first-packet', { peerId: null, ms, sinceLinkMs: at - link.createdAt });
+    });
+    link.addEventListener('failed', () => this.#sfuFailed(new Error('the SFU connection failed')));
+    link.start().catch((error) => this.#sfuFailed(error));
+  }
+
+  /** @param {unknown} error */
+  #sfuFailed(error) {
+    if (this.mode !== 'sfu' || !this.sfu) return;
+    console.warn('tincan: SFU connection:', error);
+    this.#closeSfu();
+    const delay = this.sfuRetryMs;
+    this.sfuRetryMs = Math.min(SFU_RETRY_MAX_MS, this.sfuRetryMs * 2);
+    this.sfuTimer = setTimeout(() => {
+      if (this.mode === 'sfu' && !this.sfu && this.self) this.#startSfu();
+    }, delay);
+  }
+
+  #closeSfu() {
+    clearTimeout(this.sfuTimer);
+    clearTimeout(this.meshCloseTimer);
+    const link = this.sfu;
+    this.sfu = null;
+    link?.close();
+  }
+
+  /** Each participant in a slot, with the level the browser hears on it. */
+  #sfuLevels() {
+    if (!this.sfu) return [];
+    const levels = this.sfu.slotLevels();
+    /** @type {Array<[string, number]>} */
+    const out = [];
+    for (const s of this.sfu.speakers) if (s && s.peerId !== this.self?.peerId) out.push([s.peerId, levels[s.slot] ?? 0]);
+    return out;
   }
 
   #applyMute() {

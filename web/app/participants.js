@@ -29,6 +29,8 @@ export class Participants {
     this.client = client;
     /** @type {Map<string, Entry>} */
     this.entries = new Map();
+    /** @type {Map<number, HTMLAudioElement>} SFU slots' audio, by slot */
+    this.slotAudio = new Map();
     /** @type {AudioContext | null} */ this.audioContext = null;
     /** @type {AnalyserNode | null} */ this.analyser = null;
     /** @type {MediaStreamAudioSourceNode | null} */ this.source = null;
@@ -92,6 +94,16 @@ export class Participants {
     on('peer-muted', ({ peerId, muted }) => this.#setMuted(peerId, muted));
     on('self-muted', ({ muted }) => this.#setMuted(SELF, muted));
     on('track', ({ peerId, stream }) => this.#attachAudio(peerId, stream));
+    // SFU mode: one element per slot, whoever the node puts in it.
+    on('sfu-track', ({ slot, stream }) => this.#attachSlot(slot, stream));
+    on('mode', ({ mode }) => {
+      document.body.dataset.mode = mode;
+      if (mode === 'mesh') for (const el of [...this.slotAudio.values()]) this.#dropSlot(el);
+    });
+    on('active-speakers', ({ slots }) => {
+      const inSlot = new Set(slots.filter(Boolean).map((/** @type {any} */ s) => s.peerId));
+      for (const [key, entry] of this.entries) entry.li.classList.toggle('in-slot', inSlot.has(key));
+    });
     on('peer-state', ({ peerId, connectionState }) => {
       const el = this.entries.get(peerId)?.li.querySelector('.conn-state');
       if (!el) return;
@@ -206,6 +218,35 @@ export class Participants {
     });
   }
 
+  /**
+   * @param {number} slot
+   * @param {MediaStream} stream
+   */
+  #attachSlot(slot, stream) {
+    let el = this.slotAudio.get(slot);
+    if (!el) {
+      el = document.createElement('audio');
+      el.autoplay = true;
+      el.dataset.slot = String(slot);
+      this.client.attachAudio(el);
+      this.sink.append(el);
+      this.slotAudio.set(slot, el);
+    }
+    if (el.srcObject !== stream) el.srcObject = stream;
+    const audio = el;
+    audio.play().catch(() => {
+      document.addEventListener('click', () => audio.play().catch(() => {}), { once: true });
+    });
+  }
+
+  /** @param {HTMLAudioElement} el */
+  #dropSlot(el) {
+    this.slotAudio.delete(Number(el.dataset.slot));
+    this.client.detachAudio(el);
+    el.srcObject = null;
+    el.remove();
+  }
+
   #count() {
     const counter = document.getElementById('participant-count');
     if (counter) counter.textContent = `(${this.entries.size})`;
@@ -224,7 +265,7 @@ export class Participants {
   #updateMeters() {
     const now = performance.now();
     for (const [id, entry] of this.entries) {
-      const level = id === SELF ? this.#localLevel() : this.client.peers.get(id)?.audioLevel() ?? 0;
+      const level = id === SELF ? this.#localLevel() : this.client.peers.get(id)?.audioLevel() ?? this.client.sfuLevel(id);
       const shown = Math.round(Math.min(1, Math.sqrt(level)) * 100);
       const meter = /** @type {HTMLElement} */ (entry.li.querySelector('.meter'));
       meter.setAttribute('aria-valuenow', String(shown));
@@ -238,7 +279,9 @@ export class Participants {
 
   async #updateStats() {
     for (const [id, entry] of this.entries) {
-      const link = this.client.peers.get(id);
+      // On the SFU, every participant's audio comes over the one
+      // connection to the node: its figures, with the path marked SFU.
+      const link = this.client.peers.get(id) ?? this.client.sfu;
       if (!link || !entry.charts) continue;
       let s;
       try {
@@ -246,6 +289,7 @@ export class Participants {
       } catch {
         continue;
       }
+      if (link === this.client.sfu) s = { ...s, path: `SFU, ${s.path ?? 'connecting'}` };
       const set = (/** @type {string} */ cls, /** @type {string} */ text) => {
         const dd = entry.li.querySelector(cls);
         if (dd) dd.textContent = text;

@@ -57,7 +57,11 @@ export function classifyQuality(s) {
  *   muted: () => boolean,
  *   emit: (type: string, detail: object) => void,
  *   tick?: () => void,
+ *   sfuLevels?: () => Array<[string, number]>,
+ *   sfuSender?: () => RTCRtpSender | null,
  * }} MonitorHost
+ *   In SFU mode, `sfuLevels` gives each participant the level of the slot
+ *   that carries them, and `sfuSender` the microphone's sender.
  */
 
 /** Runs both watches for a client; `start()` on join, `stop()` on leave. */
@@ -146,7 +150,7 @@ export class CallMonitor {
     const selfId = this.host.selfId();
     if (!selfId) return;
     /** @type {Array<[string, number]>} */
-    const levels = [];
+    const levels = this.host.sfuLevels?.() ?? [];
     for (const [peerId, link] of this.host.peers) levels.push([peerId, link.audioLevel()]);
     levels.push([selfId, this.host.muted() ? 0 : await this.#selfLevel()]);
     const now = performance.now();
@@ -185,8 +189,9 @@ export class CallMonitor {
 
   /** Our microphone's level (0..1) from the first sender's `media-source` stats. */
   async #selfLevel() {
-    for (const link of this.host.peers.values()) {
-      const sender = link.pc.getSenders().find((s) => s.track?.kind === 'audio');
+    const senders = [...this.host.peers.values()].map((link) => link.pc.getSenders().find((s) => s.track?.kind === 'audio'));
+    senders.push(this.host.sfuSender?.() ?? undefined);
+    for (const sender of senders) {
       if (!sender) continue;
       const report = await sender.getStats().catch(() => null);
       let level = 0;
