@@ -112,7 +112,7 @@ struct CrateNonces {
 pub(crate) struct Admission {
     policy: Policy,
     nonces: NonceKey,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     owners: Mutex<Owners>,
     crate_nonces: RwLock<CrateNonces>,
     pub(crate) metrics: Arc<Metrics>,
@@ -128,7 +128,7 @@ impl Admission {
         Self {
             policy,
             nonces,
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             owners: Mutex::new(Owners::default()),
             crate_nonces: RwLock::new(CrateNonces::default()),
             metrics,
@@ -144,6 +144,11 @@ impl Admission {
     pub(crate) fn set_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
         self.metrics.draining.store(1, Ordering::Relaxed);
+    }
+
+    /// The drain flag, for the SFU to read.
+    pub(crate) fn draining_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.draining)
     }
 
     pub(crate) fn is_draining(&self) -> bool {

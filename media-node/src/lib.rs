@@ -21,6 +21,8 @@
 //!   [`MediaNode::drain`] stops new allocations (403) while existing ones
 //!   run out.
 //! - Counters for Prometheus ([`MetricsSnapshot::to_prometheus`]).
+//! - The audio SFU for group calls and its authenticated control API
+//!   (`docs/sfu.md`, [`SfuConfig`]), on one UDP port of its own.
 //!
 //! Embed one with [`start`]; the `tincan-media-node` binary wraps it with
 //! flags, `/metrics` and SIGTERM handling.
@@ -33,6 +35,7 @@ mod nonce;
 pub mod peer_filter;
 mod relay;
 mod rewrite;
+pub mod sfu;
 pub mod tcp;
 pub mod tls;
 
@@ -49,6 +52,7 @@ use webrtc_util::Conn;
 
 pub use metrics::{AuthFailure, MetricsSnapshot};
 pub use peer_filter::{PeerFilter, PeerFilterError};
+pub use sfu::SfuConfig;
 pub use tincan_turn_credentials::TurnSecret;
 pub use tls::TlsError;
 
@@ -122,6 +126,8 @@ pub struct MediaNodeConfig {
     /// Longest allocation lifetime granted, seconds (clients refresh
     /// before it runs out); at most 3600, the `turn` crate's own cap.
     pub max_allocation_lifetime_secs: u32,
+    /// The audio SFU and its control API; off when `None`.
+    pub sfu: Option<SfuConfig>,
 }
 
 impl MediaNodeConfig {
@@ -150,6 +156,7 @@ impl MediaNodeConfig {
             peers: PeerFilter::default(),
             nonce_ttl_secs: DEFAULT_NONCE_TTL_SECS,
             max_allocation_lifetime_secs: 3600,
+            sfu: Some(SfuConfig::loopback()),
         }
     }
 
@@ -211,6 +218,9 @@ impl MediaNodeConfig {
         {
             return Err(ConfigError::TlsCertificateRequired);
         }
+        if let Some(sfu) = &self.sfu {
+            sfu.validate()?;
+        }
         self.public_ip()
     }
 }
@@ -236,6 +246,10 @@ pub enum ConfigError {
     WeakSecret { len: usize },
     #[error("the TCP {0} timeout must be at least 1 s")]
     ZeroTimeout(&'static str),
+    #[error("SFU slots must be 1-16, not {0}")]
+    SfuSlots(usize),
+    #[error("an SFU room must hold at least 2 participants, not {0}")]
+    SfuRoomMax(usize),
 }
 
 /// Why a node could not start or stop cleanly.
@@ -262,6 +276,8 @@ pub struct MediaNode {
     tls_addr: Option<SocketAddr>,
     public_ip: IpAddr,
     relay_ports: (u16, u16),
+    sfu_control_addr: Option<SocketAddr>,
+    sfu_udp_addr: Option<SocketAddr>,
     server: Server,
     admission: Arc<Admission>,
     closing: Arc<AtomicBool>,
@@ -391,6 +407,23 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
     )));
     wait_for_crate_nonce(&admission).await;
 
+    let (mut sfu_control_addr, mut sfu_udp_addr) = (None, None);
+    if let Some(sfu) = &config.sfu {
+        let running = sfu::start(
+            sfu,
+            config.listen.ip(),
+            public_ip,
+            config.secret.clone(),
+            config.peers.clone(),
+            Arc::clone(&metrics),
+            admission.draining_flag(),
+        )
+        .await?;
+        sfu_control_addr = Some(running.control_addr);
+        sfu_udp_addr = Some(running.udp_addr);
+        tasks.extend(running.tasks);
+    }
+
     tracing::info!(
         %udp_addr,
         tcp = tcp_addr.is_some(),
@@ -408,6 +441,8 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         tls_addr,
         public_ip,
         relay_ports: (config.relay_port_min, config.relay_port_max),
+        sfu_control_addr,
+        sfu_udp_addr,
         server,
         admission,
         closing,
@@ -505,6 +540,16 @@ impl MediaNode {
     /// The relay port range, inclusive.
     pub fn relay_ports(&self) -> (u16, u16) {
         self.relay_ports
+    }
+
+    /// Where the SFU control API listens, if the SFU runs.
+    pub fn sfu_control_addr(&self) -> Option<SocketAddr> {
+        self.sfu_control_addr
+    }
+
+    /// The SFU's media UDP address (bound), if the SFU runs.
+    pub fn sfu_udp_addr(&self) -> Option<SocketAddr> {
+        self.sfu_udp_addr
     }
 
     /// The counters now.

@@ -55,6 +55,11 @@ pub(crate) struct Metrics {
     pub(crate) nonce_challenges: AtomicU64,
     pub(crate) tcp_refused: AtomicU64,
     pub(crate) tcp_timeouts: AtomicU64,
+    pub(crate) sfu_participants: AtomicU64,
+    pub(crate) sfu_rooms: AtomicU64,
+    pub(crate) sfu_streams: AtomicU64,
+    pub(crate) sfu_packets_forwarded: AtomicU64,
+    pub(crate) sfu_packets_dropped: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -91,6 +96,14 @@ impl Metrics {
         add(&self.peer_bytes_out, bytes as u64);
     }
 
+    pub(crate) fn sfu_forwarded(&self, n: u64) {
+        add(&self.sfu_packets_forwarded, n);
+    }
+
+    pub(crate) fn sfu_dropped(&self, n: u64) {
+        add(&self.sfu_packets_dropped, n);
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
@@ -119,6 +132,11 @@ impl Metrics {
             nonce_challenges: get(&self.nonce_challenges),
             tcp_refused: get(&self.tcp_refused),
             tcp_timeouts: get(&self.tcp_timeouts),
+            sfu_participants: get(&self.sfu_participants),
+            sfu_rooms: get(&self.sfu_rooms),
+            sfu_streams: get(&self.sfu_streams),
+            sfu_packets_forwarded: get(&self.sfu_packets_forwarded),
+            sfu_packets_dropped: get(&self.sfu_packets_dropped),
         }
     }
 }
@@ -166,6 +184,17 @@ pub struct MetricsSnapshot {
     /// TCP and TLS connections closed for sending no complete first message
     /// in time, or for being idle too long.
     pub tcp_timeouts: u64,
+    /// SFU participants (peer connections to the node).
+    pub sfu_participants: u64,
+    /// Rooms with at least one SFU participant.
+    pub sfu_rooms: u64,
+    /// Receive slots with a speaker in them, over all participants.
+    pub sfu_streams: u64,
+    /// RTP packets the SFU forwarded (one per receiving slot).
+    pub sfu_packets_forwarded: u64,
+    /// Packets the SFU dropped: muted publishers, full socket buffers,
+    /// denied destinations, refused writes.
+    pub sfu_packets_dropped: u64,
 }
 
 impl MetricsSnapshot {
@@ -306,6 +335,36 @@ impl MetricsSnapshot {
             "counter",
             "TCP and TLS connections closed: no first message in time, or idle.",
             &[("", self.tcp_timeouts)],
+        );
+        metric(
+            "tincan_sfu_participants",
+            "gauge",
+            "SFU participants (peer connections to the node).",
+            &[("", self.sfu_participants)],
+        );
+        metric(
+            "tincan_sfu_rooms",
+            "gauge",
+            "Rooms with at least one SFU participant.",
+            &[("", self.sfu_rooms)],
+        );
+        metric(
+            "tincan_sfu_forwarded_streams",
+            "gauge",
+            "Receive slots with a speaker in them, over all SFU participants.",
+            &[("", self.sfu_streams)],
+        );
+        metric(
+            "tincan_sfu_packets_forwarded_total",
+            "counter",
+            "RTP packets the SFU forwarded (one per receiving slot).",
+            &[("", self.sfu_packets_forwarded)],
+        );
+        metric(
+            "tincan_sfu_packets_dropped_total",
+            "counter",
+            "Packets the SFU dropped (muted publishers, full buffers, denied destinations).",
+            &[("", self.sfu_packets_dropped)],
         );
         metric(
             "tincan_node_draining",

@@ -27,6 +27,8 @@ use turn::proto::relayaddr::RelayedAddress;
 use turn::proto::reqtrans::RequestedTransport;
 use turn::proto::PROTO_UDP;
 
+pub mod sfu_client;
+
 pub const SECRET: &str = "test-shared-secret-of-at-least-32-bytes";
 pub const REALM: &str = "tincan";
 pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);

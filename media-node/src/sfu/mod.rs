@@ -1,0 +1,128 @@
+//! The audio SFU (`docs/sfu.md`): each participant has one peer connection
+//! to the node (the node answers), publishes its microphone on the first
+//! audio m-line and receives `slots` audio streams, which the node fills
+//! with the loudest other speakers of its room, rewriting SSRC, sequence
+//! numbers and timestamps per slot ([`forward`]), and announces on the
+//! `tincan` data channel ([`speakers`]). Opus is forwarded, never decoded.
+//!
+//! Built on the sans-IO `rtc` core of webrtc-rs: one task ([`engine`])
+//! owns every connection and one UDP socket; the control API ([`control`])
+//! talks to it over a bounded channel.
+
+pub(crate) mod control;
+pub(crate) mod engine;
+pub(crate) mod forward;
+pub(crate) mod speakers;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+use crate::{MediaNodeError, PeerFilter, TurnSecret};
+
+/// How the SFU runs.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SfuConfig {
+    /// Where the control API listens (`TINCAN_SFU_CONTROL_ADDR`).
+    pub control_listen: SocketAddr,
+    /// The UDP port of every participant's media (`TINCAN_SFU_UDP_PORT`);
+    /// bound on the TURN listen IP; 0 picks a free port.
+    pub udp_port: u16,
+    /// Receive slots per participant (`TINCAN_SFU_SLOTS`).
+    pub slots: usize,
+    /// Participants per room (`TINCAN_SFU_ROOM_MAX`).
+    pub room_max: usize,
+    /// Control requests served at once; more wait for a turn.
+    pub max_control_requests: usize,
+    /// Time a control connection has to send its request head.
+    pub control_header_timeout: Duration,
+}
+
+impl SfuConfig {
+    /// Loopback, free ports: the control API on `127.0.0.1:0`, media on a
+    /// free UDP port; default slots and room size.
+    pub fn loopback() -> Self {
+        Self {
+            control_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            udp_port: 0,
+            slots: tincan_sfu_control::DEFAULT_SLOTS,
+            room_max: tincan_sfu_control::DEFAULT_ROOM_MAX,
+            max_control_requests: 64,
+            control_header_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), crate::ConfigError> {
+        if !(1..=16).contains(&self.slots) {
+            return Err(crate::ConfigError::SfuSlots(self.slots));
+        }
+        if self.room_max < 2 {
+            return Err(crate::ConfigError::SfuRoomMax(self.room_max));
+        }
+        Ok(())
+    }
+}
+
+/// The running SFU.
+pub(crate) struct Sfu {
+    pub(crate) control_addr: SocketAddr,
+    pub(crate) udp_addr: SocketAddr,
+    pub(crate) tasks: Vec<JoinHandle<()>>,
+}
+
+/// Binds the media socket and the control listener and starts both.
+pub(crate) async fn start(
+    config: &SfuConfig,
+    bind_ip: IpAddr,
+    public_ip: IpAddr,
+    secret: TurnSecret,
+    peers: PeerFilter,
+    metrics: Arc<Metrics>,
+    draining: Arc<AtomicBool>,
+) -> Result<Sfu, MediaNodeError> {
+    let media_addr = SocketAddr::new(bind_ip, config.udp_port);
+    let bind_err = |addr| move |source| MediaNodeError::Bind { addr, source };
+    let socket = UdpSocket::bind(media_addr)
+        .await
+        .map_err(bind_err(media_addr))?;
+    let udp_addr = socket.local_addr().map_err(bind_err(media_addr))?;
+    let listener = TcpListener::bind(config.control_listen)
+        .await
+        .map_err(bind_err(config.control_listen))?;
+    let control_addr = listener
+        .local_addr()
+        .map_err(bind_err(config.control_listen))?;
+    let engine = engine::Engine::new(
+        socket,
+        engine::Settings {
+            slots: config.slots,
+            room_max: config.room_max,
+            advertised: SocketAddr::new(public_ip, udp_addr.port()),
+            peers,
+        },
+        Arc::clone(&metrics),
+        draining,
+    )
+    .map_err(bind_err(media_addr))?;
+    let (commands, receiver) = mpsc::channel(256);
+    let engine_task = tokio::spawn(engine.run(receiver));
+    let control_task = tokio::spawn(control::serve(
+        listener,
+        control::ControlState::new(commands, secret),
+        config.max_control_requests,
+        config.control_header_timeout,
+    ));
+    tracing::info!(%control_addr, %udp_addr, slots = config.slots, room_max = config.room_max, "SFU listening");
+    Ok(Sfu {
+        control_addr,
+        udp_addr,
+        tasks: vec![engine_task, control_task],
+    })
+}

@@ -1,0 +1,372 @@
+//! The SFU end to end on loopback: synthetic participants (webrtc-rs `rtc`
+//! core) join through the control API, publish Opus-like RTP with audio
+//! levels, and check what they hear against what `active-speakers` says.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use support::sfu_client::{offer, Participant};
+use support::{now, secret, start_node_with};
+use tincan_media_node::MediaNode;
+use tincan_sfu_control::{mint, JoinRequest, SfuClientError, SfuControlClient, TurnSecret};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn sfu_node(room_max: usize) -> (MediaNode, SocketAddr) {
+    let node = start_node_with(|config| {
+        if let Some(sfu) = config.sfu.as_mut() {
+            sfu.room_max = room_max;
+        }
+    })
+    .await;
+    let control = node.sfu_control_addr().expect("the SFU runs");
+    (node, control)
+}
+
+/// One raw HTTP/1.1 request: the status and the body.
+async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: node\r\n{auth}Content-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut reply = String::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_string(&mut reply))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    let status = reply
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = reply.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+fn code_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn control_requests_without_a_good_token_are_refused() {
+    let (_node, control) = sfu_node(100).await;
+    let path = "/sfu/v1/rooms/r1/peers/p1";
+    let mute = "/sfu/v1/rooms/r1/peers/p1/mute";
+    let body = r#"{"muted": true}"#;
+
+    let (status, reply) = raw(control, "POST", mute, None, body).await;
+    assert_eq!((status, code_of(&reply).as_str()), (401, "unauthorized"));
+
+    let forged = mint(
+        &TurnSecret::new("another-secret-of-at-least-32-bytes!"),
+        "r1",
+        "p1",
+        now(),
+    );
+    let (status, reply) = raw(control, "POST", mute, Some(&forged), body).await;
+    assert_eq!((status, code_of(&reply).as_str()), (401, "unauthorized"));
+
+    let expired = mint(&secret(), "r1", "p1", now() - 600);
+    let (status, reply) = raw(control, "DELETE", path, Some(&expired), "").await;
+    assert_eq!((status, code_of(&reply).as_str()), (401, "unauthorized"));
+
+    let (status, _) = raw(control, "POST", mute, Some("not.a.jwt"), body).await;
+    assert_eq!(status, 401);
+
+    let other_room = mint(&secret(), "r2", "p1", now());
+    let (status, reply) = raw(control, "PUT", path, Some(&other_room), "{}").await;
+    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
+
+    let other_peer = mint(&secret(), "r1", "p2", now());
+    let (status, reply) = raw(control, "DELETE", path, Some(&other_peer), "").await;
+    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
+
+    // The right token works; leaving an unknown peer is fine.
+    let good = mint(&secret(), "r1", "p1", now());
+    assert_eq!(raw(control, "DELETE", path, Some(&good), "").await.0, 204);
+    assert_eq!(raw(control, "POST", mute, Some(&good), body).await.0, 204);
+    // A bad body is a 400, an oversized one a 413.
+    let (status, reply) = raw(control, "POST", mute, Some(&good), "{").await;
+    assert_eq!((status, code_of(&reply).as_str()), (400, "invalid-request"));
+    let big = format!(r#"{{"offer": "{}"}}"#, "x".repeat(70 * 1024));
+    let (status, reply) = raw(control, "PUT", path, Some(&good), &big).await;
+    assert_eq!((status, code_of(&reply).as_str()), (413, "too-large"));
+}
+
+async fn join_offer(
+    client: &SfuControlClient,
+    control: SocketAddr,
+    room: &str,
+    peer: &str,
+    offer: String,
+) -> Result<String, SfuClientError> {
+    client
+        .join(
+            &format!("http://{control}"),
+            room,
+            peer,
+            &JoinRequest {
+                offer,
+                user_id: "u".into(),
+                display_name: "U".into(),
+                muted: false,
+            },
+            now(),
+        )
+        .await
+        .map(|r| r.answer)
+}
+
+async fn browser_offer() -> String {
+    let (pc, _socket, _) = offer(3).await.unwrap();
+    pc.local_description().unwrap().sdp
+}
+
+#[tokio::test]
+async fn bad_sdp_is_refused_and_a_full_room_is_409() {
+    let (_node, control) = sfu_node(2).await;
+    let client = SfuControlClient::new(secret()).unwrap();
+
+    for bad in ["garbage".to_owned(), String::new(), "v=0\r\n".to_owned()] {
+        let err = join_offer(&client, control, "room", "a", bad)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, SfuClientError::Refused { status: 400, code, .. } if code == "bad-sdp"),
+            "{err:?}"
+        );
+    }
+
+    let answer = join_offer(&client, control, "room", "a", browser_offer().await)
+        .await
+        .unwrap();
+    assert!(answer.contains("m=audio"), "{answer}");
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    join_offer(&client, control, "room", "b", browser_offer().await)
+        .await
+        .unwrap();
+    // A rejoin replaces, it does not count twice.
+    join_offer(&client, control, "room", "b", browser_offer().await)
+        .await
+        .unwrap();
+    let err = join_offer(&client, control, "room", "c", browser_offer().await)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SfuClientError::Refused { status: 409, code, .. } if code == "room-full"),
+        "{err:?}"
+    );
+    // Other rooms are not affected; a leave makes room.
+    join_offer(&client, control, "other", "c", browser_offer().await)
+        .await
+        .unwrap();
+    client
+        .leave(&format!("http://{control}"), "room", "a", now())
+        .await
+        .unwrap();
+    join_offer(&client, control, "room", "c", browser_offer().await)
+        .await
+        .unwrap();
+}
+
+/// Waits up to `limit` for `check`.
+async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    check()
+}
+
+/// The peers in a participant's latest `active-speakers` event.
+fn heard(p: &Participant) -> BTreeSet<String> {
+    p.snapshot(|r| {
+        r.speakers
+            .last()
+            .map(|(_, e)| {
+                e.slots
+                    .iter()
+                    .flatten()
+                    .map(|s| s.peer_id.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    })
+}
+
+fn set(peers: &[&str]) -> BTreeSet<String> {
+    peers.iter().map(|p| (*p).to_owned()).collect()
+}
+
+/// Every slot's packets of the last `window` come from the publisher the
+/// latest event puts there; nobody hears itself; returns the number of
+/// packets checked.
+fn slots_agree_with_events(p: &Participant, ids: &[(&str, u8)], window: Duration) -> usize {
+    p.snapshot(|r| {
+        let Some((at, event)) = r.speakers.last() else {
+            return 0;
+        };
+        let mut checked = 0;
+        for (slot, packets) in &r.slots {
+            for (arrived, id, _, _) in packets {
+                assert_ne!(*id, p.id, "{} hears itself", p.peer);
+                if *arrived < *at + window {
+                    continue;
+                }
+                let expected = event.slots.get(*slot).cloned().flatten().map(|s| {
+                    ids.iter()
+                        .find(|(peer, _)| *peer == s.peer_id)
+                        .map(|(_, id)| *id)
+                        .unwrap()
+                });
+                assert_eq!(
+                    Some(*id),
+                    expected,
+                    "{}: slot {slot} carries {id} but the event says {expected:?}",
+                    p.peer
+                );
+                checked += 1;
+            }
+        }
+        checked
+    })
+}
+
+#[tokio::test]
+async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
+    let (node, control) = sfu_node(100).await;
+    let names = [("p1", 1u8), ("p2", 2), ("p3", 3), ("p4", 4), ("p5", 5)];
+    let mut ps = Vec::new();
+    for (peer, id) in names {
+        let muted = peer == "p5";
+        ps.push(
+            Participant::join(control, &secret(), "big-room", peer, id, 3, muted)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(15), || ps
+            .iter()
+            .all(|p| p.snapshot(|r| r.connected)))
+        .await,
+        "every participant connects"
+    );
+    // Levels in -dBov: p1 loudest; p5 loudest of all but muted.
+    for (p, level) in ps.iter().zip([10u8, 20, 30, 45, 3]) {
+        p.speak(Some(level));
+    }
+    let expect = |me: &str| -> BTreeSet<String> {
+        let top: Vec<&str> = ["p1", "p2", "p3", "p4"]
+            .into_iter()
+            .filter(|p| *p != me)
+            .take(3)
+            .collect();
+        set(&top)
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || ps
+            .iter()
+            .all(|p| heard(p) == expect(&p.peer)))
+        .await,
+        "slots: {:?}",
+        ps.iter()
+            .map(|p| (p.peer.clone(), heard(p)))
+            .collect::<Vec<_>>()
+    );
+    // Let media flow on the settled assignment, then compare.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    for p in &ps {
+        let checked = slots_agree_with_events(p, &names, Duration::from_millis(200));
+        assert!(checked > 0, "{} received media on its slots", p.peer);
+    }
+    // The muted participant was never announced to anyone.
+    for p in &ps {
+        p.snapshot(|r| {
+            for (_, e) in &r.speakers {
+                assert!(e
+                    .slots
+                    .iter()
+                    .flatten()
+                    .all(|s| s.peer_id != "p5" && s.peer_id != p.peer));
+            }
+        });
+    }
+
+    // p1 stops: within about a second (well within 3 s) it loses its slots,
+    // and p4 takes its place for those who heard p1.
+    let stopped = Instant::now();
+    ps[0].speak(None);
+    assert!(
+        eventually(Duration::from_secs(4), || ps
+            .iter()
+            .skip(1)
+            .all(|p| !heard(p).contains("p1")))
+        .await,
+        "p1 released its slots"
+    );
+    let released = stopped.elapsed();
+    assert!(released < Duration::from_secs(3), "{released:?}");
+    assert!(
+        eventually(Duration::from_secs(3), || heard(&ps[1])
+            == set(&["p3", "p4"])
+            && heard(&ps[4]) == set(&["p2", "p3", "p4"]))
+        .await
+    );
+
+    // Muting through the API takes p2 out at once.
+    SfuControlClient::new(secret())
+        .unwrap()
+        .mute(&format!("http://{control}"), "big-room", "p2", true, now())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || ps
+            .iter()
+            .all(|p| !heard(p).contains("p2")))
+        .await
+    );
+
+    let metrics = node.metrics();
+    assert_eq!(metrics.sfu_participants, 5);
+    assert_eq!(metrics.sfu_rooms, 1);
+    assert!(metrics.sfu_packets_forwarded > 0);
+    assert!(
+        metrics.sfu_packets_dropped > 0,
+        "the muted publisher's packets"
+    );
+    let text = metrics.to_prometheus();
+    assert!(text.contains("tincan_sfu_participants 5\n"), "{text}");
+
+    // A participant that leaves is removed and frees its slots.
+    SfuControlClient::new(secret())
+        .unwrap()
+        .leave(&format!("http://{control}"), "big-room", "p3", now())
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(3), || ps
+            .iter()
+            .all(|p| !heard(p).contains("p3")))
+        .await
+    );
+    assert_eq!(node.metrics().sfu_participants, 4);
+}
