@@ -54,8 +54,50 @@ wait_port "$local_port" 60
 wait_port "$mgmt_port" 10
 
 echo "real-lambdas: moto :$moto, cargo lambda watch :$invoke, tincan-local :$local_port (management :$mgmt_port)"
-if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100; then
-  echo "real-lambdas: 1 passed, 0 failed"
+# A deleted account's tokens no longer open sockets: the local HTTP API
+# writes the deleted-user marker that the ws-connect Lambda checks.
+deleted_account_is_refused() {
+  python3 - "$local_port" <<'PY'
+import base64, json, os, socket, sys, urllib.request
+
+base = f"http://127.0.0.1:{sys.argv[1]}"
+
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(base + path, method=method,
+                                 data=None if body is None else json.dumps(body).encode())
+    req.add_header("content-type", "application/json")
+    if token:
+        req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        raw = r.read()
+        return r.status, json.loads(raw) if raw else None
+
+def upgrade(token):
+    key = base64.b64encode(os.urandom(16)).decode()
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30)
+    s.sendall((f"GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    status = s.recv(4096).split(b"\r\n", 1)[0].decode()
+    s.close()
+    return status
+
+name = "gone" + os.urandom(4).hex()
+call("POST", "/auth/register", {"username": name, "password": "pw-" + name, "displayName": "Gone"})
+_, pair = call("POST", "/auth/login", {"username": name, "password": "pw-" + name})
+token = pair["accessToken"]
+before = upgrade(token)
+assert " 101 " in before + " ", f"a live account's socket was refused: {before}"
+status, _ = call("DELETE", "/me", {"password": "pw-" + name}, token)
+assert status == 204, status
+after = upgrade(token)
+assert " 401 " in after + " ", f"a deleted account's token still opens a socket: {after}"
+print("real-lambdas: a deleted account's token is refused at $connect")
+PY
+}
+
+if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100 \
+  && deleted_account_is_refused; then
+  echo "real-lambdas: 2 passed, 0 failed"
 else
   echo "--- cargo lambda watch log"; tail -40 "$work/lambda.log"
   echo "--- tincan-local log"; tail -20 "$work/local.log"

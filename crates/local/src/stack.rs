@@ -72,15 +72,24 @@ pub(crate) fn secret(given: Option<&str>, data_dir: &Path, file: &str) -> anyhow
 }
 
 /// Closes a deleted account's sockets through the in-process handlers (set
-/// once they exist; with the Lambdas forwarded to, there are none here).
+/// once they exist); with the Lambdas forwarded to, writes the deleted-user
+/// marker their `$connect` checks instead, as the `http-api` Lambda does.
 #[derive(Default)]
 struct CloseDeletedUsersSockets {
     api: OnceLock<WsApi>,
+    markers: OnceLock<DynamoConnectionStore>,
 }
 
 #[async_trait]
 impl AccountEvents for CloseDeletedUsersSockets {
     async fn account_deleted(&self, user_id: &str) {
+        if let Some(markers) = self.markers.get() {
+            // Outlives every access token issued before the deletion.
+            let until = crate::gateway::now_ms() / 1000 + DEFAULT_ACCESS_TTL_SECS + 300;
+            if let Err(err) = markers.mark_user_deleted(user_id, until).await {
+                tracing::error!(%user_id, error = %err, "deleted user not marked; its tokens may open sockets until they expire");
+            }
+        }
         match self.api.get() {
             Some(api) => {
                 if let Err(err) = api
@@ -140,14 +149,19 @@ impl LocalStack {
         .with_events(account_events.clone());
         let media_node = match config.turn_addr {
             Some(addr) => {
-                let node = tincan_media_node::start(
-                    MediaNodeConfig::new(TurnSecret::new(turn_secret.clone()))
-                        .with_listen(addr)
-                        // Browsers and peers here are all on loopback.
-                        .with_peers(tincan_media_node::PeerFilter::default().allow_loopback()),
-                )
-                .await
-                .with_context(|| format!("starting the embedded TURN server on {addr}"))?;
+                let mut node_config = MediaNodeConfig::new(TurnSecret::new(turn_secret.clone()))
+                    .with_listen(addr)
+                    // Browsers and peers here are all on loopback.
+                    .with_peers(tincan_media_node::PeerFilter::default().allow_loopback());
+                // The SFU of group calls: control API and media on free
+                // loopback ports (the signaling and the SDP carry them).
+                let mut sfu = tincan_media_node::SfuConfig::loopback();
+                sfu.slots = config.sfu_slots.max(1);
+                sfu.room_max = config.sfu_room_max;
+                node_config.sfu = Some(sfu);
+                let node = tincan_media_node::start(node_config)
+                    .await
+                    .with_context(|| format!("starting the embedded TURN server on {addr}"))?;
                 info!(udp = %node.udp_addr(), "embedded media node listening");
                 Some(node)
             }
@@ -161,9 +175,19 @@ impl LocalStack {
             )),
             None => Arc::new(NoIceServers),
         };
-        // TODO(sfu): the embedded node's SFU.
-        let sfu_on = false;
-        let sfu: Arc<dyn tincan_ws_api::SfuGateway> = Arc::new(tincan_ws_api::NoSfu);
+        let sfu_control = media_node.as_ref().and_then(|node| node.sfu_control_addr());
+        let sfu_on = sfu_control.is_some();
+        let sfu: Arc<dyn tincan_ws_api::SfuGateway> = match sfu_control {
+            Some(addr) => {
+                info!(control = %addr, "embedded SFU for rooms past TINCAN_MESH_MAX");
+                Arc::new(tincan_ws_api::NodeSfu::new(
+                    tincan_ws_api::SfuControlClient::new(TurnSecret::new(turn_secret.clone()))
+                        .context("building the SFU control client")?,
+                    tincan_ws_api::FixedSfuNode(format!("http://{addr}")),
+                ))
+            }
+            None => Arc::new(tincan_ws_api::NoSfu),
+        };
         let mut sweeper = None;
         let backend: Arc<dyn Backend> = match &config.lambda_url {
             Some(url) => {
@@ -171,6 +195,11 @@ impl LocalStack {
                 if config.dynamodb_endpoint.is_some() {
                     // Make sure the Lambdas find their table.
                     connections_store(&config).await?;
+                    let client = tincan_store::dynamo_client_from_env().await;
+                    let _ = account_events.markers.set(DynamoConnectionStore::new(
+                        client,
+                        config.connections_table.clone(),
+                    ));
                 }
                 Arc::new(LambdaForward::new(url.clone()))
             }
