@@ -14,6 +14,12 @@ import { tuneOpusSdp, opusParams } from './opus.js';
 const GATHER_TIMEOUT_MS = 3_000;
 /** How often inbound audio is checked for the first packet. */
 const FIRST_PACKET_POLL_MS = 100;
+/**
+ * A connection `disconnected` this long counts as failed (Chromium takes
+ * far longer to say `failed`): the node is likely gone, and the signaling
+ * places the room on another one.
+ */
+const DISCONNECTED_GIVE_UP_MS = 4_000;
 
 /**
  * @typedef {{slot: number, peerId: string, level: number} | null} SlotSpeaker
@@ -65,11 +71,18 @@ export class SfuLink extends EventTarget {
     this.pc.onconnectionstatechange = () => {
       const state = this.pc.connectionState;
       this.#emit('state', { connectionState: state, iceConnectionState: this.pc.iceConnectionState });
+      clearTimeout(this.disconnectTimer);
       if (state === 'connected') {
         this.#emit('connected', {});
         this.#watchFirstPacket();
       } else if (state === 'failed') this.#emit('failed', {});
+      else if (state === 'disconnected') {
+        this.disconnectTimer = setTimeout(() => {
+          if (!this.closed && this.pc.connectionState === 'disconnected') this.#emit('failed', {});
+        }, DISCONNECTED_GIVE_UP_MS);
+      }
     };
+    /** @type {ReturnType<typeof setTimeout> | undefined} */ this.disconnectTimer = undefined;
     this.closed = false;
     /** Whether the node's answer took: set by the client once connected. */
     this.answered = false;
@@ -123,6 +136,7 @@ export class SfuLink extends EventTarget {
 
   close() {
     this.closed = true;
+    clearTimeout(this.disconnectTimer);
     try {
       this.channel.close();
     } catch {
