@@ -316,6 +316,10 @@ async fn main() -> anyhow::Result<()> {
             "  server rss all joined  {:.1} MiB",
             start.rss_kib as f64 / 1024.0
         );
+        println!(
+            "  server rss end         {:.1} MiB",
+            end.rss_kib as f64 / 1024.0
+        );
         println!("  server rss per socket  {rss_per_conn:.1} KiB");
         println!("  server cpu (signals)   {cpu:.2} s");
         println!("  server cpu per signal  {per_signal_us:.1} us");
