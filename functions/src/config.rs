@@ -29,13 +29,12 @@ pub struct FunctionConfig {
     /// `TINCAN_WS_ENDPOINT`: optional Management API endpoint; by default
     /// `https://{domainName}/{stage}` from each event.
     pub ws_endpoint: Option<String>,
-    /// `TINCAN_ROOM_MAX` (default 8), `TINCAN_MAX_MESSAGE` (default 16384)
-    /// and `TINCAN_RESUME_GRACE_SECS` (default 30). With the fleet (and so
-    /// the media nodes' SFUs): rooms of up to `TINCAN_MESH_MAX` (default 4)
-    /// are meshes, larger ones go to the SFU with `TINCAN_SFU_SLOTS`
-    /// (default 3) slots, up to `TINCAN_SFU_ROOM_MAX` (default 100)
-    /// participants; without it, every room is a mesh of up to
-    /// `TINCAN_ROOM_MAX`.
+    /// `TINCAN_ROOM_MAX`, `TINCAN_MAX_MESSAGE` (default 16384) and
+    /// `TINCAN_RESUME_GRACE_SECS` (default 30). With the fleet (and so the
+    /// media nodes' SFUs): rooms of up to `TINCAN_MESH_MAX` (default 4) are
+    /// meshes, larger ones go to the SFU with `TINCAN_SFU_SLOTS` (default 3)
+    /// slots, up to `TINCAN_ROOM_MAX` (default 100) participants; without
+    /// it, every room is a mesh of up to `TINCAN_ROOM_MAX` (default 8).
     pub limits: Limits,
     /// `TINCAN_TURN_SECRET` and `TINCAN_TURN_URL` (host:port): TURN
     /// credentials in `joined`; unset, no ICE servers are handed out.
@@ -73,15 +72,15 @@ impl FunctionConfig {
             (Some(secret), Some(url)) => Some((secret.clone(), url)),
             _ => None,
         };
-        let room_max = parse("TINCAN_ROOM_MAX", defaults.room_max)?;
         let media_nodes_table = var("TINCAN_MEDIA_NODES_TABLE");
         let sfu = media_nodes_table.is_some() && turn_secret.is_some();
         let (mesh_max, room_max) = if sfu {
             (
                 parse("TINCAN_MESH_MAX", 4usize)?.max(1),
-                parse("TINCAN_SFU_ROOM_MAX", 100usize)?,
+                parse("TINCAN_ROOM_MAX", 100usize)?,
             )
         } else {
+            let room_max = parse("TINCAN_ROOM_MAX", defaults.room_max)?;
             (room_max, room_max)
         };
         Ok(Self {

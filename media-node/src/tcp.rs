@@ -326,6 +326,10 @@ async fn serve_connection<S>(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(&peer);
+    // Close the socket now (the read half went with `read`): the notice
+    // below may wait for room in the server's queue, and the client must
+    // not wait with it.
+    drop(writer);
     metrics.tcp_connections.fetch_sub(1, Ordering::Relaxed);
     // In order after its last frame: the server deallocates for it.
     let _ = frames.send((Vec::new(), peer)).await;

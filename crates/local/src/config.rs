@@ -134,9 +134,9 @@ pub struct LocalConfig {
     pub data_dir: PathBuf,
     /// `TINCAN_WEB_DIR`, default the repository's `web/`.
     pub web_dir: PathBuf,
-    /// `TINCAN_ROOM_MAX`, default 8: most participants of a room without an
-    /// SFU (no media node).
-    pub room_max: usize,
+    /// `TINCAN_ROOM_MAX`: most participants of a room; by default
+    /// `sfu_room_max` with the embedded node's SFU, 8 (a mesh) without.
+    pub room_max: Option<usize>,
     /// `TINCAN_MESH_MAX`, default 4: most participants of a mesh room; one
     /// more moves the room to the embedded node's SFU.
     pub mesh_max: usize,
@@ -189,12 +189,17 @@ pub struct LocalConfig {
 
 impl LocalConfig {
     /// The signaling's limits: with an SFU, meshes up to `mesh_max` and
-    /// rooms up to `sfu_room_max`; without one, meshes up to `room_max`.
+    /// rooms up to `room_max` (default `sfu_room_max`); without one, every
+    /// room a mesh of up to `room_max` (default 8).
     pub fn signaling_limits(&self, sfu: bool) -> tincan_signaling::Limits {
         let (mesh_max, room_max) = if sfu {
-            (self.mesh_max.max(1), self.sfu_room_max)
+            (
+                self.mesh_max.max(1),
+                self.room_max.unwrap_or(self.sfu_room_max),
+            )
         } else {
-            (self.room_max, self.room_max)
+            let room_max = self.room_max.unwrap_or(8);
+            (room_max, room_max)
         };
         tincan_signaling::Limits {
             max_message_bytes: self.max_message,
@@ -213,7 +218,7 @@ impl LocalConfig {
             addr,
             data_dir: data_dir.clone(),
             web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web")),
-            room_max: 8,
+            room_max: None,
             mesh_max: 4,
             sfu_slots: 3,
             sfu_room_max: 100,
@@ -247,7 +252,13 @@ impl LocalConfig {
                 .unwrap_or_else(|| {
                     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))
                 }),
-            room_max: parse_env("TINCAN_ROOM_MAX", 8usize)?,
+            room_max: match std::env::var("TINCAN_ROOM_MAX") {
+                Ok(v) if !v.is_empty() => Some(
+                    v.parse()
+                        .map_err(|_| anyhow::anyhow!("TINCAN_ROOM_MAX must be a number"))?,
+                ),
+                _ => None,
+            },
             mesh_max: parse_env("TINCAN_MESH_MAX", 4usize)?,
             sfu_slots: parse_env("TINCAN_SFU_SLOTS", 3usize)?,
             sfu_room_max: parse_env("TINCAN_SFU_ROOM_MAX", 100usize)?,

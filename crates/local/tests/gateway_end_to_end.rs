@@ -32,7 +32,7 @@ async fn start(room_max: usize) -> Stack {
     // Tokens are minted here for users never registered.
     config.users_must_exist = false;
     config.jwt_secret = Some(SECRET.into());
-    config.room_max = room_max;
+    config.room_max = Some(room_max);
     // A dropped participant is ended (and its room told) after a second.
     config.resume_grace_secs = 1;
     // The embedded TURN server, on a free port.
