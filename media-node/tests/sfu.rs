@@ -370,3 +370,29 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     );
     assert_eq!(node.metrics().sfu_participants, 4);
 }
+
+#[tokio::test]
+async fn a_draining_node_takes_no_new_participants() {
+    let (node, control) = sfu_node(100).await;
+    let client = SfuControlClient::new(secret()).unwrap();
+    join_offer(&client, control, "room", "a", browser_offer().await)
+        .await
+        .unwrap();
+    node.drain();
+    let err = join_offer(&client, control, "room", "b", browser_offer().await)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SfuClientError::Refused { status: 503, code, .. } if code == "draining"),
+        "{err:?}"
+    );
+    assert!(
+        !node.drained(Duration::from_millis(300)).await,
+        "a participant is left"
+    );
+    client
+        .leave(&format!("http://{control}"), "room", "a", now())
+        .await
+        .unwrap();
+    assert!(node.drained(Duration::from_secs(5)).await);
+}
