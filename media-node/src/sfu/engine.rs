@@ -562,6 +562,10 @@ impl Engine {
             let Some(sub) = self.participants.get_mut(&to) else {
                 continue;
             };
+            // Nothing can be sent before DTLS-SRTP is up.
+            if !sub.connected {
+                continue;
+            }
             let mut wrote = false;
             for slot in &mut sub.slots {
                 let Some(out) = slot.stream.rewrite(
