@@ -345,6 +345,34 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
         .await
     );
 
+    // Whoever speaks in a slot, its stream is one: sequence numbers step by
+    // one (loopback loses nothing) and timestamps move forward, across every
+    // change of speaker above.
+    for p in &ps {
+        p.snapshot(|r| {
+            for (slot, packets) in &r.slots {
+                for pair in packets.windows(2) {
+                    let ((_, _, seq_a, ts_a), (_, _, seq_b, ts_b)) = (pair[0], pair[1]);
+                    assert_eq!(seq_b, seq_a.wrapping_add(1), "{} slot {slot}", p.peer);
+                    let step = ts_b.wrapping_sub(ts_a);
+                    assert!(
+                        step > 0 && step < 48_000 * 5,
+                        "{} slot {slot}: {step}",
+                        p.peer
+                    );
+                }
+            }
+        });
+    }
+    // p5 heard p1 and then p4 on the same slot.
+    let switched = ps[4].snapshot(|r| {
+        r.slots.values().any(|packets| {
+            let ids: BTreeSet<u8> = packets.iter().map(|(_, id, _, _)| *id).collect();
+            ids.contains(&1) && ids.contains(&4)
+        })
+    });
+    assert!(switched, "a slot changed speaker");
+
     let metrics = node.metrics();
     assert_eq!(metrics.sfu_participants, 5);
     assert_eq!(metrics.sfu_rooms, 1);
