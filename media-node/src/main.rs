@@ -135,6 +135,12 @@ struct SfuArgs {
     sfu_control_url: Option<String>,
 }
 
+/// Logs unless `RUST_LOG` says otherwise: info, without the WebRTC
+/// core's per-connection warnings that are part of normal set-up (DTLS
+/// without a server name, SCTP's first packet arriving before the
+/// association is configured).
+const DEFAULT_LOG_FILTER: &str = "info,rtc_dtls::config=error,rtc_sctp::endpoint=error";
+
 /// A CIDR list from a flag or variable.
 #[derive(Debug, Clone)]
 struct Ranges(Vec<IpNet>);
@@ -170,7 +176,8 @@ struct FleetArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     if args.log_json {
         tracing_subscriber::fmt()
             .json()

@@ -424,3 +424,63 @@ async fn a_draining_node_takes_no_new_participants() {
         .unwrap();
     assert!(node.drained(Duration::from_secs(5)).await);
 }
+
+#[tokio::test]
+async fn the_control_listener_caps_connections_and_cuts_silent_ones() {
+    let node = start_node_with(|config| {
+        if let Some(sfu) = config.sfu.as_mut() {
+            sfu.max_control_requests = 2;
+            sfu.control_header_timeout = Duration::from_secs(1);
+        }
+    })
+    .await;
+    let control = node.sfu_control_addr().unwrap();
+    // Two silent connections hold both places...
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(control).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so a third is closed at once, without a reply.
+    let mut third = tokio::net::TcpStream::connect(control).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the third connection gets no reply");
+    // The silent ones are cut after the head timeout, freeing their places.
+    for stream in &mut silent {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a silent connection is closed");
+        // hyper may answer 408 before closing; either way it ends.
+        if let Ok(n) = read {
+            if n > 0 {
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+                    .await
+                    .expect("then closed");
+            }
+        }
+    }
+    let token = mint(&secret(), "r", "p", now());
+    let mut served = false;
+    for _ in 0..50 {
+        if raw(
+            control,
+            "DELETE",
+            "/sfu/v1/rooms/r/peers/p",
+            Some(&token),
+            "",
+        )
+        .await
+        .0 == 204
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "served again once places are free");
+}
