@@ -373,6 +373,28 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     });
     assert!(switched, "a slot changed speaker");
 
+    // Garbage on the media port, and STUN for a ufrag nobody has, harm
+    // nobody.
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media = node.sfu_udp_addr().unwrap();
+    let before = ps[1].snapshot(|r| r.slots.values().map(Vec::len).sum::<usize>());
+    for i in 0..500u32 {
+        let mut datagram = vec![0u8; 20 + (i as usize % 200)];
+        datagram[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        datagram[..4].copy_from_slice(&i.to_be_bytes());
+        junk.send_to(&datagram, media).await.unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || ps[1].snapshot(|r| r
+            .slots
+            .values()
+            .map(Vec::len)
+            .sum::<usize>())
+            > before + 50)
+        .await,
+        "media keeps flowing"
+    );
+
     let metrics = node.metrics();
     assert_eq!(metrics.sfu_participants, 5);
     assert_eq!(metrics.sfu_rooms, 1);

@@ -672,4 +672,19 @@ mod tests {
             None
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_parses_or_is_refused_without_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            stun in proptest::bool::ANY,
+        ) {
+            let mut data = data;
+            if stun && data.len() >= 8 {
+                data[0] &= 0x3f;
+                data[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+            }
+            let _ = stun_local_ufrag(&data);
+        }
+    }
 }
