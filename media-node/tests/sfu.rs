@@ -171,6 +171,21 @@ async fn bad_sdp_is_refused_and_a_full_room_is_409() {
         matches!(&err, SfuClientError::Refused { status: 409, code, .. } if code == "room-full"),
         "{err:?}"
     );
+    // Offers with more or fewer receive m-lines than the node has slots
+    // are answered too (the extra m-lines stay silent).
+    for slots in [1, 5] {
+        let (pc, _socket, _) = offer(slots).await.unwrap();
+        let answer = join_offer(
+            &client,
+            control,
+            "shapes",
+            &format!("s{slots}"),
+            pc.local_description().unwrap().sdp,
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.matches("m=audio").count(), slots + 1, "{answer}");
+    }
     // Other rooms are not affected; a leave makes room.
     join_offer(&client, control, "other", "c", browser_offer().await)
         .await
