@@ -278,9 +278,15 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
                 .unwrap(),
         );
     }
+    // Someone loud in another room, on the same node.
+    let outsider = Participant::join(control, &secret(), "other-room", "q1", 9, 3, false)
+        .await
+        .unwrap();
+    outsider.speak(Some(1));
     assert!(
         eventually(Duration::from_secs(15), || ps
             .iter()
+            .chain([&outsider])
             .all(|p| p.snapshot(|r| r.connected)))
         .await,
         "every participant connects"
@@ -388,6 +394,16 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     });
     assert!(switched, "a slot changed speaker");
 
+    // Rooms are apart: the outsider heard nobody, and nobody heard it
+    // (the exact sets above).
+    outsider.snapshot(|r| {
+        assert!(r.slots.values().all(Vec::is_empty), "{:?}", r.slots.keys());
+        assert!(r
+            .speakers
+            .iter()
+            .all(|(_, e)| e.slots.iter().all(Option::is_none)));
+    });
+
     // Garbage on the media port, and STUN for a ufrag nobody has, harm
     // nobody.
     let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -411,15 +427,15 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     );
 
     let metrics = node.metrics();
-    assert_eq!(metrics.sfu_participants, 5);
-    assert_eq!(metrics.sfu_rooms, 1);
+    assert_eq!(metrics.sfu_participants, 6);
+    assert_eq!(metrics.sfu_rooms, 2);
     assert!(metrics.sfu_packets_forwarded > 0);
     assert!(
         metrics.sfu_packets_dropped > 0,
         "the muted publisher's packets"
     );
     let text = metrics.to_prometheus();
-    assert!(text.contains("tincan_sfu_participants 5\n"), "{text}");
+    assert!(text.contains("tincan_sfu_participants 6\n"), "{text}");
 
     // A participant that leaves is removed and frees its slots.
     SfuControlClient::new(secret())
@@ -433,7 +449,7 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
             .all(|p| !heard(p).contains("p3")))
         .await
     );
-    assert_eq!(node.metrics().sfu_participants, 4);
+    assert_eq!(node.metrics().sfu_participants, 5);
 }
 
 #[tokio::test]
