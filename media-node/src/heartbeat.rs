@@ -41,6 +41,10 @@ pub struct HeartbeatConfig {
     /// The name clients reach TURN over TLS at; with TLS on, the node
     /// advertises it as its `turns_addr`. `None`: no `turns:`.
     pub tls_name: Option<TlsName>,
+    /// The SFU control URL to advertise (`TINCAN_SFU_CONTROL_URL`), e.g.
+    /// on a private address; `None`: `http://` the control listener's IP
+    /// (the public IP when it listens on every address) and port.
+    pub sfu_control_url: Option<String>,
 }
 
 impl HeartbeatConfig {
@@ -53,7 +57,14 @@ impl HeartbeatConfig {
             interval,
             ttl_secs: (interval * 3).as_secs_f64().ceil().max(1.0) as u64,
             tls_name: None,
+            sfu_control_url: None,
         }
+    }
+
+    /// Advertises the SFU control API at `url`.
+    pub fn with_sfu_control_url(mut self, url: String) -> Self {
+        self.sfu_control_url = Some(url);
+        self
     }
 
     /// Advertises TURN over TLS at `name` (when the node's TLS listener
@@ -301,7 +312,26 @@ pub fn node_info(node: &MediaNode, config: &HeartbeatConfig, load: NodeLoad) -> 
         } else {
             NodeState::Active
         },
+        sfu_control: config
+            .sfu_control_url
+            .clone()
+            .or_else(|| sfu_control_url(node)),
     }
+}
+
+/// Where the signaling side reaches the SFU control API: the listener's
+/// own IP, or the node's public IP when it listens on every address.
+fn sfu_control_url(node: &MediaNode) -> Option<String> {
+    let control = node.sfu_control_addr()?;
+    let ip = if control.ip().is_unspecified() {
+        node.public_addr().ip()
+    } else {
+        control.ip()
+    };
+    Some(format!(
+        "http://{}",
+        std::net::SocketAddr::new(ip, control.port())
+    ))
 }
 
 /// The `turns:` address: with TLS on and a name for it, that name and
@@ -335,6 +365,8 @@ impl LoadSampler {
         };
         let mut load = NodeLoad {
             allocations: metrics.allocations,
+            sfu_participants: metrics.sfu_participants,
+            sfu_streams: metrics.sfu_streams,
             ..NodeLoad::default()
         };
         if let Some(last) = self.last {

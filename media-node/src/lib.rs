@@ -562,8 +562,8 @@ impl MediaNode {
         self.metrics().allocations
     }
 
-    /// Stops taking new allocations (Allocate gets 403); existing ones keep
-    /// relaying, can refresh, and run out.
+    /// Stops taking new allocations (Allocate gets 403) and SFU joins (503
+    /// `draining`); existing ones keep relaying, can refresh, and run out.
     pub fn drain(&self) {
         if !self.admission.is_draining() {
             tracing::info!(allocations = self.allocations(), "media node draining");
@@ -575,13 +575,13 @@ impl MediaNode {
         self.admission.is_draining()
     }
 
-    /// Waits until no allocation is left or `timeout` passes; true if none
-    /// is left.
+    /// Waits until no allocation and no SFU participant is left or
+    /// `timeout` passes; true if none is left.
     pub async fn drained(&self, timeout: Duration) -> bool {
         let wait = async {
             loop {
                 let released = self.admission.released.notified();
-                if self.allocations() == 0 {
+                if self.allocations() == 0 && self.metrics().sfu_participants == 0 {
                     return;
                 }
                 // Also poll, in case a release raced the registration.

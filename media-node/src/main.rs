@@ -1,4 +1,4 @@
-//! `tincan-media-node`: the TURN relay as a process, with Prometheus
+//! `tincan-media-node`: the TURN relay and the audio SFU as a process, with Prometheus
 //! `/metrics` and `/healthz`, JSON or text logs, SIGTERM/Ctrl-C drain, and
 //! (with `TINCAN_MEDIA_NODES_TABLE`) a fleet heartbeat into DynamoDB.
 
@@ -106,7 +106,40 @@ struct Args {
     log_json: bool,
     #[command(flatten)]
     fleet: FleetArgs,
+    #[command(flatten)]
+    sfu: SfuArgs,
 }
+
+/// The audio SFU for group calls (docs/sfu.md).
+#[derive(Debug, clap::Args)]
+struct SfuArgs {
+    /// Turn the SFU and its control API off.
+    #[arg(long, env = "TINCAN_SFU_DISABLED", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    sfu_disabled: bool,
+    /// Where the SFU control API listens (token-authenticated HTTP).
+    #[arg(long, env = "TINCAN_SFU_CONTROL_ADDR", default_value = "0.0.0.0:7881")]
+    sfu_control_addr: SocketAddr,
+    /// The one UDP port of all SFU media, on the TURN listen IP.
+    #[arg(long, env = "TINCAN_SFU_UDP_PORT", default_value_t = tincan_sfu_control::DEFAULT_UDP_PORT)]
+    sfu_udp_port: u16,
+    /// Receive slots per participant (the loudest speakers), 1-16.
+    #[arg(long, env = "TINCAN_SFU_SLOTS", default_value_t = tincan_sfu_control::DEFAULT_SLOTS as u16, value_parser = clap::value_parser!(u16).range(1..=16))]
+    sfu_slots: u16,
+    /// Participants per SFU room.
+    #[arg(long, env = "TINCAN_SFU_ROOM_MAX", default_value_t = tincan_sfu_control::DEFAULT_ROOM_MAX)]
+    sfu_room_max: usize,
+    /// The control URL advertised to the fleet (default: `http://` the
+    /// control listener's IP, or the public IP when it listens on every
+    /// address, and its port).
+    #[arg(long, env = "TINCAN_SFU_CONTROL_URL")]
+    sfu_control_url: Option<String>,
+}
+
+/// Logs unless `RUST_LOG` says otherwise: info, without the WebRTC
+/// core's per-connection warnings that are part of normal set-up (DTLS
+/// without a server name, SCTP's first packet arriving before the
+/// association is configured).
+const DEFAULT_LOG_FILTER: &str = "info,rtc_dtls::config=error,rtc_sctp::endpoint=error";
 
 /// A CIDR list from a flag or variable.
 #[derive(Debug, Clone)]
@@ -143,7 +176,8 @@ struct FleetArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     if args.log_json {
         tracing_subscriber::fmt()
             .json()
@@ -175,6 +209,14 @@ async fn main() -> anyhow::Result<()> {
     }
     config.peers = peers;
     config.max_allocation_lifetime_secs = args.max_lifetime_secs;
+    config.sfu = (!args.sfu.sfu_disabled).then(|| {
+        let mut sfu = tincan_media_node::SfuConfig::loopback();
+        sfu.control_listen = args.sfu.sfu_control_addr;
+        sfu.udp_port = args.sfu.sfu_udp_port;
+        sfu.slots = usize::from(args.sfu.sfu_slots);
+        sfu.room_max = args.sfu.sfu_room_max;
+        sfu
+    });
     match (args.turn_tls_addr, args.turn_tls_cert, args.turn_tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             config.tls_listen = Some(addr);
@@ -226,7 +268,13 @@ async fn main() -> anyhow::Result<()> {
         .route("/healthz", get(healthz))
         .with_state(Arc::clone(&node));
     let http = tokio::spawn(async move { axum::serve(metrics_listener, app).await });
-    let heartbeat = start_heartbeat(&args.fleet, args.turn_tls_name.clone(), &node).await?;
+    let heartbeat = start_heartbeat(
+        &args.fleet,
+        args.turn_tls_name.clone(),
+        args.sfu.sfu_control_url.clone(),
+        &node,
+    )
+    .await?;
 
     shutdown_signal().await;
     tracing::info!("shutdown signal: draining");
@@ -256,6 +304,7 @@ async fn main() -> anyhow::Result<()> {
 async fn start_heartbeat(
     args: &FleetArgs,
     tls_name: Option<TlsName>,
+    sfu_control_url: Option<String>,
     node: &Arc<MediaNode>,
 ) -> anyhow::Result<Option<Heartbeat>> {
     let Some(table) = args
@@ -294,6 +343,9 @@ async fn start_heartbeat(
     );
     if let Some(name) = tls_name {
         config = config.with_tls_name(name);
+    }
+    if let Some(url) = sfu_control_url.filter(|u| !u.trim().is_empty()) {
+        config = config.with_sfu_control_url(url);
     }
     tracing::info!(
         table,

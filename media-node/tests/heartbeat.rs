@@ -80,6 +80,12 @@ async fn a_node_registers_reports_load_and_drains() {
         );
         assert_eq!(record.info.state, NodeState::Active);
         assert_eq!(record.info.load.allocations, 0);
+        assert_eq!(record.info.load.sfu_participants, 0);
+        assert_eq!(
+            record.info.sfu_control,
+            node.sfu_control_addr().map(|a| format!("http://{a}")),
+            "the SFU control URL"
+        );
         assert_eq!(record.expires_at - record.heartbeat_at, 30);
 
         // The signaling side places rooms on it.
@@ -259,6 +265,8 @@ async fn the_binary_heartbeats_and_drains_on_sigterm() {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"))
             .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
             .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("TINCAN_SFU_CONTROL_ADDR", "127.0.0.1:0")
+            .env("TINCAN_SFU_UDP_PORT", "0")
             .env("TINCAN_TURN_SECRET", support::SECRET)
             .env("TINCAN_MEDIA_NODES_TABLE", &table)
             .env("DYNAMODB_ENDPOINT", &endpoint)
@@ -324,6 +332,8 @@ async fn the_binary_refuses_a_bad_or_useless_tls_name() {
             let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"))
                 .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
                 .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
+                .env("TINCAN_SFU_CONTROL_ADDR", "127.0.0.1:0")
+                .env("TINCAN_SFU_UDP_PORT", "0")
                 .env("TINCAN_TURN_SECRET", support::SECRET)
                 .env("TINCAN_TURN_TLS_NAME", name)
                 .env_remove("TINCAN_TURN_TLS_ADDR")
@@ -358,6 +368,8 @@ async fn the_binary_logs_why_it_advertises_no_turns() {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"))
             .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
             .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("TINCAN_SFU_CONTROL_ADDR", "127.0.0.1:0")
+            .env("TINCAN_SFU_UDP_PORT", "0")
             .env("TINCAN_TURN_SECRET", support::SECRET)
             .env("TINCAN_TURN_TLS_ADDR", "127.0.0.1:0")
             .env("TINCAN_TURN_TLS_CERT", &cert)

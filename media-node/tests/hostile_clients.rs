@@ -162,7 +162,9 @@ async fn the_binary_refuses_to_start_without_a_strong_secret() {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"));
         cmd.env_remove("TINCAN_TURN_SECRET")
             .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
-            .env("TINCAN_METRICS_ADDR", "127.0.0.1:0");
+            .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
+            .env("TINCAN_SFU_CONTROL_ADDR", "127.0.0.1:0")
+            .env("TINCAN_SFU_UDP_PORT", "0");
         if let Some(secret) = secret {
             cmd.env("TINCAN_TURN_SECRET", secret);
         }

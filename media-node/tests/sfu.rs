@@ -171,6 +171,21 @@ async fn bad_sdp_is_refused_and_a_full_room_is_409() {
         matches!(&err, SfuClientError::Refused { status: 409, code, .. } if code == "room-full"),
         "{err:?}"
     );
+    // Offers with more or fewer receive m-lines than the node has slots
+    // are answered too (the extra m-lines stay silent).
+    for slots in [1, 5] {
+        let (pc, _socket, _) = offer(slots).await.unwrap();
+        let answer = join_offer(
+            &client,
+            control,
+            "shapes",
+            &format!("s{slots}"),
+            pc.local_description().unwrap().sdp,
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.matches("m=audio").count(), slots + 1, "{answer}");
+    }
     // Other rooms are not affected; a leave makes room.
     join_offer(&client, control, "other", "c", browser_offer().await)
         .await
@@ -263,9 +278,15 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
                 .unwrap(),
         );
     }
+    // Someone loud in another room, on the same node.
+    let outsider = Participant::join(control, &secret(), "other-room", "q1", 9, 3, false)
+        .await
+        .unwrap();
+    outsider.speak(Some(1));
     assert!(
         eventually(Duration::from_secs(15), || ps
             .iter()
+            .chain([&outsider])
             .all(|p| p.snapshot(|r| r.connected)))
         .await,
         "every participant connects"
@@ -345,16 +366,76 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
         .await
     );
 
+    // Whoever speaks in a slot, its stream is one: sequence numbers step by
+    // one (loopback loses nothing) and timestamps move forward, across every
+    // change of speaker above.
+    for p in &ps {
+        p.snapshot(|r| {
+            for (slot, packets) in &r.slots {
+                for pair in packets.windows(2) {
+                    let ((_, _, seq_a, ts_a), (_, _, seq_b, ts_b)) = (pair[0], pair[1]);
+                    assert_eq!(seq_b, seq_a.wrapping_add(1), "{} slot {slot}", p.peer);
+                    let step = ts_b.wrapping_sub(ts_a);
+                    assert!(
+                        step > 0 && step < 48_000 * 5,
+                        "{} slot {slot}: {step}",
+                        p.peer
+                    );
+                }
+            }
+        });
+    }
+    // p5 heard p1 and then p4 on the same slot.
+    let switched = ps[4].snapshot(|r| {
+        r.slots.values().any(|packets| {
+            let ids: BTreeSet<u8> = packets.iter().map(|(_, id, _, _)| *id).collect();
+            ids.contains(&1) && ids.contains(&4)
+        })
+    });
+    assert!(switched, "a slot changed speaker");
+
+    // Rooms are apart: the outsider heard nobody, and nobody heard it
+    // (the exact sets above).
+    outsider.snapshot(|r| {
+        assert!(r.slots.values().all(Vec::is_empty), "{:?}", r.slots.keys());
+        assert!(r
+            .speakers
+            .iter()
+            .all(|(_, e)| e.slots.iter().all(Option::is_none)));
+    });
+
+    // Garbage on the media port, and STUN for a ufrag nobody has, harm
+    // nobody.
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media = node.sfu_udp_addr().unwrap();
+    let before = ps[1].snapshot(|r| r.slots.values().map(Vec::len).sum::<usize>());
+    for i in 0..500u32 {
+        let mut datagram = vec![0u8; 20 + (i as usize % 200)];
+        datagram[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+        datagram[..4].copy_from_slice(&i.to_be_bytes());
+        junk.send_to(&datagram, media).await.unwrap();
+    }
+    assert!(
+        eventually(Duration::from_secs(5), || ps[1].snapshot(|r| r
+            .slots
+            .values()
+            .map(Vec::len)
+            .sum::<usize>())
+            > before + 50)
+        .await,
+        "media keeps flowing"
+    );
+
     let metrics = node.metrics();
-    assert_eq!(metrics.sfu_participants, 5);
-    assert_eq!(metrics.sfu_rooms, 1);
+    assert_eq!(metrics.sfu_participants, 6);
+    assert_eq!(metrics.sfu_rooms, 2);
     assert!(metrics.sfu_packets_forwarded > 0);
     assert!(
         metrics.sfu_packets_dropped > 0,
         "the muted publisher's packets"
     );
     let text = metrics.to_prometheus();
-    assert!(text.contains("tincan_sfu_participants 5\n"), "{text}");
+    assert!(text.contains("tincan_sfu_participants 6\n"), "{text}");
 
     // A participant that leaves is removed and frees its slots.
     SfuControlClient::new(secret())
@@ -368,5 +449,91 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
             .all(|p| !heard(p).contains("p3")))
         .await
     );
-    assert_eq!(node.metrics().sfu_participants, 4);
+    assert_eq!(node.metrics().sfu_participants, 5);
+}
+
+#[tokio::test]
+async fn a_draining_node_takes_no_new_participants() {
+    let (node, control) = sfu_node(100).await;
+    let client = SfuControlClient::new(secret()).unwrap();
+    join_offer(&client, control, "room", "a", browser_offer().await)
+        .await
+        .unwrap();
+    node.drain();
+    let err = join_offer(&client, control, "room", "b", browser_offer().await)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SfuClientError::Refused { status: 503, code, .. } if code == "draining"),
+        "{err:?}"
+    );
+    assert!(
+        !node.drained(Duration::from_millis(300)).await,
+        "a participant is left"
+    );
+    client
+        .leave(&format!("http://{control}"), "room", "a", now())
+        .await
+        .unwrap();
+    assert!(node.drained(Duration::from_secs(5)).await);
+}
+
+#[tokio::test]
+async fn the_control_listener_caps_connections_and_cuts_silent_ones() {
+    let node = start_node_with(|config| {
+        if let Some(sfu) = config.sfu.as_mut() {
+            sfu.max_control_requests = 2;
+            sfu.control_header_timeout = Duration::from_secs(1);
+        }
+    })
+    .await;
+    let control = node.sfu_control_addr().unwrap();
+    // Two silent connections hold both places...
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(control).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // ...so a third is closed at once, without a reply.
+    let mut third = tokio::net::TcpStream::connect(control).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("closed, not left hanging")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the third connection gets no reply");
+    // The silent ones are cut after the head timeout, freeing their places.
+    for stream in &mut silent {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("a silent connection is closed");
+        // hyper may answer 408 before closing; either way it ends.
+        if let Ok(n) = read {
+            if n > 0 {
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+                    .await
+                    .expect("then closed");
+            }
+        }
+    }
+    let token = mint(&secret(), "r", "p", now());
+    let mut served = false;
+    for _ in 0..50 {
+        if raw(
+            control,
+            "DELETE",
+            "/sfu/v1/rooms/r/peers/p",
+            Some(&token),
+            "",
+        )
+        .await
+        .0 == 204
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "served again once places are free");
 }

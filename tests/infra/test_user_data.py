@@ -287,6 +287,8 @@ class LiveNode:
             TINCAN_TURN_TLS_KEY=str(key),
             TINCAN_TURN_SECRET="0123456789abcdef0123456789abcdef",
             TINCAN_METRICS_ADDR="127.0.0.1:0",
+            TINCAN_SFU_CONTROL_ADDR="127.0.0.1:0",
+            TINCAN_SFU_UDP_PORT="0",
             TINCAN_LOG_JSON="true",
             RUST_LOG="warn",
         )

@@ -60,6 +60,14 @@ pub struct NodeLoad {
     pub bandwidth_bps: u64,
     /// Process CPU use, percent of one core (may exceed 100).
     pub cpu_percent: f64,
+    /// SFU participants (one peer connection each); 0 in records written
+    /// before the SFU existed.
+    #[serde(default)]
+    pub sfu_participants: u64,
+    /// SFU streams being forwarded (filled receive slots over all
+    /// participants).
+    #[serde(default)]
+    pub sfu_streams: u64,
 }
 
 /// Bits per second of one relayed audio stream (Opus with RTP/UDP/TURN
@@ -70,10 +78,13 @@ pub const AUDIO_STREAM_BPS: u64 = 64_000;
 pub const CPU_HOT_PERCENT: f64 = 85.0;
 
 impl NodeLoad {
-    /// One number to compare nodes by: allocations, or audio streams of
+    /// One number to compare nodes by: allocations plus SFU participants
+    /// (each holds about what a relayed user does), or audio streams of
     /// bandwidth, whichever is larger.
     pub fn score(&self) -> u64 {
-        self.allocations.max(self.bandwidth_bps / AUDIO_STREAM_BPS)
+        self.allocations
+            .saturating_add(self.sfu_participants)
+            .max(self.bandwidth_bps / AUDIO_STREAM_BPS)
     }
 
     /// Too busy to take a room while a cooler node exists.
@@ -106,6 +117,10 @@ pub struct MediaNodeInfo {
     pub relay_port_max: u16,
     pub load: NodeLoad,
     pub state: NodeState,
+    /// The SFU control API's base URL (`http://host:7881`), when the node
+    /// runs the SFU; `None` (and absent from older records) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sfu_control: Option<String>,
 }
 
 /// A registered node as the store holds it.

@@ -22,8 +22,10 @@ fn node(id: &str, allocations: u64, cpu_percent: f64) -> MediaNodeInfo {
             allocations,
             bandwidth_bps: allocations * 64_000,
             cpu_percent,
+            ..NodeLoad::default()
         },
         state: NodeState::Active,
+        sfu_control: None,
     }
 }
 
@@ -169,4 +171,32 @@ async fn a_hot_cpu_node_comes_last_and_no_node_means_none() {
     let nodes = store.list_alive(0).await.expect("list");
     assert!(pick_node(&nodes, 0).is_none());
     assert!(pick_node(&[], 0).is_none());
+}
+
+#[tokio::test]
+async fn sfu_participants_count_as_load() {
+    let store = fleet(1000).await;
+    // The idle node hosts a large SFU room: 80 participants, few allocations.
+    let mut sfu = node("idle", 2, 3.0);
+    sfu.load.sfu_participants = 80;
+    sfu.load.sfu_streams = 240;
+    sfu.sfu_control = Some("http://127.0.0.1:7881".into());
+    assert_eq!(sfu.load.score(), 82);
+    store.heartbeat(sfu, 1001, TTL).await.expect("heartbeat");
+    let nodes = store.list_alive(1001).await.expect("list");
+    assert_eq!(pick_node(&nodes, 1001).expect("a node").info.id, "mid");
+}
+
+#[test]
+fn old_records_without_sfu_fields_parse() {
+    let json = r#"{"id": "n", "region": "local", "turnAddr": "127.0.0.1:3478",
+        "udp": true, "tcp": true, "relayPortMin": 1, "relayPortMax": 2,
+        "load": {"allocations": 3, "bandwidthBps": 0, "cpuPercent": 1.0},
+        "state": "active"}"#;
+    let info: MediaNodeInfo = serde_json::from_str(json).expect("parses");
+    assert_eq!(info.load.sfu_participants, 0);
+    assert_eq!(info.sfu_control, None);
+    let back = serde_json::to_value(&info).expect("serializes");
+    assert!(back.get("sfuControl").is_none());
+    assert_eq!(back["load"]["sfuParticipants"], 0);
 }

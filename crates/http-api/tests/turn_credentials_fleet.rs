@@ -27,8 +27,10 @@ fn node(id: &str, addr: &str, allocations: u64) -> MediaNodeInfo {
             allocations,
             bandwidth_bps: 0,
             cpu_percent: 1.0,
+            ..NodeLoad::default()
         },
         state: NodeState::Active,
+        sfu_control: None,
     }
 }
 

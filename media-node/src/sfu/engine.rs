@@ -16,36 +16,21 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rand::distr::{Alphanumeric, SampleString};
 use rtc::data_channel::RTCDataChannelId;
-use rtc::interceptor::Registry;
-use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
-use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::{RTCDataChannelEvent, RTCPeerConnectionEvent};
 use rtc::peer_connection::message::RTCMessage;
-use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
-use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
-use rtc::rtp_transceiver::rtp_sender::{
-    RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
-    RTCRtpHeaderExtensionCapability, RtpCodecKind,
-};
-use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use rtc::peer_connection::RTCPeerConnection;
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
 use tincan_sfu_control::{ActiveSpeakers, NodeEvent, SlotSpeaker, DATA_CHANNEL_LABEL};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::forward::SlotStream;
+use super::connection::{self, mic_audio_level_id, Slot};
 use super::speakers::{assign, rank, Level};
 use crate::metrics::Metrics;
 use crate::PeerFilter;
 
-/// The audio-level header extension (RFC 6464).
-pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 /// How often speakers are re-evaluated.
 const TICK: Duration = Duration::from_millis(100);
 /// Longest gap between two `active-speakers` events to one participant.
@@ -98,12 +83,6 @@ pub(crate) struct Settings {
     /// The address put in answers' host candidate.
     pub(crate) advertised: SocketAddr,
     pub(crate) peers: PeerFilter,
-}
-
-struct Slot {
-    sender: RTCRtpSenderId,
-    payload_type: u8,
-    stream: SlotStream<u64>,
 }
 
 struct Participant {
@@ -280,7 +259,7 @@ impl Engine {
             JoinError::BadSdp("the offer has no audio m-line to publish on".to_owned())
         })?;
         let ufrag = Alphanumeric.sample_string(&mut rand::rng(), 16);
-        let (pc, slots) = self.answerer(&ufrag, offer, now)?;
+        let (pc, slots) = connection::answerer(&self.settings, &ufrag, offer, now)?;
         let answer = pc
             .local_description()
             .map(|d| d.sdp)
@@ -320,134 +299,6 @@ impl Engine {
         self.pump(key, now);
         self.update_gauges();
         Ok(answer)
-    }
-
-    /// A connection answering `offer`, with its receive slots.
-    fn answerer(
-        &self,
-        ufrag: &str,
-        offer: String,
-        now: Instant,
-    ) -> Result<(RTCPeerConnection, Vec<Slot>), JoinError> {
-        let bad = |e: rtc::shared::error::Error| JoinError::BadSdp(e.to_string());
-        let offer = RTCSessionDescription::offer(offer).map_err(bad)?;
-        let mut media = MediaEngine::default();
-        media
-            .register_codec(opus(), RtpCodecKind::Audio)
-            .map_err(bad)?;
-        media
-            .register_header_extension(
-                RTCRtpHeaderExtensionCapability {
-                    uri: AUDIO_LEVEL_URI.to_owned(),
-                },
-                RtpCodecKind::Audio,
-                Some(RTCRtpTransceiverDirection::Recvonly),
-            )
-            .map_err(bad)?;
-        let registry = configure_rtcp_reports(Registry::new());
-        let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
-        let setting = SettingEngineBuilder::new()
-            .with_lite(true)
-            .with_ice_credentials(ufrag.to_owned(), password)
-            .build();
-        let mut pc = RTCPeerConnectionBuilder::new()
-            .with_configuration(RTCConfigurationBuilder::new().build())
-            .with_media_engine(media)
-            .with_setting_engine(setting)
-            .with_interceptor_registry(registry)
-            .build(now)
-            .map_err(bad)?;
-        let recv = |direction| RTCRtpTransceiverInit {
-            direction,
-            streams: vec![],
-            send_encodings: vec![],
-        };
-        pc.add_transceiver_from_kind(
-            RtpCodecKind::Audio,
-            Some(recv(RTCRtpTransceiverDirection::Recvonly)),
-        )
-        .map_err(bad)?;
-        let stream_id = Alphanumeric.sample_string(&mut rand::rng(), 12);
-        let mut transceivers = Vec::with_capacity(self.settings.slots);
-        for slot in 0..self.settings.slots {
-            let ssrc = rand::random::<u32>();
-            let encoding = RTCRtpEncodingParameters {
-                rtp_coding_parameters: RTCRtpCodingParameters {
-                    ssrc: Some(ssrc),
-                    ..Default::default()
-                },
-                active: true,
-                codec: opus().rtp_codec,
-                ..Default::default()
-            };
-            let track = MediaStreamTrack::new(
-                stream_id.clone(),
-                format!("slot-{slot}"),
-                format!("slot-{slot}"),
-                RtpCodecKind::Audio,
-                vec![encoding.clone()],
-            );
-            let id = pc
-                .add_transceiver_from_track(
-                    track,
-                    Some(RTCRtpTransceiverInit {
-                        direction: RTCRtpTransceiverDirection::Sendonly,
-                        streams: vec![stream_id.clone()],
-                        send_encodings: vec![encoding],
-                    }),
-                )
-                .map_err(bad)?;
-            transceivers.push((id, ssrc));
-        }
-        pc.set_remote_description(now, offer).map_err(bad)?;
-        let candidate = CandidateHostConfig {
-            base_config: CandidateConfig {
-                network: "udp".to_owned(),
-                address: self.settings.advertised.ip().to_string(),
-                port: self.settings.advertised.port(),
-                component: 1,
-                ..Default::default()
-            },
-            ..Default::default()
-        }
-        .new_candidate_host()
-        .map_err(|e| JoinError::BadSdp(e.to_string()))?;
-        let init = RTCIceCandidate::from(&candidate).to_json().map_err(bad)?;
-        pc.add_local_candidate(init).map_err(bad)?;
-        let answer = pc.create_answer(None).map_err(bad)?;
-        pc.set_local_description(now, answer).map_err(bad)?;
-
-        let mut slots = Vec::with_capacity(transceivers.len());
-        for (id, ssrc) in transceivers {
-            let Some(transceiver) = pc.rtp_transceiver(id) else {
-                continue;
-            };
-            // A slot the offer had no m-line for was not negotiated.
-            if transceiver.mid().is_none() {
-                continue;
-            }
-            let Some(sender) = transceiver.sender() else {
-                continue;
-            };
-            let Some(mut rtp_sender) = pc.rtp_sender(sender) else {
-                continue;
-            };
-            let payload_type = rtp_sender
-                .get_parameters()
-                .rtp_parameters
-                .codecs
-                .iter()
-                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
-                .map(|c| c.payload_type);
-            if let Some(payload_type) = payload_type {
-                slots.push(Slot {
-                    sender,
-                    payload_type,
-                    stream: SlotStream::new(ssrc),
-                });
-            }
-        }
-        Ok((pc, slots))
     }
 
     fn datagram(&mut self, data: &[u8], from: SocketAddr) {
@@ -562,6 +413,10 @@ impl Engine {
             let Some(sub) = self.participants.get_mut(&to) else {
                 continue;
             };
+            // Nothing can be sent before DTLS-SRTP is up.
+            if !sub.connected {
+                continue;
+            }
             let mut wrote = false;
             for slot in &mut sub.slots {
                 let Some(out) = slot.stream.rewrite(
@@ -772,20 +627,6 @@ fn flush(socket: &UdpSocket, peers: &PeerFilter, metrics: &Metrics, pc: &mut RTC
     }
 }
 
-/// Opus as browsers offer it.
-fn opus() -> RTCRtpCodecParameters {
-    RTCRtpCodecParameters {
-        rtp_codec: RTCRtpCodec {
-            mime_type: MIME_TYPE_OPUS.to_owned(),
-            clock_rate: 48_000,
-            channels: 2,
-            sdp_fmtp_line: "minptime=10;useinbandfec=1".to_owned(),
-            rtcp_feedback: vec![],
-        },
-        payload_type: 111,
-    }
-}
-
 /// The local ufrag a STUN request is addressed to: the part of its
 /// USERNAME before the colon.
 pub(crate) fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
@@ -810,43 +651,9 @@ pub(crate) fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
     None
 }
 
-/// The audio-level extension id of the offer's first audio m-line (the
-/// microphone): `Some(None)` when it has none, `None` when the offer has
-/// no audio m-line at all.
-pub(crate) fn mic_audio_level_id(sdp: &str) -> Option<Option<u8>> {
-    let mut sections = sdp.split("\nm=").skip(1);
-    let first_audio = sections.find(|s| s.starts_with("audio "))?;
-    let id = first_audio.lines().find_map(|line| {
-        let rest = line.trim().strip_prefix("a=extmap:")?;
-        let (id, uri) = rest.split_once(' ')?;
-        let uri = uri.split_whitespace().next()?;
-        if uri != AUDIO_LEVEL_URI {
-            return None;
-        }
-        // `id` or `id/direction`.
-        id.split('/').next()?.parse::<u8>().ok()
-    });
-    Some(id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_mic_audio_level_id_comes_from_the_first_audio_section() {
-        let sdp = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n\
-                   a=extmap:14 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
-                   a=extmap:1/sendonly urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n\
-                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\n\
-                   a=extmap:2 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
-        assert_eq!(mic_audio_level_id(sdp), Some(Some(1)));
-        let no_ext = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n";
-        assert_eq!(mic_audio_level_id(no_ext), Some(None));
-        assert_eq!(mic_audio_level_id("v=0\r\nm=video 9 X 96\r\n"), None);
-        assert_eq!(mic_audio_level_id("garbage"), None);
-    }
 
     #[test]
     fn stun_username_routes_by_local_ufrag() {
@@ -864,5 +671,20 @@ mod tests {
             stun_local_ufrag(b"\x80\x00rtp packet, not stun at all"),
             None
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_datagram_parses_or_is_refused_without_panic(
+            data in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            stun in proptest::bool::ANY,
+        ) {
+            let mut data = data;
+            if stun && data.len() >= 8 {
+                data[0] &= 0x3f;
+                data[4..8].copy_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+            }
+            let _ = stun_local_ufrag(&data);
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! owns every connection and one UDP socket; the control API ([`control`])
 //! talks to it over a bounded channel.
 
+pub(crate) mod connection;
 pub(crate) mod control;
 pub(crate) mod engine;
 pub(crate) mod forward;

@@ -26,6 +26,11 @@ pub(crate) const RELAY_PORT_MAX: &str = "relayPortMax";
 pub(crate) const ALLOCATIONS: &str = "allocations";
 pub(crate) const BANDWIDTH_BPS: &str = "bandwidthBps";
 pub(crate) const CPU_PERCENT: &str = "cpuPercent";
+/// Optional (absent in items written before the SFU): SFU load.
+pub(crate) const SFU_PARTICIPANTS: &str = "sfuParticipants";
+pub(crate) const SFU_STREAMS: &str = "sfuStreams";
+/// Optional: the SFU control API's base URL.
+pub(crate) const SFU_CONTROL: &str = "sfuControl";
 /// `active` or `draining`.
 pub(crate) const STATE: &str = "state";
 pub(crate) const HEARTBEAT_AT: &str = "heartbeatAt";
@@ -88,6 +93,11 @@ pub(crate) fn node_to_item(info: &MediaNodeInfo, heartbeat_at: u64, expires_at: 
     item.insert(ALLOCATIONS.into(), n(info.load.allocations));
     item.insert(BANDWIDTH_BPS.into(), n(info.load.bandwidth_bps));
     item.insert(CPU_PERCENT.into(), cpu_value(info.load.cpu_percent));
+    item.insert(SFU_PARTICIPANTS.into(), n(info.load.sfu_participants));
+    item.insert(SFU_STREAMS.into(), n(info.load.sfu_streams));
+    if let Some(control) = &info.sfu_control {
+        item.insert(SFU_CONTROL.into(), s(control));
+    }
     item.insert(STATE.into(), state_value(info.state));
     item.insert(HEARTBEAT_AT.into(), n(heartbeat_at));
     item.insert(EXPIRES_AT.into(), n(expires_at));
@@ -124,8 +134,11 @@ pub(crate) fn node_from_item(item: &Item) -> Result<NodeRecord, FleetError> {
                 allocations: get_n(item, ALLOCATIONS, key)?,
                 bandwidth_bps: get_n(item, BANDWIDTH_BPS, key)?,
                 cpu_percent,
+                sfu_participants: get_opt_n(item, SFU_PARTICIPANTS, key)?.unwrap_or(0),
+                sfu_streams: get_opt_n(item, SFU_STREAMS, key)?.unwrap_or(0),
             },
             state,
+            sfu_control: get_opt_s(item, SFU_CONTROL, key)?.map(str::to_owned),
         },
         heartbeat_at: get_n(item, HEARTBEAT_AT, key)?,
         expires_at: get_n(item, EXPIRES_AT, key)?,
@@ -171,6 +184,15 @@ fn get_n(item: &Item, name: &str, key: &str) -> Result<u64, FleetError> {
     }
 }
 
+/// A number that may be absent (items written before it existed).
+fn get_opt_n(item: &Item, name: &str, key: &str) -> Result<Option<u64>, FleetError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::N(value)) => value.parse().map(Some).map_err(|_| corrupt(key, name)),
+        Some(_) => Err(corrupt(key, name)),
+    }
+}
+
 fn get_bool(item: &Item, name: &str, key: &str) -> Result<bool, FleetError> {
     match item.get(name) {
         Some(AttributeValue::Bool(value)) => Ok(*value),
@@ -203,8 +225,11 @@ mod tests {
                 allocations: 12,
                 bandwidth_bps: 768_000,
                 cpu_percent: 12.25,
+                sfu_participants: 7,
+                sfu_streams: 21,
             },
             state: NodeState::Draining,
+            sfu_control: Some("http://203.0.113.7:7881".into()),
         }
     }
 
@@ -223,6 +248,21 @@ mod tests {
         let item = node_to_item(&plain, 100, 130);
         assert!(!item.contains_key(TURNS_ADDR), "absent, not null");
         assert_eq!(node_from_item(&item).expect("decodes").info, plain);
+
+        // Items written before the SFU: no load, no control URL.
+        let mut old = node_to_item(&info(), 100, 130);
+        for name in [SFU_PARTICIPANTS, SFU_STREAMS, SFU_CONTROL] {
+            old.remove(name);
+        }
+        let decoded = node_from_item(&old).expect("decodes").info;
+        assert_eq!(
+            (
+                decoded.load.sfu_participants,
+                decoded.load.sfu_streams,
+                decoded.sfu_control
+            ),
+            (0, 0, None)
+        );
 
         // An item written before the attribute existed: no `turns:`.
         let mut old = node_to_item(&info(), 100, 130);

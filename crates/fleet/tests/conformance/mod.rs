@@ -29,8 +29,10 @@ pub fn node(id: &str, allocations: u64, cpu_percent: f64) -> MediaNodeInfo {
             allocations,
             bandwidth_bps: allocations * 64_000,
             cpu_percent,
+            ..NodeLoad::default()
         },
         state: NodeState::Active,
+        sfu_control: None,
     }
 }
 
