@@ -50,6 +50,7 @@ pub struct Deps {
     sdk: aws_config::SdkConfig,
     store: Arc<dyn ConnectionStore>,
     ice: Arc<dyn IceServerSource>,
+    sfu: Arc<dyn tincan_ws_api::SfuGateway>,
     calls: Option<Arc<dyn CallLog>>,
     apis: Arc<Mutex<HashMap<String, Arc<WsApi>>>>,
 }
@@ -82,8 +83,20 @@ impl Deps {
             }
             _ => None,
         };
+        let sfu_client = match &config.turn_secret {
+            Some(secret) if fleet.is_some() => Some(
+                tincan_ws_api::SfuControlClient::new(secret.clone())
+                    .map_err(|_| ConfigError::Invalid("TINCAN_TURN_SECRET"))?,
+            ),
+            _ => None,
+        };
         let mut deps = Self::new(config, sdk, store);
         if let Some(fleet) = fleet {
+            // Rooms past the mesh size go to the SFU of the node they are
+            // placed on.
+            if let Some(client) = sfu_client {
+                deps.sfu = Arc::new(tincan_ws_api::NodeSfu::new(client, fleet.clone()));
+            }
             deps.ice = fleet;
         }
         // Call history, when MongoDB is configured. `$connect` opens no
@@ -124,6 +137,7 @@ impl Deps {
             sdk,
             store,
             ice,
+            sfu: Arc::new(tincan_ws_api::NoSfu),
             calls: None,
             apis: Arc::default(),
         }
@@ -157,7 +171,7 @@ impl Deps {
             store: self.store.clone(),
             push,
             ice: self.ice.clone(),
-            sfu: Arc::new(tincan_ws_api::NoSfu),
+            sfu: self.sfu.clone(),
             calls: self.calls.clone(),
             // Deleted accounts are refused by the store (deleted-user
             // markers), not by asking MongoDB at every connect.

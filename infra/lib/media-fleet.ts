@@ -32,6 +32,9 @@ const METRIC_NAME = 'TurnAllocations';
 const TURN_PORT = 3478;
 /** The nodes' TURN-over-TLS port, behind the load balancer's 443. */
 const TLS_NODE_PORT = 5349;
+/** The SFU's media port and control API (docs/sfu.md). */
+const SFU_MEDIA_PORT = 3479;
+const SFU_CONTROL_PORT = 7881;
 
 export interface MediaFleet {
   /** The load balancer's TURN address, host:port. */
@@ -55,7 +58,8 @@ export function defineMediaFleet(
   const ifTls = (value: unknown) => Fn.conditionIf(hasTurnTls.logicalId, value, Aws.NO_VALUE);
 
   const securityGroup = new ec2.CfnSecurityGroup(stack, 'MediaNodeSecurityGroup', {
-    groupDescription: 'Tincan media nodes - TURN on 3478 UDP and TCP, UDP relay ports',
+    groupDescription:
+      'Tincan media nodes - TURN on 3478 UDP and TCP, UDP relay ports, SFU media on 3479 UDP and its control API on 7881 TCP',
     vpcId: params.vpcId.valueAsString,
     securityGroupIngress: [
       { ipProtocol: 'udp', fromPort: TURN_PORT, toPort: TURN_PORT, cidrIp: '0.0.0.0/0', description: 'TURN over UDP' },
@@ -67,6 +71,10 @@ export function defineMediaFleet(
         cidrIp: '0.0.0.0/0',
         description: 'TURN relay ports',
       },
+      { ipProtocol: 'udp', fromPort: SFU_MEDIA_PORT, toPort: SFU_MEDIA_PORT, cidrIp: '0.0.0.0/0', description: 'SFU media (one port for every participant)' },
+      // The signaling Lambdas run outside the VPC: every control request
+      // carries a 30-second token signed with the TURN secret (docs/sfu.md).
+      { ipProtocol: 'tcp', fromPort: SFU_CONTROL_PORT, toPort: SFU_CONTROL_PORT, cidrIp: '0.0.0.0/0', description: 'SFU control API (token-authenticated)' },
       ifTls({
         IpProtocol: 'tcp',
         FromPort: TLS_NODE_PORT,

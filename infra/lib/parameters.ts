@@ -20,6 +20,8 @@ export interface TincanParameters {
   accessTokenTtl: CfnParameter;
   refreshTokenTtl: CfnParameter;
   roomMax: CfnParameter;
+  meshMax: CfnParameter;
+  sfuSlots: CfnParameter;
   maxMessageBytes: CfnParameter;
   turnCredentialTtl: CfnParameter;
   turnUrl: CfnParameter;
@@ -102,10 +104,24 @@ export function defineParameters(stack: Stack): TincanParameters {
     }),
     roomMax: p('RoomMax', {
       type: 'Number',
-      default: 8,
+      default: 100,
       minValue: 2,
-      maxValue: 64,
-      description: 'Most peers in one room (a full mesh of audio streams).',
+      maxValue: 100,
+      description: "Most participants in one room (rooms past MeshMax are carried by their media node's SFU).",
+    }),
+    meshMax: p('MeshMax', {
+      type: 'Number',
+      default: 4,
+      minValue: 2,
+      maxValue: 8,
+      description: "Most participants of a peer-to-peer room; the next joiner moves the room to its media node's SFU.",
+    }),
+    sfuSlots: p('SfuSlots', {
+      type: 'Number',
+      default: 3,
+      minValue: 1,
+      maxValue: 16,
+      description: 'Audio slots each SFU participant receives (the loudest speakers).',
     }),
     maxMessageBytes: p('MaxMessageBytes', {
       type: 'Number',

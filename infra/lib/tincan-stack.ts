@@ -382,6 +382,9 @@ export class TincanStack extends Stack {
       TINCAN_JWT_SECRET: resolve(jwtSecret),
       TINCAN_CONNECTIONS_TABLE: connections.tableName,
       TINCAN_ROOM_MAX: params.roomMax.valueAsString,
+      // Rooms past this many go to the SFU of their media node.
+      TINCAN_MESH_MAX: params.meshMax.valueAsString,
+      TINCAN_SFU_SLOTS: params.sfuSlots.valueAsString,
       TINCAN_MAX_MESSAGE: params.maxMessageBytes.valueAsString,
       // A participant whose socket drops may resume within this many seconds.
       TINCAN_RESUME_GRACE_SECS: '30',

@@ -43,6 +43,9 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_NO_TCP": "optional media-node flag: TURN over TCP stays on",
     "TINCAN_REGION": "optional media-node flag: defaults to AWS_REGION, which the user data sets",
     "TINCAN_HEARTBEAT_SECS": "optional media-node flag: the built-in heartbeat interval",
+    "TINCAN_SFU_DISABLED": "optional media-node flag: the SFU runs unless disabled",
+    "TINCAN_SFU_CONTROL_URL": "optional media-node flag: the control URL advertised defaults to the public IP and TINCAN_SFU_CONTROL_ADDR's port",
+    "TINCAN_SFU_ROOM_MAX": "the media node's own cap (the user data sets it to RoomMax); the Lambdas cap rooms with TINCAN_ROOM_MAX",
     "TINCAN_TURN_TLS_ADDR": "set by the user data only with TurnTlsDomain, in a block of its own (test_turn_over_tls_on_443_only_when_configured)",
     "TINCAN_TURN_TLS_CERT": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
     "TINCAN_TURN_TLS_KEY": "optional media-node flag: see TINCAN_TURN_TLS_ADDR",
@@ -656,7 +659,14 @@ def test_media_fleet():
     for name, t in templates():
         sg = resolve_if(t["Resources"]["MediaNodeSecurityGroup"]["Properties"], {"HasTurnTls": False})
         ingress = sorted((r["IpProtocol"], canon(r["FromPort"]), canon(r["ToPort"])) for r in sg["SecurityGroupIngress"])
-        want = sorted([("tcp", "3478", "3478"), ("udp", "3478", "3478"), ("udp", "${RelayPortMin}", "${RelayPortMax}")])
+        want = sorted([
+            ("tcp", "3478", "3478"),
+            ("udp", "3478", "3478"),
+            ("udp", "${RelayPortMin}", "${RelayPortMax}"),
+            # The SFU: media, and the token-authenticated control API.
+            ("udp", "3479", "3479"),
+            ("tcp", "7881", "7881"),
+        ])
         if ingress != want:
             fail(f"{name}: security group opens {ingress}, want exactly {want}")
         asg = t["Resources"]["MediaNodeGroup"]["Properties"]

@@ -47,6 +47,8 @@ SUBSTITUTIONS = {
     "RelayPortMin": "49152",
     "RelayPortMax": "65535",
     "DrainGraceSeconds": "600",
+    "SfuSlots": "3",
+    "RoomMax": "100",
 }
 
 

@@ -189,3 +189,14 @@ impl IceServerSource for FleetIceServers {
         }
     }
 }
+
+/// The SFU of a room is on the node the room is placed on (the same node
+/// whose TURN its participants get), when that node runs one.
+#[async_trait]
+impl tincan_ws_api::SfuLocator for FleetIceServers {
+    async fn control_url(&self, room: &str, now_secs: u64) -> Option<String> {
+        self.node_for_room(room, now_secs)
+            .await
+            .and_then(|node| node.info.sfu_control)
+    }
+}

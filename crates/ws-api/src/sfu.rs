@@ -95,6 +95,13 @@ pub trait SfuLocator: Send + Sync {
     async fn control_url(&self, room: &str, now_secs: u64) -> Option<String>;
 }
 
+#[async_trait]
+impl<T: SfuLocator + ?Sized> SfuLocator for std::sync::Arc<T> {
+    async fn control_url(&self, room: &str, now_secs: u64) -> Option<String> {
+        (**self).control_url(room, now_secs).await
+    }
+}
+
 /// One node for every room: the local stack's embedded media node.
 #[derive(Debug, Clone)]
 pub struct FixedSfuNode(pub String);
