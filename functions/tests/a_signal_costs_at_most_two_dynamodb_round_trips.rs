@@ -1,8 +1,18 @@
 //! DynamoDB round trips per message, counted on the wire: a counting
 //! interceptor on the SDK client sees every HTTP request (retries included)
 //! that the DynamoDB store sends to moto. Behaviour, not timing.
+//!
+//! A `signal` to an attached participant costs two (the sender's connection,
+//! the room); to a detached one three (and a conditional keep, which also
+//! catches a resume that raced it).
 
 use std::sync::{Arc, Mutex};
+
+use tincan_signaling::{resume_hash, Member, ResumeProof, RoomView, Seat};
+use tincan_store::{
+    ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, ResumeOutcome,
+    StoreError,
+};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
@@ -49,6 +59,13 @@ impl Counter {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
+
+    /// Puts back `ops` taken earlier, ahead of any counted since.
+    fn restore(&self, mut ops: Vec<String>) {
+        let mut counted = self.0.lock().unwrap();
+        ops.append(&mut counted);
+        *counted = ops;
+    }
 }
 
 /// Frames pushed to each connection.
@@ -80,9 +97,27 @@ impl RecordingPush {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_signal_costs_at_most_two_dynamodb_round_trips() {
-    let (_moto, endpoint) = MotoServer::start().await.expect("moto starts");
+/// A participant's way back: its peer id and its resume token.
+struct Participant {
+    peer_id: String,
+    token: String,
+}
+
+/// Two connected users, `conn-a` and `conn-b`, in room `counted`, on a
+/// DynamoDB store behind `wrap`, with every round trip counted.
+struct Call {
+    _moto: MotoServer,
+    counter: Counter,
+    api: WsApi,
+    push: Arc<RecordingPush>,
+    tokens: TokenKeys,
+    bob: Participant,
+}
+
+async fn call(
+    wrap: impl FnOnce(Arc<DynamoConnectionStore>, Counter) -> Arc<dyn ConnectionStore>,
+) -> Call {
+    let (moto, endpoint) = MotoServer::start().await.expect("moto starts");
     let counter = Counter::default();
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config(&endpoint))
         .endpoint_url(&endpoint)
@@ -92,7 +127,10 @@ async fn a_signal_costs_at_most_two_dynamodb_round_trips() {
     let table = unique_table_name("round-trips");
     create_table(&client, &table).await.unwrap();
     counter.take();
-    let store = Arc::new(DynamoConnectionStore::new(client, table));
+    let store = wrap(
+        Arc::new(DynamoConnectionStore::new(client, table)),
+        counter.clone(),
+    );
     let push = Arc::new(RecordingPush::default());
     let tokens = TokenKeys::new(SECRET, 900).unwrap();
     let api = WsApi::new(WsApiConfig {
@@ -117,30 +155,254 @@ async fn a_signal_costs_at_most_two_dynamodb_round_trips() {
         eprintln!("{id} joins: {ops:?}");
     }
     let joined = push.take_for("conn-b");
-    let bob = joined
+    let joined = joined
         .iter()
         .find(|f| f["type"] == "joined")
-        .and_then(|f| f["self"]["peerId"].as_str())
-        .expect("bob joined")
-        .to_owned();
+        .expect("bob joined");
+    let bob = Participant {
+        peer_id: joined["self"]["peerId"].as_str().unwrap().to_owned(),
+        token: joined["resume"]["token"].as_str().unwrap().to_owned(),
+    };
+    push.take_for("conn-a");
     counter.take();
+    Call {
+        _moto: moto,
+        counter,
+        api,
+        push,
+        tokens,
+        bob,
+    }
+}
+
+fn signal(to: &str, n: u64) -> String {
+    format!(r#"{{"action":"signal","to":"{to}","data":{{"n":{n}}}}}"#)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_costs_at_most_two_dynamodb_round_trips() {
+    // `_moto` bound, not left to `..`: the server lives until the test ends.
+    let Call {
+        _moto,
+        counter,
+        api,
+        push,
+        bob,
+        ..
+    } = call(|store, _| store).await;
 
     // Warm-up and measured signals alike: the count is per message.
     for i in 0..3 {
-        let body = format!(r#"{{"action":"signal","to":"{bob}","data":{{"n":{i}}}}}"#);
-        api.message("conn-a", &body, T0 + 10 + i).await;
+        api.message("conn-a", &signal(&bob.peer_id, i), T0 + 10 + i)
+            .await;
         let ops = counter.take();
         eprintln!("signal {i}: {ops:?}");
-        assert!(
-            ops.len() <= 2,
-            "signal {i} took {} DynamoDB round trips: {ops:?}",
-            ops.len()
-        );
+        // The sender's connection, then the room: bob is attached there.
+        assert_eq!(ops, ["GetItem", "GetItem"], "signal {i}");
         let got = push.take_for("conn-b");
         assert!(
             got.iter()
                 .any(|f| f["type"] == "signal" && f["data"]["n"] == i),
             "bob got signal {i}: {got:?}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_to_a_detached_participant_costs_three_and_waits_for_its_resume() {
+    // `_moto` bound, not left to `..`: the server lives until the test ends.
+    let Call {
+        _moto,
+        counter,
+        api,
+        push,
+        tokens,
+        bob,
+        ..
+    } = call(|store, _| store).await;
+    api.disconnect("conn-b", T0 + 5).await;
+    eprintln!("bob's socket drops: {:?}", counter.take());
+
+    for i in 0..3 {
+        api.message("conn-a", &signal(&bob.peer_id, i), T0 + 10 + i)
+            .await;
+        let ops = counter.take();
+        eprintln!("signal {i} to detached bob: {ops:?}");
+        // The sender's connection, the room (bob detached), and the keep
+        // conditioned on bob still being detached: one transaction.
+        assert_eq!(
+            ops,
+            ["GetItem", "GetItem", "TransactWriteItems"],
+            "signal {i}"
+        );
+    }
+    assert!(push.take_for("conn-a").is_empty(), "ada is told nothing");
+
+    let token = tokens.issue("bob", "bob", T0 / 1000);
+    api.connect("conn-b2", Some(&token), T0 + 20).await.unwrap();
+    let resume = format!(
+        r#"{{"action":"resume","peerId":"{}","token":"{}"}}"#,
+        bob.peer_id, bob.token
+    );
+    api.message("conn-b2", &resume, T0 + 30).await;
+    eprintln!("bob resumes: {:?}", counter.take());
+    let frames = push.take_for("conn-b2");
+    assert_eq!(frames.len(), 4, "{frames:?}");
+    assert_eq!(frames[0]["type"], "resumed");
+    for (i, frame) in frames[1..].iter().enumerate() {
+        assert_eq!(frame["type"], "signal", "{frame}");
+        assert_eq!(frame["data"]["n"], i, "{frame}");
+    }
+}
+
+/// Bob resumes (and flushes his kept signals, finding none) after ada's
+/// handler read the room showing him detached and before its keep: the keep
+/// finds him attached, and DynamoDB's cancellation returns the room item, so
+/// the signal goes to his new connection at no extra round trip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_racing_its_targets_resume_costs_three_and_follows_it() {
+    let raced = Arc::new(Mutex::new(None::<(Seat, String)>));
+    let hook = raced.clone();
+    // `_moto` bound, not left to `..`: the server lives until the test ends.
+    let Call {
+        _moto,
+        counter,
+        api,
+        push,
+        tokens,
+        bob,
+        ..
+    } = call(move |store, counter| {
+        Arc::new(ResumeBeforeKeep {
+            inner: store,
+            counter,
+            raced: hook,
+        })
+    })
+    .await;
+    api.disconnect("conn-b", T0 + 5).await;
+    let token = tokens.issue("bob", "bob", T0 / 1000);
+    api.connect("conn-b2", Some(&token), T0 + 20).await.unwrap();
+    counter.take();
+
+    let secret = bob.token.split_once('.').expect("room.secret").1;
+    *raced.lock().unwrap() = Some((
+        Seat {
+            peer_id: bob.peer_id.clone(),
+            room: "counted".into(),
+        },
+        resume_hash(secret),
+    ));
+    api.message("conn-a", &signal(&bob.peer_id, 7), T0 + 30)
+        .await;
+    let ops = counter.take();
+    eprintln!("signal racing bob's resume: {ops:?}");
+    assert!(raced.lock().unwrap().is_none(), "the resume ran");
+    assert_eq!(ops, ["GetItem", "GetItem", "TransactWriteItems"]);
+    let got = push.take_for("conn-b2");
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["type"], "signal");
+    assert_eq!(got[0]["data"]["n"], 7);
+}
+
+/// The DynamoDB store, but the first `keep_if_detached` is preceded by a
+/// resume of the seat in `raced` on `conn-b2` and its flush, as if bob's
+/// resume ran between the sender's read and its keep. The resume's own
+/// round trips are not counted against the signal.
+struct ResumeBeforeKeep {
+    inner: Arc<DynamoConnectionStore>,
+    counter: Counter,
+    raced: Arc<Mutex<Option<(Seat, String)>>>,
+}
+
+#[async_trait]
+impl ConnectionStore for ResumeBeforeKeep {
+    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+        self.inner.put(record).await
+    }
+    async fn get(&self, id: &str, now: u64) -> Result<Option<ConnectionRecord>, StoreError> {
+        self.inner.get(id, now).await
+    }
+    async fn remove(&self, id: &str, until: u64) -> Result<Option<ConnectionRecord>, StoreError> {
+        self.inner.remove(id, until).await
+    }
+    async fn connections_of(
+        &self,
+        user: &str,
+        now: u64,
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        self.inner.connections_of(user, now).await
+    }
+    async fn room(&self, room: &str) -> Result<RoomView, StoreError> {
+        self.inner.room(room).await
+    }
+    async fn join(
+        &self,
+        id: &str,
+        room: &str,
+        member: &Member,
+        max: usize,
+        now: u64,
+    ) -> Result<JoinOutcome, StoreError> {
+        self.inner.join(id, room, member, max, now).await
+    }
+    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
+        self.inner.leave(id, seat).await
+    }
+    async fn resume(
+        &self,
+        id: &str,
+        user: &str,
+        seat: &Seat,
+        proof: &ResumeProof,
+        hash: &str,
+        now: u64,
+    ) -> Result<ResumeOutcome, StoreError> {
+        self.inner.resume(id, user, seat, proof, hash, now).await
+    }
+    async fn set_muted(
+        &self,
+        id: &str,
+        seat: &Seat,
+        muted: bool,
+    ) -> Result<Option<RoomView>, StoreError> {
+        self.inner.set_muted(id, seat, muted).await
+    }
+    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
+        self.inner.set_on_sfu(id, seat).await
+    }
+    async fn expire(&self, seat: &Seat, until: u64) -> Result<Option<Departure>, StoreError> {
+        self.inner.expire(seat, until).await
+    }
+    async fn keep_if_detached(
+        &self,
+        seat: &Seat,
+        gone: Option<&str>,
+        msg: &str,
+        max: usize,
+        expires_at: u64,
+    ) -> Result<KeepOutcome, StoreError> {
+        let raced = self.raced.lock().unwrap().take();
+        if let Some((raced, hash)) = raced {
+            let signal_so_far = self.counter.take();
+            let proof = ResumeProof::Token(hash);
+            let resumed = self
+                .inner
+                .resume("conn-b2", "bob", &raced, &proof, "next", T0 + 30)
+                .await?;
+            assert!(matches!(resumed, ResumeOutcome::Resumed { .. }));
+            assert!(self.inner.take_kept(&raced.peer_id).await?.is_empty());
+            self.counter.take();
+            self.counter.restore(signal_so_far);
+        }
+        self.inner
+            .keep_if_detached(seat, gone, msg, max, expires_at)
+            .await
+    }
+    async fn take_kept(&self, peer: &str) -> Result<Vec<String>, StoreError> {
+        self.inner.take_kept(peer).await
+    }
+    async fn expired_members(&self, now: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
+        self.inner.expired_members(now).await
     }
 }

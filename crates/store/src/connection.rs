@@ -123,6 +123,24 @@ pub enum ResumeOutcome {
     Refused,
 }
 
+/// What [`ConnectionStore::keep_if_detached`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeepOutcome {
+    /// The message is kept: the participant was detached (or attached to
+    /// the connection the caller found gone) when it was written, so the
+    /// resume that attaches it again takes the message.
+    Kept,
+    /// The participant's kept-signal box already holds `max`; nothing was
+    /// written.
+    Full,
+    /// The participant is attached to this connection (it resumed since the
+    /// caller read the room); nothing was written: deliver there.
+    Attached(String),
+    /// The participant is not in its room (it left, or its grace ran out);
+    /// nothing was written.
+    NotInRoom,
+}
+
 /// Live connections, participants, rooms and kept signals.
 ///
 /// Every read filters out connection records past their `expires_at`:
@@ -213,16 +231,25 @@ pub trait ConnectionStore: Send + Sync {
         resume_until_ms: u64,
     ) -> Result<Option<Departure>, StoreError>;
 
-    /// Keeps `msg` for detached participant `peer_id`, unless `max` are kept
-    /// already; returns whether it was kept. Kept messages expire at
-    /// `expires_at` (seconds) if nobody takes them.
-    async fn keep(
+    /// Atomically: if participant `seat` is in its room and detached, or
+    /// attached to connection `gone` (one the caller found gone, not yet
+    /// detached), keeps `msg` for it, unless `max` are kept already. Kept
+    /// messages expire at `expires_at` (seconds) if nobody takes them.
+    /// Otherwise writes nothing and says where the participant is.
+    ///
+    /// This is what makes keeping race-free: a resume that commits after
+    /// this keep flushes the message, and one that committed before makes
+    /// it answer [`KeepOutcome::Attached`], so the caller pushes there
+    /// itself. A message is never kept for a participant that is attached
+    /// to a live connection.
+    async fn keep_if_detached(
         &self,
-        peer_id: &str,
+        seat: &Seat,
+        gone: Option<&str>,
         msg: &str,
         max: usize,
         expires_at: u64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<KeepOutcome, StoreError>;
 
     /// Takes (reads and deletes, atomically) every message kept for
     /// `peer_id`, oldest first.
@@ -231,6 +258,22 @@ pub trait ConnectionStore: Send + Sync {
     /// Detached participants whose deadline passed at `now_ms`, in any room
     /// (for a periodic sweep; lazily reaped rooms need not call it).
     async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError>;
+}
+
+/// Where participant `seat` stands for a keep, among `members`: `None`
+/// when it may be kept for (detached, or attached to `gone`), otherwise
+/// why not. The shared rule of every backend's
+/// [`ConnectionStore::keep_if_detached`].
+pub fn keep_refusal(members: &[Member], seat: &Seat, gone: Option<&str>) -> Option<KeepOutcome> {
+    let Some(member) = members.iter().find(|m| m.peer.peer_id == seat.peer_id) else {
+        return Some(KeepOutcome::NotInRoom);
+    };
+    match &member.connection_id {
+        Some(connection) if Some(connection.as_str()) != gone => {
+            Some(KeepOutcome::Attached(connection.clone()))
+        }
+        _ => None,
+    }
 }
 
 /// Applies a resume to `members` in place: the shared rule of every backend.

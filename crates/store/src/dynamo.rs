@@ -11,6 +11,8 @@
 //!   deadline), `version` (bumped by every write) and `expiresAt`;
 //! - **kept-signal items**, `pk` = `kept#<peer id>`: `messages`, signals
 //!   kept for a detached participant until it resumes (bounded), with a TTL;
+//!   appended in one `TransactWriteItems` with a check that the room item
+//!   still shows the participant detached, so no resume strands one;
 //! - **deleted-user markers**, `pk` = `deleted#<user id>`: `expiresAt`, written
 //!   when an account is deleted ([`DynamoConnectionStore::mark_user_deleted`]),
 //!   living as long as an access token of that user could. Every `put` of a
@@ -39,9 +41,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
@@ -49,12 +51,13 @@ use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
 pub use self::item::ROOM_INDEX;
 use self::item::{
     connection_from_item, connection_to_item, deleted_user_key, kept_key, key, n, room_key, s,
-    RoomItem, EXPIRES_AT, MESSAGES, PEER_ID, PK, ROOM, USER_ID, VERSION,
+    RoomItem, EXPIRES_AT, MEMBERS, MEMBER_CONNECTION, MESSAGES, PEER_ID, PK, ROOM, USER_ID,
+    VERSION,
 };
 pub use self::table::{create_table, ensure_table};
 use crate::connection::{
-    apply_detach, apply_resume, ConnectionRecord, ConnectionStore, Departure, JoinOutcome,
-    ResumeOutcome, CONNECTION_TTL_SECS,
+    apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
+    JoinOutcome, KeepOutcome, ResumeOutcome, CONNECTION_TTL_SECS,
 };
 use crate::error::StoreError;
 
@@ -580,42 +583,94 @@ impl ConnectionStore for DynamoConnectionStore {
         .await
     }
 
-    async fn keep(
+    async fn keep_if_detached(
         &self,
-        peer_id: &str,
+        seat: &Seat,
+        gone: Option<&str>,
         msg: &str,
         max: usize,
         expires_at: u64,
-    ) -> Result<bool, StoreError> {
-        let kept = self
-            .client
-            .update_item()
+    ) -> Result<KeepOutcome, StoreError> {
+        // One round trip: a check that the room item shows the participant
+        // detached (or attached to `gone`), and the bounded append, in one
+        // transaction. A resume is a write of the same room item, so it
+        // commits either before (the check fails) or after (its flush takes
+        // the message). On a failed check DynamoDB returns the room item, so
+        // the caller learns the new connection without another read.
+        let mut condition =
+            "attribute_exists(#members.#peer) AND (attribute_not_exists(#members.#peer.#conn)"
+                .to_owned();
+        let mut check = ConditionCheck::builder()
             .table_name(&self.table)
-            .set_key(Some(key(&kept_key(peer_id))))
-            .update_expression(
-                "SET #msgs = list_append(if_not_exists(#msgs, :empty), :msg), #expires = :expires",
-            )
-            .condition_expression("attribute_not_exists(#msgs) OR size(#msgs) < :max")
-            .expression_attribute_names("#msgs", MESSAGES)
-            .expression_attribute_names("#expires", EXPIRES_AT)
-            .expression_attribute_values(":empty", AttributeValue::L(Vec::new()))
-            .expression_attribute_values(":msg", AttributeValue::L(vec![s(msg)]))
-            .expression_attribute_values(":expires", n(expires_at))
-            .expression_attribute_values(":max", n(max as u64))
-            .send()
-            .await;
-        match kept {
-            Ok(_) => Ok(true),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(err) => Err(unavailable("UpdateItem", err)),
+            .set_key(Some(key(&room_key(&seat.room))))
+            .expression_attribute_names("#members", MEMBERS)
+            .expression_attribute_names("#peer", &seat.peer_id)
+            .expression_attribute_names("#conn", MEMBER_CONNECTION)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(gone) = gone {
+            condition.push_str(" OR #members.#peer.#conn = :gone");
+            check = check.expression_attribute_values(":gone", s(gone));
         }
+        condition.push(')');
+        let check = check
+            .condition_expression(condition)
+            .build()
+            .map_err(build_error)?;
+        let append = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(&kept_key(&seat.peer_id))))
+            .update_expression(KEEP_UPDATE)
+            .condition_expression(KEEP_CONDITION)
+            .set_expression_attribute_names(Some(keep_names()))
+            .set_expression_attribute_values(Some(keep_values(msg, max, expires_at)))
+            .build()
+            .map_err(build_error)?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let sent = self
+                .client
+                .transact_write_items()
+                .transact_items(
+                    TransactWriteItem::builder()
+                        .condition_check(check.clone())
+                        .build(),
+                )
+                .transact_items(TransactWriteItem::builder().update(append.clone()).build())
+                .send()
+                .await;
+            let err = match sent {
+                Ok(_) => return Ok(KeepOutcome::Kept),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                err.as_service_error()
+            else {
+                return Err(unavailable("TransactWriteItems", err));
+            };
+            let reasons = cancelled.cancellation_reasons();
+            let failed =
+                |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+            if failed(0) {
+                // The item as it was when the check failed; a backend that
+                // does not return it costs one more read, on this rare path.
+                let room_item = match reasons.first().and_then(|r| r.item()) {
+                    Some(item) => RoomItem::from_item(Some(item))?,
+                    None => self.read_room(&seat.room).await?,
+                };
+                if let Some(refusal) = keep_refusal(&room_item.members, seat, gone) {
+                    return Ok(refusal);
+                }
+                // Re-read, and detached again already: try again.
+            } else if failed(1) {
+                return Ok(KeepOutcome::Full);
+            } else if !reasons
+                .iter()
+                .all(|reason| matches!(reason.code(), None | Some("None" | "TransactionConflict")))
+            {
+                return Err(unavailable("TransactWriteItems", err));
+            }
+            backoff(attempt).await;
+        }
+        Err(contention(&format!("kept signals of {}", seat.peer_id)))
     }
 
     async fn take_kept(&self, peer_id: &str) -> Result<Vec<String>, StoreError> {
@@ -654,6 +709,28 @@ impl ConnectionStore for DynamoConnectionStore {
         }
         Ok(expired)
     }
+}
+
+/// The bounded append of one message to a kept-signal item (over
+/// [`keep_names`] and [`keep_values`]).
+const KEEP_UPDATE: &str =
+    "SET #msgs = list_append(if_not_exists(#msgs, :empty), :msg), #expires = :expires";
+const KEEP_CONDITION: &str = "attribute_not_exists(#msgs) OR size(#msgs) < :max";
+
+fn keep_names() -> HashMap<String, String> {
+    HashMap::from([
+        ("#msgs".to_owned(), MESSAGES.to_owned()),
+        ("#expires".to_owned(), EXPIRES_AT.to_owned()),
+    ])
+}
+
+fn keep_values(msg: &str, max: usize, expires_at: u64) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (":empty".to_owned(), AttributeValue::L(Vec::new())),
+        (":msg".to_owned(), AttributeValue::L(vec![s(msg)])),
+        (":expires".to_owned(), n(expires_at)),
+        (":max".to_owned(), n(max as u64)),
+    ])
 }
 
 fn now_secs() -> u64 {

@@ -22,8 +22,8 @@ pub mod testing;
 
 pub use crate::apigw_push::ApiGatewayPush;
 pub use crate::connection::{
-    apply_detach, apply_resume, ConnectionRecord, ConnectionStore, Departure, JoinOutcome,
-    ResumeOutcome, CONNECTION_TTL_SECS,
+    apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
+    JoinOutcome, KeepOutcome, ResumeOutcome, CONNECTION_TTL_SECS,
 };
 pub use crate::dynamo::{create_table, ensure_table, DynamoConnectionStore, ROOM_INDEX};
 pub use crate::error::StoreError;

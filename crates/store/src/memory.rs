@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
 
 use crate::connection::{
-    apply_detach, apply_resume, ConnectionRecord, ConnectionStore, Departure, JoinOutcome,
-    ResumeOutcome,
+    apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
+    JoinOutcome, KeepOutcome, ResumeOutcome,
 };
 use crate::error::StoreError;
 
@@ -27,6 +27,17 @@ impl State {
             room: room.to_owned(),
             members: self.rooms.get(room).cloned().unwrap_or_default(),
         }
+    }
+
+    /// Appends `msg` to `peer_id`'s kept signals unless `max` are kept.
+    fn keep(&mut self, peer_id: &str, msg: &str, max: usize, expires_at: u64) -> bool {
+        let (queue, expiry) = self.kept.entry(peer_id.to_owned()).or_default();
+        if queue.len() >= max {
+            return false;
+        }
+        queue.push_back(msg.to_owned());
+        *expiry = expires_at;
+        true
     }
 
     /// Takes `peer_id` out of `room` if `pred` holds for it.
@@ -247,21 +258,24 @@ impl ConnectionStore for MemoryConnectionStore {
         }))
     }
 
-    async fn keep(
+    async fn keep_if_detached(
         &self,
-        peer_id: &str,
+        seat: &Seat,
+        gone: Option<&str>,
         msg: &str,
         max: usize,
         expires_at: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<KeepOutcome, StoreError> {
         Ok(self.with(|s| {
-            let (queue, expiry) = s.kept.entry(peer_id.to_owned()).or_default();
-            if queue.len() >= max {
-                return false;
+            let members = s.rooms.get(&seat.room).map_or(&[][..], Vec::as_slice);
+            if let Some(refusal) = keep_refusal(members, seat, gone) {
+                return refusal;
             }
-            queue.push_back(msg.to_owned());
-            *expiry = expires_at;
-            true
+            if s.keep(&seat.peer_id, msg, max, expires_at) {
+                KeepOutcome::Kept
+            } else {
+                KeepOutcome::Full
+            }
         }))
     }
 

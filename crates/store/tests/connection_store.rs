@@ -39,6 +39,21 @@ async fn dynamo_backend_resume_racing_expiry_has_one_winner() {
     .expect("finished in time");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_backend_keeps_racing_a_resume_strand_nothing() {
+    conformance::keeps_racing_a_resume_strand_nothing(Arc::new(MemoryConnectionStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamo_backend_keeps_racing_a_resume_strand_nothing() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, store) = dynamo_store().await;
+        conformance::keeps_racing_a_resume_strand_nothing(Arc::new(store)).await;
+    })
+    .await
+    .expect("finished in time");
+}
+
 /// A moto server with a fresh connections table; the server dies with the
 /// returned guard.
 async fn dynamo_store() -> (MotoServer, DynamoConnectionStore) {

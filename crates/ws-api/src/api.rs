@@ -10,8 +10,8 @@ use tincan_signaling::{
     Sender, ServerMessage,
 };
 use tincan_store::{
-    ConnectionRecord, ConnectionStore, Departure, JoinOutcome, Push, PushError, ResumeOutcome,
-    StoreError,
+    ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, Push, PushError,
+    ResumeOutcome, StoreError,
 };
 use tincan_token::{TokenError, TokenKeys};
 use tracing::{debug, info, warn};
@@ -31,6 +31,10 @@ const MAX_CONCURRENT_PUSHES: usize = 16;
 
 /// How long kept signals outlive the grace, for a resume at its last moment.
 const KEPT_SLACK_SECS: u64 = 60;
+
+/// Most new connections one signal follows its participant to (each found
+/// gone in turn) before it is dropped.
+const MAX_FOLLOWS: usize = 3;
 
 /// What the handlers need, all behind traits.
 #[derive(Clone)]
@@ -407,7 +411,7 @@ impl WsApi {
                     .core
                     .announce_resume(sender, &member, &room, grant, &ice);
                 self.deliver_all(effects, &seat.room, now_ms, gone).await;
-                self.flush_kept(&seat.peer_id, &sender.connection_id, now_ms, gone)
+                self.flush_kept(&seat, &sender.connection_id, now_ms, gone)
                     .await;
             }
             Effect::SetMuted { seat, muted } => {
@@ -555,79 +559,101 @@ impl WsApi {
         gone: &mut VecDeque<String>,
     ) {
         let text = msg.to_json();
+        let mut found_gone = None;
         if let Some(to) = connection_id {
             match self.push(to, &text, gone).await {
                 Pushed::Delivered | Pushed::Failed => return,
-                Pushed::Gone => {}
+                Pushed::Gone => found_gone = Some(to.to_owned()),
             }
         }
         if !matches!(msg, ServerMessage::Signal { .. }) {
             return;
         }
-        let store = &self.config.store;
-        match store
-            .keep(
-                peer_id,
-                &text,
-                self.core.limits().mailbox_max,
-                self.kept_until(now_ms),
-            )
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                warn!(peer_id, "kept-signal box full; signal dropped");
-                return;
-            }
-            Err(err) => {
-                warn!(peer_id, error = %err, "could not keep a signal");
-                return;
-            }
-        }
-        // The participant may have resumed between our read and our keep:
-        // then its resume may have flushed before our keep landed, so flush
-        // again. Taking is atomic, so nothing is delivered twice.
-        match store.room(room).await {
-            Ok(view) => {
-                if let Some(to) = view
-                    .member(peer_id)
-                    .and_then(|m| m.connection_id.clone())
-                    .filter(|c| Some(c.as_str()) != connection_id)
-                {
-                    self.flush_kept(peer_id, &to, now_ms, gone).await;
-                }
-            }
-            Err(err) => warn!(room, error = %err, "could not re-read a room"),
-        }
+        let seat = Seat {
+            peer_id: peer_id.to_owned(),
+            room: room.to_owned(),
+        };
+        self.keep_or_follow(&seat, found_gone, &text, now_ms, gone)
+            .await;
     }
 
-    /// Delivers every signal kept for `peer_id` to `connection_id`.
+    /// Keeps signal `text` for participant `seat` if the store shows it
+    /// detached (or attached to `found_gone`), in one store call; if it
+    /// resumed since the room was read, pushes it to its new connection
+    /// instead. The keep is conditioned on the participant being detached,
+    /// so no resume can take the kept signals between our read and our
+    /// keep: a resume after the keep flushes it, one before redirects it.
+    async fn keep_or_follow(
+        &self,
+        seat: &Seat,
+        mut found_gone: Option<String>,
+        text: &str,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) {
+        let peer_id = seat.peer_id.as_str();
+        let max = self.core.limits().mailbox_max;
+        for _ in 0..MAX_FOLLOWS {
+            let outcome = self
+                .config
+                .store
+                .keep_if_detached(
+                    seat,
+                    found_gone.as_deref(),
+                    text,
+                    max,
+                    self.kept_until(now_ms),
+                )
+                .await;
+            match outcome {
+                Ok(KeepOutcome::Kept) => return,
+                Ok(KeepOutcome::Full) => {
+                    warn!(peer_id, "kept-signal box full; signal dropped");
+                    return;
+                }
+                Ok(KeepOutcome::NotInRoom) => {
+                    debug!(peer_id, "signal for a participant that left; dropped");
+                    return;
+                }
+                Ok(KeepOutcome::Attached(to)) => match self.push(&to, text, gone).await {
+                    Pushed::Delivered | Pushed::Failed => return,
+                    Pushed::Gone => found_gone = Some(to),
+                },
+                Err(err) => {
+                    warn!(peer_id, error = %err, "could not keep a signal");
+                    return;
+                }
+            }
+        }
+        warn!(
+            peer_id,
+            "signal dropped: its participant's connections kept going away"
+        );
+    }
+
+    /// Delivers every signal kept for participant `seat` to `connection_id`.
     async fn flush_kept(
         &self,
-        peer_id: &str,
+        seat: &Seat,
         connection_id: &str,
         now_ms: u64,
         gone: &mut VecDeque<String>,
     ) {
-        let kept = match self.config.store.take_kept(peer_id).await {
+        let kept = match self.config.store.take_kept(&seat.peer_id).await {
             Ok(kept) => kept,
             Err(err) => {
-                warn!(peer_id, error = %err, "could not take kept signals");
+                warn!(peer_id = %seat.peer_id, error = %err, "could not take kept signals");
                 return;
             }
         };
-        let limits = self.core.limits();
         let mut rest = kept.into_iter();
         for text in rest.by_ref() {
             if let Pushed::Gone = self.push(connection_id, &text, gone).await {
                 // Cut again mid-flush: keep this and the rest for the next
-                // resume.
-                let expires_at = self.kept_until(now_ms);
+                // resume, or follow the participant if it resumed already.
+                let found_gone = Some(connection_id.to_owned());
                 for text in std::iter::once(text).chain(rest.by_ref()) {
-                    let _ = self
-                        .config
-                        .store
-                        .keep(peer_id, &text, limits.mailbox_max, expires_at)
+                    self.keep_or_follow(seat, found_gone.clone(), &text, now_ms, gone)
                         .await;
                 }
                 return;

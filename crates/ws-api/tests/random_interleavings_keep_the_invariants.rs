@@ -23,8 +23,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use tincan_signaling::{Limits, Member, ResumeProof, RoomView, Seat};
 use tincan_store::{
-    ConnectionRecord, ConnectionStore, Departure, JoinOutcome, MemoryConnectionStore, Push,
-    PushError, ResumeOutcome, StoreError,
+    ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, MemoryConnectionStore,
+    Push, PushError, ResumeOutcome, StoreError,
 };
 use tincan_token::TokenKeys;
 use tincan_ws_api::{NoIceServers, WsApi, WsApiConfig};
@@ -137,9 +137,16 @@ impl ConnectionStore for Shuffled {
         self.shuffle().await;
         self.inner.expire(seat, until).await
     }
-    async fn keep(&self, peer: &str, msg: &str, max: usize, exp: u64) -> Result<bool, StoreError> {
+    async fn keep_if_detached(
+        &self,
+        seat: &Seat,
+        gone: Option<&str>,
+        msg: &str,
+        max: usize,
+        exp: u64,
+    ) -> Result<KeepOutcome, StoreError> {
         self.shuffle().await;
-        self.inner.keep(peer, msg, max, exp).await
+        self.inner.keep_if_detached(seat, gone, msg, max, exp).await
     }
     async fn take_kept(&self, peer: &str) -> Result<Vec<String>, StoreError> {
         self.shuffle().await;

@@ -28,6 +28,9 @@ pub(crate) const EXPIRES_AT: &str = "expiresAt";
 /// resume hash, `j` joined at, `c` connection while attached, `r` resume
 /// deadline while detached).
 pub(crate) const MEMBERS: &str = "members";
+/// In a room item's member: the connection it is attached to; absent while
+/// detached.
+pub(crate) const MEMBER_CONNECTION: &str = "c";
 /// Room items: bumped by every write, for optimistic concurrency.
 pub(crate) const VERSION: &str = "version";
 
@@ -109,7 +112,7 @@ fn member_to_value(member: &Member) -> AttributeValue {
         ("j".to_owned(), n(member.joined_at_ms)),
     ]);
     if let Some(connection) = &member.connection_id {
-        map.insert("c".into(), s(connection));
+        map.insert(MEMBER_CONNECTION.into(), s(connection));
     }
     if let Some(until) = member.resume_until_ms {
         map.insert("r".into(), n(until));
@@ -139,8 +142,8 @@ fn member_from_value(
             },
         },
         connection_id: map
-            .get("c")
-            .map(|_| get_s(map, "c", key).map(str::to_owned))
+            .get(MEMBER_CONNECTION)
+            .map(|_| get_s(map, MEMBER_CONNECTION, key).map(str::to_owned))
             .transpose()?,
         resume_until_ms: map.get("r").map(|_| get_n(map, "r", key)).transpose()?,
         resume_hash: get_s(map, "h", key)?.to_owned(),

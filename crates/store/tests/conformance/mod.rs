@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tincan_signaling::{resume_hash, Member, Peer, ResumeProof, Seat};
-use tincan_store::{ConnectionRecord, ConnectionStore, JoinOutcome, ResumeOutcome};
+use tincan_store::{ConnectionRecord, ConnectionStore, JoinOutcome, KeepOutcome, ResumeOutcome};
 
 const NOW_MS: u64 = 1_700_000_000_000;
 const NOW: u64 = NOW_MS / 1000;
@@ -69,6 +69,8 @@ pub(crate) async fn run_all(store: &dyn ConnectionStore) {
     moving_rooms_frees_the_old_seat_atomically(store).await;
     resume_rules(store).await;
     kept_signals_are_bounded_and_taken_once(store).await;
+    a_signal_is_kept_only_for_a_detached_participant(store).await;
+    a_keep_after_a_resume_points_at_the_new_connection(store).await;
     connections_of_a_user(store).await;
 }
 
@@ -384,18 +386,175 @@ async fn resume_rules(store: &dyn ConnectionStore) {
 }
 
 async fn kept_signals_are_bounded_and_taken_once(store: &dyn ConnectionStore) {
+    store.put(&record("kp-c", NOW_MS)).await.unwrap();
+    joined(store, "kp-c", "kp-1", "kp", 4).await;
+    store.remove("kp-c", NOW_MS + 30_000).await.unwrap();
     for n in 0..5 {
         let kept = store
-            .keep("kp-1", &format!("m{n}"), 3, NOW + 60)
+            .keep_if_detached(&seat("kp-1", "kp"), None, &format!("m{n}"), 3, NOW + 60)
             .await
             .unwrap();
-        assert_eq!(kept, n < 3, "message {n}");
+        let expected = if n < 3 {
+            KeepOutcome::Kept
+        } else {
+            KeepOutcome::Full
+        };
+        assert_eq!(kept, expected, "message {n}");
     }
     assert_eq!(
         store.take_kept("kp-1").await.unwrap(),
         ["m0", "m1", "m2"].map(String::from)
     );
     assert!(store.take_kept("kp-1").await.unwrap().is_empty());
+}
+
+async fn a_signal_is_kept_only_for_a_detached_participant(store: &dyn ConnectionStore) {
+    for id in ["kd-1", "kd-2"] {
+        store.put(&record(id, NOW_MS)).await.unwrap();
+    }
+    joined(store, "kd-1", "kd1", "kd", 4).await;
+    joined(store, "kd-2", "kd2", "kd", 4).await;
+    let s1 = seat("kd1", "kd");
+    let keep = |seat: Seat, gone: Option<&'static str>, msg: &'static str| async move {
+        store
+            .keep_if_detached(&seat, gone, msg, 2, NOW + 60)
+            .await
+            .unwrap()
+    };
+    // Attached: nothing kept, the caller is told where to push.
+    assert_eq!(
+        keep(s1.clone(), None, "x").await,
+        KeepOutcome::Attached("kd-1".into())
+    );
+    assert_eq!(
+        keep(s1.clone(), Some("kd-other"), "x").await,
+        KeepOutcome::Attached("kd-1".into())
+    );
+    assert!(store.take_kept("kd1").await.unwrap().is_empty());
+    // Attached to the connection the caller found gone: kept.
+    assert_eq!(keep(s1.clone(), Some("kd-1"), "a").await, KeepOutcome::Kept);
+    // Detached: kept, up to the bound.
+    store.remove("kd-1", NOW_MS + 30_000).await.unwrap();
+    assert_eq!(keep(s1.clone(), None, "b").await, KeepOutcome::Kept);
+    assert_eq!(keep(s1.clone(), Some("kd-1"), "c").await, KeepOutcome::Full);
+    assert_eq!(
+        store.take_kept("kd1").await.unwrap(),
+        ["a", "b"].map(String::from)
+    );
+    // Not in the room, or no such room: nothing kept.
+    assert_eq!(
+        keep(seat("nobody", "kd"), None, "x").await,
+        KeepOutcome::NotInRoom
+    );
+    assert_eq!(
+        keep(seat("kd1", "kd-nowhere"), None, "x").await,
+        KeepOutcome::NotInRoom
+    );
+    store.leave("kd-2", &seat("kd2", "kd")).await.unwrap();
+    assert_eq!(
+        keep(seat("kd2", "kd"), Some("kd-2"), "x").await,
+        KeepOutcome::NotInRoom
+    );
+    assert!(store.take_kept("kd2").await.unwrap().is_empty());
+    assert!(store.take_kept("nobody").await.unwrap().is_empty());
+}
+
+/// A sender read the room with its target detached; the target resumed and
+/// took its kept signals before the sender's keep. The keep must not leave
+/// the signal where nobody will take it: it answers the new connection.
+async fn a_keep_after_a_resume_points_at_the_new_connection(store: &dyn ConnectionStore) {
+    store.put(&record("kr-1", NOW_MS)).await.unwrap();
+    joined(store, "kr-1", "kr1", "kr", 4).await;
+    store.remove("kr-1", NOW_MS + 30_000).await.unwrap();
+    let s = seat("kr1", "kr");
+    let before = store.room("kr").await.unwrap();
+    assert_eq!(before.member("kr1").unwrap().connection_id, None);
+    store
+        .put(&ConnectionRecord::new("kr-2", "user-kr-1", "again", NOW_MS))
+        .await
+        .unwrap();
+    let proof = ResumeProof::Token(resume_hash("secret-kr1"));
+    let resumed = store
+        .resume("kr-2", "user-kr-1", &s, &proof, "h2", NOW_MS)
+        .await
+        .unwrap();
+    assert!(matches!(resumed, ResumeOutcome::Resumed { .. }));
+    assert!(store.take_kept("kr1").await.unwrap().is_empty());
+    assert_eq!(
+        store
+            .keep_if_detached(&s, None, "late", 64, NOW + 60)
+            .await
+            .unwrap(),
+        KeepOutcome::Attached("kr-2".into())
+    );
+    assert!(store.take_kept("kr1").await.unwrap().is_empty());
+}
+
+/// Keeps racing a resume and its flush (take): every signal is either kept
+/// before the resume (and so taken by its flush) or answered with the new
+/// connection; none is left behind, whatever the interleaving.
+pub(crate) async fn keeps_racing_a_resume_strand_nothing(store: Arc<dyn ConnectionStore>) {
+    const SIGNALS: usize = 6;
+    for round in 0..6 {
+        let conn = format!("kx-{round}");
+        let peer = format!("kxp-{round}");
+        let room = format!("kx-room-{round}");
+        store.put(&record(&conn, NOW_MS)).await.unwrap();
+        joined(&*store, &conn, &peer, &room, 4).await;
+        store.remove(&conn, NOW_MS + 30_000).await.unwrap();
+        let again = format!("kx-again-{round}");
+        let user = format!("user-{conn}");
+        store
+            .put(&ConnectionRecord::new(&again, &user, "again", NOW_MS))
+            .await
+            .unwrap();
+        let s = seat(&peer, &room);
+        let resumer = {
+            let (store, s, again) = (store.clone(), s.clone(), again.clone());
+            let proof = ResumeProof::Token(resume_hash(&format!("secret-{peer}")));
+            tokio::spawn(async move {
+                let outcome = store
+                    .resume(&again, &user, &s, &proof, "next", NOW_MS)
+                    .await
+                    .unwrap();
+                assert!(matches!(outcome, ResumeOutcome::Resumed { .. }));
+                store.take_kept(&s.peer_id).await.unwrap()
+            })
+        };
+        let keepers: Vec<_> = (0..SIGNALS)
+            .map(|i| {
+                let (store, s) = (store.clone(), s.clone());
+                tokio::spawn(async move {
+                    let msg = format!("m{i}");
+                    let outcome = store
+                        .keep_if_detached(&s, None, &msg, 64, NOW + 60)
+                        .await
+                        .unwrap();
+                    (msg, outcome)
+                })
+            })
+            .collect();
+        let mut kept = BTreeSet::new();
+        for keeper in keepers {
+            let (msg, outcome) = keeper.await.unwrap();
+            match outcome {
+                KeepOutcome::Kept => {
+                    kept.insert(msg);
+                }
+                KeepOutcome::Attached(to) => assert_eq!(to, again, "round {round}"),
+                other => panic!("round {round}: {msg}: {other:?}"),
+            }
+        }
+        let flushed: BTreeSet<String> = resumer.await.unwrap().into_iter().collect();
+        assert_eq!(
+            flushed, kept,
+            "round {round}: the resume's flush took every kept signal"
+        );
+        assert!(
+            store.take_kept(&peer).await.unwrap().is_empty(),
+            "round {round}: a signal was stranded"
+        );
+    }
 }
 
 /// Ten connections join a room of four at once: exactly four get in, and of
