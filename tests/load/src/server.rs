@@ -30,7 +30,7 @@ pub(crate) fn load_config(
     config.jwt_secret = Some(SECRET.into());
     config.users_must_exist = false;
     config.turn_addr = None;
-    config.room_max = 8;
+    config.room_max = Some(8);
     Ok(config)
 }
 
