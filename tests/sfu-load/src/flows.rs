@@ -125,12 +125,27 @@ fn start_publishing(
     Peer::publish(publisher, move || schedule.level(i, Instant::now()));
 }
 
-/// Tincan: sign in, join, wait for SFU mode, offer to the node.
-pub(crate) async fn tincan(shared: Arc<Shared>, i: usize) -> Result<Live> {
+/// A Tincan participant in its room, not yet on the SFU.
+pub(crate) struct InRoom {
+    index: usize,
+    signaling: Signaling,
+    /// The slot count once the room is in SFU mode.
+    slots: Option<usize>,
+}
+
+impl InRoom {
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+}
+
+/// Tincan, first half: sign in, open the signaling socket, join.
+pub(crate) async fn tincan_join(shared: Arc<Shared>, i: usize) -> Result<InRoom> {
     let username = format!("sfuload{}x{i}", shared.room);
     let token = tincan::sign_in(&shared.http, &shared.url, &username).await?;
-    let mut signaling = Signaling::connect(&shared.url, &token).await?;
+    let signaling = Signaling::connect(&shared.url, &token).await?;
     signaling.send(json!({"action": "join", "room": shared.room}))?;
+    let mut signaling = signaling;
     let joined = signaling.expect(&["joined"]).await?;
     let me = joined["self"]["peerId"]
         .as_str()
@@ -139,16 +154,31 @@ pub(crate) async fn tincan(shared: Arc<Shared>, i: usize) -> Result<Live> {
     if let Ok(mut ids) = shared.peer_ids.lock() {
         ids.insert(me, i as u32);
     }
-    let slots = match tincan::sfu_slots(&joined) {
+    if shared.schedule.is_muted(i) {
+        signaling.send(json!({"action": "mute", "muted": true}))?;
+    }
+    Ok(InRoom {
+        index: i,
+        slots: tincan::sfu_slots(&joined),
+        signaling,
+    })
+}
+
+/// Tincan, second half (once everyone has joined, so the room has moved to
+/// the SFU): the offer laid out in docs/sfu.md, `sfu-offer`, `sfu-answer`.
+pub(crate) async fn tincan_connect(shared: Arc<Shared>, joined: InRoom) -> Result<Live> {
+    let InRoom {
+        index: i,
+        mut signaling,
+        slots,
+    } = joined;
+    let slots = match slots {
         Some(slots) => slots,
         None => {
             let moved = signaling.expect(&["room-mode"]).await?;
             tincan::sfu_slots(&moved).ok_or_else(|| anyhow!("room-mode without sfu: {moved}"))?
         }
     };
-    if shared.schedule.is_muted(i) {
-        signaling.send(json!({"action": "mute", "muted": true}))?;
-    }
 
     let mut peer = Peer::new(shared.bind_ip, vec![]).await?;
     let track = peer

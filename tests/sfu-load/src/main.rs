@@ -181,13 +181,7 @@ async fn main() -> Result<()> {
     let setup_started = Instant::now();
     let janus_room = room_number(&cli.room);
     let (live, failures) = match cli.system {
-        System::Tincan => {
-            let s = Arc::clone(&shared);
-            join_all(cli.participants, cli.concurrency, move |i| {
-                flows::tincan(Arc::clone(&s), i)
-            })
-            .await
-        }
+        System::Tincan => tincan(&shared, &cli).await,
         System::JanusVideoroom => videoroom(&shared, &cli, janus_room).await?,
         System::JanusAudiobridge => {
             create_janus_room(
@@ -315,10 +309,15 @@ async fn main() -> Result<()> {
 type Joined = (Vec<Live>, Vec<(usize, anyhow::Error)>);
 
 /// Runs `join(i)` for every participant, `concurrency` at a time.
-async fn join_all<F, Fut>(n: usize, concurrency: usize, join: F) -> Joined
+async fn join_all<T, F, Fut>(
+    n: usize,
+    concurrency: usize,
+    join: F,
+) -> (Vec<T>, Vec<(usize, anyhow::Error)>)
 where
+    T: Indexed + Send + 'static,
     F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = Result<Live>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T>> + Send + 'static,
 {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
@@ -331,6 +330,53 @@ where
         });
     }
     let (mut live, mut failed) = (Vec::new(), Vec::new());
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok((_, Ok(p))) => live.push(p),
+            Ok((i, Err(e))) => failed.push((i, e)),
+            Err(e) => failed.push((usize::MAX, e.into())),
+        }
+    }
+    live.sort_by_key(|p| p.index());
+    (live, failed)
+}
+
+/// Something that belongs to one participant.
+trait Indexed {
+    fn index(&self) -> usize;
+}
+
+impl Indexed for Live {
+    fn index(&self) -> usize {
+        self.index
+    }
+}
+
+impl Indexed for flows::InRoom {
+    fn index(&self) -> usize {
+        self.index()
+    }
+}
+
+/// Tincan: everyone joins first (the room moves to the SFU as it passes
+/// the mesh size), then everyone connects to the node.
+async fn tincan(shared: &Arc<Shared>, cli: &Cli) -> Joined {
+    let s = Arc::clone(shared);
+    let (joined, mut failed) = join_all(cli.participants, cli.concurrency, move |i| {
+        flows::tincan_join(Arc::clone(&s), i)
+    })
+    .await;
+    let gate = Arc::new(Semaphore::new(cli.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in joined {
+        let (s, gate) = (Arc::clone(shared), Arc::clone(&gate));
+        tasks.spawn(async move {
+            let _permit = gate.acquire_owned().await;
+            let i = p.index();
+            (i, flows::tincan_connect(s, p).await)
+        });
+    }
+    let mut live = Vec::new();
     while let Some(done) = tasks.join_next().await {
         match done {
             Ok((_, Ok(p))) => live.push(p),
