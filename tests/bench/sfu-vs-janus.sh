@@ -10,10 +10,10 @@
 # each one subscribes to the speakers but itself (the tool picks them:
 # VideoRoom has no speaker selection); on AudioBridge each one receives the
 # mix. Printed per system and room size: loss, one-way latency through the
-# server (p50/p99; none for the mix), server CPU per forwarded packet and in
-# all (from /proc/PID/stat, measurement window only), server RSS per
-# participant, downlink per participant, mismatches between Tincan's
-# active-speakers events and the packets in the slots; then the
+# server (p50/p99; none for the mix), server CPU per forwarded packet, per
+# published packet (the unit in which a mixer compares fairly) and in all
+# (from /proc/PID/stat, measurement window only), server RSS and downlink
+# per participant, mismatches between Tincan's active-speakers events and the packets in the slots; then the
 # Tincan/Janus ratios. Manual, not part of the test suite.
 #
 #   bash tests/bench/sfu-vs-janus.sh                      # 10, 50, 100 participants, 3 speaking
@@ -215,11 +215,11 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
 print(f"{'system':<18} {'N':>4} {'joined':>6} {'recv pkts':>9} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7} "
-      f"{'CPU %':>6} {'CPU us/pkt':>10} {'RSS KiB/p':>9} {'down kbit/s/p':>13} {'mismatch':>8} {'tool CPU %':>10}")
+      f"{'CPU %':>6} {'CPU us/pkt':>10} {'us/sent':>7} {'RSS KiB/p':>9} {'down kbit/s/p':>13} {'mismatch':>8} {'tool CPU %':>10}")
 for r in rows:
     print(f"{r['system']:<18} {r['participants']:>4} {r['joined']:>6} {r['received_packets']:>9} "
           f"{f(r['loss_pct'], '{:.3f}'):>7} {f(r.get('latency_ms_p50')):>7} {f(r.get('latency_ms_p99')):>7} "
-          f"{f(r.get('server_cpu_pct'), '{:.1f}'):>6} {f(r.get('server_cpu_us_per_packet')):>10} "
+          f"{f(r.get('server_cpu_pct'), '{:.1f}'):>6} {f(r.get('server_cpu_us_per_packet')):>10} {f(r.get('server_cpu_us_per_sent_packet')):>7} "
           f"{f(r.get('server_rss_kib_per_participant'), '{:.0f}'):>9} {f(r.get('downlink_kbps_per_participant'), '{:.1f}'):>13} "
           f"{r['mismatches']:>8} {f(r.get('tool_cpu_pct'), '{:.1f}'):>10}")
 by = {(r['system'], r['participants']): r for r in rows}
@@ -235,6 +235,7 @@ for (system, n), t in sorted(by.items()):
             a, b = t.get(key), j.get(key)
             return "-" if not a or not b else f"{a / b:.2f}"
         ratios.append(f"tincan/{peer:<17} {n:>4}   CPU/pkt {ratio('server_cpu_us_per_packet'):>5}   "
+                      f"CPU/sent {ratio('server_cpu_us_per_sent_packet'):>5}   "
                       f"CPU {ratio('server_cpu_pct'):>5}   RSS/p {ratio('server_rss_kib_per_participant'):>5}   "
                       f"p50 {ratio('latency_ms_p50'):>5}   p99 {ratio('latency_ms_p99'):>5}   "
                       f"downlink/p {ratio('downlink_kbps_per_participant'):>5}")

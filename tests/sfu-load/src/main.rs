@@ -274,9 +274,15 @@ async fn main() -> Result<()> {
         let cpu = c1 - c0;
         result["server_cpu_s"] = json!((cpu * 1000.0).round() / 1000.0);
         result["server_cpu_pct"] = json!((100.0 * cpu / window_s * 10.0).round() / 10.0);
+        // Per packet forwarded (received by a participant), and per packet
+        // published (what a mixer handles too).
         if received > 0 {
             result["server_cpu_us_per_packet"] =
                 json!((cpu * 1e6 / received as f64 * 100.0).round() / 100.0);
+        }
+        if sent > 0 {
+            result["server_cpu_us_per_sent_packet"] =
+                json!((cpu * 1e6 / sent as f64 * 100.0).round() / 100.0);
         }
         result["server_rss_kib"] = json!(rss);
         if let Some((_, rss0)) = before {
