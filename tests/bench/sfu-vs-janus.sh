@@ -13,8 +13,8 @@
 # server (p50/p99; none for the mix), server CPU per forwarded packet, per
 # published packet (the unit in which a mixer compares fairly) and in all
 # (from /proc/PID/stat, measurement window only), server RSS and downlink
-# per participant, mismatches between Tincan's active-speakers events and the packets in the slots; then the
-# Tincan/Janus ratios. Manual, not part of the test suite.
+# per participant, mismatches between Tincan's active-speakers events and
+# the packets in the slots; then the Tincan/Janus ratios. Manual, not part of the test suite.
 #
 #   bash tests/bench/sfu-vs-janus.sh                      # 10, 50, 100 participants, 3 speaking
 #   SMOKE=1 bash tests/bench/sfu-vs-janus.sh              # 4 participants, 3 s, Janus only: checks the tool
