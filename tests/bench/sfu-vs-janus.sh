@@ -26,9 +26,10 @@
 # Installs Janus (Debian package `janus`) when missing.
 #
 # Env: PARTICIPANTS (list, "10 50 100"), SPEAKERS (3), DURATION (s of
-# measurement, 20), WARMUP (s, 3), SYSTEMS ("tincan janus-videoroom
-# janus-audiobridge"), MESH_MAX (TINCAN_MESH_MAX for tincan-local, 2),
-# PROFILE (release|dev, for our binaries), TINCAN_LOCAL_BIN / LOAD_BIN (use
+# measurement, 20), WARMUP (s, 3), SYSTEMS ("direct tincan janus-videoroom
+# janus-audiobridge"; `direct`: no server, each participant sends straight
+# to the next, the latency floor of the tool itself), MESH_MAX
+# (TINCAN_MESH_MAX for tincan-local, 2), PROFILE (release|dev, for our binaries), TINCAN_LOCAL_BIN / LOAD_BIN (use
 # these binaries instead of building), RESULTS (also append the raw result
 # lines, JSON, to this file), SMOKE, CARGO_TARGET_DIR.
 set -euo pipefail
@@ -40,13 +41,13 @@ if [ -n "$SMOKE" ]; then
   SPEAKERS=${SPEAKERS:-2}
   DURATION=${DURATION:-3}
   WARMUP=${WARMUP:-1}
-  SYSTEMS=${SYSTEMS:-"janus-videoroom janus-audiobridge"}
+  SYSTEMS=${SYSTEMS:-"direct janus-videoroom janus-audiobridge"}
 fi
 PARTICIPANTS=${PARTICIPANTS:-"10 50 100"}
 SPEAKERS=${SPEAKERS:-3}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
-SYSTEMS=${SYSTEMS:-"tincan janus-videoroom janus-audiobridge"}
+SYSTEMS=${SYSTEMS:-"direct tincan janus-videoroom janus-audiobridge"}
 MESH_MAX=${MESH_MAX:-2}
 PROFILE=${PROFILE:-release}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/tincan-target}
@@ -192,12 +193,13 @@ for n in $PARTICIPANTS; do
     case $system in
       tincan) start_tincan "$n"; url=http://127.0.0.1:8080; bind=127.0.0.1 ;;
       janus-*) start_janus; url=http://127.0.0.1:8088/janus; bind=127.0.0.2 ;;
+      direct) url=http://127.0.0.1:1; bind=127.0.0.1 ;;
       *) echo "unknown system $system" >&2; exit 1 ;;
     esac
     echo "sfu-vs-janus: $system, $n participants, $SPEAKERS speaking, ${DURATION} s" >&2
     if line=$(timeout $((DURATION + WARMUP + 240)) "$LOAD_BIN" --system "$system" --url "$url" \
         --participants "$n" --speakers "$SPEAKERS" --duration "$DURATION" --warmup "$WARMUP" \
-        --room "bench$n" --bind-ip "$bind" --server-pid "$server_pid" 2>"$work/load.log" | grep '^result '); then
+        --room "bench$n" --bind-ip "$bind" ${server_pid:+--server-pid "$server_pid"} 2>"$work/load.log" | grep '^result '); then
       echo "${line#result }" >>"$work/results"
     else
       echo "sfu-vs-janus: $system with $n participants failed:" >&2
@@ -239,6 +241,13 @@ for (system, n), t in sorted(by.items()):
                       f"CPU {ratio('server_cpu_pct'):>5}   RSS/p {ratio('server_rss_kib_per_participant'):>5}   "
                       f"p50 {ratio('latency_ms_p50'):>5}   p99 {ratio('latency_ms_p99'):>5}   "
                       f"downlink/p {ratio('downlink_kbps_per_participant'):>5}")
+for (system, n), d in sorted(by.items()):
+    if system != "direct" or d.get("latency_ms_p50") is None:
+        continue
+    added = [f"{s} {r['latency_ms_p50'] - d['latency_ms_p50']:.2f}" for (s, m), r in sorted(by.items())
+             if m == n and s != "direct" and r.get("latency_ms_p50") is not None]
+    if added:
+        print(f"added p50 latency over direct, N={n} (ms): " + ", ".join(added))
 if ratios:
     print("\nratios (Tincan / Janus; < 1: Tincan uses less)")
     print("\n".join(ratios))

@@ -416,3 +416,39 @@ pub(crate) async fn audiobridge(shared: Arc<Shared>, i: usize, room: u64) -> Res
         signaling: None,
     })
 }
+
+/// No server: participant `i` sends straight to participant `i + 1` (one
+/// connection each way, on loopback), so the same tool measures the floor
+/// its own stacks add; a server's added latency is its figure less this.
+pub(crate) async fn direct(shared: Arc<Shared>, i: usize) -> Result<Live> {
+    let n = shared.schedule.participants;
+    let sender = Peer::new(shared.bind_ip, vec![]).await?;
+    let track = sender
+        .add_sender(ssrc_of(i), RTCRtpTransceiverDirection::Sendonly)
+        .await?;
+    let mut receiver_peer = Peer::new(shared.bind_ip, vec![]).await?;
+    let offer = sender.offer().await?;
+    let receiver = Arc::new(Mutex::new(Receiver::new(((i + 1) % n) as u32, 1)));
+    if let Ok(mut r) = receiver.lock() {
+        r.assign(0, Some(i as u32), 0);
+    }
+    let answer = receiver_peer.answer(offer).await?;
+    let mids = receiver_peer
+        .mids(RTCRtpTransceiverDirection::Recvonly)
+        .await?;
+    receiver_peer.count_tracks(
+        mids.into_iter().map(|mid| (mid, 0)).collect(),
+        Arc::clone(&receiver),
+        Arc::clone(&shared.window),
+    );
+    sender.apply_answer(answer).await?;
+    sender.connected(CONNECT_TIMEOUT).await?;
+    start_publishing(&shared, i, track);
+    Ok(Live {
+        index: i,
+        peers: vec![sender, receiver_peer],
+        receiver,
+        janus: None,
+        signaling: None,
+    })
+}

@@ -24,6 +24,8 @@
 //!   client-side choice of the K speakers: VideoRoom does not pick them).
 //! - `--system janus-audiobridge`: each participant sends into and receives
 //!   the room's mix (no tags survive mixing: no latency or attribution).
+//! - `--system direct`: no server, each participant sends straight to the
+//!   next one: the latency the tool's own stacks add, to subtract.
 //!
 //! With `--server-pid`, the server's CPU time in the window (from
 //! `/proc/PID/stat`) and its resident memory (before the first participant
@@ -51,6 +53,9 @@ enum System {
     Tincan,
     JanusVideoroom,
     JanusAudiobridge,
+    /// No server: each participant sends straight to the next one, the
+    /// latency floor of the tool itself.
+    Direct,
 }
 
 #[derive(Debug, Parser)]
@@ -182,6 +187,13 @@ async fn main() -> Result<()> {
     let janus_room = room_number(&cli.room);
     let (live, failures) = match cli.system {
         System::Tincan => tincan(&shared, &cli).await,
+        System::Direct => {
+            let s = Arc::clone(&shared);
+            join_all(cli.participants, cli.concurrency, move |i| {
+                flows::direct(Arc::clone(&s), i)
+            })
+            .await
+        }
         System::JanusVideoroom => videoroom(&shared, &cli, janus_room).await?,
         System::JanusAudiobridge => {
             create_janus_room(
