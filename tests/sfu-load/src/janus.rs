@@ -188,3 +188,26 @@ pub(crate) fn sdp_of(event: &Value) -> Result<String> {
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("no jsep in {event}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_data_or_the_plugins_error() {
+        let ok = json!({"janus": "success", "plugindata": {"data": {"videoroom": "created"}}});
+        assert_eq!(plugin_data(&ok).unwrap()["videoroom"], "created");
+        let refused = json!({"janus": "event", "plugindata": {"data": {
+            "videoroom": "event", "error_code": 426, "error": "No such room"}}});
+        let e = plugin_data(&refused).unwrap_err().to_string();
+        assert!(e.contains("426") && e.contains("No such room"), "{e}");
+        assert!(plugin_data(&json!({"janus": "ack"})).is_err());
+    }
+
+    #[test]
+    fn jsep_round_trips_its_sdp() {
+        let event = json!({"jsep": jsep("offer", "v=0\r\n".to_owned())});
+        assert_eq!(sdp_of(&event).unwrap(), "v=0\r\n");
+        assert!(sdp_of(&json!({})).is_err());
+    }
+}

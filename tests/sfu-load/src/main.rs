@@ -520,6 +520,13 @@ mod tests {
     }
 
     #[test]
+    fn own_process_usage_is_readable() {
+        let (cpu, rss) = process_usage("self").expect("/proc/self");
+        assert!(cpu >= 0.0 && rss > 0);
+        assert!(process_usage("0").is_none());
+    }
+
+    #[test]
     fn janus_room_ids_are_stable_and_positive() {
         assert_eq!(room_number("a"), room_number("a"));
         assert_ne!(room_number("a"), room_number("b"));
