@@ -216,10 +216,10 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 def f(v, fmt="{:.2f}"):
     return "-" if v is None else fmt.format(v)
-print(f"{'system':<18} {'N':>4} {'joined':>6} {'recv pkts':>9} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7} "
+print(f"{'system':<18} {'N':>4} {'joined':>6} {'sent pkts':>9} {'recv pkts':>9} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7} "
       f"{'CPU %':>6} {'CPU us/pkt':>10} {'us/sent':>7} {'RSS KiB/p':>9} {'down kbit/s/p':>13} {'mismatch':>8} {'tool CPU %':>10}")
 for r in rows:
-    print(f"{r['system']:<18} {r['participants']:>4} {r['joined']:>6} {r['received_packets']:>9} "
+    print(f"{r['system']:<18} {r['participants']:>4} {r['joined']:>6} {r['sent_packets']:>9} {r['received_packets']:>9} "
           f"{f(r['loss_pct'], '{:.3f}'):>7} {f(r.get('latency_ms_p50')):>7} {f(r.get('latency_ms_p99')):>7} "
           f"{f(r.get('server_cpu_pct'), '{:.1f}'):>6} {f(r.get('server_cpu_us_per_packet')):>10} {f(r.get('server_cpu_us_per_sent_packet')):>7} "
           f"{f(r.get('server_rss_kib_per_participant'), '{:.0f}'):>9} {f(r.get('downlink_kbps_per_participant'), '{:.1f}'):>13} "
