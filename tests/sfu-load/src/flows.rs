@@ -3,7 +3,7 @@
 //! speakers), a Janus AudioBridge (one send-receive stream into the mix).
 
 use crate::janus::{self, Session};
-use crate::peer::{Peer, Publisher};
+use crate::peer::{self, Peer, Publisher};
 use crate::stats::{Receiver, Window};
 use crate::tincan::{self, Signaling};
 use anyhow::{anyhow, Context as _, Result};
@@ -187,7 +187,7 @@ pub(crate) async fn tincan_connect(shared: Arc<Shared>, joined: InRoom) -> Resul
     peer.add_receivers(slots).await?;
     let channel = peer.data_channel("tincan").await?;
     let offer = peer.offer().await?;
-    let mids = peer.mids(RTCRtpTransceiverDirection::Recvonly).await?;
+    let mids = peer::audio_mids(&offer, "recvonly");
     let receiver = Arc::new(Mutex::new(Receiver::new(i as u32, slots)));
     peer.count_tracks(
         mids.into_iter()
@@ -250,6 +250,7 @@ fn follow_speakers(
             if v["type"] != "active-speakers" {
                 continue;
             }
+            tracing::debug!(event = %v, "from the node");
             let now = crate::payload::now_us();
             let Some(slots) = v["slots"].as_array() else {
                 continue;
@@ -389,7 +390,7 @@ pub(crate) async fn audiobridge(shared: Arc<Shared>, i: usize, room: u64) -> Res
         .add_sender(ssrc_of(i), RTCRtpTransceiverDirection::Sendrecv)
         .await?;
     let offer = peer.offer().await?;
-    let mids = peer.mids(RTCRtpTransceiverDirection::Sendrecv).await?;
+    let mids = peer::audio_mids(&offer, "sendrecv");
     let receiver = Arc::new(Mutex::new(Receiver::new(i as u32, 1)));
     peer.count_tracks(
         mids.into_iter().map(|mid| (mid, 0)).collect(),
@@ -433,9 +434,7 @@ pub(crate) async fn direct(shared: Arc<Shared>, i: usize) -> Result<Live> {
         r.assign(0, Some(i as u32), 0);
     }
     let answer = receiver_peer.answer(offer).await?;
-    let mids = receiver_peer
-        .mids(RTCRtpTransceiverDirection::Recvonly)
-        .await?;
+    let mids = peer::audio_mids(&answer, "recvonly");
     receiver_peer.count_tracks(
         mids.into_iter().map(|mid| (mid, 0)).collect(),
         Arc::clone(&receiver),

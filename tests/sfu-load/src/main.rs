@@ -28,8 +28,9 @@
 //!   next one: the latency the tool's own stacks add, to subtract.
 //!
 //! With `--server-pid`, the server's CPU time in the window (from
-//! `/proc/PID/stat`) and its resident memory (before the first participant
-//! and at the end of the window) go into the result.
+//! `/proc/PID/stat`) and its resident memory (before the first participant,
+//! on Tincan once all have signed in and joined, as login hashing keeps its
+//! argon2 memory; and at the end of the window) go into the result.
 
 mod flows;
 mod janus;
@@ -158,7 +159,7 @@ async fn main() -> Result<()> {
         }
         u
     };
-    let before = usage("before");
+    let mut before = usage("before");
     let tool_before = process_usage("self");
 
     let (stop_tx, stop) = watch::channel(false);
@@ -186,7 +187,16 @@ async fn main() -> Result<()> {
     let setup_started = Instant::now();
     let janus_room = room_number(&cli.room);
     let (live, failures) = match cli.system {
-        System::Tincan => tincan(&shared, &cli).await,
+        System::Tincan => {
+            // The baseline once everyone has signed in and joined: login
+            // hashing keeps its argon2 memory (19 MiB a worker) for reuse,
+            // which says nothing about what a call costs.
+            let (joined, after_sign_in) = tincan(&shared, &cli).await;
+            if after_sign_in.is_some() {
+                before = after_sign_in;
+            }
+            joined
+        }
         System::Direct => {
             let s = Arc::clone(&shared);
             join_all(cli.participants, cli.concurrency, move |i| {
@@ -377,13 +387,17 @@ impl Indexed for flows::InRoom {
 }
 
 /// Tincan: everyone joins first (the room moves to the SFU as it passes
-/// the mesh size), then everyone connects to the node.
-async fn tincan(shared: &Arc<Shared>, cli: &Cli) -> Joined {
+/// the mesh size), then everyone connects to the node. Also returns the
+/// server's usage between the two.
+async fn tincan(shared: &Arc<Shared>, cli: &Cli) -> (Joined, Option<(f64, u64)>) {
     let s = Arc::clone(shared);
     let (joined, mut failed) = join_all(cli.participants, cli.concurrency, move |i| {
         flows::tincan_join(Arc::clone(&s), i)
     })
     .await;
+    let after_sign_in = cli
+        .server_pid
+        .and_then(|pid| process_usage(&pid.to_string()));
     let gate = Arc::new(Semaphore::new(cli.concurrency.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     for p in joined {
@@ -403,7 +417,7 @@ async fn tincan(shared: &Arc<Shared>, cli: &Cli) -> Joined {
         }
     }
     live.sort_by_key(|p| p.index);
-    (live, failed)
+    ((live, failed), after_sign_in)
 }
 
 async fn create_janus_room(shared: &Shared, plugin: &str, body: serde_json::Value) -> Result<()> {

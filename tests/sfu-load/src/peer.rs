@@ -201,20 +201,6 @@ impl Peer {
         Ok(self.pc.create_data_channel(label, None).await?)
     }
 
-    /// The mids of the transceivers whose direction is `direction`, in the
-    /// order they were added.
-    pub(crate) async fn mids(&self, direction: RTCRtpTransceiverDirection) -> Result<Vec<String>> {
-        let mut mids = Vec::new();
-        for t in self.pc.get_transceivers().await {
-            if t.direction().await? == direction {
-                if let Some(mid) = t.mid().await? {
-                    mids.push(mid);
-                }
-            }
-        }
-        Ok(mids)
-    }
-
     async fn wait_gathered(&self) -> Result<String> {
         let mut gathered = self.gathered.clone();
         tokio::time::timeout(GATHER_TIMEOUT, gathered.wait_for(|done| *done))
@@ -392,6 +378,31 @@ impl Peer {
     }
 }
 
+/// The mids of the audio m-lines of `sdp` whose direction is `direction`
+/// (`recvonly`, `sendrecv`, ...), in m-line order: the order of the slots.
+/// (The connection's transceiver list has no order to rely on.)
+pub(crate) fn audio_mids(sdp: &str, direction: &str) -> Vec<String> {
+    let mut mids = Vec::new();
+    for section in sdp.split("\nm=").skip(1) {
+        if !section.starts_with("audio ") {
+            continue;
+        }
+        let mut mid = None;
+        let mut matches = false;
+        for line in section.lines().map(str::trim) {
+            if let Some(m) = line.strip_prefix("a=mid:") {
+                mid = Some(m.to_owned());
+            } else if line.strip_prefix("a=") == Some(direction) {
+                matches = true;
+            }
+        }
+        if let (true, Some(mid)) = (matches, mid) {
+            mids.push(mid);
+        }
+    }
+    mids
+}
+
 /// The slot of the transceiver a receiver belongs to.
 async fn slot_of(
     pc: &dyn PeerConnection,
@@ -405,4 +416,21 @@ async fn slot_of(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audio_mids_follow_the_m_line_order() {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:3\r\na=recvonly\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=recvonly\r\na=mid:1\r\n\
+                   m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:4\r\n";
+        assert_eq!(audio_mids(sdp, "recvonly"), vec!["3", "1"]);
+        assert_eq!(audio_mids(sdp, "sendonly"), vec!["0"]);
+        assert!(audio_mids(sdp, "sendrecv").is_empty());
+    }
 }

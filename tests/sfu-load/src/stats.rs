@@ -143,6 +143,15 @@ impl Receiver {
                     && s.assigned != Some(tag.sender)
                     && now_us.saturating_sub(s.assigned_at_us) > ASSIGNMENT_GRACE_US
                 {
+                    if self.mismatches < 3 {
+                        tracing::debug!(
+                            me,
+                            slot,
+                            sender = tag.sender,
+                            assigned = ?s.assigned,
+                            "packet disagrees with the slot's assignment"
+                        );
+                    }
                     self.mismatches += 1;
                 }
             }
