@@ -25,7 +25,8 @@
 # ignores loopback peers; participants talking to Janus bind 127.0.0.2.
 # Installs Janus (Debian package `janus`) when missing.
 #
-# Env: PARTICIPANTS (list, "10 50 100"), SPEAKERS (3), DURATION (s of
+# Env: PARTICIPANTS (list, "10 50 100"), SPEAKERS (3), MUTED (the last
+# MUTED participants are muted, 0; 1 in the smoke run), DURATION (s of
 # measurement, 20), WARMUP (s, 3), SYSTEMS ("direct tincan janus-videoroom
 # janus-audiobridge"; `direct`: no server, each participant sends straight
 # to the next, the latency floor of the tool itself), MESH_MAX
@@ -39,19 +40,21 @@ SMOKE=${SMOKE:-}
 if [ -n "$SMOKE" ]; then
   PARTICIPANTS=${PARTICIPANTS:-4}
   SPEAKERS=${SPEAKERS:-2}
+  MUTED=${MUTED:-1}
   DURATION=${DURATION:-3}
   WARMUP=${WARMUP:-1}
   SYSTEMS=${SYSTEMS:-"direct janus-videoroom janus-audiobridge"}
 fi
 PARTICIPANTS=${PARTICIPANTS:-"10 50 100"}
 SPEAKERS=${SPEAKERS:-3}
+MUTED=${MUTED:-0}
 DURATION=${DURATION:-20}
 WARMUP=${WARMUP:-3}
 SYSTEMS=${SYSTEMS:-"direct tincan janus-videoroom janus-audiobridge"}
 MESH_MAX=${MESH_MAX:-2}
 PROFILE=${PROFILE:-release}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/tincan-target}
-export PARTICIPANTS SPEAKERS DURATION WARMUP SYSTEMS MESH_MAX PROFILE SMOKE
+export PARTICIPANTS SPEAKERS MUTED DURATION WARMUP SYSTEMS MESH_MAX PROFILE SMOKE
 
 # Outside the namespace: install and build (both need the network).
 if [ -z "${SFU_BENCH_IN_NETNS:-}" ]; then
@@ -198,7 +201,7 @@ for n in $PARTICIPANTS; do
     esac
     echo "sfu-vs-janus: $system, $n participants, $SPEAKERS speaking, ${DURATION} s" >&2
     if line=$(timeout $((DURATION + WARMUP + 240)) "$LOAD_BIN" --system "$system" --url "$url" \
-        --participants "$n" --speakers "$SPEAKERS" --duration "$DURATION" --warmup "$WARMUP" \
+        --participants "$n" --speakers "$SPEAKERS" --muted "$MUTED" --duration "$DURATION" --warmup "$WARMUP" \
         --room "bench$n" --bind-ip "$bind" ${server_pid:+--server-pid "$server_pid"} 2>"$work/load.log" | grep '^result '); then
       echo "${line#result }" >>"$work/results"
     else
@@ -260,7 +263,8 @@ if [ -n "$SMOKE" ]; then
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 bad = [r for r in rows if r["joined"] != r["participants"] or r["received_packets"] == 0
-       or r["receivers_with_nothing"] or r["mismatches"] or r["own_packets_received"]]
+       or r["receivers_with_nothing"] or r["mismatches"] or r["own_packets_received"]
+       or r.get("muted_packets_received")]
 sys.exit(f"smoke: bad results: {bad}" if bad or not rows else 0)
 EOF
 fi

@@ -80,6 +80,17 @@ pub(crate) struct Shared {
     pub(crate) peer_ids: Mutex<HashMap<String, u32>>,
 }
 
+impl Shared {
+    /// Participant `i`'s receive counters, knowing who is muted.
+    fn receiver(&self, i: usize, slots: usize) -> Arc<Mutex<Receiver>> {
+        let s = &self.schedule;
+        let muted_from = s.participants.saturating_sub(s.muted) as u32;
+        Arc::new(Mutex::new(
+            Receiver::new(i as u32, slots).muted_from(muted_from),
+        ))
+    }
+}
+
 /// A participant that is in: what must stay alive, and its counters.
 pub(crate) struct Live {
     pub(crate) index: usize,
@@ -188,7 +199,7 @@ pub(crate) async fn tincan_connect(shared: Arc<Shared>, joined: InRoom) -> Resul
     let channel = peer.data_channel("tincan").await?;
     let offer = peer.offer().await?;
     let mids = peer::audio_mids(&offer, "recvonly");
-    let receiver = Arc::new(Mutex::new(Receiver::new(i as u32, slots)));
+    let receiver = shared.receiver(i, slots);
     peer.count_tracks(
         mids.into_iter()
             .enumerate()
@@ -309,7 +320,7 @@ pub(crate) async fn videoroom_publish(
     let live = Live {
         index: i,
         peers: vec![peer],
-        receiver: Arc::new(Mutex::new(Receiver::new(i as u32, slots))),
+        receiver: shared.receiver(i, slots),
         janus: Some((session, handle)),
         signaling: None,
     };
@@ -391,7 +402,7 @@ pub(crate) async fn audiobridge(shared: Arc<Shared>, i: usize, room: u64) -> Res
         .await?;
     let offer = peer.offer().await?;
     let mids = peer::audio_mids(&offer, "sendrecv");
-    let receiver = Arc::new(Mutex::new(Receiver::new(i as u32, 1)));
+    let receiver = shared.receiver(i, 1);
     peer.count_tracks(
         mids.into_iter().map(|mid| (mid, 0)).collect(),
         Arc::clone(&receiver),

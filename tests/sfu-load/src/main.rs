@@ -245,6 +245,7 @@ async fn main() -> Result<()> {
     let n = live.len();
     let (mut received, mut expected, mut bytes) = (0u64, 0u64, 0u64);
     let (mut mismatches, mut self_packets, mut untagged, mut events) = (0u64, 0u64, 0u64, 0u64);
+    let mut muted_packets = 0u64;
     let mut latencies = Vec::new();
     let mut silent_receivers = 0usize;
     for p in &live {
@@ -258,6 +259,7 @@ async fn main() -> Result<()> {
         bytes += r.bytes;
         mismatches += r.mismatches;
         self_packets += r.self_packets;
+        muted_packets += r.muted_packets;
         untagged += r.untagged;
         events += r.speaker_events;
         latencies.extend_from_slice(&r.latencies_us);
@@ -290,6 +292,7 @@ async fn main() -> Result<()> {
         "speaker_events": events,
         "mismatches": mismatches,
         "own_packets_received": self_packets,
+        "muted_packets_received": muted_packets,
         "untagged_packets": untagged,
     });
     if let (Some((c0, _)), Some((c1, rss))) = (at_start, at_end) {

@@ -66,6 +66,10 @@ pub(crate) struct Receiver {
     pub(crate) latencies_us: Vec<u32>,
     pub(crate) mismatches: u64,
     pub(crate) self_packets: u64,
+    /// Senders from this index on are muted: none of their packets should
+    /// reach anyone.
+    muted_from: u32,
+    pub(crate) muted_packets: u64,
     pub(crate) untagged: u64,
     pub(crate) speaker_events: u64,
 }
@@ -74,9 +78,16 @@ impl Receiver {
     pub(crate) fn new(me: u32, slots: usize) -> Self {
         Self {
             me,
+            muted_from: u32::MAX,
             slots: vec![SlotStats::default(); slots],
             ..Self::default()
         }
+    }
+
+    /// Packets from senders `from` on are from muted participants.
+    pub(crate) fn muted_from(mut self, from: u32) -> Self {
+        self.muted_from = from;
+        self
     }
 
     /// Declares what `slot` carries (`None`: nothing), from an
@@ -138,6 +149,9 @@ impl Receiver {
                     .push(u32::try_from(latency).unwrap_or(u32::MAX));
                 if tag.sender == me {
                     self.self_packets += 1;
+                }
+                if tag.sender >= self.muted_from {
+                    self.muted_packets += 1;
                 }
                 if s.announced
                     && s.assigned != Some(tag.sender)
@@ -253,6 +267,15 @@ mod tests {
         r.packet(arrival(0, 1, 10, tag(4, 0), 1, true));
         r.packet(arrival(0, 2, 10, None, 1, true));
         assert_eq!((r.self_packets, r.untagged), (1, 1));
+    }
+
+    #[test]
+    fn packets_of_muted_senders_are_counted() {
+        let mut r = Receiver::new(0, 1).muted_from(5);
+        r.packet(arrival(0, 1, 10, tag(4, 0), 1, true));
+        r.packet(arrival(0, 2, 10, tag(5, 0), 1, true));
+        r.packet(arrival(0, 3, 10, tag(6, 0), 1, true));
+        assert_eq!(r.muted_packets, 2);
     }
 
     #[test]
