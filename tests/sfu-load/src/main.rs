@@ -160,7 +160,6 @@ async fn main() -> Result<()> {
         u
     };
     let mut before = usage("before");
-    let tool_before = process_usage("self");
 
     let (stop_tx, stop) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -319,7 +318,6 @@ async fn main() -> Result<()> {
     if let (Some((c0, _)), Some((c1, rss))) = (tool_at_start, tool_at_end) {
         result["tool_cpu_pct"] = json!((100.0 * (c1 - c0) / window_s * 10.0).round() / 10.0);
         result["tool_rss_kib"] = json!(rss);
-        let _ = tool_before;
     }
     println!("result {result}");
 
