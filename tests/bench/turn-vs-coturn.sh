@@ -128,31 +128,46 @@ peer_port=$(free_port)
 turnutils_peer -L 127.0.0.1 -p "$peer_port" >/dev/null 2>&1 &
 pids+=($!)
 
-coturn_port=$(free_port)
-turnserver -n --listening-ip=127.0.0.1 --listening-port="$coturn_port" \
-  --relay-ip=127.0.0.1 --min-port=40000 --max-port=44999 \
-  --use-auth-secret --static-auth-secret="$SECRET" --realm="$REALM" \
-  --allow-loopback-peers --no-cli --no-tls --no-dtls --no-multicast-peers \
-  --log-file=/dev/null --no-stdout-log >/dev/null 2>&1 &
-coturn_pid=$!
-pids+=($coturn_pid)
+# Fresh servers for every step: turnutils_uclient leaves its allocations
+# alive when it exits, and a later step's client that gets the same source
+# port would find that allocation (437) and retry forever.
+start_servers() {
+  coturn_port=$(free_port)
+  turnserver -n --listening-ip=127.0.0.1 --listening-port="$coturn_port" \
+    --relay-ip=127.0.0.1 --min-port=40000 --max-port=44999 \
+    --use-auth-secret --static-auth-secret="$SECRET" --realm="$REALM" \
+    --allow-loopback-peers --no-cli --no-tls --no-dtls --no-multicast-peers \
+    --log-file=/dev/null --no-stdout-log >/dev/null 2>&1 &
+  coturn_pid=$!
+  pids+=($coturn_pid)
 
-ours_port=$(free_port)
-metrics_port=$(free_port)
-# Like coturn's --allow-loopback-peers: the echo peer is on loopback. All
-# clients share one address, so the per-address caps are off; no drain
-# grace, so the SIGTERM at the end does not wait for allocations to run out.
-TINCAN_TURN_ADDR="127.0.0.1:$ours_port" TINCAN_TURN_SECRET="$SECRET" TINCAN_TURN_REALM="$REALM" \
-  TINCAN_RELAY_PORT_MIN=45000 TINCAN_RELAY_PORT_MAX=49999 TINCAN_TURN_USER_QUOTA=0 \
-  TINCAN_TURN_IP_QUOTA=0 TINCAN_TURN_TCP_PER_IP=0 TINCAN_TURN_ALLOWED_PEERS=127.0.0.0/8 \
-  TINCAN_DRAIN_GRACE_SECS=0 \
-  TINCAN_METRICS_ADDR="127.0.0.1:$metrics_port" RUST_LOG=warn \
-  env ${NODE_ENV:-} "$NODE_BIN" >"$work/ours.log" 2>&1 &
-ours_pid=$!
-pids+=($ours_pid)
+  ours_port=$(free_port)
+  metrics_port=$(free_port)
+  # Like coturn's --allow-loopback-peers: the echo peer is on loopback. All
+  # clients share one address, so the per-address caps are off; no drain
+  # grace, so the SIGTERM at the end does not wait for allocations to run out.
+  TINCAN_TURN_ADDR="127.0.0.1:$ours_port" TINCAN_TURN_SECRET="$SECRET" TINCAN_TURN_REALM="$REALM" \
+    TINCAN_RELAY_PORT_MIN=45000 TINCAN_RELAY_PORT_MAX=49999 TINCAN_TURN_USER_QUOTA=0 \
+    TINCAN_TURN_IP_QUOTA=0 TINCAN_TURN_TCP_PER_IP=0 TINCAN_TURN_ALLOWED_PEERS=127.0.0.0/8 \
+    TINCAN_DRAIN_GRACE_SECS=0 \
+    TINCAN_METRICS_ADDR="127.0.0.1:$metrics_port" RUST_LOG=warn \
+    env ${NODE_ENV:-} "$NODE_BIN" >>"$work/ours.log" 2>&1 &
+  ours_pid=$!
+  pids+=($ours_pid)
 
-wait_udp "$coturn_port"
-wait_udp "$ours_port"
+  wait_udp "$coturn_port"
+  wait_udp "$ours_port"
+}
+
+stop_servers() { # SIGTERM, then SIGKILL after 3 s
+  kill "$coturn_pid" "$ours_pid" 2>/dev/null || true
+  for _ in $(seq 30); do
+    kill -0 "$coturn_pid" 2>/dev/null || kill -0 "$ours_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$coturn_pid" "$ours_pid" 2>/dev/null || true
+  wait "$coturn_pid" "$ours_pid" 2>/dev/null || true
+}
 
 user="$(( $(date +%s) + 3600 )):bench"
 pass=$(printf %s "$user" | openssl dgst -sha1 -hmac "$SECRET" -binary | base64)
@@ -193,8 +208,12 @@ EOF
 }
 
 STEPS=${STEPS:-$(for n in $CLIENTS; do printf '%s:%s:%s ' "$n" "$INTERVAL" "$MESSAGES"; done)}
+first=1
 for step in $STEPS; do
   IFS=: read -r n interval messages <<<"$step"
+  [ "$first" = 1 ] || stop_servers
+  first=0
+  start_servers
   echo "turn-vs-coturn: $n clients, a packet every $interval ms, $messages each" >&2
   for server in $SERVERS; do
     case $server in
@@ -229,7 +248,7 @@ for n, gap in sorted({(r[1], r[12]) for r in rows}, key=lambda k: (int(k[0]), -f
           f"loss {o[5]}% vs {c[5]}%")
 EOF
 echo
-echo "our node's counters after the run:"
+echo "our node's counters after the last step:"
 python3 - "$metrics_port" <<'EOF'
 import sys, urllib.request
 text = urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/metrics", timeout=5).read().decode()
