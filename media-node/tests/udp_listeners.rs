@@ -115,3 +115,19 @@ async fn out_of_range_udp_settings_are_refused_at_start() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_second_node_cannot_share_a_taken_turn_port() {
+    // The UDP listeners allow SO_REUSEPORT among themselves; the TCP
+    // listener on the same port does not, so a second node (same user,
+    // same port) fails to start instead of taking half the clients.
+    let node = start_node_with(|c| c.udp_listeners = 2).await;
+    let mut config = MediaNodeConfig::new(secret())
+        .with_listen(SocketAddr::new(LOCALHOST, node.udp_addr().port()));
+    config.udp_listeners = 2;
+    match tincan_media_node::start(config).await {
+        Err(MediaNodeError::Bind { .. }) => {}
+        other => panic!("a second node started on a taken port: {other:?}"),
+    }
+    node.shutdown().await.expect("shutdown");
+}
