@@ -40,6 +40,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct FrontConn {
     pub(crate) inner: Arc<dyn Conn + Send + Sync>,
+    /// The listener's address, which never changes: the crate asks for it
+    /// for every ChannelData packet (to find the allocation), and asking
+    /// the socket is a system call.
+    local: Option<SocketAddr>,
     pub(crate) admission: Arc<Admission>,
     pub(crate) pending: Arc<PendingOwner>,
     /// Set at shutdown, so that a read error ends the server's read loop
@@ -60,6 +64,7 @@ impl FrontConn {
         closing: Arc<AtomicBool>,
     ) -> Self {
         Self {
+            local: inner.local_addr().ok(),
             inner,
             admission,
             pending,
@@ -217,7 +222,10 @@ impl Conn for FrontConn {
     }
 
     fn local_addr(&self) -> webrtc_util::Result<SocketAddr> {
-        self.inner.local_addr()
+        match self.local {
+            Some(addr) => Ok(addr),
+            None => self.inner.local_addr(),
+        }
     }
 
     fn remote_addr(&self) -> Option<SocketAddr> {

@@ -38,6 +38,7 @@ mod rewrite;
 pub mod sfu;
 pub mod tcp;
 pub mod tls;
+mod udp_socket;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -59,6 +60,7 @@ pub use tls::TlsError;
 use admission::{Admission, Policy};
 use front::FrontConn;
 use relay::{PendingOwner, RelayPorts};
+use udp_socket::UdpOptions;
 
 /// The default TURN port.
 pub const DEFAULT_TURN_PORT: u16 = 3478;
@@ -78,6 +80,21 @@ pub const DEFAULT_TCP_FIRST_MESSAGE_SECS: u64 = 10;
 pub const DEFAULT_TCP_IDLE_SECS: u64 = 300;
 /// Default lifetime of a nonce, seconds.
 pub const DEFAULT_NONCE_TTL_SECS: u64 = 3600;
+/// Default `SO_RCVBUF` and `SO_SNDBUF` asked for on UDP listener and relay
+/// sockets: 2 MiB, about 2,500 small datagrams (Linux doubles the figure
+/// for its bookkeeping, and caps it at `net.core.rmem_max`).
+pub const DEFAULT_UDP_BUFFER_BYTES: usize = 2 << 20;
+/// Largest socket buffer accepted in the configuration.
+pub const MAX_UDP_BUFFER_BYTES: usize = 1 << 30;
+/// Most UDP listener sockets (and reading tasks) on the TURN port.
+pub const MAX_UDP_LISTENERS: usize = 64;
+
+/// Default number of UDP listener sockets: one per CPU the process may use.
+pub fn default_udp_listeners() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_UDP_LISTENERS)
+}
 
 /// How to run a media node.
 #[derive(Debug, Clone)]
@@ -128,6 +145,12 @@ pub struct MediaNodeConfig {
     pub max_allocation_lifetime_secs: u32,
     /// The audio SFU and its control API; off when `None`.
     pub sfu: Option<SfuConfig>,
+    /// `SO_RCVBUF` and `SO_SNDBUF` asked for on the UDP listener and relay
+    /// sockets, bytes; 0 keeps the kernel's defaults.
+    pub udp_buffer_bytes: usize,
+    /// UDP sockets on the TURN port (`SO_REUSEPORT`), each read by its own
+    /// task; the kernel spreads clients over them by address and port.
+    pub udp_listeners: usize,
 }
 
 impl MediaNodeConfig {
@@ -157,6 +180,8 @@ impl MediaNodeConfig {
             nonce_ttl_secs: DEFAULT_NONCE_TTL_SECS,
             max_allocation_lifetime_secs: 3600,
             sfu: Some(SfuConfig::loopback()),
+            udp_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
+            udp_listeners: default_udp_listeners(),
         }
     }
 
@@ -221,6 +246,12 @@ impl MediaNodeConfig {
         if let Some(sfu) = &self.sfu {
             sfu.validate()?;
         }
+        if self.udp_buffer_bytes > MAX_UDP_BUFFER_BYTES {
+            return Err(ConfigError::UdpBuffer(self.udp_buffer_bytes));
+        }
+        if !(1..=MAX_UDP_LISTENERS).contains(&self.udp_listeners) {
+            return Err(ConfigError::UdpListeners(self.udp_listeners));
+        }
         self.public_ip()
     }
 }
@@ -250,6 +281,10 @@ pub enum ConfigError {
     SfuSlots(usize),
     #[error("an SFU room must hold at least 2 participants, not {0}")]
     SfuRoomMax(usize),
+    #[error("UDP socket buffer of {0} bytes is over the 1 GiB limit")]
+    UdpBuffer(usize),
+    #[error("{0} UDP listeners: between 1 and 64 are allowed")]
+    UdpListeners(usize),
 }
 
 /// Why a node could not start or stop cleanly.
@@ -278,6 +313,8 @@ pub struct MediaNode {
     relay_ports: (u16, u16),
     sfu_control_addr: Option<SocketAddr>,
     sfu_udp_addr: Option<SocketAddr>,
+    udp_listeners: usize,
+    udp_buffers: (usize, usize),
     server: Server,
     admission: Arc<Admission>,
     closing: Arc<AtomicBool>,
@@ -308,11 +345,38 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         (Some(addr), Some(cert), Some(key)) => Some((*addr, tls::acceptor(cert, key)?)),
         _ => None,
     };
-    let (udp, tcp) = bind_listeners(config.listen, config.tcp).await?;
+    let udp_options = UdpOptions {
+        buffer_bytes: config.udp_buffer_bytes,
+        reuse_port: config.udp_listeners > 1,
+    };
+    let (udp, tcp) = bind_listeners(config.listen, config.tcp, udp_options).await?;
     let udp_addr = udp.local_addr().map_err(|source| MediaNodeError::Bind {
         addr: config.listen,
         source,
     })?;
+    // The other listener sockets share the port, now fixed.
+    let mut more_udp = Vec::new();
+    for _ in 1..config.udp_listeners {
+        more_udp.push(udp_socket::bind(udp_addr, udp_options).map_err(|source| {
+            MediaNodeError::Bind {
+                addr: udp_addr,
+                source,
+            }
+        })?);
+    }
+    let udp_buffers = udp_socket::buffer_sizes(&udp).map_err(|source| MediaNodeError::Bind {
+        addr: udp_addr,
+        source,
+    })?;
+    if udp_socket::capped(udp_buffers, config.udp_buffer_bytes) {
+        tracing::warn!(
+            asked = config.udp_buffer_bytes,
+            receive = udp_buffers.0,
+            send = udp_buffers.1,
+            "the kernel granted smaller UDP socket buffers than configured; raise \
+             net.core.rmem_max and net.core.wmem_max to avoid drops under load"
+        );
+    }
 
     let metrics = Arc::new(metrics::Metrics::default());
     let admission = Arc::new(Admission::new(
@@ -351,6 +415,7 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
                 public_ip,
                 min_port: config.relay_port_min,
                 max_port: config.relay_port_max,
+                buffer_bytes: config.udp_buffer_bytes,
                 admission: Arc::clone(&admission),
                 pending,
             }),
@@ -363,6 +428,9 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         Arc::new(udp),
         Box::new(move |front: FrontConn| front.with_injected(injected)),
     )];
+    for socket in more_udp {
+        conn_configs.push(listener(Arc::new(socket), Box::new(|front| front)));
+    }
     let mut tcp_addr = None;
     let mut tasks = Vec::new();
     if let Some(tcp) = tcp {
@@ -429,6 +497,8 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         tcp = tcp_addr.is_some(),
         tls_addr = ?tls_addr,
         %public_ip,
+        udp_listeners = config.udp_listeners,
+        udp_receive_buffer = udp_buffers.0,
         relay_ports = %format!("{}-{}", config.relay_port_min, config.relay_port_max),
         realm = %config.realm,
         denied_peers = config.peers.denied().len(),
@@ -443,6 +513,8 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
         relay_ports: (config.relay_port_min, config.relay_port_max),
         sfu_control_addr,
         sfu_udp_addr,
+        udp_listeners: config.udp_listeners,
+        udp_buffers,
         server,
         admission,
         closing,
@@ -476,12 +548,13 @@ async fn wait_for_crate_nonce(admission: &Admission) {
 async fn bind_listeners(
     addr: SocketAddr,
     tcp: bool,
+    options: UdpOptions,
 ) -> Result<(UdpSocket, Option<TcpListener>), MediaNodeError> {
     let bind_err = |source| MediaNodeError::Bind { addr, source };
     let attempts = if addr.port() == 0 { 20 } else { 1 };
     let mut last = None;
     for _ in 0..attempts {
-        let udp = UdpSocket::bind(addr).await.map_err(bind_err)?;
+        let udp = udp_socket::bind(addr, options).map_err(bind_err)?;
         if !tcp {
             return Ok((udp, None));
         }
@@ -550,6 +623,18 @@ impl MediaNode {
     /// The SFU's media UDP address (bound), if the SFU runs.
     pub fn sfu_udp_addr(&self) -> Option<SocketAddr> {
         self.sfu_udp_addr
+    }
+
+    /// How many UDP sockets listen on the TURN port.
+    pub fn udp_listeners(&self) -> usize {
+        self.udp_listeners
+    }
+
+    /// The receive and send buffer sizes the kernel gave the UDP listener,
+    /// bytes (on Linux twice what it granted, and at most twice
+    /// `net.core.rmem_max` / `wmem_max`).
+    pub fn udp_buffer_sizes(&self) -> (usize, usize) {
+        self.udp_buffers
     }
 
     /// The counters now.

@@ -77,6 +77,15 @@ struct Args {
     /// Longest allocation lifetime granted, seconds (1-3600).
     #[arg(long, env = "TINCAN_TURN_MAX_LIFETIME_SECS", default_value_t = 3600)]
     max_lifetime_secs: u32,
+    /// SO_RCVBUF and SO_SNDBUF asked for on UDP listener and relay sockets,
+    /// bytes (0: the kernel's defaults). Linux caps it at
+    /// net.core.rmem_max / wmem_max; the node warns when it got less.
+    #[arg(long, env = "TINCAN_TURN_UDP_BUFFER", default_value_t = tincan_media_node::DEFAULT_UDP_BUFFER_BYTES as u64, value_parser = clap::value_parser!(u64).range(0..=tincan_media_node::MAX_UDP_BUFFER_BYTES as u64))]
+    udp_buffer: u64,
+    /// UDP sockets on the TURN port, each read by its own task (1-64;
+    /// default: one per CPU).
+    #[arg(long, env = "TINCAN_TURN_UDP_LISTENERS", value_parser = clap::value_parser!(u64).range(1..=tincan_media_node::MAX_UDP_LISTENERS as u64))]
+    udp_listeners: Option<u64>,
     /// Disable the TCP listener.
     #[arg(long, env = "TINCAN_TURN_NO_TCP", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     no_tcp: bool,
@@ -217,6 +226,10 @@ async fn main() -> anyhow::Result<()> {
         sfu.room_max = args.sfu.sfu_room_max;
         sfu
     });
+    config.udp_buffer_bytes = usize::try_from(args.udp_buffer)?;
+    if let Some(n) = args.udp_listeners {
+        config.udp_listeners = usize::try_from(n)?;
+    }
     match (args.turn_tls_addr, args.turn_tls_cert, args.turn_tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             config.tls_listen = Some(addr);

@@ -13,6 +13,7 @@ use turn::relay::RelayAddressGenerator;
 use webrtc_util::Conn;
 
 use crate::admission::{Admission, Owner};
+use crate::udp_socket::{self, UdpOptions};
 
 /// The owner (user and client IP) of the Allocate request being handled on
 /// one listener.
@@ -45,14 +46,24 @@ pub(crate) struct RelayPorts {
     pub(crate) public_ip: IpAddr,
     pub(crate) min_port: u16,
     pub(crate) max_port: u16,
+    /// `SO_RCVBUF` and `SO_SNDBUF` for each relay socket; 0: the kernel's.
+    pub(crate) buffer_bytes: usize,
     pub(crate) admission: Arc<Admission>,
     pub(crate) pending: Arc<PendingOwner>,
 }
 
 impl RelayPorts {
-    async fn bind_in_range(&self, requested_port: u16) -> Result<UdpSocket, turn::Error> {
+    fn bind(&self, port: u16) -> std::io::Result<UdpSocket> {
+        let options = UdpOptions {
+            buffer_bytes: self.buffer_bytes,
+            reuse_port: false,
+        };
+        udp_socket::bind(SocketAddr::new(self.bind_ip, port), options)
+    }
+
+    fn bind_in_range(&self, requested_port: u16) -> Result<UdpSocket, turn::Error> {
         if requested_port != 0 {
-            return Ok(UdpSocket::bind((self.bind_ip, requested_port)).await?);
+            return Ok(self.bind(requested_port)?);
         }
         let span = u32::from(self.max_port - self.min_port) + 1;
         // Start anywhere, then walk the whole range: a nearly full range
@@ -63,7 +74,7 @@ impl RelayPorts {
             let Ok(port) = u16::try_from(port) else {
                 continue;
             };
-            if let Ok(socket) = UdpSocket::bind((self.bind_ip, port)).await {
+            if let Ok(socket) = self.bind(port) {
                 return Ok(socket);
             }
         }
@@ -98,7 +109,7 @@ impl RelayAddressGenerator for RelayPorts {
         if use_ipv4 != self.bind_ip.is_ipv4() {
             return Err(turn::Error::ErrInvalidRequestedFamilyValue);
         }
-        let socket = self.bind_in_range(requested_port).await?;
+        let socket = self.bind_in_range(requested_port)?;
         let port = socket.local_addr()?.port();
         self.admission.acquire(owner.as_ref());
         let conn = RelayConn {
@@ -195,5 +206,64 @@ impl Conn for RelayConn {
 
     fn as_any(&self) -> &(dyn Any + Send + Sync) {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+    use crate::admission::Policy;
+    use crate::metrics::Metrics;
+    use crate::PeerFilter;
+    use tincan_turn_credentials::TurnSecret;
+
+    fn ports(buffer_bytes: usize) -> RelayPorts {
+        let policy = Policy {
+            secret: TurnSecret::new("relay-test-secret-of-at-least-32-bytes"),
+            realm: "tincan".into(),
+            max_per_user: 0,
+            max_per_ip: 0,
+            max_lifetime_secs: 3600,
+            peers: PeerFilter::default(),
+            nonce_ttl_secs: 600,
+        };
+        RelayPorts {
+            bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            public_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            min_port: 1024,
+            max_port: 65535,
+            buffer_bytes,
+            admission: Arc::new(Admission::new(policy, Arc::new(Metrics::default()))),
+            pending: Arc::new(PendingOwner::default()),
+        }
+    }
+
+    fn buffers(conn: &Arc<dyn Conn + Send + Sync>) -> (usize, usize) {
+        let relay = conn
+            .as_any()
+            .downcast_ref::<RelayConn>()
+            .expect("a relay socket");
+        udp_socket::buffer_sizes(&relay.socket).expect("buffer sizes")
+    }
+
+    #[tokio::test]
+    async fn relay_sockets_get_the_configured_buffers() {
+        let asked = 100_000;
+        let (conn, addr) = ports(asked).allocate_conn(true, 0).await.expect("bound");
+        assert!(addr.port() >= 1024);
+        let (receive, send) = buffers(&conn);
+        assert!(receive >= asked && send >= asked, "{receive} {send}");
+    }
+
+    #[tokio::test]
+    async fn zero_leaves_relay_sockets_at_the_kernel_default() {
+        let plain = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let default = socket2::SockRef::from(&plain)
+            .recv_buffer_size()
+            .expect("SO_RCVBUF");
+        let (conn, _) = ports(0).allocate_conn(true, 0).await.expect("bound");
+        assert_eq!(buffers(&conn).0, default);
     }
 }

@@ -44,6 +44,8 @@ OPTIONAL_VARS = {
     "TINCAN_REGION": "optional media-node flag: defaults to AWS_REGION, which the user data sets",
     "TINCAN_HEARTBEAT_SECS": "optional media-node flag: the built-in heartbeat interval",
     "TINCAN_SFU_DISABLED": "optional media-node flag: the SFU runs unless disabled",
+    "TINCAN_TURN_UDP_BUFFER": "optional media-node flag: 2 MiB socket buffers by default (the user data raises net.core.rmem_max/wmem_max to 4 MiB)",
+    "TINCAN_TURN_UDP_LISTENERS": "optional media-node flag: one UDP listener per CPU by default",
     "TINCAN_SFU_CONTROL_URL": "optional media-node flag: the control URL advertised defaults to the public IP and TINCAN_SFU_CONTROL_ADDR's port",
     "TINCAN_SFU_ROOM_MAX": "the media node's own cap (the user data sets it to RoomMax); the Lambdas cap rooms with TINCAN_ROOM_MAX",
     "TINCAN_TURN_TLS_ADDR": "set by the user data only with TurnTlsDomain, in a block of its own (test_turn_over_tls_on_443_only_when_configured)",

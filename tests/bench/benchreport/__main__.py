@@ -34,7 +34,13 @@ else:
     TURN_CPU_STEPS = "100:20:100 500:20:100"
     TURN_SAT_STEPS = "100:20:100 100:5:400 200:5:400 400:5:400 800:5:400"
     LOGINS = 40
+KINDS = {"latency", "sweep", "turn", "lambda", "login"}
 SKIP = set(os.environ.get("REPORT_SKIP", "").split(","))
+# REPORT_ONLY=turn (a comma list): run only these steps and keep every other
+# section's figures from the last run's results.json.
+ONLY = set(os.environ.get("REPORT_ONLY", "").split(",")) - {""}
+if ONLY:
+    SKIP |= KINDS - ONLY
 
 started = time.monotonic()
 step_no = 0
@@ -113,7 +119,8 @@ def turn(steps: str) -> list:
     subprocess.run(["bash", str(ROOT / "tests/bench/turn-vs-coturn.sh")], env=env,
                    stdout=subprocess.DEVNULL, stderr=sys.stderr, timeout=900)
     keys = ["server", "clients", "sent", "recv", "pps", "loss_pct", "lost", "rtt_ms",
-            "jitter_ms", "cpu_s", "cpu_us_per_pkt", "wall_s", "gap_ms"]
+            "jitter_ms", "cpu_s", "cpu_us_per_pkt", "wall_s", "gap_ms", "server_drops",
+            "rcvbuf_errors"]
     rows = []
     for line in results.read_text().splitlines() if results.exists() else []:
         row = dict(zip(keys, line.split()))
@@ -166,13 +173,25 @@ def main() -> None:
     if "lambda" not in SKIP:
         plan += [("lambda", None, None)]
     STEPS_TOTAL = len(plan) + 1
-    results = {"machine": machine(), "latency": {}, "sweep": [], "turn_cpu": [],
+    fresh = {"machine": machine(), "latency": {}, "sweep": [], "turn_cpu": [],
                "turn_saturation": [], "lambda": {"functions": [], "note": "left out of this run (REPORT_SKIP=lambda); "
                           "`bash tests/bench/lambda-cold-start.sh` measures it on its own"},
                "login": None,
                "settings": {"latency_clients": LATENCY_CLIENTS, "latency_phases": LATENCY_PHASES,
                             "sweep_phase": SWEEP_PHASE, "turn_cpu_steps": TURN_CPU_STEPS,
                             "turn_saturation_steps": TURN_SAT_STEPS}}
+    if ONLY and json_path.exists():
+        # Keep the last full run, its machine facts included; say what was
+        # run again, when and on which commit.
+        results = json.loads(json_path.read_text())
+        results["machine"]["rerun"] = {k: fresh["machine"][k] for k in ("date", "commit", "load_start")}
+        results["machine"]["rerun"]["steps"] = sorted(ONLY)
+        results["settings"].update({k: v for k, v in fresh["settings"].items() if k.startswith("turn_")}
+                                   if "turn" in ONLY else {})
+        complete_before = results["machine"].get("complete", True)
+        results["machine"]["complete"] = False
+    else:
+        results, complete_before = fresh, True
     for what, kind, n in plan:
         if what == "latency":
             progress(f"latency: {servers.LABELS[kind]}, {n} clients, phases {LATENCY_PHASES}")
@@ -196,14 +215,18 @@ def main() -> None:
         # The page so far, so a run cut short still leaves one.
         save(results, json_path)
     progress("writing docs/benchmarks.md and docs/benchmarks/*.svg")
-    results["machine"]["complete"] = True
+    results["machine"]["complete"] = complete_before
     save(results, json_path)
     print(f"report: wrote {OUT / 'benchmarks.md'} in {results['machine']['minutes']} min")
 
 
 def save(results: dict, json_path: Path) -> None:
-    results["machine"]["load_end"] = os.getloadavg()
-    results["machine"]["minutes"] = round((time.monotonic() - started) / 60, 1)
+    minutes = round((time.monotonic() - started) / 60, 1)
+    if "rerun" in results["machine"]:
+        results["machine"]["rerun"].update(load_end=os.getloadavg(), minutes=minutes)
+    else:
+        results["machine"]["load_end"] = os.getloadavg()
+        results["machine"]["minutes"] = minutes
     (OUT / "benchmarks").mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     render.write(results, OUT)

@@ -186,21 +186,26 @@ def turn_section(res, out):
                   "reached, both legs counted). Packets per core is relayed packets over server "
                   "CPU seconds. The saturation point is the highest rate before loss first exceeds "
                   "0.1 %. The load generator shares the 2 cores, so at the top steps it is part "
-                  "of what saturates.\n")
+                  "of what saturates. Server socket drops: datagrams the kernel dropped on the "
+                  "server's own UDP sockets (full receive buffers), the rest of the loss is on "
+                  "the load client's or the echo peer's sockets.\n")
         rows, points, series = [], {}, {}
         for r in sat:
             if not r["sent"]:
                 # turnutils_uclient got no allocation through: no figure, not a loss.
                 rows.append([r["server"], int(r["clients"]), int(r["gap_ms"]), 0, "failed", "n/a",
-                             fmt(r["cpu_s"]), "n/a"])
+                             "n/a", fmt(r["cpu_s"]), "n/a"])
                 continue
             relayed = r["sent"] + r["recv"]
             per_core = relayed / r["cpu_s"] if r["cpu_s"] else float("nan")
             series.setdefault(r["server"], []).append((r["pps"], r["loss_pct"], per_core))
+            drops = r.get("server_drops")
             rows.append([r["server"], int(r["clients"]), int(r["gap_ms"]), int(r["sent"]),
-                         int(r["pps"]), fmt(r["loss_pct"]), fmt(r["cpu_s"]), fmt(per_core, 0)])
+                         int(r["pps"]), fmt(r["loss_pct"]),
+                         "n/a" if drops is None else int(drops), fmt(r["cpu_s"]), fmt(per_core, 0)])
         md.append(table(["server", "clients", "gap ms", "packets sent", "relayed pkt/s",
-                         "loss %", "server CPU s", "pkt per CPU-second"], rows))
+                         "loss %", "server socket drops", "server CPU s", "pkt per CPU-second"],
+                        rows))
         for name, pts in series.items():
             ok = None
             for pps, loss, per_core in pts:
@@ -341,7 +346,10 @@ def write(res, out: Path):
         ["toolchain", f"{m['rustc']}; node {m['node']}; coturn {m['coturn']}"],
         ["peers (npm)", ", ".join(f"{k} {v}" for k, v in m["npm"].items())],
         ["commit", m["commit"]], ["run", f"{m['date']}, {m.get('minutes', '?')} min"],
-    ])
+    ] + ([["re-run", (lambda r: f"{', '.join(r['steps'])} only (`REPORT_ONLY`), {r['date']}, commit "
+            f"{r['commit']}, load {' '.join(f'{x:.2f}' for x in r['load_start'])} at start, "
+            f"{' '.join(f'{x:.2f}' for x in r.get('load_end', []))} at end")(m["rerun"])]]
+         if m.get("rerun") else []))
     parts = [
         "# Benchmarks\n",
         mode + "Written by `tests/bench/report` (see the README's Benchmarks section) in one "
