@@ -228,3 +228,30 @@ test('a two-page mesh call that a third page joins moves to the SFU without an a
     assert.ok(w.maxGapMs < 1000, `${name}: inbound audio stalled for ${Math.round(w.maxGapMs)} ms`);
   }
 });
+
+test('clients that can only relay reach the SFU through the same node\'s TURN', { timeout: 180_000 }, async () => {
+  const room = unique('relayed');
+  const users = [];
+  for (const [i, name] of ['Rae', 'Sid', 'Tom'].entries()) {
+    const user = await toneUser(name, 350 + 200 * i);
+    // `?relay=1`: TURN candidates only, for the mesh and the SFU alike.
+    await user.page.goto(`${user.baseUrl}/?relay=1`);
+    await user.page.locator('#lobby-view').waitFor({ state: 'visible' });
+    await joinRoom(user, room);
+    users.push(user);
+  }
+  for (const user of users) {
+    await waitFor(
+      async () => {
+        const s = await sfuState(user.page);
+        return s.mode === 'sfu' && s.meshLinks === 0 && s.sfuState === 'connected' && s.slots.filter((x) => x.peerId && x.packets > 0 && x.energy > 0).length === 2;
+      },
+      { timeoutMs: 45_000, what: `${user.name} hearing both others through the relay`, describe: async () => JSON.stringify(await sfuState(user.page)) },
+    );
+    const path = await user.page.evaluate(async () => {
+      const client = /** @type {any} */ (globalThis).tincanApp.client;
+      return (await client.sfu.stats()).path;
+    });
+    assert.equal(path, 'relayed', `${user.name}'s SFU connection goes through TURN`);
+  }
+});
