@@ -16,10 +16,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{now, secret, start_node, TurnClient, LOCALHOST};
+use support::{heartbeat_into, now, secret, start_node, TurnClient, LOCALHOST};
 use tincan_fleet::{FleetIceServers, InMemoryMediaNodeStore, MediaNodeStore};
-use tincan_media_node::heartbeat::{self, HeartbeatConfig};
-use tincan_media_node::MediaNode;
 use tincan_ws_api::IceServerSource;
 use tokio::net::UdpSocket;
 
@@ -92,16 +90,6 @@ async fn relay_once(
     }
 }
 
-fn heartbeat_into(
-    store: &Arc<dyn MediaNodeStore>,
-    node: &Arc<MediaNode>,
-    id: &str,
-) -> heartbeat::Heartbeat {
-    let config =
-        HeartbeatConfig::new(id, "local", Duration::from_millis(250)).with_ttl_secs(TTL_SECS);
-    heartbeat::spawn(Arc::clone(node), Arc::clone(store), config)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_room_moves_to_the_other_node_within_its_ttl() {
     tokio::time::timeout(LIMIT, async {
@@ -109,8 +97,8 @@ async fn a_killed_node_s_room_moves_to_the_other_node_within_its_ttl() {
         let a = Arc::new(start_node().await);
         let b = Arc::new(start_node().await);
         let mut beats = [
-            Some(heartbeat_into(&store, &a, "node-a")),
-            Some(heartbeat_into(&store, &b, "node-b")),
+            Some(heartbeat_into(&store, &a, "node-a", TTL_SECS)),
+            Some(heartbeat_into(&store, &b, "node-b", TTL_SECS)),
         ];
         while store.list_alive(now()).await.unwrap().len() < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -17,26 +17,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::sfu_client::Participant;
-use support::{now, secret, start_node};
+use support::{heartbeat_into, now, secret, start_node};
 use tincan_fleet::{FleetIceServers, InMemoryMediaNodeStore, MediaNodeStore};
-use tincan_media_node::heartbeat::{self, HeartbeatConfig};
-use tincan_media_node::MediaNode;
 use tincan_ws_api::SfuLocator;
 
 const ROOM: &str = "allhands";
 /// Whole seconds, at least one more than the heartbeat interval.
 const TTL_SECS: u64 = 2;
 const LIMIT: Duration = Duration::from_secs(90);
-
-fn heartbeat_into(
-    store: &Arc<dyn MediaNodeStore>,
-    node: &Arc<MediaNode>,
-    id: &str,
-) -> heartbeat::Heartbeat {
-    let config =
-        HeartbeatConfig::new(id, "local", Duration::from_millis(250)).with_ttl_secs(TTL_SECS);
-    heartbeat::spawn(Arc::clone(node), Arc::clone(store), config)
-}
 
 /// The control address in a control URL (`http://ip:port`).
 fn control_addr(url: &str) -> SocketAddr {
@@ -88,8 +76,8 @@ async fn a_killed_node_s_sfu_room_moves_to_the_other_node_and_audio_returns() {
         let a = Arc::new(start_node().await);
         let b = Arc::new(start_node().await);
         let mut beats = [
-            Some(heartbeat_into(&store, &a, "node-a")),
-            Some(heartbeat_into(&store, &b, "node-b")),
+            Some(heartbeat_into(&store, &a, "node-a", TTL_SECS)),
+            Some(heartbeat_into(&store, &b, "node-b", TTL_SECS)),
         ];
         while store.list_alive(now()).await.unwrap().len() < 2 {
             tokio::time::sleep(Duration::from_millis(20)).await;

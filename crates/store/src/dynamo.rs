@@ -201,6 +201,27 @@ impl DynamoConnectionStore {
         Ok(TransactWriteItem::builder().update(update).build())
     }
 
+    /// Changes participant `seat` if it is attached to connection `id`
+    /// (one read-modify-write of its room); the room as written, or `None`
+    /// if nothing was written.
+    async fn update_attached(
+        &self,
+        id: &str,
+        seat: &Seat,
+        change: impl Fn(&mut Member),
+    ) -> Result<Option<RoomView>, StoreError> {
+        let changed = self
+            .modify_room(&seat.room, |members| {
+                let member = members
+                    .iter_mut()
+                    .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
+                change(member);
+                Some(())
+            })
+            .await?;
+        Ok(changed.map(|((), room)| room))
+    }
+
     /// Read-modify-write of `room`'s members: `change` returns `None` to
     /// write nothing. Returns its result and the room as written.
     async fn modify_room<T>(
@@ -547,29 +568,12 @@ impl ConnectionStore for DynamoConnectionStore {
         seat: &Seat,
         muted: bool,
     ) -> Result<Option<RoomView>, StoreError> {
-        let changed = self
-            .modify_room(&seat.room, |members| {
-                let member = members
-                    .iter_mut()
-                    .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
-                member.peer.muted = muted;
-                Some(())
-            })
-            .await?;
-        Ok(changed.map(|((), room)| room))
+        self.update_attached(id, seat, |m| m.peer.muted = muted)
+            .await
     }
 
     async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
-        let changed = self
-            .modify_room(&seat.room, |members| {
-                let member = members
-                    .iter_mut()
-                    .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
-                member.sfu = true;
-                Some(())
-            })
-            .await?;
-        Ok(changed.map(|((), room)| room))
+        self.update_attached(id, seat, |m| m.sfu = true).await
     }
 
     async fn expire(

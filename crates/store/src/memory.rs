@@ -80,6 +80,25 @@ impl MemoryConnectionStore {
         Self::default()
     }
 
+    /// Changes participant `seat` if it is attached to connection `id`;
+    /// the room after the change, or `None` if nothing was changed.
+    fn update_attached(
+        &self,
+        id: &str,
+        seat: &Seat,
+        change: impl FnOnce(&mut Member),
+    ) -> Option<RoomView> {
+        self.with(|s| {
+            let member = s
+                .rooms
+                .get_mut(&seat.room)?
+                .iter_mut()
+                .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
+            change(member);
+            Some(s.view(&seat.room))
+        })
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
         // A poisoned lock only means another caller panicked mid-call; the
         // maps are always left whole by the methods below.
@@ -223,27 +242,11 @@ impl ConnectionStore for MemoryConnectionStore {
         seat: &Seat,
         muted: bool,
     ) -> Result<Option<RoomView>, StoreError> {
-        Ok(self.with(|s| {
-            let member = s
-                .rooms
-                .get_mut(&seat.room)?
-                .iter_mut()
-                .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
-            member.peer.muted = muted;
-            Some(s.view(&seat.room))
-        }))
+        Ok(self.update_attached(id, seat, |m| m.peer.muted = muted))
     }
 
     async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
-        Ok(self.with(|s| {
-            let member = s
-                .rooms
-                .get_mut(&seat.room)?
-                .iter_mut()
-                .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
-            member.sfu = true;
-            Some(s.view(&seat.room))
-        }))
+        Ok(self.update_attached(id, seat, |m| m.sfu = true))
     }
 
     async fn expire(

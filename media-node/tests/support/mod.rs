@@ -479,3 +479,22 @@ pub async fn assert_uclient_relays_without_loss(
     assert_eq!(report.received, clients * messages, "{}", report.output);
     assert_eq!(report.lost, Some(0), "{}", report.output);
 }
+
+/// Heartbeats `node` into `store` as `id` every 250 ms, its record living
+/// `ttl_secs` (whole seconds, at least one more than the interval): a fleet
+/// that notices a dead node within seconds, for the fault tests.
+pub fn heartbeat_into(
+    store: &std::sync::Arc<dyn tincan_fleet::MediaNodeStore>,
+    node: &std::sync::Arc<MediaNode>,
+    id: &str,
+    ttl_secs: u64,
+) -> tincan_media_node::heartbeat::Heartbeat {
+    let config =
+        tincan_media_node::heartbeat::HeartbeatConfig::new(id, "local", Duration::from_millis(250))
+            .with_ttl_secs(ttl_secs);
+    tincan_media_node::heartbeat::spawn(
+        std::sync::Arc::clone(node),
+        std::sync::Arc::clone(store),
+        config,
+    )
+}
