@@ -275,8 +275,16 @@ export class TincanClient extends EventTarget {
    * @param {string} peerId
    */
   sfuLevel(peerId) {
-    for (const [id, level] of this.#sfuLevels()) if (id === peerId) return level;
-    return 0;
+    return this.sfuLevels().get(peerId) ?? 0;
+  }
+
+  /**
+   * In SFU mode, every participant in a slot with the level (0..1) the
+   * browser hears on that slot: one read of the slots for a whole list.
+   * @returns {Map<string, number>}
+   */
+  sfuLevels() {
+    return new Map(this.#sfuLevels());
   }
 
   /** The active speaker's peer id (ours when it is us), or null. */

@@ -264,8 +264,11 @@ export class Participants {
 
   #updateMeters() {
     const now = performance.now();
+    // On the SFU, the slots are read once for every entry.
+    const slotLevels = this.client.sfu ? this.client.sfuLevels() : null;
     for (const [id, entry] of this.entries) {
-      const level = id === SELF ? this.#localLevel() : this.client.peers.get(id)?.audioLevel() ?? this.client.sfuLevel(id);
+      const level =
+        id === SELF ? this.#localLevel() : this.client.peers.get(id)?.audioLevel() ?? slotLevels?.get(id) ?? 0;
       const shown = Math.round(Math.min(1, Math.sqrt(level)) * 100);
       const meter = /** @type {HTMLElement} */ (entry.li.querySelector('.meter'));
       meter.setAttribute('aria-valuenow', String(shown));
@@ -278,18 +281,27 @@ export class Participants {
   }
 
   async #updateStats() {
+    // On the SFU, every participant's audio comes over the one connection
+    // to the node: its figures, read once per tick (its rates are deltas
+    // from the previous read), with the path marked SFU.
+    const sfu = this.client.sfu;
+    const sfuStats = sfu
+      ? await sfu.stats().then(
+          (s) => ({ ...s, path: `SFU, ${s.path ?? 'connecting'}` }),
+          () => null,
+        )
+      : null;
     for (const [id, entry] of this.entries) {
-      // On the SFU, every participant's audio comes over the one
-      // connection to the node: its figures, with the path marked SFU.
-      const link = this.client.peers.get(id) ?? this.client.sfu;
+      const mesh = this.client.peers.get(id);
+      const link = mesh ?? sfu;
       if (!link || !entry.charts) continue;
       let s;
       try {
-        s = await link.stats();
+        s = mesh ? await mesh.stats() : sfuStats;
       } catch {
         continue;
       }
-      if (link === this.client.sfu) s = { ...s, path: `SFU, ${s.path ?? 'connecting'}` };
+      if (!s) continue;
       const set = (/** @type {string} */ cls, /** @type {string} */ text) => {
         const dd = entry.li.querySelector(cls);
         if (dd) dd.textContent = text;
