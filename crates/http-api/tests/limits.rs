@@ -148,6 +148,9 @@ async fn a_full_hashing_queue_answers_busy_and_cheap_routes_still_answer() {
             other => panic!("unexpected {other}"),
         }
     }
-    assert!(busy > 0 && refused >= 3, "busy {busy}, refused {refused}");
+    // At least the queue's worth are hashed (and refused as wrong): the
+    // worker may not have taken the first one off the queue yet when the
+    // flood fills it, so the third is not guaranteed (CI saw exactly 2).
+    assert!(busy > 0 && refused >= 2, "busy {busy}, refused {refused}");
     assert_eq!(login(&app, "flood", PW).await.status, StatusCode::OK);
 }
