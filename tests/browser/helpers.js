@@ -53,8 +53,36 @@ export function unique(prefix) {
 }
 
 /**
- * Starts one Chromium with a fresh profile and opens the app.
- * @param {{baseUrl?: string, args?: string[], withoutArgs?: string[], viewport?: {width: number, height: number}}} [options]
+ * A steady tone instead of the microphone (each page its own pitch): an init
+ * script that makes getUserMedia return a Web Audio oscillator. Chromium's
+ * fake microphone beeps and is silent most of the time, which is no good for
+ * tests that need a speaker to be loud now.
+ * @param {number} hz
+ */
+function toneMicrophone(hz) {
+  const make = (/** @type {number} */ freq) => {
+    const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    navigator.mediaDevices.getUserMedia = async (constraints) => {
+      if (!constraints?.audio) return original(constraints);
+      const ctx = new AudioContext();
+      const osc = ctx.createOscillator();
+      osc.frequency.value = freq;
+      const gain = ctx.createGain();
+      gain.gain.value = 0.3;
+      const out = ctx.createMediaStreamDestination();
+      osc.connect(gain).connect(out);
+      osc.start();
+      await ctx.resume().catch(() => {});
+      return out.stream;
+    };
+  };
+  return `(${make.toString()})(${hz});`;
+}
+
+/**
+ * Starts one Chromium with a fresh profile and opens the app. `toneHz`
+ * replaces the fake microphone's beeps by a steady tone of that pitch.
+ * @param {{baseUrl?: string, args?: string[], withoutArgs?: string[], viewport?: {width: number, height: number}, toneHz?: number}} [options]
  */
 export async function launch(options = {}) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tincan-chromium-'));
@@ -66,6 +94,7 @@ export async function launch(options = {}) {
     timeout: 30_000,
   });
   context.setDefaultTimeout(15_000);
+  if (options.toneHz) await context.addInitScript(toneMicrophone(options.toneHz));
   const page = context.pages()[0] ?? (await context.newPage());
   /** @type {string[]} */
   const logs = [];

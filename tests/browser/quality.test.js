@@ -1,7 +1,9 @@
 // Connection quality per peer and the active speaker, in a real call:
-// blocking a peer's media (its sender sends nothing) takes its quality to
-// `lost` at the other end, and restoring it brings it back; muting moves the
-// active speaker. Run through run.sh.
+// blocking a peer's media (its sender's encoding deactivated: nothing sent)
+// takes its quality to `lost` at the other end, and restoring it brings it
+// back; muting moves the active speaker. Run through run.sh. Each page speaks a steady tone (the
+// fake microphone's beeps leave gaps of silence that made "Bob speaking" a
+// matter of luck under load).
 
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,19 +36,28 @@ function record(page) {
   });
 }
 
-/** Blocks (null) or restores the page's outgoing audio on every connection. */
+/**
+ * Stops (false) or restarts the page's outgoing audio on every connection.
+ * Deactivating the sender's encoding sends nothing at all; a null track
+ * would not do: Chromium keeps sending silence for a sender without one.
+ */
 function sendAudio(page, on) {
   return page.evaluate(async (on) => {
     const client = /** @type {any} */ (globalThis).tincanApp.client;
-    const track = on ? client.localStream.getAudioTracks()[0] : null;
-    for (const link of client.peers.values()) await link.replaceTrack(track);
+    for (const link of client.peers.values()) {
+      for (const sender of link.pc.getSenders()) {
+        const params = sender.getParameters();
+        for (const encoding of params.encodings) encoding.active = on;
+        await sender.setParameters(params);
+      }
+    }
   }, on);
 }
 
 test('connection-quality drops to lost when media is blocked and recovers; active-speaker follows mutes', { timeout: 120_000 }, async () => {
   const room = unique('quality-');
-  const ada = await userInBrowser('Ada');
-  const bob = await userInBrowser('Bob');
+  const ada = await userInBrowser('Ada', { toneHz: 440 });
+  const bob = await userInBrowser('Bob', { toneHz: 660 });
   await joinRoom(ada, room);
   await record(ada.page);
   await joinRoom(bob, room);

@@ -4,7 +4,8 @@
 //
 // Chromium's fake microphone beeps (silence most of the time), and the node
 // fills slots with whoever is loudest, so each page here speaks with its own
-// steady tone: a Web Audio oscillator stands in for getUserMedia.
+// steady tone (`launch`'s `toneHz`: a Web Audio oscillator stands in for
+// getUserMedia).
 
 import { test, after, before, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,31 +33,9 @@ after(async () => {
 });
 afterEach(closeAll);
 
-/** A steady tone instead of the microphone (each page its own pitch). */
-function toneMicrophone(hz) {
-  const make = (/** @type {number} */ freq) => {
-    const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-    navigator.mediaDevices.getUserMedia = async (constraints) => {
-      if (!constraints?.audio) return original(constraints);
-      const ctx = new AudioContext();
-      const osc = ctx.createOscillator();
-      osc.frequency.value = freq;
-      const gain = ctx.createGain();
-      gain.gain.value = 0.3;
-      const out = ctx.createMediaStreamDestination();
-      osc.connect(gain).connect(out);
-      osc.start();
-      await ctx.resume().catch(() => {});
-      return out.stream;
-    };
-  };
-  return `(${make.toString()})(${hz});`;
-}
-
 /** A signed-in page of the stack whose microphone is a tone. */
 async function toneUser(name, hz) {
-  const browser = await launch({ baseUrl: /** @type {any} */ (stack).url });
-  await browser.context.addInitScript(toneMicrophone(hz));
+  const browser = await launch({ baseUrl: /** @type {any} */ (stack).url, toneHz: hz });
   const username = unique(name.toLowerCase());
   const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
   await registerUser(browser.baseUrl, username, password, name);
