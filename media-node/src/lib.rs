@@ -37,6 +37,7 @@ mod relay;
 mod rewrite;
 pub mod sfu;
 pub mod tcp;
+pub mod tcp_listener;
 pub mod tls;
 mod udp_socket;
 
@@ -446,7 +447,7 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
     let mut tls_addr = None;
     if let Some((addr, acceptor)) = tls {
         let bind_err = |source| MediaNodeError::Bind { addr, source };
-        let tls_listener = TcpListener::bind(addr).await.map_err(bind_err)?;
+        let tls_listener = tcp_listener::bind(addr).map_err(bind_err)?;
         tls_addr = Some(tls_listener.local_addr().map_err(bind_err)?);
         let (mux, task) = tcp::TcpMux::start(
             tls_listener,
@@ -559,7 +560,7 @@ async fn bind_listeners(
             return Ok((udp, None));
         }
         let port = udp.local_addr().map_err(bind_err)?.port();
-        match TcpListener::bind(SocketAddr::new(addr.ip(), port)).await {
+        match tcp_listener::bind(SocketAddr::new(addr.ip(), port)) {
             Ok(listener) => return Ok((udp, Some(listener))),
             Err(err) => last = Some(err),
         }

@@ -272,8 +272,7 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
-        .await
+    let metrics_listener = tincan_media_node::tcp_listener::bind(args.metrics_addr)
         .with_context(|| format!("binding metrics on {}", args.metrics_addr))?;
     tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
     let app = Router::new()

@@ -276,11 +276,11 @@ impl LocalStack {
             max_conns_per_ip: 0,
             ..config.listener
         };
-        let public = tokio::net::TcpListener::bind(config.addr)
-            .await
+        // The media node's listeners' backlog (1024, not tokio's 128): a
+        // burst of sign-ins and socket opens must not lose handshakes.
+        let public = tincan_media_node::tcp_listener::bind(config.addr)
             .with_context(|| format!("binding {}", config.addr))?;
-        let management_listener = tokio::net::TcpListener::bind(config.management_addr)
-            .await
+        let management_listener = tincan_media_node::tcp_listener::bind(config.management_addr)
             .with_context(|| {
                 format!(
                     "binding {} (TINCAN_MANAGEMENT_ADDR)",

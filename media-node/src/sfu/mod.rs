@@ -20,7 +20,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -94,8 +94,7 @@ pub(crate) async fn start(
         .await
         .map_err(bind_err(media_addr))?;
     let udp_addr = socket.local_addr().map_err(bind_err(media_addr))?;
-    let listener = TcpListener::bind(config.control_listen)
-        .await
+    let listener = crate::tcp_listener::bind(config.control_listen)
         .map_err(bind_err(config.control_listen))?;
     let control_addr = listener
         .local_addr()
