@@ -11,7 +11,7 @@ use tincan_accounts::config::Backend;
 use tincan_accounts::{MongoStore, Stores};
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
 use tincan_store::{
-    dynamo_client, sdk_config_from_env, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
+    dynamo_client, sdk_config_in_lambda, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
     Push,
 };
 use tincan_ws_api::{
@@ -26,20 +26,6 @@ use crate::metrics::{MeteredPush, Metrics};
 /// Most Management API endpoints (one per WebSocket API and stage) whose
 /// handlers a container keeps; past it, the cache starts over.
 const MAX_ENDPOINTS: usize = 8;
-
-/// Which function a container runs: what its [`Deps`] must build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Function {
-    /// `$connect`: DynamoDB only. A deleted account is refused by its
-    /// deleted-user marker, checked in the connection's write.
-    Connect,
-    /// `$disconnect`: DynamoDB, and MongoDB for call history.
-    Disconnect,
-    /// `$default`: DynamoDB, the media-node fleet, and MongoDB for call
-    /// history.
-    Default,
-}
 
 /// What every handler needs, built once per container (cold start): the
 /// DynamoDB client, the call-history client, and, per Management API
@@ -56,66 +42,80 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// From the environment, for `function`: DynamoDB through the SDK's
-    /// default chain; MongoDB (call history) only where `function` uses it.
-    pub async fn from_env(function: Function) -> Result<Self, ConfigError> {
+    /// For `$connect`, from the environment: DynamoDB alone (with
+    /// [`sdk_config_in_lambda`]: Lambda's region and role credentials). A deleted account is refused by its
+    /// deleted-user marker, checked in the connection's write, so this
+    /// function opens no MongoDB client and links no MongoDB driver: each
+    /// binary calls only its own constructor, and what it does not call
+    /// stays out of it.
+    pub async fn for_connect() -> Result<Self, ConfigError> {
         let config = FunctionConfig::from_env()?;
-        let sdk = sdk_config_from_env().await;
+        let sdk = sdk_config_in_lambda();
         let client = dynamo_client(&sdk, config.dynamodb_endpoint.as_deref());
         let store = Arc::new(DynamoConnectionStore::new(
-            client.clone(),
+            client,
             config.connections_table.clone(),
         ));
-        let placement = function == Function::Default;
-        let fleet = match (&config.media_nodes_table, &config.turn_secret) {
-            _ if !placement => None,
-            (Some(table), Some(secret)) => {
-                let fleet = FleetIceServers::new(
-                    Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
-                    secret.clone(),
-                    config.turn_ttl_secs,
-                );
-                // With no live node, the configured TURN URL, never no relay.
-                Some(Arc::new(match &config.turn {
-                    Some((_, url)) => fleet.with_fallback(url.clone()),
-                    None => fleet,
-                }))
-            }
-            _ => None,
+        Ok(Self::new(config, sdk, store))
+    }
+
+    /// For `$disconnect`: DynamoDB, and MongoDB for call history.
+    pub async fn for_disconnect() -> Result<Self, ConfigError> {
+        Self::for_connect().await?.with_call_history().await
+    }
+
+    /// For `$default`: DynamoDB, the media-node fleet (room placement, TURN
+    /// credentials, the SFU), and MongoDB for call history.
+    pub async fn for_default() -> Result<Self, ConfigError> {
+        Self::for_connect()
+            .await?
+            .on_the_fleet()?
+            .with_call_history()
+            .await
+    }
+
+    /// With `TINCAN_MEDIA_NODES_TABLE` and `TINCAN_TURN_SECRET`: rooms are
+    /// placed on media nodes, `joined` carries the node's TURN URLs, and
+    /// rooms past the mesh size go to that node's SFU.
+    fn on_the_fleet(mut self) -> Result<Self, ConfigError> {
+        let (Some(table), Some(secret)) =
+            (&self.config.media_nodes_table, &self.config.turn_secret)
+        else {
+            return Ok(self);
         };
-        let sfu_client = match &config.turn_secret {
-            Some(secret) if fleet.is_some() => Some(
-                tincan_ws_api::SfuControlClient::new(secret.clone())
-                    .map_err(|_| ConfigError::Invalid("TINCAN_TURN_SECRET"))?,
-            ),
-            _ => None,
-        };
-        let mut deps = Self::new(config, sdk, store);
-        if let Some(fleet) = fleet {
-            // Rooms past the mesh size go to the SFU of the node they are
-            // placed on.
-            if let Some(client) = sfu_client {
-                deps.sfu = Arc::new(tincan_ws_api::NodeSfu::new(client, fleet.clone()));
-            }
-            deps.ice = fleet;
-        }
-        // Call history, when MongoDB is configured. `$connect` opens no
-        // MongoDB client at all.
-        if function == Function::Connect {
-            return Ok(deps);
-        }
-        if let Backend::Mongo(mongo) =
-            Backend::from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
+        let client = dynamo_client(&self.sdk, self.config.dynamodb_endpoint.as_deref());
+        let fleet = FleetIceServers::new(
+            Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
+            secret.clone(),
+            self.config.turn_ttl_secs,
+        );
+        // With no live node, the configured TURN URL, never no relay.
+        let fleet = Arc::new(match &self.config.turn {
+            Some((_, url)) => fleet.with_fallback(url.clone()),
+            None => fleet,
+        });
+        let sfu_client = tincan_ws_api::SfuControlClient::new(secret.clone())
+            .map_err(|_| ConfigError::Invalid("TINCAN_TURN_SECRET"))?;
+        self.sfu = Arc::new(tincan_ws_api::NodeSfu::new(sfu_client, fleet.clone()));
+        self.ice = fleet;
+        Ok(self)
+    }
+
+    /// Call history, when MongoDB is configured (`MONGODB_URI`); when it is
+    /// unreachable at start-up, the function runs without it and says so.
+    async fn with_call_history(mut self) -> Result<Self, ConfigError> {
+        if let Some(mongo) =
+            Backend::mongo_from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
         {
             match MongoStore::connect(&mongo).await {
                 Ok(store) => {
                     let stores = Stores::from_backend(Arc::new(store));
-                    deps.calls = Some(Arc::new(AccountsCallLog::new(stores.calls)));
+                    self.calls = Some(Arc::new(AccountsCallLog::new(stores.calls)));
                 }
                 Err(err) => warn!(error = %err, "no call history: MongoDB unavailable"),
             }
         }
-        Ok(deps)
+        Ok(self)
     }
 
     /// From parts (tests pass their own store).

@@ -12,7 +12,7 @@ mod handlers;
 pub mod metrics;
 
 pub use crate::config::{ConfigError, FunctionConfig};
-pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, Deps, Function};
+pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, Deps};
 
 /// Starts JSON logs, as CloudWatch wants them, filtered by `RUST_LOG`
 /// (default `info`): a default level and `target=level` pairs, e.g.

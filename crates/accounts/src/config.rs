@@ -3,7 +3,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `MONGODB_URI` | unset | if set, use MongoDB; otherwise the embedded store |
+//! | `MONGODB_URI` | unset | if set, use MongoDB; otherwise the embedded store (required in builds without the `embedded` feature: the Lambdas) |
 //! | `TINCAN_MONGODB_DB` | `tincan` | MongoDB database name |
 //! | `TINCAN_MONGODB_TIMEOUT_MS` | `2000` | server selection / connect timeout |
 //! | `TINCAN_MONGODB_HEARTBEAT_MS` | `10000` | background check of each server (at least 500) |
@@ -18,10 +18,12 @@
 //! | `TINCAN_REGISTRATIONS_PER_ADDR` | `20` | registrations per client address per window (0: off) |
 //! | `TINCAN_REGISTRATION_WINDOW_SECS` | `3600` | the registration window |
 
+#[cfg(feature = "embedded")]
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "embedded")]
 use crate::embedded::EmbeddedStore;
 use crate::error::StoreError;
 use crate::mongo::{MongoConfig, MongoStore, DEFAULT_DATABASE};
@@ -34,6 +36,7 @@ use crate::store::Stores;
 #[derive(Debug, Clone)]
 pub enum Backend {
     /// The embedded on-disk store in this directory.
+    #[cfg(feature = "embedded")]
     Embedded(PathBuf),
     /// MongoDB.
     Mongo(MongoConfig),
@@ -66,8 +69,26 @@ fn env_string(name: &str) -> Option<String> {
 
 impl Backend {
     /// `MONGODB_URI` set: MongoDB; otherwise the embedded store in
-    /// `TINCAN_DATA_DIR`.
+    /// `TINCAN_DATA_DIR`, or, in a build without it, an error that says
+    /// `MONGODB_URI` is required.
     pub fn from_env() -> Result<Self, ConfigError> {
+        if let Some(config) = Self::mongo_from_env()? {
+            return Ok(Backend::Mongo(config));
+        }
+        #[cfg(feature = "embedded")]
+        {
+            let dir = env_string("TINCAN_DATA_DIR").unwrap_or_else(|| "./.tincan".to_owned());
+            Ok(Backend::Embedded(PathBuf::from(dir)))
+        }
+        #[cfg(not(feature = "embedded"))]
+        Err(ConfigError {
+            name: "MONGODB_URI",
+            expected: "set (this build has no embedded store)",
+        })
+    }
+
+    /// MongoDB's settings if `MONGODB_URI` is set, `None` if it is not.
+    pub fn mongo_from_env() -> Result<Option<MongoConfig>, ConfigError> {
         if let Some(uri) = env_string("MONGODB_URI") {
             let mut config = MongoConfig::new(uri);
             config.database =
@@ -86,15 +107,15 @@ impl Backend {
                 u64::from(crate::mongo::DEFAULT_MAX_POOL_SIZE),
             )?;
             config.max_pool_size = u32::try_from(pool.clamp(1, 1000)).unwrap_or(1);
-            return Ok(Backend::Mongo(config));
+            return Ok(Some(config));
         }
-        let dir = env_string("TINCAN_DATA_DIR").unwrap_or_else(|| "./.tincan".to_owned());
-        Ok(Backend::Embedded(PathBuf::from(dir)))
+        Ok(None)
     }
 
     /// Opens the stores.
     pub async fn open(&self) -> Result<Stores, StoreError> {
         match self {
+            #[cfg(feature = "embedded")]
             Backend::Embedded(dir) => Ok(Stores::from_backend(Arc::new(EmbeddedStore::open(dir)?))),
             Backend::Mongo(config) => Ok(Stores::from_backend(Arc::new(
                 MongoStore::connect(config).await?,

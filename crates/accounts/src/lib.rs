@@ -17,6 +17,7 @@
 //! join, [`CallStore::end_call`] on leave/disconnect) and [`Stores::users`].
 
 pub mod config;
+#[cfg(feature = "embedded")]
 mod embedded;
 mod error;
 pub mod model;
@@ -30,6 +31,7 @@ mod service;
 pub mod store;
 pub mod validate;
 
+#[cfg(feature = "embedded")]
 pub use crate::embedded::{EmbeddedStore, EMBEDDED_FILE};
 pub use crate::error::{AccountError, StoreError, ValidationError};
 pub use crate::model::{

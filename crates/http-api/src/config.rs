@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tincan_accounts::config::{env_u64, Backend};
 use tincan_accounts::{AccountError, AccountEvents, AccountOptions, AccountService, StoreError};
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
-use tincan_store::DynamoConnectionStore;
+use tincan_store::{DynamoConnectionStore, SdkConfig};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 
@@ -118,14 +118,15 @@ impl ApiConfig {
         })
     }
 
-    /// Opens the stores and builds the state. Fails, naming the variable,
-    /// if `TINCAN_JWT_SECRET` is shorter than 32 bytes.
-    pub async fn into_state(self) -> Result<ApiState, ConfigError> {
+    /// Opens the stores and builds the state, with DynamoDB clients on
+    /// `sdk`. Fails, naming the variable, if `TINCAN_JWT_SECRET` is shorter
+    /// than 32 bytes.
+    pub async fn into_state(self, sdk: &SdkConfig) -> Result<ApiState, ConfigError> {
         let tokens = TokenKeys::new(&self.jwt_secret, self.access_ttl_secs)?;
         let stores = self.backend.open().await?;
         let mut accounts = AccountService::with_options(stores, tokens, self.options)?;
         if let Some(table) = &self.connections_table {
-            let client = tincan_store::dynamo_client_from_env().await;
+            let client = tincan_store::dynamo_client_on(sdk);
             accounts = accounts.with_events(Arc::new(MarkDeletedUsers {
                 connections: DynamoConnectionStore::new(client, table.clone()),
                 // Outlives every access token issued before the deletion.
@@ -140,12 +141,12 @@ impl ApiConfig {
     }
 
     /// The fleet `GET /turn-credentials` answers from, when
-    /// `TINCAN_MEDIA_NODES_TABLE` is set: DynamoDB through the SDK's default
-    /// chain (`DYNAMODB_ENDPOINT` overrides the endpoint), with
-    /// `TINCAN_TURN_URL` as the fallback.
-    pub async fn fleet(&self) -> Option<FleetIceServers> {
+    /// `TINCAN_MEDIA_NODES_TABLE` is set: DynamoDB on `sdk`
+    /// (`DYNAMODB_ENDPOINT` overrides the endpoint), with `TINCAN_TURN_URL`
+    /// as the fallback.
+    pub fn fleet(&self, sdk: &SdkConfig) -> Option<FleetIceServers> {
         let table = self.media_nodes_table.as_ref()?;
-        let client = tincan_store::dynamo_client_from_env().await;
+        let client = tincan_store::dynamo_client_on(sdk);
         Some(
             FleetIceServers::new(
                 Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
@@ -206,7 +207,10 @@ mod tests {
             },
             cors: CorsOrigins::Any,
         };
-        let err = config.into_state().await.unwrap_err();
+        let err = config
+            .into_state(&tincan_store::sdk_config_in_lambda())
+            .await
+            .unwrap_err();
         assert!(matches!(err, ConfigError::Token(_)), "{err:?}");
         assert_eq!(
             err.to_string(),

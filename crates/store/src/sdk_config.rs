@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use aws_config::environment::EnvironmentVariableCredentialsProvider;
+use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -75,6 +77,41 @@ pub async fn sdk_config_from_env() -> SdkConfig {
     sdk
 }
 
+/// The SDK configuration inside a Lambda function, built from the
+/// environment Lambda sets rather than by `aws_config`'s loader: region from
+/// `AWS_REGION` ([`DEFAULT_REGION`] if unset), the execution role's
+/// credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
+/// `AWS_SESSION_TOKEN` (dummy ones under `DYNAMODB_ENDPOINT` without them,
+/// as [`sdk_config_from_env`] does), with [`store_timeouts`].
+///
+/// Why not the loader: it links its whole default chain (profiles, SSO, STS
+/// web identity, ECS, IMDS) into a binary that can only ever take the
+/// first link, and reads profile files at every cold start. A developer
+/// running the functions against real AWS outside Lambda exports
+/// credentials (`aws configure export-credentials --format env`).
+pub fn sdk_config_in_lambda() -> SdkConfig {
+    let (timeouts, retries) = store_timeouts();
+    let region = std::env::var("AWS_REGION")
+        .ok()
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+    let credentials =
+        if endpoint_from_env().is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            dummy_credentials()
+        } else {
+            SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
+        };
+    SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region))
+        .credentials_provider(credentials)
+        .identity_cache(IdentityCache::lazy().build())
+        .http_client(https_client())
+        .timeout_config(timeouts)
+        .retry_config(retries)
+        .build()
+}
+
 fn endpoint_from_env() -> Option<String> {
     std::env::var(DYNAMODB_ENDPOINT_ENV)
         .ok()
@@ -88,6 +125,11 @@ pub fn dynamo_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamod
         config = config.endpoint_url(endpoint);
     }
     aws_sdk_dynamodb::Client::from_conf(config.build())
+}
+
+/// A DynamoDB client on `sdk`, sent to `DYNAMODB_ENDPOINT` if set.
+pub fn dynamo_client_on(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
+    dynamo_client(sdk, endpoint_from_env().as_deref())
 }
 
 /// A DynamoDB client from the environment: [`sdk_config_from_env`], sent to

@@ -29,4 +29,35 @@ async fn the_sdk_config_from_the_environment_builds_with_a_region_and_an_http_cl
         format!("{err:?}").contains("DispatchFailure") || format!("{err:?}").contains("Timeout"),
         "{err:?}"
     );
+
+    // The Lambdas' own configuration reads the same environment.
+    let sdk = tincan_store::sdk_config_in_lambda();
+    assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
+    assert!(sdk.http_client().is_some());
+    assert!(sdk.credentials_provider().is_some());
+    let err = tincan_store::dynamo_client_on(&sdk)
+        .list_tables()
+        .send()
+        .await
+        .expect_err("nothing listens on port 9");
+    assert!(
+        format!("{err:?}").contains("DispatchFailure") || format!("{err:?}").contains("Timeout"),
+        "{err:?}"
+    );
+    // With real credentials in the environment (as Lambda sets them), it
+    // signs with those.
+    std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+    std::env::set_var(
+        "AWS_SECRET_ACCESS_KEY",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+    );
+    let sdk = tincan_store::sdk_config_in_lambda();
+    use aws_sdk_dynamodb::config::ProvideCredentials as _;
+    let credentials = sdk
+        .credentials_provider()
+        .expect("a provider")
+        .provide_credentials()
+        .await
+        .expect("credentials from the environment");
+    assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
 }

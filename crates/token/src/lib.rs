@@ -10,6 +10,10 @@
 //! The caller passes `now` (seconds since the Unix epoch): this crate reads no
 //! clock, so expiry is tested without waiting.
 
+mod hs256;
+
+pub use hs256::install_hs256_crypto;
+
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +83,7 @@ impl TokenKeys {
         if secret.len() < MIN_SECRET_LEN {
             return Err(TokenError::WeakSecret);
         }
+        install_hs256_crypto();
         Ok(Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),

@@ -20,7 +20,8 @@ use tincan_http_api::ApiConfig;
 async fn main() -> Result<(), lambda_http::Error> {
     tincan_functions::init_tracing();
     let config = ApiConfig::from_env().context("http-api configuration")?;
-    let fleet = config.fleet().await;
-    let state = config.into_state().await.context("http-api start-up")?;
+    let sdk = tincan_store::sdk_config_in_lambda();
+    let fleet = config.fleet(&sdk);
+    let state = config.into_state(&sdk).await.context("http-api start-up")?;
     lambda_http::run(tincan_http_api::lambda::router(state, fleet)).await
 }
