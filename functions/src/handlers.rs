@@ -8,7 +8,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
 use tincan_accounts::config::Backend;
-use tincan_accounts::{MongoStore, Stores};
+use tincan_accounts::MongoStore;
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
 use tincan_store::{
     dynamo_client, sdk_config_in_lambda, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
@@ -108,10 +108,9 @@ impl Deps {
             Backend::mongo_from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
         {
             match MongoStore::connect(&mongo).await {
-                Ok(store) => {
-                    let stores = Stores::from_backend(Arc::new(store));
-                    self.calls = Some(Arc::new(AccountsCallLog::new(stores.calls)));
-                }
+                // As the call store alone: the users', sessions' and
+                // preferences' code is never instantiated in these binaries.
+                Ok(store) => self.calls = Some(Arc::new(AccountsCallLog::new(Arc::new(store)))),
                 Err(err) => warn!(error = %err, "no call history: MongoDB unavailable"),
             }
         }

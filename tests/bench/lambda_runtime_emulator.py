@@ -13,12 +13,16 @@ A tiny emulator of the Runtime API (loopback only) starts each function's
 - warm_invoke_ms: a second event, same process.
 
 Each function is started `--runs` times (a fresh process each); the figures
-are medians. The same server answers the API Gateway Management API
+are medians. With `--compare-dir` (another build of the same functions,
+e.g. at opt-level 3), each run starts one of each, in turn, and the table
+ends with the ratios of the two builds. `--mongodb-uri` gives the functions
+a MongoDB (call history; the http-api Lambda's accounts), as in AWS. The same server answers the API Gateway Management API
 (`POST/DELETE /{stage}/@connections/{id}`: 200), so pushes cost a loopback
 round trip. Prints a table, then one JSON line per function:
 {"name", "binary_bytes", "init_ms", "first_invoke_ms", "warm_invoke_ms", "runs"}.
 
 Usage: lambda_runtime_emulator.py --bin-dir DIR --moto-port PORT [--runs N]
+       [--label L] [--compare-dir DIR2 --compare-label L2] [--mongodb-uri URI]
 where DIR holds <function>/bootstrap (cargo-lambda's layout).
 """
 
@@ -366,6 +370,9 @@ def main():
     parser.add_argument("--moto-port", type=int, required=True)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--label", default="")
+    parser.add_argument("--compare-dir", default="")
+    parser.add_argument("--compare-label", default="compared")
+    parser.add_argument("--mongodb-uri", default="")
     args = parser.parse_args()
 
     work = tempfile.mkdtemp(prefix="tincan-cold-")
@@ -397,42 +404,66 @@ def main():
         "TINCAN_DATA_DIR": os.path.join(work, "data"),
         "BENCH_LOG_DIR": work,
     }
-    rows = []
+    if args.mongodb_uri:
+        env["MONGODB_URI"] = args.mongodb_uri
+        env["TINCAN_MONGODB_DB"] = "cold-start"
+    builds = [(args.label, args.bin_dir)]
+    if args.compare_dir:
+        builds.append((args.compare_label, args.compare_dir))
+    rows = {label: [] for label, _ in builds}
     for function in FUNCTIONS:
-        binary = os.path.join(args.bin_dir, function, "bootstrap")
-        if not os.path.exists(binary):
-            print(f"lambda-cold-start: no {binary}", file=sys.stderr)
+        binaries = {label: os.path.join(d, function, "bootstrap") for label, d in builds}
+        missing = [b for b in binaries.values() if not os.path.exists(b)]
+        if missing:
+            print(f"lambda-cold-start: no {missing[0]}", file=sys.stderr)
             continue
-        inits, firsts, warms, statuses = [], [], [], set()
+        samples = {label: ([], [], [], set()) for label, _ in builds}
         for run in range(args.runs):
-            init, first, warm, answered = one_run(binary, function, run, env)
-            statuses.update(answered)
-            inits.append(init)
-            firsts.append(first)
-            warms.append(warm)
-        rows.append(
-            {
-                "name": function,
-                "binary_bytes": os.path.getsize(binary),
-                "init_ms": round(statistics.median(inits), 2),
-                "first_invoke_ms": round(statistics.median(firsts), 2),
-                "warm_invoke_ms": round(statistics.median(warms), 2),
-                "runs": args.runs,
-                "statuses": sorted(s for s in statuses if s is not None),
-            }
-        )
-    title = f" ({args.label})" if args.label else ""
-    print(f"Lambda cold start{title}: medians of {args.runs} fresh processes")
-    print(f"{'function':<14} {'binary MB':>10} {'init ms':>9} {'1st invoke ms':>14} {'warm ms':>8}")
-    for r in rows:
-        print(
-            f"{r['name']:<14} {r['binary_bytes'] / 1e6:>10.2f} {r['init_ms']:>9.1f} "
-            f"{r['first_invoke_ms']:>14.1f} {r['warm_invoke_ms']:>8.1f}"
-        )
-    for r in rows:
-        if args.label:
-            r["label"] = args.label
-        print(json.dumps(r))
+            # In turn, so that both builds see the same machine.
+            for b, (label, binary) in enumerate(binaries.items()):
+                init, first, warm, answered = one_run(binary, function, f"{run}b{b}", env)
+                inits, firsts, warms, statuses = samples[label]
+                statuses.update(answered)
+                inits.append(init)
+                firsts.append(first)
+                warms.append(warm)
+        for label, binary in binaries.items():
+            inits, firsts, warms, statuses = samples[label]
+            rows[label].append(
+                {
+                    "name": function,
+                    "binary_bytes": os.path.getsize(binary),
+                    "init_ms": round(statistics.median(inits), 2),
+                    "first_invoke_ms": round(statistics.median(firsts), 2),
+                    "warm_invoke_ms": round(statistics.median(warms), 2),
+                    "runs": args.runs,
+                    "statuses": sorted(s for s in statuses if s is not None),
+                }
+            )
+    for label, _ in builds:
+        title = f" ({label})" if label else ""
+        print(f"Lambda cold start{title}: medians of {args.runs} fresh processes")
+        print(f"{'function':<14} {'binary MB':>10} {'init ms':>9} {'1st invoke ms':>14} {'warm ms':>8}")
+        for r in rows[label]:
+            print(
+                f"{r['name']:<14} {r['binary_bytes'] / 1e6:>10.2f} {r['init_ms']:>9.1f} "
+                f"{r['first_invoke_ms']:>14.1f} {r['warm_invoke_ms']:>8.1f}"
+            )
+    if args.compare_dir:
+        ours, theirs = rows[args.label], rows[args.compare_label]
+        print(f"ratio {args.label or 'deployed'} / {args.compare_label}")
+        print(f"{'function':<14} {'size':>6} {'init':>6} {'1st invoke':>11} {'warm':>6}")
+        for a, b in zip(ours, theirs):
+            ratio = lambda k: a[k] / b[k] if b[k] else float("nan")
+            print(
+                f"{a['name']:<14} {ratio('binary_bytes'):>6.2f} {ratio('init_ms'):>6.2f} "
+                f"{ratio('first_invoke_ms'):>11.2f} {ratio('warm_invoke_ms'):>6.2f}"
+            )
+    for label, _ in builds:
+        for r in rows[label]:
+            if label:
+                r["label"] = label
+            print(json.dumps(r))
     server.shutdown()
 
 

@@ -6,9 +6,9 @@
 //! `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_TURN_SECRET`, `TINCAN_TURN_URL`,
 //! `TINCAN_TURN_TTL`, `TINCAN_MEDIA_NODES_TABLE`, `TINCAN_CORS_ORIGINS`,
 //! `TINCAN_HASH_WORKERS`, `TINCAN_HASH_QUEUE`, `TINCAN_LOGIN_*`,
-//! `TINCAN_REGISTRATION*`; see `tincan_http_api::ApiConfig`. Without
-//! `MONGODB_URI` it falls back to the embedded store in `TINCAN_DATA_DIR`,
-//! which only makes sense under `cargo lambda watch`.
+//! `TINCAN_REGISTRATION*`; see `tincan_http_api::ApiConfig`. `MONGODB_URI`
+//! is required: this build has no embedded store (a store on a container's
+//! disk would be one store per container).
 //!
 //! A container serves one request at a time, so it hashes one password at a
 //! time; the failed-login and registration counters are per container.
