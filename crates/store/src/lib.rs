@@ -17,6 +17,7 @@ mod error;
 mod memory;
 mod push;
 mod sdk_config;
+mod sdk_http;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -30,8 +31,9 @@ pub use crate::error::StoreError;
 pub use crate::memory::MemoryConnectionStore;
 pub use crate::push::{Push, PushError};
 pub use crate::sdk_config::{
-    dynamo_client, dynamo_client_from_env, dynamo_client_on, https_client, sdk_config_from_env,
+    dynamo_client, dynamo_client_from_env, dynamo_client_on, sdk_config_from_env,
     sdk_config_in_lambda, store_timeouts, DEFAULT_REGION, DYNAMODB_ENDPOINT_ENV,
 };
+pub use crate::sdk_http::https_client;
 /// The AWS SDK's shared configuration, as the functions above take it.
 pub use aws_config::SdkConfig;

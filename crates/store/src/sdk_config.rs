@@ -8,8 +8,9 @@ use aws_config::identity::IdentityCache;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider, SharedHttpClient};
-use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
+
+use crate::sdk_http::https_client;
 
 /// Environment variable with a DynamoDB endpoint URL to use instead of AWS's
 /// (e.g. `http://127.0.0.1:5000` for moto).
@@ -30,16 +31,6 @@ pub fn store_timeouts() -> (TimeoutConfig, RetryConfig) {
             .build(),
         RetryConfig::standard().with_max_attempts(3),
     )
-}
-
-/// The HTTPS client for the AWS SDK clients: rustls on ring (the crypto
-/// library the rest of the binary links already), trusting the system's
-/// roots (`SSL_CERT_FILE` and `SSL_CERT_DIR` are honoured). Clients made from
-/// one [`SdkConfig`] share it, and with it their connection pool.
-pub fn https_client() -> SharedHttpClient {
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
 }
 
 /// The SDK configuration from the usual AWS environment (`AWS_REGION`,

@@ -38,7 +38,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 
-use crate::sdk_config::{dummy_credentials, https_client, store_timeouts, DEFAULT_REGION};
+use crate::sdk_config::{dummy_credentials, store_timeouts, DEFAULT_REGION};
+use crate::sdk_http::https_client;
 
 /// Environment variable naming the Python interpreter that has moto.
 pub const MOTO_PYTHON_ENV: &str = "MOTO_PYTHON";
