@@ -130,7 +130,7 @@ def turn(steps: str) -> list:
 
 def lambdas() -> dict:
     script = ROOT / "tests/bench/lambda-cold-start.sh"
-    limit = int(os.environ.get("REPORT_LAMBDA_TIMEOUT", "900"))
+    limit = int(os.environ.get("REPORT_LAMBDA_TIMEOUT", "1800"))
     if not script.exists() or "binary_bytes" not in script.read_text():
         return {"functions": [], "note": "tests/bench/lambda-cold-start.sh does not print its "
                 "figures as JSON lines (name, binary_bytes, init_ms, ...) in this checkout"}
