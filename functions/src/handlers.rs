@@ -7,16 +7,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
-use tincan_accounts::config::Backend;
-use tincan_accounts::MongoStore;
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
 use tincan_store::{
     dynamo_client, sdk_config_in_lambda, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
     Push,
 };
 use tincan_ws_api::{
-    AccountsCallLog, CallLog, ConnectError, IceServerSource, NoIceServers, TurnRestIceServers,
-    WsApi, WsApiConfig,
+    CallLog, ConnectError, IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig,
 };
 use tracing::warn;
 
@@ -101,19 +98,10 @@ impl Deps {
         Ok(self)
     }
 
-    /// Call history, when MongoDB is configured (`MONGODB_URI`); when it is
-    /// unreachable at start-up, the function runs without it and says so.
+    /// Call history in MongoDB, when it is configured
+    /// ([`call_log_from_env`](crate::history::call_log_from_env)).
     async fn with_call_history(mut self) -> Result<Self, ConfigError> {
-        if let Some(mongo) =
-            Backend::mongo_from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
-        {
-            match MongoStore::connect(&mongo).await {
-                // As the call store alone: the users', sessions' and
-                // preferences' code is never instantiated in these binaries.
-                Ok(store) => self.calls = Some(Arc::new(AccountsCallLog::new(Arc::new(store)))),
-                Err(err) => warn!(error = %err, "no call history: MongoDB unavailable"),
-            }
-        }
+        self.calls = crate::history::call_log_from_env().await?;
         Ok(self)
     }
 

@@ -9,6 +9,7 @@
 
 mod config;
 mod handlers;
+mod history;
 pub mod metrics;
 
 pub use crate::config::{ConfigError, FunctionConfig};

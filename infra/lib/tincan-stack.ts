@@ -394,6 +394,12 @@ export class TincanStack extends Stack {
       // Each room goes to a live, least-loaded media node from the fleet
       // registry; TINCAN_TURN_URL is the fallback when none is alive.
       TINCAN_MEDIA_NODES_TABLE: mediaNodes.tableName,
+      RUST_LOG: params.logLevel.valueAsString,
+    };
+    // $disconnect's and $default's: $connect's, and MongoDB ($connect opens
+    // no MongoDB client).
+    const callHistoryEnv = {
+      ...signalingEnv,
       // Call history (who was in which room, how long) goes to MongoDB.
       MONGODB_URI: resolve(mongoDbUriSecret),
       TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,
@@ -401,7 +407,6 @@ export class TincanStack extends Stack {
       // One event at a time per container: a small pool, no idle checks.
       TINCAN_MONGODB_MAX_POOL: '2',
       TINCAN_MONGODB_HEARTBEAT_MS: '10000',
-      RUST_LOG: params.logLevel.valueAsString,
     };
     WS_ROUTES.forEach((route, i) => {
       const fn = rustFunction(
@@ -411,7 +416,7 @@ export class TincanStack extends Stack {
         256,
         signalingRole,
         wsLogGroups[i],
-        signalingEnv,
+        route.binary === 'ws-connect' ? signalingEnv : callHistoryEnv,
       );
       const integration = new apigwv2.CfnIntegration(this, `${route.name}Integration`, {
         apiId: wsApi.ref,

@@ -364,6 +364,16 @@ def one_run(binary, function, run, env):
         proc.wait()
 
 
+class QuietServer(ThreadingHTTPServer):
+    """The Runtime API server; a function killed at the end of its run
+    resets its open connection, which is no error worth a traceback."""
+
+    def handle_error(self, request, client_address):
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin-dir", required=True)
@@ -378,7 +388,7 @@ def main():
     work = tempfile.mkdtemp(prefix="tincan-cold-")
     ca, cert, key = make_certs(work)
     tls_port = start_tls_proxy(cert, key, args.moto_port)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = QuietServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     api = f"127.0.0.1:{server.server_address[1]}"

@@ -38,7 +38,8 @@ REPO = Path(__file__).resolve().parents[2]
 OPTIONAL_VARS = {
     "DYNAMODB_ENDPOINT": "local only: points the store at moto / DynamoDB Local; in AWS the SDK's regional endpoint is right",
     "TINCAN_WS_ENDPOINT": "optional: the Management API endpoint defaults to https://{domainName}/{stage} of each event",
-    "TINCAN_DATA_DIR": "local only: the embedded account store, used when MONGODB_URI is unset",
+    "TINCAN_DATA_DIR": "local only: the local stack's embedded account store; the Lambda build has none",
+    "AWS_REGION": "set by Lambda itself (reserved) and by the media node's user data; the SDK configuration reads it",
     "AWS_ACCESS_KEY_ID": "credentials come from the Lambda role / the instance profile, never the environment we set",
     "TINCAN_TURN_NO_TCP": "optional media-node flag: TURN over TCP stays on",
     "TINCAN_REGION": "optional media-node flag: defaults to AWS_REGION, which the user data sets",
@@ -249,8 +250,11 @@ def sources_of(binary: str) -> list[str]:
             "functions/src/handlers.rs",
             "crates/store/src/sdk_config.rs",
         ]
-        if "Backend::from_env" in handlers:  # call history in MongoDB
-            files.append("crates/accounts/src/config.rs#from_env")
+        # Call history in MongoDB, for every function but $connect
+        # (`Deps::for_connect` opens no MongoDB client).
+        if binary != "ws-connect" and "history::call_log_from_env" in handlers:
+            files.append("functions/src/history.rs")
+            files.append("crates/accounts/src/config.rs#mongo_from_env")
     elif binary == "tincan-media-node":
         files = [str(p.relative_to(REPO)) for p in sorted((REPO / "media-node/src").glob("*.rs"))]
         files.append("crates/store/src/sdk_config.rs")

@@ -19,31 +19,14 @@ async fn the_sdk_config_from_the_environment_builds_with_a_region_and_an_http_cl
         "dummy credentials for an emulator"
     );
     // And a client from it sends (to a closed port: a connection error, not a panic).
-    let client = tincan_store::dynamo_client_from_env().await;
-    let err = client
-        .list_tables()
-        .send()
-        .await
-        .expect_err("nothing listens on port 9");
-    assert!(
-        format!("{err:?}").contains("DispatchFailure") || format!("{err:?}").contains("Timeout"),
-        "{err:?}"
-    );
+    fails_to_connect(&tincan_store::dynamo_client_from_env().await).await;
 
     // The Lambdas' own configuration reads the same environment.
     let sdk = tincan_store::sdk_config_in_lambda();
     assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-1"));
     assert!(sdk.http_client().is_some());
     assert!(sdk.credentials_provider().is_some());
-    let err = tincan_store::dynamo_client_on(&sdk)
-        .list_tables()
-        .send()
-        .await
-        .expect_err("nothing listens on port 9");
-    assert!(
-        format!("{err:?}").contains("DispatchFailure") || format!("{err:?}").contains("Timeout"),
-        "{err:?}"
-    );
+    fails_to_connect(&tincan_store::dynamo_client_on(&sdk)).await;
     // With real credentials in the environment (as Lambda sets them), it
     // signs with those.
     std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
@@ -60,4 +43,18 @@ async fn the_sdk_config_from_the_environment_builds_with_a_region_and_an_http_cl
         .await
         .expect("credentials from the environment");
     assert_eq!(credentials.access_key_id(), "AKIDEXAMPLE");
+}
+
+/// A call to port 9 (nothing listens) fails with a connection error, not a
+/// panic.
+async fn fails_to_connect(client: &aws_sdk_dynamodb::Client) {
+    let err = client
+        .list_tables()
+        .send()
+        .await
+        .expect_err("nothing listens on port 9");
+    assert!(
+        format!("{err:?}").contains("DispatchFailure") || format!("{err:?}").contains("Timeout"),
+        "{err:?}"
+    );
 }

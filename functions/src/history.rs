@@ -1,0 +1,31 @@
+//! Call history for `$disconnect` and `$default`: who was in which room,
+//! and how long, written to MongoDB. `$connect` never comes here, so its
+//! binary links no MongoDB driver.
+
+use std::sync::Arc;
+
+use tincan_accounts::config::Backend;
+use tincan_accounts::MongoStore;
+use tincan_ws_api::{AccountsCallLog, CallLog};
+use tracing::warn;
+
+use crate::config::ConfigError;
+
+/// The call log when `MONGODB_URI` is set, `None` when it is not; when
+/// MongoDB is unreachable at start-up, the function runs without it and
+/// says so.
+pub(crate) async fn call_log_from_env() -> Result<Option<Arc<dyn CallLog>>, ConfigError> {
+    let Some(mongo) = Backend::mongo_from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
+    else {
+        return Ok(None);
+    };
+    match MongoStore::connect(&mongo).await {
+        // As the call store alone: the users', sessions' and preferences'
+        // code is never instantiated in these binaries.
+        Ok(store) => Ok(Some(Arc::new(AccountsCallLog::new(Arc::new(store))))),
+        Err(err) => {
+            warn!(error = %err, "no call history: MongoDB unavailable");
+            Ok(None)
+        }
+    }
+}
