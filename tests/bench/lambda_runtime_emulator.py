@@ -332,7 +332,15 @@ def events_for(function, run):
 
 
 def one_run(binary, function, run, env):
+    """One fresh process of `binary` on a Runtime API server of its own: a
+    server shared across runs let a killed process's last `next` poll,
+    handled late, take the next run's event and lose it."""
     RUNTIME.reset()
+    server = QuietServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api = f"127.0.0.1:{server.server_address[1]}"
+    env = dict(env, AWS_LAMBDA_RUNTIME_API=api, TINCAN_WS_ENDPOINT=f"http://{api}/{STAGE}")
     started = now_ms()
     proc = subprocess.Popen(
         [binary], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -362,6 +370,8 @@ def one_run(binary, function, run, env):
     finally:
         proc.kill()
         proc.wait()
+        server.shutdown()
+        server.server_close()
 
 
 class QuietServer(ThreadingHTTPServer):
@@ -388,14 +398,9 @@ def main():
     work = tempfile.mkdtemp(prefix="tincan-cold-")
     ca, cert, key = make_certs(work)
     tls_port = start_tls_proxy(cert, key, args.moto_port)
-    server = QuietServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    api = f"127.0.0.1:{server.server_address[1]}"
 
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "AWS_LAMBDA_RUNTIME_API": api,
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
@@ -410,7 +415,6 @@ def main():
         "TINCAN_TURN_URL": "127.0.0.1:3478",
         "TINCAN_CONNECTIONS_TABLE": TABLE,
         "DYNAMODB_ENDPOINT": f"https://localhost:{tls_port}",
-        "TINCAN_WS_ENDPOINT": f"http://{api}/{STAGE}",
         "TINCAN_DATA_DIR": os.path.join(work, "data"),
         "BENCH_LOG_DIR": work,
     }
@@ -474,7 +478,6 @@ def main():
             if label:
                 r["label"] = label
             print(json.dumps(r))
-    server.shutdown()
 
 
 if __name__ == "__main__":
