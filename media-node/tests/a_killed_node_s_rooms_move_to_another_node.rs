@@ -13,11 +13,9 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::{heartbeat_into, now, secret, start_node, TurnClient, LOCALHOST};
-use tincan_fleet::{FleetIceServers, InMemoryMediaNodeStore, MediaNodeStore};
+use support::{now, two_node_fleet, TurnClient, TwoNodeFleet, LOCALHOST};
 use tincan_ws_api::IceServerSource;
 use tokio::net::UdpSocket;
 
@@ -93,17 +91,12 @@ async fn relay_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_room_moves_to_the_other_node_within_its_ttl() {
     tokio::time::timeout(LIMIT, async {
-        let store: Arc<dyn MediaNodeStore> = Arc::new(InMemoryMediaNodeStore::new());
-        let a = Arc::new(start_node().await);
-        let b = Arc::new(start_node().await);
-        let mut beats = [
-            Some(heartbeat_into(&store, &a, "node-a", TTL_SECS)),
-            Some(heartbeat_into(&store, &b, "node-b", TTL_SECS)),
-        ];
-        while store.list_alive(now()).await.unwrap().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let fleet = FleetIceServers::new(Arc::clone(&store), secret(), 600);
+        let TwoNodeFleet {
+            store,
+            nodes: [a, b],
+            mut beats,
+            fleet,
+        } = two_node_fleet(TTL_SECS).await;
         let peer = echo_peer().await;
 
         // The room lands on a node (equal load: the smaller id), and the

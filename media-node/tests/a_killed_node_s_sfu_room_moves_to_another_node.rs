@@ -13,12 +13,11 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::sfu_client::Participant;
-use support::{heartbeat_into, now, secret, start_node};
-use tincan_fleet::{FleetIceServers, InMemoryMediaNodeStore, MediaNodeStore};
+use support::{now, secret, two_node_fleet, TwoNodeFleet};
+use tincan_fleet::FleetIceServers;
 use tincan_ws_api::SfuLocator;
 
 const ROOM: &str = "allhands";
@@ -72,17 +71,12 @@ async fn call_through(fleet: &FleetIceServers) -> Option<(SocketAddr, Participan
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_sfu_room_moves_to_the_other_node_and_audio_returns() {
     tokio::time::timeout(LIMIT, async {
-        let store: Arc<dyn MediaNodeStore> = Arc::new(InMemoryMediaNodeStore::new());
-        let a = Arc::new(start_node().await);
-        let b = Arc::new(start_node().await);
-        let mut beats = [
-            Some(heartbeat_into(&store, &a, "node-a", TTL_SECS)),
-            Some(heartbeat_into(&store, &b, "node-b", TTL_SECS)),
-        ];
-        while store.list_alive(now()).await.unwrap().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let fleet = FleetIceServers::new(Arc::clone(&store), secret(), 600);
+        let TwoNodeFleet {
+            nodes: [a, b],
+            mut beats,
+            fleet,
+            ..
+        } = two_node_fleet(TTL_SECS).await;
 
         // The call runs on the room's node's SFU.
         let (first, ann, ben) = call_through(&fleet).await.expect("a call on the SFU");

@@ -498,3 +498,36 @@ pub fn heartbeat_into(
         config,
     )
 }
+
+/// Two live nodes heartbeating as `node-a` and `node-b` into one in-memory
+/// registry, their records living `ttl_secs`, and the fleet over it: the
+/// set-up of the node-kill tests. Dropping a beat kills that node's
+/// registration.
+pub struct TwoNodeFleet {
+    pub store: std::sync::Arc<dyn tincan_fleet::MediaNodeStore>,
+    pub nodes: [std::sync::Arc<MediaNode>; 2],
+    pub beats: [Option<tincan_media_node::heartbeat::Heartbeat>; 2],
+    pub fleet: tincan_fleet::FleetIceServers,
+}
+
+/// [`TwoNodeFleet`], once both nodes are listed alive.
+pub async fn two_node_fleet(ttl_secs: u64) -> TwoNodeFleet {
+    let store: std::sync::Arc<dyn tincan_fleet::MediaNodeStore> =
+        std::sync::Arc::new(tincan_fleet::InMemoryMediaNodeStore::new());
+    let a = std::sync::Arc::new(start_node().await);
+    let b = std::sync::Arc::new(start_node().await);
+    let beats = [
+        Some(heartbeat_into(&store, &a, "node-a", ttl_secs)),
+        Some(heartbeat_into(&store, &b, "node-b", ttl_secs)),
+    ];
+    while store.list_alive(now()).await.unwrap().len() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fleet = tincan_fleet::FleetIceServers::new(std::sync::Arc::clone(&store), secret(), 600);
+    TwoNodeFleet {
+        store,
+        nodes: [a, b],
+        beats,
+        fleet,
+    }
+}
