@@ -60,7 +60,7 @@ pub async fn sdk_config_from_env() -> SdkConfig {
             .region(Region::new(DEFAULT_REGION))
             .build()
     };
-    if endpoint_from_env().is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+    if signs_for_an_emulator() {
         let mut sdk = sdk.into_builder();
         sdk.set_credentials_provider(Some(dummy_credentials()));
         return sdk.build();
@@ -71,8 +71,8 @@ pub async fn sdk_config_from_env() -> SdkConfig {
 /// The SDK configuration inside a Lambda function, built from the
 /// environment Lambda sets rather than by `aws_config`'s loader: region from
 /// `AWS_REGION` ([`DEFAULT_REGION`] if unset), the execution role's
-/// credentials from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` /
-/// `AWS_SESSION_TOKEN` (dummy ones under `DYNAMODB_ENDPOINT` without them,
+/// credentials from the standard environment variables (`AWS_ACCESS_KEY_ID`
+/// and its companions; dummy ones under `DYNAMODB_ENDPOINT` without them,
 /// as [`sdk_config_from_env`] does), with [`store_timeouts`].
 ///
 /// Why not the loader: it links its whole default chain (profiles, SSO, STS
@@ -86,12 +86,11 @@ pub fn sdk_config_in_lambda() -> SdkConfig {
         .ok()
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-    let credentials =
-        if endpoint_from_env().is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            dummy_credentials()
-        } else {
-            SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
-        };
+    let credentials = if signs_for_an_emulator() {
+        dummy_credentials()
+    } else {
+        SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
+    };
     SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region))
@@ -101,6 +100,12 @@ pub fn sdk_config_in_lambda() -> SdkConfig {
         .timeout_config(timeouts)
         .retry_config(retries)
         .build()
+}
+
+/// `DYNAMODB_ENDPOINT` set (an emulator) and no `AWS_ACCESS_KEY_ID`: sign
+/// with dummy credentials, which emulators accept.
+fn signs_for_an_emulator() -> bool {
+    endpoint_from_env().is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
 }
 
 fn endpoint_from_env() -> Option<String> {

@@ -65,10 +65,9 @@ impl HttpClient for ReqwestHttpClient {
 /// Sends the SDK's requests on one reqwest client.
 #[derive(Debug, Clone)]
 struct Connector {
-    /// `None` if the client could not be built (no TLS roots, say): every
-    /// request then fails with that error instead of the process panicking.
-    client: Option<reqwest::Client>,
-    build_error: Option<Arc<str>>,
+    /// Why the client could not be built (no TLS roots, say): every request
+    /// then fails with that error instead of the process panicking.
+    client: Result<reqwest::Client, Arc<str>>,
 }
 
 impl Connector {
@@ -82,27 +81,21 @@ impl Connector {
         if let Some(read) = read {
             builder = builder.read_timeout(read);
         }
-        match builder.build() {
-            Ok(client) => Self {
-                client: Some(client),
-                build_error: None,
-            },
-            Err(err) => Self {
-                client: None,
-                build_error: Some(err.to_string().into()),
-            },
+        Self {
+            client: builder.build().map_err(|err| err.to_string().into()),
         }
     }
 }
 
 impl HttpConnector for Connector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let Some(client) = self.client.clone() else {
-            let reason = self.build_error.as_deref().unwrap_or("no HTTP client");
-            let err = ConnectorError::other(format!("HTTP client: {reason}").into(), None);
-            return HttpConnectorFuture::ready(Err(err));
-        };
-        HttpConnectorFuture::new(send(client, request))
+        match &self.client {
+            Ok(client) => HttpConnectorFuture::new(send(client.clone(), request)),
+            Err(reason) => HttpConnectorFuture::ready(Err(ConnectorError::other(
+                format!("HTTP client: {reason}").into(),
+                None,
+            ))),
+        }
     }
 }
 
