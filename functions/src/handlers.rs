@@ -46,14 +46,20 @@ impl Deps {
     /// binary calls only its own constructor, and what it does not call
     /// stays out of it.
     pub async fn for_connect() -> Result<Self, ConfigError> {
+        Ok(Self::on_dynamodb()?.0)
+    }
+
+    /// The configuration, the connections table, and the DynamoDB client
+    /// it is on (for the fleet registry too).
+    fn on_dynamodb() -> Result<(Self, aws_sdk_dynamodb::Client), ConfigError> {
         let config = FunctionConfig::from_env()?;
         let sdk = sdk_config_in_lambda();
         let client = dynamo_client(&sdk, config.dynamodb_endpoint.as_deref());
         let store = Arc::new(DynamoConnectionStore::new(
-            client,
+            client.clone(),
             config.connections_table.clone(),
         ));
-        Ok(Self::new(config, sdk, store))
+        Ok((Self::new(config, sdk, store), client))
     }
 
     /// For `$disconnect`: DynamoDB, and MongoDB for call history.
@@ -64,23 +70,19 @@ impl Deps {
     /// For `$default`: DynamoDB, the media-node fleet (room placement, TURN
     /// credentials, the SFU), and MongoDB for call history.
     pub async fn for_default() -> Result<Self, ConfigError> {
-        Self::for_connect()
-            .await?
-            .on_the_fleet()?
-            .with_call_history()
-            .await
+        let (deps, client) = Self::on_dynamodb()?;
+        deps.on_the_fleet(client)?.with_call_history().await
     }
 
     /// With `TINCAN_MEDIA_NODES_TABLE` and `TINCAN_TURN_SECRET`: rooms are
     /// placed on media nodes, `joined` carries the node's TURN URLs, and
     /// rooms past the mesh size go to that node's SFU.
-    fn on_the_fleet(mut self) -> Result<Self, ConfigError> {
+    fn on_the_fleet(mut self, client: aws_sdk_dynamodb::Client) -> Result<Self, ConfigError> {
         let (Some(table), Some(secret)) =
             (&self.config.media_nodes_table, &self.config.turn_secret)
         else {
             return Ok(self);
         };
-        let client = dynamo_client(&self.sdk, self.config.dynamodb_endpoint.as_deref());
         let fleet = FleetIceServers::new(
             Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
             secret.clone(),
