@@ -23,7 +23,7 @@ use std::sync::Arc;
 use tincan_accounts::config::{env_u64, Backend};
 use tincan_accounts::{AccountError, AccountEvents, AccountOptions, AccountService, StoreError};
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
-use tincan_store::{DynamoConnectionStore, SdkConfig};
+use tincan_store::DynamoConnectionStore;
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 
@@ -118,17 +118,19 @@ impl ApiConfig {
         })
     }
 
-    /// Opens the stores and builds the state, with DynamoDB clients on
-    /// `sdk`. Fails, naming the variable, if `TINCAN_JWT_SECRET` is shorter
-    /// than 32 bytes.
-    pub async fn into_state(self, sdk: &SdkConfig) -> Result<ApiState, ConfigError> {
+    /// Opens the stores and builds the state, with DynamoDB (the deleted-user
+    /// markers) through `dynamo`. Fails, naming the variable, if
+    /// `TINCAN_JWT_SECRET` is shorter than 32 bytes.
+    pub async fn into_state(
+        self,
+        dynamo: &aws_sdk_dynamodb::Client,
+    ) -> Result<ApiState, ConfigError> {
         let tokens = TokenKeys::new(&self.jwt_secret, self.access_ttl_secs)?;
         let stores = self.backend.open().await?;
         let mut accounts = AccountService::with_options(stores, tokens, self.options)?;
         if let Some(table) = &self.connections_table {
-            let client = tincan_store::dynamo_client_on(sdk);
             accounts = accounts.with_events(Arc::new(MarkDeletedUsers {
-                connections: DynamoConnectionStore::new(client, table.clone()),
+                connections: DynamoConnectionStore::new(dynamo.clone(), table.clone()),
                 // Outlives every access token issued before the deletion.
                 ttl_secs: self.access_ttl_secs + DELETED_MARKER_SLACK_SECS,
             }));
@@ -141,15 +143,13 @@ impl ApiConfig {
     }
 
     /// The fleet `GET /turn-credentials` answers from, when
-    /// `TINCAN_MEDIA_NODES_TABLE` is set: DynamoDB on `sdk`
-    /// (`DYNAMODB_ENDPOINT` overrides the endpoint), with `TINCAN_TURN_URL`
-    /// as the fallback.
-    pub fn fleet(&self, sdk: &SdkConfig) -> Option<FleetIceServers> {
+    /// `TINCAN_MEDIA_NODES_TABLE` is set: the registry through `dynamo`, with
+    /// `TINCAN_TURN_URL` as the fallback.
+    pub fn fleet(&self, dynamo: &aws_sdk_dynamodb::Client) -> Option<FleetIceServers> {
         let table = self.media_nodes_table.as_ref()?;
-        let client = tincan_store::dynamo_client_on(sdk);
         Some(
             FleetIceServers::new(
-                Arc::new(DynamoMediaNodeStore::new(client, table.clone())),
+                Arc::new(DynamoMediaNodeStore::new(dynamo.clone(), table.clone())),
                 self.turn.secret.clone(),
                 self.turn.ttl_secs,
             )
@@ -208,7 +208,9 @@ mod tests {
             cors: CorsOrigins::Any,
         };
         let err = config
-            .into_state(&tincan_store::sdk_config_in_lambda())
+            .into_state(&tincan_store::dynamo_client_on(
+                &tincan_store::sdk_config_in_lambda(),
+            ))
             .await
             .unwrap_err();
         assert!(matches!(err, ConfigError::Token(_)), "{err:?}");

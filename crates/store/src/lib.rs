@@ -35,5 +35,3 @@ pub use crate::sdk_config::{
     sdk_config_in_lambda, store_timeouts, DEFAULT_REGION, DYNAMODB_ENDPOINT_ENV,
 };
 pub use crate::sdk_http::https_client;
-/// The AWS SDK's shared configuration, as the functions above take it.
-pub use aws_config::SdkConfig;

@@ -20,8 +20,12 @@ use tincan_http_api::ApiConfig;
 async fn main() -> Result<(), lambda_http::Error> {
     tincan_functions::init_tracing();
     let config = ApiConfig::from_env().context("http-api configuration")?;
-    let sdk = tincan_store::sdk_config_in_lambda();
-    let fleet = config.fleet(&sdk);
-    let state = config.into_state(&sdk).await.context("http-api start-up")?;
+    // One DynamoDB client for the fleet registry and the deleted-user markers.
+    let dynamo = tincan_store::dynamo_client_on(&tincan_store::sdk_config_in_lambda());
+    let fleet = config.fleet(&dynamo);
+    let state = config
+        .into_state(&dynamo)
+        .await
+        .context("http-api start-up")?;
     lambda_http::run(tincan_http_api::lambda::router(state, fleet)).await
 }
