@@ -55,7 +55,7 @@ const WS_ROUTES = [
     description: 'Tincan WebSocket $default - join, leave, signal, mute, ping.' },
 ] as const;
 
-/** The HTTP API's routes: the contract in /work/shared/DESIGN.md, plus CORS preflight. */
+/** The HTTP API's routes (the README's HTTP API table), plus CORS preflight. */
 const HTTP_ROUTES: ReadonlyArray<[string, string]> = [
   ['RegisterRoute', 'POST /auth/register'],
   ['LoginRoute', 'POST /auth/login'],

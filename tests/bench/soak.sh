@@ -12,8 +12,8 @@
 #   DYNAMODB_ENDPOINT=http://127.0.0.1:PORT bash tests/bench/soak.sh   # state in DynamoDB (moto)
 #
 # Env: CLIENTS (1000), ROUNDS (600), GAP_MS (1000), PROFILE (release, or
-# debug to skip a release build), TINCAN_LOAD_SPAWN (1; 0 runs the stack in
-# the load process), CARGO_TARGET_DIR. Manual, not part of the
+# debug: the suite's own build, tests/build, or TINCAN_BIN_DIR when set),
+# TINCAN_LOAD_SPAWN (1; 0 runs the stack in the load process), CARGO_TARGET_DIR. Manual, not part of the
 # suite: it takes ROUNDS x GAP_MS and, at 1000 clients, most of two cores.
 # Exits non-zero if a signal was lost or a client failed.
 set -euo pipefail
@@ -27,8 +27,7 @@ if [ "$PROFILE" = release ]; then
   cargo build --release -q -p tincan-load
   bin="$CARGO_TARGET_DIR/release/tincan-load"
 else
-  cargo build -q -p tincan-load
-  bin="$CARGO_TARGET_DIR/debug/tincan-load"
+  bin="${TINCAN_BIN_DIR:-$(bash tests/build)}/tincan-load"
 fi
 echo "soak: $CLIENTS clients, $ROUNDS signals each, one every $GAP_MS ms ($((ROUNDS * GAP_MS / 1000)) s)"
 TINCAN_LOAD_SPAWN=${TINCAN_LOAD_SPAWN:-1} RUST_LOG=${RUST_LOG:-warn} \

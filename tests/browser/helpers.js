@@ -91,7 +91,8 @@ export async function launch(options = {}) {
     headless: true,
     args: [...ARGS.filter((a) => !(options.withoutArgs ?? []).includes(a)), ...(options.args ?? [])],
     viewport: options.viewport ?? { width: 1000, height: 900 },
-    timeout: 30_000,
+    // Generous: Chromium starts slowly on a machine busy compiling.
+    timeout: 60_000,
   });
   context.setDefaultTimeout(15_000);
   if (options.toneHz) await context.addInitScript(toneMicrophone(options.toneHz));
@@ -345,7 +346,7 @@ export async function startStack(name, env = {}) {
     fs.rmSync(dataDir, { recursive: true, force: true });
   };
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
+  const deadline = Date.now() + 90_000;
   for (;;) {
     if (exited) {
       await stop();
@@ -355,7 +356,7 @@ export async function startStack(name, env = {}) {
     if (ok) break;
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`tincan-local (${name}) not healthy after 30 s`);
+      throw new Error(`tincan-local (${name}) not healthy (GET /healthz) after 90 s`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -18,8 +18,8 @@
 # set when calling this script reaches every server, e.g.
 #   TINCAN_INVOKE_JITTER_MS=50 bash tests/browser/run.sh
 #
-# Env: TINCAN_LOCAL_BIN (default: `cargo build -p tincan-local` into
-# $CARGO_TARGET_DIR, so the binary matches the tree), CHROMIUM_PATH (default
+# Env: TINCAN_LOCAL_BIN (default: tincan-local in TINCAN_BIN_DIR, or from
+# the suite's one build, tests/build, so the binary matches the tree), CHROMIUM_PATH (default
 # /usr/bin/chromium), UPDATE_SCREENSHOTS=1 (refresh web/screenshots/call.png).
 # Screenshots and server logs go to tests/output/.
 set -euo pipefail
@@ -28,12 +28,11 @@ root="$(cd "$here/../.." && pwd)"
 out="$root/tests/output"
 mkdir -p "$out"
 
-target="${CARGO_TARGET_DIR:-$root/target}"
-if [ -z "${TINCAN_LOCAL_BIN:-}" ]; then
-  echo "run.sh: building tincan-local" >&2
-  (cd "$root" && cargo build -q -p tincan-local)
+if [ -z "${TINCAN_LOCAL_BIN:-}" ] && [ -z "${TINCAN_BIN_DIR:-}" ]; then
+  echo "run.sh: building (tests/build)" >&2
+  TINCAN_BIN_DIR="$(bash "$root/tests/build")"
 fi
-bin="${TINCAN_LOCAL_BIN:-$target/debug/tincan-local}"
+bin="${TINCAN_LOCAL_BIN:-$TINCAN_BIN_DIR/tincan-local}"
 [ -x "$bin" ] || { echo "run.sh: $bin missing" >&2; exit 1; }
 if [ ! -d "$here/node_modules/playwright-core" ] || [ ! -d "$here/node_modules/typescript" ] \
   || [ ! -d "$here/node_modules/axe-core" ]; then
@@ -83,7 +82,7 @@ start_server() {
   RUST_LOG="${RUST_LOG:-info}" \
     "$bin" >"$out/tincan-local-$name.log" 2>&1 &
   pids+=("$!")
-  local deadline=$((SECONDS + 30))
+  local deadline=$((SECONDS + 90))
   until healthy "http://127.0.0.1:$port/healthz"; do
     if ! kill -0 "${pids[-1]}" 2>/dev/null; then
       echo "run.sh: tincan-local ($name) exited; log:" >&2
@@ -91,7 +90,7 @@ start_server() {
       return 1
     fi
     if [ $SECONDS -ge $deadline ]; then
-      echo "run.sh: tincan-local ($name) not healthy after 30 s" >&2
+      echo "run.sh: tincan-local ($name) not healthy (GET /healthz) after 90 s" >&2
       return 1
     fi
     sleep 0.2

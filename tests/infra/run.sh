@@ -8,7 +8,7 @@
 #     routes vs the router, env vars vs the Rust config code, IAM, secrets,
 #   - tests/infra/test_user_data.py: the media nodes' user data fails loudly
 #     (wrong binary, private subnet, no STUN answer) and signals success only
-#     once a real tincan-media-node answers STUN (built if missing).
+#     once a real tincan-media-node answers STUN (from the suite's one build, tests/build).
 # Needs cfn-lint (PyPI) and infra/node_modules (`npm ci`), both installed by
 # tests/setup.sh. Ends with `infra: N passed, M failed`; exits non-zero on any failure.
 set -uo pipefail
@@ -105,11 +105,8 @@ py_suite infra-python 120 tests/infra/test_templates.py "$CDK_TEMPLATE"
 
 # 6. The media nodes' user data, step by step, with stubbed AWS commands and
 #    a real tincan-media-node on loopback for the STUN probe.
-TARGET_DIR=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-NODE_BIN="$TARGET_DIR/debug/tincan-media-node"
-if [ ! -x "$NODE_BIN" ]; then
-  timeout 900 cargo build -q -p tincan-media-node || bad "cargo build -p tincan-media-node"
-fi
+bin_dir="${TINCAN_BIN_DIR:-$(bash tests/build)}" || bad "bash tests/build"
+NODE_BIN="$bin_dir/tincan-media-node"
 py_suite infra-user-data 180 tests/infra/test_user_data.py "$NODE_BIN"
 
 [ "$skipped" -eq 0 ] || echo "infra: $skipped check(s) skipped"

@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # The "local, real Lambdas" way of running Tincan, tested end to end: moto
-# as DynamoDB, the real ws-* Lambda binaries under `cargo lambda watch`, and
-# tincan-local forwarding every WebSocket event to them. tincan-load then
-# puts clients in rooms and checks every signal arrives.
+# as DynamoDB, the real ws-* Lambda binaries behind `cargo lambda watch`'s
+# Lambda APIs, and tincan-local forwarding every WebSocket event to them.
+# tincan-load then puts clients in rooms and checks every signal arrives.
+#
+# The binaries come from the suite's one build (TINCAN_BIN_DIR, or
+# tests/build): `cargo lambda watch --only-lambda-apis` serves the Invoke and
+# Runtime APIs, and each function runs as its own process polling its queue,
+# as a Lambda container does, so nothing compiles while the clients' clocks
+# run (left to itself, `cargo lambda watch` builds each function on its first
+# invocation, with a feature set of its own). ws-default runs as two
+# instances: frames of one socket are handled by concurrent containers.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tincan-target}"
-BIN="$CARGO_TARGET_DIR/debug"
+BIN="${TINCAN_BIN_DIR:-$(bash tests/build)}"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { # port seconds
+wait_port() { # port seconds what
   for _ in $(seq 1 $(( $2 * 10 ))); do
     (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0
     sleep 0.1
   done
-  echo "real-lambdas: nothing listens on $1 after $2 s" >&2; return 1
+  echo "real-lambdas: $3 does not listen on 127.0.0.1:$1 after $2 s" >&2; return 1
 }
 
 work=$(mktemp -d)
@@ -22,7 +29,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  [ -n "${KEEP_WORK:-}" ] || rm -rf "$work"; [ -z "${KEEP_WORK:-}" ] || echo "kept $work"
 }
 trap cleanup EXIT
 
@@ -36,24 +43,76 @@ export TINCAN_CONNECTIONS_TABLE=real-lambdas-connections
 
 moto_server -H 127.0.0.1 -p "$moto" >"$work/moto.log" 2>&1 &
 pids+=($!)
-wait_port "$moto" 30
+wait_port "$moto" 90 "moto (DynamoDB)"
+
+RUST_LOG=warn timeout 900 cargo lambda watch --only-lambda-apis -p tincan-functions --invoke-address 127.0.0.1 -P "$invoke" \
+  --ignore-changes >"$work/watch.log" 2>&1 &
+pids+=($!)
+wait_port "$invoke" 90 "cargo lambda watch (Invoke and Runtime APIs)"
 
 # The Lambdas push through the gateway's Management API, which has a
 # listener of its own (never the public port).
-TINCAN_WS_ENDPOINT="http://127.0.0.1:$mgmt_port/local" RUST_LOG=warn \
-  timeout 600 cargo lambda watch -p tincan-functions --invoke-address 127.0.0.1 -P "$invoke" \
-  --ignore-changes >"$work/lambda.log" 2>&1 &
-pids+=($!)
-wait_port "$invoke" 120
+lambda_instance() { # function
+  AWS_LAMBDA_FUNCTION_NAME="$1" AWS_LAMBDA_FUNCTION_VERSION=1 AWS_LAMBDA_FUNCTION_MEMORY_SIZE=512 \
+  AWS_LAMBDA_RUNTIME_API="http://127.0.0.1:$invoke/.rt/$1" \
+  TINCAN_WS_ENDPOINT="http://127.0.0.1:$mgmt_port/local" RUST_LOG=warn \
+    "$BIN/$1" >>"$work/lambda.log" 2>&1 &
+  pids+=($!)
+  lambda_pids+=($!)
+}
+# Ready when ws-connect answers an unauthenticated $connect (401, from the
+# real handler); fails at once if an instance exits, with its log.
+lambdas_ready() {
+  local deadline=$((SECONDS + 90)) p reply
+  for (( ; ; )); do
+    for p in "${lambda_pids[@]}"; do
+      kill -0 "$p" 2>/dev/null || { echo "real-lambdas: a Lambda instance exited at start-up" >&2; return 1; }
+    done
+    reply=$(python3 - "$invoke" <<'PY' || true
+import json, sys, urllib.request
+event = {"requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "messageDirection": "IN",
+         "stage": "local", "connectionId": "readiness-probe", "apiId": "local", "requestId": "probe",
+         "connectedAt": 0, "requestTimeEpoch": 0, "identity": {"sourceIp": "127.0.0.1"}},
+         "queryStringParameters": {}, "headers": {}, "isBase64Encoded": False}
+url = f"http://127.0.0.1:{sys.argv[1]}/2015-03-31/functions/ws-connect/invocations"
+req = urllib.request.Request(url, data=json.dumps(event).encode(), method="POST")
+with urllib.request.urlopen(req, timeout=5) as r:
+    print(json.loads(r.read()).get("statusCode"))
+PY
+)
+    [ "$reply" = 401 ] && return 0
+    if [ -n "$reply" ]; then
+      echo "real-lambdas: ws-connect answered an unauthenticated \$connect with $reply, not 401" >&2; return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      echo "real-lambdas: ws-connect did not answer a readiness invocation within 90 s" >&2; return 1
+    fi
+    sleep 0.5
+  done
+}
+
+lambda_pids=()
+for fn in ws-connect ws-disconnect ws-default ws-default; do
+  [ -x "$BIN/$fn" ] || { echo "real-lambdas: $BIN/$fn missing (bash tests/build)" >&2; exit 1; }
+  lambda_instance "$fn"
+done
 
 TINCAN_ADDR="127.0.0.1:$local_port" TINCAN_MANAGEMENT_ADDR="127.0.0.1:$mgmt_port" TINCAN_DATA_DIR="$work/data" TINCAN_TURN=off \
 TINCAN_LAMBDA_URL="http://127.0.0.1:$invoke" RUST_LOG=warn \
   "$BIN/tincan-local" >"$work/local.log" 2>&1 &
 pids+=($!)
-wait_port "$local_port" 60
-wait_port "$mgmt_port" 10
-
-echo "real-lambdas: moto :$moto, cargo lambda watch :$invoke, tincan-local :$local_port (management :$mgmt_port)"
+show_logs() {
+  echo "--- Lambda log"; tail -40 "$work/lambda.log"
+  echo "--- cargo lambda watch log"; tail -20 "$work/watch.log"
+  echo "--- tincan-local log"; tail -20 "$work/local.log"
+}
+if ! { wait_port "$local_port" 90 "tincan-local" && wait_port "$mgmt_port" 30 "tincan-local's Management API" \
+  && lambdas_ready; }; then
+  show_logs
+  echo "real-lambdas: 0 passed, 1 failed (the stack did not start)"
+  exit 1
+fi
+echo "real-lambdas: moto :$moto, cargo lambda watch --only-lambda-apis :$invoke (4 Lambda instances), tincan-local :$local_port (management :$mgmt_port)"
 # A deleted account's tokens no longer open sockets: the local HTTP API
 # writes the deleted-user marker that the ws-connect Lambda checks.
 deleted_account_is_refused() {
@@ -99,8 +158,7 @@ if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load
   && deleted_account_is_refused; then
   echo "real-lambdas: 2 passed, 0 failed"
 else
-  echo "--- cargo lambda watch log"; tail -40 "$work/lambda.log"
-  echo "--- tincan-local log"; tail -20 "$work/local.log"
+  show_logs
   echo "real-lambdas: 0 passed, 1 failed"
   exit 1
 fi

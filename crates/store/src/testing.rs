@@ -52,8 +52,9 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_ba
 run_simple(sys.argv[1], int(sys.argv[2]), DomainDispatcherApplication(create_backend_app), threaded=False)
 ";
 
-/// How long moto may take to start answering (it imports a lot of Python).
-const STARTUP: Duration = Duration::from_secs(30);
+/// How long moto may take to start answering (it imports a lot of Python,
+/// slowly on a machine busy compiling or running other tests).
+const STARTUP: Duration = Duration::from_secs(60);
 
 /// A moto server child process on a free loopback port, killed on drop.
 #[derive(Debug)]
