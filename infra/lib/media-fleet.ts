@@ -28,13 +28,18 @@ export function logicalId<T extends IConstruct>(construct: T, id: string): T {
 const DRAIN_HOOK = 'tincan-drain';
 /** Where the nodes publish their load, and what the scaling policy follows. */
 const METRIC_NAMESPACE = 'Tincan/MediaNode';
-const METRIC_NAME = 'TurnAllocations';
+/** The nodes' load: TURN allocations plus SFU participants (tincan_node_load). */
+const METRIC_NAME = 'Load';
 const TURN_PORT = 3478;
 /** The nodes' TURN-over-TLS port, behind the load balancer's 443. */
 const TLS_NODE_PORT = 5349;
 /** The SFU's media port and control API (docs/sfu.md). */
 const SFU_MEDIA_PORT = 3479;
 const SFU_CONTROL_PORT = 7881;
+/** The nodes' /metrics and /healthz, which the load balancer's health check asks. */
+const HEALTH_PORT = 9100;
+/** Where the load balancer's health checks come from: its private addresses in the VPC. */
+const PRIVATE_RANGES = ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16'];
 
 export interface MediaFleet {
   /** The load balancer's TURN address, host:port. */
@@ -59,7 +64,7 @@ export function defineMediaFleet(
 
   const securityGroup = new ec2.CfnSecurityGroup(stack, 'MediaNodeSecurityGroup', {
     groupDescription:
-      'Tincan media nodes - TURN on 3478 UDP and TCP, UDP relay ports, SFU media on 3479 UDP and its control API on 7881 TCP',
+      'Tincan media nodes - TURN on 3478 UDP and TCP, UDP relay ports, SFU media on 3479 UDP and its control API on 7881 TCP, health checks on 9100 TCP from private addresses',
     vpcId: params.vpcId.valueAsString,
     securityGroupIngress: [
       { ipProtocol: 'udp', fromPort: TURN_PORT, toPort: TURN_PORT, cidrIp: '0.0.0.0/0', description: 'TURN over UDP' },
@@ -75,6 +80,16 @@ export function defineMediaFleet(
       // The signaling Lambdas run outside the VPC: every control request
       // carries a 30-second token signed with the TURN secret (docs/sfu.md).
       { ipProtocol: 'tcp', fromPort: SFU_CONTROL_PORT, toPort: SFU_CONTROL_PORT, cidrIp: '0.0.0.0/0', description: 'SFU control API (token-authenticated)' },
+      // The load balancer's health check asks the node's /healthz (503 while
+      // draining) from its own private addresses in the VPC: open to the
+      // private ranges only, never to the internet.
+      ...PRIVATE_RANGES.map((cidrIp) => ({
+        ipProtocol: 'tcp',
+        fromPort: HEALTH_PORT,
+        toPort: HEALTH_PORT,
+        cidrIp,
+        description: 'Load balancer health check (/healthz) from the VPC',
+      })),
       ifTls({
         IpProtocol: 'tcp',
         FromPort: TLS_NODE_PORT,
@@ -213,8 +228,13 @@ export function defineMediaFleet(
     protocol: 'TCP_UDP',
     port: TURN_PORT,
     targetType: 'instance',
-    healthCheckProtocol: 'TCP',
-    healthCheckPort: String(TURN_PORT),
+    // The node itself says whether it takes new calls: /healthz answers
+    // 503 once it drains, so new flows go elsewhere (AWS never cuts UDP
+    // or TCP_UDP flows to an unhealthy target).
+    healthCheckProtocol: 'HTTP',
+    healthCheckPort: String(HEALTH_PORT),
+    healthCheckPath: '/healthz',
+    matcher: { httpCode: '200' },
     healthCheckIntervalSeconds: 10,
     healthyThresholdCount: 2,
     unhealthyThresholdCount: 2,
@@ -240,14 +260,23 @@ export function defineMediaFleet(
     protocol: 'TCP',
     port: TLS_NODE_PORT,
     targetType: 'instance',
-    healthCheckProtocol: 'TCP',
-    healthCheckPort: String(TLS_NODE_PORT),
+    healthCheckProtocol: 'HTTP',
+    healthCheckPort: String(HEALTH_PORT),
+    healthCheckPath: '/healthz',
+    matcher: { httpCode: '200' },
     healthCheckIntervalSeconds: 10,
     healthyThresholdCount: 2,
     unhealthyThresholdCount: 2,
+    // A draining node turns unhealthy; its TLS sessions through the load
+    // balancer go on for the drain grace instead of being reset then.
     targetGroupAttributes: [
       { key: 'deregistration_delay.timeout_seconds', value: '30' },
       { key: 'deregistration_delay.connection_termination.enabled', value: 'false' },
+      { key: 'target_health_state.unhealthy.connection_termination.enabled', value: 'false' },
+      {
+        key: 'target_health_state.unhealthy.draining_interval_seconds',
+        value: params.drainGraceSeconds.valueAsString,
+      },
     ],
   });
   tlsTargetGroup.cfnOptions.condition = hasTurnTls;
@@ -307,7 +336,7 @@ export function defineMediaFleet(
     autoScalingGroupName: group.ref,
     policyType: 'TargetTrackingScaling',
     targetTrackingConfiguration: {
-      targetValue: params.allocationsPerNodeTarget.valueAsNumber,
+      targetValue: params.loadPerNodeTarget.valueAsNumber,
       customizedMetricSpecification: {
         namespace: METRIC_NAMESPACE,
         metricName: METRIC_NAME,

@@ -31,6 +31,10 @@ LOG_DIR=/var/log/tincan
 FAIL_FLUSH_SECS=15
 INSTANCE_ID=unknown
 STUN_WAIT_SECS=120
+# /metrics and /healthz: the load balancer's health check asks /healthz from
+# inside the VPC (the security group opens this port to private addresses only).
+METRICS_PORT=9100
+METRICS_URL=http://127.0.0.1:$METRICS_PORT/metrics
 
 # --------------------------------------------------------------- steps
 say() {
@@ -132,32 +136,52 @@ ROTATE
 }
 
 # install_load_publisher: $LIB/publish-load, run every minute. It also
-# keeps the node protected from scale-in while it carries allocations, so
-# scale-in only ever picks an idle node and never cuts a call.
+# keeps the node protected from scale-in while it carries calls (TURN
+# allocations or SFU participants), so scale-in only ever picks an idle node
+# and never cuts a call.
 install_load_publisher() {
   install -d -m 0755 "$STATE"
   cat > "$LIB/publish-load" <<LOAD
 #!/bin/bash
-# Live TURN allocations -> CloudWatch Tincan/MediaNode TurnAllocations, the
-# metric the group's target-tracking policy follows; TURN authentication
-# failures since the last run -> TurnAuthFailures, which an alarm watches.
+# The node's figures from its /metrics -> CloudWatch Tincan/MediaNode, one call:
+#   Load                 tincan_node_load, TURN allocations plus SFU participants:
+#                        the group's target tracking follows it, and scale-in
+#                        protection follows whether it is above 0
+#   TurnAllocations, SfuParticipants   its two parts
+#   TurnAuthFailures, SfuPacketsForwarded, SfuPacketsDropped
+#                        counter increases since the last run, for the alarms
+#   CertificateDaysLeft  days until the TURN-over-TLS certificate expires (with TLS)
 set -euo pipefail
-metrics=\$(curl -sf http://127.0.0.1:9100/metrics)
-value=\$(echo "\$metrics" | awk '\$1 == "tincan_turn_allocations" { print \$2 }')
-[ -n "\$value" ] || exit 0
-failures=\$(echo "\$metrics" | awk '\$1 ~ /^tincan_turn_auth_failures_total/ { n += \$2 } END { printf "%d", n }')
-last=\$(cat '$STATE/auth-failures' 2>/dev/null || echo 0)
-echo "\$failures" > '$STATE/auth-failures'
-# The counter restarts with the node.
-delta=\$(( failures >= last ? failures - last : failures ))
-aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \\
-  --metric-name TurnAllocations --unit Count --value "\$value" \\
-  --dimensions 'AutoScalingGroupName=$ASG_NAME'
-aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode \\
-  --metric-name TurnAuthFailures --unit Count --value "\$delta" \\
-  --dimensions 'AutoScalingGroupName=$ASG_NAME'
+metrics=\$(curl -sf '$METRICS_URL')
+# gauge NAME: an unlabelled sample's value, empty if the node has none.
+gauge() { echo "\$metrics" | awk -v name="\$1" '\$1 == name { print \$2 }'; }
+# increase NAME: every sample of counter NAME added up, less what it was at the
+# last run (the counters restart with the node).
+increase() {
+  local now last
+  now=\$(echo "\$metrics" | awk -v name="\$1" '\$1 == name || index(\$1, name "{") == 1 { n += \$2 } END { printf "%d", n }')
+  last=\$(cat "$STATE/\$1" 2>/dev/null || echo 0)
+  echo "\$now" > "$STATE/\$1"
+  echo \$(( now >= last ? now - last : now ))
+}
+load=\$(gauge tincan_node_load)
+[ -n "\$load" ] || exit 0
+item() { echo "MetricName=\$1,Unit=\$2,Value=\$3,Dimensions=[{Name=AutoScalingGroupName,Value=$ASG_NAME}]"; }
+data=(
+  "\$(item Load Count "\$load")"
+  "\$(item TurnAllocations Count "\$(gauge tincan_turn_allocations)")"
+  "\$(item SfuParticipants Count "\$(gauge tincan_sfu_participants)")"
+  "\$(item TurnAuthFailures Count "\$(increase tincan_turn_auth_failures_total)")"
+  "\$(item SfuPacketsForwarded Count "\$(increase tincan_sfu_packets_forwarded_total)")"
+  "\$(item SfuPacketsDropped Count "\$(increase tincan_sfu_packets_dropped_total)")"
+)
+cert='$TLS_DIR/certificate.pem'
+if [ -r "\$cert" ] && end=\$(openssl x509 -noout -enddate -in "\$cert" | cut -d= -f2) && [ -n "\$end" ]; then
+  data+=("\$(item CertificateDaysLeft None \$(( (\$(date -d "\$end" +%s) - \$(date +%s)) / 86400 )))")
+fi
+aws cloudwatch put-metric-data --region '$REGION' --namespace Tincan/MediaNode --metric-data "\${!data[@]}"
 # Scale-in protection follows whether the node carries calls.
-want=\$(awk -v n="\$value" 'BEGIN { print (n > 0) ? "protected" : "idle" }')
+want=\$([ "\$load" -gt 0 ] && echo protected || echo idle)
 if [ "\$want" != "\$(cat '$STATE/protection' 2>/dev/null || true)" ]; then
   flag=\$([ "\$want" = protected ] && echo --protected-from-scale-in || echo --no-protected-from-scale-in)
   aws autoscaling set-instance-protection --region '$REGION' --auto-scaling-group-name '$ASG_NAME' \\
@@ -303,7 +327,7 @@ TINCAN_SFU_CONTROL_ADDR=0.0.0.0:7881
 TINCAN_SFU_UDP_PORT=3479
 TINCAN_SFU_SLOTS=${SfuSlots}
 TINCAN_SFU_ROOM_MAX=${RoomMax}
-TINCAN_METRICS_ADDR=127.0.0.1:9100
+TINCAN_METRICS_ADDR=0.0.0.0:$METRICS_PORT
 TINCAN_DRAIN_GRACE_SECS=${DrainGraceSeconds}
 TINCAN_LOG_JSON=true
 TINCAN_MEDIA_NODES_TABLE=${MediaNodesTable}

@@ -33,7 +33,7 @@ export interface TincanParameters {
   mediaNodeArtifactKey: CfnParameter;
   mediaNodeMinSize: CfnParameter;
   mediaNodeMaxSize: CfnParameter;
-  allocationsPerNodeTarget: CfnParameter;
+  loadPerNodeTarget: CfnParameter;
   relayPortMin: CfnParameter;
   relayPortMax: CfnParameter;
   drainGraceSeconds: CfnParameter;
@@ -185,11 +185,12 @@ export function defineParameters(stack: Stack): TincanParameters {
       minValue: 1,
       description: 'Most media nodes.',
     }),
-    allocationsPerNodeTarget: p('AllocationsPerNodeTarget', {
+    loadPerNodeTarget: p('LoadPerNodeTarget', {
       type: 'Number',
       default: 200,
       minValue: 1,
-      description: 'Target-tracking value - live TURN allocations per node, on average.',
+      description: 
+        "Target-tracking value - load per node on average, load being live TURN allocations plus SFU participants (the nodes' tincan_node_load).",
     }),
     relayPortMin: p('RelayPortMin', {
       type: 'Number',

@@ -4,7 +4,9 @@
 //! rooms on it ([`tincan_fleet`]). A node that stops heartbeating drops out
 //! when its record's TTL (three intervals by default) runs out.
 //!
-//! Load: live allocations from the node's counters, relayed bandwidth from
+//! Load: live allocations and SFU participants from the node's counters
+//! (their sum is the node's one load figure, [`tincan_fleet::node_load`]),
+//! relayed bandwidth from
 //! the change in relayed bytes between beats, and process CPU from
 //! `/proc/self/stat` (Linux; 0 elsewhere). State: `draining` once
 //! [`MediaNode::drain`] was called; call [`Heartbeat::beat_now`] after
@@ -363,12 +365,7 @@ impl LoadSampler {
             relayed_bytes: metrics.peer_bytes_in.saturating_add(metrics.peer_bytes_out),
             cpu_secs: process_cpu_secs(),
         };
-        let mut load = NodeLoad {
-            allocations: metrics.allocations,
-            sfu_participants: metrics.sfu_participants,
-            sfu_streams: metrics.sfu_streams,
-            ..NodeLoad::default()
-        };
+        let mut load = instant_load(&metrics);
         if let Some(last) = self.last {
             let elapsed = now.at.duration_since(last.at).as_secs_f64();
             if elapsed > 0.0 {
@@ -381,6 +378,19 @@ impl LoadSampler {
         }
         self.last = Some(now);
         load
+    }
+}
+
+/// The load the node's counters show now, without the rates (bandwidth
+/// and CPU) that need two samples: its allocations and SFU participants,
+/// whose sum ([`NodeLoad::sessions`]) is the figure of
+/// [`MetricsSnapshot::load`](crate::MetricsSnapshot::load).
+pub fn instant_load(metrics: &crate::MetricsSnapshot) -> NodeLoad {
+    NodeLoad {
+        allocations: metrics.allocations,
+        sfu_participants: metrics.sfu_participants,
+        sfu_streams: metrics.sfu_streams,
+        ..NodeLoad::default()
     }
 }
 
@@ -490,6 +500,21 @@ mod tests {
         ] {
             assert_eq!(bad.parse::<TlsName>(), Err(why), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_node_with_only_sfu_participants_reports_load() {
+        let metrics = crate::metrics::Metrics::default();
+        metrics
+            .sfu_participants
+            .store(4, std::sync::atomic::Ordering::Relaxed);
+        let snapshot = metrics.snapshot();
+        let load = instant_load(&snapshot);
+        assert_eq!(load.allocations, 0);
+        assert_eq!(load.sfu_participants, 4);
+        assert_eq!(load.sessions(), 4);
+        assert_eq!(load.sessions(), snapshot.load(), "one figure everywhere");
+        assert!(load.score() > 0);
     }
 
     #[test]

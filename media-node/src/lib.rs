@@ -667,7 +667,7 @@ impl MediaNode {
         let wait = async {
             loop {
                 let released = self.admission.released.notified();
-                if self.allocations() == 0 && self.metrics().sfu_participants == 0 {
+                if self.metrics().load() == 0 {
                     return;
                 }
                 // Also poll, in case a release raced the registration.

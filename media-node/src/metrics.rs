@@ -60,6 +60,7 @@ pub(crate) struct Metrics {
     pub(crate) sfu_streams: AtomicU64,
     pub(crate) sfu_packets_forwarded: AtomicU64,
     pub(crate) sfu_packets_dropped: AtomicU64,
+    pub(crate) sfu_packets_muted: AtomicU64,
 }
 
 fn add(counter: &AtomicU64, n: u64) {
@@ -104,6 +105,10 @@ impl Metrics {
         add(&self.sfu_packets_dropped, n);
     }
 
+    pub(crate) fn sfu_muted(&self, n: u64) {
+        add(&self.sfu_packets_muted, n);
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         MetricsSnapshot {
@@ -137,6 +142,7 @@ impl Metrics {
             sfu_streams: get(&self.sfu_streams),
             sfu_packets_forwarded: get(&self.sfu_packets_forwarded),
             sfu_packets_dropped: get(&self.sfu_packets_dropped),
+            sfu_packets_muted: get(&self.sfu_packets_muted),
         }
     }
 }
@@ -192,12 +198,22 @@ pub struct MetricsSnapshot {
     pub sfu_streams: u64,
     /// RTP packets the SFU forwarded (one per receiving slot).
     pub sfu_packets_forwarded: u64,
-    /// Packets the SFU dropped: muted publishers, full socket buffers,
-    /// denied destinations, refused writes.
+    /// Packets the SFU lost on the way out: full socket buffers, denied
+    /// destinations, refused writes (a fault, which an alarm watches).
     pub sfu_packets_dropped: u64,
+    /// Packets of muted publishers the SFU discarded, as it should.
+    pub sfu_packets_muted: u64,
 }
 
 impl MetricsSnapshot {
+    /// The node's load as one figure ([`tincan_fleet::node_load`]): live
+    /// TURN allocations plus SFU participants. What placement compares,
+    /// what a drain waits on, and (as `tincan_node_load`) what the fleet
+    /// scales on and what keeps a node protected from scale-in.
+    pub fn load(&self) -> u64 {
+        tincan_fleet::node_load(self.allocations, self.sfu_participants)
+    }
+
     /// All authentication failures, whatever the reason.
     pub fn auth_failures(&self) -> u64 {
         self.auth_failures_malformed + self.auth_failures_expired + self.auth_failures_bad_integrity
@@ -213,6 +229,12 @@ impl MetricsSnapshot {
                 let _ = writeln!(out, "{name}{labels} {value}");
             }
         };
+        metric(
+            "tincan_node_load",
+            "gauge",
+            "The node's load: live TURN allocations plus SFU participants.",
+            &[("", self.load())],
+        );
         metric(
             "tincan_turn_allocations",
             "gauge",
@@ -363,8 +385,14 @@ impl MetricsSnapshot {
         metric(
             "tincan_sfu_packets_dropped_total",
             "counter",
-            "Packets the SFU dropped (muted publishers, full buffers, denied destinations).",
+            "Packets the SFU failed to send (full buffers, denied destinations, refused writes).",
             &[("", self.sfu_packets_dropped)],
+        );
+        metric(
+            "tincan_sfu_packets_muted_total",
+            "counter",
+            "Packets of muted publishers the SFU discarded.",
+            &[("", self.sfu_packets_muted)],
         );
         metric(
             "tincan_node_draining",
@@ -393,5 +421,23 @@ mod tests {
             1
         );
         assert!(text.contains("tincan_node_draining 0\n"));
+        assert!(text.contains("tincan_node_load 0\n"));
+    }
+
+    #[test]
+    fn sfu_participants_alone_are_load() {
+        let m = Metrics::default();
+        m.sfu_participants.store(3, Ordering::Relaxed);
+        let snapshot = m.snapshot();
+        assert_eq!(snapshot.allocations, 0);
+        assert_eq!(snapshot.load(), 3);
+        let text = snapshot.to_prometheus();
+        assert!(text.contains("tincan_node_load 3\n"), "{text}");
+        m.allocations.store(2, Ordering::Relaxed);
+        assert_eq!(m.snapshot().load(), 5);
+        assert!(m
+            .snapshot()
+            .to_prometheus()
+            .contains("tincan_node_load 5\n"));
     }
 }

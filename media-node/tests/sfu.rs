@@ -431,11 +431,18 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     assert_eq!(metrics.sfu_rooms, 2);
     assert!(metrics.sfu_packets_forwarded > 0);
     assert!(
-        metrics.sfu_packets_dropped > 0,
+        metrics.sfu_packets_muted > 0,
         "the muted publisher's packets"
     );
     let text = metrics.to_prometheus();
     assert!(text.contains("tincan_sfu_participants 6\n"), "{text}");
+    // Only group calls, no TURN allocation: still a busy node, in the
+    // figure the heartbeat reports and the one the fleet scales on.
+    assert_eq!(metrics.allocations, 0);
+    assert_eq!(metrics.load(), 6);
+    assert!(text.contains("tincan_node_load 6\n"), "{text}");
+    let load = tincan_media_node::heartbeat::instant_load(&metrics);
+    assert_eq!((load.sessions(), load.score()), (6, 6));
 
     // A participant that leaves is removed and frees its slots.
     SfuControlClient::new(secret())

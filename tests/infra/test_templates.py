@@ -672,9 +672,23 @@ def test_media_fleet():
             # The SFU: media, and the token-authenticated control API.
             ("udp", "3479", "3479"),
             ("tcp", "7881", "7881"),
+            # The load balancer's health check, from private addresses only.
+            ("tcp", "9100", "9100"), ("tcp", "9100", "9100"), ("tcp", "9100", "9100"),
         ])
         if ingress != want:
             fail(f"{name}: security group opens {ingress}, want exactly {want}")
+        health_from = sorted(r["CidrIp"] for r in sg["SecurityGroupIngress"] if canon(r["FromPort"]) == "9100")
+        if health_from != ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]:
+            fail(f"{name}: the health-check port is open to {health_from}, want the private ranges only")
+        for group in ("TurnTargetGroup", "TurnTlsTargetGroup"):
+            tg = t["Resources"][group]["Properties"]
+            check = (tg.get("HealthCheckProtocol"), canon(tg.get("HealthCheckPort")), tg.get("HealthCheckPath"))
+            if check != ("HTTP", "9100", "/healthz"):
+                fail(f"{name} {group}: health check {check}, want the node's own /healthz on 9100 (503 while draining)")
+        tls_attrs = {a["Key"]: canon(a["Value"]) for a in t["Resources"]["TurnTlsTargetGroup"]["Properties"]["TargetGroupAttributes"]}
+        if tls_attrs.get("target_health_state.unhealthy.connection_termination.enabled") != "false" \
+                or tls_attrs.get("target_health_state.unhealthy.draining_interval_seconds") != "${DrainGraceSeconds}":
+            fail(f"{name}: a draining (so unhealthy) node's TLS sessions would be reset: {tls_attrs}")
         asg = t["Resources"]["MediaNodeGroup"]["Properties"]
         if canon(asg["VPCZoneIdentifier"]) != "${SubnetIds}":
             fail(f"{name}: group not spread over the SubnetIds parameter")
@@ -694,11 +708,22 @@ def test_media_fleet():
         if "set-instance-protection" not in user_data(t):
             fail(f"{name}: the nodes never protect themselves from scale-in")
         policy = t["Resources"]["MediaNodeScalingPolicy"]["Properties"]["TargetTrackingConfiguration"]["CustomizedMetricSpecification"]
-        if f"--namespace {policy['Namespace']}" not in script or f"--metric-name {policy['MetricName']}" not in script:
+        if f"--namespace {policy['Namespace']}" not in script or f"$(item {policy['MetricName']} Count" not in script:
             fail(f"{name}: the scaling metric {policy['Namespace']}/{policy['MetricName']} is not what the nodes publish")
-    metric = re.search(r'"tincan_turn_allocations" \{ print', user_data(SAM))
-    if not metric or '"tincan_turn_allocations"' not in (REPO / "media-node/src/metrics.rs").read_text():
-        fail("the published gauge tincan_turn_allocations is not in media-node/src/metrics.rs")
+        if policy["MetricName"] != "Load":
+            fail(f"{name}: the group scales on {policy['MetricName']}, not the nodes' load (allocations plus SFU participants)")
+    # The scaling metric and scale-in protection follow the node's one load
+    # figure, which its /metrics serves on the port the health check asks.
+    script = user_data(SAM)
+    if 'load=\\$(gauge tincan_node_load)' not in script or 'want=\\$([ "\\$load" -gt 0 ]' not in script:
+        fail("publish-load does not publish and protect on tincan_node_load")
+    if '"tincan_node_load"' not in (REPO / "media-node/src/metrics.rs").read_text():
+        fail("the published gauge tincan_node_load is not in media-node/src/metrics.rs")
+    env = user_data_env(script)
+    if env["TINCAN_METRICS_ADDR"] != "0.0.0.0:$METRICS_PORT" or not re.search(r"^METRICS_PORT=9100$", script, re.M):
+        fail(f"the health check asks port 9100, the node serves /healthz on {env['TINCAN_METRICS_ADDR']}")
+    if '.route("/healthz"' not in (REPO / "media-node/src/main.rs").read_text():
+        fail("the media node serves no /healthz")
 
 
 def iso_seconds(duration: str) -> int:
@@ -796,8 +821,12 @@ def test_alarms_watch_the_stack():
                                                      "TargetGroup": "${TurnTargetGroup.TargetGroupFullName}"}),
             ("AWS/AutoScaling", "GroupInServiceInstances", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
             ("AWS/AutoScaling", "GroupMinSize", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
-            ("Tincan/MediaNode", "TurnAllocations", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "Load", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
             ("Tincan/MediaNode", "TurnAuthFailures", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "SfuParticipants", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "SfuPacketsDropped", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("Tincan/MediaNode", "CertificateDaysLeft", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
+            ("AWS/EC2", "CPUUtilization", {"AutoScalingGroupName": "${MediaNodeGroup}"}),
         ]
         for table in ("${ConnectionsTable}", "${MediaNodesTable}"):
             for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
@@ -821,7 +850,7 @@ def test_alarms_watch_the_stack():
     # What the alarms read from our own namespaces is what we publish.
     script = user_data(SAM)
     for ns, metric, _ in {m for a in alarms(SAM).values() for m in alarm_metrics(a)}:
-        if ns == "Tincan/MediaNode" and f"--metric-name {metric}" not in script:
+        if ns == "Tincan/MediaNode" and f"$(item {metric} " not in script:
             fail(f"the alarms read {ns} {metric}, which the nodes do not publish")
 
 

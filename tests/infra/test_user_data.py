@@ -270,7 +270,7 @@ class LiveNode:
     """tincan-media-node on loopback with TURN over UDP, TCP and TLS (a
     self-signed certificate for turn.test, trusted through SSL_CERT_FILE)."""
 
-    def __init__(self, box: Sandbox):
+    def __init__(self, box: Sandbox, metrics_port: int = 0):
         if NODE_BIN is None:
             fail("no media-node binary given")
         self.port, self.tls_port = free_port(), free_port()
@@ -288,7 +288,7 @@ class LiveNode:
             TINCAN_TURN_TLS_CERT=str(cert),
             TINCAN_TURN_TLS_KEY=str(key),
             TINCAN_TURN_SECRET="0123456789abcdef0123456789abcdef",
-            TINCAN_METRICS_ADDR="127.0.0.1:0",
+            TINCAN_METRICS_ADDR=f"127.0.0.1:{metrics_port}",
             TINCAN_SFU_CONTROL_ADDR="127.0.0.1:0",
             TINCAN_SFU_UDP_PORT="0",
             TINCAN_LOG_JSON="true",
@@ -351,65 +351,147 @@ def test_no_stun_answer_fails_and_says_what_to_check(box):
         fail("the probe did not respect its time limit")
 
 
-@with_box(imds={"meta-data/instance-id": "i-0123456789abcdef0"})
-def test_load_publisher_sends_allocations_and_new_auth_failures(box):
-    done = box.run("install_load_publisher")
+def published(calls: str) -> dict:
+    """MetricName -> value of the one put-metric-data call in `calls`."""
+    puts = [c for c in calls.splitlines() if "put-metric-data" in c]
+    if len(puts) != 1:
+        fail(f"want one put-metric-data call per run, got {len(puts)}: {calls}")
+    if "--namespace Tincan/MediaNode" not in puts[0]:
+        fail(f"published to the wrong namespace: {puts[0]}")
+    items = re.findall(r"MetricName=(\w+),Unit=(\w+),Value=(-?\d+),Dimensions=\[\{Name=AutoScalingGroupName,Value=([\w-]+)\}\]", puts[0])
+    if not items or any(group != "tincan-test-media-nodes" for *_, group in items):
+        fail(f"published for the wrong group: {puts[0]}")
+    return {name: int(value) for name, _, value, _ in items}
+
+
+def publisher(box: Sandbox, setup: str = "") -> tuple[Path, dict]:
+    """Installs publish-load; returns it and the environment to run it in."""
+    done = box.run(setup + "install_load_publisher")
     if done.returncode != 0:
         fail(f"install_load_publisher: {done.stderr}")
-    script = box.lib / "publish-load"
+    return box.lib / "publish-load", dict(os.environ, PATH=f"{box.bin}:{os.environ['PATH']}")
+
+
+def stub_metrics(box: Sandbox) -> Path:
+    """`curl` prints the returned file, as the node's /metrics would."""
     metrics = box.dir / "metrics.txt"
     (box.bin / "curl").write_text(f"#!/bin/bash\ncat {metrics}\n")
     (box.bin / "curl").chmod(0o755)
-    env = dict(os.environ, PATH=f"{box.bin}:{os.environ['PATH']}")
+    return metrics
+
+
+def run_publisher(box: Sandbox, script: Path, env: dict) -> tuple[dict, list[str]]:
+    """One run: what it published, and the protection flags it set."""
+    box.calls.write_text("")
+    done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30, env=env)
+    if done.returncode != 0:
+        fail(f"publish-load: {done.stderr}")
+    calls = box.calls.read_text()
+    flags = []
+    for call in (c for c in calls.splitlines() if "set-instance-protection" in c):
+        if "--auto-scaling-group-name tincan-test-media-nodes" not in call or "--instance-ids i-0123456789abcdef0" not in call:
+            fail(f"protection set on the wrong group or instance: {call}")
+        flags.append(call.split()[-1])
+    return published(calls), flags
+
+
+@with_box(imds={"meta-data/instance-id": "i-0123456789abcdef0"})
+def test_load_publisher_sends_the_load_its_parts_and_counter_increases(box):
+    script, env = publisher(box)
+    metrics = stub_metrics(box)
     sent = []
-    for allocations, expired, bad in ((7, 1, 2), (9, 4, 6), (2, 0, 1)):
+    for allocations, sfu, expired, bad, forwarded, dropped in (
+        (7, 0, 1, 2, 0, 0), (9, 12, 4, 6, 5000, 3), (2, 1, 0, 1, 40, 0),
+    ):
         metrics.write_text(
-            "# TYPE tincan_turn_allocations gauge\n"
+            "# TYPE tincan_node_load gauge\n"
+            f"tincan_node_load {allocations + sfu}\n"
             f"tincan_turn_allocations {allocations}\n"
             f'tincan_turn_auth_failures_total{{reason="expired"}} {expired}\n'
-            f'tincan_turn_auth_failures_total{{reason="bad-password"}} {bad}\n'
+            f'tincan_turn_auth_failures_total{{reason="bad_integrity"}} {bad}\n'
             "tincan_turn_allocations_total 99\n"
+            f"tincan_sfu_participants {sfu}\n"
+            f"tincan_sfu_packets_forwarded_total {forwarded}\n"
+            f"tincan_sfu_packets_dropped_total {dropped}\n"
+            "tincan_sfu_packets_muted_total 77\n"
         )
-        box.calls.write_text("")
-        done = subprocess.run([str(script)], capture_output=True, text=True, timeout=30, env=env)
-        if done.returncode != 0:
-            fail(f"publish-load: {done.stderr}")
-        calls = box.calls.read_text()
-        got = dict(re.findall(r"--metric-name (\w+) --unit Count --value (\d+)", calls))
-        if "--dimensions AutoScalingGroupName=tincan-test-media-nodes" not in calls or "--namespace Tincan/MediaNode" not in calls:
-            fail(f"published to the wrong place: {calls}")
-        sent.append((int(got["TurnAllocations"]), int(got["TurnAuthFailures"])))
-    # 3 failures at first; 10 - 3 = 7 more; then the node restarted (1 < 10).
-    if sent != [(7, 3), (9, 7), (2, 1)]:
-        fail(f"published {sent}")
+        got, _ = run_publisher(box, script, env)
+        if "CertificateDaysLeft" in got:
+            fail("a node without TLS published certificate days")
+        sent.append(tuple(got[k] for k in ("Load", "TurnAllocations", "SfuParticipants", "TurnAuthFailures",
+                                           "SfuPacketsForwarded", "SfuPacketsDropped")))
+    # Counters: 3 auth failures at first; 10 - 3 = 7 more; then the node
+    # restarted (1 < 10) and the count starts over.
+    want = [(7, 7, 0, 3, 0, 0), (21, 9, 12, 7, 5000, 3), (3, 2, 1, 1, 40, 0)]
+    if sent != want:
+        fail(f"published {sent}, want {want}")
 
 
 @with_box(imds={"meta-data/instance-id": "i-0123456789abcdef0"})
-def test_a_node_with_calls_is_protected_from_scale_in_and_an_idle_one_is_not(box):
-    done = box.run("install_load_publisher")
-    if done.returncode != 0:
-        fail(f"install_load_publisher: {done.stderr}")
-    metrics = box.dir / "metrics.txt"
-    (box.bin / "curl").write_text(f"#!/bin/bash\ncat {metrics}\n")
-    (box.bin / "curl").chmod(0o755)
-    env = dict(os.environ, PATH=f"{box.bin}:{os.environ['PATH']}")
+def test_protection_follows_the_load_and_a_node_with_only_sfu_participants_stays_protected(box):
+    script, env = publisher(box)
+    metrics = stub_metrics(box)
     changes = []
-    for allocations in (0, 3, 5, 0, 0, 2):
-        metrics.write_text(f"tincan_turn_allocations {allocations}\n")
-        box.calls.write_text("")
-        done = subprocess.run([str(box.lib / "publish-load")], capture_output=True, text=True, timeout=30, env=env)
-        if done.returncode != 0:
-            fail(f"publish-load: {done.stderr}")
-        call = [c for c in box.calls.read_text().splitlines() if "set-instance-protection" in c]
-        if call:
-            if "--auto-scaling-group-name tincan-test-media-nodes" not in call[0] or "--instance-ids i-0123456789abcdef0" not in call[0]:
-                fail(f"protection set on the wrong group or instance: {call[0]}")
-            changes.append((allocations, call[0].split()[-1]))
-    # Calls only when the state changes: idle at first, busy, idle, busy.
-    want = [(0, "--no-protected-from-scale-in"), (3, "--protected-from-scale-in"),
-            (0, "--no-protected-from-scale-in"), (2, "--protected-from-scale-in")]
+    # (TURN allocations, SFU participants): idle, TURN only, both, SFU only
+    # (group calls, no relay at all), idle, SFU only.
+    for allocations, sfu in ((0, 0), (3, 0), (5, 4), (0, 6), (0, 0), (0, 2)):
+        metrics.write_text(
+            f"tincan_node_load {allocations + sfu}\ntincan_turn_allocations {allocations}\ntincan_sfu_participants {sfu}\n"
+        )
+        got, flags = run_publisher(box, script, env)
+        if got["Load"] != allocations + sfu:
+            fail(f"published load {got['Load']} for {allocations} allocations and {sfu} SFU participants")
+        changes += [((allocations, sfu), f) for f in flags]
+    # Calls only when the state changes; SFU participants alone keep the node
+    # protected (no call between (5, 4) and (0, 6)).
+    want = [((0, 0), "--no-protected-from-scale-in"), ((3, 0), "--protected-from-scale-in"),
+            ((0, 0), "--no-protected-from-scale-in"), ((0, 2), "--protected-from-scale-in")]
     if changes != want:
         fail(f"protection changes {changes}, want {want}")
+
+
+def test_publisher_reads_the_real_node_s_metrics():
+    """Against a running tincan-media-node's own /metrics (not a stub): the
+    figure the script reads is one the binary serves, and an idle node is
+    left unprotected."""
+    box = Sandbox(imds={"meta-data/instance-id": "i-0123456789abcdef0"})
+    metrics_port = free_port()
+    node = LiveNode(box, metrics_port=metrics_port)
+    try:
+        script, env = publisher(box, f"METRICS_URL=http://127.0.0.1:{metrics_port}/metrics; ")
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", metrics_port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    fail("the node's metrics listener never came up")
+                time.sleep(0.2)
+        got, flags = run_publisher(box, script, env)
+        if (got.get("Load"), got.get("TurnAllocations"), got.get("SfuParticipants")) != (0, 0, 0):
+            fail(f"an idle node published {got}")
+        if flags != ["--no-protected-from-scale-in"]:
+            fail(f"an idle node's protection: {flags}")
+    finally:
+        node.stop()
+        box.close()
+
+
+@with_box(imds={"meta-data/instance-id": "i-0123456789abcdef0"})
+def test_days_to_certificate_expiry_are_published_with_tls(box):
+    tls = box.dir / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=turn.test",
+         "-keyout", str(tls / "private-key.pem"), "-out", str(tls / "certificate.pem")],
+        check=True, capture_output=True, timeout=60,
+    )
+    script, env = publisher(box)
+    stub_metrics(box).write_text("tincan_node_load 0\n")
+    got, _ = run_publisher(box, script, env)
+    if got.get("CertificateDaysLeft") not in (29, 30):
+        fail(f"a 30-day certificate has {got.get('CertificateDaysLeft')} days left")
 
 
 def secret_stub(box, answer: str, status: int = 0):

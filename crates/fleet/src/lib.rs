@@ -77,14 +77,29 @@ pub const AUDIO_STREAM_BPS: u64 = 64_000;
 /// CPU above which a node is picked only if every other node is as hot.
 pub const CPU_HOT_PERCENT: f64 = 85.0;
 
+/// A node's load as one figure: live TURN allocations plus SFU
+/// participants (a participant holds about what a relayed user does).
+///
+/// Placement compares nodes by it ([`NodeLoad::score`]), a draining node
+/// waits for it to reach 0, and on AWS the node publishes it as the metric
+/// the group scales on and keeps itself protected from scale-in while it
+/// is above 0 (`tincan_node_load` in the node's `/metrics`). A node that
+/// carries only group calls is therefore as busy as one relaying as many
+/// users.
+pub fn node_load(allocations: u64, sfu_participants: u64) -> u64 {
+    allocations.saturating_add(sfu_participants)
+}
+
 impl NodeLoad {
-    /// One number to compare nodes by: allocations plus SFU participants
-    /// (each holds about what a relayed user does), or audio streams of
-    /// bandwidth, whichever is larger.
+    /// [`node_load`] of this report: allocations plus SFU participants.
+    pub fn sessions(&self) -> u64 {
+        node_load(self.allocations, self.sfu_participants)
+    }
+
+    /// One number to compare nodes by: [`NodeLoad::sessions`], or audio
+    /// streams of bandwidth, whichever is larger.
     pub fn score(&self) -> u64 {
-        self.allocations
-            .saturating_add(self.sfu_participants)
-            .max(self.bandwidth_bps / AUDIO_STREAM_BPS)
+        self.sessions().max(self.bandwidth_bps / AUDIO_STREAM_BPS)
     }
 
     /// Too busy to take a room while a cooler node exists.

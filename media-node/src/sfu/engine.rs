@@ -389,7 +389,7 @@ impl Engine {
             return;
         };
         if p.muted {
-            self.metrics.sfu_dropped(1);
+            self.metrics.sfu_muted(1);
             return;
         }
         let Some(room) = self.rooms.get_mut(&p.room) else {
