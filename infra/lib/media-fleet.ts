@@ -331,6 +331,22 @@ export function defineMediaFleet(
   group.cfnOptions.creationPolicy = {
     resourceSignal: { count: params.mediaNodeMinSize.valueAsNumber, timeout: 'PT15M' },
   };
+  // A stack update that changes the nodes (a new MediaNodeArtifactKey and
+  // checksum, instance type, image, user data) rolls the group one node at
+  // a time, never below MediaNodeMinSize in service: each new node must
+  // signal SUCCESS (it answers STUN on its public address) before the next
+  // old one is terminated, and terminating drains it (lifecycle hook
+  // tincan-drain). A FAILURE or no signal within PauseTime rolls the update
+  // back to the previous launch template version.
+  group.cfnOptions.updatePolicy = {
+    autoScalingRollingUpdate: {
+      maxBatchSize: 1,
+      minInstancesInService: params.mediaNodeMinSize.valueAsNumber,
+      pauseTime: 'PT15M',
+      waitOnResourceSignals: true,
+      suspendProcesses: ['HealthCheck', 'ReplaceUnhealthy', 'AZRebalance', 'AlarmNotification', 'ScheduledActions'],
+    },
+  };
 
   new autoscaling.CfnScalingPolicy(stack, 'MediaNodeScalingPolicy', {
     autoScalingGroupName: group.ref,

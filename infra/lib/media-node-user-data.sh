@@ -18,6 +18,8 @@ REGION='${AWS::Region}'
 STACK_NAME='${AWS::StackName}'
 ASG_NAME='${AWS::StackName}-media-nodes'
 ARTIFACT='s3://${MediaNodeArtifactBucket}/${MediaNodeArtifactKey}'
+# The binary's SHA-256 (MediaNodeArtifactSha256): checked before it ever runs.
+ARTIFACT_SHA256='${MediaNodeArtifactSha256}'
 TURN_PORT=3478
 TLS_PORT=5349
 TLS_NAME=
@@ -42,8 +44,10 @@ say() {
   { echo "tincan-media-node setup: $*" >/dev/console; } 2>/dev/null || true
 }
 
-# signal SUCCESS|FAILURE: the group's CreationPolicy counts these. After
-# the stack is created CloudFormation refuses them, which is harmless.
+# signal SUCCESS|FAILURE: the group's CreationPolicy counts these, and so
+# does its UpdatePolicy while a stack update rolls the nodes (a FAILURE rolls
+# the update back). Outside those CloudFormation refuses them, which is
+# harmless.
 signal() {
   aws cloudformation signal-resource --region "$REGION" --stack-name "$STACK_NAME" \
     --logical-resource-id MediaNodeGroup --unique-id "$INSTANCE_ID" --status "$1" >/dev/null 2>&1 || true
@@ -64,11 +68,21 @@ on_error() {
   fail "line $1: \"$2\" exited with status $3"
 }
 
-# fetch_binary: the node's binary from S3 to $BIN.
+# fetch_binary: the node's binary from S3 to $BIN, only if its SHA-256 is
+# MediaNodeArtifactSha256: a binary uploaded over the key, a truncated
+# download or another build fails the boot (and with it the stack's create
+# or update) before it runs.
 fetch_binary() {
-  local out
-  out=$(aws s3 cp --no-progress --region "$REGION" "$ARTIFACT" "$BIN" 2>&1) \
+  local out sum
+  out=$(aws s3 cp --no-progress --region "$REGION" "$ARTIFACT" "$BIN.download" 2>&1) \
     || fail "cannot download $ARTIFACT (check MediaNodeArtifactBucket and MediaNodeArtifactKey): $out"
+  sum=$(sha256sum "$BIN.download" | cut -d' ' -f1)
+  if [ "$sum" != "$ARTIFACT_SHA256" ]; then
+    rm -f "$BIN.download"
+    fail "$ARTIFACT has SHA-256 $sum, but MediaNodeArtifactSha256 is $ARTIFACT_SHA256: upload each build" \
+      "under a key of its own and pass that key and its checksum (sha256sum FILE) together (docs/deploy.md, step 1)"
+  fi
+  mv -f "$BIN.download" "$BIN"
   chmod 0755 "$BIN"
 }
 

@@ -11,6 +11,7 @@ const LOG_RETENTION_DAYS = [
 
 export interface TincanParameters {
   lambdaArchitecture: CfnParameter;
+  lambdaDeploymentType: CfnParameter;
   stageName: CfnParameter;
   logLevel: CfnParameter;
   logRetentionDays: CfnParameter;
@@ -31,6 +32,7 @@ export interface TincanParameters {
   mediaNodeImageId: CfnParameter;
   mediaNodeArtifactBucket: CfnParameter;
   mediaNodeArtifactKey: CfnParameter;
+  mediaNodeArtifactSha256: CfnParameter;
   mediaNodeMinSize: CfnParameter;
   mediaNodeMaxSize: CfnParameter;
   loadPerNodeTarget: CfnParameter;
@@ -53,6 +55,23 @@ export function defineParameters(stack: Stack): TincanParameters {
       allowedValues: ['arm64', 'x86_64'],
       description:
         'Instruction set of the Lambda functions (sam build cross-compiles with cargo-lambda).',
+    }),
+    lambdaDeploymentType: p('LambdaDeploymentType', {
+      type: 'String',
+      default: 'Canary10Percent5Minutes',
+      allowedValues: [
+        'Canary10Percent5Minutes',
+        'Canary10Percent10Minutes',
+        'Canary10Percent15Minutes',
+        'Canary10Percent30Minutes',
+        'Linear10PercentEvery1Minute',
+        'Linear10PercentEvery2Minutes',
+        'Linear10PercentEvery3Minutes',
+        'Linear10PercentEvery10Minutes',
+        'AllAtOnce',
+      ],
+      description:
+        "How CodeDeploy moves each function's alias live to a new version - a canary or linear shift that rolls back when the function's DeployAlarm fires; AllAtOnce switches at once (still rolled back on the alarm).",
     }),
     stageName: p('StageName', {
       type: 'String',
@@ -169,8 +188,16 @@ export function defineParameters(stack: Stack): TincanParameters {
     }),
     mediaNodeArtifactKey: p('MediaNodeArtifactKey', {
       type: 'String',
-      default: 'tincan-media-node',
-      description: 'S3 key of the tincan-media-node binary.',
+      minLength: 1,
+      description:
+        'S3 key of this version of the tincan-media-node binary, one key per build (e.g. tincan-media-node/<version>/tincan-media-node); never upload over a key a stack uses.',
+    }),
+    mediaNodeArtifactSha256: p('MediaNodeArtifactSha256', {
+      type: 'String',
+      allowedPattern: '^[0-9a-f]{64}$',
+      constraintDescription: 'the 64 lowercase hex digits sha256sum prints for the binary',
+      description:
+        'SHA-256 of the binary at MediaNodeArtifactKey (sha256sum, 64 lowercase hex digits); a node whose download differs fails its boot before running it.',
     }),
     mediaNodeMinSize: p('MediaNodeMinSize', {
       type: 'Number',

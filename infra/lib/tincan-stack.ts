@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import {
   Aws,
   CfnCondition,
+  CfnDeletionPolicy,
   CfnResource,
   CfnOutput,
   Duration,
@@ -19,6 +20,7 @@ import {
 } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
+import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -349,6 +351,65 @@ export class TincanStack extends Stack {
       }
       return lambda.Code.fromAsset(dir);
     };
+    // Gradual deployments, as SAM's AutoPublishAlias + DeploymentPreference
+    // write them (same logical IDs): each function publishes a version per
+    // change of code or configuration, API Gateway invokes its alias `live`,
+    // and CodeDeploy shifts the alias to the new version by
+    // LambdaDeploymentType, rolling back when the function's DeployAlarm
+    // fires. L1 resources rather than codedeploy.LambdaDeploymentGroup, whose
+    // application, role and rollback events differ from SAM's: the two
+    // templates stay the same resource for resource.
+    const deployApplication = new codedeploy.CfnApplication(this, 'ServerlessDeploymentApplication', {
+      computePlatform: 'Lambda',
+    });
+    const deployRole = new iam.CfnRole(this, 'CodeDeployServiceRole', {
+      assumeRolePolicyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Action: ['sts:AssumeRole'],
+            Effect: 'Allow',
+            Principal: { Service: ['codedeploy.amazonaws.com'] },
+          },
+        ],
+      },
+      managedPolicyArns: [
+        `arn:${Aws.PARTITION}:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda`,
+      ],
+    });
+    /** The alias `live` of `fn` (SAM's <Function>Aliaslive), deployed gradually. */
+    const liveAlias = (id: string, fn: lambda.Function) => {
+      const version = fn.currentVersion;
+      const versionResource = version.node.defaultChild as CfnResource;
+      // Kept, as SAM keeps them: the alias may still point at an old one.
+      versionResource.cfnOptions.deletionPolicy = CfnDeletionPolicy.RETAIN;
+      versionResource.addDeletionOverride('UpdateReplacePolicy');
+      const group = new codedeploy.CfnDeploymentGroup(this, `${id}DeploymentGroup`, {
+        applicationName: deployApplication.ref,
+        serviceRoleArn: deployRole.attrArn,
+        deploymentConfigName: Fn.sub('CodeDeployDefault.Lambda${ConfigName}', {
+          ConfigName: params.lambdaDeploymentType.valueAsString,
+        }),
+        deploymentStyle: { deploymentType: 'BLUE_GREEN', deploymentOption: 'WITH_TRAFFIC_CONTROL' },
+        alarmConfiguration: { enabled: true, alarms: [{ name: Fn.ref(`${id.replace(/Function$/, '')}DeployAlarm`) }] },
+        autoRollbackConfiguration: {
+          enabled: true,
+          events: ['DEPLOYMENT_FAILURE', 'DEPLOYMENT_STOP_ON_ALARM', 'DEPLOYMENT_STOP_ON_REQUEST'],
+        },
+      });
+      const alias = new lambda.CfnAlias(this, `${id}Aliaslive`, {
+        name: 'live',
+        functionName: fn.functionName,
+        functionVersion: version.version,
+      });
+      alias.cfnOptions.updatePolicy = {
+        codeDeployLambdaAliasUpdate: {
+          applicationName: deployApplication.ref,
+          deploymentGroupName: group.ref,
+        },
+      };
+      return alias;
+    };
     const rustFunction = (
       id: string,
       binary: string,
@@ -418,10 +479,13 @@ export class TincanStack extends Stack {
         wsLogGroups[i],
         route.binary === 'ws-connect' ? signalingEnv : callHistoryEnv,
       );
+      const alias = liveAlias(`${route.fn}Function`, fn);
+      // The alias, never the function: API Gateway calls whichever version
+      // CodeDeploy has shifted `live` to.
       const integration = new apigwv2.CfnIntegration(this, `${route.name}Integration`, {
         apiId: wsApi.ref,
         integrationType: 'AWS_PROXY',
-        integrationUri: `arn:${Aws.PARTITION}:apigateway:${Aws.REGION}:lambda:path/2015-03-31/functions/${fn.functionArn}/invocations`,
+        integrationUri: `arn:${Aws.PARTITION}:apigateway:${Aws.REGION}:lambda:path/2015-03-31/functions/${alias.ref}/invocations`,
       });
       new apigwv2.CfnRoute(this, `${route.name}Route`, {
         apiId: wsApi.ref,
@@ -432,7 +496,7 @@ export class TincanStack extends Stack {
       });
       new lambda.CfnPermission(this, `${route.fn}Permission`, {
         action: 'lambda:InvokeFunction',
-        functionName: fn.functionName,
+        functionName: alias.ref,
         principal: 'apigateway.amazonaws.com',
         sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${wsApi.ref}/*/${route.routeKey}`,
       });
@@ -467,10 +531,12 @@ export class TincanStack extends Stack {
         RUST_LOG: params.logLevel.valueAsString,
       },
     );
+    const httpAlias = liveAlias('HttpApiFunction', httpFn);
     const httpIntegration = new apigwv2.CfnIntegration(this, 'HttpApiIntegration', {
       apiId: httpApi.ref,
       integrationType: 'AWS_PROXY',
-      integrationUri: httpFn.functionArn,
+      // The alias `live` (its ARN), which CodeDeploy moves between versions.
+      integrationUri: httpAlias.ref,
       payloadFormatVersion: '2.0',
     });
     for (const [id, routeKey] of HTTP_ROUTES) {
@@ -482,7 +548,7 @@ export class TincanStack extends Stack {
     }
     new lambda.CfnPermission(this, 'HttpApiPermission', {
       action: 'lambda:InvokeFunction',
-      functionName: httpFn.functionName,
+      functionName: httpAlias.ref,
       principal: 'apigateway.amazonaws.com',
       sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${httpApi.ref}/*`,
     });

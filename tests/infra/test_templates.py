@@ -101,9 +101,37 @@ def load_sam() -> dict:
     )
 
 
+# A function's published version has a hashed logical ID in both tools (SAM:
+# <Function>Version<hash of the code>, CDK: <Function>CurrentVersion<hash of
+# code and configuration>), so a change publishes a new one; compared as
+# <Function>Version.
+VERSION_ID = re.compile(r"\b(\w+?Function)(?:Version[0-9a-f]{10}|CurrentVersion[0-9A-Fa-f]{8,})\b")
+
+
+def same_version_ids(template: dict) -> dict:
+    return json.loads(VERSION_ID.sub(r"\1Version", json.dumps(template)))
+
+
+def as_deployed(sam: dict) -> dict:
+    """What CloudFormation's own SAM transform makes of what the offline
+    translator resolves: a parameter's value (here its default) and the
+    partition of the translator's region."""
+    for resource in sam["Resources"].values():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::CodeDeploy::DeploymentGroup":
+            props["DeploymentConfigName"] = {"Fn::Sub": ["CodeDeployDefault.Lambda${ConfigName}",
+                                                         {"ConfigName": {"Ref": "LambdaDeploymentType"}}]}
+        if resource["Type"] == "AWS::IAM::Role" and "ManagedPolicyArns" in props:
+            props["ManagedPolicyArns"] = [
+                {"Fn::Sub": arn.replace("arn:aws:", "arn:${AWS::Partition}:")} if isinstance(arn, str) else arn
+                for arn in props["ManagedPolicyArns"]
+            ]
+    return sam
+
+
 SAM_RAW = cfn_yaml.load(str(REPO / "template.yaml"))
-SAM = load_sam()
-CDK = json.loads(Path(sys.argv[1]).read_text()) if len(sys.argv) > 1 else None
+SAM = same_version_ids(as_deployed(load_sam()))
+CDK = same_version_ids(json.loads(Path(sys.argv[1]).read_text())) if len(sys.argv) > 1 else None
 
 # ------------------------------------------------------------- canonical form
 
@@ -394,7 +422,12 @@ def test_websocket_api_routes():
                 continue
             integration = canon(p["Target"]).removeprefix("integrations/").strip("${}")
             uri = canon(integrations[integration]["Properties"]["IntegrationUri"])
-            fn = re.search(r"\$\{(\w+)\.Arn\}", uri).group(1)
+            # The function's alias `live`, which CodeDeploy moves, never
+            # the function itself.
+            alias = re.search(r"/functions/\$\{(\w+Aliaslive)\}/invocations$", uri)
+            if not alias:
+                fail(f"{name}: {p['RouteKey']} invokes {uri}, not a function's alias live")
+            fn = canon(t["Resources"][alias.group(1)]["Properties"]["FunctionName"]).strip("${}")
             routes[p["RouteKey"]] = binary_of(fn)
         want = {"$connect": "ws-connect", "$disconnect": "ws-disconnect", "$default": "ws-default"}
         if routes != want:
@@ -402,6 +435,50 @@ def test_websocket_api_routes():
         stages = [r for r in resources(t, "AWS::ApiGatewayV2::Stage").values() if canon(r["Properties"]["ApiId"]) == "${%s}" % ws[0]]
         if len(stages) != 1:
             fail(f"{name}: WebSocket API has {len(stages)} stages")
+
+
+def test_lambdas_deploy_gradually_and_roll_back_on_their_alarms():
+    """Each function publishes versions behind an alias `live`; CodeDeploy
+    shifts it by LambdaDeploymentType (a canary by default) and rolls back
+    when the function's own error alarm fires; API Gateway integrations and
+    invoke permissions name the alias, never the function."""
+    for name, t in templates():
+        for lid in functions(t):
+            short = lid.removesuffix("Function")
+            alias = t["Resources"].get(f"{lid}Aliaslive")
+            if not alias or alias["Type"] != "AWS::Lambda::Alias" or alias["Properties"]["Name"] != "live":
+                fail(f"{name} {lid}: no alias live")
+            if canon(alias["Properties"]["FunctionVersion"]) != "${%sVersion.Version}" % lid:
+                fail(f"{name} {lid}: the alias does not follow the published version")
+            version = t["Resources"][f"{lid}Version"]
+            if version.get("DeletionPolicy") != "Retain":
+                fail(f"{name} {lid}: old versions are deleted (the alias may still point at one)")
+            update = canon(alias.get("UpdatePolicy", {}).get("CodeDeployLambdaAliasUpdate"))
+            if update != {"ApplicationName": "${ServerlessDeploymentApplication}",
+                          "DeploymentGroupName": "${%sDeploymentGroup}" % lid}:
+                fail(f"{name} {lid}: the alias is not moved by CodeDeploy ({update})")
+            group = canon(t["Resources"][f"{lid}DeploymentGroup"]["Properties"])
+            if group["DeploymentConfigName"] != "CodeDeployDefault.Lambda${LambdaDeploymentType}":
+                fail(f"{name} {lid}: deployment config {group['DeploymentConfigName']}")
+            rollback = group["AutoRollbackConfiguration"]
+            if rollback["Enabled"] != "true" or "DEPLOYMENT_STOP_ON_ALARM" not in rollback["Events"]:
+                fail(f"{name} {lid}: no automatic rollback on the alarm ({rollback})")
+            if group["AlarmConfiguration"] != {"Enabled": "true", "Alarms": [{"Name": "${%sDeployAlarm}" % short}]}:
+                fail(f"{name} {lid}: deployments watch {group['AlarmConfiguration']}, not {short}DeployAlarm")
+            watched = alarm_metrics(t["Resources"][f"{short}DeployAlarm"])
+            want = {("FunctionName", "${%s}" % lid), ("Resource", "${%s}:live" % lid)}
+            if {m for ns, m, dims in watched if ns == "AWS/Lambda" and set(dims) == want} != {"Errors", "Invocations"}:
+                fail(f"{name} {short}DeployAlarm does not read {lid}'s errors through its alias: {watched}")
+        for lid, perm in resources(t, "AWS::Lambda::Permission").items():
+            target = canon(perm["Properties"]["FunctionName"])
+            if not re.fullmatch(r"\$\{\w+Function(Aliaslive)\}", target):
+                fail(f"{name} {lid}: lets API Gateway invoke {target}, not an alias live")
+        uri = canon(t["Resources"]["HttpApiIntegration"]["Properties"]["IntegrationUri"])
+        if uri != "${HttpApiFunctionAliaslive}":
+            fail(f"{name}: the HTTP API invokes {uri}, not http-api's alias live")
+    default = SAM["Parameters"]["LambdaDeploymentType"]["Default"]
+    if not default.startswith(("Canary", "Linear")):
+        fail(f"the default deployment shifts {default}, not gradually")
 
 
 def http_routes_in_code() -> set[str]:
@@ -515,11 +592,19 @@ def statements(template: dict):
 def test_iam_names_our_resources():
     """No `*` action; Resource `*` only where AWS requires it, with a
     condition; DynamoDB on our tables only; ManageConnections on our
-    WebSocket API only; no managed policies."""
+    WebSocket API only; no managed policies but CodeDeploy's own for Lambda
+    deployments, on the role only CodeDeploy may assume (SAM's
+    DeploymentPreference creates it so)."""
     ours = set(SAM["Resources"])
+    codedeploy = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/service-role/AWSCodeDeployRoleForLambda"}
     for name, t in templates():
         for lid, role in resources(t, "AWS::IAM::Role").items():
-            if role["Properties"].get("ManagedPolicyArns"):
+            managed = role["Properties"].get("ManagedPolicyArns")
+            if lid == "CodeDeployServiceRole" and canon(managed) == canon([codedeploy]):
+                principals = [canon(s["Principal"]) for s in role["Properties"]["AssumeRolePolicyDocument"]["Statement"]]
+                if principals != [{"Service": ["codedeploy.amazonaws.com"]}]:
+                    fail(f"{name} {lid}: assumable by {principals}, not CodeDeploy alone")
+            elif managed:
                 fail(f"{name} {lid}: managed policies grant more than we name")
         if resources(t, "AWS::IAM::Policy"):
             fail(f"{name}: stray AWS::IAM::Policy resources {sorted(resources(t, 'AWS::IAM::Policy'))}")
@@ -724,6 +809,38 @@ def test_media_fleet():
         fail(f"the health check asks port 9100, the node serves /healthz on {env['TINCAN_METRICS_ADDR']}")
     if '.route("/healthz"' not in (REPO / "media-node/src/main.rs").read_text():
         fail("the media node serves no /healthz")
+
+
+def test_node_rollouts_are_versioned_checked_and_gentle():
+    """The binary is named by a key and a SHA-256 per version (no default:
+    every deploy names the build it runs), the user data checks the
+    checksum before the binary runs, and a change to the nodes rolls the
+    group one node at a time, never below the minimum, waiting for each new
+    node's signal."""
+    script = user_data(SAM)
+    for name, t in templates():
+        params = t["Parameters"]
+        key, sha = params["MediaNodeArtifactKey"], params["MediaNodeArtifactSha256"]
+        if "Default" in key or "Default" in sha:
+            fail(f"{name}: the artifact key and checksum must be given per deploy (no default)")
+        if sha.get("AllowedPattern") != "^[0-9a-f]{64}$":
+            fail(f"{name}: MediaNodeArtifactSha256 accepts {sha.get('AllowedPattern')}, not a SHA-256")
+        rolling = t["Resources"]["MediaNodeGroup"].get("UpdatePolicy", {}).get("AutoScalingRollingUpdate")
+        if not rolling:
+            fail(f"{name}: no rolling update for the media nodes")
+        rolling = canon(rolling)
+        if (rolling.get("MaxBatchSize"), rolling.get("MinInstancesInService"), rolling.get("WaitOnResourceSignals")) != \
+                ("1", "${MediaNodeMinSize}", "true"):
+            fail(f"{name}: the rolling update is not one at a time, above the minimum, on signals: {rolling}")
+        if iso_seconds(rolling["PauseTime"]) < 600:
+            fail(f"{name}: a new node gets {rolling['PauseTime']} to come up")
+        for kept_out in ("HealthCheck", "ReplaceUnhealthy", "AZRebalance", "AlarmNotification"):
+            if kept_out not in rolling.get("SuspendProcesses", []):
+                fail(f"{name}: {kept_out} runs during a rolling update")
+        if user_data(t) != script:
+            fail(f"{name}: the user data differs")
+    if "ARTIFACT_SHA256='${MediaNodeArtifactSha256}'" not in script or 'sha256sum "$BIN.download"' not in script:
+        fail("the user data does not check the binary against MediaNodeArtifactSha256")
 
 
 def iso_seconds(duration: str) -> int:

@@ -16,6 +16,7 @@ record their arguments. MEDIA_NODE_BIN is a debug `tincan-media-node`, run on
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -39,6 +40,8 @@ SUBSTITUTIONS = {
     "AWS::StackName": "tincan-test",
     "MediaNodeArtifactBucket": "my-bucket",
     "MediaNodeArtifactKey": "tincan-media-node",
+    # Replaced per test by s3_serves(); any 64 hex digits render the script.
+    "MediaNodeArtifactSha256": "0" * 64,
     "TurnSecret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:TurnSecret-abc",
     "MediaNodesTable": "tincan-test-MediaNodesTable",
     "MediaNodeLogGroup": "/tincan/tincan-test/media-node",
@@ -228,6 +231,49 @@ def test_download_failure_names_the_bucket_and_key(box):
     done = box.run(f"BIN={box.dir / 'node'}; fetch_binary")
     expect_failure(done, box, "cannot download s3://my-bucket/tincan-media-node",
                    "MediaNodeArtifactBucket", "Key not found")
+
+
+def s3_serves(box: Sandbox, content: bytes):
+    """`aws s3 cp SRC DEST` writes `content` to DEST."""
+    served = box.dir / "served"
+    served.write_bytes(content)
+    (box.bin / "aws").write_text(
+        '#!/bin/bash\necho "aws $*" >> %s\n'
+        'if [ "$1 $2" = "s3 cp" ]; then cp %s "${@: -1}"; fi\nexit 0\n' % (box.calls, served)
+    )
+
+
+@with_box()
+def test_a_binary_whose_checksum_differs_never_runs_and_fails_the_boot(box):
+    s3_serves(box, b"\x7fELF a build uploaded over the key")
+    good = hashlib.sha256(b"the build the stack names").hexdigest()
+    done = box.run(f"BIN={box.dir / 'node'}; ARTIFACT_SHA256={good}; fetch_binary")
+    actual = hashlib.sha256(b"\x7fELF a build uploaded over the key").hexdigest()
+    expect_failure(done, box, f"has SHA-256 {actual}", f"MediaNodeArtifactSha256 is {good}",
+                   "s3://my-bucket/tincan-media-node")
+    if (box.dir / "node").exists() or (box.dir / "node.download").exists():
+        fail("the mismatched download was left where it could run")
+
+
+@with_box()
+def test_a_binary_with_the_named_checksum_is_installed(box):
+    content = b"\x7fELF the build the stack names"
+    s3_serves(box, content)
+    done = box.run(f"BIN={box.dir / 'node'}; ARTIFACT_SHA256={hashlib.sha256(content).hexdigest()}; "
+                   "fetch_binary && echo installed")
+    if done.returncode != 0 or "installed" not in done.stdout or box.signals():
+        fail(f"fetch_binary: {done.stderr}; signals {box.signals()}")
+    node = box.dir / "node"
+    if node.read_bytes() != content or not os.access(node, os.X_OK):
+        fail("the binary is not installed as downloaded, executable")
+
+
+def test_the_checksum_is_the_parameter_and_checked_before_anything_runs():
+    if "ARTIFACT_SHA256='${MediaNodeArtifactSha256}'" not in SCRIPT:
+        fail("the user data does not take the checksum from MediaNodeArtifactSha256")
+    main = SCRIPT[SCRIPT.index("\nmain() {"):]
+    if not main.index("fetch_binary") < main.index('check_binary "$BIN"'):
+        fail("the binary runs (check_binary starts it) before its checksum is verified")
 
 
 @with_box(imds={"meta-data/local-ipv4": "10.0.1.5"})
