@@ -43,6 +43,9 @@ export interface TincanParameters {
   turnTlsCertificateSecret: CfnParameter;
   alarmEmail: CfnParameter;
   apiGatewayLogRole: CfnParameter;
+  tableKmsKeyArn: CfnParameter;
+  tablePointInTimeRecovery: CfnParameter;
+  mongoDbFunctionConcurrency: CfnParameter;
 }
 
 export function defineParameters(stack: Stack): TincanParameters {
@@ -265,10 +268,31 @@ export function defineParameters(stack: Stack): TincanParameters {
     }),
     apiGatewayLogRole: p('ApiGatewayLogRole', {
       type: 'String',
-      default: 'create',
-      allowedValues: ['create', 'existing'],
+      default: 'none',
+      allowedValues: ['none', 'existing', 'create'],
       description:
-        "create - the stack sets this account and region's API Gateway CloudWatch Logs role, which WebSocket access logs need; existing - one is set already (docs/deploy.md).",
+        "none - no WebSocket access log, nothing account-wide is touched; existing - log through the account's API Gateway CloudWatch Logs role, which must be set already; create - set that account-wide role to one of this stack (replaces any other for every API in the region; docs/deploy.md).",
+    }),
+    tableKmsKeyArn: p('TableKmsKeyArn', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^$|^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$',
+      description:
+        "ARN of a customer-managed KMS key to encrypt the DynamoDB tables with (its key policy must let the account's principals use it through DynamoDB; docs/deploy.md). Empty - DynamoDB's AWS-owned key, at no cost.",
+    }),
+    tablePointInTimeRecovery: p('TablePointInTimeRecovery', {
+      type: 'String',
+      default: 'false',
+      allowedValues: ['true', 'false'],
+      description:
+        'true - point-in-time recovery (35 days of continuous backups) on the DynamoDB tables, billed per GB-month; false - none.',
+    }),
+    mongoDbFunctionConcurrency: p('MongoDbFunctionConcurrency', {
+      type: 'Number',
+      default: 0,
+      minValue: 0,
+      description:
+        'Reserved concurrency of each function that opens MongoDB (ws-default, ws-disconnect, http-api), which caps Atlas connections at about 3 x this x 4 (docs/deploy.md, MongoDB Atlas connections). 0 - not reserved.',
     }),
   };
 }

@@ -86,6 +86,35 @@ export class TincanStack extends Stack {
     const createApiGatewayLogRole = new CfnCondition(this, 'CreateApiGatewayLogRole', {
       expression: Fn.conditionEquals(params.apiGatewayLogRole.valueAsString, 'create'),
     });
+    const webSocketAccessLogs = new CfnCondition(this, 'WebSocketAccessLogs', {
+      expression: Fn.conditionNot(Fn.conditionEquals(params.apiGatewayLogRole.valueAsString, 'none')),
+    });
+    const hasTableKmsKey = new CfnCondition(this, 'HasTableKmsKey', {
+      expression: Fn.conditionNot(Fn.conditionEquals(params.tableKmsKeyArn.valueAsString, '')),
+    });
+    const tablePitr = new CfnCondition(this, 'TablePitr', {
+      expression: Fn.conditionEquals(params.tablePointInTimeRecovery.valueAsString, 'true'),
+    });
+    const reserveMongoDbConcurrency = new CfnCondition(this, 'ReserveMongoDbConcurrency', {
+      expression: Fn.conditionNot(
+        Fn.conditionEquals(params.mongoDbFunctionConcurrency.valueAsString, 0),
+      ),
+    });
+    /** Encryption and backups of a table: TableKmsKeyArn, TablePointInTimeRecovery. */
+    const protectTable = (table: dynamodb.Table) => {
+      const cfn = table.node.defaultChild as dynamodb.CfnTable;
+      cfn.addPropertyOverride(
+        'SSESpecification',
+        Fn.conditionIf(
+          hasTableKmsKey.logicalId,
+          { SSEEnabled: true, SSEType: 'KMS', KMSMasterKeyId: params.tableKmsKeyArn.valueAsString },
+          Aws.NO_VALUE,
+        ),
+      );
+      cfn.addPropertyOverride('PointInTimeRecoverySpecification', {
+        PointInTimeRecoveryEnabled: Fn.conditionIf(tablePitr.logicalId, true, false),
+      });
+    };
     const logGroup = (id: string, name: string) =>
       logicalId(
         new logs.LogGroup(this, id, {
@@ -111,6 +140,7 @@ export class TincanStack extends Stack {
       }),
       'ConnectionsTable',
     );
+    protectTable(connections);
     connections.addGlobalSecondaryIndex({
       indexName: 'byRoom',
       partitionKey: { name: 'room', type: dynamodb.AttributeType.STRING },
@@ -126,6 +156,7 @@ export class TincanStack extends Stack {
       }),
       'MediaNodesTable',
     );
+    protectTable(mediaNodes);
     mediaNodes.addGlobalSecondaryIndex({
       indexName: 'byFleet',
       partitionKey: { name: 'fleet', type: dynamodb.AttributeType.STRING },
@@ -175,9 +206,11 @@ export class TincanStack extends Stack {
       routeSelectionExpression: '$request.body.action',
     });
     // WebSocket (not HTTP) API logging goes through the account's API Gateway
-    // CloudWatch Logs role, one per account and region. With
-    // ApiGatewayLogRole=create the stack sets it to a role that may write
-    // only this stack's WebSocket access log.
+    // CloudWatch Logs role, one per account and region. Only with
+    // ApiGatewayLogRole=create (not the default) does the stack set it, to a
+    // role that may write only this stack's WebSocket access log: that
+    // replaces the role for every API in the region, and deleting the stack
+    // leaves the setting naming the deleted role (docs/deploy.md).
     const apiGatewayLogsRole = new iam.CfnRole(this, 'ApiGatewayLogsRole', {
       assumeRolePolicyDocument: {
         Version: '2012-10-17',
@@ -216,10 +249,13 @@ export class TincanStack extends Stack {
       stageName: params.stageName.valueAsString,
       autoDeploy: true,
       defaultRouteSettings: { throttlingBurstLimit: 500, throttlingRateLimit: 1000 },
-      accessLogSettings: {
-        destinationArn: wsAccessLogs.logGroupArn,
-        format: WS_ACCESS_LOG_FORMAT,
-      },
+      // Only with ApiGatewayLogRole existing or create: WebSocket logging
+      // needs the account's API Gateway CloudWatch Logs role.
+      accessLogSettings: Fn.conditionIf(
+        webSocketAccessLogs.logicalId,
+        { DestinationArn: wsAccessLogs.logGroupArn, Format: WS_ACCESS_LOG_FORMAT },
+        Aws.NO_VALUE,
+      ) as unknown as apigwv2.CfnStage.AccessLogSettingsProperty,
     });
     // Waits for the account's log role when the stack sets it (a DependsOn
     // cannot name a resource that may not exist; a reference here can).
@@ -436,6 +472,17 @@ export class TincanStack extends Stack {
       );
       // The GetAtt of the role already orders them (cfn-lint W3005).
       (fn.node.defaultChild as CfnResource).addDeletionOverride('DependsOn');
+      // Caps the MongoDB connections its containers open (docs/deploy.md).
+      if (environment.MONGODB_URI) {
+        (fn.node.defaultChild as CfnResource).addPropertyOverride(
+          'ReservedConcurrentExecutions',
+          Fn.conditionIf(
+            reserveMongoDbConcurrency.logicalId,
+            params.mongoDbFunctionConcurrency.valueAsNumber,
+            Aws.NO_VALUE,
+          ),
+        );
+      }
       return fn;
     };
 

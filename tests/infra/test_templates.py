@@ -555,10 +555,14 @@ def test_tables_match_the_store_code():
         tables = resources(t, "AWS::DynamoDB::Table")
         if set(tables) != {"ConnectionsTable", "MediaNodesTable"}:
             fail(f"{name}: tables {sorted(tables)}")
-        got = canon(tables["ConnectionsTable"]["Properties"])
+        # Encryption and backups are options of the stack, not the layout
+        # (test_tables_take_a_customer_key_and_point_in_time_recovery).
+        layout = lambda lid: canon({k: v for k, v in tables[lid]["Properties"].items()
+                                    if k not in ("SSESpecification", "PointInTimeRecoverySpecification")})
+        got = layout("ConnectionsTable")
         if got != want:
             fail(f"{name}: connections table {got} != store layout {want}")
-        if canon(tables["MediaNodesTable"]["Properties"]) != nodes:
+        if layout("MediaNodesTable") != nodes:
             fail(f"{name}: media_nodes table differs from crates/fleet/src/dynamo's layout {nodes}")
 
 
@@ -1015,7 +1019,7 @@ def test_dashboard_shows_what_we_publish():
 def test_access_logs_and_node_logs():
     for name, t in templates():
         for stage, group in (("WebSocketStage", "WebSocketAccessLogGroup"), ("HttpApiStage", "HttpApiAccessLogGroup")):
-            settings = t["Resources"][stage]["Properties"].get("AccessLogSettings")
+            settings = resolve_if(t["Resources"][stage]["Properties"], {"WebSocketAccessLogs": True}).get("AccessLogSettings")
             if not settings or canon(settings["DestinationArn"]) != "${%s.Arn}" % group:
                 fail(f"{name} {stage}: no access log to {group}")
             fmt = settings["Format"]
@@ -1041,6 +1045,79 @@ def test_access_logs_and_node_logs():
                    "StandardOutput=append:/var/log/tincan/media-node.log"):
         if needle not in script:
             fail(f"user data lacks {needle!r}")
+
+
+def test_account_wide_settings_are_left_alone_by_default():
+    """ApiGatewayLogRole: `none` by default (no WebSocket access log, the
+    account's API Gateway logging role untouched), `existing` logs through
+    the account's role, only `create` sets it; docs/deploy.md says what each
+    does and what teardown leaves."""
+    for name, t in templates():
+        param = t["Parameters"]["ApiGatewayLogRole"]
+        if param["Default"] != "none" or sorted(param["AllowedValues"]) != ["create", "existing", "none"]:
+            fail(f"{name}: ApiGatewayLogRole default {param['Default']} of {param['AllowedValues']}")
+        conditions = canon(t["Conditions"])
+        if conditions["CreateApiGatewayLogRole"] != {"Fn::Equals": ["${ApiGatewayLogRole}", "create"]} \
+                or conditions["WebSocketAccessLogs"] != {"Fn::Not": [{"Fn::Equals": ["${ApiGatewayLogRole}", "none"]}]}:
+            fail(f"{name}: log-role conditions {conditions['CreateApiGatewayLogRole']}, {conditions['WebSocketAccessLogs']}")
+        default = stack_with(t, {"CreateApiGatewayLogRole": False, "WebSocketAccessLogs": False})
+        if {"ApiGatewayAccount", "ApiGatewayLogsRole"} & set(default) or "AccessLogSettings" in default["WebSocketStage"]["Properties"]:
+            fail(f"{name}: the default touches the account's API Gateway settings or needs its role")
+        if "AccessLogSettings" not in default["HttpApiStage"]["Properties"]:
+            fail(f"{name}: the HTTP API's access log (which needs no account role) must stay on")
+    docs = (REPO / "docs/deploy.md").read_text()
+    for needle in ("`ApiGatewayLogRole=none`", "`ApiGatewayLogRole=existing`", "`ApiGatewayLogRole=create`",
+                   "update-account", "deleted role"):
+        if needle not in docs:
+            fail(f"docs/deploy.md does not explain {needle}")
+
+
+def test_tables_take_a_customer_key_and_point_in_time_recovery():
+    """Both tables: encrypted with TableKmsKeyArn when given (else DynamoDB's
+    AWS-owned key, free), point-in-time recovery with
+    TablePointInTimeRecovery (off by default: live state, rebuilt by
+    reconnecting)."""
+    for name, t in templates():
+        p = t["Parameters"]
+        if (p["TableKmsKeyArn"].get("Default"), p["TablePointInTimeRecovery"].get("Default")) != ("", "false"):
+            fail(f"{name}: encryption and recovery options must default to what costs nothing")
+        for lid in ("ConnectionsTable", "MediaNodesTable"):
+            props = t["Resources"][lid]["Properties"]
+            sse = canon(props.get("SSESpecification"))
+            if sse != canon({"Fn::If": ["HasTableKmsKey", {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"}}, NO_VALUE]}):
+                fail(f"{name} {lid}: SSESpecification {sse}")
+            pitr = canon(props.get("PointInTimeRecoverySpecification"))
+            if pitr != canon({"PointInTimeRecoveryEnabled": {"Fn::If": ["TablePitr", True, False]}}):
+                fail(f"{name} {lid}: PointInTimeRecoverySpecification {pitr}")
+        if canon(t["Conditions"]["TablePitr"]) != {"Fn::Equals": ["${TablePointInTimeRecovery}", "true"]}:
+            fail(f"{name}: TablePitr is {t['Conditions']['TablePitr']}")
+
+
+def test_functions_that_open_mongodb_take_a_reserved_concurrency():
+    """MongoDbFunctionConcurrency caps each function whose environment has
+    MONGODB_URI (0, the default: not reserved); the others are never capped
+    by it; docs/deploy.md has the Atlas arithmetic next to it."""
+    for name, t in templates():
+        if canon(t["Parameters"]["MongoDbFunctionConcurrency"].get("Default")) != "0":
+            fail(f"{name}: MongoDbFunctionConcurrency must default to 0 (not reserved)")
+        capped = set()
+        for lid, fn in functions(t).items():
+            props = fn["Properties"]
+            reserved = props.get("ReservedConcurrentExecutions")
+            opens_mongo = "MONGODB_URI" in props.get("Environment", {}).get("Variables", {})
+            if opens_mongo:
+                want = canon({"Fn::If": ["ReserveMongoDbConcurrency", {"Ref": "MongoDbFunctionConcurrency"}, NO_VALUE]})
+                if canon(reserved) != want:
+                    fail(f"{name} {lid}: ReservedConcurrentExecutions {reserved}")
+                capped.add(binary_of(lid))
+            elif reserved is not None:
+                fail(f"{name} {lid}: reserved concurrency on a function without MongoDB")
+        if capped != {"ws-default", "ws-disconnect", "http-api"}:
+            fail(f"{name}: capped {sorted(capped)}")
+    docs = (REPO / "docs/deploy.md").read_text()
+    section = docs[docs.index("### MongoDB Atlas connections"):]
+    if "MongoDbFunctionConcurrency" not in section.split("\n### ")[0]:
+        fail("docs/deploy.md's Atlas connection arithmetic does not name MongoDbFunctionConcurrency")
 
 
 def stack_with(t: dict, truth: dict) -> dict:
