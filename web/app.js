@@ -4,6 +4,7 @@
 import { TincanClient, TincanError, ROOM_ID, precallCheck } from './tincan-client.js';
 import { messageFor, micErrorCode } from './app/messages.js';
 import { Participants } from './app/participants.js';
+import { loadSettings } from './app/settings.js';
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
@@ -20,7 +21,11 @@ const ON_BY_DEFAULT = new Set(['echoCancellation', 'noiseSuppression', 'autoGain
 // Opus: `?dtx=1` turns DTX on, `?red=0` RED off, `?maxbitrate=KBPS` caps it.
 const params = new URLSearchParams(location.search);
 const forceRelay = params.get('relay') === '1';
+// Where the HTTP API and the WebSocket are (/settings.json; this origin by default).
+const settings = await loadSettings();
 const client = new TincanClient({
+  baseUrl: settings.httpApiUrl,
+  wsPath: settings.webSocketUrl,
   rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
   resume: params.get('resume') !== '0',
   opus: {
@@ -32,6 +37,7 @@ const client = new TincanClient({
 const participants = new Participants($('participants'), $('audio-sink'), client);
 const app = {
   client,
+  settings,
   participants,
   /** @type {Record<string, unknown>} */
   prefs: { ...DEFAULT_PREFS },

@@ -375,7 +375,9 @@ export class TincanClient extends EventTarget {
     // upgrade answers 401, which a browser cannot see): refresh and retry.
     const token = await this.session.accessToken({ force: Boolean(ctx.failedBeforeOpen) });
     const url = new URL(this.wsPath, this.baseUrl || globalThis.location.href);
-    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+    // An http(s) URL names the same place as ws(s); a ws(s) URL stays as is.
+    if (url.protocol === 'https:') url.protocol = 'wss:';
+    else if (url.protocol === 'http:') url.protocol = 'ws:';
     url.searchParams.set('token', token);
     return url.toString();
   }

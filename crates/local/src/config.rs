@@ -185,6 +185,9 @@ pub struct LocalConfig {
     /// deleted account's tokens open no socket). Always on, but for tests
     /// and load runs that mint tokens for users they never registered.
     pub users_must_exist: bool,
+    /// `TINCAN_CORS_ORIGINS`: other origins whose pages may call the HTTP
+    /// API (a web app served elsewhere); default none, same-origin only.
+    pub cors: tincan_http_api::CorsOrigins,
 }
 
 impl LocalConfig {
@@ -236,6 +239,7 @@ impl LocalConfig {
             accounts: tincan_accounts::config::Backend::Embedded(data_dir.clone()),
             lambda_url: None,
             users_must_exist: true,
+            cors: tincan_http_api::CorsOrigins::List(Vec::new()),
         }
     }
 
@@ -294,6 +298,9 @@ impl LocalConfig {
                 .ok()
                 .filter(|s| !s.is_empty()),
             users_must_exist: true,
+            cors: crate::web_app::parse_cors_origins(
+                &std::env::var("TINCAN_CORS_ORIGINS").unwrap_or_default(),
+            )?,
         })
     }
 }

@@ -22,9 +22,13 @@ mod listener;
 mod message_rate;
 mod sockets;
 mod stack;
+mod web_app;
 
 pub use crate::backend::{Backend, ConnectOutcome, InProcess, LambdaForward, WsEvent};
 pub use crate::config::{GatewayLimits, ListenerLimits, LocalConfig};
 pub use crate::gateway::{management_router, router, GatewayState};
 pub use crate::sockets::{LocalPush, SocketTable};
 pub use crate::stack::LocalStack;
+pub use crate::web_app::{
+    parse_cors_origins, CorsConfigError, WebSettings, CONTENT_SECURITY_POLICY, SETTINGS_PATH,
+};

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use tincan_accounts::{AccountEvents, AccountOptions, AccountService};
-use tincan_http_api::{ApiState, CorsOrigins, TurnSettings};
+use tincan_http_api::{ApiState, TurnSettings};
 use tincan_media_node::{MediaNode, MediaNodeConfig};
 use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
@@ -20,7 +20,6 @@ use tincan_ws_api::{
     WsApiConfig,
 };
 use tokio::task::JoinHandle;
-use tower_http::services::ServeDir;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tracing::info;
 
@@ -250,15 +249,16 @@ impl LocalStack {
                 url: turn_url,
                 ttl_secs: DEFAULT_TTL_SECS,
             },
-            // The web app is served from this same origin.
-            cors: CorsOrigins::None,
+            // The web app is served from this same origin; a copy served
+            // elsewhere is allowed by TINCAN_CORS_ORIGINS.
+            cors: config.cors.clone(),
         });
         // A request body that stalls as long as a head may is cut too.
         let body_timeout = RequestBodyTimeoutLayer::new(config.listener.header_timeout);
         let app = Router::new()
             .merge(gateway)
             .merge(http_api)
-            .fallback_service(ServeDir::new(&config.web_dir))
+            .merge(crate::web_app::router(&config.web_dir, config.addr))
             .layer(body_timeout.clone());
         let management = management.layer(body_timeout);
 

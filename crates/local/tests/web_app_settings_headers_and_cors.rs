@@ -1,0 +1,106 @@
+//! The page finds its API through `/settings.json` wherever it is served;
+//! tincan-local derives that file from the address the browser used, sends
+//! the page's security headers, and answers CORS preflights: with the
+//! origin when it is in `TINCAN_CORS_ORIGINS`, without it otherwise (never
+//! a 405).
+
+mod common;
+
+use common::start;
+use reqwest::header::{ACCESS_CONTROL_ALLOW_ORIGIN, ORIGIN};
+use reqwest::Method;
+use serde_json::{json, Value};
+use tincan_local::{parse_cors_origins, CONTENT_SECURITY_POLICY, SETTINGS_PATH};
+
+async fn preflight(url: &str, origin: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .request(Method::OPTIONS, url)
+        .header(ORIGIN, origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn settings_name_the_address_the_browser_used() {
+    let s = start(|_| {}).await;
+    let res = reqwest::get(s.http(SETTINGS_PATH)).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    let here = s.stack.addr;
+    assert_eq!(
+        body,
+        json!({"httpApiUrl": format!("http://{here}"), "webSocketUrl": format!("ws://{here}/ws")})
+    );
+    // Reached under another name (a proxy, localhost): that name.
+    let res = reqwest::Client::new()
+        .get(s.http(SETTINGS_PATH))
+        .header("host", "calls.example.test:8443")
+        .send()
+        .await
+        .unwrap();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["webSocketUrl"], "ws://calls.example.test:8443/ws");
+    s.stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_page_comes_with_its_security_headers() {
+    let s = start(|_| {}).await;
+    for path in ["/", "/app.js", SETTINGS_PATH] {
+        let res = reqwest::get(s.http(path)).await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let h = res.headers();
+        assert_eq!(
+            h["content-security-policy"], CONTENT_SECURITY_POLICY,
+            "{path}"
+        );
+        assert!(CONTENT_SECURITY_POLICY.contains("frame-ancestors 'none'"));
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(h["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+    }
+    s.stack.stop().await;
+}
+
+#[tokio::test]
+async fn by_default_no_other_origin_is_allowed_and_preflights_are_answered() {
+    let s = start(|_| {}).await;
+    let res = preflight(&s.http("/auth/login"), "http://elsewhere.test").await;
+    assert!(res.status().is_success(), "preflight got {}", res.status());
+    assert!(res.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    s.stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_listed_origin_may_call_the_api_and_no_other() {
+    let allowed = "http://127.0.0.1:5173";
+    let s = start(|c| c.cors = parse_cors_origins(allowed).unwrap()).await;
+    let res = preflight(&s.http("/auth/register"), allowed).await;
+    assert!(res.status().is_success());
+    assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], allowed);
+    let methods = res.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(methods.contains("POST"), "{methods}");
+
+    // The actual request carries the header too.
+    let res = reqwest::Client::new()
+        .post(s.http("/auth/login"))
+        .header(ORIGIN, allowed)
+        .json(&json!({"username": "nobody", "password": "wrong-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], allowed);
+
+    let res = preflight(&s.http("/auth/register"), "http://127.0.0.1:5174").await;
+    assert!(res.status().is_success());
+    assert!(res.headers().get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    s.stack.stop().await;
+}
