@@ -16,6 +16,8 @@ export interface TincanParameters {
   logLevel: CfnParameter;
   logRetentionDays: CfnParameter;
   corsOrigins: CfnParameter;
+  appDomainName: CfnParameter;
+  appCertificateArn: CfnParameter;
   mongoDbUri: CfnParameter;
   mongoDbDatabase: CfnParameter;
   accessTokenTtl: CfnParameter;
@@ -95,9 +97,23 @@ export function defineParameters(stack: Stack): TincanParameters {
     }),
     corsOrigins: p('CorsOrigins', {
       type: 'String',
-      default: '*',
+      default: '',
       description:
-        "Origins allowed to call the HTTP API from a browser - '*', 'none', or comma-separated origins of the web app.",
+        "Origins allowed to call the HTTP API from a browser - empty for exactly the stack's own web app (AppUrl's origin), or '*', 'none', or comma-separated origins.",
+    }),
+    appDomainName: p('AppDomainName', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^$|^([a-z0-9]([a-z0-9-]*[a-z0-9])?\\.)+[a-z]{2,}$',
+      description:
+        "Optional custom domain of the web app (e.g. calls.example.com; point a CNAME or alias at AppDistributionDomainName). Needs AppCertificateArn. Empty - the CloudFront name.",
+    }),
+    appCertificateArn: p('AppCertificateArn', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^$|^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[A-Za-z0-9-]+$',
+      description:
+        "ACM certificate for AppDomainName, in us-east-1 (CloudFront's region). Used only with AppDomainName.",
     }),
     mongoDbUri: p('MongoDbUri', {
       type: 'String',

@@ -31,6 +31,7 @@ import { Construct } from 'constructs';
 import { defineMediaFleet, logicalId } from './media-fleet';
 import { defineMonitoring } from './monitoring';
 import { defineParameters } from './parameters';
+import { defineWebApp, deployWebApp } from './web-app';
 
 export interface TincanStackProps extends StackProps {
   /**
@@ -275,6 +276,12 @@ export class TincanStack extends Stack {
         destinationArn: httpAccessLogs.logGroupArn,
         format: HTTP_ACCESS_LOG_FORMAT,
       },
+    });
+
+    // --------------------------------------------------------- web app
+    const web = defineWebApp(this, params, httpApi, wsApi);
+    const hasCorsOrigins = new CfnCondition(this, 'HasCorsOrigins', {
+      expression: Fn.conditionNot(Fn.conditionEquals(params.corsOrigins.valueAsString, '')),
     });
 
     // ----------------------------------------------------- functions
@@ -571,7 +578,12 @@ export class TincanStack extends Stack {
         TINCAN_TURN_SECRET: resolve(turnSecret),
         TINCAN_TURN_URL: turnUrl,
         TINCAN_TURN_TTL: params.turnCredentialTtl.valueAsString,
-        TINCAN_CORS_ORIGINS: params.corsOrigins.valueAsString,
+        // Default: exactly the web app's origin (AppUrl without its slash).
+        TINCAN_CORS_ORIGINS: Fn.conditionIf(
+          hasCorsOrigins.logicalId,
+          params.corsOrigins.valueAsString,
+          web.origin,
+        ).toString(),
         // /turn-credentials hands out the caller's room's node (or the
         // least-loaded live one), TINCAN_TURN_URL when none is alive.
         TINCAN_MEDIA_NODES_TABLE: mediaNodes.tableName,
@@ -614,10 +626,28 @@ export class TincanStack extends Stack {
       description: 'HTTP API base URL (POST /auth/login, GET /me, ...).',
       value: httpApi.attrApiEndpoint,
     });
-    new CfnOutput(this, 'WebClientOptions', {
+    deployWebApp(this, web, {
+      httpApiUrl: httpApi.attrApiEndpoint,
+      webSocketUrl: `wss://${wsHost}`,
+    });
+    new CfnOutput(this, 'AppUrl', {
       description:
-        'Options for `new TincanClient(...)` in the web app (wsPath is the WebSocket URL in its https form; the client switches it to wss).',
-      value: `{"baseUrl": "${httpApi.attrApiEndpoint}", "wsPath": "https://${wsHost}"}`,
+        'The web app - open it, sign up, call. Its /settings.json names the two APIs above.',
+      value: Fn.conditionIf(
+        web.hasAppDomain.logicalId,
+        `https://${params.appDomainName.valueAsString}/`,
+        `https://${web.distribution.attrDomainName}/`,
+      ).toString(),
+    });
+    new CfnOutput(this, 'AppDistributionDomainName', {
+      description:
+        "CloudFront name of the web app (point AppDomainName's CNAME or alias here).",
+      value: web.distribution.attrDomainName,
+    });
+    new CfnOutput(this, 'AppDistributionId', { value: web.distribution.ref });
+    new CfnOutput(this, 'WebBucketName', {
+      description: "The web app's private bucket (emptied when the stack is deleted).",
+      value: web.bucket.ref,
     });
     new CfnOutput(this, 'TurnServerUrl', {
       description: 'TURN host:port handed to browsers.',

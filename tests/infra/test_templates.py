@@ -92,8 +92,10 @@ def load_sam() -> dict:
     """template.yaml, translated to plain CloudFormation by the SAM translator."""
     template = json.loads(json.dumps(cfn_yaml.load(str(REPO / "template.yaml"))))
     for resource in template["Resources"].values():
-        if resource["Type"] == "AWS::Serverless::Function":
+        if resource["Type"] == "AWS::Serverless::Function" and "InlineCode" not in resource["Properties"]:
             resource["Properties"]["CodeUri"] = "s3://sam-build/placeholder.zip"
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://sam-build/placeholder-layer.zip"
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     translator = Translator(managed_policy_map={}, sam_parser=sam_parser.Parser())
     return translator.translate(
@@ -129,9 +131,28 @@ def as_deployed(sam: dict) -> dict:
     return sam
 
 
-SAM_RAW = cfn_yaml.load(str(REPO / "template.yaml"))
-SAM = same_version_ids(as_deployed(load_sam()))
-CDK = same_version_ids(json.loads(Path(sys.argv[1]).read_text())) if len(sys.argv) > 1 else None
+# How web/ gets into the app's bucket is the one place where the two tools
+# differ by design: SAM ships it as a layer that a small inline custom
+# resource copies (WebContentLayer, WebDeployFunction, WebDeployment), the
+# CDK app uses BucketDeployment (WebDeployment*, CDK's singleton handler).
+# These deploy-time helpers are set apart from the parity, IAM and alarm
+# tests, and checked for what they must do by the test_web_* tests below.
+WEB_DELIVERY = re.compile(r"^(WebContentLayer|WebDeployFunction|WebDeployment|CustomCDKBucketDeployment)")
+
+
+def split_web_delivery(template: dict) -> tuple[dict, dict]:
+    """(the template without the web-delivery helpers, the helpers)."""
+    helpers = {k: v for k, v in template["Resources"].items() if WEB_DELIVERY.match(k)}
+    rest = dict(template, Resources={k: v for k, v in template["Resources"].items() if k not in helpers})
+    return rest, helpers
+
+
+SAM_RAW, SAM_RAW_WEB = split_web_delivery(cfn_yaml.load(str(REPO / "template.yaml")))
+SAM, SAM_WEB = split_web_delivery(same_version_ids(as_deployed(load_sam())))
+CDK_OUT = Path(sys.argv[1]).parent if len(sys.argv) > 1 else None
+CDK, CDK_WEB = (
+    split_web_delivery(same_version_ids(json.loads(Path(sys.argv[1]).read_text()))) if len(sys.argv) > 1 else (None, {})
+)
 
 # ------------------------------------------------------------- canonical form
 
@@ -1194,6 +1215,194 @@ def test_files_named_in_comments_and_docs_exist():
 
 
 # ------------------------------------------------------------------ runner
+
+
+# ------------------------------------------------------------------ web app
+
+
+def test_web_bucket_is_private():
+    """Public access blocked, owner-enforced, encrypted, TLS only; only this
+    stack's distribution reads, through its origin access control."""
+    for name, t in templates():
+        bucket = t["Resources"]["WebBucket"]
+        props = bucket["Properties"]
+        block = props.get("PublicAccessBlockConfiguration", {})
+        for key in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"):
+            if canon(block.get(key)) != "true":
+                fail(f"{name}: WebBucket {key} is not true")
+        if canon(props.get("OwnershipControls")) != canon({"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}):
+            fail(f"{name}: WebBucket allows ACLs")
+        if "WebsiteConfiguration" in props or "AccessControl" in props:
+            fail(f"{name}: WebBucket is a public website")
+        if not props.get("BucketEncryption"):
+            fail(f"{name}: WebBucket not encrypted")
+        policies = [r for r in resources(t, "AWS::S3::BucketPolicy").values() if canon(r["Properties"]["Bucket"]) == "${WebBucket}"]
+        if len(policies) != 1:
+            fail(f"{name}: {len(policies)} policies on WebBucket")
+        allowed = [canon(st) for st in policies[0]["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Allow"]
+        for st in allowed:
+            if st["Principal"] != {"Service": "cloudfront.amazonaws.com"} and st["Principal"] != {"Service": ["cloudfront.amazonaws.com"]}:
+                fail(f"{name}: WebBucket readable by {st['Principal']}")
+            if st["Action"] != ["s3:GetObject"]:
+                fail(f"{name}: CloudFront may {st['Action']} on WebBucket")
+            source = st.get("Condition", {}).get("StringEquals", {}).get("AWS:SourceArn", "")
+            if "distribution/${AppDistribution}" not in source:
+                fail(f"{name}: WebBucket readable by any distribution ({source!r})")
+        denies = [canon(st) for st in policies[0]["Properties"]["PolicyDocument"]["Statement"] if st["Effect"] == "Deny"]
+        if not any(st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for st in denies):
+            fail(f"{name}: WebBucket takes plain HTTP")
+
+
+def csp(t: dict) -> dict:
+    text = canon(t["Resources"]["AppResponseHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]
+                 ["SecurityHeadersConfig"]["ContentSecurityPolicy"]["ContentSecurityPolicy"])
+    return {d.split()[0]: d.split()[1:] for d in (x.strip() for x in text.split(";")) if d}
+
+
+def test_cloudfront_with_origin_access_control_and_security_headers():
+    for name, t in templates():
+        dist = t["Resources"]["AppDistribution"]["Properties"]["DistributionConfig"]
+        origins = dist["Origins"]
+        if len(origins) != 1 or canon(origins[0]["DomainName"]) != "${WebBucket.RegionalDomainName}":
+            fail(f"{name}: AppDistribution's origin is not WebBucket")
+        if canon(origins[0].get("OriginAccessControlId")) != "${AppOriginAccessControl.Id}":
+            fail(f"{name}: no origin access control")
+        if canon(origins[0].get("S3OriginConfig")) != {"OriginAccessIdentity": ""}:
+            fail(f"{name}: legacy OAI or custom origin")
+        oac = t["Resources"]["AppOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+        if (oac["OriginAccessControlOriginType"], oac["SigningBehavior"], oac["SigningProtocol"]) != ("s3", "always", "sigv4"):
+            fail(f"{name}: OAC does not sign every request")
+        behaviors = [dist["DefaultCacheBehavior"], *dist.get("CacheBehaviors", [])]
+        for b in behaviors:
+            if b["ViewerProtocolPolicy"] != "redirect-to-https":
+                fail(f"{name}: {b.get('PathPattern', 'default')} serves plain HTTP")
+            if canon(b.get("ResponseHeadersPolicyId")) != "${AppResponseHeadersPolicy}":
+                fail(f"{name}: {b.get('PathPattern', 'default')} without the security headers")
+        settings = [b for b in behaviors if b.get("PathPattern") == "/settings.json"]
+        if not settings or settings[0]["CachePolicyId"] != "4135ea2d-6df8-44a3-9df3-4b5a84be39ad":
+            fail(f"{name}: /settings.json is cached at the edge")
+        if dist.get("DefaultRootObject") != "index.html":
+            fail(f"{name}: no index.html at /")
+        headers = t["Resources"]["AppResponseHeadersPolicy"]["Properties"]["ResponseHeadersPolicyConfig"]["SecurityHeadersConfig"]
+        if canon(headers.get("ContentTypeOptions")) != {"Override": "true"}:
+            fail(f"{name}: no X-Content-Type-Options")
+        if headers.get("ReferrerPolicy", {}).get("ReferrerPolicy") != "no-referrer":
+            fail(f"{name}: Referrer-Policy is not no-referrer")
+        if headers.get("FrameOptions", {}).get("FrameOption") != "DENY":
+            fail(f"{name}: framable")
+        policy = csp(t)
+        expected = {
+            "default-src": ["'self'"],
+            "script-src": ["'self'"],
+            "style-src": ["'self'"],
+            "object-src": ["'none'"],
+            "base-uri": ["'none'"],
+            "frame-ancestors": ["'none'"],
+            # The page's own files, the HTTP API (fetch) and the WebSocket API.
+            "connect-src": ["'self'", "${HttpApi.ApiEndpoint}", "wss://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}"],
+            # Remote audio plays from WebRTC MediaStreams.
+            "media-src": ["'self'", "blob:", "mediastream:"],
+        }
+        for directive, sources in expected.items():
+            if policy.get(directive) != sources:
+                fail(f"{name}: CSP {directive} is {policy.get(directive)}, not {sources}")
+
+
+def test_settings_json_written_from_the_stack():
+    """Both tools write settings.json with the HTTP API's endpoint and the
+    WebSocket URL (the WebSocketUrl output), into WebBucket, and invalidate
+    the distribution."""
+    ws_url = canon(SAM["Outputs"]["WebSocketUrl"]["Value"])
+    want = {"httpApiUrl": "${HttpApi.ApiEndpoint}", "webSocketUrl": ws_url}
+    sam = canon(SAM_WEB["WebDeployment"]["Properties"])
+    if sam["Settings"] != want:
+        fail(f"template.yaml: settings {sam['Settings']}, not {want}")
+    if (sam["Bucket"], sam["DistributionId"]) != ("${WebBucket}", "${AppDistribution}"):
+        fail("template.yaml: WebDeployment writes elsewhere")
+    if SAM_RAW_WEB[next(k for k in SAM_RAW_WEB if k.startswith("WebContentLayer"))]["Properties"]["ContentUri"] != "web/":
+        fail("template.yaml: the layer is not web/")
+    code = SAM_RAW_WEB["WebDeployFunction"]["Properties"]["InlineCode"]
+    for needle in ('Key="settings.json"', "create_invalidation", 'RequestType"] == "Delete"'):
+        if needle not in code:
+            fail(f"template.yaml: WebDeployFunction lacks {needle}")
+    if CDK is None:
+        return
+    deploys = [r for r in CDK_WEB.values() if r["Type"] == "Custom::CDKBucketDeployment"]
+    if len(deploys) != 1:
+        fail(f"CDK: {len(deploys)} BucketDeployments")
+    props = deploys[0]["Properties"]
+    c = canon(props)
+    if (c["DestinationBucketName"], c["DistributionId"], c["DistributionPaths"]) != ("${WebBucket}", "${AppDistribution}", ["/*"]):
+        fail("CDK: BucketDeployment writes elsewhere or invalidates nothing")
+    if c.get("RetainOnDelete") != "false" or c.get("Prune") != "true":
+        fail("CDK: the bucket's files outlive the stack, or old files stay")
+    files, settings = {}, None
+    for key, markers in zip(props["SourceObjectKeys"], props.get("SourceMarkers", [{}] * len(props["SourceObjectKeys"]))):
+        folder = CDK_OUT / f"asset.{key.removesuffix('.zip')}"
+        names = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+        files[key] = names
+        if names == {"settings.json"}:
+            text = (folder / "settings.json").read_text()
+            for marker, value in markers.items():
+                text = text.replace(marker, json.dumps(canon(value).strip('"')))
+            settings = json.loads(text)
+    if settings != want:
+        fail(f"CDK: settings {settings}, not {want}")
+    page = [names for names in files.values() if "index.html" in names]
+    if not page or not {"app.js", "app/settings.js", "tincan-client.js"} <= page[0]:
+        fail(f"CDK: the page's files are not uploaded ({files})")
+    if page and page[0] & {"README.md", "package.json", "tsconfig.json"}:
+        fail("CDK: uploads files of web/ that are not the page")
+
+
+def test_app_url_and_cors_default_to_the_app_origin():
+    origin = {"Fn::If": ["HasAppDomain", "https://${AppDomainName}", "https://${AppDistribution.DomainName}"]}
+    for name, t in templates():
+        app_url = canon(t["Outputs"]["AppUrl"]["Value"])
+        if app_url != canon({"Fn::If": ["HasAppDomain", "https://${AppDomainName}/", "https://${AppDistribution.DomainName}/"]}):
+            fail(f"{name}: AppUrl is {app_url}")
+        if t["Parameters"]["CorsOrigins"].get("Default") != "":
+            fail(f"{name}: CorsOrigins defaults to {t['Parameters']['CorsOrigins'].get('Default')!r}, not the app")
+        env = canon(t["Resources"]["HttpApiFunction"]["Properties"]["Environment"]["Variables"]["TINCAN_CORS_ORIGINS"])
+        if env != canon({"Fn::If": ["HasCorsOrigins", "${CorsOrigins}", origin]}):
+            fail(f"{name}: TINCAN_CORS_ORIGINS is {env}, not the app's origin by default")
+        dist = t["Resources"]["AppDistribution"]["Properties"]["DistributionConfig"]
+        if canon(dist.get("Aliases")) != canon({"Fn::If": ["HasAppDomain", ["${AppDomainName}"], "${AWS::NoValue}"]}):
+            fail(f"{name}: the custom domain is not optional")
+        cert = dist.get("ViewerCertificate", {}).get("Fn::If", [None, {}, {}])
+        if not (cert[0] == "HasAppDomain"
+                and canon(cert[1]).get("AcmCertificateArn") == "${AppCertificateArn}"
+                and canon(cert[2]) == {"CloudFrontDefaultCertificate": "true"}):
+            fail(f"{name}: certificate not the ACM one with the domain, CloudFront's without: {cert}")
+        if "us-east-1" not in t["Parameters"]["AppCertificateArn"]["AllowedPattern"]:
+            fail(f"{name}: AppCertificateArn may be outside us-east-1")
+
+
+def test_web_delivery_helpers_touch_only_the_app():
+    """The deploy-time helpers' IAM names only the web bucket, the
+    distribution (and, for CDK, its own assets bucket)."""
+    for name, web in (("template.yaml", SAM_WEB), ("CDK", CDK_WEB)):
+        if name == "CDK" and CDK is None:
+            continue
+        found = False
+        for lid, r in web.items():
+            docs = []
+            if r["Type"] == "AWS::IAM::Role":
+                docs = [p["PolicyDocument"] for p in r["Properties"].get("Policies", [])]
+            elif r["Type"] == "AWS::IAM::Policy":
+                docs = [r["Properties"]["PolicyDocument"]]
+            for doc in docs:
+                for st in resolve_if(doc["Statement"]):
+                    st = canon(st)
+                    found = True
+                    for res in st["Resource"]:
+                        # CDK's BucketDeployment grants its invalidations on *.
+                        if name == "CDK" and res == "*" and set(st["Action"]) <= {"cloudfront:CreateInvalidation", "cloudfront:GetInvalidation"}:
+                            continue
+                        if not ("${WebBucket" in res or "${AppDistribution}" in res or "cdk-hnb659fds-assets" in res):
+                            fail(f"{name} {lid}: {st['Action']} on {res}")
+        if not found:
+            fail(f"{name}: no IAM statements for the web delivery")
 
 
 def main() -> int:
