@@ -42,10 +42,14 @@ export function audioSources(page) {
     const localCandidateType = (report) => {
       let type = null;
       report.forEach((/** @type {any} */ s) => {
-        if (s.type !== 'candidate-pair' || !s.nominated || s.state !== 'succeeded') return;
-        type = report.get(s.localCandidateId)?.candidateType ?? null;
+        // The transport's selected pair, else a nominated, succeeded one.
+        const pair = s.type === 'transport' && s.selectedCandidatePairId ? report.get(s.selectedCandidatePairId) : null;
+        if (pair) type = report.get(pair.localCandidateId)?.candidateType ?? type;
+        else if (!type && s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+          type = report.get(s.localCandidateId)?.candidateType ?? null;
+        }
       });
-      return type;
+      return type ?? 'unknown';
     };
     const out = [];
     for (const [peerId, link] of client.peers) {
