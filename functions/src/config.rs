@@ -1,7 +1,7 @@
 //! What the WebSocket Lambdas read from their environment, once per cold
 //! start. `template.yaml` and `infra/` set every one of these.
 
-use tincan_signaling::Limits;
+use tincan_signaling::{Limits, MessageRate};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 
@@ -35,6 +35,9 @@ pub struct FunctionConfig {
     /// meshes, larger ones go to the SFU with `TINCAN_SFU_SLOTS` (default 3)
     /// slots, up to `TINCAN_ROOM_MAX` (default 100) participants; without
     /// it, every room is a mesh of up to `TINCAN_ROOM_MAX` (default 8).
+    /// `TINCAN_MSG_RATE` (default 20 a second, 0: no limit) and
+    /// `TINCAN_MSG_BURST` (default 40) messages per socket;
+    /// `TINCAN_MAX_SOCKETS_PER_USER` (default 8, 0: no limit) at `$connect`.
     pub limits: Limits,
     /// `TINCAN_TURN_SECRET` and `TINCAN_TURN_URL` (host:port): TURN
     /// credentials in `joined`; unset, no ICE servers are handed out.
@@ -95,6 +98,14 @@ impl FunctionConfig {
                 sfu_slots: parse("TINCAN_SFU_SLOTS", defaults.sfu_slots)?.max(1),
                 max_message_bytes: parse("TINCAN_MAX_MESSAGE", defaults.max_message_bytes)?,
                 resume_grace_secs: parse("TINCAN_RESUME_GRACE_SECS", defaults.resume_grace_secs)?,
+                msg_rate: MessageRate {
+                    per_sec: parse("TINCAN_MSG_RATE", defaults.msg_rate.per_sec)?,
+                    burst: parse("TINCAN_MSG_BURST", defaults.msg_rate.burst)?,
+                },
+                max_sockets_per_user: parse(
+                    "TINCAN_MAX_SOCKETS_PER_USER",
+                    defaults.max_sockets_per_user,
+                )?,
                 ..defaults
             },
             turn,

@@ -186,6 +186,24 @@ fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
     resp
 }
 
+/// How long a user over its socket cap is told to wait.
+const SOCKETS_RETRY_AFTER_SECS: u64 = 5;
+
+/// 429 `rate-limited` for a user with as many sockets open as allowed.
+fn too_many_sockets(max: usize) -> ApiGatewayProxyResponse {
+    let body = serde_json::json!({"error": {
+        "code": "rate-limited",
+        "message": format!("at most {max} sockets per user"),
+        "retryAfterMs": SOCKETS_RETRY_AFTER_SECS * 1000,
+    }});
+    let mut resp = response(429, &body.to_string());
+    if let Ok(value) = SOCKETS_RETRY_AFTER_SECS.to_string().parse() {
+        resp.headers
+            .insert(aws_lambda_events::http::header::RETRY_AFTER, value);
+    }
+    resp
+}
+
 fn now_ms(request: &ApiGatewayWebsocketProxyRequest) -> u64 {
     match u64::try_from(request.request_context.request_time_epoch) {
         Ok(ms) if ms > 0 => ms,
@@ -232,6 +250,10 @@ pub async fn handle_connect(
         Err(ConnectError::Unauthorized(_)) => {
             metrics.error("unauthorized");
             response(401, "unauthorized")
+        }
+        Err(ConnectError::TooManySockets(max)) => {
+            metrics.error("rate-limited");
+            too_many_sockets(max)
         }
         Err(err) => {
             warn!(error = %err, "connect failed");

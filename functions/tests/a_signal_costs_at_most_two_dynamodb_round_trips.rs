@@ -2,13 +2,16 @@
 //! interceptor on the SDK client sees every HTTP request (retries included)
 //! that the DynamoDB store sends to moto. Behaviour, not timing.
 //!
-//! A `signal` to an attached participant costs two (the sender's connection,
-//! the room); to a detached one three (and a conditional keep, which also
-//! catches a resume that raced it).
+//! A `signal` to an attached participant costs two (the sender's
+//! connection, read by the conditional update that takes the message from
+//! its socket's budget, and the room); to a detached one three (and a
+//! conditional keep, which also catches a resume that raced it).
 
 use std::sync::{Arc, Mutex};
 
-use tincan_signaling::{resume_hash, Member, ResumeProof, RoomView, Seat};
+use tincan_signaling::{
+    resume_hash, Member, MessageRate, RateVerdict, ResumeProof, RoomView, Seat,
+};
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, ResumeOutcome,
     StoreError,
@@ -197,8 +200,9 @@ async fn a_signal_costs_at_most_two_dynamodb_round_trips() {
             .await;
         let ops = counter.take();
         eprintln!("signal {i}: {ops:?}");
-        // The sender's connection, then the room: bob is attached there.
-        assert_eq!(ops, ["GetItem", "GetItem"], "signal {i}");
+        // The sender's connection (its budget taken in the same call), then
+        // the room: bob is attached there.
+        assert_eq!(ops, ["UpdateItem", "GetItem"], "signal {i}");
         let got = push.take_for("conn-b");
         assert!(
             got.iter()
@@ -232,7 +236,7 @@ async fn a_signal_to_a_detached_participant_costs_three_and_waits_for_its_resume
         // conditioned on bob still being detached: one transaction.
         assert_eq!(
             ops,
-            ["GetItem", "GetItem", "TransactWriteItems"],
+            ["UpdateItem", "GetItem", "TransactWriteItems"],
             "signal {i}"
         );
     }
@@ -298,7 +302,7 @@ async fn a_signal_racing_its_targets_resume_costs_three_and_follows_it() {
     let ops = counter.take();
     eprintln!("signal racing bob's resume: {ops:?}");
     assert!(raced.lock().unwrap().is_none(), "the resume ran");
-    assert_eq!(ops, ["GetItem", "GetItem", "TransactWriteItems"]);
+    assert_eq!(ops, ["UpdateItem", "GetItem", "TransactWriteItems"]);
     let got = push.take_for("conn-b2");
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0]["type"], "signal");
@@ -317,8 +321,16 @@ struct ResumeBeforeKeep {
 
 #[async_trait]
 impl ConnectionStore for ResumeBeforeKeep {
-    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        self.inner.put(record).await
+    async fn put(&self, record: &ConnectionRecord, max: usize) -> Result<(), StoreError> {
+        self.inner.put(record, max).await
+    }
+    async fn take_message(
+        &self,
+        id: &str,
+        rate: MessageRate,
+        now_ms: u64,
+    ) -> Result<Option<(ConnectionRecord, RateVerdict)>, StoreError> {
+        self.inner.take_message(id, rate, now_ms).await
     }
     async fn get(&self, id: &str, now: u64) -> Result<Option<ConnectionRecord>, StoreError> {
         self.inner.get(id, now).await

@@ -154,9 +154,15 @@ print("real-lambdas: a deleted account's token is refused at $connect")
 PY
 }
 
+# The message budget and the socket cap, enforced by the Lambdas themselves
+# (tincan-local forwarding applies only API Gateway's own limits).
+limits_are_enforced_by_the_lambdas() {
+  timeout 120 python3 tests/real-lambdas/limits.py "$local_port"
+}
+
 if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100 \
-  && deleted_account_is_refused; then
-  echo "real-lambdas: 2 passed, 0 failed"
+  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas; then
+  echo "real-lambdas: 3 passed, 0 failed"
 else
   show_logs
   echo "real-lambdas: 0 passed, 1 failed"

@@ -144,6 +144,7 @@ impl Backend for InProcess {
         {
             Ok(()) => ConnectOutcome::Accept,
             Err(ConnectError::Unauthorized(_)) => ConnectOutcome::Refuse(401),
+            Err(ConnectError::TooManySockets(_)) => ConnectOutcome::Refuse(429),
             Err(err) => {
                 warn!(error = %err, "connect failed");
                 ConnectOutcome::Refuse(503)

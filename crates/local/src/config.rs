@@ -27,11 +27,14 @@ pub struct GatewayLimits {
     /// Frames queued for one socket; a socket whose queue is full is not
     /// reading, and is closed with 1008.
     pub outbound_queue: usize,
-    /// Most open sockets of one user (0: no limit).
+    /// Most open sockets of one user (0: no limit). Not applied by the
+    /// gateway: the in-process backend's `$connect` applies it (see
+    /// [`LocalConfig::signaling_limits`]); forwarding to Lambdas, theirs.
     pub max_sockets_per_user: usize,
-    /// Messages per second one socket may send (0: no limit).
+    /// Messages per second one socket may send (0: no limit); applied by
+    /// the backend like `max_sockets_per_user`.
     pub msg_rate: u32,
-    /// Messages one socket may send in a burst.
+    /// Messages one socket may send in a burst; applied by the backend.
     pub msg_burst: u32,
     /// Bytes read from a socket at a time: the WebSocket read buffer each
     /// open socket holds (tungstenite's default, 128 KiB, would dominate a
@@ -210,6 +213,11 @@ impl LocalConfig {
             resume_grace_secs: self.resume_grace_secs,
             mesh_max,
             sfu_slots: self.sfu_slots.max(1),
+            msg_rate: tincan_signaling::MessageRate {
+                per_sec: self.limits.msg_rate,
+                burst: self.limits.msg_burst,
+            },
+            max_sockets_per_user: self.limits.max_sockets_per_user,
             ..tincan_signaling::Limits::default()
         }
     }

@@ -2,9 +2,10 @@
 //! invocation is a task of its own, with no order between two frames of one
 //! connection (and a random delay, with `invoke_jitter`); `$disconnect` runs
 //! once the socket is gone, whatever invocations are still running. Also the
-//! limits that keep one client from harming the others: idle and lifetime
-//! caps, API Gateway's frame and message sizes, a message rate, a bound on
-//! invocations in flight, and a bounded outgoing queue.
+//! limits API Gateway applies itself: idle and lifetime caps, frame and
+//! message sizes; and a bound on invocations in flight and a bounded
+//! outgoing queue. The message rate is not here: the backend applies it
+//! (the signaling core decides, in-process or in the Lambdas), as on AWS.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,15 +15,13 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use rand::Rng as _;
-use serde_json::json;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit};
 use tokio::time::Instant;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::backend::{select_route, Backend, WsEvent};
 use crate::gateway::{now_ms, GatewayState};
-use crate::message_rate::{MessageRate, Verdict};
-use crate::sockets::{CloseReason, Closer, SocketEntry, UserSlot, NOT_READING};
+use crate::sockets::{CloseReason, Closer, SocketEntry};
 
 /// Routes this API defines (all messages go to `$default`).
 const ROUTES: [&str; 3] = ["$connect", "$disconnect", "$default"];
@@ -46,10 +45,6 @@ const TOO_BIG: CloseReason = CloseReason {
     code: 1009,
     reason: "Message too big",
 };
-const RATE_EXCEEDED: CloseReason = CloseReason {
-    code: 1008,
-    reason: "Rate limit exceeded",
-};
 
 /// What woke the socket's task.
 enum Step {
@@ -61,12 +56,7 @@ enum Step {
 }
 
 /// Serves one upgraded socket until it closes, then invokes `$disconnect`.
-pub(crate) async fn run_socket(
-    state: GatewayState,
-    socket: WebSocket,
-    event: WsEvent,
-    user_slot: Option<UserSlot>,
-) {
+pub(crate) async fn run_socket(state: GatewayState, socket: WebSocket, event: WsEvent) {
     let id = event.connection_id.clone();
     let limits = state.limits;
     let (sink, mut stream) = socket.split();
@@ -88,8 +78,6 @@ pub(crate) async fn run_socket(
     let mut writer = tokio::spawn(write_loop(sink, rx, closed.clone()));
 
     let per_socket = Arc::new(tokio::sync::Semaphore::new(limits.max_inflight_per_socket));
-    let rate = MessageRate::new(limits.msg_rate, limits.msg_burst);
-    let mut told_limited = false;
     let max_connection = tokio::time::sleep(limits.max_connection);
     tokio::pin!(max_connection);
     // The idle timer is armed once and moved only when it fires, not on
@@ -139,31 +127,6 @@ pub(crate) async fn run_socket(
         let now = now_ms();
         last_frame = Instant::now();
         last_active.store(now, Ordering::Relaxed);
-        match rate.check() {
-            Verdict::Pass => {}
-            Verdict::Limited { retry_after } => {
-                if !told_limited {
-                    info!(connection_id = %id, "socket over its message rate; refusing messages");
-                    told_limited = true;
-                }
-                let error = json!({
-                    "type": "error",
-                    "code": "rate-limited",
-                    "message": "too many messages; slow down",
-                    "retryAfterMs": retry_after.as_millis().max(1) as u64,
-                });
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(error.to_string()) {
-                    if state.sockets.close(&id, NOT_READING).is_ok() {
-                        warn!(connection_id = %id, "socket does not read its messages; closing it (1008)");
-                    }
-                }
-                continue;
-            }
-            Verdict::Abusive => {
-                warn!(connection_id = %id, "socket far over its message rate; closing it (1008)");
-                break RATE_EXCEEDED;
-            }
-        }
         // Bounded: when this socket (or the gateway) has as many
         // invocations running as allowed, stop reading until one ends.
         let permits = tokio::select! {
@@ -205,7 +168,6 @@ pub(crate) async fn run_socket(
         .backend
         .disconnect(&event, reason.code, reason.reason)
         .await;
-    drop(user_slot);
     info!(connection_id = %id, status = reason.code, reason = reason.reason, "socket closed");
 }
 

@@ -1,5 +1,6 @@
 //! The WebSocket side of the emulated API Gateway: the public routes (`/ws`,
-//! `/healthz`), the upgrade and `$connect`, and the per-user socket cap. The
+//! `/healthz`), the upgrade and `$connect` (the backend decides it, the
+//! per-user socket cap included, as the `ws-connect` Lambda does). The
 //! life of an open socket is in [`crate::connection`]; the Management API,
 //! served on its own listener, in [`crate::connections_api`].
 
@@ -15,9 +16,8 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::json;
-use tincan_token::TokenKeys;
 use tokio::sync::Semaphore;
-use tracing::{debug, info};
+use tracing::debug;
 
 use crate::backend::{Backend, ConnectOutcome, WsEvent};
 use crate::config::GatewayLimits;
@@ -36,17 +36,12 @@ pub struct GatewayState {
     pub limits: GatewayLimits,
     /// Stage name, as in `/{stage}/@connections/{id}`.
     pub stage: String,
-    /// Verifies the `token` of an upgrade, as a REQUEST authorizer would, to
-    /// learn whose socket it is (for the per-user socket cap). `None`: no
-    /// per-user cap.
-    pub identity: Option<TokenKeys>,
     /// `$default` invocations running, gateway-wide.
     pub(crate) inflight: Arc<Semaphore>,
 }
 
 impl GatewayState {
-    /// A gateway sending events to `backend`, with no per-user cap until
-    /// [`GatewayState::with_identity`].
+    /// A gateway sending events to `backend`.
     pub fn new(
         backend: Arc<dyn Backend>,
         sockets: SocketTable,
@@ -58,16 +53,8 @@ impl GatewayState {
             sockets,
             limits,
             stage: stage.into(),
-            identity: None,
             inflight: Arc::new(Semaphore::new(limits.max_inflight.max(1))),
         }
-    }
-
-    /// Caps sockets per user, learning the user from access tokens `keys`
-    /// verifies.
-    pub fn with_identity(mut self, keys: TokenKeys) -> Self {
-        self.identity = Some(keys);
-        self
     }
 }
 
@@ -103,14 +90,15 @@ fn new_connection_id() -> String {
     base64::engine::general_purpose::URL_SAFE.encode(rand::random::<[u8; 10]>())
 }
 
-/// 429 for a user who has as many sockets open as allowed.
-fn too_many_sockets(max: usize) -> Response {
+/// 429 for a user who has as many sockets open as allowed (the backend's
+/// `$connect` decides), with the retry-after the `ws-connect` Lambda sends.
+fn too_many_sockets() -> Response {
     (
         StatusCode::TOO_MANY_REQUESTS,
         [(header::RETRY_AFTER, "5")],
         Json(json!({"error": {
             "code": "rate-limited",
-            "message": format!("at most {max} sockets per user"),
+            "message": "too many sockets for this user",
             "retryAfterMs": 5000,
         }})),
     )
@@ -142,26 +130,12 @@ async fn upgrade(
         stage: state.stage.clone(),
         domain_name: header_str(header::HOST),
     };
-    // Whose socket this is, if the token says; an invalid token is the
-    // backend's to refuse.
-    let user = state.identity.as_ref().and_then(|keys| {
-        // The last `token`, as API Gateway hands it to the Lambdas.
-        let token = event.query.iter().rev().find(|(k, _)| k == "token")?;
-        keys.verify(&token.1, now / 1000).ok().map(|c| c.sub)
-    });
-    let max = state.limits.max_sockets_per_user;
-    let user_slot = match &user {
-        Some(user) => match state.sockets.reserve_user(user, max) {
-            Some(slot) => Some(slot),
-            None => {
-                info!(%user, max, "socket refused: too many sockets for this user");
-                return too_many_sockets(max);
-            }
-        },
-        None => None,
-    };
     match state.backend.connect(&event).await {
         ConnectOutcome::Accept => {}
+        ConnectOutcome::Refuse(429) => {
+            debug!("connect refused: too many sockets for this user");
+            return too_many_sockets();
+        }
         ConnectOutcome::Refuse(status) => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
             debug!(%status, "connect refused");
@@ -187,5 +161,5 @@ async fn upgrade(
                 backend.disconnect(&event, 1006, "Upgrade failed").await;
             });
         })
-        .on_upgrade(move |socket| run_socket(state, socket, event, user_slot))
+        .on_upgrade(move |socket| run_socket(state, socket, event))
 }

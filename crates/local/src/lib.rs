@@ -19,7 +19,6 @@ mod connection;
 mod connections_api;
 mod gateway;
 mod listener;
-mod message_rate;
 mod sockets;
 mod stack;
 mod web_app;

@@ -21,8 +21,11 @@ pub(crate) struct CloseReason {
     pub(crate) reason: &'static str,
 }
 
+/// `DeleteConnection`. API Gateway documents no close code for it; every
+/// server-side close in Tincan is a policy decision (a socket far over its
+/// message rate, a deleted account), so the emulator says 1008.
 pub(crate) const CLOSED_BY_SERVER: CloseReason = CloseReason {
-    code: 1000,
+    code: 1008,
     reason: "Closed by server",
 };
 
@@ -69,53 +72,17 @@ pub(crate) struct SocketEntry {
 #[derive(Debug, Default)]
 struct Tables {
     sockets: HashMap<String, SocketEntry>,
-    per_user: HashMap<String, usize>,
 }
 
-/// Open sockets by connection id, and how many each user has.
+/// Open sockets by connection id.
 #[derive(Debug, Clone, Default)]
 pub struct SocketTable {
     inner: Arc<Mutex<Tables>>,
 }
 
-/// One of a user's socket places, held from `$connect` until the socket
-/// is gone.
-#[derive(Debug)]
-pub(crate) struct UserSlot {
-    table: SocketTable,
-    user: String,
-}
-
-impl Drop for UserSlot {
-    fn drop(&mut self) {
-        let mut tables = self.table.lock();
-        if let Some(count) = tables.per_user.get_mut(&self.user) {
-            *count -= 1;
-            if *count == 0 {
-                tables.per_user.remove(&self.user);
-            }
-        }
-    }
-}
-
 impl SocketTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A place for one more socket of `user`, or `None` if the user has
-    /// `max` already (0: no limit).
-    pub(crate) fn reserve_user(&self, user: &str, max: usize) -> Option<UserSlot> {
-        let mut tables = self.lock();
-        let count = tables.per_user.entry(user.to_owned()).or_default();
-        if max > 0 && *count >= max {
-            return None;
-        }
-        *count += 1;
-        Some(UserSlot {
-            table: self.clone(),
-            user: user.to_owned(),
-        })
     }
 
     pub(crate) fn insert(&self, id: String, entry: SocketEntry) {

@@ -233,8 +233,7 @@ impl LocalStack {
             sockets.clone(),
             config.limits,
             config.stage.clone(),
-        )
-        .with_identity(tokens.clone());
+        );
         let management = management_router(gateway_state.clone());
         let gateway = router(gateway_state);
         let turn_url = media_node

@@ -17,6 +17,7 @@ use crate::message::{
     validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant,
     ServerMessage, SfuInfo,
 };
+use crate::message_rate::{MessageRate, RateVerdict};
 
 /// Limits the core enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,11 @@ pub struct Limits {
     pub mesh_max: usize,
     /// Receive slots of an SFU participant (`TINCAN_SFU_SLOTS`).
     pub sfu_slots: usize,
+    /// Messages per socket (`TINCAN_MSG_RATE`, `TINCAN_MSG_BURST`).
+    pub msg_rate: MessageRate,
+    /// Most live sockets of one user (`TINCAN_MAX_SOCKETS_PER_USER`; 0: no
+    /// limit).
+    pub max_sockets_per_user: usize,
 }
 
 impl Default for Limits {
@@ -48,6 +54,11 @@ impl Default for Limits {
             // No SFU unless the caller has one: every room a mesh.
             mesh_max: 8,
             sfu_slots: 3,
+            msg_rate: MessageRate {
+                per_sec: 20,
+                burst: 40,
+            },
+            max_sockets_per_user: 8,
         }
     }
 }
@@ -187,9 +198,41 @@ pub enum ResumeProof {
     AlreadyAttached,
 }
 
+/// Why the server closes a socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// It kept sending far over its message budget (close code 1008).
+    RateExceeded,
+}
+
+impl CloseReason {
+    /// The WebSocket close code a gateway that can choose one sends.
+    pub fn code(self) -> u16 {
+        match self {
+            CloseReason::RateExceeded => 1008,
+        }
+    }
+
+    /// The close frame's reason text.
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseReason::RateExceeded => "Rate limit exceeded",
+        }
+    }
+}
+
 /// What the caller must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
+    /// Close connection `connection_id` (API Gateway: `DeleteConnection`);
+    /// its `$disconnect` follows as for any close.
+    Close {
+        /// The connection.
+        connection_id: String,
+        /// Why.
+        reason: CloseReason,
+    },
     /// Deliver `msg` to connection `to`.
     Send {
         /// Receiving connection id.
@@ -319,6 +362,28 @@ impl Core {
             ));
         }
         ClientMessage::from_json(text)
+    }
+
+    /// What a frame that [`MessageRate::take`] judged `verdict` gets before
+    /// anything else: nothing when it passes (go on with
+    /// [`Core::parse`]); a `rate-limited` error with its retry-after, or a
+    /// close, when it does not (and the frame is not handled).
+    pub fn admit(&self, connection_id: &str, verdict: RateVerdict) -> Vec<Effect> {
+        match verdict {
+            RateVerdict::Pass => Vec::new(),
+            RateVerdict::Limited { retry_after_ms } => vec![send(
+                connection_id,
+                ServerMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    message: "too many messages; slow down".to_owned(),
+                    retry_after_ms: Some(retry_after_ms),
+                },
+            )],
+            RateVerdict::Close => vec![Effect::Close {
+                connection_id: connection_id.to_owned(),
+                reason: CloseReason::RateExceeded,
+            }],
+        }
     }
 
     /// The room whose members [`Core::handle`] needs for `msg`: the room
@@ -653,6 +718,7 @@ fn error(to: &str, code: ErrorCode, message: &str) -> Effect {
         ServerMessage::Error {
             code,
             message: message.to_owned(),
+            retry_after_ms: None,
         },
     )
 }
@@ -671,6 +737,7 @@ fn room_full(to: &str, room: &str, room_max: usize) -> Effect {
         ServerMessage::Error {
             code: ErrorCode::RoomFull,
             message: format!("room `{room}` is full ({room_max} peers)"),
+            retry_after_ms: None,
         },
     )
 }

@@ -83,6 +83,7 @@ impl ProtocolError {
         ServerMessage::Error {
             code: self.code,
             message: self.message.clone(),
+            retry_after_ms: None,
         }
     }
 }

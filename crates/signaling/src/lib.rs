@@ -18,13 +18,15 @@
 mod core;
 mod error;
 mod message;
+mod message_rate;
 
 pub use crate::core::{
-    resume_hash, Core, Effect, Fresh, JoinCommitted, Limits, Member, ResumeProof, RoomView, Seat,
-    Sender,
+    resume_hash, CloseReason, Core, Effect, Fresh, JoinCommitted, Limits, Member, ResumeProof,
+    RoomView, Seat, Sender,
 };
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{
     validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant,
     ServerMessage, SfuInfo, MAX_ID_LEN, MAX_ROOM_ID_LEN,
 };
+pub use crate::message_rate::{MessageRate, RateState, RateVerdict};

@@ -331,11 +331,15 @@ pub enum ServerMessage {
     /// Answer to `ping`.
     Pong,
     /// A refused message; the connection stays up.
+    #[serde(rename_all = "camelCase")]
     Error {
         /// Stable code.
         code: ErrorCode,
         /// Human-readable detail.
         message: String,
+        /// With `rate-limited`: how long to wait before sending again.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -501,10 +505,20 @@ mod tests {
         assert_eq!(
             serde_json::to_value(ServerMessage::Error {
                 code: ErrorCode::RoomFull,
-                message: "full".into()
+                message: "full".into(),
+                retry_after_ms: None,
             })
             .unwrap(),
             json!({"type":"error","code":"room-full","message":"full"})
+        );
+        assert_eq!(
+            serde_json::to_value(ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                message: "slow".into(),
+                retry_after_ms: Some(50),
+            })
+            .unwrap(),
+            json!({"type":"error","code":"rate-limited","message":"slow","retryAfterMs":50})
         );
         let back: ServerMessage = serde_json::from_str(&joined.to_json()).unwrap();
         assert_eq!(back, joined);

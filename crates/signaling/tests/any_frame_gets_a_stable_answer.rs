@@ -237,6 +237,7 @@ fn every_code_has_a_kebab_wire_form() {
         let frame = ServerMessage::Error {
             code,
             message: String::new(),
+            retry_after_ms: None,
         }
         .to_json();
         let back: ServerMessage = serde_json::from_str(&frame).unwrap();
@@ -244,7 +245,8 @@ fn every_code_has_a_kebab_wire_form() {
             back,
             ServerMessage::Error {
                 code,
-                message: String::new()
+                message: String::new(),
+                retry_after_ms: None,
             }
         );
     }

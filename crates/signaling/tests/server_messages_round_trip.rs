@@ -93,8 +93,16 @@ fn server_message() -> impl Strategy<Value = ServerMessage> {
         media().prop_map(|(mode, sfu)| ServerMessage::RoomMode { mode, sfu }),
         any_text(256).prop_map(|sdp| ServerMessage::SfuAnswer { sdp }),
         Just(ServerMessage::Pong),
-        (proptest::sample::select(&ALL_CODES[..]), any_text(128))
-            .prop_map(|(code, message)| ServerMessage::Error { code, message }),
+        (
+            proptest::sample::select(&ALL_CODES[..]),
+            any_text(128),
+            proptest::option::of(any::<u64>())
+        )
+            .prop_map(|(code, message, retry_after_ms)| ServerMessage::Error {
+                code,
+                message,
+                retry_after_ms
+            }),
     ]
 }
 

@@ -8,7 +8,9 @@
 //! which is what the signaling core announces from.
 
 use async_trait::async_trait;
-use tincan_signaling::{Member, ResumeProof, RoomView, Seat, Sender};
+use tincan_signaling::{
+    Member, MessageRate, RateState, RateVerdict, ResumeProof, RoomView, Seat, Sender,
+};
 
 use crate::error::StoreError;
 
@@ -32,6 +34,9 @@ pub struct ConnectionRecord {
     pub connected_at_ms: u64,
     /// When the record stops counting, seconds since the epoch (DynamoDB TTL).
     pub expires_at: u64,
+    /// The socket's message budget, as [`ConnectionStore::take_message`]
+    /// last left it.
+    pub rate: RateState,
 }
 
 impl ConnectionRecord {
@@ -49,6 +54,7 @@ impl ConnectionRecord {
             seat: None,
             connected_at_ms: now_ms,
             expires_at: now_ms / 1000 + CONNECTION_TTL_SECS,
+            rate: RateState::default(),
         }
     }
 
@@ -148,11 +154,26 @@ pub enum KeepOutcome {
 #[async_trait]
 pub trait ConnectionStore: Send + Sync {
     /// Stores a new connection (at `$connect`), replacing any record with
-    /// the same id.
-    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError>;
+    /// the same id, unless its user already has `max_per_user` other live
+    /// connections ([`StoreError::TooManyConnections`]; 0: no limit). Two
+    /// connects of one user racing for its last place never both get it.
+    async fn put(&self, record: &ConnectionRecord, max_per_user: usize) -> Result<(), StoreError>;
 
     /// The live connection `id` at `now_secs`.
     async fn get(&self, id: &str, now_secs: u64) -> Result<Option<ConnectionRecord>, StoreError>;
+
+    /// Atomically takes one message arriving at `now_ms` from live
+    /// connection `id`'s budget: stores what [`MessageRate::take`] makes of
+    /// the record's [`RateState`], and returns the record as written with
+    /// the verdict; `None` if there is no such live connection. Frames of
+    /// one socket handled at once by several callers each take their own
+    /// share: none is lost. Costs what [`ConnectionStore::get`] costs.
+    async fn take_message(
+        &self,
+        id: &str,
+        rate: MessageRate,
+        now_ms: u64,
+    ) -> Result<Option<(ConnectionRecord, RateVerdict)>, StoreError>;
 
     /// Removes connection `id` (at `$disconnect`, or when a push finds it
     /// gone). If its participant is still attached to it, the participant is

@@ -33,9 +33,11 @@
 //! detached by it) or fails on the missing connection item.
 
 mod item;
+mod limits;
 mod table;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -46,7 +48,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
-use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
+use tincan_signaling::{Member, MessageRate, RateState, RateVerdict, ResumeProof, RoomView, Seat};
 
 pub use self::item::ROOM_INDEX;
 use self::item::{
@@ -69,6 +71,9 @@ const MAX_ATTEMPTS: u32 = 8;
 pub struct DynamoConnectionStore {
     client: Client,
     table: String,
+    /// Connection id -> the message budget this store last wrote for it
+    /// (see [`limits`]).
+    rates: Arc<Mutex<HashMap<String, RateState>>>,
 }
 
 impl DynamoConnectionStore {
@@ -77,6 +82,7 @@ impl DynamoConnectionStore {
         Self {
             client,
             table: table.into(),
+            rates: Arc::default(),
         }
     }
 
@@ -334,9 +340,9 @@ impl DynamoConnectionStore {
 
 #[async_trait]
 impl ConnectionStore for DynamoConnectionStore {
-    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
-        // One round trip: the user has no live deleted-user marker, and the
-        // connection is written.
+    async fn put(&self, record: &ConnectionRecord, max_per_user: usize) -> Result<(), StoreError> {
+        // One round trip: the user has no live deleted-user marker, has
+        // room for one more connection, and the connection is written.
         let not_deleted = ConditionCheck::builder()
             .table_name(&self.table)
             .set_key(Some(key(&deleted_user_key(&record.user_id))))
@@ -351,6 +357,8 @@ impl ConnectionStore for DynamoConnectionStore {
             .set_item(Some(connection_to_item(record)))
             .build()
             .map_err(build_error)?;
+        let counted = self.count_connection(record, max_per_user)?;
+        let mut pruned = false;
         for attempt in 0..MAX_ATTEMPTS {
             let sent = self
                 .client
@@ -361,6 +369,7 @@ impl ConnectionStore for DynamoConnectionStore {
                         .build(),
                 )
                 .transact_items(TransactWriteItem::builder().put(put.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(counted.clone()).build())
                 .send()
                 .await;
             let err = match sent {
@@ -373,8 +382,23 @@ impl ConnectionStore for DynamoConnectionStore {
                 return Err(unavailable("TransactWriteItems", err));
             };
             let reasons = cancelled.cancellation_reasons();
-            if reasons.first().and_then(|r| r.code()) == Some("ConditionalCheckFailed") {
+            let failed =
+                |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
+            if failed(0) {
                 return Err(StoreError::UserDeleted(record.user_id.clone()));
+            }
+            if failed(2) {
+                // The user's set is full. Ids left by connections that are
+                // gone free their places once; then it is really full.
+                let now_secs = record.connected_at_ms / 1000;
+                if pruned || !self.prune_connections(&record.user_id, now_secs).await? {
+                    return Err(StoreError::TooManyConnections {
+                        user: record.user_id.clone(),
+                        max: max_per_user,
+                    });
+                }
+                pruned = true;
+                continue;
             }
             // A conflict with a concurrent write of one of the items.
             backoff(attempt).await;
@@ -387,6 +411,15 @@ impl ConnectionStore for DynamoConnectionStore {
             .read_connection(id)
             .await?
             .filter(|r| r.is_live(now_secs)))
+    }
+
+    async fn take_message(
+        &self,
+        id: &str,
+        rate: MessageRate,
+        now_ms: u64,
+    ) -> Result<Option<(ConnectionRecord, RateVerdict)>, StoreError> {
+        self.take_message_on_table(id, rate, now_ms).await
     }
 
     async fn remove(
@@ -406,6 +439,9 @@ impl ConnectionStore for DynamoConnectionStore {
         let Some(record) = out.attributes().map(connection_from_item).transpose()? else {
             return Ok(None);
         };
+        self.remember_rate(id, None);
+        self.uncount_connections(&record.user_id, vec![id.to_owned()])
+            .await?;
         // Deleted first: a join of this connection that has not committed
         // yet now fails on the missing item, and one that has is detached here.
         if let Some(seat) = &record.seat {

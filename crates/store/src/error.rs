@@ -16,6 +16,15 @@ pub enum StoreError {
     /// nothing was written.
     #[error("user {0} was deleted")]
     UserDeleted(String),
+    /// The connection's user already has as many live connections as
+    /// allowed: nothing was written.
+    #[error("user {user} has {max} live connections already")]
+    TooManyConnections {
+        /// The user.
+        user: String,
+        /// The limit.
+        max: usize,
+    },
     /// An item in the store does not have the shape we write.
     #[error("corrupt item {key}: {reason}")]
     Corrupt {

@@ -1,10 +1,10 @@
 //! In-memory connection store, for the local stack and tests.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use tincan_signaling::{Member, ResumeProof, RoomView, Seat};
+use tincan_signaling::{Member, MessageRate, RateVerdict, ResumeProof, RoomView, Seat};
 
 use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
@@ -15,6 +15,9 @@ use crate::error::StoreError;
 #[derive(Debug, Default)]
 struct State {
     connections: HashMap<String, ConnectionRecord>,
+    /// User id -> its connections' ids, so a connect counts the user's
+    /// sockets without a scan.
+    by_user: HashMap<String, HashSet<String>>,
     /// Room id -> members, oldest first. A room with no members is removed.
     rooms: HashMap<String, Vec<Member>>,
     /// Peer id -> signals kept for it, with their expiry (seconds).
@@ -22,6 +25,15 @@ struct State {
 }
 
 impl State {
+    fn forget_user_connection(&mut self, record: &ConnectionRecord) {
+        if let Some(ids) = self.by_user.get_mut(&record.user_id) {
+            ids.remove(&record.connection_id);
+            if ids.is_empty() {
+                self.by_user.remove(&record.user_id);
+            }
+        }
+    }
+
     fn view(&self, room: &str) -> RoomView {
         RoomView {
             room: room.to_owned(),
@@ -112,12 +124,51 @@ impl MemoryConnectionStore {
 
 #[async_trait]
 impl ConnectionStore for MemoryConnectionStore {
-    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+    async fn put(&self, record: &ConnectionRecord, max_per_user: usize) -> Result<(), StoreError> {
         self.with(|s| {
-            s.connections
+            let now_secs = record.connected_at_ms / 1000;
+            let others = s.by_user.get(&record.user_id).map_or(0, |ids| {
+                ids.iter()
+                    .filter(|id| **id != record.connection_id)
+                    .filter_map(|id| s.connections.get(id))
+                    .filter(|r| r.is_live(now_secs))
+                    .count()
+            });
+            if max_per_user > 0 && others >= max_per_user {
+                return Err(StoreError::TooManyConnections {
+                    user: record.user_id.clone(),
+                    max: max_per_user,
+                });
+            }
+            if let Some(old) = s
+                .connections
                 .insert(record.connection_id.clone(), record.clone())
-        });
-        Ok(())
+            {
+                s.forget_user_connection(&old);
+            }
+            s.by_user
+                .entry(record.user_id.clone())
+                .or_default()
+                .insert(record.connection_id.clone());
+            Ok(())
+        })
+    }
+
+    async fn take_message(
+        &self,
+        id: &str,
+        rate: MessageRate,
+        now_ms: u64,
+    ) -> Result<Option<(ConnectionRecord, RateVerdict)>, StoreError> {
+        Ok(self.with(|s| {
+            let record = s
+                .connections
+                .get_mut(id)
+                .filter(|r| r.is_live(now_ms / 1000))?;
+            let (verdict, next) = rate.take(record.rate, now_ms);
+            record.rate = next;
+            Some((record.clone(), verdict))
+        }))
     }
 
     async fn get(&self, id: &str, now_secs: u64) -> Result<Option<ConnectionRecord>, StoreError> {
@@ -136,6 +187,7 @@ impl ConnectionStore for MemoryConnectionStore {
     ) -> Result<Option<ConnectionRecord>, StoreError> {
         Ok(self.with(|s| {
             let record = s.connections.remove(id)?;
+            s.forget_user_connection(&record);
             if let Some(seat) = &record.seat {
                 if let Some(members) = s.rooms.get_mut(&seat.room) {
                     apply_detach(members, id, resume_until_ms);

@@ -54,6 +54,36 @@ async fn dynamo_backend_keeps_racing_a_resume_strand_nothing() {
     .expect("finished in time");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_backend_shares_one_budget_and_caps_racing_connects() {
+    let store: Arc<dyn ConnectionStore> = Arc::new(MemoryConnectionStore::new());
+    conformance::concurrent_messages_share_one_budget(vec![store.clone(), store.clone()]).await;
+    conformance::racing_connects_never_exceed_the_cap(vec![store.clone(), store]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamo_backend_shares_one_budget_and_caps_racing_connects() {
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, endpoint) = MotoServer::start().await.expect("moto_server starts");
+        let table = testing::unique_table_name("shared");
+        create_table(&testing::dynamo_client(&endpoint), &table)
+            .await
+            .expect("create table");
+        // Three "containers": one table, nothing else shared.
+        let stores: Vec<Arc<dyn ConnectionStore>> = (0..3)
+            .map(|_| {
+                let client = testing::dynamo_client(&endpoint);
+                Arc::new(DynamoConnectionStore::new(client, table.clone()))
+                    as Arc<dyn ConnectionStore>
+            })
+            .collect();
+        conformance::concurrent_messages_share_one_budget(stores.clone()).await;
+        conformance::racing_connects_never_exceed_the_cap(stores).await;
+    })
+    .await
+    .expect("finished in time");
+}
+
 /// A moto server with a fresh connections table; the server dies with the
 /// returned guard.
 async fn dynamo_store() -> (MotoServer, DynamoConnectionStore) {
@@ -133,13 +163,13 @@ async fn dynamo_backend_refuses_a_deleted_users_connections() {
         let now_ms = 1_900_000_000_000;
         let now = now_ms / 1000;
         store
-            .put(&ConnectionRecord::new("c-old", "eve", "Eve", now_ms))
+            .put(&ConnectionRecord::new("c-old", "eve", "Eve", now_ms), 0)
             .await
             .unwrap();
         store.mark_user_deleted("eve", now + 900).await.unwrap();
 
         let refused = store
-            .put(&ConnectionRecord::new("c-new", "eve", "Eve", now_ms + 1))
+            .put(&ConnectionRecord::new("c-new", "eve", "Eve", now_ms + 1), 0)
             .await;
         assert!(
             matches!(&refused, Err(StoreError::UserDeleted(user)) if user == "eve"),
@@ -147,7 +177,7 @@ async fn dynamo_backend_refuses_a_deleted_users_connections() {
         );
         assert!(store.get("c-new", now).await.unwrap().is_none());
         store
-            .put(&ConnectionRecord::new("c-bob", "bob", "Bob", now_ms))
+            .put(&ConnectionRecord::new("c-bob", "bob", "Bob", now_ms), 0)
             .await
             .expect("another user connects");
         let eves = store.connections_of("eve", now).await.unwrap();
@@ -162,7 +192,7 @@ async fn dynamo_backend_refuses_a_deleted_users_connections() {
         // same user id may connect again.
         let later_ms = (now + 901) * 1000;
         store
-            .put(&ConnectionRecord::new("c-later", "eve", "Eve", later_ms))
+            .put(&ConnectionRecord::new("c-later", "eve", "Eve", later_ms), 0)
             .await
             .expect("the marker expired");
     })

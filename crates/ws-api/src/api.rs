@@ -70,6 +70,10 @@ pub enum ConnectError {
     /// Whether the user exists could not be told: answer 503.
     #[error(transparent)]
     UserLookup(#[from] UserLookupError),
+    /// The user has `TINCAN_MAX_SOCKETS_PER_USER` live sockets already:
+    /// answer 429 `rate-limited`.
+    #[error("at most {0} sockets per user")]
+    TooManySockets(usize),
 }
 
 /// The WebSocket API's handlers.
@@ -127,11 +131,16 @@ impl WsApi {
             }
         }
         let record = ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms);
-        match self.config.store.put(&record).await {
+        let max = self.config.limits.max_sockets_per_user;
+        match self.config.store.put(&record, max).await {
             Ok(()) => {}
             // A store that keeps deleted-user markers refuses in the write.
             Err(StoreError::UserDeleted(_)) => {
                 return Err(ConnectError::Unauthorized("no such user"))
+            }
+            Err(StoreError::TooManyConnections { max, .. }) => {
+                info!(connection_id, user_id = %record.user_id, max, "socket refused: too many sockets for this user");
+                return Err(ConnectError::TooManySockets(max));
             }
             Err(err) => return Err(err.into()),
         }
@@ -211,11 +220,13 @@ impl WsApi {
         now_ms: u64,
         gone: &mut VecDeque<String>,
     ) -> Result<(), ProtocolError> {
-        let now_secs = now_ms / 1000;
-        let msg = self.core.parse(text)?;
-        let store = &self.config.store;
-        let Some(record) = store
-            .get(connection_id, now_secs)
+        // Every frame takes from its socket's budget, whatever it holds;
+        // the read of the sender's connection comes with it.
+        let rate = self.config.limits.msg_rate;
+        let Some((record, verdict)) = self
+            .config
+            .store
+            .take_message(connection_id, rate, now_ms)
             .await
             .map_err(store_error)?
         else {
@@ -224,6 +235,14 @@ impl WsApi {
             let _ = self.config.push.close(connection_id).await;
             return Ok(());
         };
+        let refusal = self.core.admit(connection_id, verdict);
+        if !refusal.is_empty() {
+            for effect in refusal {
+                self.emit(effect, "", now_ms, gone).await;
+            }
+            return Ok(());
+        }
+        let msg = self.core.parse(text)?;
         let sender = record.into_sender();
         let view = match self.core.room_needed(&sender, &msg) {
             Some(room) => Some(self.reaped_room(&room, now_ms, gone).await?),
@@ -319,7 +338,7 @@ impl WsApi {
         let now_secs = now_ms / 1000;
         let store = &self.config.store;
         match effect {
-            effect @ (Effect::Send { .. } | Effect::Deliver { .. }) => {
+            effect @ (Effect::Send { .. } | Effect::Deliver { .. } | Effect::Close { .. }) => {
                 let room = view.map(|v| v.room.as_str()).unwrap_or_default();
                 self.emit(effect, room, now_ms, gone).await;
             }
@@ -535,6 +554,16 @@ impl WsApi {
             } => {
                 self.deliver(&peer_id, connection_id.as_deref(), &msg, room, now_ms, gone)
                     .await
+            }
+            Effect::Close {
+                connection_id,
+                reason,
+            } => {
+                warn!(%connection_id, ?reason, "closing the socket");
+                match self.config.push.close(&connection_id).await {
+                    Ok(()) | Err(PushError::Gone(_)) => {}
+                    Err(err) => warn!(%connection_id, error = %err, "close failed"),
+                }
             }
             other => warn!(?other, "unexpected effect in an announcement"),
         }

@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use tincan_signaling::{Limits, Member, ResumeProof, RoomView, Seat};
+use tincan_signaling::{Limits, Member, MessageRate, RateVerdict, ResumeProof, RoomView, Seat};
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, MemoryConnectionStore,
     Push, PushError, ResumeOutcome, StoreError,
@@ -65,9 +65,18 @@ impl Shuffled {
 
 #[async_trait]
 impl ConnectionStore for Shuffled {
-    async fn put(&self, record: &ConnectionRecord) -> Result<(), StoreError> {
+    async fn put(&self, record: &ConnectionRecord, max: usize) -> Result<(), StoreError> {
         self.shuffle().await;
-        self.inner.put(record).await
+        self.inner.put(record, max).await
+    }
+    async fn take_message(
+        &self,
+        id: &str,
+        rate: MessageRate,
+        now_ms: u64,
+    ) -> Result<Option<(ConnectionRecord, RateVerdict)>, StoreError> {
+        self.shuffle().await;
+        self.inner.take_message(id, rate, now_ms).await
     }
     async fn get(&self, id: &str, now: u64) -> Result<Option<ConnectionRecord>, StoreError> {
         self.shuffle().await;

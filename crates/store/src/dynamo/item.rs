@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use tincan_signaling::{Member, Peer, RoomView, Seat};
+use tincan_signaling::{Member, Peer, RateState, RoomView, Seat};
 
 use crate::connection::ConnectionRecord;
 use crate::error::StoreError;
@@ -33,6 +33,13 @@ pub(crate) const MEMBERS: &str = "members";
 pub(crate) const MEMBER_CONNECTION: &str = "c";
 /// Room items: bumped by every write, for optimistic concurrency.
 pub(crate) const VERSION: &str = "version";
+/// Connection items: until when (µs) the socket's budget of admitted
+/// messages is spent; absent or past: full.
+pub(crate) const RATE_ADMITTED: &str = "rateAdmitted";
+/// Connection items: likewise for refused messages.
+pub(crate) const RATE_REFUSED: &str = "rateRefused";
+/// User items: the ids of the user's connections (a string set).
+pub(crate) const CONNECTIONS: &str = "connections";
 
 /// The global secondary index of connections by room.
 pub const ROOM_INDEX: &str = "byRoom";
@@ -61,6 +68,11 @@ pub(crate) fn kept_key(peer_id: &str) -> String {
     format!("kept#{peer_id}")
 }
 
+/// The key of the item listing user `user_id`'s connections.
+pub(crate) fn user_key(user_id: &str) -> String {
+    format!("user#{user_id}")
+}
+
 /// The key of the marker saying user `user_id` was deleted: connections of
 /// that user are refused while it lives.
 pub(crate) fn deleted_user_key(user_id: &str) -> String {
@@ -78,6 +90,12 @@ pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, A
     }
     item.insert(CONNECTED_AT.into(), n(record.connected_at_ms));
     item.insert(EXPIRES_AT.into(), n(record.expires_at));
+    if record.rate.admitted_until_us > 0 {
+        item.insert(RATE_ADMITTED.into(), n(record.rate.admitted_until_us));
+    }
+    if record.rate.refused_until_us > 0 {
+        item.insert(RATE_REFUSED.into(), n(record.rate.refused_until_us));
+    }
     item
 }
 
@@ -100,6 +118,11 @@ pub(crate) fn connection_from_item(
         seat,
         connected_at_ms: get_n(item, CONNECTED_AT, key)?,
         expires_at: get_n(item, EXPIRES_AT, key)?,
+        // Absent until the socket's first message.
+        rate: RateState {
+            admitted_until_us: get_n_or_zero(item, RATE_ADMITTED, key)?,
+            refused_until_us: get_n_or_zero(item, RATE_REFUSED, key)?,
+        },
     })
 }
 
@@ -239,6 +262,17 @@ fn get_n(item: &HashMap<String, AttributeValue>, name: &str, key: &str) -> Resul
     }
 }
 
+fn get_n_or_zero(
+    item: &HashMap<String, AttributeValue>,
+    name: &str,
+    key: &str,
+) -> Result<u64, StoreError> {
+    match item.get(name) {
+        None => Ok(0),
+        Some(_) => get_n(item, name, key),
+    }
+}
+
 fn corrupt(key: &str, attribute: &str) -> StoreError {
     StoreError::Corrupt {
         key: key.to_owned(),
@@ -278,6 +312,14 @@ mod tests {
             peer_id: "p".into(),
             room: "lobby".into(),
         });
+        assert_eq!(
+            connection_from_item(&connection_to_item(&record)).unwrap(),
+            record
+        );
+        record.rate = RateState {
+            admitted_until_us: 1_700_000_000_123_000,
+            refused_until_us: 7,
+        };
         assert_eq!(
             connection_from_item(&connection_to_item(&record)).unwrap(),
             record

@@ -4,8 +4,10 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tincan_signaling::{resume_hash, Member, Peer, ResumeProof, Seat};
-use tincan_store::{ConnectionRecord, ConnectionStore, JoinOutcome, KeepOutcome, ResumeOutcome};
+use tincan_signaling::{resume_hash, Member, MessageRate, Peer, RateVerdict, ResumeProof, Seat};
+use tincan_store::{
+    ConnectionRecord, ConnectionStore, JoinOutcome, KeepOutcome, ResumeOutcome, StoreError,
+};
 
 const NOW_MS: u64 = 1_700_000_000_000;
 const NOW: u64 = NOW_MS / 1000;
@@ -72,16 +74,158 @@ pub(crate) async fn run_all(store: &dyn ConnectionStore) {
     a_signal_is_kept_only_for_a_detached_participant(store).await;
     a_keep_after_a_resume_points_at_the_new_connection(store).await;
     connections_of_a_user(store).await;
+    sockets_per_user_are_capped(store).await;
+    a_message_takes_from_the_sockets_budget(store).await;
+}
+
+const RATE: MessageRate = MessageRate {
+    per_sec: 20,
+    burst: 40,
+};
+
+async fn sockets_per_user_are_capped(store: &dyn ConnectionStore) {
+    let mine = |id: &str, at_ms: u64| ConnectionRecord::new(id, "user-cap", "Cap", at_ms);
+    // An old socket, expired by now: it does not count.
+    store.put(&mine("cap-old", 0), 3).await.unwrap();
+    for id in ["cap-1", "cap-2", "cap-3"] {
+        store.put(&mine(id, NOW_MS), 3).await.unwrap();
+    }
+    let refused = store.put(&mine("cap-4", NOW_MS), 3).await;
+    assert!(
+        matches!(&refused, Err(StoreError::TooManyConnections { user, max: 3 }) if user == "user-cap"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.get("cap-4", NOW).await.unwrap(),
+        None,
+        "nothing written"
+    );
+    // Writing one of its own again is no new socket.
+    store.put(&mine("cap-2", NOW_MS), 3).await.unwrap();
+    // Another user is not counted against this one; 0 means no limit.
+    store.put(&record("cap-other", NOW_MS), 3).await.unwrap();
+    store.put(&mine("cap-free", NOW_MS), 0).await.unwrap();
+    store.remove("cap-free", NOW_MS).await.unwrap();
+    // A socket that closes frees its place.
+    store.remove("cap-1", NOW_MS).await.unwrap();
+    store.put(&mine("cap-4", NOW_MS), 3).await.unwrap();
+    assert!(store.put(&mine("cap-5", NOW_MS), 3).await.is_err());
+}
+
+async fn a_message_takes_from_the_sockets_budget(store: &dyn ConnectionStore) {
+    let mut rec = record("mr-1", NOW_MS);
+    store.put(&rec, 0).await.unwrap();
+    joined(store, "mr-1", "mr-peer", "mr-room", 4).await;
+    rec.seat = Some(seat("mr-peer", "mr-room"));
+    let mut verdicts = Vec::new();
+    for _ in 0..41 {
+        let (got, verdict) = store
+            .take_message("mr-1", RATE, NOW_MS)
+            .await
+            .unwrap()
+            .expect("a live connection");
+        // The record as written: the sender's seat, and the budget taken.
+        assert_eq!(got.seat, rec.seat);
+        assert_eq!(got.user_id, rec.user_id);
+        verdicts.push((verdict, got.rate));
+    }
+    assert!(verdicts[..40].iter().all(|(v, _)| *v == RateVerdict::Pass));
+    assert_eq!(verdicts[40].0, RateVerdict::Limited { retry_after_ms: 50 });
+    // The budget is kept with the connection: get sees it too.
+    let stored = store.get("mr-1", NOW).await.unwrap().unwrap();
+    assert_eq!(stored.rate, verdicts[40].1);
+    // Two seconds on, it is full again.
+    let (_, later) = store
+        .take_message("mr-1", RATE, NOW_MS + 2000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(later, RateVerdict::Pass);
+    // Unlimited: every message passes and nothing is written.
+    let (_, free) = store
+        .take_message("mr-1", MessageRate::UNLIMITED, NOW_MS + 2000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(free, RateVerdict::Pass);
+    // No such connection, or an expired one: nothing.
+    assert_eq!(
+        store.take_message("mr-none", RATE, NOW_MS).await.unwrap(),
+        None
+    );
+    let late = NOW_MS + (tincan_store::CONNECTION_TTL_SECS + 1) * 1000;
+    assert_eq!(store.take_message("mr-1", RATE, late).await.unwrap(), None);
+    store.remove("mr-1", NOW_MS).await.unwrap();
+    assert_eq!(
+        store.take_message("mr-1", RATE, NOW_MS).await.unwrap(),
+        None
+    );
+}
+
+/// Frames of one socket handled at once by several callers (Lambda
+/// containers, each handling one frame at a time: `stores` share one table
+/// but nothing else): each takes its own share of the budget, so a burst of
+/// 60 passes exactly 40.
+pub(crate) async fn concurrent_messages_share_one_budget(stores: Vec<Arc<dyn ConnectionStore>>) {
+    stores[0].put(&record("cm-1", NOW_MS), 0).await.unwrap();
+    let each = 60 / stores.len();
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .map(|store| {
+            tokio::spawn(async move {
+                let mut passed = 0;
+                for _ in 0..each {
+                    let (_, verdict) = store
+                        .take_message("cm-1", RATE, NOW_MS)
+                        .await
+                        .unwrap()
+                        .expect("a live connection");
+                    passed += usize::from(verdict == RateVerdict::Pass);
+                }
+                passed
+            })
+        })
+        .collect();
+    let mut passed = 0;
+    for task in tasks {
+        passed += task.await.unwrap();
+    }
+    assert_eq!(passed, 40);
+}
+
+/// Two connects of one user racing for its last place: exactly one wins.
+pub(crate) async fn racing_connects_never_exceed_the_cap(stores: Vec<Arc<dyn ConnectionStore>>) {
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            tokio::spawn(async move {
+                let record = ConnectionRecord::new(format!("rc-{i}"), "user-rc", "Rc", NOW_MS);
+                store.put(&record, 4).await
+            })
+        })
+        .collect();
+    let mut placed = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => placed += 1,
+            Err(StoreError::TooManyConnections { .. }) => {}
+            // Contention gives up without writing; it must not overfill.
+            Err(StoreError::Contention(_)) => {}
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert!(placed <= 4, "{placed} placed");
+    assert!(placed >= 1);
 }
 
 async fn connections_of_a_user(store: &dyn ConnectionStore) {
     for id in ["cu-1", "cu-2"] {
         store
-            .put(&ConnectionRecord::new(id, "user-cu", "Cu", NOW_MS))
+            .put(&ConnectionRecord::new(id, "user-cu", "Cu", NOW_MS), 0)
             .await
             .unwrap();
     }
-    store.put(&record("cu-other", NOW_MS)).await.unwrap();
+    store.put(&record("cu-other", NOW_MS), 0).await.unwrap();
     let mut found: Vec<String> = store
         .connections_of("user-cu", NOW)
         .await
@@ -96,7 +240,7 @@ async fn connections_of_a_user(store: &dyn ConnectionStore) {
 async fn put_get_remove_round_trip(store: &dyn ConnectionStore) {
     let mut rec = record("rt-1", NOW_MS);
     rec.display_name = "Zoë \"quoted\" 🎧".into();
-    store.put(&rec).await.unwrap();
+    store.put(&rec, 0).await.unwrap();
     assert_eq!(store.get("rt-1", NOW).await.unwrap(), Some(rec.clone()));
     assert_eq!(store.remove("rt-1", NOW_MS).await.unwrap(), Some(rec));
     assert_eq!(store.get("rt-1", NOW).await.unwrap(), None);
@@ -105,7 +249,7 @@ async fn put_get_remove_round_trip(store: &dyn ConnectionStore) {
 
 async fn expired_connections_are_invisible(store: &dyn ConnectionStore) {
     let rec = record("exp-1", NOW_MS);
-    store.put(&rec).await.unwrap();
+    store.put(&rec, 0).await.unwrap();
     let later = rec.expires_at;
     assert_eq!(store.get("exp-1", later).await.unwrap(), None);
     assert_eq!(
@@ -120,7 +264,7 @@ async fn expired_connections_are_invisible(store: &dyn ConnectionStore) {
 
 async fn join_respects_capacity_and_reports_who_was_there(store: &dyn ConnectionStore) {
     for (i, id) in ["cap-1", "cap-2", "cap-3"].iter().enumerate() {
-        store.put(&record(id, NOW_MS + i as u64)).await.unwrap();
+        store.put(&record(id, NOW_MS + i as u64), 0).await.unwrap();
     }
     let outcome = store
         .join("cap-1", "cap", &member("p1", "cap-1"), 2, NOW)
@@ -166,7 +310,7 @@ async fn join_of_unknown_connection_writes_nothing(store: &dyn ConnectionStore) 
 
 async fn leave_and_mute_need_the_attached_connection(store: &dyn ConnectionStore) {
     for id in ["lm-1", "lm-2"] {
-        store.put(&record(id, NOW_MS)).await.unwrap();
+        store.put(&record(id, NOW_MS), 0).await.unwrap();
     }
     joined(store, "lm-1", "q1", "lm", 4).await;
     joined(store, "lm-2", "q2", "lm", 4).await;
@@ -223,7 +367,7 @@ async fn leave_and_mute_need_the_attached_connection(store: &dyn ConnectionStore
 
 async fn remove_detaches_and_expire_ends(store: &dyn ConnectionStore) {
     for id in ["rd-1", "rd-2"] {
-        store.put(&record(id, NOW_MS)).await.unwrap();
+        store.put(&record(id, NOW_MS), 0).await.unwrap();
     }
     joined(store, "rd-1", "d1", "rd", 4).await;
     joined(store, "rd-2", "d2", "rd", 4).await;
@@ -266,8 +410,8 @@ async fn remove_detaches_and_expire_ends(store: &dyn ConnectionStore) {
 }
 
 async fn moving_rooms_frees_the_old_seat_atomically(store: &dyn ConnectionStore) {
-    store.put(&record("mv-1", NOW_MS)).await.unwrap();
-    store.put(&record("mv-2", NOW_MS)).await.unwrap();
+    store.put(&record("mv-1", NOW_MS), 0).await.unwrap();
+    store.put(&record("mv-2", NOW_MS), 0).await.unwrap();
     joined(store, "mv-1", "m1", "mv-a", 4).await;
     joined(store, "mv-2", "m2", "mv-a", 4).await;
     let JoinOutcome::Joined { others, departure } = store
@@ -284,7 +428,7 @@ async fn moving_rooms_frees_the_old_seat_atomically(store: &dyn ConnectionStore)
     assert_eq!(ids(&store.room("mv-a").await.unwrap().members), ["m2"]);
     assert_eq!(ids(&store.room("mv-b").await.unwrap().members), ["m1b"]);
     // A refused move leaves it where it was.
-    store.put(&record("mv-3", NOW_MS)).await.unwrap();
+    store.put(&record("mv-3", NOW_MS), 0).await.unwrap();
     joined(store, "mv-3", "m3", "mv-full", 1).await;
     assert_eq!(
         store
@@ -301,14 +445,14 @@ async fn moving_rooms_frees_the_old_seat_atomically(store: &dyn ConnectionStore)
 }
 
 async fn resume_rules(store: &dyn ConnectionStore) {
-    store.put(&record("rs-1", NOW_MS)).await.unwrap();
+    store.put(&record("rs-1", NOW_MS), 0).await.unwrap();
     joined(store, "rs-1", "r1", "rs", 4).await;
     let until = NOW_MS + 30_000;
     store.remove("rs-1", until).await.unwrap();
     let token = ResumeProof::Token(resume_hash("secret-r1"));
     let s = seat("r1", "rs");
     // Another user's connection: refused.
-    store.put(&record("rs-evil", NOW_MS)).await.unwrap();
+    store.put(&record("rs-evil", NOW_MS), 0).await.unwrap();
     assert_eq!(
         store
             .resume("rs-evil", "user-rs-evil", &s, &token, "h2", NOW_MS)
@@ -318,7 +462,7 @@ async fn resume_rules(store: &dyn ConnectionStore) {
     );
     // The right user with a wrong token: refused.
     let mine = ConnectionRecord::new("rs-2", "user-rs-1", "Name rs-1", NOW_MS);
-    store.put(&mine).await.unwrap();
+    store.put(&mine, 0).await.unwrap();
     let wrong = ResumeProof::Token(resume_hash("guess"));
     assert_eq!(
         store
@@ -353,12 +497,10 @@ async fn resume_rules(store: &dyn ConnectionStore) {
     );
     // The same token twice: refused.
     store
-        .put(&ConnectionRecord::new(
-            "rs-3",
-            "user-rs-1",
-            "Name rs-1",
-            NOW_MS,
-        ))
+        .put(
+            &ConnectionRecord::new("rs-3", "user-rs-1", "Name rs-1", NOW_MS),
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -386,7 +528,7 @@ async fn resume_rules(store: &dyn ConnectionStore) {
 }
 
 async fn kept_signals_are_bounded_and_taken_once(store: &dyn ConnectionStore) {
-    store.put(&record("kp-c", NOW_MS)).await.unwrap();
+    store.put(&record("kp-c", NOW_MS), 0).await.unwrap();
     joined(store, "kp-c", "kp-1", "kp", 4).await;
     store.remove("kp-c", NOW_MS + 30_000).await.unwrap();
     for n in 0..5 {
@@ -410,7 +552,7 @@ async fn kept_signals_are_bounded_and_taken_once(store: &dyn ConnectionStore) {
 
 async fn a_signal_is_kept_only_for_a_detached_participant(store: &dyn ConnectionStore) {
     for id in ["kd-1", "kd-2"] {
-        store.put(&record(id, NOW_MS)).await.unwrap();
+        store.put(&record(id, NOW_MS), 0).await.unwrap();
     }
     joined(store, "kd-1", "kd1", "kd", 4).await;
     joined(store, "kd-2", "kd2", "kd", 4).await;
@@ -463,14 +605,17 @@ async fn a_signal_is_kept_only_for_a_detached_participant(store: &dyn Connection
 /// took its kept signals before the sender's keep. The keep must not leave
 /// the signal where nobody will take it: it answers the new connection.
 async fn a_keep_after_a_resume_points_at_the_new_connection(store: &dyn ConnectionStore) {
-    store.put(&record("kr-1", NOW_MS)).await.unwrap();
+    store.put(&record("kr-1", NOW_MS), 0).await.unwrap();
     joined(store, "kr-1", "kr1", "kr", 4).await;
     store.remove("kr-1", NOW_MS + 30_000).await.unwrap();
     let s = seat("kr1", "kr");
     let before = store.room("kr").await.unwrap();
     assert_eq!(before.member("kr1").unwrap().connection_id, None);
     store
-        .put(&ConnectionRecord::new("kr-2", "user-kr-1", "again", NOW_MS))
+        .put(
+            &ConnectionRecord::new("kr-2", "user-kr-1", "again", NOW_MS),
+            0,
+        )
         .await
         .unwrap();
     let proof = ResumeProof::Token(resume_hash("secret-kr1"));
@@ -499,13 +644,13 @@ pub(crate) async fn keeps_racing_a_resume_strand_nothing(store: Arc<dyn Connecti
         let conn = format!("kx-{round}");
         let peer = format!("kxp-{round}");
         let room = format!("kx-room-{round}");
-        store.put(&record(&conn, NOW_MS)).await.unwrap();
+        store.put(&record(&conn, NOW_MS), 0).await.unwrap();
         joined(&*store, &conn, &peer, &room, 4).await;
         store.remove(&conn, NOW_MS + 30_000).await.unwrap();
         let again = format!("kx-again-{round}");
         let user = format!("user-{conn}");
         store
-            .put(&ConnectionRecord::new(&again, &user, "again", NOW_MS))
+            .put(&ConnectionRecord::new(&again, &user, "again", NOW_MS), 0)
             .await
             .unwrap();
         let s = seat(&peer, &room);
@@ -564,7 +709,7 @@ pub(crate) async fn concurrent_joins_never_overfill(store: Arc<dyn ConnectionSto
     const ROOM_MAX: usize = 4;
     for i in 0..JOINERS {
         store
-            .put(&record(&format!("race-{i}"), NOW_MS + i as u64))
+            .put(&record(&format!("race-{i}"), NOW_MS + i as u64), 0)
             .await
             .unwrap();
     }
@@ -618,18 +763,16 @@ pub(crate) async fn resume_racing_expiry_has_one_winner(store: Arc<dyn Connectio
         let conn = format!("rx-{round}");
         let peer = format!("rxp-{round}");
         let room = format!("rx-room-{round}");
-        store.put(&record(&conn, NOW_MS)).await.unwrap();
+        store.put(&record(&conn, NOW_MS), 0).await.unwrap();
         joined(&*store, &conn, &peer, &room, 4).await;
         let until = NOW_MS + 30_000;
         store.remove(&conn, until).await.unwrap();
         let again = format!("rx-again-{round}");
         store
-            .put(&ConnectionRecord::new(
-                &again,
-                format!("user-{conn}"),
-                "again",
-                NOW_MS,
-            ))
+            .put(
+                &ConnectionRecord::new(&again, format!("user-{conn}"), "again", NOW_MS),
+                0,
+            )
             .await
             .unwrap();
         let s = seat(&peer, &room);

@@ -52,6 +52,12 @@ impl RecordingPush {
         self.frames.lock().unwrap().remove(id).unwrap_or_default()
     }
 
+    /// Whether `id` was closed (or marked gone).
+    #[allow(dead_code)]
+    pub(crate) fn is_gone(&self, id: &str) -> bool {
+        self.gone.lock().unwrap().contains(id)
+    }
+
     pub(crate) fn mark_gone(&self, id: &str) {
         self.gone.lock().unwrap().insert(id.to_owned());
     }
