@@ -4,6 +4,7 @@
 use tincan_signaling::{Limits, MessageRate};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
+use tincan_ws_api::ControlSecret;
 
 /// A missing or malformed environment variable.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,9 @@ pub struct FunctionConfig {
     pub media_nodes_table: Option<String>,
     /// `TINCAN_TURN_TTL` seconds, default 3600.
     pub turn_ttl_secs: u64,
+    /// `TINCAN_SFU_CONTROL_SECRET` (at least 32 bytes): signs the tokens of
+    /// the media nodes' SFU control API; `$default` needs it with the fleet.
+    pub sfu_control_secret: Option<ControlSecret>,
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -112,6 +116,10 @@ impl FunctionConfig {
             turn_secret,
             media_nodes_table,
             turn_ttl_secs: parse("TINCAN_TURN_TTL", DEFAULT_TTL_SECS)?,
+            sfu_control_secret: var("TINCAN_SFU_CONTROL_SECRET")
+                .map(ControlSecret::new)
+                .transpose()
+                .map_err(|_| ConfigError::Invalid("TINCAN_SFU_CONTROL_SECRET"))?,
         })
     }
 }

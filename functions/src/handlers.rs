@@ -76,7 +76,8 @@ impl Deps {
 
     /// With `TINCAN_MEDIA_NODES_TABLE` and `TINCAN_TURN_SECRET`: rooms are
     /// placed on media nodes, `joined` carries the node's TURN URLs, and
-    /// rooms past the mesh size go to that node's SFU.
+    /// rooms past the mesh size go to that node's SFU, whose control API
+    /// takes tokens signed with `TINCAN_SFU_CONTROL_SECRET` (required then).
     fn on_the_fleet(mut self, client: aws_sdk_dynamodb::Client) -> Result<Self, ConfigError> {
         let (Some(table), Some(secret)) =
             (&self.config.media_nodes_table, &self.config.turn_secret)
@@ -93,8 +94,13 @@ impl Deps {
             Some((_, url)) => fleet.with_fallback(url.clone()),
             None => fleet,
         });
-        let sfu_client = tincan_ws_api::SfuControlClient::new(secret.clone())
-            .map_err(|_| ConfigError::Invalid("TINCAN_TURN_SECRET"))?;
+        let control_secret = self
+            .config
+            .sfu_control_secret
+            .clone()
+            .ok_or(ConfigError::Missing("TINCAN_SFU_CONTROL_SECRET"))?;
+        let sfu_client = tincan_ws_api::SfuControlClient::new(control_secret)
+            .map_err(|_| ConfigError::Invalid("TINCAN_SFU_CONTROL_SECRET"))?;
         self.sfu = Arc::new(tincan_ws_api::NodeSfu::new(sfu_client, fleet.clone()));
         self.ice = fleet;
         Ok(self)

@@ -53,6 +53,7 @@ export function defineMediaFleet(
   stack: Stack,
   params: TincanParameters,
   turnSecret: secretsmanager.Secret,
+  sfuControlSecret: secretsmanager.Secret,
   mediaNodes: dynamodb.Table,
   nodeLogs: logs.LogGroup,
 ): MediaFleet {
@@ -78,7 +79,8 @@ export function defineMediaFleet(
       },
       { ipProtocol: 'udp', fromPort: SFU_MEDIA_PORT, toPort: SFU_MEDIA_PORT, cidrIp: '0.0.0.0/0', description: 'SFU media (one port for every participant)' },
       // The signaling Lambdas run outside the VPC: every control request
-      // carries a 30-second token signed with the TURN secret (docs/sfu.md).
+      // carries a token for that one request, used once, signed with the
+      // SFU control secret; connections are capped per address (docs/sfu.md).
       { ipProtocol: 'tcp', fromPort: SFU_CONTROL_PORT, toPort: SFU_CONTROL_PORT, cidrIp: '0.0.0.0/0', description: 'SFU control API (token-authenticated)' },
       // The load balancer's health check asks the node's /healthz (503 while
       // draining) from its own private addresses in the VPC: open to the
@@ -126,6 +128,11 @@ export function defineMediaFleet(
               resources: [
                 `arn:${Aws.PARTITION}:secretsmanager:${Aws.REGION}:${Aws.ACCOUNT_ID}:secret:${params.turnTlsCertificateSecret.valueAsString}-??????`,
               ],
+            }),
+            new iam.PolicyStatement({
+              sid: 'SfuControlSecret',
+              actions: ['secretsmanager:GetSecretValue'],
+              resources: [sfuControlSecret.secretArn],
             }),
             new iam.PolicyStatement({
               sid: 'FleetHeartbeat',

@@ -326,6 +326,8 @@ UNIT
   PRIVATE_IP=$("$IMDS" meta-data/local-ipv4)
   TURN_SECRET=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id '${TurnSecret}' --query SecretString --output text) \
     || fail "cannot read the TURN secret ${TurnSecret}"
+  SFU_CONTROL_SECRET=$(aws secretsmanager get-secret-value --region "$REGION" --secret-id '${SfuControlSecret}' --query SecretString --output text) \
+    || fail "cannot read the SFU control secret ${SfuControlSecret}"
   umask 077
   cat > /etc/tincan/media-node.env <<ENV
 TINCAN_TURN_ADDR=0.0.0.0:3478
@@ -338,6 +340,7 @@ TINCAN_RELAY_PORT_MAX=${RelayPortMax}
 TINCAN_TURN_USER_QUOTA=10
 TINCAN_TURN_MAX_LIFETIME_SECS=3600
 TINCAN_SFU_CONTROL_ADDR=0.0.0.0:7881
+TINCAN_SFU_CONTROL_SECRET=$SFU_CONTROL_SECRET
 TINCAN_SFU_UDP_PORT=3479
 TINCAN_SFU_SLOTS=${SfuSlots}
 TINCAN_SFU_ROOM_MAX=${RoomMax}

@@ -181,6 +181,14 @@ export class TincanStack extends Stack {
       }),
       'TurnSecret',
     );
+    const sfuControlSecret = logicalId(
+      new secretsmanager.Secret(this, 'SfuControlSecret', {
+        description:
+          'SFU control-token secret shared by the signaling functions and the media nodes (TINCAN_SFU_CONTROL_SECRET).',
+        generateSecretString: generated,
+      }),
+      'SfuControlSecret',
+    );
     const mongoDbUriSecret = logicalId(
       new secretsmanager.Secret(this, 'MongoDbUriSecret', {
         description: 'MongoDB Atlas connection string of the functions (MONGODB_URI).',
@@ -193,7 +201,14 @@ export class TincanStack extends Stack {
     const resolve = (secret: secretsmanager.Secret) => secret.secretValue.unsafeUnwrap();
 
     // ----------------------------------------------------- media nodes
-    const fleet = defineMediaFleet(this, params, turnSecret, mediaNodes, nodeLogs);
+    const fleet = defineMediaFleet(
+      this,
+      params,
+      turnSecret,
+      sfuControlSecret,
+      mediaNodes,
+      nodeLogs,
+    );
     const turnUrl = Fn.conditionIf(
       hasTurnUrl.logicalId,
       params.turnUrl.valueAsString,
@@ -515,6 +530,8 @@ export class TincanStack extends Stack {
     // no MongoDB client).
     const callHistoryEnv = {
       ...signalingEnv,
+      // Signs the tokens of the media nodes' SFU control API.
+      TINCAN_SFU_CONTROL_SECRET: resolve(sfuControlSecret),
       // Call history (who was in which room, how long) goes to MongoDB.
       MONGODB_URI: resolve(mongoDbUriSecret),
       TINCAN_MONGODB_DB: params.mongoDbDatabase.valueAsString,

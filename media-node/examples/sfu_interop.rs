@@ -12,10 +12,11 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use tincan_media_node::{MediaNodeConfig, PeerFilter, TurnSecret};
+use tincan_media_node::{ControlSecret, MediaNodeConfig, PeerFilter, SfuConfig, TurnSecret};
 use tincan_sfu_control::{JoinRequest, SfuControlClient};
 
 const SECRET: &str = "interop-secret-of-at-least-32-bytes!!";
+const CONTROL_SECRET: &str = "interop-control-secret-of-at-least-32-bytes";
 
 #[derive(Clone)]
 struct Front {
@@ -55,17 +56,18 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let secret = TurnSecret::new(SECRET);
-    let config = MediaNodeConfig::new(secret.clone())
+    let control_secret = ControlSecret::new(CONTROL_SECRET)?;
+    let mut config = MediaNodeConfig::new(TurnSecret::new(SECRET))
         .with_listen("127.0.0.1:0".parse()?)
         .with_peers(PeerFilter::default().allow_loopback());
+    config.sfu = Some(SfuConfig::loopback(control_secret.clone()));
     let node = tincan_media_node::start(config).await?;
     let control = node
         .sfu_control_addr()
         .ok_or_else(|| anyhow::anyhow!("no SFU"))?;
     let front = Front {
         control: format!("http://{control}"),
-        client: SfuControlClient::new(secret)?,
+        client: SfuControlClient::new(control_secret)?,
     };
     let app = Router::new()
         .route(

@@ -28,6 +28,7 @@
 //! flags, `/metrics` and SIGTERM handling.
 
 mod admission;
+pub mod conn_caps;
 mod front;
 pub mod heartbeat;
 mod metrics;
@@ -55,6 +56,7 @@ use webrtc_util::Conn;
 pub use metrics::{AuthFailure, MetricsSnapshot};
 pub use peer_filter::{PeerFilter, PeerFilterError};
 pub use sfu::SfuConfig;
+pub use tincan_sfu_control::ControlSecret;
 pub use tincan_turn_credentials::TurnSecret;
 pub use tls::TlsError;
 
@@ -144,7 +146,8 @@ pub struct MediaNodeConfig {
     /// Longest allocation lifetime granted, seconds (clients refresh
     /// before it runs out); at most 3600, the `turn` crate's own cap.
     pub max_allocation_lifetime_secs: u32,
-    /// The audio SFU and its control API; off when `None`.
+    /// The audio SFU and its control API; off when `None` (the default:
+    /// it needs a control secret of its own, [`SfuConfig::loopback`]).
     pub sfu: Option<SfuConfig>,
     /// `SO_RCVBUF` and `SO_SNDBUF` asked for on the UDP listener and relay
     /// sockets, bytes; 0 keeps the kernel's defaults.
@@ -180,7 +183,7 @@ impl MediaNodeConfig {
             peers: PeerFilter::default(),
             nonce_ttl_secs: DEFAULT_NONCE_TTL_SECS,
             max_allocation_lifetime_secs: 3600,
-            sfu: Some(SfuConfig::loopback()),
+            sfu: None,
             udp_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
             udp_listeners: default_udp_listeners(),
         }
@@ -482,7 +485,6 @@ pub async fn start(config: MediaNodeConfig) -> Result<MediaNode, MediaNodeError>
             sfu,
             config.listen.ip(),
             public_ip,
-            config.secret.clone(),
             config.peers.clone(),
             Arc::clone(&metrics),
             admission.draining_flag(),

@@ -19,7 +19,7 @@ use ipnet::IpNet;
 use tincan_fleet::{DynamoMediaNodeStore, MediaNodeStore};
 use tincan_media_node::heartbeat::{self, Heartbeat, HeartbeatConfig, TlsName};
 use tincan_media_node::peer_filter::parse_ranges;
-use tincan_media_node::{MediaNode, MediaNodeConfig, PeerFilter, TurnSecret};
+use tincan_media_node::{ControlSecret, MediaNode, MediaNodeConfig, PeerFilter, TurnSecret};
 use tracing_subscriber::EnvFilter;
 
 /// A Tincan media node: TURN relay over UDP, TCP and (optionally) TLS with
@@ -68,7 +68,8 @@ struct Args {
     /// Open TCP/TLS connections per client IP address (0: no limit).
     #[arg(long, env = "TINCAN_TURN_TCP_PER_IP", default_value_t = tincan_media_node::DEFAULT_TCP_CONNECTIONS_PER_IP)]
     tcp_per_ip: usize,
-    /// Seconds a TCP/TLS connection has to send its first STUN message.
+    /// Seconds a TCP/TLS connection has to send its first STUN message, and
+    /// an SFU control connection its request head.
     #[arg(long, env = "TINCAN_TURN_TCP_FIRST_MESSAGE_SECS", default_value_t = tincan_media_node::DEFAULT_TCP_FIRST_MESSAGE_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     tcp_first_message_secs: u64,
     /// Seconds a TCP/TLS connection may stay idle (no frame either way).
@@ -128,6 +129,15 @@ struct SfuArgs {
     /// Where the SFU control API listens (token-authenticated HTTP).
     #[arg(long, env = "TINCAN_SFU_CONTROL_ADDR", default_value = "0.0.0.0:7881")]
     sfu_control_addr: SocketAddr,
+    /// Secret shared with the signaling side for the control tokens, and
+    /// used for nothing else; required unless the SFU is disabled, at least
+    /// 32 bytes (e.g. `openssl rand -hex 32`).
+    #[arg(long, env = "TINCAN_SFU_CONTROL_SECRET", hide_env_values = true)]
+    sfu_control_secret: Option<String>,
+    /// Control connections open at once from one client address (0: no
+    /// limit); 64 are open at most in all.
+    #[arg(long, env = "TINCAN_SFU_CONTROL_CONNS_PER_IP", default_value_t = tincan_media_node::sfu::DEFAULT_CONTROL_CONNECTIONS_PER_IP)]
+    sfu_control_conns_per_ip: usize,
     /// The one UDP port of all SFU media, on the TURN listen IP.
     #[arg(long, env = "TINCAN_SFU_UDP_PORT", default_value_t = tincan_sfu_control::DEFAULT_UDP_PORT)]
     sfu_udp_port: u16,
@@ -218,14 +228,22 @@ async fn main() -> anyhow::Result<()> {
     }
     config.peers = peers;
     config.max_allocation_lifetime_secs = args.max_lifetime_secs;
-    config.sfu = (!args.sfu.sfu_disabled).then(|| {
-        let mut sfu = tincan_media_node::SfuConfig::loopback();
+    if !args.sfu.sfu_disabled {
+        let secret = args.sfu.sfu_control_secret.context(
+            "TINCAN_SFU_CONTROL_SECRET is required (at least 32 bytes, shared with the \
+             signaling side), or turn the SFU off with TINCAN_SFU_DISABLED=true",
+        )?;
+        let mut sfu = tincan_media_node::SfuConfig::loopback(ControlSecret::new(secret)?);
         sfu.control_listen = args.sfu.sfu_control_addr;
         sfu.udp_port = args.sfu.sfu_udp_port;
         sfu.slots = usize::from(args.sfu.sfu_slots);
         sfu.room_max = args.sfu.sfu_room_max;
-        sfu
-    });
+        sfu.max_control_connections_per_ip = args.sfu.sfu_control_conns_per_ip;
+        // The control API's request head gets what a TURN TCP connection
+        // gets for its first message: the node's one header timeout.
+        sfu.control_header_timeout = Duration::from_secs(args.tcp_first_message_secs);
+        config.sfu = Some(sfu);
+    }
     config.udp_buffer_bytes = usize::try_from(args.udp_buffer)?;
     if let Some(n) = args.udp_listeners {
         config.udp_listeners = usize::try_from(n)?;

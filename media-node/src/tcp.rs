@@ -11,7 +11,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use webrtc_util::Conn;
 
+use crate::conn_caps::ConnCaps;
 use crate::metrics::Metrics;
 
 /// Frames queued towards one TCP client before we drop (it is not reading).
@@ -116,7 +117,7 @@ async fn accept_loop(
     limits: StreamLimits,
 ) {
     let mut connections = JoinSet::new();
-    let mut per_ip: HashMap<IpAddr, usize> = HashMap::new();
+    let caps = ConnCaps::new(limits.max_connections, limits.max_per_ip);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -128,15 +129,11 @@ async fn accept_loop(
                         continue;
                     }
                 };
-                let from_ip = per_ip.get(&peer.ip()).copied().unwrap_or(0);
-                if connections.len() >= limits.max_connections
-                    || (limits.max_per_ip > 0 && from_ip >= limits.max_per_ip)
-                {
+                let Some(slot) = caps.admit(peer.ip()) else {
                     metrics.tcp_refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(%peer, from_ip, "too many TURN TCP connections, refusing");
+                    tracing::info!(%peer, "too many TURN TCP connections, refusing");
                     continue;
-                }
-                per_ip.insert(peer.ip(), from_ip + 1);
+                };
                 let _ = stream.set_nodelay(true);
                 let connection = open_connection(
                     stream,
@@ -149,19 +146,11 @@ async fn accept_loop(
                 );
                 connections.spawn(async move {
                     connection.await;
-                    peer.ip()
+                    drop(slot);
                 });
             }
-            Some(ended) = connections.join_next(), if !connections.is_empty() => {
-                if let Ok(ip) = ended {
-                    if let Some(n) = per_ip.get_mut(&ip) {
-                        *n = n.saturating_sub(1);
-                        if *n == 0 {
-                            per_ip.remove(&ip);
-                        }
-                    }
-                }
-            }
+            // Finished connections leave the set (their slots went with them).
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
 }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::sfu_client::Participant;
-use support::{now, secret, two_node_fleet, TwoNodeFleet};
+use support::{control_secret, now, two_node_fleet, TwoNodeFleet};
 use tincan_fleet::FleetIceServers;
 use tincan_ws_api::SfuLocator;
 
@@ -50,10 +50,10 @@ fn heard_from(p: &Participant, from: u8) -> usize {
 async fn call_through(fleet: &FleetIceServers) -> Option<(SocketAddr, Participant, Participant)> {
     let url = fleet.control_url(ROOM, now()).await?;
     let control = control_addr(&url);
-    let a = Participant::join(control, &secret(), ROOM, "ann", 1, 3, false)
+    let a = Participant::join(control, &control_secret(), ROOM, "ann", 1, 3, false)
         .await
         .ok()?;
-    let b = Participant::join(control, &secret(), ROOM, "ben", 2, 3, false)
+    let b = Participant::join(control, &control_secret(), ROOM, "ben", 2, 3, false)
         .await
         .ok()?;
     a.speak(Some(20));

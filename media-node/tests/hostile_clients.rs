@@ -157,10 +157,11 @@ async fn a_node_refuses_to_start_with_a_short_secret() {
 }
 
 #[tokio::test]
-async fn the_binary_refuses_to_start_without_a_strong_secret() {
-    let run = |secret: Option<&str>| {
+async fn the_binary_refuses_to_start_without_strong_secrets() {
+    let run = |secret: Option<&str>, control: Option<&str>| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tincan-media-node"));
         cmd.env_remove("TINCAN_TURN_SECRET")
+            .env_remove("TINCAN_SFU_CONTROL_SECRET")
             .env("TINCAN_TURN_ADDR", "127.0.0.1:0")
             .env("TINCAN_METRICS_ADDR", "127.0.0.1:0")
             .env("TINCAN_SFU_CONTROL_ADDR", "127.0.0.1:0")
@@ -168,19 +169,33 @@ async fn the_binary_refuses_to_start_without_a_strong_secret() {
         if let Some(secret) = secret {
             cmd.env("TINCAN_TURN_SECRET", secret);
         }
+        if let Some(control) = control {
+            cmd.env("TINCAN_SFU_CONTROL_SECRET", control);
+        }
         let out = cmd.output().expect("runs");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (ok, stderr) = run(None);
+    let (ok, stderr) = run(None, Some(CONTROL_SECRET));
     assert!(!ok);
     assert!(
         stderr.contains("TINCAN_TURN_SECRET") || stderr.contains("--turn-secret"),
         "{stderr}"
     );
-    let (ok, stderr) = run(Some("short"));
+    let (ok, stderr) = run(Some("short"), Some(CONTROL_SECRET));
     assert!(!ok);
     assert!(stderr.contains("at least 32"), "{stderr}");
+    // The SFU's control secret is its own, as strong, and never the TURN
+    // secret by default.
+    let (ok, stderr) = run(Some(SECRET), None);
+    assert!(!ok);
+    assert!(stderr.contains("TINCAN_SFU_CONTROL_SECRET"), "{stderr}");
+    let (ok, stderr) = run(Some(SECRET), Some("short"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("SFU control secret") && stderr.contains("at least 32"),
+        "{stderr}"
+    );
 }

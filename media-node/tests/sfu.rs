@@ -5,13 +5,15 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use support::sfu_client::{offer, Participant};
-use support::{now, secret, start_node_with};
+use support::{control_secret, now, start_node_with, LOCALHOST};
 use tincan_media_node::MediaNode;
-use tincan_sfu_control::{mint, JoinRequest, SfuClientError, SfuControlClient, TurnSecret};
+use tincan_sfu_control::{
+    mint, ControlSecret, JoinRequest, RequestTarget, SfuClientError, SfuControlClient,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn sfu_node(room_max: usize) -> (MediaNode, SocketAddr) {
@@ -33,7 +35,21 @@ async fn raw(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    raw_from(LOCALHOST, addr, method, path, token, body).await
+}
+
+/// [`raw`], from the local address `from` (any of 127/8 on Linux).
+async fn raw_from(
+    from: IpAddr,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: node\r\n{auth}Content-Type: application/json\r\n\
@@ -62,6 +78,31 @@ fn code_of(body: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A token for one request, signed with `secret`, issued at `at`.
+fn token_with(secret: &ControlSecret, method: &str, path: &str, body: &str, at: u64) -> String {
+    let target = RequestTarget {
+        method,
+        path,
+        body: body.as_bytes(),
+    };
+    mint(secret, &target, at)
+}
+
+/// A token for one request, as the signaling side mints it now.
+fn token_for(method: &str, path: &str, body: &str) -> String {
+    token_with(&control_secret(), method, path, body, now())
+}
+
+fn join_body(offer: String, user: &str) -> String {
+    serde_json::to_string(&JoinRequest {
+        offer,
+        user_id: user.into(),
+        display_name: user.into(),
+        muted: false,
+    })
+    .unwrap()
+}
+
 #[tokio::test]
 async fn control_requests_without_a_good_token_are_refused() {
     let (_node, control) = sfu_node(100).await;
@@ -72,40 +113,144 @@ async fn control_requests_without_a_good_token_are_refused() {
     let (status, reply) = raw(control, "POST", mute, None, body).await;
     assert_eq!((status, code_of(&reply).as_str()), (401, "unauthorized"));
 
-    let forged = mint(
-        &TurnSecret::new("another-secret-of-at-least-32-bytes!"),
-        "r1",
-        "p1",
-        now(),
-    );
+    let other_secret = ControlSecret::new("another-secret-of-at-least-32-bytes!").unwrap();
+    let forged = token_with(&other_secret, "POST", mute, body, now());
     let (status, reply) = raw(control, "POST", mute, Some(&forged), body).await;
     assert_eq!((status, code_of(&reply).as_str()), (401, "unauthorized"));
 
-    let expired = mint(&secret(), "r1", "p1", now() - 600);
-    let (status, reply) = raw(control, "DELETE", path, Some(&expired), "").await;
+    // The TURN secret no longer signs control tokens.
+    let turn_keyed = ControlSecret::new(support::SECRET).unwrap();
+    let old_key = token_with(&turn_keyed, "POST", mute, body, now());
+    let (status, reply) = raw(control, "POST", mute, Some(&old_key), body).await;
     assert_eq!((status, code_of(&reply).as_str()), (401, "unauthorized"));
 
     let (status, _) = raw(control, "POST", mute, Some("not.a.jwt"), body).await;
     assert_eq!(status, 401);
 
-    let other_room = mint(&secret(), "r2", "p1", now());
-    let (status, reply) = raw(control, "PUT", path, Some(&other_room), "{}").await;
-    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
-
-    let other_peer = mint(&secret(), "r1", "p2", now());
-    let (status, reply) = raw(control, "DELETE", path, Some(&other_peer), "").await;
-    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
-
     // The right token works; leaving an unknown peer is fine.
-    let good = mint(&secret(), "r1", "p1", now());
+    let good = token_for("DELETE", path, "");
     assert_eq!(raw(control, "DELETE", path, Some(&good), "").await.0, 204);
+    let good = token_for("POST", mute, body);
     assert_eq!(raw(control, "POST", mute, Some(&good), body).await.0, 204);
-    // A bad body is a 400, an oversized one a 413.
+    // A bad body is a 400, an oversized one a 413; the messages are fixed
+    // texts, never a parser's.
+    let good = token_for("POST", mute, "{");
     let (status, reply) = raw(control, "POST", mute, Some(&good), "{").await;
     assert_eq!((status, code_of(&reply).as_str()), (400, "invalid-request"));
+    assert!(
+        reply.contains("the body is not the expected JSON"),
+        "{reply}"
+    );
     let big = format!(r#"{{"offer": "{}"}}"#, "x".repeat(70 * 1024));
+    let good = token_for("PUT", path, &big);
     let (status, reply) = raw(control, "PUT", path, Some(&good), &big).await;
     assert_eq!((status, code_of(&reply).as_str()), (413, "too-large"));
+}
+
+#[tokio::test]
+async fn expired_and_future_tokens_are_refused() {
+    let (_node, control) = sfu_node(100).await;
+    let path = "/sfu/v1/rooms/r1/peers/p1";
+    for at in [now() - 60, now() + 60] {
+        let token = token_with(&control_secret(), "DELETE", path, "", at);
+        let (status, reply) = raw(control, "DELETE", path, Some(&token), "").await;
+        assert_eq!((status, code_of(&reply).as_str()), (401, "unauthorized"));
+        assert!(reply.contains("expired"), "{reply}");
+    }
+}
+
+/// The attack the token's binding closes: a token sniffed from a real join,
+/// sent again, or with another offer and user id, or as a mute or a leave
+/// of that participant, or for another peer.
+#[tokio::test]
+async fn a_captured_token_is_good_for_its_one_request_only() {
+    let (node, control) = sfu_node(100).await;
+    let path = "/sfu/v1/rooms/r1/peers/p1";
+    let join = join_body(browser_offer().await, "u1");
+    let token = token_for("PUT", path, &join);
+    let (status, reply) = raw(control, "PUT", path, Some(&token), &join).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.contains("answer"), "{reply}");
+
+    let (status, reply) = raw(control, "PUT", path, Some(&token), &join).await;
+    assert_eq!((status, code_of(&reply).as_str()), (401, "replayed"));
+
+    let forged = join_body(browser_offer().await, "mallory");
+    let (status, reply) = raw(control, "PUT", path, Some(&token), &forged).await;
+    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
+    let mute = "/sfu/v1/rooms/r1/peers/p1/mute";
+    let (status, reply) = raw(control, "POST", mute, Some(&token), r#"{"muted":true}"#).await;
+    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
+    let (status, reply) = raw(control, "DELETE", path, Some(&token), "").await;
+    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
+    let other_peer = "/sfu/v1/rooms/r1/peers/p2";
+    let (status, reply) = raw(control, "PUT", other_peer, Some(&token), &join).await;
+    assert_eq!((status, code_of(&reply).as_str()), (403, "forbidden"));
+
+    // A mute token replayed with the other value, and twice.
+    let mute_token = token_for("POST", mute, r#"{"muted":true}"#);
+    let (status, _) = raw(
+        control,
+        "POST",
+        mute,
+        Some(&mute_token),
+        r#"{"muted":false}"#,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = raw(
+        control,
+        "POST",
+        mute,
+        Some(&mute_token),
+        r#"{"muted":true}"#,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, reply) = raw(
+        control,
+        "POST",
+        mute,
+        Some(&mute_token),
+        r#"{"muted":true}"#,
+    )
+    .await;
+    assert_eq!((status, code_of(&reply).as_str()), (401, "replayed"));
+
+    // The participant's connection was never replaced nor removed.
+    assert_eq!(node.metrics().sfu_participants, 1);
+}
+
+/// One address holding open connections takes its own share of the
+/// listener, not every place: a join from another address still gets in.
+#[tokio::test]
+async fn idle_connections_from_one_address_do_not_stop_a_join_from_another() {
+    let (node, control) = sfu_node(100).await;
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        idle.push(tokio::net::TcpStream::connect(control).await.unwrap());
+    }
+    let other = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let path = "/sfu/v1/rooms/r1/peers/p1";
+    let join = join_body(browser_offer().await, "u1");
+    let token = token_for("PUT", path, &join);
+    let (status, reply) = raw_from(other, control, "PUT", path, Some(&token), &join).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(node.metrics().sfu_participants, 1);
+    // The idle address's connections past its share were closed at accept.
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut buf = [0u8; 1];
+        if let Ok(Ok(0)) =
+            tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await
+        {
+            closed += 1;
+        }
+    }
+    assert_eq!(
+        closed,
+        64 - tincan_media_node::sfu::DEFAULT_CONTROL_CONNECTIONS_PER_IP
+    );
 }
 
 async fn join_offer(
@@ -140,7 +285,7 @@ async fn browser_offer() -> String {
 #[tokio::test]
 async fn bad_sdp_is_refused_and_a_full_room_is_409() {
     let (_node, control) = sfu_node(2).await;
-    let client = SfuControlClient::new(secret()).unwrap();
+    let client = SfuControlClient::new(control_secret()).unwrap();
 
     for bad in ["garbage".to_owned(), String::new(), "v=0\r\n".to_owned()] {
         let err = join_offer(&client, control, "room", "a", bad)
@@ -273,13 +418,13 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     for (peer, id) in names {
         let muted = peer == "p5";
         ps.push(
-            Participant::join(control, &secret(), "big-room", peer, id, 3, muted)
+            Participant::join(control, &control_secret(), "big-room", peer, id, 3, muted)
                 .await
                 .unwrap(),
         );
     }
     // Someone loud in another room, on the same node.
-    let outsider = Participant::join(control, &secret(), "other-room", "q1", 9, 3, false)
+    let outsider = Participant::join(control, &control_secret(), "other-room", "q1", 9, 3, false)
         .await
         .unwrap();
     outsider.speak(Some(1));
@@ -354,7 +499,7 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     );
 
     // Muting through the API takes p2 out at once.
-    SfuControlClient::new(secret())
+    SfuControlClient::new(control_secret())
         .unwrap()
         .mute(&format!("http://{control}"), "big-room", "p2", true, now())
         .await
@@ -445,7 +590,7 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
     assert_eq!((load.sessions(), load.score()), (6, 6));
 
     // A participant that leaves is removed and frees its slots.
-    SfuControlClient::new(secret())
+    SfuControlClient::new(control_secret())
         .unwrap()
         .leave(&format!("http://{control}"), "big-room", "p3", now())
         .await
@@ -462,7 +607,7 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
 #[tokio::test]
 async fn a_draining_node_takes_no_new_participants() {
     let (node, control) = sfu_node(100).await;
-    let client = SfuControlClient::new(secret()).unwrap();
+    let client = SfuControlClient::new(control_secret()).unwrap();
     join_offer(&client, control, "room", "a", browser_offer().await)
         .await
         .unwrap();
@@ -524,19 +669,11 @@ async fn the_control_listener_caps_connections_and_cuts_silent_ones() {
             }
         }
     }
-    let token = mint(&secret(), "r", "p", now());
     let mut served = false;
     for _ in 0..50 {
-        if raw(
-            control,
-            "DELETE",
-            "/sfu/v1/rooms/r/peers/p",
-            Some(&token),
-            "",
-        )
-        .await
-        .0 == 204
-        {
+        let path = "/sfu/v1/rooms/r/peers/p";
+        let token = token_for("DELETE", path, "");
+        if raw(control, "DELETE", path, Some(&token), "").await.0 == 204 {
             served = true;
             break;
         }

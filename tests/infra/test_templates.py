@@ -66,11 +66,13 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_TCP_PER_IP": "optional media-node flag: the built-in per-address TCP connection cap",
     "TINCAN_TURN_TCP_FIRST_MESSAGE_SECS": "optional media-node flag: the built-in 10 s",
     "TINCAN_TURN_TCP_IDLE_SECS": "optional media-node flag: the built-in 300 s",
+    "TINCAN_SFU_CONTROL_CONNS_PER_IP": "optional media-node flag: the built-in 8 control connections per address",
+    "TINCAN_SFU_CONTROL_SECRET": "set where a node is called (ws-default, ws-disconnect's shared environment) and on the nodes; ws-connect parses the shared config but calls no node (test_sfu_control_secret_goes_where_it_is_used)",
 }
 # Set in AWS, these would point a function away from AWS or at a laptop path.
 MUST_NOT_SET = {"DYNAMODB_ENDPOINT", "TINCAN_DATA_DIR"}
 # Variables whose value is a secret: only a Secrets Manager dynamic reference will do.
-SECRET_VARS = {"TINCAN_JWT_SECRET", "TINCAN_TURN_SECRET", "MONGODB_URI"}
+SECRET_VARS = {"TINCAN_JWT_SECRET", "TINCAN_TURN_SECRET", "TINCAN_SFU_CONTROL_SECRET", "MONGODB_URI"}
 # Files that read the environment but never run inside a deployed Lambda.
 NOT_IN_LAMBDA = {
     "crates/accounts/src/secantus.rs": "starts SecantusDB for tests (feature test-support)",
@@ -712,11 +714,34 @@ def test_media_node_env_is_set_by_user_data():
         unread = [v for v in env if v not in reads]
         if missing or unread:
             fail(f"{name}: media node reads but user data omits {missing}; user data sets unread {unread}")
-        if not env["TINCAN_TURN_SECRET"].startswith("$"):
-            fail(f"{name}: TURN secret in user data is a literal")
+        for secret in ("TINCAN_TURN_SECRET", "TINCAN_SFU_CONTROL_SECRET"):
+            if not env[secret].startswith("$"):
+                fail(f"{name}: {secret} in user data is a literal")
         relay = (env["TINCAN_RELAY_PORT_MIN"], env["TINCAN_RELAY_PORT_MAX"])
         if relay != ("${RelayPortMin}", "${RelayPortMax}"):
             fail(f"{name}: relay ports {relay} are not the parameters the security group opens")
+
+
+def test_sfu_control_secret_goes_where_it_is_used():
+    """The control secret is set for the function that calls the nodes
+    (ws-default) and read by the nodes from their own secret, and reaches no
+    function that never calls a node."""
+    want = "{{resolve:secretsmanager:${SfuControlSecret}:SecretString:::}}"
+    for name, t in templates():
+        for lid, fn in functions(t).items():
+            env = canon(fn["Properties"].get("Environment", {}).get("Variables", {}))
+            binary = lid.lower()
+            value = env.get("TINCAN_SFU_CONTROL_SECRET")
+            if "wsdefault" in binary and value != want:
+                fail(f"{name} {lid}: TINCAN_SFU_CONTROL_SECRET is {value!r}")
+            if ("wsconnect" in binary or "httpapi" in binary) and value is not None:
+                fail(f"{name} {lid}: gets the SFU control secret but calls no node")
+        if user_data_env(user_data(t)).get("TINCAN_SFU_CONTROL_SECRET") != "$SFU_CONTROL_SECRET":
+            fail(f"{name}: the nodes' user data does not pass the secret it read")
+        if "--secret-id '${SfuControlSecret}'" not in user_data(t):
+            fail(f"{name}: the nodes' user data does not read SfuControlSecret")
+        if "GenerateSecretString" not in resources(t, "AWS::SecretsManager::Secret").get("SfuControlSecret", {}).get("Properties", {}):
+            fail(f"{name}: SfuControlSecret is not a secret of its own, generated in the stack")
 
 
 def test_user_data_is_one_script():

@@ -43,6 +43,7 @@ SUBSTITUTIONS = {
     # Replaced per test by s3_serves(); any 64 hex digits render the script.
     "MediaNodeArtifactSha256": "0" * 64,
     "TurnSecret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:TurnSecret-abc",
+    "SfuControlSecret": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:SfuControlSecret-abc",
     "MediaNodesTable": "tincan-test-MediaNodesTable",
     "MediaNodeLogGroup": "/tincan/tincan-test/media-node",
     "TurnTlsDomain": "turn.example.com",
@@ -334,6 +335,7 @@ class LiveNode:
             TINCAN_TURN_TLS_CERT=str(cert),
             TINCAN_TURN_TLS_KEY=str(key),
             TINCAN_TURN_SECRET="0123456789abcdef0123456789abcdef",
+            TINCAN_SFU_CONTROL_SECRET="fedcba9876543210fedcba9876543210",
             TINCAN_METRICS_ADDR=f"127.0.0.1:{metrics_port}",
             TINCAN_SFU_CONTROL_ADDR="127.0.0.1:0",
             TINCAN_SFU_UDP_PORT="0",

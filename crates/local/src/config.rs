@@ -173,6 +173,9 @@ pub struct LocalConfig {
     pub jwt_secret: Option<String>,
     /// `TINCAN_TURN_SECRET`; unset, one is made and kept in the data dir.
     pub turn_secret: Option<String>,
+    /// `TINCAN_SFU_CONTROL_SECRET` (at least 32 bytes): signs the embedded
+    /// SFU's control tokens; unset, one is made and kept in the data dir.
+    pub sfu_control_secret: Option<String>,
     /// `DYNAMODB_ENDPOINT`: keep connection state in DynamoDB there (e.g. a
     /// moto server or DynamoDB Local) instead of in memory.
     pub dynamodb_endpoint: Option<String>,
@@ -242,6 +245,7 @@ impl LocalConfig {
             turn_addr: None,
             jwt_secret: None,
             turn_secret: None,
+            sfu_control_secret: None,
             dynamodb_endpoint: None,
             connections_table: "tincan-connections".to_owned(),
             accounts: tincan_accounts::config::Backend::Embedded(data_dir.clone()),
@@ -294,6 +298,9 @@ impl LocalConfig {
                 .ok()
                 .filter(|s| !s.is_empty()),
             turn_secret: std::env::var("TINCAN_TURN_SECRET")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            sfu_control_secret: std::env::var("TINCAN_SFU_CONTROL_SECRET")
                 .ok()
                 .filter(|s| !s.is_empty()),
             dynamodb_endpoint: std::env::var("DYNAMODB_ENDPOINT")

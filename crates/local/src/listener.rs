@@ -4,12 +4,10 @@
 //! all, so a crowd of silent or slow clients cannot starve the others or run
 //! the process out of file descriptors.
 
-use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,9 +16,10 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tincan_media_node::conn_caps::{ConnCaps, ConnSlot};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
@@ -29,52 +28,6 @@ use crate::config::ListenerLimits;
 
 /// How long a stopping listener waits for its connections to finish.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// Counts of open connections, in all and per client address.
-#[derive(Debug)]
-struct ConnCaps {
-    all: Arc<Semaphore>,
-    per_ip: Mutex<HashMap<IpAddr, usize>>,
-    max_per_ip: usize,
-    shed: AtomicU64,
-}
-
-/// One admitted connection's place in [`ConnCaps`], given back on drop.
-#[derive(Debug)]
-struct ConnSlot {
-    caps: Arc<ConnCaps>,
-    ip: IpAddr,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl ConnCaps {
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnSlot> {
-        let permit = self.all.clone().try_acquire_owned().ok()?;
-        let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let count = per_ip.entry(ip).or_default();
-        if self.max_per_ip > 0 && *count >= self.max_per_ip {
-            return None;
-        }
-        *count += 1;
-        Some(ConnSlot {
-            caps: self.clone(),
-            ip,
-            _permit: permit,
-        })
-    }
-}
-
-impl Drop for ConnSlot {
-    fn drop(&mut self) {
-        let mut per_ip = self.caps.per_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_ip.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// A TCP stream that holds its connection slot for as long as it lives,
 /// also after it was upgraded to a WebSocket.
@@ -168,12 +121,7 @@ pub(crate) fn serve(
 ) -> io::Result<Listener> {
     let addr = listener.local_addr()?;
     let budget = connection_budget(limits.max_conns);
-    let caps = Arc::new(ConnCaps {
-        all: Arc::new(Semaphore::new(budget)),
-        per_ip: Mutex::new(HashMap::new()),
-        max_per_ip: limits.max_conns_per_ip,
-        shed: AtomicU64::new(0),
-    });
+    let caps = ConnCaps::new(budget, limits.max_conns_per_ip);
     let (stop, stop_rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(name, listener, app, limits, caps, stop_rx));
     info!(
@@ -195,6 +143,7 @@ async fn accept_loop(
     caps: Arc<ConnCaps>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut shed = 0u64;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -219,7 +168,7 @@ async fn accept_loop(
             }
         };
         let Some(slot) = caps.admit(peer.ip()) else {
-            let shed = caps.shed.fetch_add(1, Ordering::Relaxed) + 1;
+            shed += 1;
             if last_shed_log.elapsed() > Duration::from_secs(10) {
                 warn!(listener = name, %peer, shed, "connection cap reached; shedding connections");
                 last_shed_log = tokio::time::Instant::now();

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use async_trait::async_trait;
 use tincan_accounts::{AccountEvents, AccountOptions, AccountService};
 use tincan_http_api::{ApiState, TurnSettings};
-use tincan_media_node::{MediaNode, MediaNodeConfig};
+use tincan_media_node::{ControlSecret, MediaNode, MediaNodeConfig};
 use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
@@ -131,6 +131,12 @@ impl LocalStack {
             &config.data_dir,
             "turn-secret",
         )?;
+        let sfu_secret = ControlSecret::new(secret(
+            config.sfu_control_secret.as_deref(),
+            &config.data_dir,
+            "sfu-control-secret",
+        )?)
+        .context("TINCAN_SFU_CONTROL_SECRET")?;
         let tokens = TokenKeys::new(&jwt_secret, DEFAULT_ACCESS_TTL_SECS)
             .context("TINCAN_JWT_SECRET must be at least 32 bytes")?;
         let sockets = SocketTable::default();
@@ -154,9 +160,11 @@ impl LocalStack {
                     .with_peers(tincan_media_node::PeerFilter::default().allow_loopback());
                 // The SFU of group calls: control API and media on free
                 // loopback ports (the signaling and the SDP carry them).
-                let mut sfu = tincan_media_node::SfuConfig::loopback();
+                let mut sfu = tincan_media_node::SfuConfig::loopback(sfu_secret.clone());
                 sfu.slots = config.sfu_slots.max(1);
                 sfu.room_max = config.sfu_room_max;
+                // The public listener's header timeout.
+                sfu.control_header_timeout = config.listener.header_timeout;
                 node_config.sfu = Some(sfu);
                 let node = tincan_media_node::start(node_config)
                     .await
@@ -180,7 +188,7 @@ impl LocalStack {
             Some(addr) => {
                 info!(control = %addr, "embedded SFU for rooms past TINCAN_MESH_MAX");
                 Arc::new(tincan_ws_api::NodeSfu::new(
-                    tincan_ws_api::SfuControlClient::new(TurnSecret::new(turn_secret.clone()))
+                    tincan_ws_api::SfuControlClient::new(sfu_secret.clone())
                         .context("building the SFU control client")?,
                     tincan_ws_api::FixedSfuNode(format!("http://{addr}")),
                 ))

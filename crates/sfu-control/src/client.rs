@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use crate::{
+    codes, mute_path, peer_path, ControlSecret, ErrorBody, JoinReply, JoinRequest, MuteRequest,
+    RequestTarget,
+};
 use reqwest::Method;
-use tincan_turn_credentials::TurnSecret;
-
-use crate::{codes, mute_path, peer_path, ErrorBody, JoinReply, JoinRequest, MuteRequest};
 
 /// Time to connect to a node.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,23 +34,28 @@ pub enum SfuClientError {
 }
 
 impl SfuClientError {
-    /// The error code to give the browser: the node's for a refusal,
-    /// `sfu-unavailable` otherwise.
+    /// The error code to give the browser: the node's for a refusal about
+    /// the call (`room-full`, `draining`, `bad-sdp`, ...), `sfu-unavailable`
+    /// otherwise, a refused control token included (a matter between the
+    /// signaling side and the node, not the browser's).
     pub fn client_code(&self) -> &str {
         match self {
-            SfuClientError::Refused { code, .. } => code,
+            SfuClientError::Refused { status, code, .. } if *status != 401 && *status != 403 => {
+                code
+            }
             _ => codes::SFU_UNAVAILABLE,
         }
     }
 }
 
-/// Calls nodes' control APIs, minting a token per call. One client serves
+/// Calls nodes' control APIs, minting a token for each request (its
+/// method, path and body, used once). One client serves
 /// every node (the node's base URL, e.g. `http://10.0.0.5:7881`, is passed
 /// per call; `MediaNodeInfo::sfu_control` in the fleet registry).
 #[derive(Clone)]
 pub struct SfuControlClient {
     http: reqwest::Client,
-    secret: TurnSecret,
+    secret: ControlSecret,
 }
 
 impl std::fmt::Debug for SfuControlClient {
@@ -60,12 +66,12 @@ impl std::fmt::Debug for SfuControlClient {
 
 impl SfuControlClient {
     /// A client with [`DEFAULT_CONNECT_TIMEOUT`] and [`DEFAULT_TIMEOUT`].
-    pub fn new(secret: TurnSecret) -> Result<Self, SfuClientError> {
+    pub fn new(secret: ControlSecret) -> Result<Self, SfuClientError> {
         Self::with_timeouts(secret, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT)
     }
 
     pub fn with_timeouts(
-        secret: TurnSecret,
+        secret: ControlSecret,
         connect: Duration,
         overall: Duration,
     ) -> Result<Self, SfuClientError> {
@@ -166,9 +172,16 @@ impl SfuControlClient {
                 "room or peer id not allowed".to_owned(),
             ));
         }
-        let url = format!("{}{path}", base.trim_end_matches('/'));
-        let token = crate::mint(&self.secret, room, peer, now);
-        let mut request = self.http.request(method, &url).bearer_auth(token);
+        let url = reqwest::Url::parse(&format!("{}{path}", base.trim_end_matches('/')))
+            .map_err(|e| SfuClientError::InvalidRequest(e.to_string()))?;
+        // The path as the node will see it (a base URL may carry a prefix).
+        let target = RequestTarget {
+            method: method.as_str(),
+            path: url.path(),
+            body: body.as_deref().unwrap_or_default(),
+        };
+        let token = crate::mint(&self.secret, &target, now);
+        let mut request = self.http.request(method, url).bearer_auth(token);
         if let Some(body) = body {
             request = request
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -217,8 +230,8 @@ mod tests {
         format!("http://{addr}")
     }
 
-    fn secret() -> TurnSecret {
-        TurnSecret::new("0123456789abcdef0123456789abcdef")
+    fn secret() -> ControlSecret {
+        ControlSecret::new("0123456789abcdef0123456789abcdef").unwrap()
     }
 
     fn join_request() -> JoinRequest {
@@ -234,20 +247,24 @@ mod tests {
     async fn join_sends_a_token_for_the_path_and_reads_the_answer() {
         let app = Router::new().route(
             "/sfu/v1/rooms/{room}/peers/{peer}",
-            put(
-                |headers: HeaderMap, Json(req): Json<JoinRequest>| async move {
-                    let token = headers["authorization"]
-                        .to_str()
-                        .unwrap()
-                        .strip_prefix("Bearer ")
-                        .unwrap()
-                        .to_owned();
-                    crate::verify_for(&secret(), &token, "r1", "p1", 1_000).unwrap();
-                    Json(JoinReply {
-                        answer: format!("answer to {}", req.offer),
-                    })
-                },
-            ),
+            put(|headers: HeaderMap, body: axum::body::Bytes| async move {
+                let token = headers["authorization"]
+                    .to_str()
+                    .unwrap()
+                    .strip_prefix("Bearer ")
+                    .unwrap()
+                    .to_owned();
+                let target = RequestTarget {
+                    method: "PUT",
+                    path: "/sfu/v1/rooms/r1/peers/p1",
+                    body: &body,
+                };
+                crate::verify_request(&secret(), &token, &target, 1_000).unwrap();
+                let req: JoinRequest = serde_json::from_slice(&body).unwrap();
+                Json(JoinReply {
+                    answer: format!("answer to {}", req.offer),
+                })
+            }),
         );
         let base = serve(app).await;
         let client = SfuControlClient::new(secret()).unwrap();
@@ -280,6 +297,28 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(err.client_code(), "room-full");
+    }
+
+    #[test]
+    fn a_refused_token_is_unavailable_to_the_browser() {
+        let refused = |status: u16, code: &str| SfuClientError::Refused {
+            status,
+            code: code.to_owned(),
+            message: String::new(),
+        };
+        assert_eq!(
+            refused(401, codes::UNAUTHORIZED).client_code(),
+            codes::SFU_UNAVAILABLE
+        );
+        assert_eq!(
+            refused(401, codes::REPLAYED).client_code(),
+            codes::SFU_UNAVAILABLE
+        );
+        assert_eq!(
+            refused(403, codes::FORBIDDEN).client_code(),
+            codes::SFU_UNAVAILABLE
+        );
+        assert_eq!(refused(503, codes::DRAINING).client_code(), codes::DRAINING);
     }
 
     #[tokio::test]

@@ -1,9 +1,11 @@
 //! The SFU control contract (`docs/sfu.md`), shared by the media node, which
 //! serves and verifies, and the signaling side, which mints and calls.
 //!
-//! - [`mint`] / [`verify`]: the control token, an HS256 JWT keyed with
-//!   HMAC-SHA256(TURN secret, [`KEY_LABEL`]), audience [`AUDIENCE`], naming
-//!   one room and one peer, alive at most [`MAX_TOKEN_LIFETIME_SECS`].
+//! - [`mint`] / [`verify_request`] / [`ReplayGuard`]: the control token, an
+//!   HS256 JWT keyed with the control secret ([`ControlSecret`],
+//!   `TINCAN_SFU_CONTROL_SECRET`), audience [`AUDIENCE`], bound to one
+//!   request (method, path, SHA-256 of the body), with a random id the node
+//!   accepts once, alive [`TOKEN_LIFETIME_SECS`].
 //! - [`JoinRequest`], [`JoinReply`], [`MuteRequest`], [`ErrorBody`]: the
 //!   HTTP bodies (camelCase JSON), and [`peer_path`] / [`mute_path`] for the
 //!   routes.
@@ -13,16 +15,16 @@
 //!   [`SfuClientError`] telling an unreachable node from a refusal.
 //!
 //! Callers pass `now` (seconds since the Unix epoch); nothing here reads a
-//! clock.
+//! clock (token ids come from `rand`).
 
 mod client;
 mod token;
 
 pub use client::{SfuClientError, SfuControlClient, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
-pub use tincan_turn_credentials::TurnSecret;
 pub use token::{
-    mint, verify, verify_for, Claims, ControlError, AUDIENCE, KEY_LABEL, LEEWAY_SECS,
-    MAX_TOKEN_LIFETIME_SECS, TOKEN_LIFETIME_SECS,
+    body_hash, mint, verify, verify_request, Claims, ControlError, ControlSecret, ReplayGuard,
+    RequestTarget, SecretError, AUDIENCE, LEEWAY_SECS, MAX_TOKEN_LIFETIME_SECS, MIN_SECRET_BYTES,
+    REPLAY_GUARD_CAPACITY, TOKEN_LIFETIME_SECS,
 };
 
 use serde::{Deserialize, Serialize};
@@ -44,7 +46,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub mod codes {
     /// 401: missing, forged or expired token.
     pub const UNAUTHORIZED: &str = "unauthorized";
-    /// 403: a token for another room or peer.
+    /// 401: a token already used once.
+    pub const REPLAYED: &str = "replayed";
+    /// 403: a good token for another method, path or body.
     pub const FORBIDDEN: &str = "forbidden";
     /// 409: the room has `TINCAN_SFU_ROOM_MAX` participants.
     pub const ROOM_FULL: &str = "room-full";
@@ -56,10 +60,13 @@ pub mod codes {
     pub const TOO_LARGE: &str = "too-large";
     /// 503: the node takes no new participants.
     pub const DRAINING: &str = "draining";
-    /// 503: the node is at its concurrency cap; retry.
+    /// 503: the node is at its concurrency cap, or remembers as many live
+    /// control tokens as it may; retry.
     pub const BUSY: &str = "busy";
     /// 500: the node failed.
     pub const INTERNAL: &str = "internal";
+    /// 404: no such route.
+    pub const NOT_FOUND: &str = "not-found";
     /// What the signaling side tells a client when the node cannot be
     /// reached or answers nonsense.
     pub const SFU_UNAVAILABLE: &str = "sfu-unavailable";

@@ -25,4 +25,4 @@ pub use crate::sfu::{FixedSfuNode, NoSfu, NodeSfu, SfuError, SfuGateway, SfuLoca
 #[cfg(feature = "call-history")]
 pub use crate::users::AccountsUsers;
 pub use crate::users::{UserDirectory, UserLookupError};
-pub use tincan_sfu_control::SfuControlClient;
+pub use tincan_sfu_control::{ControlSecret, SfuControlClient};

@@ -1,31 +1,34 @@
 //! The SFU control API (`docs/sfu.md`): join, mute and leave, each
-//! authorized by a control token for the room and peer in the path
-//! ([`tincan_sfu_control::verify_for`]).
+//! authorized by a control token for exactly that request, used once
+//! ([`tincan_sfu_control::verify_request`], [`ReplayGuard`]).
 //!
-//! HTTP/1.1 only, one request per connection; a connection has `header_timeout` to send its request
-//! head and as long again for its body, bodies are capped at
-//! [`MAX_BODY_BYTES`], and at most `max_requests` connections are served
-//! at once (more are closed at accept).
+//! HTTP/1.1 only, one request per connection; a connection has
+//! `header_timeout` to send its request head and as long again for its body,
+//! bodies are capped at [`MAX_BODY_BYTES`], and connections are capped in
+//! all and per client address ([`ConnCaps`]; more are closed at accept), so
+//! one address cannot hold every slot.
 
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{post, put};
 use axum::{Json, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tincan_sfu_control::{
-    codes, valid_peer_id, valid_room_id, verify_for, ControlError, ErrorBody, JoinReply,
-    JoinRequest, MuteRequest, TurnSecret, MAX_BODY_BYTES,
+    codes, valid_peer_id, valid_room_id, verify, Claims, ControlError, ControlSecret, ErrorBody,
+    JoinReply, JoinRequest, MuteRequest, ReplayGuard, MAX_BODY_BYTES, REPLAY_GUARD_CAPACITY,
 };
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{Command, JoinError};
+use crate::conn_caps::ConnCaps;
 
 /// How long a command may wait for the engine.
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -33,20 +36,23 @@ const ENGINE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub(crate) struct ControlState {
     commands: mpsc::Sender<Command>,
-    secret: Arc<TurnSecret>,
+    secret: ControlSecret,
+    used: Arc<Mutex<ReplayGuard>>,
 }
 
 impl ControlState {
-    pub(crate) fn new(commands: mpsc::Sender<Command>, secret: TurnSecret) -> Self {
+    pub(crate) fn new(commands: mpsc::Sender<Command>, secret: ControlSecret) -> Self {
         Self {
             commands,
-            secret: Arc::new(secret),
+            secret,
+            used: Arc::new(Mutex::new(ReplayGuard::new(REPLAY_GUARD_CAPACITY))),
         }
     }
 }
 
-/// An error reply in the API's shape.
-struct ApiError(StatusCode, &'static str, String);
+/// An error reply in the API's shape: a stable code and a fixed message,
+/// never internal detail.
+struct ApiError(StatusCode, &'static str, &'static str);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -56,18 +62,16 @@ impl IntoResponse for ApiError {
 
 impl From<ControlError> for ApiError {
     fn from(err: ControlError) -> Self {
-        match err {
-            ControlError::WrongTarget => ApiError(
-                StatusCode::FORBIDDEN,
-                codes::FORBIDDEN,
-                "the token is for another room or peer".to_owned(),
-            ),
-            other => ApiError(
-                StatusCode::UNAUTHORIZED,
-                codes::UNAUTHORIZED,
-                other.to_string(),
-            ),
-        }
+        let message = match err {
+            ControlError::Replayed => "the control token was already used",
+            ControlError::WrongRequest => "the control token is for another request",
+            ControlError::TooManyTokens => "too many control requests in flight; retry",
+            ControlError::Expired => "the control token expired",
+            _ => "a valid bearer control token is required",
+        };
+        let status =
+            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError(status, err.code(), message)
     }
 }
 
@@ -75,27 +79,23 @@ pub(crate) fn router(state: ControlState) -> Router {
     Router::new()
         .route("/sfu/v1/rooms/{room}/peers/{peer}", put(join).delete(leave))
         .route("/sfu/v1/rooms/{room}/peers/{peer}/mute", post(mute))
-        .fallback(|| async {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "no such route".to_owned(),
-            )
-        })
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, codes::NOT_FOUND, "no such route") })
         .with_state(state)
 }
 
-/// Serves `listener` until the task is aborted.
+/// Serves `listener` until the task is aborted: at most `max_connections`
+/// at once, `max_per_ip` of them from one address (0: no such cap).
 pub(crate) async fn serve(
     listener: TcpListener,
     state: ControlState,
-    max_requests: usize,
+    max_connections: usize,
+    max_per_ip: usize,
     header_timeout: Duration,
 ) {
     let app = router(state);
-    let slots = Arc::new(Semaphore::new(max_requests.max(1)));
+    let caps = ConnCaps::new(max_connections, max_per_ip);
     loop {
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer): (_, SocketAddr) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(err) => {
                 tracing::debug!(error = %err, "SFU control accept");
@@ -103,8 +103,9 @@ pub(crate) async fn serve(
                 continue;
             }
         };
-        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
-            // At the cap: refuse rather than queue without bound.
+        let Some(slot) = caps.admit(peer.ip()) else {
+            // At a cap: refuse rather than queue without bound.
+            tracing::debug!(%peer, "SFU control connection cap reached; refusing");
             drop(stream);
             continue;
         };
@@ -119,7 +120,7 @@ pub(crate) async fn serve(
                 .serve_connection(TokioIo::new(stream), service);
             // Head and body both within twice the head's allowance.
             let _ = tokio::time::timeout(header_timeout * 2 + ENGINE_TIMEOUT, connection).await;
-            drop(permit);
+            drop(slot);
         });
     }
 }
@@ -130,49 +131,56 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn authorize(
+/// Checks the request's token against its method and path, reads the body
+/// and checks it against the token too, then spends the token (its id is
+/// remembered until it expires). The body, once all of that holds.
+async fn authorize(
     state: &ControlState,
+    method: &Method,
+    uri: &Uri,
     headers: &HeaderMap,
-    room: &str,
-    peer: &str,
-) -> Result<(), ApiError> {
+    body: Body,
+    (room, peer): (&str, &str),
+) -> Result<Bytes, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                codes::UNAUTHORIZED,
-                "a bearer control token is required".to_owned(),
-            )
-        })?;
-    verify_for(&state.secret, token.trim(), room, peer, now_secs())?;
-    if !valid_room_id(room) || !valid_peer_id(peer) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            codes::INVALID_REQUEST,
-            "invalid room or peer id".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-async fn read_json<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+        .ok_or(ControlError::Invalid)?;
+    let now = now_secs();
+    let claims: Claims = verify(&state.secret, token.trim(), now)?;
+    claims.check_target(method.as_str(), uri.path())?;
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| {
             ApiError(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 codes::TOO_LARGE,
-                format!("bodies are limited to {MAX_BODY_BYTES} bytes"),
+                "the body is over the size limit",
             )
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
+    claims.check_body(&bytes)?;
+    state
+        .used
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .use_once(&claims, now)?;
+    if !valid_room_id(room) || !valid_peer_id(peer) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            codes::INVALID_REQUEST,
+            "invalid room or peer id",
+        ));
+    }
+    Ok(bytes)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|_| {
         ApiError(
             StatusCode::BAD_REQUEST,
             codes::INVALID_REQUEST,
-            format!("invalid body: {e}"),
+            "the body is not the expected JSON",
         )
     })
 }
@@ -186,7 +194,7 @@ async fn ask<T>(
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             codes::BUSY,
-            "the SFU is busy; retry".to_owned(),
+            "the SFU is busy; retry",
         )
     };
     state.commands.try_send(make(reply)).map_err(|_| busy())?;
@@ -199,11 +207,13 @@ async fn ask<T>(
 async fn join(
     State(state): State<ControlState>,
     Path((room, peer)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<JoinReply>, ApiError> {
-    authorize(&state, &headers, &room, &peer)?;
-    let request: JoinRequest = read_json(body).await?;
+    let body = authorize(&state, &method, &uri, &headers, body, (&room, &peer)).await?;
+    let request: JoinRequest = parse(&body)?;
     let result = ask(&state, |reply| Command::Join {
         room,
         peer,
@@ -217,17 +227,20 @@ async fn join(
         Err(JoinError::RoomFull) => Err(ApiError(
             StatusCode::CONFLICT,
             codes::ROOM_FULL,
-            "the room is full".to_owned(),
+            "the room is full",
         )),
-        Err(JoinError::BadSdp(why)) => Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            codes::BAD_SDP,
-            format!("the offer cannot be answered: {why}"),
-        )),
+        Err(JoinError::BadSdp(why)) => {
+            tracing::debug!(%why, "SFU offer refused");
+            Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                codes::BAD_SDP,
+                "the offer cannot be answered",
+            ))
+        }
         Err(JoinError::Draining) => Err(ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             codes::DRAINING,
-            "the node takes no new participants".to_owned(),
+            "the node takes no new participants",
         )),
     }
 }
@@ -235,11 +248,13 @@ async fn join(
 async fn mute(
     State(state): State<ControlState>,
     Path((room, peer)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, &room, &peer)?;
-    let request: MuteRequest = read_json(body).await?;
+    let body = authorize(&state, &method, &uri, &headers, body, (&room, &peer)).await?;
+    let request: MuteRequest = parse(&body)?;
     ask(&state, |reply| Command::Mute {
         room,
         peer,
@@ -253,9 +268,12 @@ async fn mute(
 async fn leave(
     State(state): State<ControlState>,
     Path((room, peer)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
+    body: Body,
 ) -> Result<StatusCode, ApiError> {
-    authorize(&state, &headers, &room, &peer)?;
+    authorize(&state, &method, &uri, &headers, body, (&room, &peer)).await?;
     ask(&state, |reply| Command::Leave { room, peer, reply }).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -20,17 +20,24 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tincan_sfu_control::ControlSecret;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
-use crate::{MediaNodeError, PeerFilter, TurnSecret};
+use crate::{MediaNodeError, PeerFilter};
+
+/// Default control connections open at once from one client address.
+pub const DEFAULT_CONTROL_CONNECTIONS_PER_IP: usize = 8;
 
 /// How the SFU runs.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SfuConfig {
+    /// The secret control tokens are signed with
+    /// (`TINCAN_SFU_CONTROL_SECRET`), shared with the signaling side only.
+    pub secret: ControlSecret,
     /// Where the control API listens (`TINCAN_SFU_CONTROL_ADDR`).
     pub control_listen: SocketAddr,
     /// The UDP port of every participant's media (`TINCAN_SFU_UDP_PORT`);
@@ -40,22 +47,28 @@ pub struct SfuConfig {
     pub slots: usize,
     /// Participants per room (`TINCAN_SFU_ROOM_MAX`).
     pub room_max: usize,
-    /// Control requests served at once; more wait for a turn.
+    /// Control connections open at once; more are closed at accept.
     pub max_control_requests: usize,
+    /// Control connections open at once from one client address
+    /// (`TINCAN_SFU_CONTROL_CONNS_PER_IP`); 0 for no such cap.
+    pub max_control_connections_per_ip: usize,
     /// Time a control connection has to send its request head.
     pub control_header_timeout: Duration,
 }
 
 impl SfuConfig {
     /// Loopback, free ports: the control API on `127.0.0.1:0`, media on a
-    /// free UDP port; default slots and room size.
-    pub fn loopback() -> Self {
+    /// free UDP port; default slots and room size; tokens signed with
+    /// `secret`.
+    pub fn loopback(secret: ControlSecret) -> Self {
         Self {
+            secret,
             control_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             udp_port: 0,
             slots: tincan_sfu_control::DEFAULT_SLOTS,
             room_max: tincan_sfu_control::DEFAULT_ROOM_MAX,
             max_control_requests: 64,
+            max_control_connections_per_ip: DEFAULT_CONTROL_CONNECTIONS_PER_IP,
             control_header_timeout: Duration::from_secs(10),
         }
     }
@@ -83,7 +96,6 @@ pub(crate) async fn start(
     config: &SfuConfig,
     bind_ip: IpAddr,
     public_ip: IpAddr,
-    secret: TurnSecret,
     peers: PeerFilter,
     metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
@@ -115,8 +127,9 @@ pub(crate) async fn start(
     let engine_task = tokio::spawn(engine.run(receiver));
     let control_task = tokio::spawn(control::serve(
         listener,
-        control::ControlState::new(commands, secret),
+        control::ControlState::new(commands, config.secret.clone()),
         config.max_control_requests,
+        config.max_control_connections_per_ip,
         config.control_header_timeout,
     ));
     tracing::info!(%control_addr, %udp_addr, slots = config.slots, room_max = config.room_max, "SFU listening");

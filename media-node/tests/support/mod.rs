@@ -18,7 +18,9 @@ use stun::message::{
     METHOD_REFRESH, METHOD_SEND,
 };
 use stun::textattrs::TextAttribute;
-use tincan_media_node::{MediaNode, MediaNodeConfig, PeerFilter, TurnSecret};
+use tincan_media_node::{
+    ControlSecret, MediaNode, MediaNodeConfig, PeerFilter, SfuConfig, TurnSecret,
+};
 use tokio::net::UdpSocket;
 use turn::proto::data::Data;
 use turn::proto::lifetime::Lifetime;
@@ -30,6 +32,8 @@ use turn::proto::PROTO_UDP;
 pub mod sfu_client;
 
 pub const SECRET: &str = "test-shared-secret-of-at-least-32-bytes";
+/// The SFU control secret of the tests' nodes (`TINCAN_SFU_CONTROL_SECRET`).
+pub const CONTROL_SECRET: &str = "test-sfu-control-secret-of-32-bytes-or-more";
 pub const REALM: &str = "tincan";
 pub const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -44,8 +48,13 @@ pub fn secret() -> TurnSecret {
     TurnSecret::new(SECRET)
 }
 
+pub fn control_secret() -> ControlSecret {
+    ControlSecret::new(CONTROL_SECRET).expect("32 bytes or more")
+}
+
 /// A node on 127.0.0.1, free port, UDP and TCP, with loopback peers
-/// allowed (the tests' peers are on loopback).
+/// allowed (the tests' peers are on loopback), and the SFU on loopback with
+/// [`control_secret`].
 pub async fn start_node() -> MediaNode {
     start_node_with(|_| {}).await
 }
@@ -54,6 +63,7 @@ pub async fn start_node_with(tweak: impl FnOnce(&mut MediaNodeConfig)) -> MediaN
     let mut config = MediaNodeConfig::new(secret())
         .with_listen(SocketAddr::new(LOCALHOST, 0))
         .with_peers(PeerFilter::default().allow_loopback());
+    config.sfu = Some(SfuConfig::loopback(control_secret()));
     tweak(&mut config);
     tincan_media_node::start(config).await.expect("node starts")
 }

@@ -28,7 +28,7 @@ use rtc::rtp_transceiver::rtp_sender::{
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use rtc::sansio::Protocol;
 use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
-use tincan_sfu_control::{ActiveSpeakers, JoinRequest, NodeEvent, SfuControlClient, TurnSecret};
+use tincan_sfu_control::{ActiveSpeakers, ControlSecret, JoinRequest, NodeEvent, SfuControlClient};
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
@@ -185,7 +185,7 @@ impl Participant {
     /// `control` and starts its loop.
     pub async fn join(
         control: SocketAddr,
-        secret: &TurnSecret,
+        secret: &ControlSecret,
         room: &str,
         peer: &str,
         id: u8,
