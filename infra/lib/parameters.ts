@@ -26,6 +26,9 @@ export interface TincanParameters {
   meshMax: CfnParameter;
   sfuSlots: CfnParameter;
   maxMessageBytes: CfnParameter;
+  messageRate: CfnParameter;
+  messageBurst: CfnParameter;
+  maxSocketsPerUser: CfnParameter;
   turnCredentialTtl: CfnParameter;
   turnUrl: CfnParameter;
   vpcId: CfnParameter;
@@ -168,6 +171,25 @@ export function defineParameters(stack: Stack): TincanParameters {
       maxValue: 131072,
       description:
         'Largest signaling message accepted, bytes (API Gateway itself stops at 128 KB).',
+    }),
+    messageRate: p('MessageRate', {
+      type: 'Number',
+      default: 20,
+      minValue: 0,
+      description:
+        'Messages per second each socket may send (0 - no limit); over it the sender gets rate-limited, and a socket that keeps sending at twice it is closed with 1008.',
+    }),
+    messageBurst: p('MessageBurst', {
+      type: 'Number',
+      default: 40,
+      minValue: 0,
+      description: 'Messages a socket may send in a burst on top of MessageRate.',
+    }),
+    maxSocketsPerUser: p('MaxSocketsPerUser', {
+      type: 'Number',
+      default: 8,
+      minValue: 0,
+      description: 'Open WebSockets per user (several tabs, 0 - no limit); one more is refused at $connect with 429.',
     }),
     turnCredentialTtl: p('TurnCredentialTtl', {
       type: 'Number',

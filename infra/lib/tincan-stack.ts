@@ -516,6 +516,11 @@ export class TincanStack extends Stack {
       TINCAN_MESH_MAX: params.meshMax.valueAsString,
       TINCAN_SFU_SLOTS: params.sfuSlots.valueAsString,
       TINCAN_MAX_MESSAGE: params.maxMessageBytes.valueAsString,
+      // Per-socket message budget and sockets per user, enforced here (the
+      // budget is kept with the connection in DynamoDB).
+      TINCAN_MSG_RATE: params.messageRate.valueAsString,
+      TINCAN_MSG_BURST: params.messageBurst.valueAsString,
+      TINCAN_MAX_SOCKETS_PER_USER: params.maxSocketsPerUser.valueAsString,
       // A participant whose socket drops may resume within this many seconds.
       TINCAN_RESUME_GRACE_SECS: '30',
       TINCAN_TURN_SECRET: resolve(turnSecret),
