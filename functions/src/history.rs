@@ -11,9 +11,10 @@ use tracing::warn;
 
 use crate::config::ConfigError;
 
-/// The call log when `MONGODB_URI` is set, `None` when it is not; when
-/// MongoDB is unreachable at start-up, the function runs without it and
-/// says so.
+/// The call log when `MONGODB_URI` is set, `None` when it is not. Start-up
+/// never waits on MongoDB (the client selects a server in the background);
+/// a URI that cannot be parsed leaves the function without call history,
+/// and says so.
 pub(crate) async fn call_log_from_env() -> Result<Option<Arc<dyn CallLog>>, ConfigError> {
     let Some(mongo) = Backend::mongo_from_env().map_err(|_| ConfigError::Invalid("MONGODB_URI"))?
     else {

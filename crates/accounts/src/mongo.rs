@@ -177,7 +177,8 @@ fn unavailable(e: mongodb::error::Error) -> StoreError {
 
 impl MongoStore {
     /// A store for `config`. Parses the URI (resolving `mongodb+srv`), but
-    /// does not need the server to be up: indexes are made on first use.
+    /// neither waits for nor needs the server: it returns at once, and the
+    /// indexes are made in the background and, failing that, on first use.
     pub async fn connect(config: &MongoConfig) -> Result<Self, StoreError> {
         let mut options = ClientOptions::parse(&config.uri)
             .await
@@ -198,9 +199,17 @@ impl MongoStore {
             indexes: std::sync::Arc::new(OnceCell::new()),
             op_timeout: config.op_timeout,
         };
-        if let Err(e) = store.ready().await {
-            tracing::warn!(error = %e, "mongodb not ready yet; will retry on first use");
-        }
+        // Server selection and the indexes happen off the start-up path: a
+        // cold start (a Lambda's init) never waits on MongoDB, up or down.
+        // The warm-up runs in the background; the first call that needs
+        // the indexes waits for it (bounded by the operation timeout) or
+        // retries it.
+        let warm = store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = warm.ready().await {
+                tracing::warn!(error = %e, "mongodb not ready yet; will retry on first use");
+            }
+        });
         Ok(store)
     }
 

@@ -45,6 +45,38 @@ const TOO_BIG: CloseReason = CloseReason {
     code: 1009,
     reason: "Message too big",
 };
+/// The client went without a close frame (a reset, EOF, a dead network):
+/// API Gateway reports 1006 for such a drop.
+const ABRUPT: CloseReason = CloseReason {
+    code: 1006,
+    reason: "Going away",
+};
+const BAD_UTF8: CloseReason = CloseReason {
+    code: 1007,
+    reason: "Invalid frame payload data",
+};
+const PROTOCOL: CloseReason = CloseReason {
+    code: 1002,
+    reason: "Protocol error",
+};
+
+/// What a read error on the socket was: over the frame or message limit
+/// (1009, as API Gateway closes it), invalid UTF-8 (1007), another
+/// protocol violation (1002), or the client gone without a close frame
+/// (1006).
+fn read_error_reason(err: axum::Error) -> CloseReason {
+    use tokio_tungstenite::tungstenite::error::{Error, ProtocolError};
+    let Ok(err) = err.into_inner().downcast::<Error>() else {
+        return ABRUPT;
+    };
+    match *err {
+        Error::Capacity(_) => TOO_BIG,
+        Error::Utf8(_) => BAD_UTF8,
+        Error::Protocol(ProtocolError::ResetWithoutClosingHandshake) => ABRUPT,
+        Error::Protocol(_) => PROTOCOL,
+        _ => ABRUPT,
+    }
+}
 
 /// What woke the socket's task.
 enum Step {
@@ -57,6 +89,7 @@ enum Step {
 
 /// Serves one upgraded socket until it closes, then invokes `$disconnect`.
 pub(crate) async fn run_socket(state: GatewayState, socket: WebSocket, event: WsEvent) {
+    let _running = state.sockets.running();
     let id = event.connection_id.clone();
     let limits = state.limits;
     let (sink, mut stream) = socket.split();
@@ -94,11 +127,12 @@ pub(crate) async fn run_socket(state: GatewayState, socket: WebSocket, event: Ws
             _ = &mut writer, if !writer_done => Step::WriterDone,
             _ = &mut idle => Step::IdleCheck,
             next = stream.next() => match next {
-                None | Some(Ok(Message::Close(_))) => Step::Close(CLIENT_CLOSED),
+                Some(Ok(Message::Close(_))) => Step::Close(CLIENT_CLOSED),
+                // The stream ended without a close frame.
+                None => Step::Close(ABRUPT),
                 Some(Err(err)) => {
-                    // Over the frame or message limit, as API Gateway does.
                     debug!(connection_id = %id, error = %err, "socket error");
-                    Step::Close(TOO_BIG)
+                    Step::Close(read_error_reason(err))
                 }
                 Some(Ok(Message::Text(text))) => Step::Frame(text),
                 Some(Ok(Message::Binary(bytes))) => {

@@ -69,15 +69,36 @@ pub(crate) struct SocketEntry {
     pub(crate) user_agent: String,
 }
 
+/// The stack is stopping (SIGTERM): every socket is closed with 1001, as
+/// a server going down closes its connections.
+pub(crate) const SHUTTING_DOWN: CloseReason = CloseReason {
+    code: 1001,
+    reason: "Going away (server shutting down)",
+};
+
 #[derive(Debug, Default)]
 struct Tables {
     sockets: HashMap<String, SocketEntry>,
+    /// Set once the stack stops: a socket opened after it is closed at once.
+    closing: Option<CloseReason>,
 }
 
 /// Open sockets by connection id.
 #[derive(Debug, Clone, Default)]
 pub struct SocketTable {
     inner: Arc<Mutex<Tables>>,
+    /// Sockets whose task has not ended yet (their `$disconnect` included).
+    running: Arc<watch::Sender<usize>>,
+}
+
+/// Held by a socket's task from its start until its `$disconnect` is done.
+#[derive(Debug)]
+pub(crate) struct Running(Arc<watch::Sender<usize>>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl SocketTable {
@@ -85,8 +106,36 @@ impl SocketTable {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Counts a socket's task as running until the guard drops.
+    pub(crate) fn running(&self) -> Running {
+        self.running.send_modify(|n| *n += 1);
+        Running(self.running.clone())
+    }
+
     pub(crate) fn insert(&self, id: String, entry: SocketEntry) {
-        self.lock().sockets.insert(id, entry);
+        let mut tables = self.lock();
+        if let Some(reason) = tables.closing {
+            entry.closer.close(reason);
+            return;
+        }
+        tables.sockets.insert(id, entry);
+    }
+
+    /// Closes every open socket with 1001 (and any opened from now on), and
+    /// waits up to `grace` for their tasks to end, `$disconnect` included.
+    /// Answers whether they all ended in time.
+    pub async fn close_all(&self, grace: std::time::Duration) -> bool {
+        let entries: Vec<SocketEntry> = {
+            let mut tables = self.lock();
+            tables.closing = Some(SHUTTING_DOWN);
+            tables.sockets.drain().map(|(_, entry)| entry).collect()
+        };
+        for entry in &entries {
+            entry.closer.close(SHUTTING_DOWN);
+        }
+        let mut running = self.running.subscribe();
+        let ended = tokio::time::timeout(grace, running.wait_for(|n| *n == 0)).await;
+        ended.is_ok()
     }
 
     pub(crate) fn remove(&self, id: &str) {

@@ -29,6 +29,9 @@ use crate::gateway::{management_router, router, GatewayState};
 use crate::listener::{connection_budget, serve, Listener};
 use crate::sockets::{LocalPush, SocketTable};
 
+/// How long a stopping stack waits for its sockets' `$disconnect`.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A running local stack.
 #[derive(Debug)]
 pub struct LocalStack {
@@ -315,8 +318,16 @@ impl LocalStack {
         })
     }
 
-    /// Stops accepting, and lets open connections finish for a moment.
+    /// Closes every socket with 1001 and waits (a bounded while) for their
+    /// `$disconnect`, then stops accepting and lets open connections finish
+    /// for a moment.
     pub async fn stop(mut self) {
+        if !self.sockets.close_all(SHUTDOWN_GRACE).await {
+            tracing::warn!(
+                open = self.sockets.len(),
+                "sockets still closing after {SHUTDOWN_GRACE:?}; stopping anyway"
+            );
+        }
         if let Some(sweeper) = self.sweeper.take() {
             sweeper.abort();
         }
