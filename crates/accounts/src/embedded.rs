@@ -470,6 +470,33 @@ impl CallStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn open_calls(
+        &self,
+        started_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        self.read(move |txn| {
+            let open = txn.open_table(OPEN_CALLS).map_err(db_err)?;
+            let calls = txn.open_table(CALLS).map_err(db_err)?;
+            let mut out = Vec::new();
+            for entry in open.iter().map_err(db_err)? {
+                let (_, key) = entry.map_err(db_err)?;
+                let key = key.value();
+                let Some(bytes) = calls.get(key).map_err(db_err)? else {
+                    continue;
+                };
+                let record: CallRecord = decode(key, bytes.value())?;
+                if record.ended_at.is_none() && record.started_at < started_before_ms {
+                    out.push(record);
+                }
+            }
+            out.sort_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)));
+            out.truncate(limit);
+            Ok(out)
+        })
+        .await
+    }
 }
 
 /// Whether [`update_open_call`] closes the call it updates.

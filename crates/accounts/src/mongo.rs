@@ -280,6 +280,15 @@ impl MongoStore {
             )
             .await
             .map_err(unavailable)?;
+        // Open visits, oldest first, for a restart or a sweep to close.
+        self.calls()
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"endedAt": 1, "startedAt": 1})
+                    .build(),
+            )
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -665,6 +674,34 @@ impl CallStore for MongoStore {
                 .await
                 .map_err(unavailable)?;
             Ok(res.deleted_count)
+        })
+        .await
+    }
+
+    async fn open_calls(
+        &self,
+        started_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let filter = doc! {"endedAt": null, "startedAt": {"$lt": to_i64(started_before_ms)}};
+        self.run(async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut cursor = self
+                .calls()
+                .find(filter)
+                .sort(doc! {"startedAt": 1, "_id": 1})
+                .limit(limit)
+                .await
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            while cursor.advance().await.map_err(unavailable)? {
+                let d = cursor.deserialize_current().map_err(unavailable)?;
+                out.push(call_from_doc(d)?);
+            }
+            Ok(out)
         })
         .await
     }

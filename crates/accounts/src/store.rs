@@ -115,6 +115,16 @@ pub trait CallStore: Send + Sync {
     ) -> Result<Vec<CallRecord>, StoreError>;
     /// Deletes all of the user's records, open ones too; returns how many.
     async fn delete_calls_for_user(&self, user_id: &str) -> Result<u64, StoreError>;
+    /// Open records (no `ended_at`) of any user that started before
+    /// `started_before_ms`, oldest `started_at` first, at most `limit`: the
+    /// visits a restart or a sweep may have to close (with
+    /// [`CallStore::end_call`], at the time their participant was last
+    /// seen).
+    async fn open_calls(
+        &self,
+        started_before_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError>;
 }
 
 /// The four stores, as the service and the handlers hold them.

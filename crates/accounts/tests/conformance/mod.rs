@@ -35,6 +35,7 @@ pub(crate) async fn run(stores: &Stores) {
     racing_rotations_have_one_winner(stores).await;
     preferences_round_trip(stores).await;
     calls_start_end_and_list_newest_first(stores).await;
+    open_calls_are_listed_and_closed(stores).await;
     passwords_change_by_compare_and_set(stores).await;
     user_sessions_are_revoked_together(stores).await;
     a_user_and_their_data_are_deleted(stores).await;
@@ -446,4 +447,49 @@ async fn calls_start_end_and_list_newest_first(stores: &Stores) {
     assert_eq!(listed[0].media_path, Some(MediaPath::Direct));
     let bob_listed = c.calls_for_user(&bob, 10).await.unwrap();
     assert_eq!(bob_listed, vec![bobs]);
+}
+
+async fn open_calls_are_listed_and_closed(stores: &Stores) {
+    let c = stores.calls.as_ref();
+    let user = id();
+    let (p1, p2, p3, p4) = (id(), id(), id(), id());
+    let older = call(&user, "lobby", &p1, 10_000);
+    let newer = call(&user, "standup", &p2, 20_000);
+    let later = call(&user, "lobby", &p3, 30_000);
+    let mut ended = call(&user, "lobby", &p4, 5_000);
+    ended.ended_at = Some(6_000);
+    for r in [&later, &newer, &ended, &older] {
+        c.start_call(r).await.unwrap();
+    }
+    // The suite may share its database: look only at this case's records.
+    let mine = |records: Vec<CallRecord>| -> Vec<String> {
+        records
+            .into_iter()
+            .filter(|r| r.user_id == user)
+            .map(|r| r.id)
+            .collect()
+    };
+    let open = c.open_calls(30_000, 100_000).await.unwrap();
+    assert!(open.iter().all(|r| r.ended_at.is_none()));
+    assert!(open.windows(2).all(|w| w[0].started_at <= w[1].started_at));
+    assert_eq!(
+        mine(open),
+        [older.id.clone(), newer.id.clone()],
+        "open, started before"
+    );
+    assert_eq!(c.open_calls(30_000, 0).await.unwrap(), vec![]);
+
+    // Closed at the time given, they are no longer open.
+    assert!(c.end_call(&p1, "lobby", 12_345, None).await.unwrap());
+    let open = c.open_calls(u64::MAX, 100_000).await.unwrap();
+    assert_eq!(mine(open), [newer.id.clone(), later.id.clone()]);
+    let listed = c.calls_for_user(&user, 10).await.unwrap();
+    let closed = listed.iter().find(|r| r.id == older.id).unwrap();
+    assert_eq!(closed.ended_at, Some(12_345));
+    assert!(c.end_call(&p2, "standup", 25_000, None).await.unwrap());
+    assert!(c.end_call(&p3, "lobby", 31_000, None).await.unwrap());
+    assert_eq!(
+        mine(c.open_calls(u64::MAX, 100_000).await.unwrap()),
+        Vec::<String>::new()
+    );
 }

@@ -95,6 +95,19 @@ impl CallStore for FlakyStore {
     async fn delete_calls_for_user(&self, _: &str) -> Result<u64, StoreError> {
         unreachable!("the call log never deletes")
     }
+
+    async fn open_calls(&self, before: u64, limit: usize) -> Result<Vec<CallRecord>, StoreError> {
+        self.gate().await?;
+        let records = self.records.lock().unwrap();
+        let mut open: Vec<_> = records
+            .iter()
+            .filter(|r| r.ended_at.is_none() && r.started_at < before)
+            .cloned()
+            .collect();
+        open.sort_by_key(|r| r.started_at);
+        open.truncate(limit);
+        Ok(open)
+    }
 }
 
 fn peer(id: &str) -> Peer {
