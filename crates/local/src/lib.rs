@@ -18,6 +18,7 @@ mod config;
 mod connection;
 mod connections_api;
 mod gateway;
+mod leftover;
 mod listener;
 mod sockets;
 mod stack;

@@ -44,8 +44,12 @@ pub struct LocalStack {
     media_node: Option<MediaNode>,
     public: Listener,
     management: Listener,
-    /// Ends participants whose resume grace ran out, once a second.
+    /// Ends participants whose resume grace ran out, once a second, and
+    /// notes that the stack is alive (for the next start).
     sweeper: Option<JoinHandle<()>>,
+    /// Where the sweeper notes that the stack is alive (signaling in
+    /// process only).
+    data_dir: Option<std::path::PathBuf>,
 }
 
 /// The secret `given`, or one kept in `data_dir/file` (made on first start),
@@ -199,6 +203,7 @@ impl LocalStack {
             None => Arc::new(tincan_ws_api::NoSfu),
         };
         let mut sweeper = None;
+        let mut data_dir = None;
         let backend: Arc<dyn Backend> = match &config.lambda_url {
             Some(url) => {
                 info!(%url, "forwarding WebSocket events to Lambdas");
@@ -228,12 +233,31 @@ impl LocalStack {
                     }),
                 });
                 let _ = account_events.api.set(api.clone());
+                // The previous run's sockets are gone with its process: close
+                // the visits it left open (crate::leftover).
+                let started_ms = crate::gateway::now_ms();
+                let last_alive = crate::leftover::last_alive(&config.data_dir);
+                if let Err(err) =
+                    crate::leftover::close_left_open(stores.calls.as_ref(), last_alive, started_ms)
+                        .await
+                {
+                    tracing::warn!(error = %err, "could not close the visits a previous run left open");
+                }
+                crate::leftover::note_alive(&config.data_dir, started_ms);
+                data_dir = Some(config.data_dir.clone());
+                let alive_dir = config.data_dir.clone();
                 let sweeping = api.clone();
                 sweeper = Some(tokio::spawn(async move {
                     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+                    let mut noted = tokio::time::Instant::now();
                     loop {
                         tick.tick().await;
-                        sweeping.sweep(crate::gateway::now_ms()).await;
+                        let now_ms = crate::gateway::now_ms();
+                        sweeping.sweep(now_ms).await;
+                        if noted.elapsed() >= crate::leftover::ALIVE_EVERY {
+                            noted = tokio::time::Instant::now();
+                            crate::leftover::note_alive(&alive_dir, now_ms);
+                        }
                     }
                 }));
                 Arc::new(InProcess::new(api))
@@ -315,6 +339,7 @@ impl LocalStack {
             public,
             management,
             sweeper,
+            data_dir,
         })
     }
 
@@ -330,6 +355,9 @@ impl LocalStack {
         }
         if let Some(sweeper) = self.sweeper.take() {
             sweeper.abort();
+        }
+        if let Some(dir) = &self.data_dir {
+            crate::leftover::note_alive(dir, crate::gateway::now_ms());
         }
         self.public.stop().await;
         self.management.stop().await;
