@@ -59,6 +59,11 @@ pub enum AccountError {
     /// A valid token names a user that no longer exists: 401 `unauthorized`.
     #[error("unknown user")]
     UnknownUser,
+    /// A valid token names a login session that was revoked (logout, a
+    /// password change, reuse of a rotated refresh token) or has ended:
+    /// 401 `unauthorized`.
+    #[error("session revoked")]
+    SessionRevoked,
     /// The store failed: 503 `store-unavailable` (500 if corrupt).
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -433,8 +433,9 @@ impl AccountService {
     /// and revokes every session but `keep_session` (the caller's own, from
     /// its access token). [`AccountError::InvalidCredentials`] for a wrong
     /// current password, [`AccountError::Invalid`] for a weak new one.
-    /// Access tokens already issued to other sessions stay valid until they
-    /// expire (at most the access-token lifetime); their refresh tokens do not.
+    /// Access tokens already issued to other sessions are refused from now on
+    /// wherever [`AccountService::session_in_force`] is asked (the HTTP API,
+    /// `$connect`); the caller's own session keeps its tokens.
     pub async fn change_password(
         &self,
         user_id: &str,
@@ -496,6 +497,27 @@ impl AccountService {
             events.account_deleted(user_id).await;
         }
         Ok(())
+    }
+
+    /// Whether the login session `session_id` (an access token's `sid`) is
+    /// still in force for `user_id` at `now_ms`: `Ok` if it is (or if the
+    /// token names no session), [`AccountError::SessionRevoked`] if it was
+    /// revoked (logout, a password change that did not keep it, reuse of a
+    /// rotated refresh token), has expired or belongs to someone else. So a
+    /// revoked session's access tokens stop at once, not when they expire.
+    pub async fn session_in_force(
+        &self,
+        user_id: &str,
+        session_id: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(), AccountError> {
+        let Some(sid) = session_id else {
+            return Ok(());
+        };
+        match self.stores.sessions.session(sid, now_ms).await? {
+            Some(session) if !session.revoked && session.user_id == user_id => Ok(()),
+            _ => Err(AccountError::SessionRevoked),
+        }
     }
 
     /// The user with this id (the subject of a verified access token).

@@ -97,7 +97,7 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidCredentials | AccountError::InvalidRefreshToken => {
                 ApiError::InvalidCredentials
             }
-            AccountError::UnknownUser => ApiError::Unauthorized,
+            AccountError::UnknownUser | AccountError::SessionRevoked => ApiError::Unauthorized,
             AccountError::RateLimited { retry_after_secs } => {
                 ApiError::RateLimited { retry_after_secs }
             }

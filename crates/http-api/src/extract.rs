@@ -90,8 +90,17 @@ impl FromRequestParts<ApiState> for RelayCaller {
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
         let claims = bearer_claims(parts, state)?;
-        match state.accounts.user(&claims.sub).await {
-            Ok(_) => {}
+        let checked = match state.accounts.user(&claims.sub).await {
+            Ok(_) => {
+                state
+                    .accounts
+                    .session_in_force(&claims.sub, claims.sid.as_deref(), now_ms())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(()) => {}
             Err(AccountError::Store(StoreError::Unavailable(detail))) => {
                 tracing::warn!(%detail, "account store unavailable: TURN credentials on the token alone");
             }
@@ -142,8 +151,13 @@ impl FromRequestParts<ApiState> for Caller {
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
         let claims = bearer_claims(parts, state)?;
-        // A deleted user's tokens stop working at once, everywhere.
+        // A deleted user's tokens, and a revoked session's, stop working at
+        // once, everywhere.
         let user = state.accounts.user(&claims.sub).await?;
+        state
+            .accounts
+            .session_in_force(&claims.sub, claims.sid.as_deref(), now_ms())
+            .await?;
         Ok(Caller {
             user_id: claims.sub,
             display_name: claims.name,

@@ -38,6 +38,7 @@ async fn password_change_revokes_the_other_sessions() {
     let (_, access, here_refresh) = sign_up(&app, "pat").await;
     let other = login(&app, "pat", PW).await.json;
     let other_refresh = other["refreshToken"].as_str().unwrap();
+    let other_access = other["accessToken"].as_str().unwrap();
 
     let r = send(&app, change(&access, "not it", "brand new password")).await;
     assert_eq!(
@@ -68,6 +69,19 @@ async fn password_change_revokes_the_other_sessions() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.json);
     assert_eq!(r.json, serde_json::Value::Null);
 
+    // The other session's still-unexpired access token is refused at once
+    // on every bearer route; this session's keeps working.
+    for path in BEARER_ROUTES {
+        let r = send(&app, get(path, Some(other_access))).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::UNAUTHORIZED, "unauthorized"),
+            "{path}"
+        );
+        let r = send(&app, get(path, Some(&access))).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+    }
+
     // This session lives on; the other one is revoked; only the new
     // password logs in.
     let r = post(&app, "/auth/refresh", json!({"refreshToken": here_refresh})).await;
@@ -83,6 +97,62 @@ async fn password_change_revokes_the_other_sessions() {
     assert_eq!(
         login(&app, "pat", "brand new password").await.status,
         StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn refresh_token_reuse_and_logout_end_the_sessions_access_tokens() {
+    let (app, _state, _dir) = embedded_app();
+    let (_, access, rt1) = sign_up(&app, "robin").await;
+    let (_, bystander, _) = sign_up(&app, "alfred").await;
+    let next = post(&app, "/auth/refresh", json!({"refreshToken": rt1})).await;
+    assert_eq!(next.status, StatusCode::OK);
+    let rotated_access = next.json["accessToken"].as_str().unwrap().to_owned();
+    let rt2 = next.json["refreshToken"].as_str().unwrap().to_owned();
+    assert_eq!(
+        send(&app, get("/me", Some(&rotated_access))).await.status,
+        StatusCode::OK
+    );
+
+    // A stolen, already rotated refresh token is replayed: the session is
+    // revoked, and every access token it issued stops at once.
+    let r = post(&app, "/auth/refresh", json!({"refreshToken": rt1})).await;
+    assert_eq!(r.code(), "invalid-credentials");
+    for token in [&access, &rotated_access] {
+        for path in BEARER_ROUTES {
+            let r = send(&app, get(path, Some(token))).await;
+            assert_eq!(
+                (r.status, r.code()),
+                (StatusCode::UNAUTHORIZED, "unauthorized"),
+                "{path}"
+            );
+        }
+    }
+    let r = post(&app, "/auth/refresh", json!({"refreshToken": rt2})).await;
+    assert_eq!(r.code(), "invalid-credentials");
+    // Another user's session is untouched.
+    assert_eq!(
+        send(&app, get("/me", Some(&bystander))).await.status,
+        StatusCode::OK
+    );
+
+    // Logging in again works; logging out ends that session's access token.
+    let fresh = login(&app, "robin", PW).await.json;
+    let fresh_access = fresh["accessToken"].as_str().unwrap();
+    assert_eq!(
+        send(&app, get("/me", Some(fresh_access))).await.status,
+        StatusCode::OK
+    );
+    let r = post(
+        &app,
+        "/auth/logout",
+        json!({"refreshToken": fresh["refreshToken"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        send(&app, get("/me", Some(fresh_access))).await.code(),
+        "unauthorized"
     );
 }
 

@@ -228,8 +228,10 @@ impl LocalStack {
                     sfu,
                     calls: Some(Arc::new(AccountsCallLog::new(stores.calls.clone()))),
                     users: config.users_must_exist.then(|| {
-                        Arc::new(AccountsUsers::new(stores.users.clone()))
-                            as Arc<dyn tincan_ws_api::UserDirectory>
+                        Arc::new(
+                            AccountsUsers::new(stores.users.clone())
+                                .with_sessions(stores.sessions.clone()),
+                        ) as Arc<dyn tincan_ws_api::UserDirectory>
                     }),
                 });
                 let _ = account_events.api.set(api.clone());

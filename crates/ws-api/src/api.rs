@@ -129,6 +129,11 @@ impl WsApi {
             if !users.exists(&claims.sub).await? {
                 return Err(ConnectError::Unauthorized("no such user"));
             }
+            if let Some(sid) = &claims.sid {
+                if !users.session_in_force(&claims.sub, sid, now_ms).await? {
+                    return Err(ConnectError::Unauthorized("session revoked"));
+                }
+            }
         }
         let record = ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms);
         let max = self.config.limits.max_sockets_per_user;
