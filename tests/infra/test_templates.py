@@ -1441,14 +1441,6 @@ def test_web_delivery_helpers_touch_only_the_app():
             fail(f"{name}: no IAM statements for the web delivery")
 
 
-def main() -> int:
-    return run_tests(globals(), "infra-python")
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def test_only_the_http_api_reads_and_writes_the_throttles_table():
     """Failed-login and registration counts (crates/store/src/dynamo/throttle.rs):
     the http-api function names the table in TINCAN_THROTTLES_TABLE, and only
@@ -1463,3 +1455,12 @@ def test_only_the_http_api_reads_and_writes_the_throttles_table():
                 grants.setdefault(lid, set()).update(st["Action"])
         if grants != {"HttpApiRole": {"dynamodb:GetItem", "dynamodb:PutItem"}}:
             fail(f"{name}: throttles table grants {grants}")
+
+
+def main() -> int:
+    return run_tests(globals(), "infra-python")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
