@@ -158,6 +158,20 @@ export class TincanStack extends Stack {
       'MediaNodesTable',
     );
     protectTable(mediaNodes);
+    // Failed-login and registration counts of the http-api function, shared
+    // by all its containers: one item per key (pk), its GCRA value (tat, ms),
+    // written with conditional PutItems; items expire (TTL on expiresAt) once
+    // they mean nothing.
+    const throttles = logicalId(
+      new dynamodb.Table(this, 'ThrottlesTable', {
+        partitionKey: { name: 'pk', type: dynamodb.AttributeType.STRING },
+        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        timeToLiveAttribute: 'expiresAt',
+        removalPolicy: RemovalPolicy.DESTROY,
+      }),
+      'ThrottlesTable',
+    );
+    protectTable(throttles);
     mediaNodes.addGlobalSecondaryIndex({
       indexName: 'byFleet',
       partitionKey: { name: 'fleet', type: dynamodb.AttributeType.STRING },
@@ -385,6 +399,13 @@ export class TincanStack extends Stack {
                 actions: ['dynamodb:Query'],
                 resources: [`${mediaNodes.tableArn}/index/byFleet`],
               }),
+              new iam.PolicyStatement({
+                sid: 'Throttles',
+                // Failed-login and registration counts: a read, then a
+                // conditional write.
+                actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+                resources: [throttles.tableArn],
+              }),
             ],
           }),
         },
@@ -609,6 +630,8 @@ export class TincanStack extends Stack {
         // /turn-credentials hands out the caller's room's node (or the
         // least-loaded live one), TINCAN_TURN_URL when none is alive.
         TINCAN_MEDIA_NODES_TABLE: mediaNodes.tableName,
+        // Failed-login and registration counts, shared by all containers.
+        TINCAN_THROTTLES_TABLE: throttles.tableName,
         RUST_LOG: params.logLevel.valueAsString,
       },
     );

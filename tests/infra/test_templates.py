@@ -55,10 +55,11 @@ OPTIONAL_VARS = {
     "TINCAN_TURN_TLS_NAME": "optional media-node flag: the certificate's DNS name for turns:, see TINCAN_TURN_TLS_ADDR",
     "TINCAN_HASH_WORKERS": "optional: one password-hashing worker per core of the Lambda (README)",
     "TINCAN_HASH_QUEUE": "optional: the built-in bound on queued hashes (README)",
-    "TINCAN_LOGIN_FAILURES_PER_USER": "optional: built-in login limit (README); counters are per container",
-    "TINCAN_LOGIN_FAILURES_PER_ADDR": "optional: built-in login limit (README); counters are per container",
+    "TINCAN_LOGIN_FAILURES_PER_USER_ADDR": "optional: built-in login limit (README); counted in the throttles table, shared by all containers",
+    "TINCAN_LOGIN_FAILURES_PER_USER": "optional: built-in login limit (README); counted in the throttles table, shared by all containers",
+    "TINCAN_LOGIN_FAILURES_PER_ADDR": "optional: built-in login limit (README); counted in the throttles table, shared by all containers",
     "TINCAN_LOGIN_FAILURE_WINDOW_SECS": "optional: built-in login-limit window (README)",
-    "TINCAN_REGISTRATIONS_PER_ADDR": "optional: built-in registration limit (README); counters are per container",
+    "TINCAN_REGISTRATIONS_PER_ADDR": "optional: built-in registration limit (README); counted in the throttles table, shared by all containers",
     "TINCAN_REGISTRATION_WINDOW_SECS": "optional: built-in registration-limit window (README)",
     "TINCAN_TURN_IP_QUOTA": "optional media-node flag: the built-in per-address allocation quota",
     "TINCAN_TURN_DENIED_PEERS": "optional media-node flag: the built-in deny-list is coturn's",
@@ -574,9 +575,17 @@ def test_tables_match_the_store_code():
         }],
         "TimeToLiveSpecification": {"AttributeName": fleet["EXPIRES_AT"], "Enabled": True},
     })
+    # The throttles table (crates/store/src/dynamo/throttle.rs): key and TTL
+    # of the connections table's item module, nothing else.
+    throttles = canon({
+        "BillingMode": "PAY_PER_REQUEST",
+        "KeySchema": [{"AttributeName": const["PK"], "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": const["PK"], "AttributeType": "S"}],
+        "TimeToLiveSpecification": {"AttributeName": const["EXPIRES_AT"], "Enabled": True},
+    })
     for name, t in templates():
         tables = resources(t, "AWS::DynamoDB::Table")
-        if set(tables) != {"ConnectionsTable", "MediaNodesTable"}:
+        if set(tables) != {"ConnectionsTable", "MediaNodesTable", "ThrottlesTable"}:
             fail(f"{name}: tables {sorted(tables)}")
         # Encryption and backups are options of the stack, not the layout
         # (test_tables_take_a_customer_key_and_point_in_time_recovery).
@@ -587,6 +596,8 @@ def test_tables_match_the_store_code():
             fail(f"{name}: connections table {got} != store layout {want}")
         if layout("MediaNodesTable") != nodes:
             fail(f"{name}: media_nodes table differs from crates/fleet/src/dynamo's layout {nodes}")
+        if layout("ThrottlesTable") != throttles:
+            fail(f"{name}: throttles table differs from crates/store/src/dynamo/throttle.rs's layout {throttles}")
 
 
 NO_VALUE = {"Ref": "AWS::NoValue"}
@@ -650,7 +661,7 @@ def test_iam_names_our_resources():
                 if not refs & ours and "AWS::StackName" not in resource and not any(p in resource for p in ("${MediaNodeArtifact", "${TurnTlsCertificateSecret}")):
                     fail(f"{name} {lid}: {resource} names none of our resources")
                 service = st["Action"][0].split(":")[0]
-                if service == "dynamodb" and not refs & {"ConnectionsTable", "MediaNodesTable"}:
+                if service == "dynamodb" and not refs & {"ConnectionsTable", "MediaNodesTable", "ThrottlesTable"}:
                     fail(f"{name} {lid}: DynamoDB on {resource}")
                 if service == "execute-api" and "${WebSocketApi}" not in resource:
                     fail(f"{name} {lid}: ManageConnections on {resource}")
@@ -1119,7 +1130,7 @@ def test_account_wide_settings_are_left_alone_by_default():
 
 
 def test_tables_take_a_customer_key_and_point_in_time_recovery():
-    """Both tables: encrypted with TableKmsKeyArn when given (else DynamoDB's
+    """Every table: encrypted with TableKmsKeyArn when given (else DynamoDB's
     AWS-owned key, free), point-in-time recovery with
     TablePointInTimeRecovery (off by default: live state, rebuilt by
     reconnecting)."""
@@ -1127,7 +1138,7 @@ def test_tables_take_a_customer_key_and_point_in_time_recovery():
         p = t["Parameters"]
         if (p["TableKmsKeyArn"].get("Default"), p["TablePointInTimeRecovery"].get("Default")) != ("", "false"):
             fail(f"{name}: encryption and recovery options must default to what costs nothing")
-        for lid in ("ConnectionsTable", "MediaNodesTable"):
+        for lid in ("ConnectionsTable", "MediaNodesTable", "ThrottlesTable"):
             props = t["Resources"][lid]["Properties"]
             sse = canon(props.get("SSESpecification"))
             if sse != canon({"Fn::If": ["HasTableKmsKey", {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "TableKmsKeyArn"}}, NO_VALUE]}):
@@ -1430,9 +1441,26 @@ def test_web_delivery_helpers_touch_only_the_app():
             fail(f"{name}: no IAM statements for the web delivery")
 
 
+def test_only_the_http_api_reads_and_writes_the_throttles_table():
+    """Failed-login and registration counts (crates/store/src/dynamo/throttle.rs):
+    the http-api function names the table in TINCAN_THROTTLES_TABLE, and only
+    its role may touch it, with GetItem and PutItem only."""
+    for name, t in templates():
+        env = t["Resources"]["HttpApiFunction"]["Properties"]["Environment"]["Variables"]
+        if canon(env.get("TINCAN_THROTTLES_TABLE")) != "${ThrottlesTable}":
+            fail(f"{name}: HttpApiFunction TINCAN_THROTTLES_TABLE is {env.get('TINCAN_THROTTLES_TABLE')}")
+        grants = {}
+        for lid, st in statements(t):
+            if any("${ThrottlesTable" in r for r in st["Resource"]):
+                grants.setdefault(lid, set()).update(st["Action"])
+        if grants != {"HttpApiRole": {"dynamodb:GetItem", "dynamodb:PutItem"}}:
+            fail(f"{name}: throttles table grants {grants}")
+
+
 def main() -> int:
     return run_tests(globals(), "infra-python")
 
 
 if __name__ == "__main__":
     sys.exit(main())
+

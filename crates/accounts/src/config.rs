@@ -12,7 +12,8 @@
 //! | `TINCAN_REFRESH_TTL` | `2592000` (30 days) | refresh-token lifetime, seconds |
 //! | `TINCAN_HASH_WORKERS` | number of cores | password-hashing threads (19 MiB each) |
 //! | `TINCAN_HASH_QUEUE` | 16 per worker | hashes that may wait; beyond, 503 `busy` |
-//! | `TINCAN_LOGIN_FAILURES_PER_USER` | `10` | failed logins per username per window (0: off) |
+//! | `TINCAN_LOGIN_FAILURES_PER_USER_ADDR` | `10` | failed logins per username from one client address per window (0: off) |
+//! | `TINCAN_LOGIN_FAILURES_PER_USER` | `100` | failed logins per username from all addresses per window (0: off) |
 //! | `TINCAN_LOGIN_FAILURES_PER_ADDR` | `50` | failed logins per client address per window (0: off) |
 //! | `TINCAN_LOGIN_FAILURE_WINDOW_SECS` | `900` | the failed-login window |
 //! | `TINCAN_REGISTRATIONS_PER_ADDR` | `20` | registrations per client address per window (0: off) |
@@ -166,13 +167,20 @@ impl AuthLimits {
         let d = Self::default();
         let login_window = env_u64(
             "TINCAN_LOGIN_FAILURE_WINDOW_SECS",
-            d.failed_logins_per_user.window_secs,
+            d.failed_logins_per_user_addr.window_secs,
         )?;
         let register_window = env_u64(
             "TINCAN_REGISTRATION_WINDOW_SECS",
             d.registrations_per_addr.window_secs,
         )?;
         Ok(Self {
+            failed_logins_per_user_addr: Quota::new(
+                env_u32(
+                    "TINCAN_LOGIN_FAILURES_PER_USER_ADDR",
+                    d.failed_logins_per_user_addr.n,
+                )?,
+                login_window,
+            ),
             failed_logins_per_user: Quota::new(
                 env_u32("TINCAN_LOGIN_FAILURES_PER_USER", d.failed_logins_per_user.n)?,
                 login_window,

@@ -10,7 +10,8 @@
 //!   refresh tokens.
 //! - Password hashing runs on a bounded pool of workers with reused argon2
 //!   memory ([`HashPoolConfig`]); failed logins and registrations are limited
-//!   per username and client address ([`AuthLimits`]).
+//!   per username and client address ([`AuthLimits`]), counted in a
+//!   [`ThrottleStore`] (in memory, or shared by every process).
 //! - [`config`]: picking the backend and the options from the environment.
 //!
 //! The signaling side uses [`Stores::calls`] ([`CallStore::start_call`] on
@@ -42,7 +43,9 @@ pub use crate::password::{
     HashPoolConfig, PasswordParams, Passwords, BUSY_RETRY_AFTER_SECS, DEFAULT_QUEUE_PER_WORKER,
 };
 pub use crate::private_files::write_private_file;
-pub use crate::rate_limit::{AuthLimits, Quota};
+pub use crate::rate_limit::{
+    AuthLimits, MemoryThrottleStore, Quota, Throttle, ThrottleError, ThrottleStore,
+};
 pub use crate::service::{
     AccountEvents, AccountOptions, AccountService, TokenPair, DEFAULT_REFRESH_TTL_SECS,
 };

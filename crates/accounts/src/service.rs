@@ -25,7 +25,9 @@ use crate::model::{
     username_key, AuthSession, CallRecord, Preferences, PreferencesPatch, StoredUser, User,
 };
 use crate::password::{HashPoolConfig, PasswordParams, Passwords};
-use crate::rate_limit::{address_key, AuthLimiters, AuthLimits, KeyedLimiter};
+use futures_util::future::join_all;
+
+use crate::rate_limit::{address_key, keys, AuthLimits, Quota, Throttle, ThrottleError};
 use crate::store::Stores;
 use crate::validate;
 
@@ -105,7 +107,8 @@ pub struct AccountService {
     tokens: TokenKeys,
     passwords: Passwords,
     refresh_ttl_ms: u64,
-    limiters: Arc<AuthLimiters>,
+    limits: AuthLimits,
+    throttle: Throttle,
     events: Option<Arc<dyn AccountEvents>>,
 }
 
@@ -117,42 +120,74 @@ impl std::fmt::Debug for AccountService {
     }
 }
 
-/// Attempts taken from limiters, given back on drop unless kept: a login
-/// that fails for any reason but a wrong password costs the caller nothing.
+/// Attempts taken from the throttle for one login, given back unless the
+/// login failed on a wrong password: a login that fails for any other
+/// reason (or succeeds) costs the caller nothing. A reservation dropped
+/// without [`Reservation::settle`] (a cancelled request) stays counted.
 struct Reservation<'a> {
-    taken: Vec<(&'a KeyedLimiter, String)>,
+    throttle: &'a Throttle,
+    taken: Vec<(String, Quota)>,
     now_ms: u64,
 }
 
 impl<'a> Reservation<'a> {
-    fn new(now_ms: u64) -> Self {
+    fn new(throttle: &'a Throttle, now_ms: u64) -> Self {
         Self {
+            throttle,
             taken: Vec::new(),
             now_ms,
         }
     }
 
-    /// Takes one attempt for `key`, or refuses with the wait.
-    fn take(&mut self, limiter: &'a KeyedLimiter, key: String) -> Result<(), AccountError> {
-        limiter
-            .acquire(&key, self.now_ms)
-            .map_err(|retry_after_secs| AccountError::RateLimited { retry_after_secs })?;
-        self.taken.push((limiter, key));
-        Ok(())
+    /// Takes one attempt from every bucket of `buckets` (all at once), or
+    /// refuses with the longest wait.
+    async fn take(&mut self, buckets: Vec<(String, Quota)>) -> Result<(), AccountError> {
+        let now_ms = self.now_ms;
+        let tries = buckets
+            .iter()
+            .map(|(key, quota)| self.throttle.acquire(key, *quota, now_ms));
+        let results = join_all(tries).await;
+        let mut refused = None;
+        let mut failed = None;
+        for ((key, quota), result) in buckets.into_iter().zip(results) {
+            match result {
+                Ok(Ok(())) => self.taken.push((key, quota)),
+                Ok(Err(wait)) => refused = Some(refused.unwrap_or(0).max(wait)),
+                Err(e) => failed = Some(e),
+            }
+        }
+        if let Some(e) = failed {
+            return Err(throttle_error(e));
+        }
+        match refused {
+            Some(retry_after_secs) => Err(AccountError::RateLimited { retry_after_secs }),
+            None => Ok(()),
+        }
     }
 
-    /// The attempts stay counted.
-    fn keep(mut self) {
-        self.taken.clear();
+    /// Keeps the attempts if `result` is a wrong password, else gives them
+    /// back; returns `result`.
+    async fn settle<T>(self, result: Result<T, AccountError>) -> Result<T, AccountError> {
+        if !matches!(result, Err(AccountError::InvalidCredentials)) {
+            let refunds = self
+                .taken
+                .iter()
+                .map(|(key, quota)| self.throttle.refund(key, *quota, self.now_ms));
+            for (r, (key, _)) in join_all(refunds).await.into_iter().zip(&self.taken) {
+                if let Err(e) = r {
+                    tracing::warn!(key = %key, error = %e, "throttle refund failed");
+                }
+            }
+        }
+        result
     }
 }
 
-impl Drop for Reservation<'_> {
-    fn drop(&mut self) {
-        for (limiter, key) in self.taken.drain(..) {
-            limiter.refund(&key, self.now_ms);
-        }
-    }
+/// A throttle store failure: the API answers 503 `store-unavailable`
+/// (failing closed: no unlimited guessing while the store is down).
+fn throttle_error(e: ThrottleError) -> AccountError {
+    tracing::warn!(error = %e, "throttle store failed");
+    AccountError::Store(StoreError::Unavailable(e.to_string()))
 }
 
 fn sha256_hex(token: &str) -> String {
@@ -208,9 +243,18 @@ impl AccountService {
             tokens,
             passwords: Passwords::with_pool(options.password, options.hash_pool)?,
             refresh_ttl_ms: options.refresh_ttl_secs.saturating_mul(1000),
-            limiters: Arc::new(AuthLimiters::new(&options.limits)),
+            limits: options.limits,
+            throttle: Throttle::in_memory(options.limits.max_keys),
             events: None,
         })
+    }
+
+    /// Keeps the failed-login and registration counts in `throttle` (shared
+    /// by every process using the same store) instead of this process's
+    /// memory.
+    pub fn with_throttle(mut self, throttle: Throttle) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     /// Tells `events` about deleted accounts and password changes.
@@ -246,9 +290,14 @@ impl AccountService {
         validate::new_password(password)?;
         if let Some(ip) = from {
             // Every valid attempt counts, taken names too (no free probing).
-            self.limiters
-                .register_addr
-                .acquire(&address_key(ip), now_ms)
+            self.throttle
+                .acquire(
+                    &keys::register_addr(&address_key(ip)),
+                    self.limits.registrations_per_addr,
+                    now_ms,
+                )
+                .await
+                .map_err(throttle_error)?
                 .map_err(|retry_after_secs| AccountError::RateLimited { retry_after_secs })?;
         }
         // Cheap check first, so a taken name costs no hashing; the store's
@@ -300,26 +349,28 @@ impl AccountService {
     ) -> Result<TokenPair, AccountError> {
         validate::password_length(password)?;
         let valid_name = validate::username(username).is_ok();
-        let mut attempt = Reservation::new(now_ms);
+        let address = from.map(address_key);
+        let mut buckets = Vec::with_capacity(3);
         if valid_name {
-            attempt.take(&self.limiters.login_user, username_key(username))?;
+            let user = username_key(username);
+            buckets.push((
+                keys::login_user_addr(&user, address.as_deref()),
+                self.limits.failed_logins_per_user_addr,
+            ));
+            buckets.push((keys::login_user(&user), self.limits.failed_logins_per_user));
         }
-        if let Some(ip) = from {
-            attempt.take(&self.limiters.login_addr, address_key(ip))?;
+        if let Some(address) = &address {
+            buckets.push((
+                keys::login_addr(address),
+                self.limits.failed_logins_per_addr,
+            ));
         }
-        let stored = if valid_name {
-            self.stores.users.user_by_username(username).await?
-        } else {
-            None
+        let mut attempt = Reservation::new(&self.throttle, now_ms);
+        let checked = match attempt.take(buckets).await {
+            Ok(()) => self.check_password(username, password, valid_name).await,
+            Err(e) => Err(e),
         };
-        let hash = stored.as_ref().map(|u| u.password_hash.clone());
-        let ok = self.passwords.verify(password.to_owned(), hash).await?;
-        let Some(stored) = stored.filter(|_| ok) else {
-            attempt.keep();
-            tracing::info!("login refused");
-            return Err(AccountError::InvalidCredentials);
-        };
-        drop(attempt);
+        let stored = attempt.settle(checked).await?;
         let session_id = uuid::Uuid::new_v4().simple().to_string();
         let refresh_token = new_refresh_token(&session_id);
         let session = AuthSession {
@@ -333,6 +384,27 @@ impl AccountService {
         self.stores.sessions.create_session(&session).await?;
         tracing::info!(user_id = %stored.user.id, session_id = %session_id, "login");
         Ok(self.pair(stored.user, &session_id, refresh_token, now_ms))
+    }
+
+    /// The user `username` if `password` is theirs, else
+    /// [`AccountError::InvalidCredentials`] (after the same work either way).
+    async fn check_password(
+        &self,
+        username: &str,
+        password: &str,
+        valid_name: bool,
+    ) -> Result<StoredUser, AccountError> {
+        let stored = if valid_name {
+            self.stores.users.user_by_username(username).await?
+        } else {
+            None
+        };
+        let hash = stored.as_ref().map(|u| u.password_hash.clone());
+        let ok = self.passwords.verify(password.to_owned(), hash).await?;
+        stored.filter(|_| ok).ok_or_else(|| {
+            tracing::info!("login refused");
+            AccountError::InvalidCredentials
+        })
     }
 
     fn pair(&self, user: User, session_id: &str, refresh_token: String, now_ms: u64) -> TokenPair {
@@ -416,16 +488,32 @@ impl AccountService {
             .user_by_id(user_id)
             .await?
             .ok_or(AccountError::UnknownUser)?;
-        let mut attempt = Reservation::new(now_ms);
-        attempt.take(&self.limiters.login_user, stored.username_key())?;
-        let ok = self
-            .passwords
-            .verify(password.to_owned(), Some(stored.password_hash.clone()))
-            .await?;
-        if !ok {
-            attempt.keep();
-            return Err(AccountError::InvalidCredentials);
-        }
+        let user = stored.username_key();
+        let mut attempt = Reservation::new(&self.throttle, now_ms);
+        let checked = match attempt
+            .take(vec![
+                (
+                    keys::login_user_addr(&user, None),
+                    self.limits.failed_logins_per_user_addr,
+                ),
+                (keys::login_user(&user), self.limits.failed_logins_per_user),
+            ])
+            .await
+        {
+            Ok(()) => self
+                .passwords
+                .verify(password.to_owned(), Some(stored.password_hash.clone()))
+                .await
+                .and_then(|ok| {
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err(AccountError::InvalidCredentials)
+                    }
+                }),
+            Err(e) => Err(e),
+        };
+        attempt.settle(checked).await?;
         Ok(stored)
     }
 

@@ -388,3 +388,66 @@ async fn deleting_an_account_removes_everything_and_tells_signaling() {
 fn uuid_like(seed: &str) -> String {
     format!("call-{seed}")
 }
+
+/// Ten wrong guesses from strangers (each from an address of its own, as a
+/// spread-out attack would be) do not lock the owner out from their usual
+/// address: the tight bucket is per (user, address). The looser per-user
+/// cap still stops a guesser who spreads over many addresses, and then
+/// the owner waits too.
+#[tokio::test]
+async fn strangers_guesses_do_not_lock_the_owner_out_from_their_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = Stores::from_backend(Arc::new(EmbeddedStore::open(dir.path()).unwrap()));
+    let svc = AccountService::with_options(
+        stores,
+        TokenKeys::new(SECRET, 900).unwrap(),
+        AccountOptions {
+            password: PasswordParams::insecure_fast(),
+            limits: AuthLimits::default(),
+            ..AccountOptions::default()
+        },
+    )
+    .unwrap();
+    let pw = "correct horse battery";
+    svc.register("owner", pw, "Owner", ip("10.9.9.9"), NOW)
+        .await
+        .unwrap();
+    let home = ip("203.0.113.7");
+    // Ten wrong guesses from ten strangers, then ten from one stranger.
+    for i in 0..10 {
+        let r = svc
+            .login("owner", "guess", ip(&format!("198.51.100.{i}")), NOW)
+            .await;
+        assert!(matches!(r, Err(AccountError::InvalidCredentials)), "{r:?}");
+    }
+    for _ in 0..10 {
+        let r = svc.login("owner", "guess", ip("198.51.100.200"), NOW).await;
+        assert!(matches!(r, Err(AccountError::InvalidCredentials)), "{r:?}");
+    }
+    // That stranger is now stopped for this user...
+    assert!(matches!(
+        svc.login("owner", "guess", ip("198.51.100.200"), NOW).await,
+        Err(AccountError::RateLimited { .. })
+    ));
+    // ...and the owner, from home, gets in, even after a typo of their own.
+    assert!(matches!(
+        svc.login("owner", "typo", home, NOW).await,
+        Err(AccountError::InvalidCredentials)
+    ));
+    svc.login("owner", pw, home, NOW).await.unwrap();
+
+    // Guesses spread over many more addresses reach the per-user cap (100
+    // in all, 21 spent above): then the owner waits as well.
+    for i in 0..79 {
+        let from = ip(&format!("192.0.{}.{}", 2 + i / 200, i % 200));
+        let r = svc.login("owner", "guess", from, NOW).await;
+        assert!(
+            matches!(r, Err(AccountError::InvalidCredentials)),
+            "{i}: {r:?}"
+        );
+    }
+    assert!(matches!(
+        svc.login("owner", pw, home, NOW).await,
+        Err(AccountError::RateLimited { .. })
+    ));
+}

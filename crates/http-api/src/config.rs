@@ -10,7 +10,8 @@
 //! | `TINCAN_TURN_URL` | `127.0.0.1:3478` | advertised TURN `host:port`; with a fleet, the fallback when no node is alive |
 //! | `TINCAN_MEDIA_NODES_TABLE` | unset | the fleet registry: TURN credentials name the caller's room's node, else the least-loaded |
 //! | `TINCAN_CONNECTIONS_TABLE` | unset | the signaling connections table: a deleted account gets a deleted-user marker there, so its tokens open no socket |
-//! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override for the fleet registry and the connections table |
+//! | `TINCAN_THROTTLES_TABLE` | `tincan-throttles` | the DynamoDB table holding failed-login and registration counts, shared by every container; `memory`: per process, in memory |
+//! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override for the fleet registry, the connections and the throttles tables |
 //! | `TINCAN_TURN_TTL` | `3600` | TURN credential lifetime, seconds |
 //! | `TINCAN_CORS_ORIGINS` | `*` | `*`, `none`, or comma-separated origins |
 //! | `MONGODB_URI`, `TINCAN_MONGODB_DB`, `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_DATA_DIR` | | see `tincan_accounts::config` |
@@ -21,9 +22,13 @@ use axum::http::HeaderValue;
 use std::sync::Arc;
 
 use tincan_accounts::config::{env_u64, Backend};
-use tincan_accounts::{AccountError, AccountEvents, AccountOptions, AccountService, StoreError};
+use tincan_accounts::{
+    AccountError, AccountEvents, AccountOptions, AccountService, StoreError, Throttle,
+};
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
-use tincan_store::DynamoConnectionStore;
+use tincan_store::{DynamoConnectionStore, DynamoThrottleStore};
+
+use crate::throttle::DynamoThrottles;
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 
@@ -64,6 +69,9 @@ pub struct ApiConfig {
     /// `TINCAN_CONNECTIONS_TABLE`: where deleted accounts are marked for the
     /// signaling side (`$connect` refuses them without asking MongoDB).
     pub connections_table: Option<String>,
+    /// `TINCAN_THROTTLES_TABLE`: where failed logins and registrations are
+    /// counted (`None`: in this process's memory).
+    pub throttles_table: Option<String>,
     /// Where accounts live.
     pub backend: Backend,
     /// TURN settings.
@@ -105,6 +113,7 @@ impl ApiConfig {
             connections_table: std::env::var("TINCAN_CONNECTIONS_TABLE")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            throttles_table: throttles_table(std::env::var("TINCAN_THROTTLES_TABLE").ok()),
             backend: Backend::from_env()?,
             turn: TurnSettings {
                 secret: TurnSecret::new(required("TINCAN_TURN_SECRET")?),
@@ -135,6 +144,11 @@ impl ApiConfig {
                 ttl_secs: self.access_ttl_secs + DELETED_MARKER_SLACK_SECS,
             }));
         }
+        if let Some(table) = &self.throttles_table {
+            accounts = accounts.with_throttle(Throttle::new(Arc::new(DynamoThrottles(
+                DynamoThrottleStore::new(dynamo.clone(), table.clone()),
+            ))));
+        }
         Ok(ApiState {
             accounts,
             turn: self.turn,
@@ -155,6 +169,19 @@ impl ApiConfig {
             )
             .with_fallback(self.turn.url.clone()),
         )
+    }
+}
+
+/// The default of `TINCAN_THROTTLES_TABLE`.
+const DEFAULT_THROTTLES_TABLE: &str = "tincan-throttles";
+
+/// `TINCAN_THROTTLES_TABLE`: unset or empty, the default table; `memory`,
+/// none (counts in memory).
+fn throttles_table(value: Option<String>) -> Option<String> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Some(DEFAULT_THROTTLES_TABLE.to_owned()),
+        Some("memory") => None,
+        Some(table) => Some(table.to_owned()),
     }
 }
 
@@ -199,6 +226,7 @@ mod tests {
             options: AccountOptions::default(),
             media_nodes_table: None,
             connections_table: None,
+            throttles_table: None,
             backend: Backend::Embedded(std::env::temp_dir().join("never-opened")),
             turn: TurnSettings {
                 secret: TurnSecret::new("t"),
@@ -217,6 +245,20 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "TINCAN_JWT_SECRET: the token secret must be at least 32 bytes"
+        );
+    }
+
+    #[test]
+    fn throttles_table_defaults_and_memory_turns_it_off() {
+        assert_eq!(throttles_table(None).as_deref(), Some("tincan-throttles"));
+        assert_eq!(
+            throttles_table(Some(String::new())).as_deref(),
+            Some("tincan-throttles")
+        );
+        assert_eq!(throttles_table(Some("memory".into())), None);
+        assert_eq!(
+            throttles_table(Some("prod-throttles".into())).as_deref(),
+            Some("prod-throttles")
         );
     }
 

@@ -35,6 +35,7 @@ mod extract;
 mod handlers;
 #[cfg(feature = "lambda")]
 pub mod lambda;
+mod throttle;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -51,6 +52,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub use crate::config::{ApiConfig, ConfigError};
 pub use crate::error::ApiError;
 pub use crate::extract::{ApiJson, Caller, ClientAddr, ClientIp, RelayCaller};
+pub use crate::throttle::DynamoThrottles;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 8 * 1024;

@@ -35,6 +35,7 @@
 mod item;
 mod limits;
 mod table;
+mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -57,6 +58,7 @@ use self::item::{
     VERSION,
 };
 pub use self::table::{create_table, ensure_table};
+pub use self::throttle::{create_throttle_table, DynamoThrottleStore};
 use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
     JoinOutcome, KeepOutcome, ResumeOutcome, CONNECTION_TTL_SECS,

@@ -26,7 +26,10 @@ pub use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
     JoinOutcome, KeepOutcome, ResumeOutcome, CONNECTION_TTL_SECS,
 };
-pub use crate::dynamo::{create_table, ensure_table, DynamoConnectionStore, ROOM_INDEX};
+pub use crate::dynamo::{
+    create_table, create_throttle_table, ensure_table, DynamoConnectionStore, DynamoThrottleStore,
+    ROOM_INDEX,
+};
 pub use crate::error::StoreError;
 pub use crate::memory::MemoryConnectionStore;
 pub use crate::push::{Push, PushError};

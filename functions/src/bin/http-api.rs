@@ -6,12 +6,13 @@
 //! `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_TURN_SECRET`, `TINCAN_TURN_URL`,
 //! `TINCAN_TURN_TTL`, `TINCAN_MEDIA_NODES_TABLE`, `TINCAN_CORS_ORIGINS`,
 //! `TINCAN_HASH_WORKERS`, `TINCAN_HASH_QUEUE`, `TINCAN_LOGIN_*`,
-//! `TINCAN_REGISTRATION*`; see `tincan_http_api::ApiConfig`. `MONGODB_URI`
+//! `TINCAN_REGISTRATION*`, `TINCAN_THROTTLES_TABLE`; see `tincan_http_api::ApiConfig`. `MONGODB_URI`
 //! is required: this build has no embedded store (a store on a container's
 //! disk would be one store per container).
 //!
 //! A container serves one request at a time, so it hashes one password at a
-//! time; the failed-login and registration counters are per container.
+//! time; the failed-login and registration counters live in the throttles
+//! table (`TINCAN_THROTTLES_TABLE`), shared by every container.
 
 use anyhow::Context as _;
 use tincan_http_api::ApiConfig;
@@ -20,7 +21,8 @@ use tincan_http_api::ApiConfig;
 async fn main() -> Result<(), lambda_http::Error> {
     tincan_functions::init_tracing();
     let config = ApiConfig::from_env().context("http-api configuration")?;
-    // One DynamoDB client for the fleet registry and the deleted-user markers.
+    // One DynamoDB client for the fleet registry, the deleted-user markers and
+    // the throttles.
     let dynamo = tincan_store::dynamo_client_on(&tincan_store::sdk_config_in_lambda());
     let fleet = config.fleet(&dynamo);
     let state = config
