@@ -8,7 +8,7 @@
 //   client.addEventListener('track', (e) => playSomewhere(e.detail.peerId, e.detail.stream));
 //   await client.join('standup', { stream: mic });
 //
-// Protocol: DESIGN.md, "Signaling protocol". A peer is named by an opaque
+// Protocol: docs/protocol.md. A peer is named by an opaque
 // participant id that stays the same across socket reconnects.
 //
 // Who offers first: the newcomer (it gets `joined` with the peers already
@@ -55,7 +55,7 @@ export { jwtExpiry } from './tincan/session.js';
  *   resume?: {token: string, graceSecs: number}}} Joined
  */
 
-/** Room ids the server accepts (DESIGN.md). */
+/** Room ids the server accepts (docs/protocol.md). */
 export const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Server error codes that end a join attempt instead of being informational. */

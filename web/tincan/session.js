@@ -1,4 +1,4 @@
-// Accounts against the Tincan HTTP API (DESIGN.md, "Local stack contract"):
+// Accounts against the Tincan HTTP API (the README's "HTTP API"):
 // register, login, refresh, logout, and authenticated JSON requests that
 // refresh an expired access token once and retry.
 

@@ -1,4 +1,4 @@
-// The signaling WebSocket: JSON frames per DESIGN.md, a keepalive `ping`
+// The signaling WebSocket: JSON frames per docs/protocol.md, a keepalive `ping`
 // well under API Gateway's 10-minute idle timeout, and reconnection whenever
 // the socket drops (API Gateway also cuts every connection after 2 hours):
 // the first retry after 100-250 ms, so a call resumes before anyone notices,

@@ -4,7 +4,7 @@
 //! clock. The caller (a Lambda, or the local gateway) loads what the core needs
 //! — the sender's stored record and a view of the rooms involved — passes it in
 //! with `now`, and applies the [`Effect`]s that come back: messages to send and
-//! membership changes to write. Every rule of the protocol in `DESIGN.md`
+//! membership changes to write. Every rule of the protocol in `docs/protocol.md`
 //! lives here, so it is tested without sockets.
 //!
 //! The flow for one client frame:

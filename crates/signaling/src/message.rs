@@ -1,4 +1,4 @@
-//! The JSON messages of the signaling protocol, exactly as `DESIGN.md` names
+//! The JSON messages of the signaling protocol, exactly as `docs/protocol.md` names
 //! them: client messages carry an `action`, server messages a `type`.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
 //! Tincan's own client side: sign-in over the HTTP API and the signaling
-//! WebSocket (DESIGN.md, docs/sfu.md).
+//! WebSocket (docs/protocol.md, docs/sfu.md).
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use futures_util::{SinkExt as _, StreamExt as _};
