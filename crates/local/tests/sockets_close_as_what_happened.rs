@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,7 +14,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -119,77 +116,15 @@ async fn a_dropped_client_is_1006_an_oversize_frame_1009_and_a_stop_1001() {
     assert_eq!(close_code(&mut b).await, Some(1001));
 }
 
-const PASSWORD: &str = "correct horse battery";
-
-/// `tincan-local` in `dir`, and the address it serves.
-async fn spawn_local(dir: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-local"))
-        .env("TINCAN_ADDR", "127.0.0.1:0")
-        .env("TINCAN_MANAGEMENT_ADDR", "127.0.0.1:0")
-        .env("TINCAN_TURN", "off")
-        .env("TINCAN_DATA_DIR", dir)
-        .env("TINCAN_RESUME_GRACE_SECS", "1")
-        .env_remove("MONGODB_URI")
-        .env_remove("DYNAMODB_ENDPOINT")
-        .env_remove("TINCAN_LAMBDA_URL")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tincan-local runs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("tincan-local starts")
-        .unwrap()
-        .expect("a line on stdout");
-    let addr = line
-        .trim_start_matches("Tincan is running at http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"));
-    (child, addr)
-}
-
-/// Registers `user` (unless `registered`) and logs in: the access token.
-async fn login(addr: SocketAddr, user: &str) -> String {
-    let http = reqwest::Client::new();
-    let _ = http
-        .post(format!("http://{addr}/auth/register"))
-        .json(&json!({"username": user, "password": PASSWORD, "displayName": user}))
-        .send()
-        .await
-        .unwrap();
-    let login: Value = http
-        .post(format!("http://{addr}/auth/login"))
-        .json(&json!({"username": user, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    login["accessToken"].as_str().unwrap().to_owned()
-}
-
-async fn join(addr: SocketAddr, token: &str, room: &str) -> common::Client {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
-        .await
-        .unwrap();
-    common::send(&mut ws, json!({"action": "join", "room": room})).await;
-    assert_eq!(common::recv(&mut ws).await["type"], "joined");
-    ws
-}
-
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_closes_every_socket_with_1001() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = spawn_local(dir.path()).await;
-    let ada = login(addr, "ada").await;
-    let bob = login(addr, "bob").await;
-    let mut a = join(addr, &ada, "term").await;
-    let mut b = join(addr, &bob, "term").await;
+    let (mut child, addr) = common::spawn_local(dir.path()).await;
+    let ada = common::login(addr, "ada").await;
+    let bob = common::login(addr, "bob").await;
+    let mut a = common::join_as(addr, &ada, "term").await;
+    let mut b = common::join_as(addr, &bob, "term").await;
 
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")

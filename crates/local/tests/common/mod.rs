@@ -3,12 +3,14 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::process::Stdio;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tincan_local::{LocalConfig, LocalStack};
 use tincan_token::TokenKeys;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
@@ -113,4 +115,69 @@ pub async fn closed(ws: &mut Client, within: Duration) -> Option<CloseFrame> {
     })
     .await
     .expect("the server closes the socket in time")
+}
+
+// The `tincan-local` binary in a process of its own.
+
+pub const PASSWORD: &str = "correct horse battery";
+
+/// `tincan-local` in `dir`, and the address it serves.
+pub async fn spawn_local(dir: &std::path::Path) -> (tokio::process::Child, SocketAddr) {
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tincan-local"))
+        .env("TINCAN_ADDR", "127.0.0.1:0")
+        .env("TINCAN_MANAGEMENT_ADDR", "127.0.0.1:0")
+        .env("TINCAN_TURN", "off")
+        .env("TINCAN_DATA_DIR", dir)
+        .env("TINCAN_RESUME_GRACE_SECS", "1")
+        .env_remove("MONGODB_URI")
+        .env_remove("DYNAMODB_ENDPOINT")
+        .env_remove("TINCAN_LAMBDA_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tincan-local runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("tincan-local starts")
+        .unwrap()
+        .expect("a line on stdout");
+    let addr = line
+        .trim_start_matches("Tincan is running at http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("no address in {line:?}"));
+    (child, addr)
+}
+
+/// Registers `user` (if it is new) and logs in: the access token.
+pub async fn login(addr: SocketAddr, user: &str) -> String {
+    let http = reqwest::Client::new();
+    let _ = http
+        .post(format!("http://{addr}/auth/register"))
+        .json(&json!({"username": user, "password": PASSWORD, "displayName": user}))
+        .send()
+        .await
+        .unwrap();
+    let login: Value = http
+        .post(format!("http://{addr}/auth/login"))
+        .json(&json!({"username": user, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["accessToken"].as_str().unwrap().to_owned()
+}
+
+/// A socket for `token` that has joined `room`.
+pub async fn join_as(addr: SocketAddr, token: &str, room: &str) -> Client {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?token={token}"))
+        .await
+        .unwrap();
+    send(&mut ws, json!({"action": "join", "room": room})).await;
+    assert_eq!(recv(&mut ws).await["type"], "joined");
+    ws
 }
