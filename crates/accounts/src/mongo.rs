@@ -225,6 +225,35 @@ impl MongoStore {
         self.db.collection("preferences")
     }
 
+    /// The call records matching `filter`, in `sort` order, at most `limit`.
+    async fn find_calls(
+        &self,
+        filter: Document,
+        sort: Document,
+        limit: usize,
+    ) -> Result<Vec<CallRecord>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut cursor = self
+                .calls()
+                .find(filter)
+                .sort(sort)
+                .limit(limit)
+                .await
+                .map_err(unavailable)?;
+            let mut out = Vec::new();
+            while cursor.advance().await.map_err(unavailable)? {
+                let d = cursor.deserialize_current().map_err(unavailable)?;
+                out.push(call_from_doc(d)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     fn calls(&self) -> Collection<CallDoc> {
         self.db.collection("calls")
     }
@@ -644,25 +673,11 @@ impl CallStore for MongoStore {
         user_id: &str,
         limit: usize,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(async {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let mut cursor = self
-                .calls()
-                .find(doc! {"userId": user_id})
-                .sort(doc! {"startedAt": -1, "_id": -1})
-                .limit(limit)
-                .await
-                .map_err(unavailable)?;
-            let mut out = Vec::new();
-            while cursor.advance().await.map_err(unavailable)? {
-                let d = cursor.deserialize_current().map_err(unavailable)?;
-                out.push(call_from_doc(d)?);
-            }
-            Ok(out)
-        })
+        self.find_calls(
+            doc! {"userId": user_id},
+            doc! {"startedAt": -1, "_id": -1},
+            limit,
+        )
         .await
     }
 
@@ -683,26 +698,11 @@ impl CallStore for MongoStore {
         started_before_ms: u64,
         limit: usize,
     ) -> Result<Vec<CallRecord>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let filter = doc! {"endedAt": null, "startedAt": {"$lt": to_i64(started_before_ms)}};
-        self.run(async {
-            if limit == 0 {
-                return Ok(Vec::new());
-            }
-            let mut cursor = self
-                .calls()
-                .find(filter)
-                .sort(doc! {"startedAt": 1, "_id": 1})
-                .limit(limit)
-                .await
-                .map_err(unavailable)?;
-            let mut out = Vec::new();
-            while cursor.advance().await.map_err(unavailable)? {
-                let d = cursor.deserialize_current().map_err(unavailable)?;
-                out.push(call_from_doc(d)?);
-            }
-            Ok(out)
-        })
+        self.find_calls(
+            doc! {"endedAt": null, "startedAt": {"$lt": to_i64(started_before_ms)}},
+            doc! {"startedAt": 1, "_id": 1},
+            limit,
+        )
         .await
     }
 }
