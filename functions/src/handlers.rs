@@ -13,7 +13,8 @@ use tincan_store::{
     Push,
 };
 use tincan_ws_api::{
-    CallLog, ConnectError, IceServerSource, NoIceServers, TurnRestIceServers, WsApi, WsApiConfig,
+    CallLog, ConnectError, IceServerSource, NoIceServers, SocketEnd, TurnRestIceServers, WsApi,
+    WsApiConfig,
 };
 use tracing::warn;
 
@@ -283,7 +284,18 @@ pub async fn handle_disconnect(
     );
     if let Some(id) = connection_id(request) {
         metrics
-            .scoped(deps.api(request).disconnect(id, now_ms(request)))
+            .scoped(
+                deps.api(request).disconnect(
+                    id,
+                    SocketEnd::from_close_code(
+                        request
+                            .request_context
+                            .disconnect_status_code
+                            .and_then(|code| u16::try_from(code).ok()),
+                    ),
+                    now_ms(request),
+                ),
+            )
             .await;
         metrics.count("Disconnections");
     }

@@ -26,7 +26,7 @@ use tincan_signaling::Limits;
 use tincan_store::testing::{sdk_config, unique_table_name, MotoServer};
 use tincan_store::{create_table, DynamoConnectionStore, Push, PushError};
 use tincan_token::TokenKeys;
-use tincan_ws_api::{NoIceServers, WsApi, WsApiConfig};
+use tincan_ws_api::{NoIceServers, SocketEnd, WsApi, WsApiConfig};
 
 const SECRET: &[u8] = b"round-trip-secret-round-trip-secret!";
 const T0: u64 = 1_900_000_000_000;
@@ -224,7 +224,7 @@ async fn a_signal_to_a_detached_participant_costs_three_and_waits_for_its_resume
         bob,
         ..
     } = call(|store, _| store).await;
-    api.disconnect("conn-b", T0 + 5).await;
+    api.disconnect("conn-b", SocketEnd::Dropped, T0 + 5).await;
     eprintln!("bob's socket drops: {:?}", counter.take());
 
     for i in 0..3 {
@@ -284,7 +284,7 @@ async fn a_signal_racing_its_targets_resume_costs_three_and_follows_it() {
         })
     })
     .await;
-    api.disconnect("conn-b", T0 + 5).await;
+    api.disconnect("conn-b", SocketEnd::Dropped, T0 + 5).await;
     let token = tokens.issue("bob", "bob", T0 / 1000);
     api.connect("conn-b2", Some(&token), T0 + 20).await.unwrap();
     counter.take();

@@ -86,6 +86,14 @@ class Ws:
     def close(self):
         self.s.close()
 
+    def goodbye(self, code=1000):
+        """Sends a close frame with `code` (None: no code) and closes."""
+        payload = b"" if code is None else struct.pack(">H", code)
+        mask = os.urandom(4)
+        self.s.sendall(bytes([0x88, 0x80 | len(payload)]) + mask
+                       + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        self.s.close()
+
 
 def a_burst_past_the_budget_is_refused():
     ws = Ws(account())
@@ -165,6 +173,7 @@ def a_users_ninth_socket_gets_429():
     print("real-lambdas: a user's ninth socket gets 429; a closed one frees its place")
 
 
-a_burst_past_the_budget_is_refused()
-a_socket_at_twice_its_rate_is_closed()
-a_users_ninth_socket_gets_429()
+if __name__ == "__main__":
+    a_burst_past_the_budget_is_refused()
+    a_socket_at_twice_its_rate_is_closed()
+    a_users_ninth_socket_gets_429()

@@ -160,9 +160,15 @@ limits_are_enforced_by_the_lambdas() {
   timeout 120 python3 tests/real-lambdas/limits.py "$local_port"
 }
 
+# A close with 1000 is a leave; a drop keeps the resume grace.
+a_goodbye_leaves_at_once() {
+  timeout 60 python3 tests/real-lambdas/goodbye.py "$local_port"
+}
+
 if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100 \
-  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas; then
-  echo "real-lambdas: 3 passed, 0 failed"
+  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas \
+  && a_goodbye_leaves_at_once; then
+  echo "real-lambdas: 4 passed, 0 failed"
 else
   show_logs
   echo "real-lambdas: 0 passed, 1 failed"

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
-use tincan_ws_api::{ConnectError, WsApi};
+use tincan_ws_api::{ConnectError, SocketEnd, WsApi};
 use tracing::warn;
 
 /// One WebSocket event, with what API Gateway puts in the request context.
@@ -158,9 +158,10 @@ impl Backend for InProcess {
             .await;
     }
 
-    async fn disconnect(&self, event: &WsEvent, _status_code: u16, _reason: &str) {
+    async fn disconnect(&self, event: &WsEvent, status_code: u16, _reason: &str) {
+        let end = SocketEnd::from_close_code(Some(status_code));
         self.api
-            .disconnect(&event.connection_id, event.now_ms)
+            .disconnect(&event.connection_id, end, event.now_ms)
             .await;
     }
 }

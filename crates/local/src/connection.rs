@@ -33,6 +33,22 @@ const CLIENT_CLOSED: CloseReason = CloseReason {
     code: 1000,
     reason: "Bye",
 };
+/// A close frame with no status code: API Gateway reports 1005 for it.
+const CLIENT_CLOSED_NO_CODE: CloseReason = CloseReason {
+    code: 1005,
+    reason: "",
+};
+/// A close frame with another code: reported as the client sent it.
+fn client_closed(code: Option<u16>) -> CloseReason {
+    match code {
+        None => CLIENT_CLOSED_NO_CODE,
+        Some(1000) => CLIENT_CLOSED,
+        Some(code) => CloseReason {
+            code,
+            reason: "Closed by the client",
+        },
+    }
+}
 const IDLE: CloseReason = CloseReason {
     code: 1001,
     reason: "Going away (idle)",
@@ -127,7 +143,9 @@ pub(crate) async fn run_socket(state: GatewayState, socket: WebSocket, event: Ws
             _ = &mut writer, if !writer_done => Step::WriterDone,
             _ = &mut idle => Step::IdleCheck,
             next = stream.next() => match next {
-                Some(Ok(Message::Close(_))) => Step::Close(CLIENT_CLOSED),
+                Some(Ok(Message::Close(frame))) => {
+                    Step::Close(client_closed(frame.map(|f| f.code)))
+                }
                 // The stream ended without a close frame.
                 None => Step::Close(ABRUPT),
                 Some(Err(err)) => {
@@ -152,9 +170,10 @@ pub(crate) async fn run_socket(state: GatewayState, socket: WebSocket, event: Ws
                 idle.as_mut().reset(deadline);
                 continue;
             }
+            // A write failed: the socket is broken, a drop.
             Step::WriterDone => {
                 writer_done = true;
-                break CLIENT_CLOSED;
+                break ABRUPT;
             }
             Step::Close(reason) => break reason,
         };
@@ -170,7 +189,7 @@ pub(crate) async fn run_socket(state: GatewayState, socket: WebSocket, event: Ws
             permits = acquire(&state, &per_socket) => permits,
         };
         let Some(permits) = permits else {
-            break CLIENT_CLOSED;
+            break ABRUPT;
         };
         let mut event = event.clone();
         event.now_ms = now;
@@ -256,8 +275,14 @@ async fn write_loop(
         }
     }
     let reason = (*closed.borrow()).unwrap_or(CLIENT_CLOSED);
+    // 1005 only reports a close frame that had no code; it is never sent.
+    let code = if reason.code == CLIENT_CLOSED_NO_CODE.code {
+        CLIENT_CLOSED.code
+    } else {
+        reason.code
+    };
     let frame = CloseFrame {
-        code: reason.code,
+        code,
         reason: reason.reason.into(),
     };
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(Message::Close(Some(frame)))).await;

@@ -118,7 +118,7 @@ async fn join(ws: &mut Client, room: &str) -> Value {
 }
 
 #[tokio::test]
-async fn two_clients_meet_signal_and_a_close_counts_as_leaving_after_the_grace() {
+async fn two_clients_meet_signal_and_a_close_counts_as_leaving() {
     let s = start(8).await;
     let mut a = s.client("ada").await;
     let mut b = s.client("bob").await;
@@ -148,8 +148,8 @@ async fn two_clients_meet_signal_and_a_close_counts_as_leaving_after_the_grace()
         json!({"type": "signal", "from": a_id, "to": b_id, "data": data})
     );
 
-    // A closed socket detaches b; the grace (a second here) runs out and
-    // the room is told.
+    // b closes its socket on purpose (a close frame): it has left, and the
+    // room is told at once.
     b.close(None).await.unwrap();
     assert_eq!(
         recv(&mut a).await,

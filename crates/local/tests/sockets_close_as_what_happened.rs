@@ -2,7 +2,8 @@
 //! closes every socket with 1001 and waits for its `$disconnect`; a client
 //! that drops without a close frame is a 1006 "Going away" in the
 //! `$disconnect` event, not 1009 "Message too big", which stays for frames
-//! over the size limit.
+//! over the size limit; a client's own close frame is reported with its
+//! code.
 
 mod common;
 
@@ -85,7 +86,7 @@ async fn close_code(ws: &mut common::Client) -> Option<u16> {
 }
 
 #[tokio::test]
-async fn a_dropped_client_is_1006_an_oversize_frame_1009_and_a_stop_1001() {
+async fn a_dropped_client_is_1006_an_oversize_frame_1009_a_goodbye_its_code_and_a_stop_1001() {
     let (url, events) = fake_lambdas().await;
     let s = common::start(|c| c.lambda_url = Some(url)).await;
 
@@ -103,15 +104,30 @@ async fn a_dropped_client_is_1006_an_oversize_frame_1009_and_a_stop_1001() {
     assert_eq!(close_code(&mut big).await, Some(1009));
     assert_eq!(disconnects(&events, 2).await[1].0, 1009);
 
+    // The client closes on purpose: the $disconnect carries its code (1000,
+    // or 1005 for a close frame with none), which is what tells a goodbye
+    // from a drop.
+    let mut bye = s.client("eve").await;
+    bye.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: CloseCode::Normal,
+        reason: "".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(disconnects(&events, 3).await[2].0, 1000);
+    let mut bare = s.client("fay").await;
+    bare.close(None).await.unwrap();
+    assert_eq!(disconnects(&events, 4).await[3].0, 1005);
+
     // The stack stops: each socket hears 1001, and its $disconnect is sent
     // before the stop returns.
     let mut a = s.client("cy").await;
     let mut b = s.client("di").await;
     let common::Stack { stack, .. } = s;
     stack.stop().await;
-    let got = disconnects(&events, 4).await;
-    assert_eq!(got[2].0, 1001, "{got:?}");
-    assert_eq!(got[3].0, 1001, "{got:?}");
+    let got = disconnects(&events, 6).await;
+    assert_eq!(got[4].0, 1001, "{got:?}");
+    assert_eq!(got[5].0, 1001, "{got:?}");
     assert_eq!(close_code(&mut a).await, Some(1001));
     assert_eq!(close_code(&mut b).await, Some(1001));
 }

@@ -222,6 +222,31 @@ impl CloseReason {
     }
 }
 
+/// How a socket ended, read from the close code the gateway reports
+/// (API Gateway's `disconnectStatusCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketEnd {
+    /// The client closed it on purpose: a close frame with 1000 (normal
+    /// closure) or with no code (1005). Its participant leaves at once, as
+    /// after `leave`.
+    Goodbye,
+    /// Anything else: no close frame (1006), the gateway's own idle or
+    /// lifetime cut (1001), a protocol or size violation, or a code we do
+    /// not know. Its participant keeps the resume grace.
+    Dropped,
+}
+
+impl SocketEnd {
+    /// The end a `$disconnect` with `close_code` stands for; no code at all
+    /// (an emulator or a test that gives none) is a drop.
+    pub fn from_close_code(close_code: Option<u16>) -> Self {
+        match close_code {
+            Some(1000 | 1005) => SocketEnd::Goodbye,
+            _ => SocketEnd::Dropped,
+        }
+    }
+}
+
 /// What the caller must do, in order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -643,6 +668,16 @@ impl Core {
     /// Until when a participant whose socket dropped at `now_ms` may resume.
     pub fn resume_deadline(&self, now_ms: u64) -> u64 {
         now_ms + self.limits.resume_grace_secs * 1000
+    }
+
+    /// Until when a participant whose socket ended as `end` at `now_ms` may
+    /// resume: `now_ms` itself after a goodbye (it leaves at once), the
+    /// grace after a drop.
+    pub fn resume_deadline_after(&self, end: SocketEnd, now_ms: u64) -> u64 {
+        match end {
+            SocketEnd::Goodbye => now_ms,
+            SocketEnd::Dropped => self.resume_deadline(now_ms),
+        }
     }
 
     /// The `resume-failed` answer for the sender.

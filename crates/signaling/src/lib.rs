@@ -22,7 +22,7 @@ mod message_rate;
 
 pub use crate::core::{
     resume_hash, CloseReason, Core, Effect, Fresh, JoinCommitted, Limits, Member, ResumeProof,
-    RoomView, Seat, Sender,
+    RoomView, Seat, Sender, SocketEnd,
 };
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use futures_util::stream::{self, StreamExt as _};
 use tincan_signaling::{
     Core, Effect, ErrorCode, Fresh, JoinCommitted, Limits, Peer, ProtocolError, RoomView, Seat,
-    Sender, ServerMessage,
+    Sender, ServerMessage, SocketEnd,
 };
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, Push, PushError,
@@ -153,12 +153,38 @@ impl WsApi {
         Ok(())
     }
 
-    /// `$disconnect`: the connection is forgotten; its participant, if any,
-    /// is detached and may be resumed within the grace.
-    pub async fn disconnect(&self, connection_id: &str, now_ms: u64) {
-        let mut gone = VecDeque::from([connection_id.to_owned()]);
+    /// `$disconnect`: the connection is forgotten. After a drop its
+    /// participant, if any, is detached and may be resumed within the grace;
+    /// after a goodbye (the client closed with 1000) it leaves at once and
+    /// the room is told, as after `leave`.
+    pub async fn disconnect(&self, connection_id: &str, end: SocketEnd, now_ms: u64) {
+        let mut gone = VecDeque::new();
+        match end {
+            SocketEnd::Dropped => gone.push_back(connection_id.to_owned()),
+            SocketEnd::Goodbye => self.say_goodbye(connection_id, now_ms, &mut gone).await,
+        }
         self.clean_up_gone(&mut gone, now_ms).await;
-        info!(connection_id, "disconnected");
+        info!(connection_id, ?end, "disconnected");
+    }
+
+    /// Removes a connection whose client said goodbye: its participant is
+    /// detached with a grace that has already run out, then ended at once.
+    /// A failure between the two writes leaves an expired participant,
+    /// which the next read of its room or the sweep ends.
+    async fn say_goodbye(&self, connection_id: &str, now_ms: u64, gone: &mut VecDeque<String>) {
+        let until = self.core.resume_deadline_after(SocketEnd::Goodbye, now_ms);
+        let record = match self.config.store.remove(connection_id, until).await {
+            Ok(record) => record,
+            Err(err) => {
+                warn!(connection_id, error = %err, "could not remove connection");
+                return;
+            }
+        };
+        if let Some(seat) = record.and_then(|r| r.seat) {
+            if let Err(err) = self.expire(&seat, until, now_ms, gone).await {
+                warn!(connection_id, error = %err, "could not end a participant that said goodbye");
+            }
+        }
     }
 
     /// `$default`: one client text frame.

@@ -26,3 +26,4 @@ pub use crate::sfu::{FixedSfuNode, NoSfu, NodeSfu, SfuError, SfuGateway, SfuLoca
 pub use crate::users::AccountsUsers;
 pub use crate::users::{UserDirectory, UserLookupError};
 pub use tincan_sfu_control::{ControlSecret, SfuControlClient};
+pub use tincan_signaling::SocketEnd;

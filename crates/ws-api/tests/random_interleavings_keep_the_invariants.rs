@@ -27,7 +27,7 @@ use tincan_store::{
     Push, PushError, ResumeOutcome, StoreError,
 };
 use tincan_token::TokenKeys;
-use tincan_ws_api::{NoIceServers, WsApi, WsApiConfig};
+use tincan_ws_api::{NoIceServers, SocketEnd, WsApi, WsApiConfig};
 
 const ROOM_MAX: usize = 3;
 const ROOMS: [&str; 2] = ["blue", "green"];
@@ -379,6 +379,7 @@ fn action(rng: &mut StdRng, world: &World, user: usize) -> (String, Option<Value
                 Some(json!({"action": "signal", "to": to, "data": {"n": rng.random::<u16>()}})),
             )
         }
+        6 if rng.random_bool(0.3) => ("bye".into(), None),
         6 => ("cut".into(), None),
         7 => ("resume".into(), None),
         8 => (
@@ -411,9 +412,19 @@ async fn run_seed(seed: u64) -> Vec<String> {
                     let conn = world.clients[user].conn.clone();
                     world.wire.cut.lock().unwrap().insert(conn.clone());
                     let api = world.api.clone();
-                    tasks.push(tokio::spawn(
-                        async move { api.disconnect(&conn, now).await },
-                    ));
+                    tasks.push(tokio::spawn(async move {
+                        api.disconnect(&conn, SocketEnd::Dropped, now).await
+                    }));
+                }
+                ("bye", _) => {
+                    // The client closes with 1000: its participant leaves
+                    // at once, racing whatever else is in flight.
+                    let conn = world.clients[user].conn.clone();
+                    world.wire.cut.lock().unwrap().insert(conn.clone());
+                    let api = world.api.clone();
+                    tasks.push(tokio::spawn(async move {
+                        api.disconnect(&conn, SocketEnd::Goodbye, now).await
+                    }));
                 }
                 ("resume", _) => {
                     // The socket drops (its $disconnect racing everything
@@ -421,7 +432,9 @@ async fn run_seed(seed: u64) -> Vec<String> {
                     let old = world.clients[user].conn.clone();
                     world.wire.cut.lock().unwrap().insert(old.clone());
                     let api = world.api.clone();
-                    tasks.push(tokio::spawn(async move { api.disconnect(&old, now).await }));
+                    tasks.push(tokio::spawn(async move {
+                        api.disconnect(&old, SocketEnd::Dropped, now).await
+                    }));
                     world.connect(user).await;
                     if let Some((peer, _, token)) = world.clients[user].me.clone() {
                         let conn = world.clients[user].conn.clone();
@@ -459,7 +472,7 @@ async fn run_seed(seed: u64) -> Vec<String> {
     for user in 0..USERS {
         let conn = world.clients[user].conn.clone();
         let now = world.now.fetch_add(1, Ordering::Relaxed);
-        world.api.disconnect(&conn, now).await;
+        world.api.disconnect(&conn, SocketEnd::Dropped, now).await;
     }
     let later = world.now.load(Ordering::Relaxed) + 31_000;
     world.api.sweep(later).await;

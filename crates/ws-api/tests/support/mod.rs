@@ -12,7 +12,7 @@ use serde_json::Value;
 use tincan_signaling::Limits;
 use tincan_store::{ConnectionStore, MemoryConnectionStore, Push, PushError};
 use tincan_token::TokenKeys;
-use tincan_ws_api::{NoIceServers, UserDirectory, WsApi, WsApiConfig};
+use tincan_ws_api::{NoIceServers, SocketEnd, UserDirectory, WsApi, WsApiConfig};
 
 pub(crate) const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 pub(crate) const T0: u64 = 1_700_000_000_000;
@@ -138,9 +138,15 @@ impl Harness {
         self.api.message(id, text, self.now).await;
     }
 
+    /// The client closes connection `id` on purpose (close code 1000).
+    pub(crate) async fn goodbye(&mut self, id: &str) {
+        self.now += 1;
+        self.api.disconnect(id, SocketEnd::Goodbye, self.now).await;
+    }
+
     pub(crate) async fn disconnect(&mut self, id: &str) {
         self.now += 1;
-        self.api.disconnect(id, self.now).await;
+        self.api.disconnect(id, SocketEnd::Dropped, self.now).await;
     }
 
     /// The participant connection `id` speaks for.
