@@ -755,6 +755,7 @@ async function joinRoom(room, listenOnly) {
     if (error instanceof TincanError && error.code === 'session-expired') showView('auth');
     return;
   }
+  clearAlert(); // a wait the server asked for is over
   history.replaceState(null, '', `#room=${encodeURIComponent(room)}`);
   $('call-room').textContent = room;
   $('call-status').textContent = listenOnly ? 'You are listening only: nobody hears you.' : '';
@@ -993,6 +994,8 @@ client.addEventListener('error', (e) => {
     return;
   }
   showBanner('');
+  // A refused join: joinRoom() says why, and the pre-join view stays.
+  if (app.joinedAt === null) return;
   showAlert(messageFor(code, message));
   stopMicrophone();
   participants.stop();
