@@ -1,10 +1,12 @@
 // The Tincan page: sign in, pick a room, talk. All protocol work is in
 // tincan-client.js; this file wires it to the DOM.
 
-import { TincanClient, TincanError, ROOM_ID, precallCheck } from './tincan-client.js';
-import { messageFor, micErrorCode } from './app/messages.js';
+import { AuthSession, TincanClient, TincanError, ROOM_ID, precallCheck } from './tincan-client.js';
+import { messageFor, micErrorCode, retryMessage } from './app/messages.js';
 import { Participants } from './app/participants.js';
 import { loadSettings } from './app/settings.js';
+import { randomRoomName } from './app/room-names.js';
+import { RetryAfterLog } from './app/retry.js';
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
@@ -23,8 +25,11 @@ const params = new URLSearchParams(location.search);
 const forceRelay = params.get('relay') === '1';
 // Where the HTTP API and the WebSocket are (/settings.json; this origin by default).
 const settings = await loadSettings();
+// The session's fetch notes the HTTP API's Retry-After (app/retry.js).
+const retryAfter = new RetryAfterLog();
 const client = new TincanClient({
   baseUrl: settings.httpApiUrl,
+  session: new AuthSession({ baseUrl: settings.httpApiUrl, fetch: retryAfter.fetch }),
   wsPath: settings.webSocketUrl,
   rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
   resume: params.get('resume') !== '0',
@@ -43,6 +48,14 @@ const app = {
   prefs: { ...DEFAULT_PREFS },
   /** @type {MediaStream | null} */
   mic: null,
+  /** joined without a microphone (none, or no permission) */
+  listenOnly: false,
+  /** @type {string} the room the pre-join view is about */
+  prejoinRoom: '',
+  /** @type {number | null} `Date.now()` when we joined the call (the call timer) */
+  joinedAt: null,
+  /** @type {View | null} where the account view's Back goes */
+  accountFrom: null,
   /** @type {import('./tincan/precall.js').PrecallReport | null} the last pre-call check */
   precall: null,
   /** @type {number | null} ms from the click on Join to the first audio packet */
@@ -53,19 +66,56 @@ const app = {
 Object.assign(globalThis, { tincanApp: app });
 
 // ---- messages ------------------------------------------------------------
+// Errors that belong to a field show next to it (`fieldError`); the alert
+// is for the rest. Escape dismisses the alert.
+
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let countdownTimer;
 
 /** @param {string} text */
 function showAlert(text) {
+  clearInterval(countdownTimer);
   $('alert-text').textContent = text;
   $('alert').hidden = false;
 }
 function clearAlert() {
+  clearInterval(countdownTimer);
   $('alert').hidden = true;
   $('alert-text').textContent = '';
 }
-/** @param {unknown} error */
+/**
+ * "Too many attempts: try again in 28 s", counting down to "You can try
+ * again now." The seconds are not re-announced every tick (aria-live off on
+ * the number): the alert is read once.
+ * @param {number} ms
+ */
+function showRetryCountdown(ms) {
+  const until = Date.now() + ms;
+  const seconds = document.createElement('span');
+  seconds.id = 'retry-seconds';
+  seconds.setAttribute('aria-live', 'off');
+  const tick = () => {
+    const left = Math.ceil((until - Date.now()) / 1000);
+    if (left <= 0) {
+      showAlert(messageFor('retry-now'));
+      return;
+    }
+    seconds.textContent = `${left} s`;
+  };
+  showAlert('');
+  $('alert-text').append(retryMessage(), ' ', seconds);
+  tick();
+  countdownTimer = setInterval(tick, 1000);
+}
+/**
+ * The alert for an error that belongs to no field; a rate limit counts down
+ * the wait the server asked for.
+ * @param {unknown} error
+ */
 function showError(error) {
-  if (error instanceof TincanError) showAlert(messageFor(error.code, error.message));
+  const wait = retryAfter.remainingMs(error);
+  if (wait !== null) showRetryCountdown(wait);
+  else if (error instanceof TincanError) showAlert(messageFor(error.code, error.message));
   else showAlert(messageFor('internal', String(/** @type {any} */ (error)?.message ?? error)));
 }
 /** @param {string} text */
@@ -74,23 +124,84 @@ function showBanner(text) {
   $('banner').hidden = !text;
 }
 $('alert-close').addEventListener('click', clearAlert);
+document.addEventListener('keydown', (e) => {
+  if (e.key === 'Escape' && !$('alert').hidden) {
+    e.preventDefault();
+    clearAlert();
+  }
+});
+
+/**
+ * Shows `text` under the field `id` (`#ID-error`), marks it invalid and
+ * points its `aria-describedby` at the message; '' clears it.
+ * @param {string} id
+ * @param {string} text
+ */
+function fieldError(id, text) {
+  const field = $(id);
+  const note = $(`${id}-error`);
+  note.textContent = text;
+  note.hidden = !text;
+  const described = (field.getAttribute('aria-describedby') ?? '').split(/\s+/).filter((d) => d && d !== note.id);
+  if (text) {
+    field.setAttribute('aria-invalid', 'true');
+    described.unshift(note.id);
+  } else {
+    field.removeAttribute('aria-invalid');
+  }
+  if (described.length) field.setAttribute('aria-describedby', described.join(' '));
+  else field.removeAttribute('aria-describedby');
+}
+/**
+ * Shows the first error and focuses its field.
+ * @param {string} id
+ * @param {string} text
+ */
+function fieldProblem(id, text) {
+  fieldError(id, text);
+  $(id).focus();
+}
+/** @param {HTMLElement} container clears every field error inside */
+function clearFieldErrors(container) {
+  for (const note of container.querySelectorAll('.field-error')) fieldError(note.id.replace(/-error$/, ''), '');
+}
+// Typing in a field clears its error.
+for (const note of /** @type {NodeListOf<HTMLElement>} */ (document.querySelectorAll('.field-error'))) {
+  const id = note.id.replace(/-error$/, '');
+  const clear = () => {
+    if (!note.hidden) fieldError(id, '');
+  };
+  $(id).addEventListener('input', clear);
+  $(id).addEventListener('change', clear);
+}
 
 // ---- views ---------------------------------------------------------------
 
-/** @param {'auth' | 'lobby' | 'call'} view */
+/** @typedef {'auth' | 'lobby' | 'prejoin' | 'call' | 'account'} View */
+
+/** @param {View} view */
 function showView(view) {
   $('auth-view').hidden = view !== 'auth';
   $('lobby-view').hidden = view !== 'lobby';
+  $('prejoin-view').hidden = view !== 'prejoin';
   $('call-view').hidden = view !== 'call';
-  $('settings-view').hidden = view === 'auth';
-  $('history-view').hidden = view !== 'lobby';
-  $('account-view').hidden = view !== 'lobby';
+  $('settings-view').hidden = view !== 'prejoin' && view !== 'call';
+  $('account-view').hidden = view !== 'account';
   const user = client.session.user;
   $('account').hidden = !user;
-  $('account-name').textContent = user ? `${user.displayName} (@${user.username})` : '';
+  const name = user ? `${user.displayName} (@${user.username})` : '';
+  $('account-name').textContent = name;
+  $('account-view-name').textContent = name;
+  $('account-button').setAttribute('aria-expanded', String(view === 'account'));
   document.body.dataset.view = view;
-  if (view === 'auth') input('login-username').focus();
+  if (view === 'auth') {
+    const room = invitedRoom();
+    $('invite-note').hidden = !room;
+    $('invite-room').textContent = room;
+    input('login-username').focus();
+  }
   if (view === 'lobby') input('room-input').focus();
+  if (view === 'account') input('current-password').focus();
 }
 
 /**
@@ -115,16 +226,22 @@ $('login-form').addEventListener('submit', (event) => {
   const form = /** @type {HTMLFormElement} */ (event.currentTarget);
   busy(form, async () => {
     clearAlert();
+    clearFieldErrors(form);
     const username = input('login-username').value.trim();
     const password = input('login-password').value;
-    if (!username || !password) return showAlert('Enter your username and password.');
+    if (!username) return fieldProblem('login-username', 'Enter your username.');
+    if (!password) return fieldProblem('login-password', 'Enter your password.');
     try {
       await client.session.login(username, password);
       input('login-password').value = '';
       showBanner('');
-      await enterLobby();
+      await afterSignIn();
     } catch (error) {
-      showError(error);
+      if (error instanceof TincanError && error.code === 'invalid-credentials') {
+        fieldError('login-password', messageFor(error.code));
+      } else {
+        showError(error);
+      }
       input('login-password').select();
     }
   });
@@ -135,26 +252,69 @@ $('register-form').addEventListener('submit', (event) => {
   const form = /** @type {HTMLFormElement} */ (event.currentTarget);
   busy(form, async () => {
     clearAlert();
+    clearFieldErrors(form);
     const username = input('register-username').value.trim();
     const displayName = input('register-display-name').value.trim() || username;
     const password = input('register-password').value;
-    if (!username || !password) return showAlert('Choose a username and a password.');
+    if (!username) return fieldProblem('register-username', 'Choose a username.');
+    if ([...password].length < 8) return fieldProblem('register-password', messageFor('password-too-short'));
     try {
       await client.session.register({ username, password, displayName });
       await client.session.login(username, password);
       input('register-password').value = '';
-      await enterLobby();
+      await afterSignIn();
     } catch (error) {
-      showError(error);
+      const field = error instanceof TincanError ? registerField(error) : null;
+      if (field && error instanceof TincanError) fieldProblem(field, messageFor(error.code, error.message));
+      else showError(error);
     }
   });
 });
+
+/**
+ * The registration field a refusal is about, or null (then the alert says it).
+ * @param {TincanError} error
+ */
+function registerField(error) {
+  if (error.code === 'username-taken') return 'register-username';
+  if (error.code !== 'invalid-request') return null;
+  const text = error.message.toLowerCase();
+  if (text.includes('display')) return 'register-display-name';
+  if (text.includes('password')) return 'register-password';
+  if (text.includes('username')) return 'register-username';
+  return null;
+}
+
+/** After signing in or registering: the invited room's pre-join view, else the lobby. */
+async function afterSignIn() {
+  const room = invitedRoom();
+  if (room) await enterPrejoin(room);
+  else await enterLobby();
+}
 
 $('sign-out').addEventListener('click', async () => {
   if (client.state !== 'idle' && client.state !== 'left') leaveCall();
   await client.session.logout();
   showView('auth');
 });
+
+$('account-button').addEventListener('click', () => {
+  if (!$('account-view').hidden) return returnFromAccount();
+  // In a call, the call goes on: Back returns to it.
+  app.accountFrom = /** @type {View} */ (document.body.dataset.view ?? 'lobby');
+  clearFieldErrors($('account-view'));
+  formStatus('password-status', '', '');
+  formStatus('delete-status', '', '');
+  showView('account');
+});
+$('account-back').addEventListener('click', () => returnFromAccount());
+function returnFromAccount() {
+  const back = app.accountFrom ?? 'lobby';
+  if (back === 'call' && client.state !== 'joined' && client.state !== 'reconnecting') enterLobby();
+  else if (back === 'prejoin' && app.prejoinRoom) enterPrejoin(app.prejoinRoom);
+  else if (back === 'call') showView('call');
+  else enterLobby();
+}
 
 client.session.addEventListener('expired', () => {
   if (client.state === 'joined' || client.state === 'reconnecting') leaveCall();
@@ -178,39 +338,37 @@ function formStatus(id, text, kind) {
   el.classList.toggle('error', kind === 'error');
 }
 
-/**
- * What to say when the server refused a password form.
- * @param {unknown} error
- * @param {string} wrongPassword  the sentence for `invalid-credentials`
- */
-function passwordFormError(error, wrongPassword) {
-  if (!(error instanceof TincanError)) return messageFor('internal', String(/** @type {any} */ (error)?.message ?? error));
-  if (error.code === 'invalid-credentials') return wrongPassword;
-  if (error.code === 'invalid-request') return `The server refused the new password: ${error.message}`;
-  if (error.code === 'rate-limited' || error.code === 'busy') return `${messageFor('rate-limited')} (${error.message})`;
-  return messageFor(error.code, error.message);
-}
 
 $('password-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = /** @type {HTMLFormElement} */ (event.currentTarget);
   busy(form, async () => {
+    clearAlert();
+    clearFieldErrors(form);
+    formStatus('password-status', '', '');
     const current = input('current-password').value;
     const next = input('new-password').value;
     const again = input('confirm-password').value;
-    if (!current) return formStatus('password-status', 'Enter your current password.', 'error');
-    if ([...next].length < 8) return formStatus('password-status', 'The new password needs at least 8 characters.', 'error');
-    if (next !== again) return formStatus('password-status', 'The two new passwords are not the same.', 'error');
-    if (next === current) return formStatus('password-status', 'Choose a new password different from the current one.', 'error');
+    if (!current) return fieldProblem('current-password', 'Enter your current password.');
+    if ([...next].length < 8) return fieldProblem('new-password', messageFor('password-too-short'));
+    if (next !== again) return fieldProblem('confirm-password', 'The two new passwords are not the same.');
+    if (next === current) return fieldProblem('new-password', 'Choose a new password different from the current one.');
     formStatus('password-status', 'Changing…', '');
     try {
       await client.session.changePassword(current, next);
       for (const id of ['current-password', 'new-password', 'confirm-password']) input(id).value = '';
       formStatus('password-status', 'Password changed. Your other devices were signed out.', 'ok');
     } catch (error) {
+      formStatus('password-status', '', '');
       if (error instanceof TincanError && error.code === 'session-expired') return;
-      formStatus('password-status', passwordFormError(error, 'Your current password is wrong.'), 'error');
-      input('current-password').select();
+      if (error instanceof TincanError && error.code === 'invalid-credentials') {
+        fieldError('current-password', 'Your current password is wrong.');
+        input('current-password').select();
+      } else if (error instanceof TincanError && error.code === 'invalid-request') {
+        fieldProblem('new-password', `The server refused the new password: ${error.message}`);
+      } else {
+        showError(error);
+      }
     }
   });
 });
@@ -219,33 +377,43 @@ $('delete-form').addEventListener('submit', (event) => {
   event.preventDefault();
   const form = /** @type {HTMLFormElement} */ (event.currentTarget);
   busy(form, async () => {
+    clearAlert();
+    clearFieldErrors(form);
     const password = input('delete-password').value;
-    if (!password) return formStatus('delete-status', 'Enter your password to delete your account.', 'error');
+    if (!password) return fieldProblem('delete-password', 'Enter your password to delete your account.');
     if (!input('delete-confirm').checked) {
-      return formStatus('delete-status', 'Tick the box to confirm that you want your account deleted.', 'error');
+      return fieldProblem('delete-confirm', 'Tick the box to confirm that you want your account deleted.');
     }
     formStatus('delete-status', 'Deleting…', '');
     try {
       await client.session.deleteAccount(password);
     } catch (error) {
+      formStatus('delete-status', '', '');
       if (error instanceof TincanError && error.code === 'session-expired') return;
-      formStatus('delete-status', passwordFormError(error, 'That password is wrong; your account was not deleted.'), 'error');
-      input('delete-password').select();
+      if (error instanceof TincanError && error.code === 'invalid-credentials') {
+        fieldError('delete-password', 'That password is wrong; your account was not deleted.');
+        input('delete-password').select();
+      } else {
+        showError(error);
+      }
       return;
     }
     input('delete-password').value = '';
     input('delete-confirm').checked = false;
     formStatus('delete-status', '', '');
+    if (client.state === 'joined' || client.state === 'reconnecting') leaveCall();
     showView('auth');
     showBanner('Your account was deleted.');
   });
 });
 
 async function enterLobby() {
+  // The address names a room only on the way into one.
+  if (location.hash) history.replaceState(null, '', location.pathname + location.search);
+  app.prejoinRoom = '';
   showView('lobby');
-  formStatus('password-status', '', '');
-  formStatus('delete-status', '', '');
-  await Promise.all([loadPreferences(), loadHistory()]);
+  updateInvite();
+  await loadHistory();
 }
 
 // ---- preferences and devices ---------------------------------------------
@@ -417,43 +585,169 @@ function formatDuration(seconds) {
   return s < 60 ? `${s} s` : `${Math.floor(s / 60)} min ${s % 60} s`;
 }
 
-// ---- joining and leaving -------------------------------------------------------
+// ---- lobby: a room name, a new room, an invite link ------------------------------
 
 /** The room named by the link: `#room=NAME` or `?room=NAME`. */
 function roomFromUrl() {
   const hash = new URLSearchParams(location.hash.replace(/^#/, ''));
   return hash.get('room') ?? new URLSearchParams(location.search).get('room') ?? '';
 }
+/** The room an invite link names, if it is a valid name; else ''. */
+function invitedRoom() {
+  const room = roomFromUrl().trim();
+  return ROOM_ID.test(room) ? room : '';
+}
+/** @param {string} room */
+function inviteLink(room) {
+  return `${location.origin}${location.pathname}#room=${encodeURIComponent(room)}`;
+}
+
+/** The lobby's invite link follows the room name; none until the name is valid. */
+function updateInvite() {
+  const room = input('room-input').value.trim();
+  const valid = ROOM_ID.test(room);
+  $('invite').hidden = !valid;
+  input('invite-link').value = valid ? inviteLink(room) : '';
+  $('copy-invite-status').textContent = '';
+}
+input('room-input').addEventListener('input', updateInvite);
+
+$('new-room-button').addEventListener('click', () => {
+  input('room-input').value = randomRoomName();
+  fieldError('room-input', '');
+  updateInvite();
+  input('room-input').focus();
+});
+
+/** @type {Map<string, ReturnType<typeof setTimeout>>} */
+const copiedTimers = new Map();
+/**
+ * Copies `text` with the Clipboard API and says "Copied" in `statusId`;
+ * where the browser refuses, selects `fallback` for a manual copy.
+ * @param {string} text
+ * @param {string} statusId
+ * @param {HTMLInputElement | null} fallback
+ */
+async function copyText(text, statusId, fallback) {
+  const status = $(statusId);
+  clearTimeout(copiedTimers.get(statusId));
+  try {
+    await navigator.clipboard.writeText(text);
+    status.textContent = 'Copied';
+  } catch {
+    fallback?.select();
+    status.textContent = fallback ? 'Press Ctrl+C (⌘C) to copy.' : text;
+  }
+  copiedTimers.set(statusId, setTimeout(() => (status.textContent = ''), 4000));
+}
+$('copy-invite').addEventListener('click', () =>
+  copyText(input('invite-link').value, 'copy-invite-status', input('invite-link')),
+);
+$('copy-link').addEventListener('click', () => copyText(inviteLink(client.room ?? ''), 'copy-link-status', null));
 
 $('join-form').addEventListener('submit', (event) => {
   event.preventDefault();
-  const form = /** @type {HTMLFormElement} */ (event.currentTarget);
-  busy(form, () => joinRoom(input('room-input').value.trim()));
+  clearAlert();
+  const room = input('room-input').value.trim();
+  if (!ROOM_ID.test(room)) return fieldProblem('room-input', messageFor('bad-request'));
+  fieldError('room-input', '');
+  enterPrejoin(room);
 });
 
+// ---- pre-join: the check, the devices, then join (or listen only) -----------------
+
 /** @param {string} room */
-async function joinRoom(room) {
+async function enterPrejoin(room) {
+  app.prejoinRoom = room;
+  history.replaceState(null, '', `#room=${encodeURIComponent(room)}`);
+  input('room-input').value = room;
+  $('prejoin-room').textContent = room;
+  $('prejoin-title').setAttribute('aria-label', `Join room ${room}`);
+  hideMicProblem();
+  showView('prejoin');
+  $('join-now').focus();
+  await loadPreferences();
+  listSpeakers();
+  // Permission already refused: say so before the click.
+  const state = await navigator.permissions
+    ?.query({ name: /** @type {PermissionName} */ ('microphone') })
+    .then((p) => p.state)
+    .catch(() => null);
+  if (state === 'denied' && app.prejoinRoom === room && !$('prejoin-view').hidden) showMicProblem('mic-denied');
+}
+
+/** @param {string} code `mic-denied`, `mic-missing`, ... */
+function showMicProblem(code) {
+  $('mic-problem-text').textContent = messageFor(code);
+  $('mic-problem').hidden = false;
+}
+function hideMicProblem() {
+  $('mic-problem').hidden = true;
+  $('mic-problem-text').textContent = '';
+}
+
+$('prejoin-back').addEventListener('click', () => enterLobby());
+$('join-now').addEventListener('click', () => joinWithButton('join-now', false));
+$('listen-only-button').addEventListener('click', () => joinWithButton('listen-only-button', true));
+
+/**
+ * @param {string} buttonId disabled while joining
+ * @param {boolean} listenOnly
+ */
+async function joinWithButton(buttonId, listenOnly) {
+  const button = /** @type {HTMLButtonElement} */ ($(buttonId));
+  button.disabled = true;
+  try {
+    await joinRoom(app.prejoinRoom, listenOnly);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+/**
+ * The join options for our microphone; `null`: listen only (no microphone
+ * is opened and nothing is sent).
+ * @param {MediaStream | null} mic
+ */
+function joinOptions(mic) {
+  // When the SDK takes `{listenOnly: true}`, that replaces `{stream: null}` here.
+  return mic ? { stream: mic } : { stream: null };
+}
+
+/**
+ * Joins `room`. Without a microphone (none, or no permission) the pre-join
+ * view says so and offers to listen only, rather than failing.
+ * @param {string} room
+ * @param {boolean} listenOnly
+ */
+async function joinRoom(room, listenOnly) {
   clearAlert();
   app.joinClickedAt = performance.now();
   app.firstPacketMs = null;
   if (!ROOM_ID.test(room)) {
-    showAlert(messageFor('bad-request'));
-    input('room-input').focus();
+    await enterLobby();
+    fieldProblem('room-input', messageFor('bad-request'));
     return;
   }
-  try {
-    app.mic = await openMicrophone();
-  } catch (error) {
-    showAlert(messageFor(micErrorCode(error)));
-    return;
+  app.listenOnly = listenOnly;
+  if (!listenOnly) {
+    try {
+      app.mic = await openMicrophone();
+    } catch (error) {
+      const code = micErrorCode(error);
+      if (code === 'mic-denied' || code === 'mic-missing') showMicProblem(code);
+      else showAlert(messageFor(code));
+      return;
+    }
   }
-  participants.start(app.mic);
+  hideMicProblem();
+  participants.start(app.mic ?? silence());
   listMicrophones();
   listSpeakers();
   $('call-status').textContent = 'Connecting…';
-  client.muted = app.prefs.startMuted === true;
+  client.muted = listenOnly || app.prefs.startMuted === true;
   try {
-    await client.join(room, { stream: app.mic });
+    await client.join(room, joinOptions(app.mic));
   } catch (error) {
     stopMicrophone();
     participants.stop();
@@ -461,31 +755,77 @@ async function joinRoom(room) {
     if (error instanceof TincanError && error.code === 'session-expired') showView('auth');
     return;
   }
+  clearAlert(); // a wait the server asked for is over
   history.replaceState(null, '', `#room=${encodeURIComponent(room)}`);
   $('call-room').textContent = room;
-  $('call-status').textContent = '';
+  $('call-status').textContent = listenOnly ? 'You are listening only: nobody hears you.' : '';
+  $('mute-button').hidden = listenOnly;
+  $('listen-only-badge').hidden = !listenOnly;
   setMuteButton(client.muted);
+  startTimer();
   showView('call');
-  $('mute-button').focus();
+  (listenOnly ? $('leave-button') : $('mute-button')).focus();
+}
+
+/** @type {AudioContext | null} */
+let silenceContext = null;
+/**
+ * A silent stream for the participant list's own-level meter when there is
+ * no microphone (it needs a stream; no permission is asked for this one).
+ */
+function silence() {
+  silenceContext ??= new AudioContext();
+  return silenceContext.createMediaStreamDestination().stream;
 }
 
 function stopMicrophone() {
   app.mic?.getTracks().forEach((t) => t.stop());
   app.mic = null;
+  silenceContext?.close().catch(() => {});
+  silenceContext = null;
 }
 
 function leaveCall() {
   client.leave();
   stopMicrophone();
   participants.stop();
+  stopTimer();
   showBanner('');
   client.muted = false;
+  app.listenOnly = false;
 }
 
 $('leave-button').addEventListener('click', async () => {
   leaveCall();
   await enterLobby();
 });
+
+// ---- call timer: mm:ss since we joined (not announced) -----------------------------
+
+/** @type {ReturnType<typeof setInterval> | undefined} */
+let timerTick;
+function startTimer() {
+  app.joinedAt = Date.now();
+  clearInterval(timerTick);
+  const show = () => ($('call-timer').textContent = formatClock((Date.now() - (app.joinedAt ?? Date.now())) / 1000));
+  show();
+  timerTick = setInterval(show, 1000);
+}
+function stopTimer() {
+  clearInterval(timerTick);
+  app.joinedAt = null;
+  $('call-timer').textContent = formatClock(0);
+}
+/**
+ * `mm:ss`, or `h:mm:ss` past an hour.
+ * @param {number} seconds
+ */
+function formatClock(seconds) {
+  const s = Math.max(0, Math.floor(seconds));
+  const two = (/** @type {number} */ n) => String(n).padStart(2, '0');
+  const h = Math.floor(s / 3600);
+  return h > 0 ? `${h}:${two(Math.floor(s / 60) % 60)}:${two(s % 60)}` : `${two(Math.floor(s / 60))}:${two(s % 60)}`;
+}
 
 /** @param {boolean} muted */
 function setMuteButton(muted) {
@@ -497,6 +837,7 @@ function setMuteButton(muted) {
 $('mute-button').addEventListener('click', () => toggleMute());
 
 function toggleMute() {
+  if (app.listenOnly) return;
   pushToTalk = false;
   const muted = !client.muted;
   client.setMuted(muted);
@@ -521,7 +862,7 @@ document.addEventListener('keydown', (e) => {
     toggleMute();
   } else if (e.code === 'Space' && !target?.closest(ACTIVATES_ON_SPACE)) {
     e.preventDefault();
-    if (e.repeat || !client.muted || pushToTalk) return;
+    if (e.repeat || !client.muted || pushToTalk || app.listenOnly) return;
     pushToTalk = true;
     client.setMuted(false);
     setMuteButton(false);
@@ -540,7 +881,7 @@ document.addEventListener('keyup', (e) => {
 });
 window.addEventListener('blur', releasePushToTalk);
 
-// ---- pre-call check (lobby) --------------------------------------------------
+// ---- pre-call check (pre-join view) --------------------------------------------------
 
 const VERDICTS = {
   ready: 'Ready: we hear your microphone and the relay server is reachable.',
@@ -594,16 +935,6 @@ $('precall-button').addEventListener('click', async () => {
   }
 });
 
-$('copy-link').addEventListener('click', async () => {
-  const link = `${location.origin}/#room=${encodeURIComponent(client.room ?? '')}`;
-  try {
-    await navigator.clipboard.writeText(link);
-    $('call-status').textContent = 'Invite link copied.';
-  } catch {
-    $('call-status').textContent = link;
-  }
-});
-
 // ---- client events -----------------------------------------------------------
 
 // A dropped signaling socket usually comes back within a fraction of a
@@ -647,7 +978,13 @@ client.addEventListener('first-packet', (e) => {
   }
 });
 client.addEventListener('error', (e) => {
-  const { code, message, fatal } = /** @type {CustomEvent} */ (e).detail;
+  const detail = /** @type {CustomEvent} */ (e).detail;
+  const { code, message, fatal } = detail;
+  // The client sends a refused join again after the wait: show the wait.
+  if (code === 'rate-limited' && !fatal && client.state === 'joining') {
+    showError(detail);
+    return;
+  }
   if (code === 'not-in-room' || code === 'webrtc') {
     console.warn('tincan:', code, message);
     return;
@@ -657,9 +994,12 @@ client.addEventListener('error', (e) => {
     return;
   }
   showBanner('');
+  // A refused join: joinRoom() says why, and the pre-join view stays.
+  if (app.joinedAt === null) return;
   showAlert(messageFor(code, message));
   stopMicrophone();
   participants.stop();
+  stopTimer();
   if (code === 'session-expired' || code === 'unauthorized') showView('auth');
   else if (client.session.user) enterLobby();
 });
@@ -673,8 +1013,12 @@ window.addEventListener('pagehide', () => {
 
 async function start() {
   input('room-input').value = roomFromUrl();
+  updateInvite();
   window.addEventListener('hashchange', () => {
-    if (client.state !== 'joined') input('room-input').value = roomFromUrl();
+    if (client.state === 'joined' || client.state === 'joining' || client.state === 'reconnecting') return;
+    const room = invitedRoom();
+    if (!client.session.user) showView('auth');
+    else if (room && room !== app.prejoinRoom) enterPrejoin(room);
   });
   if (!client.session.user) {
     showView('auth');
@@ -684,10 +1028,11 @@ async function start() {
     // Checks the stored session (refreshing it if the access token expired).
     const reply = await client.session.request('GET', '/me');
     if (reply?.user && client.session.current) client.session.current.user = reply.user;
-    await enterLobby();
+    await afterSignIn();
   } catch (error) {
     showError(error);
-    showView(client.session.user ? 'lobby' : 'auth');
+    if (client.session.user) await enterLobby();
+    else showView('auth');
   }
 }
 

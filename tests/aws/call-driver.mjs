@@ -99,6 +99,7 @@ async function signUpAndIn(browser, url, name) {
   await page.locator('#register-password').fill(password);
   await page.locator('#register-button').click();
   await page.locator('#lobby-view').waitFor({ state: 'visible', timeout: 30_000 });
+  await page.locator('#account-button').click();
   await page.locator('#sign-out').click();
   await page.locator('#login-username').waitFor({ state: 'visible' });
   await page.locator('#login-username').fill(username);
@@ -133,6 +134,7 @@ export async function runScenario(appUrl, name) {
       await who.page.locator('#room-input').fill(room);
       who.joinedAt = performance.now();
       await who.page.locator('#join-button').click();
+      await who.page.locator('#join-now').click();
       await who.page.locator('#call-view').waitFor({ state: 'visible', timeout: 30_000 });
     }
     // Join to first audio: the first inbound packet on any source.

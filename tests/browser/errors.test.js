@@ -1,6 +1,7 @@
 // Bad paths show a clear message and nothing hangs: wrong password, a taken
-// username, a full room, an expired session, a denied microphone, a bad room
-// name.
+// username (next to their fields), a full room, an expired session, a
+// denied microphone (join listen-only instead), a bad room name, and a
+// rate-limited sign-in that counts down the server's wait.
 
 import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,12 +14,24 @@ import {
   unique,
   expiredAccessToken,
   screenshot,
+  expectAudioFrom,
+  participantNames,
+  waitFor,
   SMALL_URL,
   BASE_URL,
   closeAll,
 } from './helpers.js';
 
 afterEach(closeAll);
+
+/** The error next to field `id` once it matches `pattern`, with the field marked invalid. */
+async function fieldErrorOf(page, id, pattern) {
+  await page.locator(`#${id}-error`).filter({ hasText: pattern }).waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator(`#${id}`).getAttribute('aria-invalid'), 'true', `${id} marked invalid`);
+  assert.match((await page.locator(`#${id}`).getAttribute('aria-describedby')) ?? '', new RegExp(`${id}-error`));
+  assert.ok(await page.locator('#alert').isHidden(), 'a field error is not a banner');
+  return (await page.locator(`#${id}-error`).textContent()) ?? '';
+}
 
 /** The visible alert's text, once it shows. */
 async function alertText(page) {
@@ -39,12 +52,13 @@ test('register through the page, then a wrong password and a taken username', { 
     await b.page.locator('#lobby-view').waitFor({ state: 'visible' });
     assert.match(await b.page.locator('#account-name').textContent(), /Kim/);
 
+    await b.page.locator('#account-button').click();
     await b.page.locator('#sign-out').click();
     await b.page.locator('#auth-view').waitFor({ state: 'visible' });
     await b.page.locator('#login-username').fill(username);
     await b.page.locator('#login-password').fill('wrong password');
     await b.page.locator('#login-button').click();
-    assert.equal(await alertText(b.page), 'Wrong username or password.');
+    assert.equal(await fieldErrorOf(b.page, 'login-password', 'Wrong'), 'Wrong username or password.');
     assert.ok(await b.page.locator('#auth-view').isVisible());
     assert.ok(await b.page.locator('#login-button').isEnabled(), 'the form is usable again');
     await screenshot(b.page, 'error-wrong-password.png');
@@ -53,7 +67,11 @@ test('register through the page, then a wrong password and a taken username', { 
     await b.page.locator('#register-display-name').fill('Kim again');
     await b.page.locator('#register-password').fill('another password');
     await b.page.locator('#register-button').click();
-    await b.page.locator('#alert-text').filter({ hasText: 'already taken' }).waitFor();
+    await fieldErrorOf(b.page, 'register-username', 'already taken');
+    // Typing clears it.
+    await b.page.locator('#register-username').fill(unique('kim'));
+    assert.ok(await b.page.locator('#register-username-error').isHidden());
+    assert.equal(await b.page.locator('#register-username').getAttribute('aria-invalid'), null);
   } finally {
     await b.close();
   }
@@ -70,16 +88,17 @@ test('a full room says so and the page stays usable', { timeout: 120_000 }, asyn
     await joinRoom(max, room);
     await ned.page.locator('#room-input').fill(room);
     await ned.page.locator('#join-button').click();
+    await ned.page.locator('#join-now').click();
     assert.equal(await alertText(ned.page), 'This room is full. Try again later, or pick another room.');
-    assert.ok(await ned.page.locator('#lobby-view').isVisible());
-    assert.ok(await ned.page.locator('#join-button').isEnabled());
+    assert.ok(await ned.page.locator('#prejoin-view').isVisible());
+    await waitFor(() => ned.page.locator('#join-now').isEnabled(), { what: 'Join now usable again' });
     await screenshot(ned.page, 'error-room-full.png');
     // The microphone was released.
     assert.equal(await ned.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.mic), null);
 
     // When someone leaves, the room has space again.
     await max.page.locator('#leave-button').click();
-    await ned.page.locator('#join-button').click();
+    await ned.page.locator('#join-now').click();
     await ned.page.locator('#call-view').waitFor({ state: 'visible' });
   } finally {
     await Promise.all(people.map((p) => p.close()));
@@ -131,22 +150,92 @@ test('an expired session is refreshed silently while the refresh token is good',
   }
 });
 
-test('a denied microphone and a bad room name explain themselves', { timeout: 60_000 }, async () => {
+test('a denied microphone offers a listen-only join, which hears the room; a bad room name is explained', { timeout: 90_000 }, async () => {
   // Without the fake permission UI, Chromium denies the prompt.
   const b = await launch({ args: ['--deny-permission-prompts'], withoutArgs: ['--use-fake-ui-for-media-stream'] });
+  // Counts the page's requests for a microphone.
+  await b.context.addInitScript(() => {
+    const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+    /** @type {any} */ (globalThis).micRequests = 0;
+    navigator.mediaDevices.getUserMedia = (constraints) => {
+      /** @type {any} */ (globalThis).micRequests += 1;
+      return original(constraints);
+    };
+  });
+  const room = unique('listen-');
+  const talker = await userInBrowser('Tal');
   try {
     const username = unique('quinn');
     await registerUser(BASE_URL, username, 'pass-word-123', 'Quinn');
     await signIn(b, username, 'pass-word-123');
     await b.page.locator('#room-input').fill('no spaces allowed');
     await b.page.locator('#join-button').click();
-    assert.match(await alertText(b.page), /Room names are 1–64 letters/);
-
-    await b.page.locator('#room-input').fill(unique('mic-'));
-    await b.page.locator('#join-button').click();
-    await b.page.locator('#alert-text').filter({ hasText: 'Microphone access was denied' }).waitFor();
+    assert.match(await fieldErrorOf(b.page, 'room-input', 'Room names'), /Room names are 1–64 letters/);
     assert.ok(await b.page.locator('#lobby-view').isVisible());
+
+    await joinRoom(talker, room);
+    await b.page.locator('#room-input').fill(room);
+    await b.page.locator('#join-button').click();
+    await b.page.locator('#join-now').click();
+    await b.page.locator('#mic-problem').filter({ hasText: 'Microphone access was denied' }).waitFor();
+    assert.ok(await b.page.locator('#prejoin-view').isVisible(), 'still on the pre-join view, not failed');
     await screenshot(b.page, 'error-microphone-denied.png');
+    const asked = await b.page.evaluate(() => /** @type {any} */ (globalThis).micRequests);
+
+    await b.page.getByRole('button', { name: 'Join listen-only' }).click();
+    await b.page.locator('#call-view').waitFor({ state: 'visible' });
+    assert.ok(await b.page.locator('#listen-only-badge').isVisible());
+    assert.ok(await b.page.locator('#mute-button').isHidden());
+    assert.equal(await b.page.evaluate(() => /** @type {any} */ (globalThis).micRequests), asked, 'no microphone asked for');
+    assert.equal(await b.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.mic), null);
+    // The listener hears the talker, and the talker sees the listener.
+    await expectAudioFrom(b.page, ['Tal']);
+    await waitFor(async () => (await participantNames(talker.page)).some((n) => n.startsWith('Quinn')), {
+      what: 'the listener in the talker\'s list',
+    });
+    await screenshot(b.page, 'call-listen-only.png');
+  } finally {
+    await Promise.all([b.close(), talker.close()]);
+  }
+});
+
+test('a rate-limited sign-in shows the server\'s wait and counts it down', { timeout: 60_000 }, async () => {
+  const b = await launch();
+  try {
+    const username = unique('rex');
+    await registerUser(BASE_URL, username, 'pass-word-123', 'Rex');
+    // Spend the failed-login quota for this username from this address
+    // (TINCAN_LOGIN_FAILURES_PER_USER_ADDR, 10 by default).
+    let retryAfter = null;
+    for (let i = 0; i < 20 && retryAfter === null; i++) {
+      const res = await fetch(`${BASE_URL}/auth/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username, password: 'not it' }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      if (res.status === 429) retryAfter = Number(res.headers.get('retry-after'));
+      else assert.equal(res.status, 401);
+    }
+    assert.ok(retryAfter && retryAfter > 1, `the server throttles and says for how long (${retryAfter})`);
+
+    await b.page.goto(BASE_URL);
+    await b.page.locator('#login-username').fill(username);
+    await b.page.locator('#login-password').fill('pass-word-123');
+    await b.page.locator('#login-button').click();
+    const text = await alertText(b.page);
+    const shown = Number(/^Too many attempts: try again in (\d+) s$/.exec(text)?.[1]);
+    assert.ok(shown > 0 && shown <= retryAfter, `"${text}" against Retry-After ${retryAfter}`);
+    assert.equal(await b.page.locator('#retry-seconds').getAttribute('aria-live'), 'off', 'not read out every second');
+    await screenshot(b.page, 'error-rate-limited.png');
+    // It counts down.
+    await waitFor(async () => {
+      const now = Number(/try again in (\d+) s/.exec((await b.page.locator('#alert-text').textContent()) ?? '')?.[1]);
+      return now < shown;
+    }, { what: 'the countdown to go down', timeoutMs: 5_000 });
+    // Escape dismisses it.
+    await b.page.keyboard.press('Escape');
+    await b.page.locator('#alert').waitFor({ state: 'hidden' });
   } finally {
     await b.close();
   }

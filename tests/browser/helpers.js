@@ -150,11 +150,17 @@ export async function userInBrowser(name, options = {}) {
   return { ...browser, username, password, name };
 }
 
-/** Types the room and clicks Join; resolves once the call view shows. */
+/**
+ * Types the room and clicks Join in the lobby, then Join now on the pre-join
+ * view (where an invite link lands directly); resolves once the call view shows.
+ */
 export async function joinRoom(browser, room) {
   const { page } = browser;
-  await page.locator('#room-input').fill(room);
-  await page.locator('#join-button').click();
+  if (!(await page.locator('#prejoin-view').isVisible())) {
+    await page.locator('#room-input').fill(room);
+    await page.locator('#join-button').click();
+  }
+  await page.locator('#join-now').click();
   await page.locator('#call-view').waitFor({ state: 'visible' });
 }
 

@@ -23,7 +23,9 @@ const BY_CODE = {
   'mic-busy': 'Your microphone is in use by another app or could not be started.',
   'mic-unsupported': 'This browser cannot capture audio here (a secure https:// page is needed).',
   webrtc: 'The audio connection hit a problem; retrying.',
-  'rate-limited': 'Too many requests right now. Wait a moment and try again.',
+  'rate-limited': 'Too many attempts right now. Wait a moment and try again.',
+  'retry-now': 'You can try again now.',
+  'password-too-short': 'Use at least 8 characters.',
   'resume-failed': 'The connection could not be resumed; joining the room again.',
 };
 
@@ -38,6 +40,14 @@ export function messageFor(code, serverMessage) {
   if (!text) return serverMessage ? `${serverMessage} (${code})` : `Something went wrong (${code}).`;
   if (code === 'invalid-request' && serverMessage) return `${text} ${serverMessage}`;
   return text;
+}
+
+/**
+ * The start of the rate-limit alert; the page adds the seconds left and
+ * counts them down ("Too many attempts: try again in 28 s").
+ */
+export function retryMessage() {
+  return 'Too many attempts: try again in';
 }
 
 /**
