@@ -127,12 +127,6 @@ impl From<AccountError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code(), "message": self.message()}});
-        let mut resp = (self.status(), Json(body)).into_response();
-        if matches!(self, ApiError::Unauthorized) {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
         let retry_after = match self {
             ApiError::StoreUnavailable => Some(1),
             ApiError::RateLimited { retry_after_secs } | ApiError::Busy { retry_after_secs } => {
@@ -140,6 +134,17 @@ impl IntoResponse for ApiError {
             }
             _ => None,
         };
+        let mut error = json!({"code": self.code(), "message": self.message()});
+        if let Some(secs) = retry_after {
+            // The same wait as `Retry-After`, in the unit and field the
+            // WebSocket's `rate-limited` uses.
+            error["retryAfterMs"] = json!(secs * 1000);
+        }
+        let mut resp = (self.status(), Json(json!({ "error": error }))).into_response();
+        if matches!(self, ApiError::Unauthorized) {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(secs) = retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));

@@ -109,6 +109,8 @@ fn cors_layer(origins: &CorsOrigins) -> Option<CorsLayer> {
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            // A page on another origin reads how long to wait after a 429.
+            .expose_headers([header::RETRY_AFTER])
             .max_age(Duration::from_secs(600)),
     )
 }

@@ -37,6 +37,7 @@ async fn twenty_wrong_logins_for_one_user_are_rate_limited_while_another_logs_in
             .parse()
             .unwrap();
         assert!((1..=900).contains(&retry), "{retry}");
+        assert_eq!(r.json["error"]["retryAfterMs"], retry * 1000);
         assert!(r.json["error"]["message"]
             .as_str()
             .unwrap()

@@ -98,6 +98,12 @@ async fn a_listed_origin_may_call_the_api_and_no_other() {
         .unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(res.headers()[ACCESS_CONTROL_ALLOW_ORIGIN], allowed);
+    // So that a page there can read how long a 429 asks it to wait.
+    let exposed = res.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
 
     let res = preflight(&s.http("/auth/register"), "http://127.0.0.1:5174").await;
     assert!(res.status().is_success());
