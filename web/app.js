@@ -28,6 +28,8 @@ const client = new TincanClient({
   wsPath: settings.webSocketUrl,
   rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
   resume: params.get('resume') !== '0',
+  // The client plays remote audio itself; its elements live in the hidden sink.
+  audioContainer: $('audio-sink'),
   opus: {
     dtx: params.get('dtx') === '1',
     red: params.get('red') !== '0',
@@ -451,9 +453,8 @@ async function joinRoom(room) {
   listMicrophones();
   listSpeakers();
   $('call-status').textContent = 'Connecting…';
-  client.muted = app.prefs.startMuted === true;
   try {
-    await client.join(room, { stream: app.mic });
+    await client.join(room, { stream: app.mic, muted: app.prefs.startMuted === true });
   } catch (error) {
     stopMicrophone();
     participants.stop();
@@ -479,7 +480,6 @@ function leaveCall() {
   stopMicrophone();
   participants.stop();
   showBanner('');
-  client.muted = false;
 }
 
 $('leave-button').addEventListener('click', async () => {
