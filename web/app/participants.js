@@ -6,7 +6,7 @@
 // In a mesh each row also shows its own link (connection state, quality
 // verdict, and a getStats() panel with charts). On the SFU there is one link,
 // to the media server: the rows show no link state, a single connection
-// panel above the list shows that link, and a badge says it is a large call.
+// panel below the list shows that link, and a badge says it is a large call.
 
 import { Sparkline, formatValue } from './chart.js';
 
@@ -82,7 +82,7 @@ export class Participants {
     this.#showMode('mesh');
   }
 
-  /** The large-call badge and the SFU connection panel, placed above the list. */
+  /** The large-call badge (above the list) and the SFU connection panel (below it). */
   #sfuElements() {
     const badge = document.createElement('p');
     badge.id = 'large-call';
@@ -96,7 +96,8 @@ export class Participants {
     panel.hidden = true;
     /** @type {HTMLElement} */ (panel.querySelector('summary')).textContent = 'Connection to the media server';
     panel.querySelector('.s-first')?.closest('div')?.remove();
-    this.list.before(badge, panel);
+    this.list.before(badge);
+    this.list.after(panel);
     return { badge, panel, charts: this.#charts(panel) };
   }
 
