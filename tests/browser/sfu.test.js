@@ -285,6 +285,8 @@ test('six pages of the web app (default mesh size): rows show speaking from the 
   for (const [i, name] of ['Ava', 'Bo', 'Cy', 'Di', 'Ed', 'Flo'].entries()) {
     const speaks = i % 2 === 0;
     const browser = await launch(speaks ? { toneHz: 300 + 120 * i } : {});
+    // Six pages with audio on two shared cores: loads can be slow.
+    browser.context.setDefaultTimeout(45_000);
     if (!speaks) await browser.context.addInitScript(silentMicrophone());
     const username = unique(name.toLowerCase());
     const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
