@@ -1,7 +1,6 @@
 // Group calls through the SFU of the embedded media node (docs/sfu.md), on
 // a stack of its own with TINCAN_MESH_MAX=2: rooms of more than two move to
-// the SFU, make-before-break. The six-page test of the page runs on the main
-// stack, where TINCAN_MESH_MAX has its default (4).
+// the SFU, make-before-break.
 //
 // Chromium's fake microphone beeps (silence most of the time), and the node
 // fills slots with whoever is loudest, so each page here speaks with its own
@@ -11,16 +10,13 @@
 import { test, after, before, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import {
-  BASE_URL,
   closeAll,
   joinRoom,
   launch,
   registerUser,
   report,
+  sfuState,
   signIn,
   startStack,
   unique,
@@ -46,42 +42,6 @@ async function toneUser(name, hz) {
   await registerUser(browser.baseUrl, username, password, name);
   await signIn(browser, username, password);
   return { ...browser, name };
-}
-
-/**
- * What a page's client has: its mode, open connections, the SFU slots'
- * inbound audio and who the node says is in each slot.
- * @param {import('playwright-core').Page} page
- */
-function sfuState(page) {
-  return page.evaluate(async () => {
-    const client = /** @type {any} */ (globalThis).tincanApp.client;
-    const slots = [];
-    if (client.sfu) {
-      const report = await client.sfu.pc.getStats();
-      /** @type {Map<string, any>} */
-      const byMid = new Map();
-      report.forEach((/** @type {any} */ s) => {
-        if (s.type === 'inbound-rtp' && s.kind === 'audio') byMid.set(s.mid, s);
-      });
-      for (const [i, t] of client.sfu.slotTransceivers.entries()) {
-        const s = byMid.get(t.mid);
-        slots.push({
-          slot: i,
-          peerId: client.sfu.speakers[i]?.peerId ?? null,
-          packets: s?.packetsReceived ?? 0,
-          energy: s?.totalAudioEnergy ?? 0,
-        });
-      }
-    }
-    return {
-      mode: client.mode,
-      self: client.self?.peerId ?? null,
-      meshLinks: client.peers.size,
-      sfuState: client.sfu?.pc.connectionState ?? null,
-      slots,
-    };
-  });
 }
 
 test('with TINCAN_MESH_MAX=2, four pages each get one SFU connection carrying the three others', { timeout: 180_000 }, async () => {
@@ -240,110 +200,3 @@ test('clients that can only relay reach the SFU through the same node\'s TURN', 
   }
 });
 
-const AXE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'node_modules', 'axe-core', 'axe.min.js');
-
-/** A microphone that is on but silent (a Web Audio source at gain 0). */
-function silentMicrophone() {
-  const make = () => {
-    navigator.mediaDevices.getUserMedia = async () => {
-      const ctx = new AudioContext();
-      const osc = ctx.createOscillator();
-      const gain = ctx.createGain();
-      gain.gain.value = 0;
-      const out = ctx.createMediaStreamDestination();
-      osc.connect(gain).connect(out);
-      osc.start();
-      await ctx.resume().catch(() => {});
-      return out.stream;
-    };
-  };
-  return `(${make.toString()})();`;
-}
-
-/**
- * What each row of a page shows: speaking, its level meter, and any
- * per-link state that is visible (connection state, quality, stats panel).
- * @param {import('playwright-core').Page} page
- */
-function rows(page) {
-  return page.evaluate(() => {
-    const visible = (/** @type {Element | null} */ el) => Boolean(el && /** @type {HTMLElement} */ (el).offsetParent !== null && el.textContent?.trim());
-    return [...document.querySelectorAll('#participants .participant:not(.self)')].map((li) => ({
-      id: /** @type {HTMLElement} */ (li).dataset.peerId,
-      speaking: li.classList.contains('speaking') && !(/** @type {HTMLElement} */ (li.querySelector('.speaking-badge')).hidden),
-      level: Number(li.querySelector('.meter')?.getAttribute('aria-valuenow')),
-      linkState: [li.querySelector('.conn-state'), li.querySelector('.quality'), li.querySelector('.stats')]
-        .filter(visible)
-        .map((el) => el?.textContent?.trim().slice(0, 40)),
-    }));
-  });
-}
-
-test('six pages of the web app (default mesh size): rows show speaking from the participant model and no link state', { timeout: 300_000 }, async () => {
-  const room = unique('six');
-  const users = [];
-  for (const [i, name] of ['Ava', 'Bo', 'Cy', 'Di', 'Ed', 'Flo'].entries()) {
-    const speaks = i % 2 === 0;
-    const browser = await launch(speaks ? { toneHz: 300 + 120 * i } : {});
-    // Six pages with audio on two shared cores: loads can be slow.
-    browser.context.setDefaultTimeout(45_000);
-    if (!speaks) await browser.context.addInitScript(silentMicrophone());
-    const username = unique(name.toLowerCase());
-    const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
-    await registerUser(BASE_URL, username, password, name);
-    await signIn(browser, username, password);
-    await joinRoom(browser, room);
-    users.push({ ...browser, name, speaks });
-  }
-  const ids = await Promise.all(users.map((u) => u.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.client.self.peerId)));
-  const speakers = new Set(ids.filter((_, i) => users[i].speaks));
-  // Everyone on the SFU, connected, mesh links closed.
-  for (const user of users) {
-    await waitFor(
-      async () => {
-        const s = await sfuState(user.page);
-        return s.mode === 'sfu' && s.meshLinks === 0 && s.sfuState === 'connected';
-      },
-      { timeoutMs: 60_000, what: `${user.name} on the SFU`, describe: async () => JSON.stringify(await sfuState(user.page)) },
-    );
-  }
-  const started = Date.now();
-  for (const [i, user] of users.entries()) {
-    const others = ids.filter((_, j) => j !== i);
-    /** @type {string[]} */
-    const wrong = [];
-    const seen = await waitFor(
-      async () => {
-        const r = await rows(user.page);
-        const byId = new Map(r.map((row) => [row.id, row]));
-        for (const row of r) if (row.speaking && !speakers.has(/** @type {string} */ (row.id))) wrong.push(`${row.id} shown speaking`);
-        return others.every((id) => byId.has(id)) && others.every((id) => byId.get(id)?.speaking === speakers.has(id)) && r;
-      },
-      {
-        timeoutMs: 5_000,
-        intervalMs: 200,
-        what: `${user.name}: the three speakers' rows speaking, the silent ones not`,
-        describe: async () => JSON.stringify({ rows: await rows(user.page), speakers: [...speakers] }),
-      },
-    );
-    assert.deepEqual(wrong, [], `${user.name}: a silent participant was shown speaking`);
-    for (const row of seen) {
-      assert.deepEqual(row.linkState, [], `${user.name}: the row of ${row.id} shows link state`);
-      if (speakers.has(/** @type {string} */ (row.id))) assert.ok(row.level > 0, `${user.name}: ${row.id}'s meter moves`);
-    }
-    assert.equal(seen.length, 5, `${user.name}: one row per other participant`);
-    assert.ok(await user.page.locator('#large-call').isVisible(), `${user.name}: the large-call badge shows`);
-    assert.ok(await user.page.locator('#sfu-panel').isVisible(), `${user.name}: the SFU connection panel shows`);
-  }
-  report('six pages on the SFU: every row right on every page after', (Date.now() - started) / 1000, 's');
-
-  // axe-core on the call view of a large call.
-  const { page } = users[0];
-  await page.locator('#sfu-panel summary').click();
-  await page.evaluate(fs.readFileSync(AXE, 'utf8'));
-  const violations = await page.evaluate(async () => {
-    const result = await /** @type {any} */ (globalThis).axe.run(document, { resultTypes: ['violations'] });
-    return result.violations.map((/** @type {any} */ v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((/** @type {any} */ n) => n.target.join(' ')).slice(0, 5).join(', ')}`);
-  });
-  assert.deepEqual(violations, [], 'axe-core on the call view of a large call');
-});

@@ -14,8 +14,10 @@
 //
 // Levels, every LEVEL_TICK_MS: in a mesh the RFC 6464 level of the peer's
 // RTP (`getSynchronizationSources()`); on the SFU the level measured on the
-// slot's received audio (tincan/playback.js). Speaking: a level above
-// SPEAKING_LEVEL; it ends after QUIET_MS below it.
+// slot's received audio (tincan/playback.js); a level falls by at most
+// LEVEL_DECAY per tick, so a meter does not flicker. Speaking: a level above
+// SPEAKING_LEVEL, or on the SFU the node's own smoothed level for the slot
+// (`active-speakers`) above it; it ends after QUIET_MS below both.
 
 /**
  * @typedef {import('./peer.js').PeerInfo} PeerInfo
@@ -28,6 +30,7 @@
 export const LEVEL_TICK_MS = 100;
 export const SPEAKING_LEVEL = 0.02;
 export const QUIET_MS = 600;
+export const LEVEL_DECAY = 0.7;
 
 /**
  * @typedef {{
@@ -133,6 +136,8 @@ export class ParticipantList {
     this.meshStreams = new Map();
     /** @type {MediaStream[] | null} the SFU slots' streams, while an SFU link exists */
     this.slotStreams = null;
+    /** @type {Map<string, number>} on the SFU, the node's last level (0..1) for each participant in a slot */
+    this.nodeLevels = new Map();
     /** @type {Quality | null} the SFU link's quality */
     this.sfuQuality = null;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.timer = undefined;
@@ -241,6 +246,7 @@ export class ParticipantList {
     for (const [i, stream] of (streams ?? []).entries()) this.host.playback.set(`slot:${i}`, stream, { measure: true });
     if (!streams) {
       this.sfuQuality = null;
+      this.nodeLevels.clear();
       for (const p of this.map.values()) state(p).slot = null;
     }
     for (const p of this.map.values()) this.#derive(p, []);
@@ -253,7 +259,13 @@ export class ParticipantList {
   setSlots(slots) {
     /** @type {Map<string, number>} */
     const bySlot = new Map();
-    for (const s of slots) if (s) bySlot.set(s.peerId, s.slot);
+    this.nodeLevels = new Map();
+    for (const s of slots) {
+      if (!s) continue;
+      bySlot.set(s.peerId, s.slot);
+      // -dBov to linear (0 dBov is 1).
+      this.nodeLevels.set(s.peerId, s.level <= -127 ? 0 : 10 ** (s.level / 20));
+    }
     for (const p of this.map.values()) {
       const s = state(p);
       const slot = bySlot.get(p.id) ?? null;
@@ -300,10 +312,11 @@ export class ParticipantList {
       let level = 0;
       if (this.meshStreams.has(p.id)) level = Math.max(level, this.host.meshLevel(p.id) ?? 0);
       if (s.slot !== null && this.slotStreams) level = Math.max(level, this.host.playback.level(`slot:${s.slot}`));
+      const node = s.slot !== null && this.slotStreams ? this.nodeLevels.get(p.id) ?? 0 : 0;
       if (p.muted) level = 0;
-      s.level = level;
-      if (level > SPEAKING_LEVEL) s.loudAt = now;
-      const speaking = level > SPEAKING_LEVEL || (s.speaking && now - s.loudAt < QUIET_MS);
+      s.level = p.muted ? 0 : Math.max(level, s.level * LEVEL_DECAY);
+      if (level > SPEAKING_LEVEL || (!p.muted && node > SPEAKING_LEVEL)) s.loudAt = now;
+      const speaking = s.loudAt === now || (s.speaking && now - s.loudAt < QUIET_MS);
       if (speaking !== s.speaking) {
         s.speaking = speaking;
         this.host.emit('speaking-changed', { participant: p, speaking });

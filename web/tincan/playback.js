@@ -9,7 +9,7 @@
 //
 // Levels: an SFU slot's receiver carries no RFC 6464 `audioLevel` (the
 // node rewrites the RTP it forwards), so each slot's received audio is
-// measured with a Web Audio `AnalyserNode`: the RMS of the last 512 samples,
+// measured with a Web Audio `AnalyserNode`: the RMS of the last 2048 samples,
 // scaled so that a full-scale sine is 1 (the scale of RTP's audio level).
 // Chromium feeds a remote stream to Web Audio only while a media element
 // plays it, so with playback off each measured stream gets a muted element.
@@ -132,7 +132,7 @@ export class AudioPlayback {
       this.context ??= new AudioContext();
       if (this.context.state === 'suspended') void this.context.resume().catch(() => {});
       const analyser = this.context.createAnalyser();
-      analyser.fftSize = 512;
+      analyser.fftSize = 2048;
       const source = this.context.createMediaStreamSource(stream);
       source.connect(analyser);
       this.meters.set(key, { source, analyser, stream });

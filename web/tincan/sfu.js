@@ -49,9 +49,11 @@ export class SfuLink extends EventTarget {
     this.createdAt = performance.now();
     this.pc = new RTCPeerConnection(options.rtcConfig);
     const track = options.listenOnly ? null : options.localStream?.getAudioTracks()[0] ?? null;
-    /** The microphone's transceiver: first, as the node expects; `inactive` when listening only. */
+    // The microphone's transceiver: first, as the node expects. Listening
+    // only, it has no track, so nothing is sent (an `inactive` m-line here
+    // breaks the node's answer: it bundles on this first m-line).
     this.sender = this.pc.addTransceiver(track ?? 'audio', {
-      direction: options.listenOnly ? 'inactive' : 'sendonly',
+      direction: 'sendonly',
       streams: options.localStream ? [options.localStream] : [],
     }).sender;
     /** @type {RTCRtpTransceiver[]} slot i is the i-th */
