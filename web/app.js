@@ -33,6 +33,8 @@ const client = new TincanClient({
   wsPath: settings.webSocketUrl,
   rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
   resume: params.get('resume') !== '0',
+  // The client plays remote audio itself; its elements live in the hidden sink.
+  audioContainer: $('audio-sink'),
   opus: {
     dtx: params.get('dtx') === '1',
     red: params.get('red') !== '0',
@@ -705,13 +707,14 @@ async function joinWithButton(buttonId, listenOnly) {
 }
 
 /**
- * The join options for our microphone; `null`: listen only (no microphone
- * is opened and nothing is sent).
+ * The join options for our microphone; listen only (no microphone is opened
+ * and nothing is sent) when asked, or when there is no microphone.
  * @param {MediaStream | null} mic
+ * @param {boolean} listenOnly
  */
-function joinOptions(mic) {
-  // When the SDK takes `{listenOnly: true}`, that replaces `{stream: null}` here.
-  return mic ? { stream: mic } : { stream: null };
+function joinOptions(mic, listenOnly) {
+  if (listenOnly || !mic) return { listenOnly: true };
+  return { stream: mic, muted: app.prefs.startMuted === true };
 }
 
 /**
@@ -745,9 +748,8 @@ async function joinRoom(room, listenOnly) {
   listMicrophones();
   listSpeakers();
   $('call-status').textContent = 'Connecting…';
-  client.muted = listenOnly || app.prefs.startMuted === true;
   try {
-    await client.join(room, joinOptions(app.mic));
+    await client.join(room, joinOptions(app.mic, listenOnly));
   } catch (error) {
     stopMicrophone();
     participants.stop();
@@ -791,7 +793,6 @@ function leaveCall() {
   participants.stop();
   stopTimer();
   showBanner('');
-  client.muted = false;
   app.listenOnly = false;
 }
 

@@ -402,3 +402,39 @@ export function linkIds(page) {
     [.../** @type {any} */ (globalThis).tincanApp.client.peers.values()].map((l) => `${l.peerId}/${l.localId}`),
   );
 }
+
+/**
+ * What a page's client has: its mode, open connections, the SFU slots'
+ * inbound audio and who the node says is in each slot.
+ * @param {import('playwright-core').Page} page
+ */
+export function sfuState(page) {
+  return page.evaluate(async () => {
+    const client = /** @type {any} */ (globalThis).tincanApp.client;
+    const slots = [];
+    if (client.sfu) {
+      const report = await client.sfu.pc.getStats();
+      /** @type {Map<string, any>} */
+      const byMid = new Map();
+      report.forEach((/** @type {any} */ s) => {
+        if (s.type === 'inbound-rtp' && s.kind === 'audio') byMid.set(s.mid, s);
+      });
+      for (const [i, t] of client.sfu.slotTransceivers.entries()) {
+        const s = byMid.get(t.mid);
+        slots.push({
+          slot: i,
+          peerId: client.sfu.speakers[i]?.peerId ?? null,
+          packets: s?.packetsReceived ?? 0,
+          energy: s?.totalAudioEnergy ?? 0,
+        });
+      }
+    }
+    return {
+      mode: client.mode,
+      self: client.self?.peerId ?? null,
+      meshLinks: client.peers.size,
+      sfuState: client.sfu?.pc.connectionState ?? null,
+      slots,
+    };
+  });
+}

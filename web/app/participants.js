@@ -1,46 +1,50 @@
-// The participant list: one entry per person in the call with a live audio
-// level meter (speaking indicator), mute badge, connection state, and a
-// connection panel drawn from getStats() once a second.
+// The participant list: one row per person in the call, drawn from the
+// client's participant model (tincan/participants.js), which is the same in
+// a mesh and on the SFU: name, mute badge, speaking state and level meter.
+// The client plays the audio itself.
+//
+// In a mesh each row also shows its own link (connection state, quality
+// verdict, and a getStats() panel with charts). On the SFU there is one link,
+// to the media server: the rows show no link state, a single connection
+// panel below the list shows that link, and a badge says it is a large call.
 
 import { Sparkline, formatValue } from './chart.js';
 
-/** Audio level (0..1) above which someone counts as speaking. */
-const SPEAKING_LEVEL = 0.02;
 const SELF = 'self';
+/** A level (0..1) above which our own microphone counts as speaking. */
+const SPEAKING_LEVEL = 0.02;
 
 /**
- * @typedef {{
- *   li: HTMLLIElement,
- *   charts: {rtt: Sparkline, jitter: Sparkline, loss: Sparkline, bitrate: Sparkline} | null,
- *   audio: HTMLAudioElement | null,
- *   speakingUntil: number,
- * }} Entry
+ * @typedef {{rtt: Sparkline, jitter: Sparkline, loss: Sparkline, bitrate: Sparkline}} Charts
+ * @typedef {{li: HTMLLIElement, charts: Charts | null, speakingUntil: number}} Entry
+ * @typedef {import('../tincan-client.js').Participant} Participant
  */
 
 export class Participants {
   /**
    * @param {HTMLElement} list   the <ul>
-   * @param {HTMLElement} sink   where <audio> elements live
+   * @param {HTMLElement} _sink  unused: the client keeps its own <audio> elements
    * @param {import('../tincan-client.js').TincanClient} client
    */
-  constructor(list, sink, client) {
+  constructor(list, _sink, client) {
     this.list = list;
-    this.sink = sink;
     this.client = client;
     /** @type {Map<string, Entry>} */
     this.entries = new Map();
-    /** @type {Map<number, HTMLAudioElement>} SFU slots' audio, by slot */
-    this.slotAudio = new Map();
     /** @type {AudioContext | null} */ this.audioContext = null;
     /** @type {AnalyserNode | null} */ this.analyser = null;
     /** @type {MediaStreamAudioSourceNode | null} */ this.source = null;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.meterTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.statsTimer = undefined;
     this.template = /** @type {HTMLTemplateElement} */ (document.getElementById('participant-template'));
+    const { badge, panel, charts } = this.#sfuElements();
+    this.largeCall = badge;
+    this.sfuPanel = panel;
+    this.sfuCharts = charts;
     this.#listen();
   }
 
-  /** @param {MediaStream} stream the local microphone */
+  /** @param {MediaStream | null} stream the local microphone (null: listening only) */
   start(stream) {
     this.stop();
     try {
@@ -50,7 +54,7 @@ export class Participants {
     } catch {
       this.audioContext = null;
     }
-    this.setLocalStream(stream);
+    if (stream) this.setLocalStream(stream);
     this.meterTimer = setInterval(() => this.#updateMeters(), 100);
     this.statsTimer = setInterval(() => this.#updateStats(), 1000);
   }
@@ -75,101 +79,153 @@ export class Participants {
     this.audioContext = null;
     this.analyser = null;
     for (const id of [...this.entries.keys()]) this.#remove(id);
+    this.#showMode('mesh');
+  }
+
+  /** The large-call badge (above the list) and the SFU connection panel (below it). */
+  #sfuElements() {
+    const badge = document.createElement('p');
+    badge.id = 'large-call';
+    badge.className = 'large-call';
+    badge.hidden = true;
+    badge.textContent = 'Large call: audio is routed through a media server';
+    const panel = /** @type {HTMLDetailsElement} */ (
+      /** @type {HTMLElement} */ (this.template.content.querySelector('.stats')).cloneNode(true)
+    );
+    panel.id = 'sfu-panel';
+    panel.hidden = true;
+    /** @type {HTMLElement} */ (panel.querySelector('summary')).textContent = 'Connection to the media server';
+    panel.querySelector('.s-first')?.closest('div')?.remove();
+    this.list.before(badge);
+    this.list.after(panel);
+    return { badge, panel, charts: this.#charts(panel) };
+  }
+
+  /** @param {HTMLElement} root */
+  #charts(root) {
+    const canvas = (/** @type {string} */ cls) => /** @type {HTMLCanvasElement} */ (root.querySelector(cls));
+    return {
+      rtt: new Sparkline(canvas('.c-rtt'), { label: 'RTT', unit: 'ms', minMax: 5, color: '#2b7de9' }),
+      jitter: new Sparkline(canvas('.c-jitter'), { label: 'Jitter', unit: 'ms', minMax: 2, color: '#8250df' }),
+      loss: new Sparkline(canvas('.c-loss'), { label: 'Loss', unit: '%', minMax: 1, color: '#cf222e' }),
+      bitrate: new Sparkline(canvas('.c-bitrate'), { label: 'In', unit: 'kbit/s', minMax: 40, digits: 0, color: '#1a7f37' }),
+    };
+  }
+
+  /** @param {'mesh' | 'sfu'} mode */
+  #showMode(mode) {
+    document.body.dataset.mode = mode;
+    this.largeCall.hidden = mode !== 'sfu';
+    this.sfuPanel.hidden = mode !== 'sfu';
+    this.list.classList.toggle('on-sfu', mode === 'sfu');
+    for (const [id, entry] of this.entries) if (id !== SELF) this.#linkState(entry, id);
   }
 
   #listen() {
-    const on = (/** @type {string} */ type, /** @type {(d: any) => void} */ fn) =>
-      this.client.addEventListener(type, (e) => fn(/** @type {CustomEvent} */ (e).detail));
-    // A full join and a resume both list everyone in the room now.
-    const roster = (/** @type {any} */ joined) => {
-      const keep = new Set([SELF, ...joined.peers.map((/** @type {any} */ p) => p.peerId)]);
-      for (const id of [...this.entries.keys()]) if (!keep.has(id)) this.#remove(id);
-      this.#upsert(SELF, { ...joined.self, muted: this.client.muted }, true);
-      for (const peer of joined.peers) this.#upsert(peer.peerId, peer, false);
-    };
-    on('joined', roster);
-    on('resumed', roster);
-    on('peer-joined', ({ peer }) => this.#upsert(peer.peerId, peer, false));
-    on('peer-left', ({ peerId }) => this.#remove(peerId));
-    on('peer-muted', ({ peerId, muted }) => this.#setMuted(peerId, muted));
-    on('self-muted', ({ muted }) => this.#setMuted(SELF, muted));
-    on('track', ({ peerId, stream }) => this.#attachAudio(peerId, stream));
-    // SFU mode: one element per slot, whoever the node puts in it.
-    on('sfu-track', ({ slot, stream }) => this.#attachSlot(slot, stream));
-    on('mode', ({ mode }) => {
-      document.body.dataset.mode = mode;
-      if (mode === 'mesh') for (const el of [...this.slotAudio.values()]) this.#dropSlot(el);
-    });
-    on('active-speakers', ({ slots }) => {
-      const inSlot = new Set(slots.filter(Boolean).map((/** @type {any} */ s) => s.peerId));
-      for (const [key, entry] of this.entries) entry.li.classList.toggle('in-slot', inSlot.has(key));
-    });
-    on('peer-state', ({ peerId, connectionState }) => {
-      const el = this.entries.get(peerId)?.li.querySelector('.conn-state');
+    const client = this.client;
+    client.on('joined', (joined) => this.#roster(joined.self.displayName));
+    client.on('resumed', (joined) => this.#roster(joined.self.displayName));
+    client.on('participant-joined', ({ participant }) => this.#upsert(participant));
+    client.on('participant-left', ({ participant }) => this.#remove(participant.id));
+    client.on('participant-updated', ({ participant }) => this.#upsert(participant));
+    client.on('self-muted', ({ muted }) => this.#setMuted(SELF, muted));
+    client.on('mode', ({ mode }) => this.#showMode(mode));
+    client.on('peer-state', ({ peerId, connectionState }) => {
+      const el = /** @type {HTMLElement | null | undefined} */ (this.entries.get(peerId)?.li.querySelector('.conn-state'));
       if (!el) return;
-      /** @type {HTMLElement} */ (el).dataset.state = connectionState;
-      el.textContent = connectionState === 'connected' ? 'connected' : `${connectionState}…`;
+      el.dataset.state = connectionState;
+      if (client.mode === 'mesh') el.textContent = connectionState === 'connected' ? 'connected' : `${connectionState}…`;
     });
-    on('connection-quality', ({ peerId, quality }) => {
-      const el = /** @type {HTMLElement | undefined} */ (this.entries.get(peerId)?.li.querySelector('.quality'));
-      if (!el) return;
-      el.hidden = false;
-      el.dataset.quality = quality;
-      el.textContent = quality === 'lost' ? 'no audio' : `${quality} connection`;
-    });
-    on('active-speaker', ({ peerId, self }) => {
+    client.on('active-speaker', ({ peerId, self }) => {
       const id = self ? SELF : peerId;
       for (const [key, entry] of this.entries) entry.li.classList.toggle('active-speaker', key === id);
     });
-    on('first-packet', ({ peerId, sinceLinkMs }) => {
-      const dd = this.entries.get(peerId)?.li.querySelector('.s-first');
+    client.on('first-packet', ({ peerId, sinceLinkMs }) => {
+      const dd = peerId === null ? null : this.entries.get(peerId)?.li.querySelector('.s-first');
       if (dd) dd.textContent = `${Math.round(sinceLinkMs)} ms`;
     });
   }
 
   /**
-   * @param {string} id
-   * @param {{displayName: string, muted: boolean, peerId?: string}} peer
-   * @param {boolean} self
+   * A full join or a resume: ourselves, then everyone the client lists.
+   * @param {string} selfName
    */
-  #upsert(id, peer, self) {
+  #roster(selfName) {
+    const keep = new Set([SELF, ...this.client.participants.keys()]);
+    for (const id of [...this.entries.keys()]) if (!keep.has(id)) this.#remove(id);
+    this.#row(SELF, `${selfName} (you)`, selfName, this.client.muted);
+    for (const participant of this.client.participants.values()) this.#upsert(participant);
+    this.#showMode(this.client.mode);
+  }
+
+  /** @param {Participant} p */
+  #upsert(p) {
+    const entry = this.#row(p.id, p.displayName, p.displayName, p.muted);
+    this.#linkState(entry, p.id);
+  }
+
+  /**
+   * The row of `id`, made if new, with its name and mute badge.
+   * @param {string} id
+   * @param {string} shown
+   * @param {string} name
+   * @param {boolean} muted
+   */
+  #row(id, shown, name, muted) {
     let entry = this.entries.get(id);
     if (!entry) {
       const li = /** @type {HTMLLIElement} */ (
         /** @type {DocumentFragment} */ (this.template.content.cloneNode(true)).firstElementChild
       );
       li.dataset.peerId = id;
+      const self = id === SELF;
       if (self) {
         li.classList.add('self');
         li.querySelector('.stats')?.remove();
-        const state = li.querySelector('.conn-state');
-        if (state) state.textContent = '';
+        /** @type {HTMLElement} */ (li.querySelector('.conn-state')).textContent = '';
       }
-      entry = { li, charts: null, audio: null, speakingUntil: 0 };
-      if (!self) {
-        const canvas = (/** @type {string} */ cls) => /** @type {HTMLCanvasElement} */ (li.querySelector(cls));
-        entry.charts = {
-          rtt: new Sparkline(canvas('.c-rtt'), { label: 'RTT', unit: 'ms', minMax: 5, color: '#2b7de9' }),
-          jitter: new Sparkline(canvas('.c-jitter'), { label: 'Jitter', unit: 'ms', minMax: 2, color: '#8250df' }),
-          loss: new Sparkline(canvas('.c-loss'), { label: 'Loss', unit: '%', minMax: 1, color: '#cf222e' }),
-          bitrate: new Sparkline(canvas('.c-bitrate'), { label: 'In', unit: 'kbit/s', minMax: 40, digits: 0, color: '#1a7f37' }),
-        };
-        const state = /** @type {HTMLElement} */ (li.querySelector('.conn-state'));
-        state.dataset.state = 'new';
-        state.textContent = 'connecting…';
-      }
+      entry = { li, charts: self ? null : this.#charts(li), speakingUntil: 0 };
       if (self) this.list.prepend(li);
       else this.list.append(li);
       this.entries.set(id, entry);
+      this.#count();
     }
-    const name = self ? `${peer.displayName} (you)` : peer.displayName;
-    /** @type {HTMLElement} */ (entry.li.querySelector('.name')).textContent = name;
-    entry.li.querySelector('.meter')?.setAttribute('aria-label', `${peer.displayName} audio level`);
-    this.#setMuted(id, peer.muted);
-    this.#count();
-    // The peer's audio may have arrived before we heard who it is.
-    const link = self ? null : this.client.peers.get(id);
-    if (link && link.remoteStream.getTracks().length > 0) this.#attachAudio(id, link.remoteStream);
+    /** @type {HTMLElement} */ (entry.li.querySelector('.name')).textContent = shown;
+    entry.li.querySelector('.meter')?.setAttribute('aria-label', `${name} audio level`);
+    this.#setMuted(id, muted);
+    return entry;
+  }
+
+  /**
+   * Per-link state in a row: shown in a mesh (from the participant's quality
+   * and its link), absent on the SFU.
+   * @param {Entry} entry
+   * @param {string} id
+   */
+  #linkState(entry, id) {
+    const onSfu = this.client.mode === 'sfu';
+    const state = /** @type {HTMLElement} */ (entry.li.querySelector('.conn-state'));
+    const quality = /** @type {HTMLElement} */ (entry.li.querySelector('.quality'));
+    const stats = /** @type {HTMLElement | null} */ (entry.li.querySelector('.stats'));
+    if (stats) stats.hidden = onSfu;
+    if (onSfu) {
+      state.textContent = '';
+      state.hidden = true;
+      quality.hidden = true;
+      quality.textContent = '';
+      return;
+    }
+    state.hidden = false;
+    const link = this.client.peers.get(id);
+    const connectionState = link?.pc.connectionState ?? 'new';
+    state.dataset.state = connectionState;
+    state.textContent = connectionState === 'connected' ? 'connected' : `${connectionState === 'new' ? 'connecting' : connectionState}…`;
+    const verdict = this.client.participants.get(id)?.quality ?? null;
+    quality.hidden = verdict === null;
+    if (verdict) {
+      quality.dataset.quality = verdict;
+      quality.textContent = verdict === 'lost' ? 'no audio' : `${verdict} connection`;
+    }
   }
 
   /** @param {string} id */
@@ -178,11 +234,6 @@ export class Participants {
     if (!entry) return;
     this.entries.delete(id);
     entry.li.remove();
-    if (entry.audio) {
-      this.client.detachAudio(entry.audio);
-      entry.audio.srcObject = null;
-      entry.audio.remove();
-    }
     this.#count();
   }
 
@@ -197,56 +248,6 @@ export class Participants {
     /** @type {HTMLElement} */ (entry.li.querySelector('.muted-badge')).hidden = !muted;
   }
 
-  /**
-   * @param {string} id
-   * @param {MediaStream} stream
-   */
-  #attachAudio(id, stream) {
-    const entry = this.entries.get(id);
-    if (!entry) return;
-    if (!entry.audio) {
-      entry.audio = document.createElement('audio');
-      entry.audio.autoplay = true;
-      entry.audio.dataset.peerId = id;
-      this.client.attachAudio(entry.audio);
-      this.sink.append(entry.audio);
-    }
-    if (entry.audio.srcObject !== stream) entry.audio.srcObject = stream;
-    entry.audio.play().catch(() => {
-      // Autoplay blocked: the Join click normally unlocks it; retry on the next click.
-      document.addEventListener('click', () => entry.audio?.play().catch(() => {}), { once: true });
-    });
-  }
-
-  /**
-   * @param {number} slot
-   * @param {MediaStream} stream
-   */
-  #attachSlot(slot, stream) {
-    let el = this.slotAudio.get(slot);
-    if (!el) {
-      el = document.createElement('audio');
-      el.autoplay = true;
-      el.dataset.slot = String(slot);
-      this.client.attachAudio(el);
-      this.sink.append(el);
-      this.slotAudio.set(slot, el);
-    }
-    if (el.srcObject !== stream) el.srcObject = stream;
-    const audio = el;
-    audio.play().catch(() => {
-      document.addEventListener('click', () => audio.play().catch(() => {}), { once: true });
-    });
-  }
-
-  /** @param {HTMLAudioElement} el */
-  #dropSlot(el) {
-    this.slotAudio.delete(Number(el.dataset.slot));
-    this.client.detachAudio(el);
-    el.srcObject = null;
-    el.remove();
-  }
-
   #count() {
     const counter = document.getElementById('participant-count');
     if (counter) counter.textContent = `(${this.entries.size})`;
@@ -258,76 +259,80 @@ export class Participants {
     this.analyser.getFloatTimeDomainData(samples);
     let sum = 0;
     for (const s of samples) sum += s * s;
-    // RMS, scaled to look like RTP's audio level (roughly 0..1).
-    return Math.min(1, Math.sqrt(sum / samples.length) * 3);
+    // RMS on the scale of RTP's audio level (a full-scale sine is 1).
+    return Math.min(1, Math.sqrt(sum / samples.length) * Math.SQRT2);
   }
 
   #updateMeters() {
     const now = performance.now();
-    // On the SFU, the slots are read once for every entry.
-    const slotLevels = this.client.sfu ? this.client.sfuLevels() : null;
     for (const [id, entry] of this.entries) {
-      const level =
-        id === SELF ? this.#localLevel() : this.client.peers.get(id)?.audioLevel() ?? slotLevels?.get(id) ?? 0;
+      let level;
+      let speaking;
+      if (id === SELF) {
+        level = this.#localLevel();
+        if (level > SPEAKING_LEVEL) entry.speakingUntil = now + 400;
+        speaking = now < entry.speakingUntil;
+      } else {
+        const p = this.client.participants.get(id);
+        level = p?.level ?? 0;
+        speaking = p?.speaking ?? false;
+      }
       const shown = Math.round(Math.min(1, Math.sqrt(level)) * 100);
       const meter = /** @type {HTMLElement} */ (entry.li.querySelector('.meter'));
       meter.setAttribute('aria-valuenow', String(shown));
       /** @type {HTMLElement} */ (meter.firstElementChild).style.width = `${shown}%`;
-      if (level > SPEAKING_LEVEL) entry.speakingUntil = now + 400;
-      const speaking = now < entry.speakingUntil;
       entry.li.classList.toggle('speaking', speaking);
       /** @type {HTMLElement} */ (entry.li.querySelector('.speaking-badge')).hidden = !speaking;
     }
   }
 
   async #updateStats() {
-    // On the SFU, every participant's audio comes over the one connection
-    // to the node: its figures, read once per tick (its rates are deltas
-    // from the previous read), with the path marked SFU.
     const sfu = this.client.sfu;
-    const sfuStats = sfu
-      ? await sfu.stats().then(
-          (s) => ({ ...s, path: `SFU, ${s.path ?? 'connecting'}` }),
-          () => null,
-        )
-      : null;
-    for (const [id, entry] of this.entries) {
-      const mesh = this.client.peers.get(id);
-      const link = mesh ?? sfu;
-      if (!link || !entry.charts) continue;
-      let s;
-      try {
-        s = mesh ? await mesh.stats() : sfuStats;
-      } catch {
-        continue;
-      }
-      if (!s) continue;
-      const set = (/** @type {string} */ cls, /** @type {string} */ text) => {
-        const dd = entry.li.querySelector(cls);
-        if (dd) dd.textContent = text;
-      };
-      const ms = (/** @type {number | null} */ v) => (v === null ? '–' : `${formatValue(v)} ms`);
-      const kbps = (/** @type {number | null} */ v) => (v === null ? '–' : `${formatValue(v, 0)} kbit/s`);
-      set('.s-path', s.path === null ? '–' : `${s.path} (${s.localCandidateType} ↔ ${s.remoteCandidateType}${s.protocol ? `, ${s.protocol}` : ''})`);
-      set('.s-rtt', ms(s.rttMs));
-      set('.s-jitter', ms(s.jitterMs));
-      set('.s-loss', s.lossPct === null ? '–' : `${formatValue(s.lossPct)} % (${s.packetsLost} lost)`);
-      set('.s-in', kbps(s.inKbps));
-      set('.s-out', kbps(s.outKbps));
-      set('.s-jb', ms(s.jitterBufferMs));
-      const n = link.negotiated();
-      const codec = n?.red ? 'Opus + RED' : 'Opus';
-      set(
-        '.s-codec',
-        n === null
-          ? '–'
-          : `${codec}, FEC ${n.fec ? 'on' : 'off'}, DTX ${n.dtx ? 'on' : 'off'}${n.maxBitrateKbps ? `, ≤ ${n.maxBitrateKbps} kbit/s` : ''}`,
-      );
-      entry.li.dataset.path = s.path ?? '';
-      entry.charts.rtt.push(s.rttMs);
-      entry.charts.jitter.push(s.jitterMs);
-      entry.charts.loss.push(s.lossPct);
-      entry.charts.bitrate.push(s.inKbps);
+    if (sfu) {
+      // One link for everyone: its figures in the one panel.
+      const s = await sfu.stats().catch(() => null);
+      if (s) this.#showStats(this.sfuPanel, this.sfuCharts, { ...s, path: `SFU, ${s.path ?? 'connecting'}` }, sfu.negotiated());
+      return;
     }
+    for (const [id, entry] of this.entries) {
+      const link = this.client.peers.get(id);
+      if (!link || !entry.charts) continue;
+      const s = await link.stats().catch(() => null);
+      if (s) this.#showStats(entry.li, entry.charts, s, link.negotiated());
+      if (s) entry.li.dataset.path = s.path ?? '';
+    }
+  }
+
+  /**
+   * @param {HTMLElement} root
+   * @param {Charts} charts
+   * @param {Omit<import('../tincan/stats.js').PeerStats, 'path'> & {path: string | null}} s
+   * @param {{red: boolean, fec: boolean, dtx: boolean, maxBitrateKbps: number | null} | null} n
+   */
+  #showStats(root, charts, s, n) {
+    const set = (/** @type {string} */ cls, /** @type {string} */ text) => {
+      const dd = root.querySelector(cls);
+      if (dd) dd.textContent = text;
+    };
+    const ms = (/** @type {number | null} */ v) => (v === null ? '–' : `${formatValue(v)} ms`);
+    const kbps = (/** @type {number | null} */ v) => (v === null ? '–' : `${formatValue(v, 0)} kbit/s`);
+    set('.s-path', s.path === null ? '–' : `${s.path} (${s.localCandidateType} ↔ ${s.remoteCandidateType}${s.protocol ? `, ${s.protocol}` : ''})`);
+    set('.s-rtt', ms(s.rttMs));
+    set('.s-jitter', ms(s.jitterMs));
+    set('.s-loss', s.lossPct === null ? '–' : `${formatValue(s.lossPct)} % (${s.packetsLost} lost)`);
+    set('.s-in', kbps(s.inKbps));
+    set('.s-out', kbps(s.outKbps));
+    set('.s-jb', ms(s.jitterBufferMs));
+    const codec = n?.red ? 'Opus + RED' : 'Opus';
+    set(
+      '.s-codec',
+      n === null
+        ? '–'
+        : `${codec}, FEC ${n.fec ? 'on' : 'off'}, DTX ${n.dtx ? 'on' : 'off'}${n.maxBitrateKbps ? `, ≤ ${n.maxBitrateKbps} kbit/s` : ''}`,
+    );
+    charts.rtt.push(s.rttMs);
+    charts.jitter.push(s.jitterMs);
+    charts.loss.push(s.lossPct);
+    charts.bitrate.push(s.inKbps);
   }
 }

@@ -59,9 +59,13 @@ export function classifyQuality(s) {
  *   tick?: () => void,
  *   sfuLevels?: () => Array<[string, number]>,
  *   sfuSender?: () => RTCRtpSender | null,
+ *   sfuLink?: () => import('./sfu.js').SfuLink | null,
+ *   sample?: (peerId: string, stats: import('./stats.js').PeerStats) => void,
  * }} MonitorHost
  *   In SFU mode, `sfuLevels` gives each participant the level of the slot
- *   that carries them, and `sfuSender` the microphone's sender.
+ *   that carries them, `sfuSender` the microphone's sender, and `sfuLink`
+ *   the connection whose quality is told with `peerId: null`. `sample`
+ *   gets each mesh link's summary, once a second.
  */
 
 /** Runs both watches for a client; `start()` on join, `stop()` on leave. */
@@ -81,6 +85,8 @@ export class CallMonitor {
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.qualityTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.speakerTimer = undefined;
     this.busy = false;
+    /** @type {{link: import('./sfu.js').SfuLink, prev: import('./stats.js').PeerStats | null, lastPacketAt: number, received: number, quality: Quality | null} | null} */
+    this.sfuEntry = null;
   }
 
   start() {
@@ -123,6 +129,7 @@ export class CallMonitor {
         if (!report || link.closed) continue;
         const s = await summarizeStats(report, entry.prev);
         entry.prev = s;
+        this.host.sample?.(peerId, s);
         if (s.packetsReceived > entry.received) {
           entry.received = s.packetsReceived;
           entry.lastPacketAt = now;
@@ -141,9 +148,49 @@ export class CallMonitor {
         this.quality.set(peerId, quality);
         this.host.emit('connection-quality', { peerId, quality, rttMs: s.rttMs, lossPct: s.lossPct, jitterMs: s.jitterMs });
       }
+      await this.#sfuQualityTick();
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * The SFU link's quality, like a peer's, but with the packets of every
+   * slot counted: a slot nobody is in sends nothing.
+   */
+  async #sfuQualityTick() {
+    const link = this.host.sfuLink?.();
+    if (!link || link.closed) {
+      this.sfuEntry = null;
+      return;
+    }
+    const now = performance.now();
+    if (this.sfuEntry?.link !== link) this.sfuEntry = { link, prev: null, lastPacketAt: now, received: 0, quality: null };
+    const entry = this.sfuEntry;
+    const report = await link.pc.getStats().catch(() => null);
+    if (!report || link.closed) return;
+    const s = await summarizeStats(report, entry.prev);
+    entry.prev = s;
+    let received = 0;
+    report.forEach((r) => {
+      if (r.type === 'inbound-rtp' && r.kind === 'audio') received += r.packetsReceived ?? 0;
+    });
+    if (received > entry.received) {
+      entry.received = received;
+      entry.lastPacketAt = now;
+    }
+    const state = link.pc.connectionState;
+    if (entry.quality === null && (state !== 'connected' || entry.received === 0)) return;
+    const quality = classifyQuality({
+      lossPct: s.lossPct,
+      rttMs: s.rttMs,
+      jitterMs: s.jitterMs,
+      connected: state === 'connected',
+      msSinceLastPacket: now - entry.lastPacketAt,
+    });
+    if (entry.quality === quality) return;
+    entry.quality = quality;
+    this.host.emit('connection-quality', { peerId: null, quality, rttMs: s.rttMs, lossPct: s.lossPct, jitterMs: s.jitterMs });
   }
 
   async #speakerTick() {

@@ -10,7 +10,7 @@
 /** An error with the stable kebab-case `code` the server (or this library) gave. */
 export class TincanError extends Error {
   /**
-   * @param {string} code  e.g. `invalid-credentials`, `room-full`, `session-expired`, `network`
+   * @param {import('./events.js').ErrorCode} code  e.g. `invalid-credentials`, `room-full`, `session-expired`, `network`
    * @param {string} message
    * @param {{status?: number, cause?: unknown}} [extra]
    */
@@ -249,7 +249,7 @@ export class AuthSession extends EventTarget {
     if (!response.ok) {
       const err = json?.error;
       throw new TincanError(
-        err?.code ?? `http-${response.status}`,
+        /** @type {import('./events.js').ErrorCode} */ (err?.code ?? `http-${response.status}`),
         err?.message ?? `The server answered ${response.status}.`,
         { status: response.status },
       );

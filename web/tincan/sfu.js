@@ -36,6 +36,7 @@ export class SfuLink extends EventTarget {
    *   rtcConfig: RTCConfiguration,
    *   localStream: MediaStream | null,
    *   slots: number,
+   *   listenOnly?: boolean,
    *   sendOffer: (sdp: string) => void,
    *   opus?: import('./opus.js').OpusOptions,
    * }} options
@@ -47,8 +48,10 @@ export class SfuLink extends EventTarget {
     this.opus = options.opus ?? {};
     this.createdAt = performance.now();
     this.pc = new RTCPeerConnection(options.rtcConfig);
-    const track = options.localStream?.getAudioTracks()[0] ?? null;
-    /** The microphone's transceiver: first, as the node expects. */
+    const track = options.listenOnly ? null : options.localStream?.getAudioTracks()[0] ?? null;
+    // The microphone's transceiver: first, as the node expects. Listening
+    // only, it has no track, so nothing is sent (an `inactive` m-line here
+    // breaks the node's answer: it bundles on this first m-line).
     this.sender = this.pc.addTransceiver(track ?? 'audio', {
       direction: 'sendonly',
       streams: options.localStream ? [options.localStream] : [],
@@ -108,17 +111,6 @@ export class SfuLink extends EventTarget {
   /** @param {MediaStreamTrack | null} track */
   async replaceTrack(track) {
     await this.sender.replaceTrack(track);
-  }
-
-  /** The loudest level (0..1) the browser measured on a slot's audio, by slot. */
-  slotLevels() {
-    return this.slotTransceivers.map((t) => {
-      let level = 0;
-      for (const s of t.receiver.getSynchronizationSources?.() ?? []) {
-        if (performance.timeOrigin + performance.now() - s.timestamp < 1000) level = Math.max(level, s.audioLevel ?? 0);
-      }
-      return level;
-    });
   }
 
   /**

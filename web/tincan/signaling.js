@@ -69,9 +69,9 @@ export class SignalingChannel extends EventTarget {
   /**
    * Closes the socket for good (a user's leave or sign-out).
    * @param {{lingerMs?: number}} [options] keep an open socket this long
-   *   before closing it (unread): frames are handled concurrently, so a
-   *   `leave` sent just before the close could otherwise lose the race to
-   *   the server's `$disconnect`, which keeps the participant for its grace.
+   *   before closing it (unread), so that a `leave` sent just before is
+   *   handled first. Either ends the participant at once: the server counts
+   *   a close with 1000 as a leave (only drops keep the resume grace).
    */
   stop(options = {}) {
     clearTimeout(this.retryTimer);

@@ -1,8 +1,21 @@
 // A consumer of the packed `tincan-client` package: typed against its
-// declaration files (tsc --noEmit), then compiled and run in Chromium by
-// package.test.js, where an import map points `tincan-client` at the
-// unpacked tarball.
-import { TincanClient, TincanError, ROOM_ID, precallCheck, classifyQuality, type Joined, type PeerInfo } from 'tincan-client';
+// declaration files (tsc --strict --noEmit), then compiled and run in
+// Chromium by package.test.js, where an import map points `tincan-client` at
+// the unpacked tarball. No casts: the event map types every `detail`.
+import {
+  TincanClient,
+  TincanError,
+  ROOM_ID,
+  precallCheck,
+  classifyQuality,
+  type Joined,
+  type PeerInfo,
+  type Participant,
+  type ErrorCode,
+  type RoomMode,
+  type CallState,
+  type TincanEventMap,
+} from 'tincan-client';
 import type { PeerStats } from 'tincan-client/stats';
 
 export interface CallResult {
@@ -10,20 +23,30 @@ export interface CallResult {
   others: string[];
 }
 
-/** Signs in, joins `room` with the microphone and plays whoever is there. */
+/** Signs in and joins `room`; the client opens the microphone and plays whoever is there. */
 export async function placeCall(username: string, password: string, room: string): Promise<CallResult> {
   if (!ROOM_ID.test(room)) throw new TincanError('bad-request', `bad room ${room}`);
   const client = new TincanClient();
   (globalThis as unknown as { tincanApp: { client: TincanClient } }).tincanApp = { client };
   await client.session.login(username, password);
-  const mic: MediaStream = await navigator.mediaDevices.getUserMedia({ audio: true });
-  client.addEventListener('track', (e) => {
-    const { stream } = (e as CustomEvent<{ peerId: string; stream: MediaStream }>).detail;
-    const audio = new Audio();
-    audio.srcObject = stream;
-    void audio.play();
+  const speaking = new Set<string>();
+  client.addEventListener('speaking-changed', (e) => {
+    const p: Participant = e.detail.participant;
+    if (e.detail.speaking) speaking.add(p.id);
+    else speaking.delete(p.id);
   });
-  const joined: Joined = await client.join(room, { stream: mic });
+  client.on('participant-updated', ({ participant, changed }) => {
+    if (changed.includes('path')) console.log(participant.displayName, 'now via', participant.path);
+  });
+  client.on('mode', ({ mode }) => {
+    const m: RoomMode = mode;
+    console.log('room mode', m);
+  });
+  client.on('error', ({ code }) => {
+    const c: ErrorCode = code;
+    if (c === 'room-full' || c === 'rate-limited') console.warn(c);
+  });
+  const joined: Joined = await client.join(room);
   return { self: joined.self, others: joined.peers.map((p) => p.displayName) };
 }
 
@@ -35,7 +58,19 @@ export async function extras(client: TincanClient): Promise<string> {
   const quality = classifyQuality({ lossPct: 0, rttMs: 10, jitterMs: 1, connected: true, msSinceLastPacket: 0 });
   const speaker: string | null = client.activeSpeaker;
   const negotiated = [...client.peers.values()][0]?.negotiated();
-  return `${verdict} ${quality} ${speaker} ${negotiated?.fec} ${client.connectionQuality('x') ?? '-'}`;
+  const state: CallState = client.state;
+  const levels = [...client.participants.values()].map((p) => `${p.displayName} ${p.level.toFixed(2)} ${p.speaking} ${p.quality ?? '-'} ${p.path ?? '-'}`);
+  const listener = (e: CustomEvent<TincanEventMap['peer-muted']>) => console.log(e.detail.peerId, e.detail.muted);
+  client.addEventListener('peer-muted', listener);
+  client.removeEventListener('peer-muted', listener);
+  const stop = client.on('track', ({ peerId, stream }) => console.log(peerId, stream.id));
+  stop();
+  try {
+    await new TincanClient({ playAudio: false }).join('x', { listenOnly: true });
+  } catch (error) {
+    if (error instanceof TincanError && error.code === 'room-full') console.warn('full');
+  }
+  return `${verdict} ${quality} ${speaker} ${negotiated?.fec} ${client.connectionQuality('x') ?? '-'} ${state} ${levels.join(',')}`;
 }
 
 /** The summarized stats of every link, typed by the package. */
