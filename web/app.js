@@ -1,12 +1,12 @@
 // The Tincan page: sign in, pick a room, talk. All protocol work is in
 // tincan-client.js; this file wires it to the DOM.
 
-import { AuthSession, TincanClient, TincanError, ROOM_ID, precallCheck } from './tincan-client.js';
+import { TincanClient, TincanError, ROOM_ID, precallCheck } from './tincan-client.js';
 import { messageFor, micErrorCode, retryMessage } from './app/messages.js';
 import { Participants } from './app/participants.js';
 import { loadSettings } from './app/settings.js';
 import { randomRoomName } from './app/room-names.js';
-import { RetryAfterLog } from './app/retry.js';
+import { retryWaitMs } from './app/retry.js';
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
 const input = (/** @type {string} */ id) => /** @type {HTMLInputElement} */ (document.getElementById(id));
@@ -25,11 +25,8 @@ const params = new URLSearchParams(location.search);
 const forceRelay = params.get('relay') === '1';
 // Where the HTTP API and the WebSocket are (/settings.json; this origin by default).
 const settings = await loadSettings();
-// The session's fetch notes the HTTP API's Retry-After (app/retry.js).
-const retryAfter = new RetryAfterLog();
 const client = new TincanClient({
   baseUrl: settings.httpApiUrl,
-  session: new AuthSession({ baseUrl: settings.httpApiUrl, fetch: retryAfter.fetch }),
   wsPath: settings.webSocketUrl,
   rtcConfig: forceRelay ? { iceTransportPolicy: 'relay' } : {},
   resume: params.get('resume') !== '0',
@@ -115,7 +112,7 @@ function showRetryCountdown(ms) {
  * @param {unknown} error
  */
 function showError(error) {
-  const wait = retryAfter.remainingMs(error);
+  const wait = retryWaitMs(error);
   if (wait !== null) showRetryCountdown(wait);
   else if (error instanceof TincanError) showAlert(messageFor(error.code, error.message));
   else showAlert(messageFor('internal', String(/** @type {any} */ (error)?.message ?? error)));

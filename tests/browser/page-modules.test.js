@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomRoomName } from '../../web/app/room-names.js';
-import { RetryAfterLog, parseRetryAfter } from '../../web/app/retry.js';
+import { retryWaitMs } from '../../web/app/retry.js';
+import { TincanError, parseRetryAfter } from '../../web/tincan/session.js';
 
 test('New room names are readable, valid room names, and rarely repeat', () => {
   const names = new Set();
@@ -17,22 +18,16 @@ test('New room names are readable, valid room names, and rarely repeat', () => {
   assert.ok(names.size > 1950, `${names.size} distinct of 2000`);
 });
 
-test('Retry-After: seconds or an HTTP date; the header, then retryAfterMs, then the message', async () => {
+test('Retry-After: seconds or an HTTP date; the wait from retryAfterMs, else the message', () => {
   assert.equal(parseRetryAfter('28'), 28_000);
   assert.equal(parseRetryAfter(new Date(Date.UTC(2030, 0, 1, 0, 0, 30)).toUTCString(), Date.UTC(2030, 0, 1)), 30_000);
   assert.equal(parseRetryAfter('soon'), null);
   assert.equal(parseRetryAfter(null), null);
 
-  const log = new RetryAfterLog(async () => new Response('{}', { status: 429, headers: { 'retry-after': '28' } }));
-  await log.fetch('http://example.invalid/auth/login');
-  const fromHeader = log.remainingMs({ code: 'rate-limited', message: 'too many attempts; try again in 99 s' });
-  assert.ok(fromHeader !== null && fromHeader > 27_000 && fromHeader <= 28_000, String(fromHeader));
-  assert.equal(log.remainingMs({ code: 'rate-limited', message: '', retryAfterMs: 1500 }), 1500, 'a socket error says it');
-  assert.equal(log.remainingMs({ code: 'invalid-credentials', message: 'try again in 5 s' }), null, 'not a wait');
-
-  // No header in reach (another origin that does not expose it): the message.
-  const bare = new RetryAfterLog(async () => new Response('{}', { status: 429 }));
-  await bare.fetch('http://example.invalid/auth/login');
-  assert.equal(bare.remainingMs({ code: 'rate-limited', message: 'too many attempts; try again in 12 s' }), 12_000);
-  assert.equal(bare.remainingMs({ code: 'rate-limited', message: 'slow down' }), null);
+  const http = new TincanError('rate-limited', 'too many attempts; try again in 99 s', { status: 429, retryAfterMs: 28_000 });
+  assert.equal(retryWaitMs(http), 28_000, 'the TincanError says it');
+  assert.equal(retryWaitMs({ code: 'rate-limited', message: '', retryAfterMs: 1500 }), 1500, 'a socket error says it');
+  assert.equal(retryWaitMs({ code: 'invalid-credentials', message: 'try again in 5 s' }), null, 'not a wait');
+  assert.equal(retryWaitMs({ code: 'rate-limited', message: 'too many attempts; try again in 12 s' }), 12_000);
+  assert.equal(retryWaitMs({ code: 'rate-limited', message: 'slow down' }), null);
 });

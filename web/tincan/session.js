@@ -12,14 +12,34 @@ export class TincanError extends Error {
   /**
    * @param {import('./events.js').ErrorCode} code  e.g. `invalid-credentials`, `room-full`, `session-expired`, `network`
    * @param {string} message
-   * @param {{status?: number, cause?: unknown}} [extra]
+   * @param {{status?: number, cause?: unknown, retryAfterMs?: number | null}} [extra]
    */
   constructor(code, message, extra = {}) {
     super(message, extra.cause === undefined ? undefined : { cause: extra.cause });
     this.name = 'TincanError';
     this.code = code;
     this.status = extra.status ?? 0;
+    /**
+     * How long the server asked us to wait before trying again, in ms
+     * (`rate-limited`, `busy`, `store-unavailable`); null when it said nothing.
+     * @type {number | null}
+     */
+    this.retryAfterMs = extra.retryAfterMs ?? null;
   }
+}
+
+/**
+ * Milliseconds from a `Retry-After` header (seconds, or an HTTP date); null
+ * if it is not one.
+ * @param {string | null} value
+ * @param {number} [now]
+ */
+export function parseRetryAfter(value, now = Date.now()) {
+  if (!value) return null;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
 /** Refresh this long before the access token's expiry, in milliseconds. */
@@ -248,10 +268,14 @@ export class AuthSession extends EventTarget {
     }
     if (!response.ok) {
       const err = json?.error;
+      // The body's retryAfterMs, else the header (same wait, in seconds).
+      const retryAfterMs = Number.isFinite(err?.retryAfterMs)
+        ? Number(err.retryAfterMs)
+        : parseRetryAfter(response.headers.get('retry-after'));
       throw new TincanError(
         /** @type {import('./events.js').ErrorCode} */ (err?.code ?? `http-${response.status}`),
         err?.message ?? `The server answered ${response.status}.`,
-        { status: response.status },
+        { status: response.status, retryAfterMs },
       );
     }
     return json;
