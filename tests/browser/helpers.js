@@ -115,7 +115,7 @@ export async function launch(options = {}) {
  * @param {string} baseUrl
  */
 export async function registerUser(baseUrl, username, password, displayName) {
-  const res = await fetch(`${baseUrl}/auth/register`, {
+  const res = await fetchFresh(`${baseUrl}/auth/register`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ username, password, displayName }),
@@ -123,6 +123,27 @@ export async function registerUser(baseUrl, username, password, displayName) {
   });
   if (res.status !== 201) throw new Error(`register ${username}: ${res.status} ${await res.text()}`);
   return (await res.json()).user;
+}
+
+/**
+ * `fetch`, sent again once if the pooled keep-alive socket it went out on
+ * turns out to be closed already. A test that blocks the event loop (a
+ * synchronous `tsc` run) keeps Node's pool from retiring an idle socket
+ * before the server's idle timeout closes it; the request then fails
+ * before anything reached the server ("other side closed"), so sending it
+ * again on a new socket is safe.
+ * @param {string} url
+ * @param {RequestInit} init
+ */
+export async function fetchFresh(url, init) {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    // A network failure (`fetch failed`), not a timeout or an answer.
+    if (!(error instanceof TypeError)) throw error;
+    console.log(`# ${url}: ${error.message} (${/** @type {any} */ (error).cause?.code ?? error.cause}); sent again`);
+    return fetch(url, init);
+  }
 }
 
 /** Opens the app and signs in through the form. */
