@@ -2,6 +2,7 @@
 //! start. `template.yaml` and `infra/` set every one of these.
 
 use tincan_signaling::{Limits, MessageRate};
+use tincan_token::join::ApiKeys;
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 use tincan_ws_api::ControlSecret;
@@ -23,6 +24,9 @@ pub enum ConfigError {
 pub struct FunctionConfig {
     /// `TINCAN_JWT_SECRET`: verifies access tokens (at least 32 bytes).
     pub tokens: TokenKeys,
+    /// `TINCAN_API_KEYS`: `id:secret` pairs, comma-separated, whose join
+    /// tokens `$connect` accepts; default none (every join token refused).
+    pub api_keys: ApiKeys,
     /// `TINCAN_CONNECTIONS_TABLE`, default `tincan-connections`.
     pub connections_table: String,
     /// `DYNAMODB_ENDPOINT`: optional endpoint override (moto, DynamoDB Local).
@@ -90,8 +94,12 @@ impl FunctionConfig {
             let room_max = parse("TINCAN_ROOM_MAX", defaults.room_max)?;
             (room_max, room_max)
         };
+        // Never echoes a secret: a refusal names the variable alone.
+        let api_keys = ApiKeys::parse(&var("TINCAN_API_KEYS").unwrap_or_default())
+            .map_err(|_| ConfigError::Invalid("TINCAN_API_KEYS"))?;
         Ok(Self {
             tokens,
+            api_keys,
             connections_table: var("TINCAN_CONNECTIONS_TABLE")
                 .unwrap_or_else(|| "tincan-connections".to_owned()),
             dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),

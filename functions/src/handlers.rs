@@ -163,6 +163,7 @@ impl Deps {
         let api = Arc::new(WsApi::new(WsApiConfig {
             limits: self.config.limits,
             tokens: self.config.tokens.clone(),
+            api_keys: self.config.api_keys.clone(),
             store: self.store.clone(),
             push,
             ice: self.ice.clone(),
