@@ -40,6 +40,8 @@ export AWS_REGION=us-east-1
 export TINCAN_JWT_SECRET="real-lambdas-$(date +%s%N)-secret-secret-secret"
 export DYNAMODB_ENDPOINT="http://127.0.0.1:$moto"
 export TINCAN_CONNECTIONS_TABLE=real-lambdas-connections
+# An app's API key: the ws-connect Lambda accepts its join tokens.
+export TINCAN_API_KEYS="real-lambdas:$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
 moto_server -H 127.0.0.1 -p "$moto" >"$work/moto.log" 2>&1 &
 pids+=($!)
@@ -160,9 +162,16 @@ limits_are_enforced_by_the_lambdas() {
   timeout 120 python3 tests/real-lambdas/limits.py "$local_port"
 }
 
+# Join tokens minted by the Node example, checked by the ws-connect Lambda;
+# their room and listen-only grants applied by ws-default.
+join_tokens_are_checked_by_the_lambdas() {
+  timeout 120 python3 tests/real-lambdas/join_tokens.py "$local_port"
+}
+
 if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100 \
-  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas; then
-  echo "real-lambdas: 3 passed, 0 failed"
+  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas \
+  && join_tokens_are_checked_by_the_lambdas; then
+  echo "real-lambdas: 4 passed, 0 failed"
 else
   show_logs
   echo "real-lambdas: 0 passed, 1 failed"
