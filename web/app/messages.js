@@ -25,6 +25,8 @@ const BY_CODE = {
   webrtc: 'The audio connection hit a problem; retrying.',
   'rate-limited': 'Too many requests right now. Wait a moment and try again.',
   'resume-failed': 'The connection could not be resumed; joining the room again.',
+  'join-token-room': 'This invitation is for another room.',
+  'listen-only': 'You joined to listen only, so your microphone stays off.',
 };
 
 /**
