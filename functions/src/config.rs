@@ -24,8 +24,8 @@ pub enum ConfigError {
 pub struct FunctionConfig {
     /// `TINCAN_JWT_SECRET`: verifies access tokens (at least 32 bytes).
     pub tokens: TokenKeys,
-    /// `TINCAN_API_KEYS`: `id:secret` pairs, comma-separated, whose join
-    /// tokens `$connect` accepts; default none (every join token refused).
+    /// The API keys whose join tokens `$connect` accepts: none here;
+    /// `Deps::for_connect` reads `TINCAN_API_KEYS` (only `ws-connect` does).
     pub api_keys: ApiKeys,
     /// `TINCAN_CONNECTIONS_TABLE`, default `tincan-connections`.
     pub connections_table: String,
@@ -94,12 +94,9 @@ impl FunctionConfig {
             let room_max = parse("TINCAN_ROOM_MAX", defaults.room_max)?;
             (room_max, room_max)
         };
-        // Never echoes a secret: a refusal names the variable alone.
-        let api_keys = ApiKeys::parse(&var("TINCAN_API_KEYS").unwrap_or_default())
-            .map_err(|_| ConfigError::Invalid("TINCAN_API_KEYS"))?;
         Ok(Self {
             tokens,
-            api_keys,
+            api_keys: ApiKeys::none(),
             connections_table: var("TINCAN_CONNECTIONS_TABLE")
                 .unwrap_or_else(|| "tincan-connections".to_owned()),
             dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),
