@@ -2,6 +2,7 @@
 //! start. `template.yaml` and `infra/` set every one of these.
 
 use tincan_signaling::{Limits, MessageRate};
+use tincan_token::join::ApiKeys;
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
 use tincan_ws_api::ControlSecret;
@@ -23,6 +24,9 @@ pub enum ConfigError {
 pub struct FunctionConfig {
     /// `TINCAN_JWT_SECRET`: verifies access tokens (at least 32 bytes).
     pub tokens: TokenKeys,
+    /// The API keys whose join tokens `$connect` accepts: none here;
+    /// `Deps::for_connect` reads `TINCAN_API_KEYS` (only `ws-connect` does).
+    pub api_keys: ApiKeys,
     /// `TINCAN_CONNECTIONS_TABLE`, default `tincan-connections`.
     pub connections_table: String,
     /// `DYNAMODB_ENDPOINT`: optional endpoint override (moto, DynamoDB Local).
@@ -92,6 +96,7 @@ impl FunctionConfig {
         };
         Ok(Self {
             tokens,
+            api_keys: ApiKeys::none(),
             connections_table: var("TINCAN_CONNECTIONS_TABLE")
                 .unwrap_or_else(|| "tincan-connections".to_owned()),
             dynamodb_endpoint: var("DYNAMODB_ENDPOINT"),

@@ -40,14 +40,17 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// For `$connect`, from the environment: DynamoDB alone (with
+    /// For `$connect`, from the environment: the API keys of join tokens
+    /// (`TINCAN_API_KEYS`, read by this function alone) and DynamoDB (with
     /// [`sdk_config_in_lambda`]: Lambda's region and role credentials). A deleted account is refused by its
     /// deleted-user marker, checked in the connection's write, so this
     /// function opens no MongoDB client and links no MongoDB driver: each
     /// binary calls only its own constructor, and what it does not call
     /// stays out of it.
     pub async fn for_connect() -> Result<Self, ConfigError> {
-        Ok(Self::on_dynamodb()?.0)
+        let mut deps = Self::on_dynamodb()?.0;
+        deps.config.api_keys = crate::api_keys::api_keys_from_env()?;
+        Ok(deps)
     }
 
     /// The configuration, the connections table, and the DynamoDB client
@@ -65,7 +68,7 @@ impl Deps {
 
     /// For `$disconnect`: DynamoDB, and MongoDB for call history.
     pub async fn for_disconnect() -> Result<Self, ConfigError> {
-        Self::for_connect().await?.with_call_history().await
+        Self::on_dynamodb()?.0.with_call_history().await
     }
 
     /// For `$default`: DynamoDB, the media-node fleet (room placement, TURN
@@ -164,6 +167,7 @@ impl Deps {
         let api = Arc::new(WsApi::new(WsApiConfig {
             limits: self.config.limits,
             tokens: self.config.tokens.clone(),
+            api_keys: self.config.api_keys.clone(),
             store: self.store.clone(),
             push,
             ice: self.ice.clone(),

@@ -7,6 +7,7 @@
 //! [`WsApi`](tincan_ws_api::WsApi) and its result into the proxy response API
 //! Gateway expects.
 
+mod api_keys;
 mod config;
 mod handlers;
 mod history;

@@ -139,6 +139,7 @@ async fn call(
     let api = WsApi::new(WsApiConfig {
         limits: Limits::default(),
         tokens: tokens.clone(),
+        api_keys: tincan_token::join::ApiKeys::none(),
         store,
         push: push.clone(),
         ice: Arc::new(NoIceServers),

@@ -175,6 +175,7 @@ async fn signaling_functions_start_and_serve_with_mongodb_unreachable() {
     let connect = WsApi::new(WsApiConfig {
         limits: Limits::default(),
         tokens: tokens.clone(),
+        api_keys: tincan_token::join::ApiKeys::none(),
         store: Arc::new(DynamoConnectionStore::new(client, table.clone())),
         push: Arc::new(NoPush),
         ice: Arc::new(NoIceServers),

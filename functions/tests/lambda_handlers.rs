@@ -15,6 +15,7 @@ use tincan_functions::{handle_connect, handle_default, handle_disconnect, Deps, 
 use tincan_local::{LocalConfig, LocalStack};
 use tincan_store::testing::{dynamo_client, sdk_config, unique_table_name, MotoServer};
 use tincan_store::{create_table, ConnectionStore, DynamoConnectionStore};
+use tincan_token::join::{mint, ApiKeys, JoinClaims, JoinGrants};
 use tincan_token::TokenKeys;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -54,6 +55,7 @@ async fn world() -> World {
     std::env::set_var("TINCAN_JWT_SECRET", SECRET);
     let mut config = FunctionConfig::from_env().unwrap();
     config.connections_table = table;
+    config.api_keys = ApiKeys::parse(&format!("{}:{}", APP_KEY.0, APP_KEY.1)).unwrap();
     // The Management API has its own loopback listener, never the public one.
     config.ws_endpoint = Some(format!("http://{}/local", stack.management_addr));
     let deps = Deps::new(config, sdk_config(&endpoint), store.clone());
@@ -221,4 +223,41 @@ async fn next_json(
             return serde_json::from_str(&t).unwrap();
         }
     }
+}
+
+const APP_KEY: (&str, &str) = ("shop", "shop-api-key-secret-shop-api-key-secret");
+
+fn join_token(room: &str, sub: &str, speak: bool, secret: &str, iat: u64) -> String {
+    let claims = JoinClaims::new(room, sub, "Ada", JoinGrants { speak }, iat, 300);
+    mint(APP_KEY.0, secret.as_bytes(), &claims).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_connect_takes_join_tokens_and_keeps_their_grants_in_dynamodb() {
+    let w = world().await;
+    let now = now_secs();
+    for (what, bad) in [
+        (
+            "forged",
+            join_token("hall", "u", true, "forged-secret-forged-secret-forged", now),
+        ),
+        (
+            "expired",
+            join_token("hall", "u", true, APP_KEY.1, now - 301),
+        ),
+    ] {
+        let resp = handle_connect(&w.deps, event(CONNECT, "bad-conn", &bad, ""))
+            .await
+            .unwrap();
+        assert_eq!(resp.status_code, 401, "{what}");
+    }
+    let token = join_token("hall", "viewer-7", false, APP_KEY.1, now);
+    let resp = handle_connect(&w.deps, event(CONNECT, "app-conn", &token, ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status_code, 200);
+    let record = w.store.get("app-conn", now).await.unwrap().unwrap();
+    assert_eq!(record.user_id, "app:shop:viewer-7");
+    assert_eq!(record.grants.room.as_deref(), Some("hall"));
+    assert!(record.grants.listen_only);
 }

@@ -29,6 +29,7 @@ export interface TincanParameters {
   messageRate: CfnParameter;
   messageBurst: CfnParameter;
   maxSocketsPerUser: CfnParameter;
+  apiKeyId: CfnParameter;
   turnCredentialTtl: CfnParameter;
   turnUrl: CfnParameter;
   vpcId: CfnParameter;
@@ -190,6 +191,13 @@ export function defineParameters(stack: Stack): TincanParameters {
       default: 8,
       minValue: 0,
       description: 'Open WebSockets per user (several tabs, 0 - no limit); one more is refused at $connect with 429.',
+    }),
+    apiKeyId: p('ApiKeyId', {
+      type: 'String',
+      default: 'app',
+      allowedPattern: '^[A-Za-z0-9_-]{1,64}$',
+      description:
+        'Id of the API key apps sign join tokens with (docs/embedding.md); its secret is generated (output ApiKeySecretArn). Deploy with a new id to rotate.',
     }),
     turnCredentialTtl: p('TurnCredentialTtl', {
       type: 'Number',

@@ -203,6 +203,14 @@ export class TincanStack extends Stack {
       }),
       'SfuControlSecret',
     );
+    const apiKeySecret = logicalId(
+      new secretsmanager.Secret(this, 'ApiKeySecret', {
+        description:
+          'Secret of the API key (ApiKeyId) embedding apps sign join tokens with (TINCAN_API_KEYS of ws-connect).',
+        generateSecretString: generated,
+      }),
+      'ApiKeySecret',
+    );
     const mongoDbUriSecret = logicalId(
       new secretsmanager.Secret(this, 'MongoDbUriSecret', {
         description: 'MongoDB Atlas connection string of the functions (MONGODB_URI).',
@@ -574,7 +582,13 @@ export class TincanStack extends Stack {
         256,
         signalingRole,
         wsLogGroups[i],
-        route.binary === 'ws-connect' ? signalingEnv : callHistoryEnv,
+        route.binary === 'ws-connect'
+          ? {
+              ...signalingEnv,
+              // Join tokens of embedding apps (docs/embedding.md): id:secret.
+              TINCAN_API_KEYS: Fn.join(':', [params.apiKeyId.valueAsString, resolve(apiKeySecret)]),
+            }
+          : callHistoryEnv,
       );
       const alias = liveAlias(`${route.fn}Function`, fn);
       // The alias, never the function: API Gateway calls whichever version
@@ -702,6 +716,11 @@ export class TincanStack extends Stack {
     new CfnOutput(this, 'MediaNodesTableName', { value: mediaNodes.tableName });
     new CfnOutput(this, 'MediaNodeGroupName', { value: fleet.group.ref });
     new CfnOutput(this, 'JwtSecretArn', { value: jwtSecret.secretArn });
+    new CfnOutput(this, 'ApiKeySecretArn', {
+      description:
+        "Secret of the API key ApiKeyId; embedding apps' backends sign join tokens with it (docs/embedding.md).",
+      value: apiKeySecret.secretArn,
+    });
     new CfnOutput(this, 'TurnSecretArn', { value: turnSecret.secretArn });
     new CfnOutput(this, 'TurnTlsUrl', {
       description:

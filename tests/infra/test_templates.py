@@ -302,6 +302,9 @@ def sources_of(binary: str) -> list[str]:
             "functions/src/handlers.rs",
             "crates/store/src/sdk_config.rs",
         ]
+        # Join tokens' API keys, read by $connect alone (`Deps::for_connect`).
+        if binary == "ws-connect":
+            files.append("functions/src/api_keys.rs")
         # Call history in MongoDB, for every function but $connect
         # (`Deps::for_connect` opens no MongoDB client).
         if binary != "ws-connect" and "history::call_log_from_env" in handlers:

@@ -40,6 +40,8 @@ export AWS_REGION=us-east-1
 export TINCAN_JWT_SECRET="real-lambdas-$(date +%s%N)-secret-secret-secret"
 export DYNAMODB_ENDPOINT="http://127.0.0.1:$moto"
 export TINCAN_CONNECTIONS_TABLE=real-lambdas-connections
+# An app's API key: the ws-connect Lambda accepts its join tokens.
+export TINCAN_API_KEYS="real-lambdas:$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 
 moto_server -H 127.0.0.1 -p "$moto" >"$work/moto.log" 2>&1 &
 pids+=($!)
@@ -165,10 +167,16 @@ a_goodbye_leaves_at_once() {
   timeout 60 python3 tests/real-lambdas/goodbye.py "$local_port"
 }
 
+# Join tokens minted by the Node example, checked by the ws-connect Lambda;
+# their room and listen-only grants applied by ws-default.
+join_tokens_are_checked_by_the_lambdas() {
+  timeout 120 python3 tests/real-lambdas/join_tokens.py "$local_port"
+}
+
 if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100 \
   && deleted_account_is_refused && limits_are_enforced_by_the_lambdas \
-  && a_goodbye_leaves_at_once; then
-  echo "real-lambdas: 4 passed, 0 failed"
+  && a_goodbye_leaves_at_once && join_tokens_are_checked_by_the_lambdas; then
+  echo "real-lambdas: 5 passed, 0 failed"
 else
   show_logs
   echo "real-lambdas: 0 passed, 1 failed"

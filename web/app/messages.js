@@ -27,6 +27,8 @@ const BY_CODE = {
   'retry-now': 'You can try again now.',
   'password-too-short': 'Use at least 8 characters.',
   'resume-failed': 'The connection could not be resumed; joining the room again.',
+  'join-token-room': 'This invitation is for another room.',
+  'listen-only': 'You joined to listen only, so your microphone stays off.',
 };
 
 /**

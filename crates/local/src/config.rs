@@ -194,6 +194,9 @@ pub struct LocalConfig {
     /// `TINCAN_CORS_ORIGINS`: other origins whose pages may call the HTTP
     /// API (a web app served elsewhere); default none, same-origin only.
     pub cors: tincan_http_api::CorsOrigins,
+    /// `TINCAN_API_KEYS`: `id:secret` pairs, comma-separated, whose join
+    /// tokens `$connect` accepts (apps that embed calls); default none.
+    pub api_keys: tincan_token::join::ApiKeys,
 }
 
 impl LocalConfig {
@@ -252,6 +255,7 @@ impl LocalConfig {
             lambda_url: None,
             users_must_exist: true,
             cors: tincan_http_api::CorsOrigins::List(Vec::new()),
+            api_keys: tincan_token::join::ApiKeys::none(),
         }
     }
 
@@ -316,6 +320,11 @@ impl LocalConfig {
             cors: crate::web_app::parse_cors_origins(
                 &std::env::var("TINCAN_CORS_ORIGINS").unwrap_or_default(),
             )?,
+            // The error names a key id at most, never a secret.
+            api_keys: tincan_token::join::ApiKeys::parse(
+                &std::env::var("TINCAN_API_KEYS").unwrap_or_default(),
+            )
+            .map_err(|e| anyhow::anyhow!("TINCAN_API_KEYS: {e}"))?,
         })
     }
 }

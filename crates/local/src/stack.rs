@@ -222,6 +222,7 @@ impl LocalStack {
                 let api = WsApi::new(WsApiConfig {
                     limits: config.signaling_limits(sfu_on),
                     tokens: tokens.clone(),
+                    api_keys: config.api_keys.clone(),
                     store: connections_store(&config).await?,
                     push: Arc::new(LocalPush::new(sockets.clone())),
                     ice,

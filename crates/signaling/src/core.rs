@@ -72,6 +72,25 @@ pub struct Seat {
     pub room: String,
 }
 
+/// What a connection may do, fixed at `$connect` from its token. An access
+/// token (a Tincan account) may do everything; a join token names one room
+/// and whether its holder may speak.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// The one room this connection may join or resume in; `None`: any.
+    pub room: Option<String>,
+    /// Listen-only: its participants join muted and may never unmute (on
+    /// the SFU, a muted participant is never given to anyone's slots).
+    pub listen_only: bool,
+}
+
+impl Grants {
+    /// Whether `room` may be joined.
+    pub fn allows_room(&self, room: &str) -> bool {
+        self.room.as_deref().is_none_or(|only| only == room)
+    }
+}
+
 /// The connection a frame came on, as stored at connect time — never as
 /// claimed in the frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +105,8 @@ pub struct Sender {
     /// only while the room shows that participant attached to this
     /// connection.
     pub seat: Option<Seat>,
+    /// What it may do.
+    pub grants: Grants,
 }
 
 /// One participant of a room, as stored.
@@ -443,6 +464,9 @@ impl Core {
         match msg {
             ClientMessage::Ping => vec![send(me, ServerMessage::Pong)],
             ClientMessage::Join { room: target } => {
+                if !sender.grants.allows_room(&target) {
+                    return vec![join_token_room(me, &sender.grants)];
+                }
                 let view = room.filter(|v| v.room == target);
                 if let Some(seat) = seat.filter(|s| s.room == target) {
                     // Joining the room you are in: say where you are again,
@@ -462,13 +486,16 @@ impl Core {
                 }
                 let fresh = fresh();
                 let (grant, resume_hash) = self.grant(&target, &fresh);
+                let listen_only = sender.grants.listen_only;
                 vec![Effect::Join {
                     member: Member {
                         peer: Peer {
                             peer_id: fresh.peer_id.clone(),
                             user_id: sender.user_id.clone(),
                             display_name: sender.display_name.clone(),
-                            muted: false,
+                            // A listener joins muted and stays so.
+                            muted: listen_only,
+                            listen_only,
                         },
                         connection_id: Some(me.to_owned()),
                         resume_until_ms: None,
@@ -493,6 +520,9 @@ impl Core {
                 let Some((target, secret)) = split_token(&token) else {
                     return vec![resume_failed(me)];
                 };
+                if !sender.grants.allows_room(target) {
+                    return vec![join_token_room(me, &sender.grants)];
+                }
                 if seat.is_some_and(|s| s.peer_id != peer_id) {
                     return vec![error(
                         me,
@@ -553,6 +583,19 @@ impl Core {
                 None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
             },
             ClientMessage::Mute { muted } => match seat {
+                Some(seat)
+                    if !muted
+                        && (sender.grants.listen_only
+                            || room
+                                .and_then(|v| v.member(&seat.peer_id))
+                                .is_some_and(|m| m.peer.listen_only)) =>
+                {
+                    vec![error(
+                        me,
+                        ErrorCode::ListenOnly,
+                        "this participant may only listen; it cannot unmute",
+                    )]
+                }
                 Some(seat) => vec![Effect::SetMuted {
                     seat: seat.clone(),
                     muted,
@@ -755,6 +798,17 @@ fn error(to: &str, code: ErrorCode, message: &str) -> Effect {
             message: message.to_owned(),
             retry_after_ms: None,
         },
+    )
+}
+
+fn join_token_room(to: &str, grants: &Grants) -> Effect {
+    error(
+        to,
+        ErrorCode::JoinTokenRoom,
+        &format!(
+            "this connection's join token is for room `{}` only",
+            grants.room.as_deref().unwrap_or_default()
+        ),
     )
 }
 

@@ -30,6 +30,11 @@ pub enum ErrorCode {
     NotSfu,
     /// The room's media node could not take the SFU connection; retry.
     SfuUnavailable,
+    /// A `join` (or `resume`) of a room other than the one the
+    /// connection's join token names.
+    JoinTokenRoom,
+    /// An unmute by a listen-only participant.
+    ListenOnly,
     /// Anything else that went wrong on our side.
     Internal,
 }
@@ -48,6 +53,8 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::NotSfu => "not-sfu",
             ErrorCode::SfuUnavailable => "sfu-unavailable",
+            ErrorCode::JoinTokenRoom => "join-token-room",
+            ErrorCode::ListenOnly => "listen-only",
             ErrorCode::Internal => "internal",
         }
     }
@@ -105,6 +112,8 @@ mod tests {
             ErrorCode::RateLimited,
             ErrorCode::NotSfu,
             ErrorCode::SfuUnavailable,
+            ErrorCode::JoinTokenRoom,
+            ErrorCode::ListenOnly,
             ErrorCode::Internal,
         ] {
             let json = serde_json::to_string(&code).unwrap();

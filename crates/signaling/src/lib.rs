@@ -21,8 +21,8 @@ mod message;
 mod message_rate;
 
 pub use crate::core::{
-    resume_hash, CloseReason, Core, Effect, Fresh, JoinCommitted, Limits, Member, ResumeProof,
-    RoomView, Seat, Sender, SocketEnd,
+    resume_hash, CloseReason, Core, Effect, Fresh, Grants, JoinCommitted, Limits, Member,
+    ResumeProof, RoomView, Seat, Sender, SocketEnd,
 };
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{

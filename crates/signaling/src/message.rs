@@ -212,6 +212,14 @@ pub struct Peer {
     pub display_name: String,
     /// Whether the peer's microphone is muted.
     pub muted: bool,
+    /// A listen-only participant (joined with a join token that may not
+    /// speak): always muted. Absent on the wire when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub listen_only: bool,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// One entry of `iceServers`, as `RTCPeerConnection` takes it.
@@ -460,6 +468,7 @@ mod tests {
             user_id: "u1".into(),
             display_name: "Ada".into(),
             muted: false,
+            listen_only: false,
         };
         let joined = ServerMessage::Joined {
             room: "r".into(),

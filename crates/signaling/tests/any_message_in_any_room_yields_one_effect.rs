@@ -8,8 +8,8 @@ mod strategy;
 use proptest::prelude::*;
 use strategy::{budget, valid_message};
 use tincan_signaling::{
-    resume_hash, ClientMessage, Core, Effect, ErrorCode, Fresh, Limits, Member, Peer, RoomView,
-    Seat, Sender, ServerMessage,
+    resume_hash, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Limits, Member, Peer,
+    RoomView, Seat, Sender, ServerMessage,
 };
 
 const ME: &str = "conn-me";
@@ -28,6 +28,7 @@ fn member() -> impl Strategy<Value = Member> {
                 user_id: format!("user-{id}"),
                 display_name: id.into(),
                 muted,
+                listen_only: false,
             },
             connection_id: conn.map(str::to_owned),
             resume_until_ms: conn.is_none().then_some(until),
@@ -71,6 +72,7 @@ fn sender() -> impl Strategy<Value = Sender> {
             peer_id: "p-me".into(),
             room: room.into(),
         }),
+        grants: Grants::default(),
     })
 }
 

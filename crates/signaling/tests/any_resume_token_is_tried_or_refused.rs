@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use strategy::{any_text, budget, room_id};
 use tincan_signaling::{
-    resume_hash, validate_room_id, ClientMessage, Core, Effect, ErrorCode, Fresh, Member, Peer,
-    ResumeProof, RoomView, Seat, Sender, ServerMessage, MAX_ID_LEN,
+    resume_hash, validate_room_id, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Member,
+    Peer, ResumeProof, RoomView, Seat, Sender, ServerMessage, MAX_ID_LEN,
 };
 
 const ME: &str = "conn-me";
@@ -65,6 +65,7 @@ fn scene() -> impl Strategy<Value = Scene> {
                         user_id: "u".into(),
                         display_name: "U".into(),
                         muted: false,
+                        listen_only: false,
                     },
                     connection_id: Some(if attached_here { ME } else { "conn-other" }.into()),
                     resume_until_ms: None,
@@ -79,6 +80,7 @@ fn scene() -> impl Strategy<Value = Scene> {
                     user_id: "u".into(),
                     display_name: "U".into(),
                     seat,
+                    grants: Grants::default(),
                 },
                 view,
             }

@@ -9,14 +9,22 @@ use strategy::{any_json, any_text, budget, ALL_CODES};
 use tincan_signaling::{IceServer, MediaMode, Peer, ResumeGrant, ServerMessage, SfuInfo};
 
 fn peer() -> impl Strategy<Value = Peer> {
-    (any_text(32), any_text(32), any_text(32), any::<bool>()).prop_map(
-        |(peer_id, user_id, display_name, muted)| Peer {
-            peer_id,
-            user_id,
-            display_name,
-            muted,
-        },
+    (
+        any_text(32),
+        any_text(32),
+        any_text(32),
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(peer_id, user_id, display_name, muted, listen_only)| Peer {
+                peer_id,
+                user_id,
+                display_name,
+                muted,
+                listen_only,
+            },
+        )
 }
 
 fn ice_server() -> impl Strategy<Value = IceServer> {

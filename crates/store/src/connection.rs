@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use tincan_signaling::{
-    Member, MessageRate, RateState, RateVerdict, ResumeProof, RoomView, Seat, Sender,
+    Grants, Member, MessageRate, RateState, RateVerdict, ResumeProof, RoomView, Seat, Sender,
 };
 
 use crate::error::StoreError;
@@ -37,6 +37,8 @@ pub struct ConnectionRecord {
     /// The socket's message budget, as [`ConnectionStore::take_message`]
     /// last left it.
     pub rate: RateState,
+    /// What the connection may do (a join token's room and listen-only).
+    pub grants: Grants,
 }
 
 impl ConnectionRecord {
@@ -55,7 +57,14 @@ impl ConnectionRecord {
             connected_at_ms: now_ms,
             expires_at: now_ms / 1000 + CONNECTION_TTL_SECS,
             rate: RateState::default(),
+            grants: Grants::default(),
         }
+    }
+
+    /// The same, limited to what a join token grants.
+    pub fn with_grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
     }
 
     /// Whether the record still counts at `now_secs`.
@@ -71,6 +80,7 @@ impl ConnectionRecord {
             user_id: self.user_id,
             display_name: self.display_name,
             seat: self.seat,
+            grants: self.grants,
         }
     }
 
@@ -81,6 +91,7 @@ impl ConnectionRecord {
             user_id: self.user_id.clone(),
             display_name: self.display_name.clone(),
             seat: self.seat.clone(),
+            grants: self.grants.clone(),
         }
     }
 }

@@ -7,10 +7,14 @@
 //! client claims. A `typ` claim keeps other token kinds (a refresh token, should
 //! one ever be a JWT) from being accepted in its place.
 //!
+//! Join tokens, which apps that embed calls mint for their own users with an
+//! API key, live in [`join`].
+//!
 //! The caller passes `now` (seconds since the Unix epoch): this crate reads no
 //! clock, so expiry is tested without waiting.
 
 mod hs256;
+pub mod join;
 
 pub use hs256::install_hs256_crypto;
 

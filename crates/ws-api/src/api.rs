@@ -6,13 +6,14 @@ use std::sync::Arc;
 use base64::Engine as _;
 use futures_util::stream::{self, StreamExt as _};
 use tincan_signaling::{
-    Core, Effect, ErrorCode, Fresh, JoinCommitted, Limits, Peer, ProtocolError, RoomView, Seat,
-    Sender, ServerMessage, SocketEnd,
+    Core, Effect, ErrorCode, Fresh, Grants, JoinCommitted, Limits, Peer, ProtocolError, RoomView,
+    Seat, Sender, ServerMessage, SocketEnd,
 };
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, Push, PushError,
     ResumeOutcome, StoreError,
 };
+use tincan_token::join::{is_app_user, is_join_token, ApiKeys, JoinTokenError};
 use tincan_token::{TokenError, TokenKeys};
 use tracing::{debug, info, warn};
 
@@ -43,6 +44,9 @@ pub struct WsApiConfig {
     pub limits: Limits,
     /// Verifies access tokens at connect.
     pub tokens: TokenKeys,
+    /// Verifies join tokens at connect (`TINCAN_API_KEYS`); none: every
+    /// join token is refused.
+    pub api_keys: ApiKeys,
     /// Live connections and rooms.
     pub store: Arc<dyn ConnectionStore>,
     /// Delivers messages to connections.
@@ -61,7 +65,7 @@ pub struct WsApiConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
-    /// No token, or not a valid, unexpired access token: answer 401.
+    /// No token, or not a valid, unexpired access or join token: answer 401.
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
     /// The connection could not be recorded: answer 503.
@@ -105,7 +109,8 @@ impl WsApi {
         self.config.limits
     }
 
-    /// `$connect`: checks the access token and records the connection.
+    /// `$connect`: checks the token (an access token, or a join token when
+    /// its header names an API key) and records the connection.
     pub async fn connect(
         &self,
         connection_id: &str,
@@ -115,6 +120,71 @@ impl WsApi {
         let token = token
             .filter(|t| !t.is_empty())
             .ok_or(ConnectError::Unauthorized("missing token"))?;
+        let record = if is_join_token(token) {
+            self.join_token_record(connection_id, token, now_ms)?
+        } else {
+            self.access_token_record(connection_id, token, now_ms)
+                .await?
+        };
+        let max = self.config.limits.max_sockets_per_user;
+        match self.config.store.put(&record, max).await {
+            Ok(()) => {}
+            // A store that keeps deleted-user markers refuses in the write.
+            Err(StoreError::UserDeleted(_)) => {
+                return Err(ConnectError::Unauthorized("no such user"))
+            }
+            Err(StoreError::TooManyConnections { max, .. }) => {
+                info!(connection_id, user_id = %record.user_id, max, "socket refused: too many sockets for this user");
+                return Err(ConnectError::TooManySockets(max));
+            }
+            Err(err) => return Err(err.into()),
+        }
+        info!(connection_id, user_id = %record.user_id, "connected");
+        Ok(())
+    }
+
+    /// The record of a connection opened with a join token: an app's
+    /// participant, namespaced by API key, limited to the token's room and
+    /// grants. It is no Tincan account, so no user directory is asked.
+    fn join_token_record(
+        &self,
+        connection_id: &str,
+        token: &str,
+        now_ms: u64,
+    ) -> Result<ConnectionRecord, ConnectError> {
+        let who = self
+            .config
+            .api_keys
+            .verify(token, now_ms / 1000)
+            .map_err(|e| {
+                let why = match e {
+                    JoinTokenError::Expired => "join token expired",
+                    JoinTokenError::TooLong => "join token lives too long",
+                    JoinTokenError::UnknownKey => "join token of an unknown API key",
+                    _ => "invalid join token",
+                };
+                debug!(connection_id, why, "join token refused");
+                ConnectError::Unauthorized(why)
+            })?;
+        let grants = Grants {
+            room: Some(who.room),
+            listen_only: !who.grants.speak,
+        };
+        Ok(
+            ConnectionRecord::new(connection_id, who.user_id, who.display_name, now_ms)
+                .with_grants(grants),
+        )
+    }
+
+    /// The record of a connection opened with an access token, after
+    /// checking that its user and session still stand (when a directory is
+    /// configured).
+    async fn access_token_record(
+        &self,
+        connection_id: &str,
+        token: &str,
+        now_ms: u64,
+    ) -> Result<ConnectionRecord, ConnectError> {
         let claims = self
             .config
             .tokens
@@ -135,22 +205,12 @@ impl WsApi {
                 }
             }
         }
-        let record = ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms);
-        let max = self.config.limits.max_sockets_per_user;
-        match self.config.store.put(&record, max).await {
-            Ok(()) => {}
-            // A store that keeps deleted-user markers refuses in the write.
-            Err(StoreError::UserDeleted(_)) => {
-                return Err(ConnectError::Unauthorized("no such user"))
-            }
-            Err(StoreError::TooManyConnections { max, .. }) => {
-                info!(connection_id, user_id = %record.user_id, max, "socket refused: too many sockets for this user");
-                return Err(ConnectError::TooManySockets(max));
-            }
-            Err(err) => return Err(err.into()),
-        }
-        info!(connection_id, user_id = %record.user_id, "connected");
-        Ok(())
+        Ok(ConnectionRecord::new(
+            connection_id,
+            claims.sub,
+            claims.name,
+            now_ms,
+        ))
     }
 
     /// `$disconnect`: the connection is forgotten. After a drop its
@@ -517,7 +577,8 @@ impl WsApi {
             }
             Effect::RecordMediaPath { seat, path } => {
                 let member = view.and_then(|v| v.member(&seat.peer_id));
-                if let (Some(calls), Some(member)) = (&self.config.calls, member) {
+                let calls = member.and_then(|m| self.call_log_for(&m.peer));
+                if let (Some(calls), Some(member)) = (calls, member) {
                     if let Err(err) = calls.media_path(&member.peer, &seat.room, path).await {
                         warn!(error = %err, "call history not written");
                     }
@@ -778,8 +839,18 @@ impl WsApi {
         self.send(to, &err.to_message(), gone).await;
     }
 
+    /// Call history is kept for Tincan accounts only: an app's participant
+    /// has no account to read it from (`GET /me/calls`), so nothing is
+    /// written for it.
+    fn call_log_for(&self, participant: &Peer) -> Option<&Arc<dyn CallLog>> {
+        self.config
+            .calls
+            .as_ref()
+            .filter(|_| !is_app_user(&participant.user_id))
+    }
+
     async fn log_joined(&self, participant: &Peer, room: &str, at_ms: u64) {
-        if let Some(calls) = &self.config.calls {
+        if let Some(calls) = self.call_log_for(participant) {
             if let Err(err) = calls.joined(participant, room, at_ms).await {
                 warn!(error = %err, "call history not written");
             }
@@ -787,7 +858,7 @@ impl WsApi {
     }
 
     async fn log_left(&self, participant: &Peer, room: &str, at_ms: u64) {
-        if let Some(calls) = &self.config.calls {
+        if let Some(calls) = self.call_log_for(participant) {
             if let Err(err) = calls.left(participant, room, at_ms).await {
                 warn!(error = %err, "call history not written");
             }

@@ -67,6 +67,7 @@ async fn a_join_is_announced_to_every_member_at_once() {
     let api = WsApi::new(WsApiConfig {
         limits: Limits::default(),
         tokens: tokens.clone(),
+        api_keys: tincan_token::join::ApiKeys::none(),
         store: store.clone(),
         push: push.clone(),
         ice: Arc::new(NoIceServers),

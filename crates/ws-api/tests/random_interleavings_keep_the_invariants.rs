@@ -232,6 +232,7 @@ impl World {
                 ..Limits::default()
             },
             tokens: tokens.clone(),
+            api_keys: tincan_token::join::ApiKeys::none(),
             store: store.clone(),
             push: wire.clone(),
             ice: Arc::new(NoIceServers),

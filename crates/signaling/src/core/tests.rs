@@ -6,6 +6,7 @@ fn peer(id: &str) -> Peer {
         user_id: format!("user-{id}"),
         display_name: format!("Name {id}"),
         muted: false,
+        listen_only: false,
     }
 }
 
@@ -29,6 +30,7 @@ fn sender(conn: &str, seat: Option<(&str, &str)>) -> Sender {
             peer_id: peer_id.into(),
             room: room.into(),
         }),
+        grants: Grants::default(),
     }
 }
 
@@ -426,4 +428,93 @@ fn resumed_restates_the_mode() {
         ),
         "{effects:?}"
     );
+}
+
+fn app_sender(conn: &str, seat: Option<(&str, &str)>, room: &str, listen_only: bool) -> Sender {
+    Sender {
+        grants: Grants {
+            room: Some(room.into()),
+            listen_only,
+        },
+        ..sender(conn, seat)
+    }
+}
+
+fn error_code(effects: &[Effect]) -> Option<ErrorCode> {
+    match effects {
+        [Effect::Send {
+            msg: ServerMessage::Error { code, .. },
+            ..
+        }] => Some(*code),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_join_token_opens_its_own_room_only() {
+    let core = Core::default();
+    let s = app_sender("c", None, "r", false);
+    let join = |room: &str| ClientMessage::Join { room: room.into() };
+    let effects = core.handle(&s, join("other"), None, fresh, 0);
+    assert_eq!(error_code(&effects), Some(ErrorCode::JoinTokenRoom));
+    let effects = core.handle(&s, join("r"), None, fresh, 0);
+    assert!(matches!(effects.as_slice(), [Effect::Join { room, .. }] if room == "r"));
+    // Nor may it resume a participant of another room.
+    let resume = ClientMessage::Resume {
+        peer_id: "p".into(),
+        token: "other.xyz".into(),
+    };
+    let effects = core.handle(&s, resume, None, fresh, 0);
+    assert_eq!(error_code(&effects), Some(ErrorCode::JoinTokenRoom));
+}
+
+#[test]
+fn a_listener_joins_muted_and_cannot_unmute() {
+    let core = Core::default();
+    let effects = core.handle(
+        &app_sender("c", None, "r", true),
+        ClientMessage::Join { room: "r".into() },
+        None,
+        fresh,
+        0,
+    );
+    let [Effect::Join { member: joined, .. }] = effects.as_slice() else {
+        panic!("{effects:?}")
+    };
+    assert!(joined.peer.muted && joined.peer.listen_only);
+
+    let mut listener = joined.clone();
+    listener.peer.peer_id = "a".into();
+    let room = view(vec![listener, member("b", Some("cb"))]);
+    let s = app_sender("c", Some(("a", "r")), "r", true);
+    let unmute = ClientMessage::Mute { muted: false };
+    let effects = core.handle(&s, unmute.clone(), Some(&room), fresh, 0);
+    assert_eq!(error_code(&effects), Some(ErrorCode::ListenOnly));
+    // Muting is harmless.
+    let effects = core.handle(
+        &s,
+        ClientMessage::Mute { muted: true },
+        Some(&room),
+        fresh,
+        0,
+    );
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::SetMuted { muted: true, .. }]
+    ));
+    // A listen-only participant resumed by a connection that may speak
+    // still cannot unmute: the flag is the participant's.
+    let speaker = app_sender("c", Some(("a", "r")), "r", false);
+    let effects = core.handle(&speaker, unmute, Some(&room), fresh, 0);
+    assert_eq!(error_code(&effects), Some(ErrorCode::ListenOnly));
+}
+
+#[test]
+fn a_listen_only_peer_says_so_on_the_wire_and_others_do_not() {
+    let mut listener = peer("l");
+    listener.listen_only = true;
+    let json = serde_json::to_value(&listener).unwrap();
+    assert_eq!(json["listenOnly"], true);
+    let json = serde_json::to_value(peer("s")).unwrap();
+    assert!(json.get("listenOnly").is_none(), "{json}");
 }

@@ -18,7 +18,7 @@ pub(crate) fn budget(cases: u32) -> Config {
 }
 
 /// Every code a client may see, for the "stable code" checks.
-pub(crate) const ALL_CODES: [ErrorCode; 11] = [
+pub(crate) const ALL_CODES: [ErrorCode; 13] = [
     ErrorCode::BadRequest,
     ErrorCode::UnknownAction,
     ErrorCode::TooLarge,
@@ -29,6 +29,8 @@ pub(crate) const ALL_CODES: [ErrorCode; 11] = [
     ErrorCode::RateLimited,
     ErrorCode::NotSfu,
     ErrorCode::SfuUnavailable,
+    ErrorCode::JoinTokenRoom,
+    ErrorCode::ListenOnly,
     ErrorCode::Internal,
 ];
 

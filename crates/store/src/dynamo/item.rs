@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use tincan_signaling::{Member, Peer, RateState, RoomView, Seat};
+use tincan_signaling::{Grants, Member, Peer, RateState, RoomView, Seat};
 
 use crate::connection::ConnectionRecord;
 use crate::error::StoreError;
@@ -24,7 +24,7 @@ pub(crate) const MESSAGES: &str = "messages";
 pub(crate) const CONNECTED_AT: &str = "connectedAt";
 /// Seconds since the epoch; the table's TTL attribute.
 pub(crate) const EXPIRES_AT: &str = "expiresAt";
-/// Room items: peer id -> the member (`s` on the SFU, `u` user, `n` name, `m` muted, `h`
+/// Room items: peer id -> the member (`s` on the SFU, `l` listen-only, `u` user, `n` name, `m` muted, `h`
 /// resume hash, `j` joined at, `c` connection while attached, `r` resume
 /// deadline while detached).
 pub(crate) const MEMBERS: &str = "members";
@@ -38,6 +38,10 @@ pub(crate) const VERSION: &str = "version";
 pub(crate) const RATE_ADMITTED: &str = "rateAdmitted";
 /// Connection items: likewise for refused messages.
 pub(crate) const RATE_REFUSED: &str = "rateRefused";
+/// Connection items of join-token connections: the one room they may join.
+pub(crate) const GRANT_ROOM: &str = "grantRoom";
+/// Connection items of listen-only join-token connections: `true`.
+pub(crate) const LISTEN_ONLY: &str = "listenOnly";
 /// User items: the ids of the user's connections (a string set).
 pub(crate) const CONNECTIONS: &str = "connections";
 
@@ -96,6 +100,12 @@ pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, A
     if record.rate.refused_until_us > 0 {
         item.insert(RATE_REFUSED.into(), n(record.rate.refused_until_us));
     }
+    if let Some(room) = &record.grants.room {
+        item.insert(GRANT_ROOM.into(), s(room));
+    }
+    if record.grants.listen_only {
+        item.insert(LISTEN_ONLY.into(), AttributeValue::Bool(true));
+    }
     item
 }
 
@@ -123,6 +133,14 @@ pub(crate) fn connection_from_item(
             admitted_until_us: get_n_or_zero(item, RATE_ADMITTED, key)?,
             refused_until_us: get_n_or_zero(item, RATE_REFUSED, key)?,
         },
+        // Absent for access-token (account) connections.
+        grants: Grants {
+            room: item
+                .get(GRANT_ROOM)
+                .map(|_| get_s(item, GRANT_ROOM, key).map(str::to_owned))
+                .transpose()?,
+            listen_only: matches!(item.get(LISTEN_ONLY), Some(AttributeValue::Bool(true))),
+        },
     })
 }
 
@@ -142,6 +160,9 @@ fn member_to_value(member: &Member) -> AttributeValue {
     }
     if member.sfu {
         map.insert("s".into(), AttributeValue::Bool(true));
+    }
+    if member.peer.listen_only {
+        map.insert("l".into(), AttributeValue::Bool(true));
     }
     AttributeValue::M(map)
 }
@@ -163,6 +184,8 @@ fn member_from_value(
                 Some(AttributeValue::Bool(muted)) => *muted,
                 _ => return Err(corrupt(key, MEMBERS)),
             },
+            // Absent unless listen-only (join tokens).
+            listen_only: matches!(map.get("l"), Some(AttributeValue::Bool(true))),
         },
         connection_id: map
             .get(MEMBER_CONNECTION)
@@ -291,6 +314,7 @@ mod tests {
                 user_id: "u".into(),
                 display_name: "Zoë 🎧".into(),
                 muted: true,
+                listen_only: id == "p2",
             },
             connection_id: connection.map(str::to_owned),
             resume_until_ms: connection.is_none().then_some(77),
@@ -319,6 +343,14 @@ mod tests {
         record.rate = RateState {
             admitted_until_us: 1_700_000_000_123_000,
             refused_until_us: 7,
+        };
+        assert_eq!(
+            connection_from_item(&connection_to_item(&record)).unwrap(),
+            record
+        );
+        record.grants = Grants {
+            room: Some("lobby".into()),
+            listen_only: true,
         };
         assert_eq!(
             connection_from_item(&connection_to_item(&record)).unwrap(),

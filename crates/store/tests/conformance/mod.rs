@@ -29,6 +29,7 @@ fn member(peer: &str, conn: &str) -> Member {
             user_id: format!("user-{conn}"),
             display_name: format!("Name {conn}"),
             muted: false,
+            listen_only: false,
         },
         connection_id: Some(conn.into()),
         resume_until_ms: None,

@@ -116,6 +116,7 @@ fn peer(id: &str) -> Peer {
         user_id: format!("user-{id}"),
         display_name: id.to_owned(),
         muted: false,
+        listen_only: false,
     }
 }
 

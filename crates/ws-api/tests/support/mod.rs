@@ -16,6 +16,8 @@ use tincan_ws_api::{NoIceServers, SocketEnd, UserDirectory, WsApi, WsApiConfig};
 
 pub(crate) const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
 pub(crate) const T0: u64 = 1_700_000_000_000;
+/// The API key whose join tokens the harness accepts.
+pub(crate) const APP_KEY: (&str, &[u8]) = ("app1", b"app-key-secret-app-key-secret-app!");
 
 /// Frames pushed to each connection; connections marked gone answer 410.
 #[derive(Default)]
@@ -91,17 +93,30 @@ impl Harness {
         users: Option<Arc<dyn UserDirectory>>,
         sfu: Arc<dyn tincan_ws_api::SfuGateway>,
     ) -> Self {
+        Self::with_parts(limits, users, sfu, None)
+    }
+
+    /// A harness over all of these.
+    pub(crate) fn with_parts(
+        limits: Limits,
+        users: Option<Arc<dyn UserDirectory>>,
+        sfu: Arc<dyn tincan_ws_api::SfuGateway>,
+        calls: Option<Arc<dyn tincan_ws_api::CallLog>>,
+    ) -> Self {
+        let mut api_keys = tincan_token::join::ApiKeys::none();
+        api_keys.add(APP_KEY.0, APP_KEY.1).unwrap();
         let push = Arc::new(RecordingPush::default());
         let store = Arc::new(MemoryConnectionStore::new());
         let tokens = TokenKeys::new(SECRET, 900).unwrap();
         let api = WsApi::new(WsApiConfig {
             limits,
             tokens: tokens.clone(),
+            api_keys,
             store: store.clone(),
             push: push.clone(),
             ice: Arc::new(NoIceServers),
             sfu,
-            calls: None,
+            calls,
             users,
         });
         Self {
@@ -126,6 +141,22 @@ impl Harness {
             &format!("Name {user}"),
             self.now / 1000,
         );
+        self.api.connect(id, Some(&token), self.now).await.unwrap();
+    }
+
+    /// Connects `id` with a join token of [`APP_KEY`] for `sub` in `room`.
+    pub(crate) async fn connect_app(&mut self, id: &str, room: &str, sub: &str, speak: bool) {
+        use tincan_token::join::{mint, JoinClaims, JoinGrants};
+        self.now += 1;
+        let claims = JoinClaims::new(
+            room,
+            sub,
+            format!("Name {sub}"),
+            JoinGrants { speak },
+            self.now / 1000,
+            300,
+        );
+        let token = mint(APP_KEY.0, APP_KEY.1, &claims).unwrap();
         self.api.connect(id, Some(&token), self.now).await.unwrap();
     }
 
