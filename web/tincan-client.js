@@ -88,9 +88,16 @@ export { jwtExpiry } from './tincan/session.js';
  *   or the `track`/`sfu-track` events). `audioContainer`: where the client's
  *   `<audio>` elements go (hide it); by default they stay off the DOM.
  *
- * @typedef {{stream?: MediaStream | null, listenOnly?: boolean, muted?: boolean}} JoinOptions
+ * @typedef {string | (() => string | Promise<string>)} JoinTokenSource
+ *   A join token minted by an app's backend (docs/embedding.md), or a
+ *   function that fetches a fresh one (called again when a socket must be
+ *   reopened after the token expired or was refused).
+ *
+ * @typedef {{stream?: MediaStream | null, listenOnly?: boolean, muted?: boolean, joinToken?: JoinTokenSource}} JoinOptions
  *   `stream`: the microphone to send (default: the client opens one);
- *   `listenOnly`: no microphone at all, receive only; `muted`: join muted.
+ *   `listenOnly`: no microphone at all, receive only; `muted`: join muted;
+ *   `joinToken`: join with an app's join token instead of a Tincan account
+ *   (no session needed; a listen-only token implies `listenOnly`).
  *
  * @typedef {{joinStartedAt: number | null, firstPacketMs: number | null, reconnects: number,
  *   resumes: number, rejoins: number, lastResumeMs: number | null, lastRejoinMs: number | null}} Metrics
@@ -99,8 +106,30 @@ export { jwtExpiry } from './tincan/session.js';
 /** Room ids the server accepts (docs/protocol.md). */
 export const ROOM_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** A join token this close to its `exp` is fetched again before use. */
+const JOIN_TOKEN_MARGIN_MS = 5_000;
+
+/** @typedef {{room: string, exp: number, speak: boolean}} JoinTokenClaims */
+
+/**
+ * What a client needs from a join token's claims (read, not verified: the
+ * server verifies it). `join-token-invalid` if it is not a join token.
+ * @param {string} token
+ * @returns {JoinTokenClaims}
+ */
+export function joinTokenClaims(token) {
+  try {
+    const part = String(token).split('.')[1] ?? '';
+    const claims = JSON.parse(atob(part.replace(/-/g, '+').replace(/_/g, '/')));
+    if (claims.aud !== 'tincan-join' || typeof claims.room !== 'string' || typeof claims.exp !== 'number') throw new Error('claims');
+    return { room: claims.room, exp: claims.exp, speak: claims.grants?.speak !== false };
+  } catch {
+    throw new TincanError('join-token-invalid', 'This is not a Tincan join token.');
+  }
+}
+
 /** Server error codes that end a join attempt instead of being informational. */
-const JOIN_ERRORS = new Set(['room-full', 'bad-request', 'too-large', 'store-unavailable', 'internal']);
+const JOIN_ERRORS = new Set(['room-full', 'bad-request', 'too-large', 'store-unavailable', 'internal', 'join-token-room']);
 /** Room messages that are held until our own `joined`/`resumed` arrives. */
 const ROOM_MESSAGES = new Set(['peer-joined', 'peer-left', 'peer-muted', 'signal', 'room-mode', 'sfu-answer']);
 /**
@@ -161,6 +190,8 @@ export class TincanClient extends EventTarget {
   /** @type {MediaStream | null} */ #localStream = null;
   /** Whether `join()` opened the microphone (and so stops it on leave). */ #ownsStream = false;
   #listenOnly = false;
+  /** @type {{source: JoinTokenSource, token: string, claims: JoinTokenClaims, refusals: number} | null} */
+  #joinToken = null;
   #muted = false;
   /** @type {Metrics} */
   #metrics = {
@@ -361,7 +392,15 @@ export class TincanClient extends EventTarget {
     if (!ROOM_ID.test(room)) {
       throw new TincanError('bad-request', 'A room name is 1-64 letters, digits, "-" or "_".');
     }
-    this.#listenOnly = options.listenOnly === true;
+    this.#joinToken = null;
+    if (options.joinToken !== undefined) {
+      const source = options.joinToken;
+      const token = typeof source === 'function' ? await source() : source;
+      this.#joinToken = { source, token, claims: joinTokenClaims(token), refusals: 0 };
+      // A socket opened under another identity does not carry this one.
+      if (this.#channel.state !== 'closed' && this.#channel.state !== 'idle') this.#channel.stop();
+    }
+    this.#listenOnly = options.listenOnly === true || this.#joinToken?.claims.speak === false;
     /** @type {MediaStream | null} */
     let stream = options.stream ?? null;
     if (this.#listenOnly) stream = null;
@@ -519,13 +558,43 @@ export class TincanClient extends EventTarget {
   async #socketUrl(ctx) {
     // A socket refused before opening is most often an expired token (the
     // upgrade answers 401, which a browser cannot see): refresh and retry.
-    const token = await this.session.accessToken({ force: Boolean(ctx.failedBeforeOpen) });
+    const token = this.#joinToken
+      ? await this.#currentJoinToken(this.#joinToken, ctx)
+      : await this.session.accessToken({ force: Boolean(ctx.failedBeforeOpen) });
     const url = new URL(this.#wsPath, this.baseUrl || globalThis.location.href);
     // An http(s) URL names the same place as ws(s); a ws(s) URL stays as is.
     if (url.protocol === 'https:') url.protocol = 'wss:';
     else if (url.protocol === 'http:') url.protocol = 'ws:';
     url.searchParams.set('token', token);
     return url.toString();
+  }
+
+  /**
+   * The join token for the next socket. A browser cannot see the 401 of a
+   * refused upgrade, only a socket that never opened: a token that fails so
+   * before any socket opened (twice, if it can be fetched again) is taken
+   * as refused, and an expired one is fetched again or, if it cannot be,
+   * ends the call with `join-token-expired`.
+   * @param {{source: JoinTokenSource, token: string, claims: JoinTokenClaims, refusals: number}} held
+   * @param {{failedBeforeOpen?: boolean}} ctx
+   */
+  async #currentJoinToken(held, ctx) {
+    const refetchable = typeof held.source === 'function';
+    const expired = () => held.claims.exp * 1000 <= Date.now() + JOIN_TOKEN_MARGIN_MS;
+    if (!refetchable && expired()) {
+      throw new TincanError('join-token-expired', 'The join token has expired; ask the app for a new one.');
+    }
+    if (ctx.failedBeforeOpen && !this.#channel.everOpened) {
+      held.refusals += 1;
+      if (held.refusals >= (refetchable ? 2 : 1)) {
+        throw new TincanError('join-token-refused', 'The server refused the join token (forged, expired, or of an unknown key).');
+      }
+    }
+    if (refetchable && (ctx.failedBeforeOpen || expired())) {
+      held.token = await /** @type {() => string | Promise<string>} */ (held.source)();
+      held.claims = joinTokenClaims(held.token);
+    }
+    return held.token;
   }
 
   /** @param {{reconnect: boolean}} detail */

@@ -133,15 +133,15 @@ test('a refused resume falls back to a full rejoin and the call comes back', { t
     await recordClientEvents(jan.page);
     await recordClientEvents(kai.page);
     const oldId = await selfId(jan.page);
-    // A credential the server does not know: Jan's next sockets (the cut
-    // comes at the 10 s lifetime) carry a spoilt resume token.
-    await jan.page.routeWebSocket(/\/ws\?/, (ws) => {
-      const server = ws.connectToServer();
-      ws.onMessage((message) => {
-        const msg = typeof message === 'string' ? JSON.parse(message) : null;
-        if (msg?.action === 'resume') server.send(JSON.stringify({ ...msg, token: `x${msg.token}` }));
-        else server.send(message);
-      });
+    // A credential the server does not know: every `resume` Jan's page
+    // sends from now on (the cut comes at the 10 s lifetime) carries a
+    // spoilt token.
+    await jan.page.evaluate(() => {
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (data) {
+        const msg = typeof data === 'string' && data.includes('"resume"') ? JSON.parse(data) : null;
+        return send.call(this, msg?.action === 'resume' ? JSON.stringify({ ...msg, token: `x${msg.token}` }) : data);
+      };
     });
     const [failed] = await waitForEvents(jan.page, 'resume-failed', 1, 30_000);
     assert.equal(failed.code, 'resume-failed');

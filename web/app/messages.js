@@ -29,6 +29,9 @@ const BY_CODE = {
   'resume-failed': 'The connection could not be resumed; joining the room again.',
   'join-token-room': 'This invitation is for another room.',
   'listen-only': 'You joined to listen only, so your microphone stays off.',
+  'join-token-invalid': 'This invitation link is not valid.',
+  'join-token-expired': 'This invitation has expired. Ask for a new one.',
+  'join-token-refused': 'The server did not accept this invitation (it may have expired). Ask for a new one.',
 };
 
 /**

@@ -27,7 +27,7 @@
  * @typedef {'bad-request' | 'unknown-action' | 'too-large' | 'not-in-room' | 'room-full' | 'internal'
  *   | 'store-unavailable' | 'resume-failed' | 'rate-limited' | 'not-sfu' | 'sfu-unavailable' | 'bad-sdp'
  *   | 'draining' | 'invalid-credentials' | 'username-taken' | 'invalid-request' | 'unauthorized' | 'busy'
- *   | `http-${number}`} ServerErrorCode
+ *   | 'join-token-room' | 'listen-only' | `http-${number}`} ServerErrorCode
  */
 
 /**
@@ -35,10 +35,15 @@
  * `left` (left before the join finished), `superseded` (another join
  * started), `session-expired` (sign in again), `not-supported` (no output
  * device choice), `webrtc` (a peer connection error), `microphone-lost` (no
- * microphone to switch to), and the microphone's own (`join()` opening it):
- * `mic-denied`, `mic-missing`, `mic-busy`, `mic-unsupported`.
+ * microphone to switch to), the microphone's own (`join()` opening it):
+ * `mic-denied`, `mic-missing`, `mic-busy`, `mic-unsupported`, and a join
+ * token's: `join-token-invalid` (not a join token), `join-token-expired`
+ * (past its `exp`, and no way to get a new one), `join-token-refused` (the
+ * server would not open a socket with it: forged, expired, or of an
+ * unknown key).
  * @typedef {'network' | 'timeout' | 'left' | 'superseded' | 'session-expired' | 'not-supported' | 'webrtc'
- *   | 'microphone-lost' | 'mic-denied' | 'mic-missing' | 'mic-busy' | 'mic-unsupported'} ClientErrorCode
+ *   | 'microphone-lost' | 'mic-denied' | 'mic-missing' | 'mic-busy' | 'mic-unsupported'
+ *   | 'join-token-invalid' | 'join-token-expired' | 'join-token-refused'} ClientErrorCode
  */
 
 /** @typedef {ServerErrorCode | ClientErrorCode} ErrorCode */

@@ -63,6 +63,7 @@ export class SignalingChannel extends EventTarget {
     if (this.state !== 'idle' && this.state !== 'closed') return;
     this.attempt = 0;
     this.everOpened = false;
+    this.lastFailedBeforeOpen = false;
     this.#connect();
   }
 
