@@ -417,4 +417,7 @@ impl ConnectionStore for ResumeBeforeKeep {
     async fn expired_members(&self, now: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
         self.inner.expired_members(now).await
     }
+    async fn stranded_members(&self, now: u64) -> Result<Vec<tincan_store::Stranded>, StoreError> {
+        self.inner.stranded_members(now).await
+    }
 }

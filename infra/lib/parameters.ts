@@ -29,6 +29,7 @@ export interface TincanParameters {
   messageRate: CfnParameter;
   messageBurst: CfnParameter;
   maxSocketsPerUser: CfnParameter;
+  sweepSchedule: CfnParameter;
   turnCredentialTtl: CfnParameter;
   turnUrl: CfnParameter;
   vpcId: CfnParameter;
@@ -190,6 +191,12 @@ export function defineParameters(stack: Stack): TincanParameters {
       default: 8,
       minValue: 0,
       description: 'Open WebSockets per user (several tabs, 0 - no limit); one more is refused at $connect with 429.',
+    }),
+    sweepSchedule: p('SweepSchedule', {
+      type: 'String',
+      default: 'rate(1 minute)',
+      description:
+        'How often ws-sweep ends the participants that are gone for good (grace run out, or a socket ended without $disconnect) in rooms nobody reads again - an EventBridge schedule expression.',
     }),
     turnCredentialTtl: p('TurnCredentialTtl', {
       type: 'Number',

@@ -165,6 +165,7 @@ def a_users_ninth_socket_gets_429():
     print("real-lambdas: a user's ninth socket gets 429; a closed one frees its place")
 
 
-a_burst_past_the_budget_is_refused()
-a_socket_at_twice_its_rate_is_closed()
-a_users_ninth_socket_gets_429()
+if __name__ == "__main__":
+    a_burst_past_the_budget_is_refused()
+    a_socket_at_twice_its_rate_is_closed()
+    a_users_ninth_socket_gets_429()

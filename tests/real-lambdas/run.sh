@@ -92,7 +92,7 @@ PY
 }
 
 lambda_pids=()
-for fn in ws-connect ws-disconnect ws-default ws-default; do
+for fn in ws-connect ws-disconnect ws-default ws-default ws-sweep; do
   [ -x "$BIN/$fn" ] || { echo "real-lambdas: $BIN/$fn missing (bash tests/build)" >&2; exit 1; }
   lambda_instance "$fn"
 done
@@ -112,7 +112,7 @@ if ! { wait_port "$local_port" 90 "tincan-local" && wait_port "$mgmt_port" 30 "t
   echo "real-lambdas: 0 passed, 1 failed (the stack did not start)"
   exit 1
 fi
-echo "real-lambdas: moto :$moto, cargo lambda watch --only-lambda-apis :$invoke (4 Lambda instances), tincan-local :$local_port (management :$mgmt_port)"
+echo "real-lambdas: moto :$moto, cargo lambda watch --only-lambda-apis :$invoke (5 Lambda instances), tincan-local :$local_port (management :$mgmt_port)"
 # A deleted account's tokens no longer open sockets: the local HTTP API
 # writes the deleted-user marker that the ws-connect Lambda checks.
 deleted_account_is_refused() {
@@ -160,9 +160,16 @@ limits_are_enforced_by_the_lambdas() {
   timeout 120 python3 tests/real-lambdas/limits.py "$local_port"
 }
 
+# The scheduled sweep, invoked as EventBridge would: a participant whose
+# connection ended without a $disconnect leaves its room.
+the_sweep_ends_stranded_participants() {
+  timeout 120 python3 tests/real-lambdas/sweep.py "$local_port" "$invoke"
+}
+
 if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100 \
-  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas; then
-  echo "real-lambdas: 3 passed, 0 failed"
+  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas \
+  && the_sweep_ends_stranded_participants; then
+  echo "real-lambdas: 4 passed, 0 failed"
 else
   show_logs
   echo "real-lambdas: 0 passed, 1 failed"

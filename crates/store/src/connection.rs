@@ -94,6 +94,22 @@ pub struct Departure {
     pub remaining: RoomView,
 }
 
+/// A participant attached to a connection that is gone: its record was
+/// removed without detaching it, or expired without a `$disconnect` (API
+/// Gateway cuts every socket at 2 hours and does not promise the event).
+/// Nothing will ever detach it, so a sweep takes it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stranded {
+    /// The participant's seat.
+    pub seat: Seat,
+    /// The connection it is attached to.
+    pub connection_id: String,
+    /// When it joined, ms since the epoch.
+    pub joined_at_ms: u64,
+    /// The connection's record, if it is still stored (expired).
+    pub record: Option<ConnectionRecord>,
+}
+
 /// What [`ConnectionStore::join`] did.
 // Returned once per call and matched at once, never stored: boxing would
 // only add an allocation.
@@ -279,6 +295,13 @@ pub trait ConnectionStore: Send + Sync {
     /// Detached participants whose deadline passed at `now_ms`, in any room
     /// (for a periodic sweep; lazily reaped rooms need not call it).
     async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError>;
+
+    /// Participants, in any room, attached to a connection that is not
+    /// live at `now_ms` (for a periodic sweep, which takes each out with
+    /// [`ConnectionStore::leave`] and forgets the connection with
+    /// [`ConnectionStore::remove`]). A connection never comes back once
+    /// gone or expired, so the answer stays true until the sweep acts.
+    async fn stranded_members(&self, now_ms: u64) -> Result<Vec<Stranded>, StoreError>;
 }
 
 /// Where participant `seat` stands for a keep, among `members`: `None`

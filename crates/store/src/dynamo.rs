@@ -61,7 +61,7 @@ pub use self::table::{create_table, ensure_table};
 pub use self::throttle::{create_throttle_table, DynamoThrottleStore};
 use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
-    JoinOutcome, KeepOutcome, ResumeOutcome, CONNECTION_TTL_SECS,
+    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS,
 };
 use crate::error::StoreError;
 
@@ -735,9 +735,67 @@ impl ConnectionStore for DynamoConnectionStore {
     }
 
     async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
-        // A scan of the room items: for the local stack's periodic sweep,
-        // not for a hot path.
         let mut expired = Vec::new();
+        for (room, members) in self.room_items().await? {
+            expired.extend(RoomView::expired_in(&room, &members, now_ms));
+        }
+        Ok(expired)
+    }
+
+    async fn stranded_members(&self, now_ms: u64) -> Result<Vec<Stranded>, StoreError> {
+        // The scan of the room items, then one consistent read of every
+        // connection a member is attached to (in batches of 100).
+        let attached: Vec<(String, Member)> = self
+            .room_items()
+            .await?
+            .into_iter()
+            .flat_map(|(room, members)| {
+                members
+                    .into_iter()
+                    .filter(|m| m.connection_id.is_some())
+                    .map(move |m| (room.clone(), m))
+            })
+            .collect();
+        let mut ids: Vec<String> = attached
+            .iter()
+            .filter_map(|(_, m)| m.connection_id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let records: HashMap<String, ConnectionRecord> = self
+            .read_connections(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.connection_id.clone(), r))
+            .collect();
+        let now_secs = now_ms / 1000;
+        Ok(attached
+            .into_iter()
+            .filter_map(|(room, member)| {
+                let id = member.connection_id?;
+                let record = records.get(&id);
+                if record.is_some_and(|r| r.is_live(now_secs)) {
+                    return None;
+                }
+                Some(Stranded {
+                    seat: Seat {
+                        peer_id: member.peer.peer_id,
+                        room,
+                    },
+                    connection_id: id,
+                    joined_at_ms: member.joined_at_ms,
+                    record: record.cloned(),
+                })
+            })
+            .collect())
+    }
+}
+
+impl DynamoConnectionStore {
+    /// Every room item's room and members: a scan, for the periodic sweep,
+    /// not for a hot path.
+    async fn room_items(&self) -> Result<Vec<(String, Vec<Member>)>, StoreError> {
+        let mut rooms = Vec::new();
         for item in self.scan("begins_with(#k, :v)", PK, s("room#")).await? {
             let Some(room) = item
                 .get(PK)
@@ -746,10 +804,10 @@ impl ConnectionStore for DynamoConnectionStore {
             else {
                 continue;
             };
-            let members = RoomItem::from_item(Some(&item))?.members;
-            expired.extend(RoomView::expired_in(room, &members, now_ms));
+            let room = room.to_owned();
+            rooms.push((room, RoomItem::from_item(Some(&item))?.members));
         }
-        Ok(expired)
+        Ok(rooms)
     }
 }
 
