@@ -354,8 +354,14 @@ impl WsApi {
             return Ok(false);
         };
         info!(peer_id = %seat.peer_id, room = %seat.room, "resume grace over; participant left");
-        self.depart(&departure, until.min(now_ms), now_ms, gone)
-            .await;
+        // Its visit ends when it was last seen: the drop, a grace before
+        // the deadline, not the deadline.
+        let grace_ms = self.core.limits().resume_grace_secs.saturating_mul(1000);
+        let dropped_at = until
+            .saturating_sub(grace_ms)
+            .max(departure.member.joined_at_ms)
+            .min(now_ms);
+        self.depart(&departure, dropped_at, now_ms, gone).await;
         Ok(true)
     }
 

@@ -134,3 +134,35 @@ async fn a_connection_that_ended_without_a_disconnect_is_swept_at_its_last_ping(
     assert_eq!(w.api.sweep(later + 60_000).await, Swept::default());
     assert_eq!(w.calls.left(&a).len(), 1);
 }
+
+#[tokio::test]
+async fn a_visit_whose_grace_ran_out_ends_at_the_drop_not_the_deadline() {
+    let w = world();
+    for id in ["a", "b"] {
+        w.connect(id, T0).await;
+        w.send(id, json!({"action": "join", "room": "g"}), T0 + 1)
+            .await;
+    }
+    let a = w.peer("a", T0 + 1).await;
+    // a's socket drops ten seconds in; nobody resumes it, nobody speaks.
+    let dropped = T0 + 10_000;
+    w.api.disconnect("a", dropped).await;
+    let grace = Limits::default().resume_grace_secs * 1000;
+    assert_eq!(w.api.sweep(dropped + grace - 1).await, Swept::default());
+    // The sweep comes well after the grace ran out.
+    let swept = w.api.sweep(dropped + grace + 45_000).await;
+    assert_eq!(swept.expired, 1, "{swept:?}");
+    assert_eq!(w.calls.left(&a), vec![dropped]);
+    w.push.take("b");
+
+    // Likewise when the room is read again, not swept: b's ping reaps c.
+    w.connect("c", T0).await;
+    w.send("c", json!({"action": "join", "room": "g"}), T0 + 2)
+        .await;
+    let c = w.peer("c", T0 + 2).await;
+    let dropped = T0 + 200_000;
+    w.api.disconnect("c", dropped).await;
+    w.send("b", json!({"action": "ping"}), dropped + grace + 5_000)
+        .await;
+    assert_eq!(w.calls.left(&c), vec![dropped]);
+}
