@@ -390,7 +390,8 @@ export class TincanStack extends Stack {
               }),
               new iam.PolicyStatement({
                 sid: 'DeletedUsers',
-                // A deleted account's marker, which $connect checks.
+                // A deleted account's or revoked session's marker, which
+                // $connect checks.
                 actions: ['dynamodb:PutItem'],
                 resources: [connections.tableArn],
               }),

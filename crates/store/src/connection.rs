@@ -32,6 +32,9 @@ pub struct ConnectionRecord {
     pub seat: Option<Seat>,
     /// When the connection was opened, milliseconds since the epoch.
     pub connected_at_ms: u64,
+    /// The login session (the access token's `sid`) it was opened under,
+    /// if the token named one: a revoked session's sockets can be found.
+    pub session_id: Option<String>,
     /// When the record stops counting, seconds since the epoch (DynamoDB TTL).
     pub expires_at: u64,
     /// The socket's message budget, as [`ConnectionStore::take_message`]
@@ -53,9 +56,16 @@ impl ConnectionRecord {
             display_name: display_name.into(),
             seat: None,
             connected_at_ms: now_ms,
+            session_id: None,
             expires_at: now_ms / 1000 + CONNECTION_TTL_SECS,
             rate: RateState::default(),
         }
+    }
+
+    /// The record, opened under login session `session_id`.
+    pub fn with_session(mut self, session_id: Option<String>) -> Self {
+        self.session_id = session_id;
+        self
     }
 
     /// Whether the record still counts at `now_secs`.

@@ -135,13 +135,18 @@ impl WsApi {
                 }
             }
         }
-        let record = ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms);
+        let record = ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms)
+            .with_session(claims.sid);
         let max = self.config.limits.max_sockets_per_user;
         match self.config.store.put(&record, max).await {
             Ok(()) => {}
             // A store that keeps deleted-user markers refuses in the write.
             Err(StoreError::UserDeleted(_)) => {
                 return Err(ConnectError::Unauthorized("no such user"))
+            }
+            // And revoked-session markers, likewise.
+            Err(StoreError::SessionRevoked(_)) => {
+                return Err(ConnectError::Unauthorized("session revoked"))
             }
             Err(StoreError::TooManyConnections { max, .. }) => {
                 info!(connection_id, user_id = %record.user_id, max, "socket refused: too many sockets for this user");
