@@ -78,6 +78,18 @@ impl Deps {
         deps.on_the_fleet(client)?.with_call_history().await
     }
 
+    /// For the scheduled sweep: what `$default` has (the fleet, for the SFU
+    /// leave of a participant that ends; call history, to close its visit),
+    /// and `TINCAN_WS_ENDPOINT`, required: a scheduled event names no API
+    /// to push its `peer-left`s through.
+    pub async fn for_sweep() -> Result<Self, ConfigError> {
+        let deps = Self::for_default().await?;
+        if deps.config.ws_endpoint.is_none() {
+            return Err(ConfigError::Missing("TINCAN_WS_ENDPOINT"));
+        }
+        Ok(deps)
+    }
+
     /// With `TINCAN_MEDIA_NODES_TABLE` and `TINCAN_TURN_SECRET`: rooms are
     /// placed on media nodes, `joined` carries the node's TURN URLs, and
     /// rooms past the mesh size go to that node's SFU, whose control API
@@ -155,6 +167,11 @@ impl Deps {
                 context.stage.as_deref().unwrap_or_default()
             )
         });
+        self.api_at(endpoint)
+    }
+
+    /// The handlers pushing through the Management API at `endpoint`.
+    fn api_at(&self, endpoint: String) -> Arc<WsApi> {
         let mut apis = self.apis.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(api) = apis.get(&endpoint) {
             return api.clone();
@@ -324,4 +341,26 @@ pub async fn handle_default(
         .await;
     metrics.emit();
     Ok(response(200, ""))
+}
+
+/// The scheduled sweep (an EventBridge rule, every `SweepSchedule`): ends
+/// the participants that are gone for good in rooms nobody reads again,
+/// tells their rooms, and closes their visits in call history at the time
+/// each was last seen ([`WsApi::sweep`]). The event's content is not used;
+/// its `time` (ms precision lost) is not either: the clock is read here.
+pub async fn handle_sweep(
+    deps: &Deps,
+    event: LambdaEvent<serde_json::Value>,
+) -> Result<tincan_ws_api::Swept, lambda_runtime::Error> {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let Some(endpoint) = deps.config.ws_endpoint.clone() else {
+        return Err("TINCAN_WS_ENDPOINT must be set".into());
+    };
+    let metrics = Metrics::new(function_name(&event.context, "ws-sweep"), now_ms);
+    let swept = metrics.scoped(deps.api_at(endpoint).sweep(now_ms)).await;
+    metrics.emit();
+    Ok(swept)
 }

@@ -14,7 +14,7 @@ mod history;
 pub mod metrics;
 
 pub use crate::config::{ConfigError, FunctionConfig};
-pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, Deps};
+pub use crate::handlers::{handle_connect, handle_default, handle_disconnect, handle_sweep, Deps};
 
 /// Starts JSON logs, as CloudWatch wants them, filtered by `RUST_LOG`
 /// (default `info`): a default level and `target=level` pairs, e.g.

@@ -18,7 +18,9 @@ use tincan_store::{
 };
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::interceptors::{
+    BeforeDeserializationInterceptorContextRef, BeforeTransmitInterceptorContextRef,
+};
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::error::BoxError;
 use serde_json::Value;
@@ -32,9 +34,17 @@ const SECRET: &[u8] = b"round-trip-secret-round-trip-secret!";
 const T0: u64 = 1_900_000_000_000;
 
 /// The DynamoDB operations sent, in order (`X-Amz-Target` without its
-/// version prefix).
+/// version prefix), and an estimate of the capacity each consumed.
 #[derive(Debug, Clone, Default)]
-struct Counter(Arc<Mutex<Vec<String>>>);
+struct Counter {
+    ops: Arc<Mutex<Vec<String>>>,
+    /// The request in flight: its operation and body.
+    sending: Arc<Mutex<Option<(String, Value)>>>,
+    /// Read and write units of the operations not taken yet.
+    units: Arc<Mutex<(f64, f64)>>,
+    /// Those of the last [`Counter::take`].
+    last: Arc<Mutex<(f64, f64)>>,
+}
 
 impl Intercept for Counter {
     fn name(&self) -> &'static str {
@@ -53,19 +63,113 @@ impl Intercept for Counter {
             .get("x-amz-target")
             .unwrap_or("?");
         let op = target.rsplit('.').next().unwrap_or(target).to_owned();
-        self.0.lock().unwrap().push(op);
+        let body = context
+            .request()
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        *self.sending.lock().unwrap() = Some((op.clone(), body));
+        self.ops.lock().unwrap().push(op);
         Ok(())
+    }
+
+    fn read_after_transmit(
+        &self,
+        context: &BeforeDeserializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some((op, request)) = self.sending.lock().unwrap().take() else {
+            return Ok(());
+        };
+        let response: Value = context
+            .response()
+            .body()
+            .bytes()
+            .and_then(|b| serde_json::from_slice(b).ok())
+            .unwrap_or(Value::Null);
+        let (read, write) = capacity(&op, &request, &response);
+        let mut units = self.units.lock().unwrap();
+        units.0 += read;
+        units.1 += write;
+        Ok(())
+    }
+}
+
+/// The capacity an operation consumes on DynamoDB (on-demand or
+/// provisioned alike), estimated from the items on the wire by the
+/// documented rules: a strongly consistent read costs a read unit per 4 KB
+/// of the item, a write a write unit per 1 KB, each item of a
+/// `TransactWriteItems` (a condition check too) twice that. (moto answers
+/// `ReturnConsumedCapacity` with fixed figures, so the test counts itself.)
+/// Items a request names but does not carry (an update's target, a
+/// condition check's) count as under 1 KB unless the reply returns them.
+fn capacity(op: &str, request: &Value, response: &Value) -> (f64, f64) {
+    let units = |item: Option<&Value>, per: usize| {
+        let size = item.map_or(0, item_size);
+        size.div_ceil(per).max(1) as f64
+    };
+    match op {
+        "GetItem" => (units(response.get("Item"), 4096), 0.0),
+        "PutItem" => (0.0, units(request.get("Item"), 1024)),
+        "UpdateItem" | "DeleteItem" => (0.0, units(response.get("Attributes"), 1024)),
+        "TransactWriteItems" => {
+            let items = request["TransactItems"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let write: f64 = items
+                .iter()
+                .map(|i| 2.0 * units(i.get("Put").and_then(|p| p.get("Item")), 1024))
+                .sum();
+            (0.0, write)
+        }
+        _ => (0.0, 0.0),
+    }
+}
+
+/// An item's size as DynamoDB counts it: each attribute's name and value.
+fn item_size(item: &Value) -> usize {
+    item.as_object()
+        .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
+}
+
+fn value_size(value: &Value) -> usize {
+    let Some((kind, v)) = value.as_object().and_then(|m| m.iter().next()) else {
+        return 0;
+    };
+    match kind.as_str() {
+        "S" => v.as_str().map_or(0, str::len),
+        "N" => v.as_str().map_or(0, |n| n.len().div_ceil(2) + 1),
+        "SS" => v.as_array().map_or(0, |a| {
+            a.iter().filter_map(Value::as_str).map(str::len).sum()
+        }),
+        "L" => {
+            3 + v
+                .as_array()
+                .map_or(0, |a| a.iter().map(|x| 1 + value_size(x)).sum())
+        }
+        "M" => 3 + item_size(v) + v.as_object().map_or(0, serde_json::Map::len),
+        _ => 1,
     }
 }
 
 impl Counter {
     fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.0.lock().unwrap())
+        *self.last.lock().unwrap() = std::mem::take(&mut *self.units.lock().unwrap());
+        std::mem::take(&mut *self.ops.lock().unwrap())
+    }
+
+    /// The estimated read and write units of the last [`Counter::take`].
+    fn last_units(&self) -> String {
+        let (read, write) = *self.last.lock().unwrap();
+        format!("~{read} RCU + {write} WCU")
     }
 
     /// Puts back `ops` taken earlier, ahead of any counted since.
     fn restore(&self, mut ops: Vec<String>) {
-        let mut counted = self.0.lock().unwrap();
+        let mut counted = self.ops.lock().unwrap();
         ops.append(&mut counted);
         *counted = ops;
     }
@@ -156,7 +260,7 @@ async fn call(
         api.message(id, r#"{"action":"join","room":"counted"}"#, T0)
             .await;
         let ops = counter.take();
-        eprintln!("{id} joins: {ops:?}");
+        eprintln!("{id} joins: {ops:?} {}", counter.last_units());
     }
     let joined = push.take_for("conn-b");
     let joined = joined
@@ -200,7 +304,7 @@ async fn a_signal_costs_at_most_two_dynamodb_round_trips() {
         api.message("conn-a", &signal(&bob.peer_id, i), T0 + 10 + i)
             .await;
         let ops = counter.take();
-        eprintln!("signal {i}: {ops:?}");
+        eprintln!("signal {i}: {ops:?} {}", counter.last_units());
         // The sender's connection (its budget taken in the same call), then
         // the room: bob is attached there.
         assert_eq!(ops, ["UpdateItem", "GetItem"], "signal {i}");
@@ -232,7 +336,10 @@ async fn a_signal_to_a_detached_participant_costs_three_and_waits_for_its_resume
         api.message("conn-a", &signal(&bob.peer_id, i), T0 + 10 + i)
             .await;
         let ops = counter.take();
-        eprintln!("signal {i} to detached bob: {ops:?}");
+        eprintln!(
+            "signal {i} to detached bob: {ops:?} {}",
+            counter.last_units()
+        );
         // The sender's connection, the room (bob detached), and the keep
         // conditioned on bob still being detached: one transaction.
         assert_eq!(
@@ -417,5 +524,8 @@ impl ConnectionStore for ResumeBeforeKeep {
     }
     async fn expired_members(&self, now: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
         self.inner.expired_members(now).await
+    }
+    async fn stranded_members(&self, now: u64) -> Result<Vec<tincan_store::Stranded>, StoreError> {
+        self.inner.stranded_members(now).await
     }
 }

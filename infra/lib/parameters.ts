@@ -30,6 +30,7 @@ export interface TincanParameters {
   messageBurst: CfnParameter;
   maxSocketsPerUser: CfnParameter;
   apiKeyId: CfnParameter;
+  sweepSchedule: CfnParameter;
   turnCredentialTtl: CfnParameter;
   turnUrl: CfnParameter;
   vpcId: CfnParameter;
@@ -198,6 +199,12 @@ export function defineParameters(stack: Stack): TincanParameters {
       allowedPattern: '^[A-Za-z0-9_-]{1,64}$',
       description:
         'Id of the API key apps sign join tokens with (docs/embedding.md); its secret is generated (output ApiKeySecretArn). Deploy with a new id to rotate.',
+    }),
+    sweepSchedule: p('SweepSchedule', {
+      type: 'String',
+      default: 'rate(1 minute)',
+      description:
+        'How often ws-sweep ends the participants that are gone for good (grace run out, or a socket ended without $disconnect) in rooms nobody reads again - an EventBridge schedule expression.',
     }),
     turnCredentialTtl: p('TurnCredentialTtl', {
       type: 'Number',

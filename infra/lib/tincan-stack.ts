@@ -22,6 +22,7 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as apigwv2 from 'aws-cdk-lib/aws-apigatewayv2';
 import * as codedeploy from 'aws-cdk-lib/aws-codedeploy';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
@@ -323,11 +324,13 @@ export class TincanStack extends Stack {
 
     // ----------------------------------------------------- functions
     const wsLogGroups = WS_ROUTES.map((r) => logGroup(`${r.fn}LogGroup`, r.binary));
+    const sweepLogGroup = logGroup('WsSweepLogGroup', 'ws-sweep');
     const httpLogGroup = logGroup('HttpApiLogGroup', 'http-api');
 
     const lambdaTrust = new iam.ServicePrincipal('lambda.amazonaws.com');
-    // The three WebSocket functions share one role: they use the same store
-    // (any of them may add, move or remove a connection) and push to the same API.
+    // The three WebSocket functions and the sweep share one role: they use the
+    // same store (any of them may add, move or remove a connection) and push to
+    // the same API.
     const signalingRole = logicalId(
       new iam.Role(this, 'SignalingRole', {
         assumedBy: lambdaTrust,
@@ -337,7 +340,7 @@ export class TincanStack extends Stack {
               new iam.PolicyStatement({
                 sid: 'Logs',
                 actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
-                resources: wsLogGroups.map((g) => g.logGroupArn),
+                resources: [...wsLogGroups, sweepLogGroup].map((g) => g.logGroupArn),
               }),
               new iam.PolicyStatement({
                 sid: 'Connections',
@@ -349,6 +352,8 @@ export class TincanStack extends Stack {
                   'dynamodb:DeleteItem',
                   // The deleted-user check inside $connect's TransactWriteItems.
                   'dynamodb:ConditionCheckItem',
+                  // ws-sweep's read of every room item, once a SweepSchedule.
+                  'dynamodb:Scan',
                 ],
                 resources: [connections.tableArn],
               }),
@@ -393,7 +398,8 @@ export class TincanStack extends Stack {
               }),
               new iam.PolicyStatement({
                 sid: 'DeletedUsers',
-                // A deleted account's marker, which $connect checks.
+                // A deleted account's or revoked session's marker, which
+                // $connect checks.
                 actions: ['dynamodb:PutItem'],
                 resources: [connections.tableArn],
               }),
@@ -611,6 +617,41 @@ export class TincanStack extends Stack {
         principal: 'apigateway.amazonaws.com',
         sourceArn: `arn:${Aws.PARTITION}:execute-api:${Aws.REGION}:${Aws.ACCOUNT_ID}:${wsApi.ref}/*/${route.routeKey}`,
       });
+    });
+
+    // The scheduled sweep: $default's environment, and the Management API
+    // its rooms hear `peer-left` through (a scheduled event names none).
+    const sweepFn = rustFunction(
+      'WsSweepFunction',
+      'ws-sweep',
+      'Tincan sweep - ends participants gone for good in rooms nobody reads again, closes their visits.',
+      256,
+      signalingRole,
+      sweepLogGroup,
+      {
+        ...callHistoryEnv,
+        TINCAN_WS_ENDPOINT: `https://${wsApi.ref}.execute-api.${Aws.REGION}.${Aws.URL_SUFFIX}/${params.stageName.valueAsString}`,
+      },
+    );
+    const sweepCfn = sweepFn.node.defaultChild as CfnResource;
+    // A scan of the room items, and a room told per participant ended.
+    sweepCfn.addPropertyOverride('Timeout', 60);
+    // One container at a time: sweeps never overlap, and it holds one
+    // MongoDB pool at most (docs/deploy.md).
+    sweepCfn.addPropertyOverride('ReservedConcurrentExecutions', 1);
+    const sweepAlias = liveAlias('WsSweepFunction', sweepFn);
+    // ws-sweep's schedule: EventBridge invokes its alias `live`.
+    const sweepRule = new events.CfnRule(this, 'SweepRule', {
+      description: 'Tincan - runs ws-sweep every SweepSchedule.',
+      scheduleExpression: params.sweepSchedule.valueAsString,
+      state: 'ENABLED',
+      targets: [{ id: 'ws-sweep', arn: sweepAlias.ref }],
+    });
+    new lambda.CfnPermission(this, 'SweepPermission', {
+      action: 'lambda:InvokeFunction',
+      functionName: sweepAlias.ref,
+      principal: 'events.amazonaws.com',
+      sourceArn: sweepRule.attrArn,
     });
 
     const httpFn = rustFunction(

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tincan-target}"
 ARCH="${TINCAN_LAMBDA_ARCH:-arm64}"
-BINS=(ws-connect ws-disconnect ws-default http-api)
+BINS=(ws-connect ws-disconnect ws-default ws-sweep http-api)
 
 command -v cargo-lambda >/dev/null || python3 -m pip install -q --disable-pip-version-check cargo-lambda
 python3 -c 'import ziglang' 2>/dev/null || command -v zig >/dev/null \

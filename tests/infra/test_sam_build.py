@@ -155,13 +155,13 @@ def test_readme_build_with_cargo_target_dir_exported(build):
     for call in build.calls:
         if call["target"] != str(build.target):
             fail(f"CARGO_TARGET_DIR was {call['target']}, the exported one is {build.target}")
-    for lid in ("WsConnectFunction", "WsDisconnectFunction", "WsDefaultFunction", "HttpApiFunction"):
+    for lid in ("WsConnectFunction", "WsDisconnectFunction", "WsDefaultFunction", "WsSweepFunction", "HttpApiFunction"):
         art = build.build_dir / lid / "bootstrap"
         if not art.exists():
             fail(f"no artifact {art}")
     # Each function got its own binary, not whichever was built last.
     binary = {"WsConnectFunction": "ws-connect", "WsDisconnectFunction": "ws-disconnect",
-              "WsDefaultFunction": "ws-default", "HttpApiFunction": "http-api"}
+              "WsDefaultFunction": "ws-default", "WsSweepFunction": "ws-sweep", "HttpApiFunction": "http-api"}
     for lid, name in binary.items():
         text = (build.build_dir / lid / "bootstrap").read_text()
         if text.strip() != f"placeholder for {name}":

@@ -1165,6 +1165,11 @@ def test_functions_that_open_mongodb_take_a_reserved_concurrency():
             props = fn["Properties"]
             reserved = props.get("ReservedConcurrentExecutions")
             opens_mongo = "MONGODB_URI" in props.get("Environment", {}).get("Variables", {})
+            if binary_of(lid) == "ws-sweep":
+                # One sweep at a time, whatever the parameter: one pool.
+                if reserved != 1:
+                    fail(f"{name} {lid}: ReservedConcurrentExecutions {reserved}, not 1")
+                continue
             if opens_mongo:
                 want = canon({"Fn::If": ["ReserveMongoDbConcurrency", {"Ref": "MongoDbFunctionConcurrency"}, NO_VALUE]})
                 if canon(reserved) != want:
@@ -1458,6 +1463,39 @@ def test_only_the_http_api_reads_and_writes_the_throttles_table():
                 grants.setdefault(lid, set()).update(st["Action"])
         if grants != {"HttpApiRole": {"dynamodb:GetItem", "dynamodb:PutItem"}}:
             fail(f"{name}: throttles table grants {grants}")
+
+
+def test_the_sweep_runs_on_its_schedule():
+    """ws-sweep (WsApi::sweep) runs every SweepSchedule: an EventBridge rule
+    invokes its alias live, and only that rule may; it pushes `peer-left`
+    through our WebSocket API's Management API (a scheduled event names no
+    endpoint), may scan the connections table, and gets a minute."""
+    for name, t in templates():
+        if canon(t["Parameters"]["SweepSchedule"].get("Default")) != "rate(1 minute)":
+            fail(f"{name}: SweepSchedule does not default to every minute")
+        rules = resources(t, "AWS::Events::Rule")
+        if list(rules) != ["SweepRule"]:
+            fail(f"{name}: rules {sorted(rules)}")
+        rule = canon(rules["SweepRule"]["Properties"])
+        if rule["ScheduleExpression"] != "${SweepSchedule}" or rule["State"] != "ENABLED":
+            fail(f"{name}: SweepRule {rule}")
+        if [tg["Arn"] for tg in rule["Targets"]] != ["${WsSweepFunctionAliaslive}"]:
+            fail(f"{name}: SweepRule invokes {rule['Targets']}, not ws-sweep's alias live")
+        perms = {lid: canon(p["Properties"]) for lid, p in resources(t, "AWS::Lambda::Permission").items()
+                 if canon(p["Properties"]["FunctionName"]) == "${WsSweepFunctionAliaslive}"}
+        want = {"Action": ["lambda:InvokeFunction"], "FunctionName": "${WsSweepFunctionAliaslive}",
+                "Principal": "events.amazonaws.com", "SourceArn": "${SweepRule.Arn}"}
+        if list(perms.values()) != [want]:
+            fail(f"{name}: ws-sweep may be invoked by {perms}")
+        fn = t["Resources"]["WsSweepFunction"]["Properties"]
+        if binary_of("WsSweepFunction") != "ws-sweep" or fn.get("Timeout") != 60:
+            fail(f"{name}: WsSweepFunction runs {binary_of('WsSweepFunction')} for {fn.get('Timeout')} s")
+        endpoint = canon(fn["Environment"]["Variables"].get("TINCAN_WS_ENDPOINT"))
+        if endpoint != "https://${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${StageName}":
+            fail(f"{name}: ws-sweep pushes through {endpoint}")
+        scans = [st for lid, st in statements(t) if "dynamodb:Scan" in st["Action"]]
+        if [st["Resource"] for st in scans] != [["${ConnectionsTable.Arn}"]]:
+            fail(f"{name}: Scan granted on {[st['Resource'] for st in scans]}")
 
 
 def main() -> int:

@@ -94,7 +94,7 @@ PY
 }
 
 lambda_pids=()
-for fn in ws-connect ws-disconnect ws-default ws-default; do
+for fn in ws-connect ws-disconnect ws-default ws-default ws-sweep; do
   [ -x "$BIN/$fn" ] || { echo "real-lambdas: $BIN/$fn missing (bash tests/build)" >&2; exit 1; }
   lambda_instance "$fn"
 done
@@ -114,7 +114,7 @@ if ! { wait_port "$local_port" 90 "tincan-local" && wait_port "$mgmt_port" 30 "t
   echo "real-lambdas: 0 passed, 1 failed (the stack did not start)"
   exit 1
 fi
-echo "real-lambdas: moto :$moto, cargo lambda watch --only-lambda-apis :$invoke (4 Lambda instances), tincan-local :$local_port (management :$mgmt_port)"
+echo "real-lambdas: moto :$moto, cargo lambda watch --only-lambda-apis :$invoke (5 Lambda instances), tincan-local :$local_port (management :$mgmt_port)"
 # A deleted account's tokens no longer open sockets: the local HTTP API
 # writes the deleted-user marker that the ws-connect Lambda checks.
 deleted_account_is_refused() {
@@ -156,6 +156,41 @@ print("real-lambdas: a deleted account's token is refused at $connect")
 PY
 }
 
+# After a password change, another session's access token no longer opens
+# a socket: the HTTP API writes the revoked-session marker that the
+# ws-connect Lambda checks; the session that changed it still connects.
+revoked_session_is_refused() {
+  python3 - "$local_port" <<'PY'
+import json, os, sys
+sys.path.insert(0, "tests/real-lambdas")
+from limits import Ws, call
+import urllib.request
+
+def change_password(token, current, new):
+    req = urllib.request.Request(f"http://127.0.0.1:{sys.argv[1]}/me/password", method="POST",
+                                 data=json.dumps({"currentPassword": current, "newPassword": new}).encode())
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return r.status
+
+name = "rev" + os.urandom(4).hex()
+call("POST", "/auth/register", {"username": name, "password": "pw-" + name, "displayName": "Rev"})
+here = call("POST", "/auth/login", {"username": name, "password": "pw-" + name})["accessToken"]
+there = call("POST", "/auth/login", {"username": name, "password": "pw-" + name})["accessToken"]
+ws = Ws(there)
+assert ws.status == 101, ws.status
+ws.close()
+assert change_password(here, "pw-" + name, "new-pw-" + name) == 204
+after = Ws(there)
+assert after.status == 401, f"a revoked session's token still opens a socket: {after.status}"
+mine = Ws(here)
+assert mine.status == 101, f"the session that changed the password was refused: {mine.status}"
+mine.close()
+print("real-lambdas: after a password change, another session's token is refused at $connect")
+PY
+}
+
 # The message budget and the socket cap, enforced by the Lambdas themselves
 # (tincan-local forwarding applies only API Gateway's own limits).
 limits_are_enforced_by_the_lambdas() {
@@ -173,10 +208,38 @@ join_tokens_are_checked_by_the_lambdas() {
   timeout 120 python3 tests/real-lambdas/join_tokens.py "$local_port"
 }
 
+# The scheduled sweep, invoked as EventBridge would: a participant whose
+# connection ended without a $disconnect leaves its room.
+the_sweep_ends_stranded_participants() {
+  timeout 120 python3 tests/real-lambdas/sweep.py "$local_port" "$invoke"
+}
+
+# Two http-api processes (two containers of one function, each on a Runtime
+# API of its own) sharing the throttles table: wrong passwords spread over
+# them hit the limit at the shared count. They need MongoDB: SecantusDB, in
+# memory.
+failed_logins_are_counted_across_processes() {
+  local mongo; mongo=$(free_port)
+  secantusd-py --host 127.0.0.1 --port "$mongo" --storage-path :memory: >"$work/secantus.log" 2>&1 &
+  pids+=($!)
+  wait_port "$mongo" 60 "SecantusDB" || return 1
+  python3 - <<'PY' || return 1
+import os, boto3
+boto3.client("dynamodb", endpoint_url=os.environ["DYNAMODB_ENDPOINT"], region_name="us-east-1",
+             aws_access_key_id="testing", aws_secret_access_key="testing").create_table(
+    TableName="real-lambdas-throttles", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+    AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+PY
+  MONGODB_URI="mongodb://127.0.0.1:$mongo" TINCAN_MONGODB_DB=real-lambdas \
+  TINCAN_THROTTLES_TABLE=real-lambdas-throttles \
+    timeout 300 python3 tests/real-lambdas/shared_throttle.py "$BIN/http-api" 2>>"$work/lambda.log"
+}
+
 if TINCAN_LOAD_TARGET="ws://127.0.0.1:$local_port" timeout 600 "$BIN/tincan-load" 6 3 100 \
-  && deleted_account_is_refused && limits_are_enforced_by_the_lambdas \
-  && a_goodbye_leaves_at_once && join_tokens_are_checked_by_the_lambdas; then
-  echo "real-lambdas: 5 passed, 0 failed"
+  && deleted_account_is_refused && revoked_session_is_refused && limits_are_enforced_by_the_lambdas \
+  && a_goodbye_leaves_at_once && join_tokens_are_checked_by_the_lambdas \
+  && the_sweep_ends_stranded_participants && failed_logins_are_counted_across_processes; then
+  echo "real-lambdas: 8 passed, 0 failed"
 else
   show_logs
   echo "real-lambdas: 0 passed, 1 failed"

@@ -309,7 +309,7 @@ impl SessionStore for EmbeddedStore {
         &self,
         user_id: &str,
         keep: Option<&str>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let (user_id, keep) = (user_id.to_owned(), keep.map(str::to_owned));
         self.write(move |txn| {
             let mut table = txn.open_table(SESSIONS).map_err(db_err)?;
@@ -332,7 +332,7 @@ impl SessionStore for EmbeddedStore {
                     .insert(session.id.as_str(), bytes.as_slice())
                     .map_err(db_err)?;
             }
-            Ok(hit.len() as u64)
+            Ok(hit.into_iter().map(|s| s.id).collect())
         })
         .await
     }

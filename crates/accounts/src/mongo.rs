@@ -536,18 +536,27 @@ impl SessionStore for MongoStore {
         &self,
         user_id: &str,
         keep: Option<&str>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Vec<String>, StoreError> {
         let mut filter = doc! {"userId": user_id, "revoked": false};
         if let Some(keep) = keep {
             filter.insert("_id", doc! {"$ne": keep});
         }
         self.run(async {
-            let res = self
+            // The ids first, then every match revoked (one added between
+            // the two is revoked too, unlisted).
+            let ids = self
                 .sessions()
+                .distinct("_id", filter.clone())
+                .await
+                .map_err(unavailable)?;
+            self.sessions()
                 .update_many(filter, doc! {"$set": {"revoked": true}})
                 .await
                 .map_err(unavailable)?;
-            Ok(res.modified_count)
+            Ok(ids
+                .into_iter()
+                .filter_map(|id| id.as_str().map(str::to_owned))
+                .collect())
         })
         .await
     }

@@ -98,6 +98,13 @@ pub trait AccountEvents: Send + Sync {
     async fn password_changed(&self, user_id: &str, kept_session: Option<&str>) {
         let _ = (user_id, kept_session);
     }
+
+    /// Login sessions `session_ids` of `user_id` were revoked (a password
+    /// change, reuse of a rotated refresh token, logout): their access
+    /// tokens should stop opening sockets at once.
+    async fn sessions_revoked(&self, user_id: &str, session_ids: &[String]) {
+        let _ = (user_id, session_ids);
+    }
 }
 
 /// The account service.
@@ -436,6 +443,7 @@ impl AccountService {
             self.stores.sessions.revoke_session(sid).await?;
             tracing::warn!(session_id = %sid, user_id = %session.user_id,
                 "reuse of a rotated refresh token; session revoked");
+            self.tell_revoked(&session.user_id, sid).await;
             return Err(AccountError::InvalidRefreshToken);
         }
         let Some(stored) = self.stores.users.user_by_id(&session.user_id).await? else {
@@ -458,9 +466,17 @@ impl AccountService {
             // Another refresh with the same token won the race: reuse.
             self.stores.sessions.revoke_session(sid).await?;
             tracing::warn!(session_id = %sid, "concurrent reuse of a refresh token; session revoked");
+            self.tell_revoked(&session.user_id, sid).await;
             return Err(AccountError::InvalidRefreshToken);
         }
         Ok(self.pair(stored.user, sid, next, now_ms))
+    }
+
+    /// Tells [`AccountEvents`] that session `sid` of `user_id` was revoked.
+    async fn tell_revoked(&self, user_id: &str, sid: &str) {
+        if let Some(events) = &self.events {
+            events.sessions_revoked(user_id, &[sid.to_owned()]).await;
+        }
     }
 
     /// Revokes the session of a refresh token. Idempotent: an unknown or
@@ -554,8 +570,9 @@ impl AccountService {
             .sessions
             .revoke_user_sessions(user_id, keep_session)
             .await?;
-        tracing::info!(%user_id, revoked, "password changed");
+        tracing::info!(%user_id, revoked = revoked.len(), "password changed");
         if let Some(events) = &self.events {
+            events.sessions_revoked(user_id, &revoked).await;
             events.password_changed(user_id, keep_session).await;
         }
         Ok(())

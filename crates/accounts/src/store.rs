@@ -59,12 +59,14 @@ pub trait SessionStore: Send + Sync {
     /// Marks the session revoked (idempotent; unknown ids are fine).
     async fn revoke_session(&self, id: &str) -> Result<(), StoreError>;
     /// Revokes every session of `user_id` except `keep` (if given); returns
-    /// how many were revoked by this call.
+    /// the ids of those revoked by this call (so their access tokens can be
+    /// refused elsewhere: a session a concurrent login adds meanwhile is
+    /// revoked, and may be missing from the list).
     async fn revoke_user_sessions(
         &self,
         user_id: &str,
         keep: Option<&str>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<String>, StoreError>;
 }
 
 /// Per-user audio preferences.

@@ -451,3 +451,51 @@ async fn strangers_guesses_do_not_lock_the_owner_out_from_their_address() {
         Err(AccountError::RateLimited { .. })
     ));
 }
+
+/// Every revoked session, as `AccountEvents::sessions_revoked` hears it.
+#[derive(Default)]
+struct RevokedSessions(std::sync::Mutex<Vec<String>>);
+
+#[async_trait::async_trait]
+impl AccountEvents for RevokedSessions {
+    async fn account_deleted(&self, _user_id: &str) {}
+    async fn sessions_revoked(&self, _user_id: &str, session_ids: &[String]) {
+        self.0.lock().unwrap().extend_from_slice(session_ids);
+    }
+}
+
+#[tokio::test]
+async fn revoked_sessions_are_told_by_id_on_a_password_change_and_on_refresh_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let revoked = Arc::new(RevokedSessions::default());
+    let svc = service(dir.path(), PasswordParams::insecure_fast()).with_events(revoked.clone());
+    let user = svc
+        .register("rev", "correct horse battery", "Rev", None, NOW)
+        .await
+        .unwrap();
+    let sid_of = |pair: &tincan_accounts::TokenPair| {
+        svc.tokens()
+            .verify(&pair.access_token, NOW / 1000)
+            .unwrap()
+            .sid
+            .unwrap()
+    };
+    let login = || svc.login("rev", "correct horse battery", None, NOW);
+    let (here, there) = (login().await.unwrap(), login().await.unwrap());
+    svc.change_password(
+        &user.id,
+        Some(&sid_of(&here)),
+        "correct horse battery",
+        "new password!",
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(*revoked.0.lock().unwrap(), vec![sid_of(&there)]);
+
+    // A rotated refresh token presented again revokes its session.
+    revoked.0.lock().unwrap().clear();
+    svc.refresh(&here.refresh_token, NOW + 1).await.unwrap();
+    assert!(svc.refresh(&here.refresh_token, NOW + 2).await.is_err());
+    assert_eq!(*revoked.0.lock().unwrap(), vec![sid_of(&here)]);
+}

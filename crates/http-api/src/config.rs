@@ -140,7 +140,8 @@ impl ApiConfig {
         if let Some(table) = &self.connections_table {
             accounts = accounts.with_events(Arc::new(MarkDeletedUsers {
                 connections: DynamoConnectionStore::new(dynamo.clone(), table.clone()),
-                // Outlives every access token issued before the deletion.
+                // Outlives every access token issued before the deletion
+                // or revocation.
                 ttl_secs: self.access_ttl_secs + DELETED_MARKER_SLACK_SECS,
             }));
         }
@@ -190,8 +191,9 @@ fn throttles_table(value: Option<String>) -> Option<String> {
 const DELETED_MARKER_SLACK_SECS: u64 = 300;
 
 /// Writes a deleted-user marker in the connections table when an account is
-/// deleted: `$connect` checks it in the same write that records the
-/// connection.
+/// deleted, and a revoked-session marker when a login session is revoked
+/// (a password change, reuse of a rotated refresh token): `$connect` checks
+/// both in the same write that records the connection.
 struct MarkDeletedUsers {
     connections: DynamoConnectionStore,
     ttl_secs: u64,
@@ -200,18 +202,30 @@ struct MarkDeletedUsers {
 #[async_trait]
 impl AccountEvents for MarkDeletedUsers {
     async fn account_deleted(&self, user_id: &str) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
         if let Err(err) = self
             .connections
-            .mark_user_deleted(user_id, now + self.ttl_secs)
+            .mark_user_deleted(user_id, now_secs() + self.ttl_secs)
             .await
         {
             tracing::error!(%user_id, error = %err, "deleted user not marked; its tokens may open sockets until they expire");
         }
     }
+
+    async fn sessions_revoked(&self, user_id: &str, session_ids: &[String]) {
+        let until = now_secs() + self.ttl_secs;
+        for sid in session_ids {
+            if let Err(err) = self.connections.mark_session_revoked(sid, until).await {
+                tracing::error!(%user_id, error = %err, "revoked session not marked; its tokens may open sockets until they expire");
+            }
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

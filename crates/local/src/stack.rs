@@ -110,6 +110,21 @@ impl AccountEvents for CloseDeletedUsersSockets {
             ),
         }
     }
+
+    /// With the Lambdas forwarded to, the revoked-session markers their
+    /// `$connect` checks, as the `http-api` Lambda writes them (in process,
+    /// `$connect` asks the session store itself).
+    async fn sessions_revoked(&self, user_id: &str, session_ids: &[String]) {
+        let Some(markers) = self.markers.get() else {
+            return;
+        };
+        let until = crate::gateway::now_ms() / 1000 + DEFAULT_ACCESS_TTL_SECS + 300;
+        for sid in session_ids {
+            if let Err(err) = markers.mark_session_revoked(sid, until).await {
+                tracing::error!(%user_id, error = %err, "revoked session not marked; its tokens may open sockets until they expire");
+            }
+        }
+    }
 }
 
 /// Connection state in memory, or in DynamoDB at `DYNAMODB_ENDPOINT`.

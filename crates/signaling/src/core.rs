@@ -723,6 +723,12 @@ impl Core {
         }
     }
 
+    /// When the socket of a participant that dropped and is resumable until
+    /// `resume_until_ms` ended: the inverse of [`Core::resume_deadline`].
+    pub fn dropped_at(&self, resume_until_ms: u64) -> u64 {
+        resume_until_ms.saturating_sub(self.limits.resume_grace_secs.saturating_mul(1000))
+    }
+
     /// The `resume-failed` answer for the sender.
     pub fn resume_refused(&self, sender: &Sender) -> Effect {
         resume_failed(&sender.connection_id)

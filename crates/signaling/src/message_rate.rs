@@ -116,6 +116,20 @@ impl MessageRate {
         };
         (RateVerdict::Limited { retry_after_ms }, state)
     }
+
+    /// About when the last message was admitted to a socket whose budget
+    /// [`take`](Self::take) left as `state` (ms since the epoch): exact for
+    /// a socket that sends within its rate (a keepalive `ping`), at most
+    /// the burst window (`burst / per_sec` seconds) late after a burst.
+    /// `None` if it never had a message admitted, or there is no limit
+    /// (the budget then records nothing).
+    pub fn last_admitted_ms(&self, state: RateState) -> Option<u64> {
+        if self.is_unlimited() || state.admitted_until_us == 0 {
+            return None;
+        }
+        let interval = 1_000_000 / u64::from(self.per_sec.max(1));
+        Some(state.admitted_until_us.saturating_sub(interval) / 1000)
+    }
 }
 
 #[cfg(test)]
@@ -194,6 +208,28 @@ mod tests {
         assert!(verdicts
             .iter()
             .any(|v| matches!(v, RateVerdict::Limited { .. })));
+    }
+
+    #[test]
+    fn the_last_admitted_message_is_read_back_from_the_budget() {
+        let rate = MessageRate {
+            per_sec: 20,
+            burst: 40,
+        };
+        assert_eq!(rate.last_admitted_ms(RateState::default()), None);
+        // Pings every 25 s: exact.
+        let mut state = RateState::default();
+        for t in [T0, T0 + 25_000, T0 + 50_000] {
+            state = rate.take(state, t).1;
+        }
+        assert_eq!(rate.last_admitted_ms(state), Some(T0 + 50_000));
+        // Ten at once: within the burst window (2 s) after the last.
+        for _ in 0..10 {
+            state = rate.take(state, T0 + 60_000).1;
+        }
+        let seen = rate.last_admitted_ms(state).unwrap();
+        assert!((T0 + 60_000..=T0 + 62_000).contains(&seen), "{seen}");
+        assert_eq!(MessageRate::UNLIMITED.last_admitted_ms(state), None);
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct ConnectionRecord {
     pub seat: Option<Seat>,
     /// When the connection was opened, milliseconds since the epoch.
     pub connected_at_ms: u64,
+    /// The login session (the access token's `sid`) it was opened under,
+    /// if the token named one: a revoked session's sockets can be found.
+    pub session_id: Option<String>,
     /// When the record stops counting, seconds since the epoch (DynamoDB TTL).
     pub expires_at: u64,
     /// The socket's message budget, as [`ConnectionStore::take_message`]
@@ -55,6 +58,7 @@ impl ConnectionRecord {
             display_name: display_name.into(),
             seat: None,
             connected_at_ms: now_ms,
+            session_id: None,
             expires_at: now_ms / 1000 + CONNECTION_TTL_SECS,
             rate: RateState::default(),
             grants: Grants::default(),
@@ -64,6 +68,12 @@ impl ConnectionRecord {
     /// The same, limited to what a join token grants.
     pub fn with_grants(mut self, grants: Grants) -> Self {
         self.grants = grants;
+        self
+    }
+
+    /// The record, opened under login session `session_id`.
+    pub fn with_session(mut self, session_id: Option<String>) -> Self {
+        self.session_id = session_id;
         self
     }
 
@@ -103,6 +113,22 @@ pub struct Departure {
     pub member: Member,
     /// The room after it left.
     pub remaining: RoomView,
+}
+
+/// A participant attached to a connection that is gone: its record was
+/// removed without detaching it, or expired without a `$disconnect` (API
+/// Gateway cuts every socket at 2 hours and does not promise the event).
+/// Nothing will ever detach it, so a sweep takes it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stranded {
+    /// The participant's seat.
+    pub seat: Seat,
+    /// The connection it is attached to.
+    pub connection_id: String,
+    /// When it joined, ms since the epoch.
+    pub joined_at_ms: u64,
+    /// The connection's record, if it is still stored (expired).
+    pub record: Option<ConnectionRecord>,
 }
 
 /// What [`ConnectionStore::join`] did.
@@ -290,6 +316,13 @@ pub trait ConnectionStore: Send + Sync {
     /// Detached participants whose deadline passed at `now_ms`, in any room
     /// (for a periodic sweep; lazily reaped rooms need not call it).
     async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError>;
+
+    /// Participants, in any room, attached to a connection that is not
+    /// live at `now_ms` (for a periodic sweep, which takes each out with
+    /// [`ConnectionStore::leave`] and forgets the connection with
+    /// [`ConnectionStore::remove`]). A connection never comes back once
+    /// gone or expired, so the answer stays true until the sweep acts.
+    async fn stranded_members(&self, now_ms: u64) -> Result<Vec<Stranded>, StoreError>;
 }
 
 /// Where participant `seat` stands for a keep, among `members`: `None`

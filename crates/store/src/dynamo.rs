@@ -18,7 +18,13 @@
 //!   living as long as an access token of that user could. Every `put` of a
 //!   connection checks, in the same `TransactWriteItems`, that its user has
 //!   no live marker, so `$connect` refuses a deleted account in one round
-//!   trip without asking the account store.
+//!   trip without asking the account store;
+//! - **revoked-session markers**, `pk` = `revoked#<session id>`: likewise,
+//!   written when a login session is revoked (a password change, reuse of a
+//!   rotated refresh token, logout;
+//!   [`DynamoConnectionStore::mark_session_revoked`]); a `put` of a
+//!   connection opened under that session (the access token's `sid`, kept
+//!   on the connection item) is refused in the same write.
 //!
 //! A room item is the single truth of who is in the room, so reading a room
 //! is one strongly consistent `GetItem`. Every membership change is a
@@ -53,15 +59,15 @@ use tincan_signaling::{Member, MessageRate, RateState, RateVerdict, ResumeProof,
 
 pub use self::item::ROOM_INDEX;
 use self::item::{
-    connection_from_item, connection_to_item, deleted_user_key, kept_key, key, n, room_key, s,
-    RoomItem, EXPIRES_AT, MEMBERS, MEMBER_CONNECTION, MESSAGES, PEER_ID, PK, ROOM, USER_ID,
-    VERSION,
+    connection_from_item, connection_to_item, deleted_user_key, kept_key, key, n,
+    revoked_session_key, room_key, s, RoomItem, EXPIRES_AT, MEMBERS, MEMBER_CONNECTION, MESSAGES,
+    PEER_ID, PK, ROOM, USER_ID, VERSION,
 };
 pub use self::table::{create_table, ensure_table};
 pub use self::throttle::{create_throttle_table, DynamoThrottleStore};
 use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
-    JoinOutcome, KeepOutcome, ResumeOutcome, CONNECTION_TTL_SECS,
+    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS,
 };
 use crate::error::StoreError;
 
@@ -104,6 +110,27 @@ impl DynamoConnectionStore {
         until_secs: u64,
     ) -> Result<(), StoreError> {
         let mut item = key(&deleted_user_key(user_id));
+        item.insert(EXPIRES_AT.to_owned(), n(until_secs));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|err| unavailable("PutItem", err))?;
+        Ok(())
+    }
+
+    /// Marks login session `session_id` revoked until `until_secs` (make it
+    /// outlive every access token of the session): from now on
+    /// [`ConnectionStore::put`] refuses connections opened under it with
+    /// [`StoreError::SessionRevoked`].
+    pub async fn mark_session_revoked(
+        &self,
+        session_id: &str,
+        until_secs: u64,
+    ) -> Result<(), StoreError> {
+        let mut item = key(&revoked_session_key(session_id));
         item.insert(EXPIRES_AT.to_owned(), n(until_secs));
         self.client
             .put_item()
@@ -360,18 +387,43 @@ impl ConnectionStore for DynamoConnectionStore {
             .build()
             .map_err(build_error)?;
         let counted = self.count_connection(record, max_per_user)?;
+        // A connection opened under a login session: the session has no
+        // live revoked marker, in the same write.
+        let not_revoked = record
+            .session_id
+            .as_ref()
+            .map(|sid| {
+                ConditionCheck::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(&revoked_session_key(sid))))
+                    .condition_expression("attribute_not_exists(#pk) OR #expires <= :now")
+                    .expression_attribute_names("#pk", PK)
+                    .expression_attribute_names("#expires", EXPIRES_AT)
+                    .expression_attribute_values(":now", n(record.connected_at_ms / 1000))
+                    .build()
+                    .map_err(build_error)
+            })
+            .transpose()?;
         let mut pruned = false;
         for attempt in 0..MAX_ATTEMPTS {
+            let mut items = vec![
+                TransactWriteItem::builder()
+                    .condition_check(not_deleted.clone())
+                    .build(),
+                TransactWriteItem::builder().put(put.clone()).build(),
+                TransactWriteItem::builder().update(counted.clone()).build(),
+            ];
+            if let Some(check) = &not_revoked {
+                items.push(
+                    TransactWriteItem::builder()
+                        .condition_check(check.clone())
+                        .build(),
+                );
+            }
             let sent = self
                 .client
                 .transact_write_items()
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .condition_check(not_deleted.clone())
-                        .build(),
-                )
-                .transact_items(TransactWriteItem::builder().put(put.clone()).build())
-                .transact_items(TransactWriteItem::builder().update(counted.clone()).build())
+                .set_transact_items(Some(items))
                 .send()
                 .await;
             let err = match sent {
@@ -388,6 +440,10 @@ impl ConnectionStore for DynamoConnectionStore {
                 |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
             if failed(0) {
                 return Err(StoreError::UserDeleted(record.user_id.clone()));
+            }
+            if failed(3) {
+                let sid = record.session_id.clone().unwrap_or_default();
+                return Err(StoreError::SessionRevoked(sid));
             }
             if failed(2) {
                 // The user's set is full. Ids left by connections that are
@@ -735,9 +791,67 @@ impl ConnectionStore for DynamoConnectionStore {
     }
 
     async fn expired_members(&self, now_ms: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
-        // A scan of the room items: for the local stack's periodic sweep,
-        // not for a hot path.
         let mut expired = Vec::new();
+        for (room, members) in self.room_items().await? {
+            expired.extend(RoomView::expired_in(&room, &members, now_ms));
+        }
+        Ok(expired)
+    }
+
+    async fn stranded_members(&self, now_ms: u64) -> Result<Vec<Stranded>, StoreError> {
+        // The scan of the room items, then one consistent read of every
+        // connection a member is attached to (in batches of 100).
+        let attached: Vec<(String, Member)> = self
+            .room_items()
+            .await?
+            .into_iter()
+            .flat_map(|(room, members)| {
+                members
+                    .into_iter()
+                    .filter(|m| m.connection_id.is_some())
+                    .map(move |m| (room.clone(), m))
+            })
+            .collect();
+        let mut ids: Vec<String> = attached
+            .iter()
+            .filter_map(|(_, m)| m.connection_id.clone())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let records: HashMap<String, ConnectionRecord> = self
+            .read_connections(&ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.connection_id.clone(), r))
+            .collect();
+        let now_secs = now_ms / 1000;
+        Ok(attached
+            .into_iter()
+            .filter_map(|(room, member)| {
+                let id = member.connection_id?;
+                let record = records.get(&id);
+                if record.is_some_and(|r| r.is_live(now_secs)) {
+                    return None;
+                }
+                Some(Stranded {
+                    seat: Seat {
+                        peer_id: member.peer.peer_id,
+                        room,
+                    },
+                    connection_id: id,
+                    joined_at_ms: member.joined_at_ms,
+                    record: record.cloned(),
+                })
+            })
+            .collect())
+    }
+}
+
+impl DynamoConnectionStore {
+    /// Every room item's room and members: a scan, for the periodic sweep,
+    /// not for a hot path.
+    async fn room_items(&self) -> Result<Vec<(String, Vec<Member>)>, StoreError> {
+        let mut rooms = Vec::new();
         for item in self.scan("begins_with(#k, :v)", PK, s("room#")).await? {
             let Some(room) = item
                 .get(PK)
@@ -746,10 +860,10 @@ impl ConnectionStore for DynamoConnectionStore {
             else {
                 continue;
             };
-            let members = RoomItem::from_item(Some(&item))?.members;
-            expired.extend(RoomView::expired_in(room, &members, now_ms));
+            let room = room.to_owned();
+            rooms.push((room, RoomItem::from_item(Some(&item))?.members));
         }
-        Ok(expired)
+        Ok(rooms)
     }
 }
 

@@ -16,6 +16,11 @@ pub enum StoreError {
     /// nothing was written.
     #[error("user {0} was deleted")]
     UserDeleted(String),
+    /// The connection's login session was revoked (see
+    /// [`DynamoConnectionStore::mark_session_revoked`](crate::DynamoConnectionStore::mark_session_revoked)):
+    /// nothing was written.
+    #[error("session {0} was revoked")]
+    SessionRevoked(String),
     /// The connection's user already has as many live connections as
     /// allowed: nothing was written.
     #[error("user {user} has {max} live connections already")]

@@ -8,7 +8,7 @@ use tincan_signaling::{Member, MessageRate, RateVerdict, ResumeProof, RoomView, 
 
 use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
-    JoinOutcome, KeepOutcome, ResumeOutcome,
+    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded,
 };
 use crate::error::StoreError;
 
@@ -352,6 +352,34 @@ impl ConnectionStore for MemoryConnectionStore {
                 .iter()
                 .flat_map(|(room, members)| RoomView::expired_in(room, members, now_ms))
                 .collect()
+        }))
+    }
+
+    async fn stranded_members(&self, now_ms: u64) -> Result<Vec<Stranded>, StoreError> {
+        Ok(self.with(|s| {
+            let now_secs = now_ms / 1000;
+            let mut stranded = Vec::new();
+            for (room, members) in &s.rooms {
+                for member in members {
+                    let Some(id) = &member.connection_id else {
+                        continue;
+                    };
+                    let record = s.connections.get(id);
+                    if record.is_some_and(|r| r.is_live(now_secs)) {
+                        continue;
+                    }
+                    stranded.push(Stranded {
+                        seat: Seat {
+                            peer_id: member.peer.peer_id.clone(),
+                            room: room.clone(),
+                        },
+                        connection_id: id.clone(),
+                        joined_at_ms: member.joined_at_ms,
+                        record: record.cloned(),
+                    });
+                }
+            }
+            stranded
         }))
     }
 }

@@ -199,3 +199,50 @@ async fn dynamo_backend_refuses_a_deleted_users_connections() {
     .await
     .expect("finished in time");
 }
+
+/// A revoked-session marker refuses new connections opened under that
+/// session (in the same write), until it expires; the same user's other
+/// sessions, and tokens that name none, still connect; the session is kept
+/// on the connection record.
+#[tokio::test]
+async fn dynamo_backend_refuses_a_revoked_sessions_connections() {
+    use tincan_store::ConnectionRecord;
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, store) = dynamo_store().await;
+        let now_ms = 1_900_000_000_000;
+        let now = now_ms / 1000;
+        let under = |id: &str, sid: Option<&str>, at_ms: u64| {
+            ConnectionRecord::new(id, "eve", "Eve", at_ms).with_session(sid.map(str::to_owned))
+        };
+        store
+            .put(&under("c-old", Some("s1"), now_ms), 0)
+            .await
+            .unwrap();
+        store.mark_session_revoked("s1", now + 900).await.unwrap();
+
+        let refused = store.put(&under("c-new", Some("s1"), now_ms + 1), 0).await;
+        assert!(
+            matches!(&refused, Err(StoreError::SessionRevoked(sid)) if sid == "s1"),
+            "{refused:?}"
+        );
+        assert!(store.get("c-new", now).await.unwrap().is_none());
+        store
+            .put(&under("c-s2", Some("s2"), now_ms), 0)
+            .await
+            .expect("another session connects");
+        store
+            .put(&under("c-none", None, now_ms), 0)
+            .await
+            .expect("a token naming no session connects");
+        let old = store.get("c-old", now).await.unwrap().unwrap();
+        assert_eq!(old.session_id.as_deref(), Some("s1"));
+
+        // Past the marker's life the session's tokens have all expired.
+        store
+            .put(&under("c-later", Some("s1"), (now + 901) * 1000), 0)
+            .await
+            .expect("the marker expired");
+    })
+    .await
+    .expect("finished in time");
+}

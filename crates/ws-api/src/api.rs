@@ -6,12 +6,12 @@ use std::sync::Arc;
 use base64::Engine as _;
 use futures_util::stream::{self, StreamExt as _};
 use tincan_signaling::{
-    Core, Effect, ErrorCode, Fresh, Grants, JoinCommitted, Limits, Peer, ProtocolError, RoomView,
-    Seat, Sender, ServerMessage, SocketEnd,
+    Core, Effect, ErrorCode, Fresh, Grants, JoinCommitted, Limits, MessageRate, Peer,
+    ProtocolError, RoomView, Seat, Sender, ServerMessage, SocketEnd,
 };
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, Push, PushError,
-    ResumeOutcome, StoreError,
+    ResumeOutcome, StoreError, Stranded,
 };
 use tincan_token::join::{is_app_user, is_join_token, ApiKeys, JoinTokenError};
 use tincan_token::{TokenError, TokenKeys};
@@ -133,6 +133,10 @@ impl WsApi {
             Err(StoreError::UserDeleted(_)) => {
                 return Err(ConnectError::Unauthorized("no such user"))
             }
+            // And revoked-session markers, likewise.
+            Err(StoreError::SessionRevoked(_)) => {
+                return Err(ConnectError::Unauthorized("session revoked"))
+            }
             Err(StoreError::TooManyConnections { max, .. }) => {
                 info!(connection_id, user_id = %record.user_id, max, "socket refused: too many sockets for this user");
                 return Err(ConnectError::TooManySockets(max));
@@ -205,12 +209,10 @@ impl WsApi {
                 }
             }
         }
-        Ok(ConnectionRecord::new(
-            connection_id,
-            claims.sub,
-            claims.name,
-            now_ms,
-        ))
+        Ok(
+            ConnectionRecord::new(connection_id, claims.sub, claims.name, now_ms)
+                .with_session(claims.sid),
+        )
     }
 
     /// `$disconnect`: the connection is forgotten. After a drop its
@@ -241,7 +243,7 @@ impl WsApi {
             }
         };
         if let Some(seat) = record.and_then(|r| r.seat) {
-            if let Err(err) = self.expire(&seat, until, now_ms, gone).await {
+            if let Err(err) = self.expire(&seat, until, Some(now_ms), now_ms, gone).await {
                 warn!(connection_id, error = %err, "could not end a participant that said goodbye");
             }
         }
@@ -284,24 +286,77 @@ impl WsApi {
         Ok(connections.len())
     }
 
-    /// Ends every detached participant whose grace ran out: the room is told
-    /// it left. Rooms are also reaped lazily whenever they are read for a
-    /// message; this sweep is for rooms where nobody speaks.
-    pub async fn sweep(&self, now_ms: u64) {
-        let expired = match self.config.store.expired_members(now_ms).await {
-            Ok(expired) => expired,
-            Err(err) => {
-                warn!(error = %err, "could not list expired participants");
-                return;
-            }
-        };
+    /// Ends every participant that is gone for good, and tells its room:
+    /// each detached one whose grace ran out, and each still attached to a
+    /// connection that is not live (its socket ended without a
+    /// `$disconnect`: API Gateway does not promise one). Rooms are also
+    /// reaped of the first kind lazily whenever they are read for a
+    /// message; this sweep is for rooms where nobody speaks, and the only
+    /// place the second kind ends. Each visit is closed in call history at
+    /// the time its participant was last seen.
+    pub async fn sweep(&self, now_ms: u64) -> Swept {
+        let store = &self.config.store;
+        let mut swept = Swept::default();
         let mut gone = VecDeque::new();
-        for (seat, until) in expired {
-            if let Err(err) = self.expire(&seat, until, now_ms, &mut gone).await {
-                warn!(error = %err, "could not end an expired participant");
+        match store.expired_members(now_ms).await {
+            Ok(expired) => {
+                for (seat, until) in expired {
+                    match self.expire(&seat, until, None, now_ms, &mut gone).await {
+                        Ok(true) => swept.expired += 1,
+                        Ok(false) => {}
+                        Err(err) => warn!(error = %err, "could not end an expired participant"),
+                    }
+                }
             }
+            Err(err) => warn!(error = %err, "could not list expired participants"),
+        }
+        match store.stranded_members(now_ms).await {
+            Ok(stranded) => swept.stranded = self.end_stranded(stranded, now_ms, &mut gone).await,
+            Err(err) => warn!(error = %err, "could not list stranded participants"),
         }
         self.clean_up_gone(&mut gone, now_ms).await;
+        if swept.expired + swept.stranded > 0 {
+            info!(
+                expired = swept.expired,
+                stranded = swept.stranded,
+                "sweep ended participants that were gone"
+            );
+        }
+        swept
+    }
+
+    /// Takes every stranded participant out of its room and forgets its
+    /// connection, then tells the rooms: all the writes first, so a
+    /// `peer-left` pushed to another stranded participant's dead connection
+    /// (410) does not detach it for a grace it will never use.
+    async fn end_stranded(
+        &self,
+        stranded: Vec<Stranded>,
+        now_ms: u64,
+        gone: &mut VecDeque<String>,
+    ) -> usize {
+        let store = &self.config.store;
+        let mut departures = Vec::new();
+        for s in &stranded {
+            match store.leave(&s.connection_id, &s.seat).await {
+                Ok(Some(departure)) => {
+                    let seen = last_seen(s, self.config.limits.msg_rate, now_ms);
+                    info!(peer_id = %s.seat.peer_id, room = %s.seat.room, connection_id = %s.connection_id, seen_ms = seen, "connection ended without a $disconnect; participant left");
+                    departures.push((departure, seen));
+                }
+                Ok(None) => {}
+                Err(err) => warn!(error = %err, "could not end a stranded participant"),
+            }
+            // Nothing is attached to it any more: this only drops the record
+            // (and its place among its user's sockets).
+            if let Err(err) = store.remove(&s.connection_id, now_ms).await {
+                warn!(connection_id = %s.connection_id, error = %err, "could not forget a dead connection");
+            }
+        }
+        for (departure, seen) in &departures {
+            self.depart(departure, *seen, now_ms, gone).await;
+        }
+        departures.len()
     }
 
     async fn handle_message(
@@ -361,31 +416,44 @@ impl WsApi {
     ) -> Result<RoomView, ProtocolError> {
         let mut view = self.config.store.room(room).await.map_err(store_error)?;
         for (seat, until) in view.expired(now_ms) {
-            self.expire(&seat, until, now_ms, gone).await?;
+            // Gone already or not, it is not in the room any more.
+            self.expire(&seat, until, None, now_ms, gone).await?;
             view.members.retain(|m| m.peer.peer_id != seat.peer_id);
         }
         Ok(view)
     }
 
+    /// Ends participant `seat` if it is still detached with deadline
+    /// `until`; whether it did.
+    /// Ends participant `seat` if it is still detached until `until`; its
+    /// visit closes at `left_at`, or, for a drop whose grace ran out, when
+    /// its socket dropped.
     async fn expire(
         &self,
         seat: &Seat,
         until: u64,
+        left_at: Option<u64>,
         now_ms: u64,
         gone: &mut VecDeque<String>,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<bool, ProtocolError> {
         let departure = self
             .config
             .store
             .expire(seat, until)
             .await
             .map_err(store_error)?;
-        if let Some(departure) = departure {
-            info!(peer_id = %seat.peer_id, room = %seat.room, "resume grace over; participant left");
-            self.depart(&departure, until.min(now_ms), now_ms, gone)
-                .await;
-        }
-        Ok(())
+        let Some(departure) = departure else {
+            return Ok(false);
+        };
+        info!(peer_id = %seat.peer_id, room = %seat.room, "resume grace over; participant left");
+        // Its visit ends when it was last seen: the drop, a grace before
+        // the deadline, not the deadline.
+        let dropped_at = left_at
+            .unwrap_or_else(|| self.core.dropped_at(until))
+            .max(departure.member.joined_at_ms)
+            .min(now_ms);
+        self.depart(&departure, dropped_at, now_ms, gone).await;
+        Ok(true)
     }
 
     /// Call history and `peer-left` for a participant that left.
@@ -864,6 +932,34 @@ impl WsApi {
             }
         }
     }
+}
+
+/// What one [`WsApi::sweep`] ended (the `ws-sweep` Lambda's reply).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct Swept {
+    /// Detached participants whose resume grace ran out.
+    pub expired: usize,
+    /// Participants attached to a connection that ended without a
+    /// `$disconnect`.
+    pub stranded: usize,
+}
+
+/// How long API Gateway keeps a WebSocket open at most.
+const MAX_CONNECTION_MS: u64 = 2 * 3600 * 1000;
+
+/// When stranded participant `s` was last seen: its connection's last
+/// admitted message (its message budget records it), else when it joined;
+/// never after API Gateway's cut of that socket, nor after `now_ms`.
+fn last_seen(s: &Stranded, rate: MessageRate, now_ms: u64) -> u64 {
+    let Some(record) = &s.record else {
+        return s.joined_at_ms.min(now_ms);
+    };
+    let last_message = rate.last_admitted_ms(record.rate).unwrap_or(0);
+    last_message
+        .max(s.joined_at_ms)
+        .min(record.connected_at_ms.saturating_add(MAX_CONNECTION_MS))
+        .min(now_ms)
 }
 
 /// What became of one push.

@@ -16,7 +16,7 @@ mod ice;
 mod sfu;
 mod users;
 
-pub use crate::api::{ConnectError, WsApi, WsApiConfig};
+pub use crate::api::{ConnectError, Swept, WsApi, WsApiConfig};
 #[cfg(feature = "call-history")]
 pub use crate::call_history::AccountsCallLog;
 pub use crate::call_log::{CallLog, CallLogError};

@@ -164,6 +164,9 @@ impl ConnectionStore for Shuffled {
     async fn expired_members(&self, now: u64) -> Result<Vec<(Seat, u64)>, StoreError> {
         self.inner.expired_members(now).await
     }
+    async fn stranded_members(&self, now: u64) -> Result<Vec<tincan_store::Stranded>, StoreError> {
+        self.inner.stranded_members(now).await
+    }
 }
 
 /// Frames per connection, in push order; cut connections answer 410.

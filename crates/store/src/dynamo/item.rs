@@ -83,6 +83,15 @@ pub(crate) fn deleted_user_key(user_id: &str) -> String {
     format!("deleted#{user_id}")
 }
 
+/// The key of the marker saying login session `session_id` was revoked:
+/// connections opened under it are refused while it lives.
+pub(crate) fn revoked_session_key(session_id: &str) -> String {
+    format!("revoked#{session_id}")
+}
+
+/// Connection items: the login session (`sid`) it was opened under.
+pub(crate) const SESSION_ID: &str = "sid";
+
 /// A connection record as an item.
 pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, AttributeValue> {
     let mut item = key(&record.connection_id);
@@ -93,6 +102,9 @@ pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, A
         item.insert(PEER_ID.into(), s(&seat.peer_id));
     }
     item.insert(CONNECTED_AT.into(), n(record.connected_at_ms));
+    if let Some(sid) = &record.session_id {
+        item.insert(SESSION_ID.into(), s(sid));
+    }
     item.insert(EXPIRES_AT.into(), n(record.expires_at));
     if record.rate.admitted_until_us > 0 {
         item.insert(RATE_ADMITTED.into(), n(record.rate.admitted_until_us));
@@ -127,6 +139,10 @@ pub(crate) fn connection_from_item(
         display_name: get_s(item, DISPLAY_NAME, key)?.to_owned(),
         seat,
         connected_at_ms: get_n(item, CONNECTED_AT, key)?,
+        session_id: item
+            .get(SESSION_ID)
+            .map(|_| get_s(item, SESSION_ID, key).map(str::to_owned))
+            .transpose()?,
         expires_at: get_n(item, EXPIRES_AT, key)?,
         // Absent until the socket's first message.
         rate: RateState {

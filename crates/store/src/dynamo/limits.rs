@@ -246,8 +246,34 @@ impl DynamoConnectionStore {
             Some(AttributeValue::Ss(ids)) => ids.clone(),
             _ => return Ok(false),
         };
-        let mut live = Vec::new();
-        for chunk in listed.chunks(BATCH_GET_MAX) {
+        let live: Vec<String> = self
+            .read_connections(&listed)
+            .await?
+            .into_iter()
+            .filter(|r| r.is_live(now_secs))
+            .map(|r| r.connection_id)
+            .collect();
+        let stale: Vec<String> = listed.into_iter().filter(|id| !live.contains(id)).collect();
+        if stale.is_empty() {
+            return Ok(false);
+        }
+        tracing::info!(
+            user_id,
+            stale = stale.len(),
+            "forgetting connections that are gone"
+        );
+        self.uncount_connections(user_id, stale).await?;
+        Ok(true)
+    }
+
+    /// The stored records of connections `ids` (strongly consistent, in
+    /// batches); ids with no item are left out.
+    pub(super) async fn read_connections(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<ConnectionRecord>, StoreError> {
+        let mut records = Vec::new();
+        for chunk in ids.chunks(BATCH_GET_MAX) {
             let mut keys = KeysAndAttributes::builder().consistent_read(true);
             for id in chunk {
                 keys = keys.keys(key(id));
@@ -269,24 +295,11 @@ impl DynamoConnectionStore {
                     .into_iter()
                     .flatten()
                 {
-                    let record = connection_from_item(item)?;
-                    if record.is_live(now_secs) {
-                        live.push(record.connection_id);
-                    }
+                    records.push(connection_from_item(item)?);
                 }
                 request = out.unprocessed_keys().cloned().unwrap_or_default();
             }
         }
-        let stale: Vec<String> = listed.into_iter().filter(|id| !live.contains(id)).collect();
-        if stale.is_empty() {
-            return Ok(false);
-        }
-        tracing::info!(
-            user_id,
-            stale = stale.len(),
-            "forgetting connections that are gone"
-        );
-        self.uncount_connections(user_id, stale).await?;
-        Ok(true)
+        Ok(records)
     }
 }

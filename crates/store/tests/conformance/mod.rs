@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tincan_signaling::{resume_hash, Member, MessageRate, Peer, RateVerdict, ResumeProof, Seat};
 use tincan_store::{
     ConnectionRecord, ConnectionStore, JoinOutcome, KeepOutcome, ResumeOutcome, StoreError,
+    Stranded,
 };
 
 const NOW_MS: u64 = 1_700_000_000_000;
@@ -69,6 +70,7 @@ pub(crate) async fn run_all(store: &dyn ConnectionStore) {
     join_of_unknown_connection_writes_nothing(store).await;
     leave_and_mute_need_the_attached_connection(store).await;
     remove_detaches_and_expire_ends(store).await;
+    participants_of_expired_connections_are_stranded(store).await;
     moving_rooms_frees_the_old_seat_atomically(store).await;
     resume_rules(store).await;
     kept_signals_are_bounded_and_taken_once(store).await;
@@ -408,6 +410,40 @@ async fn remove_detaches_and_expire_ends(store: &dyn ConnectionStore) {
         .unwrap()
         .unwrap();
     assert_eq!(ids(&departure.remaining.members), ["d2"]);
+}
+
+/// A connection whose record expired without a `$disconnect` leaves its
+/// participant attached for good: `stranded_members` lists it (with the
+/// record) until the sweep takes it out, and never lists a live one.
+async fn participants_of_expired_connections_are_stranded(store: &dyn ConnectionStore) {
+    for id in ["sx-1", "sx-2"] {
+        store.put(&record(id, NOW_MS), 0).await.unwrap();
+    }
+    joined(store, "sx-1", "x1", "sx", 4).await;
+    joined(store, "sx-2", "x2", "sx", 4).await;
+    let stranded =
+        |list: &[Stranded], peer: &str| list.iter().find(|s| s.seat.peer_id == peer).cloned();
+    let now = store.stranded_members(NOW_MS).await.unwrap();
+    assert_eq!(stranded(&now, "x1"), None, "a live connection");
+    // Detached participants are the resume grace's business, not this.
+    store.remove("sx-2", NOW_MS + 30_000).await.unwrap();
+    let later_ms = (NOW + tincan_store::CONNECTION_TTL_SECS) * 1000;
+    let later = store.stranded_members(later_ms).await.unwrap();
+    assert_eq!(stranded(&later, "x2"), None);
+    let x1 = stranded(&later, "x1").expect("x1 is stranded");
+    assert_eq!(x1.seat, seat("x1", "sx"));
+    assert_eq!(x1.connection_id, "sx-1");
+    assert_eq!(x1.joined_at_ms, NOW_MS);
+    assert_eq!(
+        x1.record.map(|r| (r.connection_id, r.connected_at_ms)),
+        Some(("sx-1".to_owned(), NOW_MS))
+    );
+    // What the sweep does: take it out, forget the connection.
+    let departure = store.leave("sx-1", &x1.seat).await.unwrap().unwrap();
+    assert_eq!(departure.member.peer.peer_id, "x1");
+    assert!(store.remove("sx-1", later_ms).await.unwrap().is_some());
+    let after = store.stranded_members(later_ms).await.unwrap();
+    assert_eq!(stranded(&after, "x1"), None);
 }
 
 async fn moving_rooms_frees_the_old_seat_atomically(store: &dyn ConnectionStore) {
