@@ -169,3 +169,21 @@ async fn a_visit_whose_grace_ran_out_ends_at_the_drop_not_the_deadline() {
         .await;
     assert_eq!(w.calls.left(&c), vec![dropped]);
 }
+
+#[tokio::test]
+async fn a_goodbye_closes_the_visit_at_the_goodbye() {
+    let w = world();
+    for id in ["a", "b"] {
+        w.connect(id, T0).await;
+        w.send(id, json!({"action": "join", "room": "bye"}), T0 + 1)
+            .await;
+    }
+    let a = w.peer("a", T0 + 1).await;
+    // Five seconds in: well inside what would have been a grace.
+    let closed = T0 + 5_000;
+    w.api.disconnect("a", SocketEnd::Goodbye, closed).await;
+    assert_eq!(w.calls.left(&a), vec![closed]);
+    // Nothing left for the sweep.
+    assert_eq!(w.api.sweep(closed + 120_000).await, Swept::default());
+    assert_eq!(w.calls.left(&a).len(), 1);
+}
