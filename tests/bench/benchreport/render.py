@@ -351,6 +351,9 @@ def headline(res):
     return "\n".join(lines) + "\n" if lines else ""
 
 
+HAND_RUN_MARKER = "<!-- Below: benches run by hand, kept as they are by tests/bench/report. -->"
+
+
 def write(res, out: Path):
     (out / "benchmarks").mkdir(parents=True, exist_ok=True)
     m = res["machine"]
@@ -382,4 +385,14 @@ def write(res, out: Path):
         latency_section(res, out), sweep_section(res, out), turn_section(res, out),
         lambda_section(res, out), login_section(res),
     ]
-    (out / "benchmarks.md").write_text("\n".join(p for p in parts if p))
+    # Sections of benches run by hand (soak, SFU vs Janus, audio quality)
+    # follow the marker; a new report keeps them as they are.
+    target = out / "benchmarks.md"
+    kept = ""
+    if target.exists():
+        old = target.read_text()
+        at = old.find(HAND_RUN_MARKER)
+        if at >= 0:
+            kept = old[at:]
+    parts.append(kept or HAND_RUN_MARKER + "\n")
+    target.write_text("\n".join(p for p in parts if p))
