@@ -47,7 +47,7 @@ function rows(page) {
     const visible = (/** @type {Element | null} */ el) => Boolean(el && /** @type {HTMLElement} */ (el).offsetParent !== null && el.textContent?.trim());
     return [...document.querySelectorAll('#participants .participant:not(.self)')].map((li) => ({
       id: /** @type {HTMLElement} */ (li).dataset.peerId,
-      speaking: li.classList.contains('speaking') && !(/** @type {HTMLElement} */ (li.querySelector('.speaking-badge')).hidden),
+      speaking: li.classList.contains('speaking') && getComputedStyle(/** @type {HTMLElement} */ (li.querySelector('.speaking-badge'))).visibility === 'visible',
       level: Number(li.querySelector('.meter')?.getAttribute('aria-valuenow')),
       linkState: [li.querySelector('.conn-state'), li.querySelector('.quality'), li.querySelector('.stats')]
         .filter(visible)

@@ -281,8 +281,10 @@ export class Participants {
       const meter = /** @type {HTMLElement} */ (entry.li.querySelector('.meter'));
       meter.setAttribute('aria-valuenow', String(shown));
       /** @type {HTMLElement} */ (meter.firstElementChild).style.width = `${shown}%`;
+      // The row's class shows its "Speaking" badge (style.css), which keeps
+      // its place when hidden: a row never shifts the layout as its person
+      // starts or stops speaking.
       entry.li.classList.toggle('speaking', speaking);
-      /** @type {HTMLElement} */ (entry.li.querySelector('.speaking-badge')).hidden = !speaking;
     }
   }
 
