@@ -135,8 +135,9 @@ pub struct LocalConfig {
     pub addr: SocketAddr,
     /// `TINCAN_DATA_DIR`, default `./.tincan`.
     pub data_dir: PathBuf,
-    /// `TINCAN_WEB_DIR`, default the repository's `web/`.
-    pub web_dir: PathBuf,
+    /// `TINCAN_WEB_DIR`: serve the web app from this directory; `None` (the
+    /// default) serves the copy built into the binary.
+    pub web_dir: Option<PathBuf>,
     /// `TINCAN_ROOM_MAX`: most participants of a room; by default
     /// `sfu_room_max` with the embedded node's SFU, 8 (a mesh) without.
     pub room_max: Option<usize>,
@@ -234,7 +235,7 @@ impl LocalConfig {
         Self {
             addr,
             data_dir: data_dir.clone(),
-            web_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web")),
+            web_dir: None,
             room_max: None,
             mesh_max: 4,
             sfu_slots: 3,
@@ -268,10 +269,8 @@ impl LocalConfig {
             addr: parse_env("TINCAN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
             data_dir: data_dir.clone(),
             web_dir: std::env::var_os("TINCAN_WEB_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../web"))
-                }),
+                .filter(|dir| !dir.is_empty())
+                .map(PathBuf::from),
             room_max: match std::env::var("TINCAN_ROOM_MAX") {
                 Ok(v) if !v.is_empty() => Some(
                     v.parse()

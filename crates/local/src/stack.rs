@@ -310,7 +310,10 @@ impl LocalStack {
         let app = Router::new()
             .merge(gateway)
             .merge(http_api)
-            .merge(crate::web_app::router(&config.web_dir, config.addr))
+            .merge(crate::web_app::router(
+                config.web_dir.as_deref(),
+                config.addr,
+            ))
             .layer(body_timeout.clone());
         let management = management.layer(body_timeout);
 
@@ -348,7 +351,11 @@ impl LocalStack {
         )?;
         let addr = public.addr;
         let management_addr = management.addr;
-        info!(%addr, %management_addr, web_dir = %config.web_dir.display(), "tincan-local listening");
+        let web_app = config
+            .web_dir
+            .as_ref()
+            .map_or_else(|| "built in".to_owned(), |dir| dir.display().to_string());
+        info!(%addr, %management_addr, %web_app, "tincan-local listening");
         Ok(Self {
             addr,
             management_addr,

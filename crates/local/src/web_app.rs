@@ -15,7 +15,7 @@ use std::path::Path;
 
 use axum::extract::State;
 use axum::http::header::{self, HeaderName, HeaderValue};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -132,14 +132,58 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-/// The static site: the settings file and the files of `web_dir`, with the
-/// security headers. Merge it last (it carries the fallback).
-pub(crate) fn router(web_dir: &Path, listen: SocketAddr) -> Router {
-    Router::new()
+/// The web app (`web/`: the page, its modules and the client library),
+/// built into the binary so `tincan-local` serves it wherever it runs.
+#[derive(rust_embed::Embed)]
+#[folder = "../../web/"]
+#[include = "*.html"]
+#[include = "*.css"]
+#[include = "*.js"]
+#[include = "app/*.js"]
+#[include = "tincan/*.js"]
+struct WebAssets;
+
+/// One built-in file of the web app (`/` is `index.html`), with its type
+/// and an `ETag`; 404 for anything else.
+async fn built_in(uri: Uri, headers: HeaderMap) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let path = if path.is_empty() { "index.html" } else { path };
+    let Some(file) = WebAssets::get(path) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let etag = format!("\"{}\"", hex_of(&file.metadata.sha256_hash()));
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
+    {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (
+        [
+            (header::CONTENT_TYPE, file.metadata.mimetype().to_owned()),
+            (header::ETAG, etag),
+        ],
+        file.data,
+    )
+        .into_response()
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The static site: the settings file and the web app (from `web_dir`, or
+/// the copy built into the binary), with the security headers. Merge it
+/// last (it carries the fallback).
+pub(crate) fn router(web_dir: Option<&Path>, listen: SocketAddr) -> Router {
+    let site = Router::new()
         .route(SETTINGS_PATH, get(settings))
-        .with_state(listen)
-        .fallback_service(ServeDir::new(web_dir))
-        .layer(axum::middleware::map_response(security_headers))
+        .with_state(listen);
+    let site = match web_dir {
+        Some(dir) => site.fallback_service(ServeDir::new(dir)),
+        None => site.fallback(built_in),
+    };
+    site.layer(axum::middleware::map_response(security_headers))
 }
 
 #[cfg(test)]

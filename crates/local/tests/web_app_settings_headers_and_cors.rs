@@ -66,6 +66,52 @@ async fn the_page_comes_with_its_security_headers() {
     s.stack.stop().await;
 }
 
+/// By default the web app is the copy built into the binary: the same
+/// bytes as the repository's `web/`, with their types, an `ETag` that
+/// answers 304, and 404 for what is not part of the app.
+#[tokio::test]
+async fn the_built_in_web_app_is_the_repositorys() {
+    let s = start(|c| c.web_dir = None).await;
+    let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../web");
+    let http = reqwest::Client::new();
+    for (path, file, kind) in [
+        ("/", "index.html", "text/html"),
+        ("/app.js", "app.js", "javascript"),
+        ("/style.css", "style.css", "text/css"),
+        ("/app/participants.js", "app/participants.js", "javascript"),
+        ("/tincan/session.js", "tincan/session.js", "javascript"),
+        ("/tincan-client.js", "tincan-client.js", "javascript"),
+    ] {
+        let res = http.get(s.http(path)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(content_type.contains(kind), "{path}: {content_type}");
+        let etag = res.headers()["etag"].clone();
+        assert_eq!(
+            res.bytes().await.unwrap().as_ref(),
+            std::fs::read(web.join(file)).unwrap(),
+            "{path}"
+        );
+        let again = http
+            .get(s.http(path))
+            .header("if-none-match", etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    for path in [
+        "/nope.js",
+        "/package.json",
+        "/screenshots/call.png",
+        "/../Cargo.toml",
+    ] {
+        let res = http.get(s.http(path)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+    s.stack.stop().await;
+}
+
 #[tokio::test]
 async fn by_default_no_other_origin_is_allowed_and_preflights_are_answered() {
     let s = start(|_| {}).await;
