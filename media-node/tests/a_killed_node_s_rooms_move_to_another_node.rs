@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use support::{now, two_node_fleet, TurnClient, TwoNodeFleet, LOCALHOST};
-use tincan_ws_api::IceServerSource;
+use tincan_media_routing::IceServerSource;
 use tokio::net::UdpSocket;
 
 const ROOM: &str = "standup";

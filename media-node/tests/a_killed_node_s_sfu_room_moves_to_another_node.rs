@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use support::sfu_client::Participant;
 use support::{control_secret, now, two_node_fleet, TwoNodeFleet};
 use tincan_fleet::FleetIceServers;
-use tincan_ws_api::SfuLocator;
+use tincan_media_routing::SfuLocator;
 
 const ROOM: &str = "allhands";
 /// Whole seconds, at least one more than the heartbeat interval.

@@ -15,8 +15,8 @@ use tincan_fleet::{
     MediaNodeStore, NodeRecord, NodeState,
 };
 use tincan_media_node::heartbeat::{self, HeartbeatConfig, TlsName};
+use tincan_media_routing::IceServerSource;
 use tincan_store::testing::{self, MotoServer};
-use tincan_ws_api::IceServerSource;
 
 const NODE_ID: &str = "test-node-1";
 

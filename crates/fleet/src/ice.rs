@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tincan_media_routing::IceServerSource;
 use tincan_signaling::IceServer;
 use tincan_turn_credentials::{ice_servers, ice_servers_with_tls, TurnSecret};
-use tincan_ws_api::IceServerSource;
 
 use crate::placement::{place, DEFAULT_ROOM_TTL_SECS};
 use crate::selection::{pick_node, place_room};
@@ -193,7 +193,7 @@ impl IceServerSource for FleetIceServers {
 /// The SFU of a room is on the node the room is placed on (the same node
 /// whose TURN its participants get), when that node runs one.
 #[async_trait]
-impl tincan_ws_api::SfuLocator for FleetIceServers {
+impl tincan_media_routing::SfuLocator for FleetIceServers {
     async fn control_url(&self, room: &str, now_secs: u64) -> Option<String> {
         self.node_for_room(room, now_secs)
             .await

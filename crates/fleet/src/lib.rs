@@ -14,7 +14,7 @@
 //! compare-and-set ([`MediaNodeStore::assign_room`]), so every signaling
 //! instance placing joiners of one room at once agrees on one node
 //! ([`place`]). [`FleetIceServers`] wraps that as the signaling side's
-//! [`tincan_ws_api::IceServerSource`]. [`DynamoMediaNodeStore`] is the
+//! [`tincan_media_routing::IceServerSource`]. [`DynamoMediaNodeStore`] is the
 //! DynamoDB backend; one conformance suite (`tests/media_node_store.rs`)
 //! runs against both.
 //!

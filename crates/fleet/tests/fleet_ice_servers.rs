@@ -11,10 +11,10 @@ use tincan_fleet::{
     create_media_nodes_table, DynamoMediaNodeStore, FleetIceServers, InMemoryMediaNodeStore,
     MediaNodeStore,
 };
+use tincan_media_routing::IceServerSource;
 use tincan_signaling::IceServer;
 use tincan_store::testing::{self, MotoServer};
 use tincan_turn_credentials::TurnSecret;
-use tincan_ws_api::IceServerSource;
 
 const SECRET: &str = "fleet-test-secret";
 const CREDENTIAL_TTL: u64 = 600;

@@ -107,7 +107,7 @@ async fn turn_credentials_follow_the_fleet() {
 
     // A room placed on b by a join; b then gets busier than a: the room's
     // callers still get b, everyone else a.
-    use tincan_ws_api::IceServerSource as _;
+    use tincan_media_routing::IceServerSource as _;
     assert!(!fleet.ice_servers(&id, "standup", t).await.is_empty());
     registry
         .heartbeat(node("b", "10.0.0.2:3478", 50), t, 60)

@@ -18,9 +18,9 @@ use tincan_token::{TokenError, TokenKeys};
 use tracing::{debug, info, warn};
 
 use crate::call_log::CallLog;
-use crate::ice::IceServerSource;
 use crate::sfu::SfuGateway;
 use crate::users::{UserDirectory, UserLookupError};
+use tincan_media_routing::IceServerSource;
 
 /// Most gone connections cleaned up while handling one event; the rest are
 /// left to their TTL (and to the next push that finds them gone).

@@ -12,7 +12,6 @@ mod api;
 #[cfg(feature = "call-history")]
 mod call_history;
 mod call_log;
-mod ice;
 mod sfu;
 mod users;
 
@@ -20,10 +19,12 @@ pub use crate::api::{ConnectError, Swept, WsApi, WsApiConfig};
 #[cfg(feature = "call-history")]
 pub use crate::call_history::AccountsCallLog;
 pub use crate::call_log::{CallLog, CallLogError};
-pub use crate::ice::{IceServerSource, NoIceServers, TurnRestIceServers};
-pub use crate::sfu::{FixedSfuNode, NoSfu, NodeSfu, SfuError, SfuGateway, SfuLocator};
+pub use crate::sfu::{NoSfu, NodeSfu, SfuError, SfuGateway};
 #[cfg(feature = "call-history")]
 pub use crate::users::AccountsUsers;
 pub use crate::users::{UserDirectory, UserLookupError};
+pub use tincan_media_routing::{
+    FixedSfuNode, IceServerSource, NoIceServers, SfuLocator, TurnRestIceServers,
+};
 pub use tincan_sfu_control::{ControlSecret, SfuControlClient};
 pub use tincan_signaling::SocketEnd;

@@ -4,6 +4,7 @@
 //! the handlers stay free of IO and tests can stand in for a node.
 
 use async_trait::async_trait;
+use tincan_media_routing::SfuLocator;
 use tincan_sfu_control::{JoinRequest, SfuClientError, SfuControlClient};
 use tincan_signaling::{ErrorCode, Peer, ProtocolError};
 
@@ -84,32 +85,6 @@ impl SfuGateway for NoSfu {
 
     async fn leave(&self, _: &str, _: &str, _: u64) -> Result<(), SfuError> {
         Ok(())
-    }
-}
-
-/// Where a room's SFU is: the base URL of its media node's control API.
-#[async_trait]
-pub trait SfuLocator: Send + Sync {
-    /// The control URL (e.g. `http://10.0.0.5:7881`) of the node `room` is
-    /// on, or `None` if no node with an SFU is available.
-    async fn control_url(&self, room: &str, now_secs: u64) -> Option<String>;
-}
-
-#[async_trait]
-impl<T: SfuLocator + ?Sized> SfuLocator for std::sync::Arc<T> {
-    async fn control_url(&self, room: &str, now_secs: u64) -> Option<String> {
-        (**self).control_url(room, now_secs).await
-    }
-}
-
-/// One node for every room: the local stack's embedded media node.
-#[derive(Debug, Clone)]
-pub struct FixedSfuNode(pub String);
-
-#[async_trait]
-impl SfuLocator for FixedSfuNode {
-    async fn control_url(&self, _room: &str, _now_secs: u64) -> Option<String> {
-        Some(self.0.clone())
     }
 }
 

@@ -1,4 +1,11 @@
-//! Which STUN/TURN servers a peer joining a room is told to use.
+//! Where a participant's media goes: the STUN/TURN servers a joiner is told
+//! to use ([`IceServerSource`]) and the media node whose SFU carries a room
+//! past the mesh size ([`SfuLocator`]).
+//!
+//! These are the contracts the signaling side (`tincan-ws-api`, which asks)
+//! and the media-node fleet (`tincan-fleet`, which answers from its
+//! registry) share. They live here, below both, so that neither the media
+//! node nor the HTTP API links the signaling handlers to implement them.
 
 use async_trait::async_trait;
 use tincan_signaling::IceServer;
@@ -49,5 +56,31 @@ impl IceServerSource for TurnRestIceServers {
     async fn ice_servers(&self, user_id: &str, _room: &str, now_secs: u64) -> Vec<IceServer> {
         let credential = self.secret.mint(user_id, now_secs, self.ttl_secs);
         ice_servers(&self.host_port, &credential)
+    }
+}
+
+/// Where a room's SFU is: the base URL of its media node's control API.
+#[async_trait]
+pub trait SfuLocator: Send + Sync {
+    /// The control URL (e.g. `http://10.0.0.5:7881`) of the node `room` is
+    /// on, or `None` if no node with an SFU is available.
+    async fn control_url(&self, room: &str, now_secs: u64) -> Option<String>;
+}
+
+#[async_trait]
+impl<T: SfuLocator + ?Sized> SfuLocator for std::sync::Arc<T> {
+    async fn control_url(&self, room: &str, now_secs: u64) -> Option<String> {
+        (**self).control_url(room, now_secs).await
+    }
+}
+
+/// One node for every room: the local stack's embedded media node.
+#[derive(Debug, Clone)]
+pub struct FixedSfuNode(pub String);
+
+#[async_trait]
+impl SfuLocator for FixedSfuNode {
+    async fn control_url(&self, _room: &str, _now_secs: u64) -> Option<String> {
+        Some(self.0.clone())
     }
 }
