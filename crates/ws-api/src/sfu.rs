@@ -29,7 +29,11 @@ pub enum SfuError {
 }
 
 impl SfuError {
-    /// What the participant is told.
+    /// What the participant is told: a stable code and a sentence of our
+    /// own. Only the node's answers about the participant's own request
+    /// (a full room, an offer it cannot take) pass their message on; what
+    /// went wrong between us and the node (its address, the HTTP client's
+    /// error text) stays in our logs.
     pub fn to_protocol(&self) -> ProtocolError {
         match self {
             SfuError::Refused { code, message } if code == "room-full" => {
@@ -38,8 +42,42 @@ impl SfuError {
             SfuError::Refused { code, message } if code == "bad-sdp" => {
                 ProtocolError::new(ErrorCode::BadRequest, message.clone())
             }
-            other => ProtocolError::new(ErrorCode::SfuUnavailable, other.to_string()),
+            SfuError::NoNode => ProtocolError::new(
+                ErrorCode::SfuUnavailable,
+                "no media node is available for this room; try again shortly",
+            ),
+            _ => ProtocolError::new(
+                ErrorCode::SfuUnavailable,
+                "the media node is unavailable; try again shortly",
+            ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_participant_is_told_names_no_node() {
+        let unreachable = SfuError::Unreachable(
+            "error sending request for url (http://10.0.0.5:7881/rooms/r/participants/p)".into(),
+        );
+        let refused = SfuError::Refused {
+            code: "unauthorized".into(),
+            message: "control token replayed at 10.0.0.5".into(),
+        };
+        for err in [unreachable, refused, SfuError::NoNode] {
+            let told = err.to_protocol();
+            assert_eq!(told.code, ErrorCode::SfuUnavailable, "{err}");
+            assert!(!told.message.contains("10.0.0.5"), "{}", told.message);
+            assert!(!told.message.contains("http"), "{}", told.message);
+        }
+        let full = SfuError::Refused {
+            code: "room-full".into(),
+            message: "the room is full".into(),
+        };
+        assert_eq!(full.to_protocol().code, ErrorCode::RoomFull);
     }
 }
 
