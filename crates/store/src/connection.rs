@@ -18,6 +18,12 @@ use crate::error::StoreError;
 /// closes every WebSocket after 2 hours, plus slack for a late `$disconnect`.
 pub const CONNECTION_TTL_SECS: u64 = 2 * 3600 + 300;
 
+/// The most a participant's kept-signal box holds, in bytes of message
+/// text, whatever the count: well under DynamoDB's 400 KB item limit, so
+/// both stores refuse the same keep ([`KeepOutcome::Full`]) rather than
+/// the DynamoDB one failing where the memory one takes it.
+pub const MAX_KEPT_BYTES: usize = 256 * 1024;
+
 /// One live connection, as stored at `$connect` and pointed at a participant
 /// by `join` and `resume`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,8 +179,8 @@ pub enum KeepOutcome {
     /// the connection the caller found gone) when it was written, so the
     /// resume that attaches it again takes the message.
     Kept,
-    /// The participant's kept-signal box already holds `max`; nothing was
-    /// written.
+    /// The participant's kept-signal box already holds `max` messages, or
+    /// this one would take it past [`MAX_KEPT_BYTES`]; nothing was written.
     Full,
     /// The participant is attached to this connection (it resumed since the
     /// caller read the room); nothing was written: deliver there.

@@ -61,13 +61,13 @@ pub use self::item::ROOM_INDEX;
 use self::item::{
     connection_from_item, connection_to_item, deleted_user_key, kept_key, key, n,
     revoked_session_key, room_key, s, RoomItem, EXPIRES_AT, MEMBERS, MEMBER_CONNECTION, MESSAGES,
-    PEER_ID, PK, ROOM, USER_ID, VERSION,
+    MESSAGE_BYTES, PEER_ID, PK, ROOM, USER_ID, VERSION,
 };
 pub use self::table::{create_table, ensure_table};
 pub use self::throttle::{create_throttle_table, DynamoThrottleStore};
 use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
-    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS,
+    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS, MAX_KEPT_BYTES,
 };
 use crate::error::StoreError;
 
@@ -689,6 +689,9 @@ impl ConnectionStore for DynamoConnectionStore {
         max: usize,
         expires_at: u64,
     ) -> Result<KeepOutcome, StoreError> {
+        if msg.len() > MAX_KEPT_BYTES {
+            return Ok(KeepOutcome::Full);
+        }
         // One round trip: a check that the room item shows the participant
         // detached (or attached to `gone`), and the bounded append, in one
         // transaction. A resume is a write of the same room item, so it
@@ -870,13 +873,17 @@ impl DynamoConnectionStore {
 /// The bounded append of one message to a kept-signal item (over
 /// [`keep_names`] and [`keep_values`]).
 const KEEP_UPDATE: &str =
-    "SET #msgs = list_append(if_not_exists(#msgs, :empty), :msg), #expires = :expires";
-const KEEP_CONDITION: &str = "attribute_not_exists(#msgs) OR size(#msgs) < :max";
+    "SET #msgs = list_append(if_not_exists(#msgs, :empty), :msg), #expires = :expires ADD #bytes :len";
+/// Under the count, and with room for this message's bytes (`:room` is
+/// what the box may already hold: [`MAX_KEPT_BYTES`] less this message).
+const KEEP_CONDITION: &str = "attribute_not_exists(#msgs) OR (size(#msgs) < :max \
+    AND (attribute_not_exists(#bytes) OR #bytes <= :room))";
 
 fn keep_names() -> HashMap<String, String> {
     HashMap::from([
         ("#msgs".to_owned(), MESSAGES.to_owned()),
         ("#expires".to_owned(), EXPIRES_AT.to_owned()),
+        ("#bytes".to_owned(), MESSAGE_BYTES.to_owned()),
     ])
 }
 
@@ -886,6 +893,11 @@ fn keep_values(msg: &str, max: usize, expires_at: u64) -> HashMap<String, Attrib
         (":msg".to_owned(), AttributeValue::L(vec![s(msg)])),
         (":expires".to_owned(), n(expires_at)),
         (":max".to_owned(), n(max as u64)),
+        (":len".to_owned(), n(msg.len() as u64)),
+        (
+            ":room".to_owned(),
+            n(MAX_KEPT_BYTES.saturating_sub(msg.len()) as u64),
+        ),
     ])
 }
 

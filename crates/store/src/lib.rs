@@ -24,7 +24,7 @@ pub mod testing;
 pub use crate::apigw_push::ApiGatewayPush;
 pub use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
-    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS,
+    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS, MAX_KEPT_BYTES,
 };
 pub use crate::dynamo::{
     create_table, create_throttle_table, ensure_table, DynamoConnectionStore, DynamoThrottleStore,

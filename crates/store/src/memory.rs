@@ -44,7 +44,8 @@ impl State {
     /// Appends `msg` to `peer_id`'s kept signals unless `max` are kept.
     fn keep(&mut self, peer_id: &str, msg: &str, max: usize, expires_at: u64) -> bool {
         let (queue, expiry) = self.kept.entry(peer_id.to_owned()).or_default();
-        if queue.len() >= max {
+        let bytes: usize = queue.iter().map(String::len).sum();
+        if queue.len() >= max || bytes + msg.len() > crate::MAX_KEPT_BYTES {
             return false;
         }
         queue.push_back(msg.to_owned());

@@ -20,6 +20,8 @@ pub(crate) const ROOM: &str = "room";
 pub(crate) const PEER_ID: &str = "peerId";
 /// Kept-signal items: the messages, oldest first.
 pub(crate) const MESSAGES: &str = "messages";
+/// Kept-signal items: the bytes of message text in `messages`.
+pub(crate) const MESSAGE_BYTES: &str = "messageBytes";
 /// Milliseconds since the epoch; the `byRoom` index's sort key.
 pub(crate) const CONNECTED_AT: &str = "connectedAt";
 /// Seconds since the epoch; the table's TTL attribute.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tincan_signaling::{resume_hash, Member, MessageRate, Peer, RateVerdict, ResumeProof, Seat};
 use tincan_store::{
     ConnectionRecord, ConnectionStore, JoinOutcome, KeepOutcome, ResumeOutcome, StoreError,
-    Stranded,
+    Stranded, MAX_KEPT_BYTES,
 };
 
 const NOW_MS: u64 = 1_700_000_000_000;
@@ -74,6 +74,7 @@ pub(crate) async fn run_all(store: &dyn ConnectionStore) {
     moving_rooms_frees_the_old_seat_atomically(store).await;
     resume_rules(store).await;
     kept_signals_are_bounded_and_taken_once(store).await;
+    kept_signals_are_bounded_in_bytes(store).await;
     a_signal_is_kept_only_for_a_detached_participant(store).await;
     a_keep_after_a_resume_points_at_the_new_connection(store).await;
     connections_of_a_user(store).await;
@@ -585,6 +586,34 @@ async fn kept_signals_are_bounded_and_taken_once(store: &dyn ConnectionStore) {
         ["m0", "m1", "m2"].map(String::from)
     );
     assert!(store.take_kept("kp-1").await.unwrap().is_empty());
+}
+
+/// The box is bounded in bytes too, the same in every store: under
+/// DynamoDB's item limit, whatever the count allows.
+async fn kept_signals_are_bounded_in_bytes(store: &dyn ConnectionStore) {
+    store.put(&record("kb-c", NOW_MS), 0).await.unwrap();
+    joined(store, "kb-c", "kb-1", "kb", 4).await;
+    store.remove("kb-c", NOW_MS + 30_000).await.unwrap();
+    let big = "x".repeat(MAX_KEPT_BYTES / 3 + 1);
+    let keep = |msg: String| async move {
+        store
+            .keep_if_detached(&seat("kb-1", "kb"), None, &msg, 64, NOW + 60)
+            .await
+            .unwrap()
+    };
+    assert_eq!(keep(big.clone()).await, KeepOutcome::Kept);
+    assert_eq!(keep(big.clone()).await, KeepOutcome::Kept);
+    // A third would pass the bound; a small one still fits.
+    assert_eq!(keep(big.clone()).await, KeepOutcome::Full);
+    assert_eq!(keep("small".to_owned()).await, KeepOutcome::Kept);
+    // One message past the bound on its own is never kept.
+    assert_eq!(
+        keep("y".repeat(MAX_KEPT_BYTES + 1)).await,
+        KeepOutcome::Full
+    );
+    let kept = store.take_kept("kb-1").await.unwrap();
+    assert_eq!(kept.len(), 3);
+    assert!(kept.iter().map(String::len).sum::<usize>() <= MAX_KEPT_BYTES);
 }
 
 async fn a_signal_is_kept_only_for_a_detached_participant(store: &dyn ConnectionStore) {
