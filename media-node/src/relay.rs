@@ -82,13 +82,10 @@ impl RelayPorts {
     }
 }
 
+/// Where in the port range a search starts: random, so allocations spread
+/// and a relay port is not guessable from the last one.
 fn rand_offset(span: u32) -> u32 {
-    // Good enough to spread allocations; not a secret.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    nanos.wrapping_mul(2_654_435_761) % span
+    rand::random_range(0..span.max(1))
 }
 
 #[async_trait]

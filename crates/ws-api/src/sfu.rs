@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use tincan_media_routing::SfuLocator;
-use tincan_sfu_control::{JoinRequest, SfuClientError, SfuControlClient};
+use tincan_sfu_control::{codes, JoinRequest, SfuClientError, SfuControlClient};
 use tincan_signaling::{ErrorCode, Peer, ProtocolError};
 
 /// Why the SFU did not take a request.
@@ -36,10 +36,10 @@ impl SfuError {
     /// error text) stays in our logs.
     pub fn to_protocol(&self) -> ProtocolError {
         match self {
-            SfuError::Refused { code, message } if code == "room-full" => {
+            SfuError::Refused { code, message } if code == codes::ROOM_FULL => {
                 ProtocolError::new(ErrorCode::RoomFull, message.clone())
             }
-            SfuError::Refused { code, message } if code == "bad-sdp" => {
+            SfuError::Refused { code, message } if code == codes::BAD_SDP => {
                 ProtocolError::new(ErrorCode::BadRequest, message.clone())
             }
             SfuError::NoNode => ProtocolError::new(
@@ -146,9 +146,15 @@ impl<L> std::fmt::Debug for NodeSfu<L> {
     }
 }
 
+/// A refusal about the participant's request keeps the node's code; a
+/// refused control token is a matter between us and the node, told to the
+/// participant as the node being unavailable (`client_code`).
 fn from_client(err: SfuClientError) -> SfuError {
+    let code = err.client_code().to_owned();
     match err {
-        SfuClientError::Refused { code, message, .. } => SfuError::Refused { code, message },
+        SfuClientError::Refused { message, .. } if code != codes::SFU_UNAVAILABLE => {
+            SfuError::Refused { code, message }
+        }
         other => SfuError::Unreachable(other.to_string()),
     }
 }
