@@ -805,3 +805,39 @@ async fn receiver_reports_carry_the_loss_the_node_sees_on_each_uplink() {
         "{clean_reports:?}"
     );
 }
+
+#[tokio::test]
+async fn a_publisher_that_offers_twcc_gets_transport_wide_feedback() {
+    let (_node, control) = sfu_node(100).await;
+    let twcc = Options {
+        twcc: true,
+        ..Options::default()
+    };
+    let ann = Participant::join_with(
+        control,
+        &control_secret(),
+        "cc-room",
+        "ann",
+        1,
+        3,
+        false,
+        twcc,
+    )
+    .await
+    .unwrap();
+    let plain = Participant::join(control, &control_secret(), "cc-room", "ben", 2, 3, false)
+        .await
+        .unwrap();
+    ann.speak(Some(10));
+    plain.speak(Some(10));
+    // 50 packets a second; feedback covers them as they arrive.
+    assert!(
+        eventually(Duration::from_secs(15), || ann
+            .snapshot(|r| r.twcc_covered >= 50))
+        .await,
+        "feedback: {:?}",
+        ann.snapshot(|r| (r.twcc_feedback, r.twcc_covered))
+    );
+    // Without the extension there is nothing to report on.
+    assert_eq!(plain.snapshot(|r| r.twcc_feedback), 0);
+}

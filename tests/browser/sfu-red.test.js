@@ -3,7 +3,8 @@
 // one room are on the SFU. Two offer RED first (the client's default), the
 // third turns it off (`?red=0`, so it does not offer RED at all): the node
 // negotiates RED with the first two, forwards their RED packets to each
-// other as they come, and strips them to plain Opus for the third.
+// other as they come, and strips them to plain Opus for the third. And
+// the node negotiates transport-wide congestion control on the microphone.
 
 import { test, after, before, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -134,4 +135,40 @@ test('through the SFU, RED is negotiated end to end between pages that offer it,
   for (const at of [atAnn, atBen, atCid]) {
     for (const s of at.inbound) assert.ok(s.energy > 0, JSON.stringify(at.inbound));
   }
+});
+
+test('through the SFU, transport-wide congestion control is negotiated on the microphone', { timeout: 180_000 }, async () => {
+  const room = unique('twcc');
+  const users = [await toneUser('Ann', 300), await toneUser('Ben', 450), await toneUser('Cid', 600)];
+  for (const user of users) await joinRoom(user, room);
+  const [ann] = users;
+  // The node's answer negotiates transport-cc on the microphone's m-line,
+  // with the transport-wide sequence number extension.
+  const answer = await waitFor(
+    async () => (await ann.page.evaluate(() => /** @type {any} */ (globalThis).tincanApp.client.sfu?.pc.remoteDescription?.sdp)) ?? false,
+    { timeoutMs: 45_000, what: "Ann's SFU answer" },
+  );
+  const mic = String(answer).split(/\r?\nm=/)[1] ?? '';
+  assert.match(mic, /^a=rtcp-fb:\d+ transport-cc/m);
+  assert.match(mic, /^a=extmap:\d+ http:\/\/www\.ietf\.org\/id\/draft-holmer-rmcat-transport-wide-cc-extensions-01/m);
+  // The feedback itself is checked in media-node/tests/sfu.rs (Chromium's
+  // stats do not count it). Chromium's send-side estimate (the selected
+  // candidate pair's availableOutgoingBitrate) is reported, not asserted:
+  // it moves from its 300 kbit/s start without transport-wide feedback too.
+  const estimate = await waitFor(
+    async () => {
+      const bps = await ann.page.evaluate(async () => {
+        const pc = /** @type {any} */ (globalThis).tincanApp.client.sfu?.pc;
+        if (!pc || pc.connectionState !== 'connected') return 0;
+        let out = 0;
+        (await pc.getStats()).forEach((/** @type {any} */ s) => {
+          if (s.type === 'candidate-pair' && s.nominated && s.availableOutgoingBitrate) out = s.availableOutgoingBitrate;
+        });
+        return out;
+      });
+      return bps > 0 && bps !== 300_000 && bps;
+    },
+    { timeoutMs: 45_000, what: "Ann's outgoing bandwidth estimate" },
+  );
+  report('Ann on the SFU: availableOutgoingBitrate', Math.round(Number(estimate) / 1000), 'kbit/s');
 });

@@ -7,7 +7,9 @@ use std::time::Instant;
 use rand::distr::{Alphanumeric, SampleString};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -69,7 +71,12 @@ pub(crate) fn answerer(
             Some(RTCRtpTransceiverDirection::Recvonly),
         )
         .map_err(bad)?;
-    let registry = configure_rtcp_reports(Registry::new());
+    // Receiver and sender reports, and transport-wide congestion control
+    // feedback for what publishers send (after the codecs: it adds
+    // `transport-cc` to those registered).
+    let registry =
+        configure_twcc_receiver_only(configure_rtcp_reports(Registry::new()), &mut media)
+            .map_err(bad)?;
     let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let setting = SettingEngineBuilder::new()
         .with_lite(true)

@@ -16,6 +16,7 @@ use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
 };
 use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_sender_only;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
@@ -25,6 +26,7 @@ use rtc::peer_connection::state::RTCPeerConnectionState;
 use rtc::peer_connection::transport::{CandidateConfig, CandidateHostConfig, RTCIceCandidate};
 use rtc::peer_connection::{RTCPeerConnection, RTCPeerConnectionBuilder};
 use rtc::rtcp::receiver_report::ReceiverReport;
+use rtc::rtcp::transport_feedbacks::transport_layer_cc::TransportLayerCc;
 use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters, RTCRtpEncodingParameters,
     RTCRtpHeaderExtensionCapability, RtpCodecKind,
@@ -54,6 +56,10 @@ pub struct Received {
     /// The node's receiver reports about our microphone: (fraction lost
     /// in 1/256, cumulative packets lost).
     pub reports: Vec<(u8, u32)>,
+    /// Transport-wide congestion control feedback from the node: packets,
+    /// and the packets they cover.
+    pub twcc_feedback: usize,
+    pub twcc_covered: u64,
 }
 
 /// How a participant offers and publishes.
@@ -65,6 +71,9 @@ pub struct Options {
     /// Skip every n-th sequence number when publishing (a loss of 1/n the
     /// node sees on this uplink).
     pub skip_every: Option<u16>,
+    /// Offer transport-wide congestion control (`transport-cc` and its
+    /// header extension) and stamp what is sent, as browsers do.
+    pub twcc: bool,
 }
 
 /// RED's payload type in these offers, as Chromium numbers it.
@@ -150,13 +159,16 @@ pub async fn offer_with(
         RtpCodecKind::Audio,
         None,
     )?;
+    let mut registry =
+        Registry::new().with(Slot::ReceiverReport, DeliverReceiverReports::default());
+    if options.twcc {
+        registry = configure_twcc_sender_only(registry, &mut media)?;
+    }
     let now = Instant::now();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
         .with_media_engine(media)
-        .with_interceptor_registry(
-            Registry::new().with(Slot::ReceiverReport, DeliverReceiverReports::default()),
-        )
+        .with_interceptor_registry(registry)
         .build(now)?;
     let ssrc = rand::random::<u32>();
     let encoding = RTCRtpEncodingParameters {
@@ -412,6 +424,10 @@ async fn run(
                 RTCMessage::RtcpPacket(_, packets) => {
                     let mut r = received.lock().unwrap();
                     for packet in &packets {
+                        if let Some(cc) = packet.as_any().downcast_ref::<TransportLayerCc>() {
+                            r.twcc_feedback += 1;
+                            r.twcc_covered += u64::from(cc.packet_status_count);
+                        }
                         let Some(rr) = packet.as_any().downcast_ref::<ReceiverReport>() else {
                             continue;
                         };
@@ -496,7 +512,7 @@ async fn run(
     }
 }
 
-/// Hands the receiver reports that reach this connection to the
+/// Hands the receiver reports and congestion feedback that reach this connection to the
 /// application (the chain's end stops inbound RTCP otherwise), so the test
 /// reads what the node reported.
 #[derive(Default)]
@@ -514,7 +530,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for DeliverReceiverReports {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         let report = matches!(&msg.message.packet, InterceptorPacket::Rtcp(packets)
-            if packets.iter().any(|p| p.as_any().is::<ReceiverReport>()));
+            if packets.iter().any(|p| p.as_any().is::<ReceiverReport>() || p.as_any().is::<TransportLayerCc>()));
         if report {
             msg.message.add(Attribute::DeliverToApplication);
         }
