@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use support::sfu_client::{offer, Participant};
+use support::sfu_client::{offer, red_primary, Options, Participant, OPUS_PT, RED_PT};
 use support::{control_secret, now, start_node_with, LOCALHOST};
 use tincan_media_node::MediaNode;
 use tincan_sfu_control::{
@@ -680,4 +680,164 @@ async fn the_control_listener_caps_connections_and_cuts_silent_ones() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(served, "served again once places are free");
+}
+
+#[tokio::test]
+async fn red_goes_to_receivers_that_negotiated_it_and_plain_opus_to_the_others() {
+    let (_node, control) = sfu_node(100).await;
+    let red = Options {
+        red: true,
+        ..Options::default()
+    };
+    let join = |peer: &'static str, id: u8, options: Options| async move {
+        Participant::join_with(
+            control,
+            &control_secret(),
+            "red-room",
+            peer,
+            id,
+            3,
+            false,
+            options,
+        )
+        .await
+        .unwrap()
+    };
+    let ann = join("ann", 1, red).await;
+    let ben = join("ben", 2, red).await;
+    let cat = join("cat", 3, Options::default()).await;
+    assert!(
+        eventually(Duration::from_secs(15), || [&ann, &ben, &cat]
+            .iter()
+            .all(|p| p.snapshot(|r| r.connected)))
+        .await
+    );
+    // Ann publishes RED, Cat plain Opus.
+    ann.speak(Some(10));
+    cat.speak(Some(20));
+    let from = |p: &Participant, id: u8| -> Vec<(u8, bytes::Bytes)> {
+        p.snapshot(|r| {
+            r.slots
+                .iter()
+                .flat_map(|(slot, packets)| {
+                    packets
+                        .iter()
+                        .zip(&r.payloads[slot])
+                        .filter(|((_, who, _, _), _)| *who == id)
+                        .map(|(_, payload)| payload.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+    };
+    assert!(
+        eventually(Duration::from_secs(10), || from(&ben, 1).len() >= 25
+            && from(&cat, 1).len() >= 25
+            && from(&ben, 3).len() >= 25)
+        .await,
+        "ben and cat hear ann, ben hears cat"
+    );
+    // Ben negotiated RED: Ann's packets come as she sent them, the
+    // previous frame then the current one.
+    for (pt, payload) in from(&ben, 1) {
+        assert_eq!(pt, RED_PT);
+        assert_eq!(payload[0], 0x80 | OPUS_PT, "a redundant block first");
+        let primary = red_primary(&payload).unwrap();
+        assert_eq!((primary.len(), primary[0]), (60, 1));
+    }
+    // Cat did not: only the primary, as Opus.
+    for (pt, payload) in from(&cat, 1) {
+        assert_eq!(pt, OPUS_PT);
+        assert_eq!((payload.len(), payload[0]), (60, 1));
+    }
+    // Plain Opus reaches a RED receiver as Opus.
+    for (pt, payload) in from(&ben, 3) {
+        assert_eq!(pt, OPUS_PT);
+        assert_eq!((payload.len(), payload[0]), (60, 3));
+    }
+}
+
+#[tokio::test]
+async fn receiver_reports_carry_the_loss_the_node_sees_on_each_uplink() {
+    let (_node, control) = sfu_node(100).await;
+    // Ann's uplink loses one packet in five; Ben's none.
+    let lossy = Participant::join_with(
+        control,
+        &control_secret(),
+        "rr-room",
+        "ann",
+        1,
+        3,
+        false,
+        Options {
+            skip_every: Some(5),
+            ..Options::default()
+        },
+    )
+    .await
+    .unwrap();
+    let clean = Participant::join(control, &control_secret(), "rr-room", "ben", 2, 3, false)
+        .await
+        .unwrap();
+    lossy.speak(Some(10));
+    clean.speak(Some(10));
+    // Reports come every second; wait for three past the first.
+    assert!(
+        eventually(Duration::from_secs(20), || lossy
+            .snapshot(|r| r.reports.len() >= 4)
+            && clean.snapshot(|r| r.reports.len() >= 4))
+        .await,
+        "receiver reports reach both publishers"
+    );
+    let (lossy_reports, clean_reports) = (
+        lossy.snapshot(|r| r.reports.clone()),
+        clean.snapshot(|r| r.reports.clone()),
+    );
+    // One in five: 20 %, 51/256; a report covers about 50 packets, so
+    // allow a few either way. The first may start mid-stream.
+    for (fraction, _) in &lossy_reports[1..] {
+        assert!((40..=64).contains(fraction), "{lossy_reports:?}");
+    }
+    let (_, total) = lossy_reports.last().unwrap();
+    assert!(*total >= 20, "{lossy_reports:?}");
+    assert!(
+        clean_reports.iter().all(|r| *r == (0, 0)),
+        "{clean_reports:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_publisher_that_offers_twcc_gets_transport_wide_feedback() {
+    let (_node, control) = sfu_node(100).await;
+    let twcc = Options {
+        twcc: true,
+        ..Options::default()
+    };
+    let ann = Participant::join_with(
+        control,
+        &control_secret(),
+        "cc-room",
+        "ann",
+        1,
+        3,
+        false,
+        twcc,
+    )
+    .await
+    .unwrap();
+    let plain = Participant::join(control, &control_secret(), "cc-room", "ben", 2, 3, false)
+        .await
+        .unwrap();
+    ann.speak(Some(10));
+    plain.speak(Some(10));
+    // 50 packets a second; feedback covers them as they arrive.
+    assert!(
+        eventually(Duration::from_secs(15), || ann
+            .snapshot(|r| r.twcc_covered >= 50))
+        .await,
+        "feedback: {:?}",
+        ann.snapshot(|r| (r.twcc_feedback, r.twcc_covered))
+    );
+    // Without the extension there is nothing to report on.
+    assert_eq!(plain.snapshot(|r| r.twcc_feedback), 0);
 }

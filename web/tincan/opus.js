@@ -100,6 +100,29 @@ export function preferRed(transceiver, options = {}) {
 }
 
 /**
+ * For a link to the SFU: puts `audio/red` first (then Opus, then the rest)
+ * when `red` is on, as `preferRed` does; with `red` off, leaves RED out of
+ * the offer, so the node sends this receiver plain Opus (it strips RED to
+ * its primary block for receivers that did not negotiate it). Returns
+ * whether RED is preferred.
+ * @param {RTCRtpTransceiver} transceiver
+ * @param {OpusOptions} [options]
+ */
+export function redForSfu(transceiver, options = {}) {
+  const o = { ...OPUS_DEFAULTS, ...options };
+  if (o.red) return preferRed(transceiver, o);
+  const codecs = globalThis.RTCRtpReceiver?.getCapabilities?.('audio')?.codecs ?? [];
+  const withoutRed = codecs.filter((c) => c.mimeType.toLowerCase() !== 'audio/red');
+  if (withoutRed.length === codecs.length || typeof transceiver.setCodecPreferences !== 'function') return false;
+  try {
+    transceiver.setCodecPreferences(withoutRed);
+  } catch {
+    // the browser's own order stays
+  }
+  return false;
+}
+
+/**
  * The Opus parameters an SDP asks for (from its first Opus `a=fmtp` line),
  * and whether RED comes first in its audio m-line: applied as the remote
  * description, they are how our encoder sends. (Chromium's `getStats()`

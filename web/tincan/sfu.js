@@ -8,7 +8,7 @@
 // signaling passes it to the node in one request: there is no trickle.
 
 import { summarizeStats } from './stats.js';
-import { tuneOpusSdp, opusParams } from './opus.js';
+import { tuneOpusSdp, opusParams, redForSfu } from './opus.js';
 
 /** Give up waiting for ICE gathering after this long and offer what we have. */
 const GATHER_TIMEOUT_MS = 3_000;
@@ -65,6 +65,9 @@ export class SfuLink extends EventTarget {
     this.streams = this.slotTransceivers.map((t) => new MediaStream([t.receiver.track]));
     /** @type {SlotSpeaker[]} */
     this.speakers = new Array(this.slots).fill(null);
+    // RED (RFC 2198) on every audio m-line when on: the node forwards it
+    // to receivers that negotiated it; off, it is not offered at all.
+    for (const transceiver of this.pc.getTransceivers()) redForSfu(transceiver, this.opus);
     this.channel = this.pc.createDataChannel('tincan', { ordered: true });
     this.channel.onmessage = (e) => this.#onEvent(e.data);
     this.pc.ontrack = (e) => {

@@ -7,7 +7,9 @@ use std::time::Instant;
 use rand::distr::{Alphanumeric, SampleString};
 use rtc::interceptor::Registry;
 use rtc::media_stream::MediaStreamTrack;
-use rtc::peer_connection::configuration::interceptor_registry::configure_rtcp_reports;
+use rtc::peer_connection::configuration::interceptor_registry::{
+    configure_rtcp_reports, configure_twcc_receiver_only,
+};
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
@@ -22,16 +24,26 @@ use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTra
 
 use super::engine::{JoinError, Settings};
 use super::forward::SlotStream;
+use super::red::MIME_TYPE_RED;
 
 /// The audio-level header extension (RFC 6464).
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
-/// A receive slot: its sender, the negotiated Opus payload type and the
-/// rewriting state.
+/// A receive slot: its sender, the negotiated Opus payload type, RED's
+/// when the subscriber negotiated it, and the rewriting state.
 pub(crate) struct Slot {
     pub(crate) sender: RTCRtpSenderId,
     pub(crate) payload_type: u8,
+    pub(crate) red: Option<u8>,
     pub(crate) stream: SlotStream<u64>,
+}
+
+/// The payload types a connection negotiated for audio: Opus, and RED
+/// (RFC 2198) if both sides offered it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AudioPayloadTypes {
+    pub(crate) opus: u8,
+    pub(crate) red: Option<u8>,
 }
 
 /// A connection answering `offer`, with its receive slots.
@@ -48,6 +60,9 @@ pub(crate) fn answerer(
         .register_codec(opus(), RtpCodecKind::Audio)
         .map_err(bad)?;
     media
+        .register_codec(red(), RtpCodecKind::Audio)
+        .map_err(bad)?;
+    media
         .register_header_extension(
             RTCRtpHeaderExtensionCapability {
                 uri: AUDIO_LEVEL_URI.to_owned(),
@@ -56,7 +71,12 @@ pub(crate) fn answerer(
             Some(RTCRtpTransceiverDirection::Recvonly),
         )
         .map_err(bad)?;
-    let registry = configure_rtcp_reports(Registry::new());
+    // Receiver and sender reports, and transport-wide congestion control
+    // feedback for what publishers send (after the codecs: it adds
+    // `transport-cc` to those registered).
+    let registry =
+        configure_twcc_receiver_only(configure_rtcp_reports(Registry::new()), &mut media)
+            .map_err(bad)?;
     let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let setting = SettingEngineBuilder::new()
         .with_lite(true)
@@ -144,17 +164,18 @@ pub(crate) fn answerer(
         let Some(mut rtp_sender) = pc.rtp_sender(sender) else {
             continue;
         };
-        let payload_type = rtp_sender
-            .get_parameters()
-            .rtp_parameters
-            .codecs
-            .iter()
-            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_OPUS))
-            .map(|c| c.payload_type);
-        if let Some(payload_type) = payload_type {
+        let codecs = rtp_sender.get_parameters().rtp_parameters.codecs.clone();
+        let find = |mime: &str| {
+            codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(mime))
+                .map(|c| c.payload_type)
+        };
+        if let Some(payload_type) = find(MIME_TYPE_OPUS) {
             slots.push(Slot {
                 sender,
                 payload_type,
+                red: find(MIME_TYPE_RED),
                 stream: SlotStream::new(ssrc),
             });
         }
@@ -174,6 +195,44 @@ fn opus() -> RTCRtpCodecParameters {
         },
         payload_type: 111,
     }
+}
+
+/// RED over Opus, as Chromium offers it (`a=fmtp:63 111/111`: each packet
+/// carries the previous Opus frame, then the current one).
+fn red() -> RTCRtpCodecParameters {
+    RTCRtpCodecParameters {
+        rtp_codec: RTCRtpCodec {
+            mime_type: MIME_TYPE_RED.to_owned(),
+            clock_rate: 48_000,
+            channels: 2,
+            sdp_fmtp_line: "111/111".to_owned(),
+            rtcp_feedback: vec![],
+        },
+        payload_type: 63,
+    }
+}
+
+/// The Opus and RED payload types of the first audio m-line of `sdp` (the
+/// answer: the publisher sends on these); `None` without Opus.
+pub(crate) fn audio_payload_types(sdp: &str) -> Option<AudioPayloadTypes> {
+    let section = sdp
+        .split("\nm=")
+        .skip(1)
+        .find(|s| s.starts_with("audio "))?;
+    let pt_of = |codec: &str| {
+        section.lines().find_map(|line| {
+            let rest = line.trim().strip_prefix("a=rtpmap:")?;
+            let (pt, name) = rest.split_once(' ')?;
+            let name = name.split('/').next()?;
+            name.eq_ignore_ascii_case(codec)
+                .then(|| pt.parse::<u8>().ok())
+                .flatten()
+        })
+    };
+    Some(AudioPayloadTypes {
+        opus: pt_of("opus")?,
+        red: pt_of("red"),
+    })
 }
 
 /// The audio-level extension id of the offer's first audio m-line (the
@@ -212,5 +271,29 @@ mod tests {
         assert_eq!(mic_audio_level_id(no_ext), Some(None));
         assert_eq!(mic_audio_level_id("v=0\r\nm=video 9 X 96\r\n"), None);
         assert_eq!(mic_audio_level_id("garbage"), None);
+    }
+
+    #[test]
+    fn payload_types_come_from_the_first_audio_section() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 63 111\r\na=mid:0\r\n\
+                   a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\n\
+                   a=rtpmap:111 opus/48000/2\r\n\
+                   m=audio 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 opus/48000/2\r\n";
+        assert_eq!(
+            audio_payload_types(sdp),
+            Some(AudioPayloadTypes {
+                opus: 111,
+                red: Some(63)
+            })
+        );
+        let plain = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 109\r\na=rtpmap:109 opus/48000/2\r\n";
+        assert_eq!(
+            audio_payload_types(plain),
+            Some(AudioPayloadTypes {
+                opus: 109,
+                red: None
+            })
+        );
+        assert_eq!(audio_payload_types("v=0\r\nm=audio 9 X 0\r\n"), None);
     }
 }

@@ -26,7 +26,8 @@ use tincan_sfu_control::{ActiveSpeakers, NodeEvent, SlotSpeaker, DATA_CHANNEL_LA
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use super::connection::{self, mic_audio_level_id, Slot};
+use super::connection::{self, audio_payload_types, mic_audio_level_id, AudioPayloadTypes, Slot};
+use super::red;
 use super::speakers::{assign, rank, Level};
 use crate::metrics::Metrics;
 use crate::PeerFilter;
@@ -94,6 +95,8 @@ struct Participant {
     addrs: Vec<SocketAddr>,
     slots: Vec<Slot>,
     audio_level_id: Option<u8>,
+    /// The payload types its microphone sends (Opus, and RED if negotiated).
+    payload_types: Option<AudioPayloadTypes>,
     channel: Option<RTCDataChannelId>,
     deadline: Option<Instant>,
     joined_at: Instant,
@@ -264,6 +267,7 @@ impl Engine {
             .local_description()
             .map(|d| d.sdp)
             .ok_or_else(|| JoinError::BadSdp("no answer".to_owned()))?;
+        let payload_types = audio_payload_types(&answer);
         if let Some(old) = existing {
             self.remove(old);
         }
@@ -288,6 +292,7 @@ impl Engine {
                 addrs: Vec::new(),
                 slots,
                 audio_level_id,
+                payload_types,
                 channel: None,
                 deadline: None,
                 joined_at: now,
@@ -405,6 +410,15 @@ impl Engine {
                 .or_default()
                 .observe(level & 0x7f, now);
         }
+        // A RED packet goes as it is to slots that negotiated RED, and as
+        // its primary Opus block to the others.
+        let publisher_opus = p.payload_types.map(|t| t.opus);
+        let is_red = p
+            .payload_types
+            .and_then(|t| t.red)
+            .is_some_and(|pt| pt == packet.header.payload_type);
+        let mut primary: Option<Option<bytes::Bytes>> = None;
+        let mut renumbered: Option<(u8, Option<bytes::Bytes>)> = None;
         let room = &*room;
         for &to in &room.members {
             if to == from {
@@ -428,20 +442,45 @@ impl Engine {
                 ) else {
                     continue;
                 };
+                let (payload_type, payload) = match (is_red, slot.red) {
+                    (false, _) => (slot.payload_type, Some(packet.payload.clone())),
+                    (true, Some(red_pt)) => {
+                        let payload = match publisher_opus {
+                            Some(from) if from != slot.payload_type => {
+                                let to = slot.payload_type;
+                                if renumbered.as_ref().is_none_or(|(pt, _)| *pt != to) {
+                                    let mut copy = packet.payload.to_vec();
+                                    let done = red::renumber(&mut copy, from, to);
+                                    renumbered = Some((to, done.map(|()| copy.into())));
+                                }
+                                renumbered.as_ref().and_then(|(_, b)| b.clone())
+                            }
+                            _ => red::parse(&packet.payload).map(|_| packet.payload.clone()),
+                        };
+                        (red_pt, payload)
+                    }
+                    (true, None) => {
+                        let block = primary
+                            .get_or_insert_with(|| red::strip(&packet.payload, publisher_opus));
+                        (slot.payload_type, block.clone())
+                    }
+                };
+                let Some(payload) = payload else {
+                    // Malformed RED, or a primary that is not Opus.
+                    self.metrics.sfu_dropped(1);
+                    continue;
+                };
                 let mut header = packet.header.clone();
                 header.ssrc = out.ssrc;
                 header.sequence_number = out.sequence_number;
                 header.timestamp = out.timestamp;
                 header.marker = out.marker;
-                header.payload_type = slot.payload_type;
+                header.payload_type = payload_type;
                 header.extension = false;
                 header.extensions.clear();
                 header.extensions_padding = 0;
                 header.csrc.clear();
-                let forwarded = rtc::rtp::Packet {
-                    header,
-                    payload: packet.payload.clone(),
-                };
+                let forwarded = rtc::rtp::Packet { header, payload };
                 let written = sub
                     .pc
                     .rtp_sender(slot.sender)
