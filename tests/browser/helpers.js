@@ -182,7 +182,22 @@ export async function joinRoom(browser, room) {
     await page.locator('#join-button').click();
   }
   await page.locator('#join-now').click();
-  await page.locator('#call-view').waitFor({ state: 'visible' });
+  try {
+    await page.locator('#call-view').waitFor({ state: 'visible' });
+  } catch (error) {
+    // Say what the page showed instead of the call.
+    const shown = await page
+      .evaluate(() =>
+        ['#alert', '#mic-problem', '#banner', '#call-status']
+          .map((sel) => document.querySelector(sel))
+          .filter((el) => el && !(/** @type {HTMLElement} */ (el).hidden))
+          .map((el) => `${/** @type {HTMLElement} */ (el).id}: ${el?.textContent?.trim()}`)
+          .join('; '),
+      )
+      .catch(() => 'the page did not answer');
+    const logs = /** @type {{logs?: string[]}} */ (browser).logs?.slice(-15).join('\n') ?? '';
+    throw new Error(`joining ${room}: no call view (${shown})\n${logs}`, { cause: error });
+  }
 }
 
 /**
