@@ -402,7 +402,7 @@ export async function startStack(name, env = {}) {
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { url, managementUrl: `http://127.0.0.1:${management}`, stop };
+  return { url, managementUrl: `http://127.0.0.1:${management}`, turn: `127.0.0.1:${turn}`, stop };
 }
 
 /**
