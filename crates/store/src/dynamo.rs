@@ -109,16 +109,7 @@ impl DynamoConnectionStore {
         user_id: &str,
         until_secs: u64,
     ) -> Result<(), StoreError> {
-        let mut item = key(&deleted_user_key(user_id));
-        item.insert(EXPIRES_AT.to_owned(), n(until_secs));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|err| unavailable("PutItem", err))?;
-        Ok(())
+        self.put_marker(deleted_user_key(user_id), until_secs).await
     }
 
     /// Marks login session `session_id` revoked until `until_secs` (make it
@@ -130,7 +121,14 @@ impl DynamoConnectionStore {
         session_id: &str,
         until_secs: u64,
     ) -> Result<(), StoreError> {
-        let mut item = key(&revoked_session_key(session_id));
+        self.put_marker(revoked_session_key(session_id), until_secs)
+            .await
+    }
+
+    /// A marker item `pk` (a deleted user, a revoked session) that holds
+    /// until `until_secs`; [`Self::no_live_marker`] checks it.
+    async fn put_marker(&self, pk: String, until_secs: u64) -> Result<(), StoreError> {
+        let mut item = key(&pk);
         item.insert(EXPIRES_AT.to_owned(), n(until_secs));
         self.client
             .put_item()
@@ -140,6 +138,20 @@ impl DynamoConnectionStore {
             .await
             .map_err(|err| unavailable("PutItem", err))?;
         Ok(())
+    }
+
+    /// The transaction check that marker `pk` is absent or expired at
+    /// `now_secs` (DynamoDB's TTL deletes late).
+    fn no_live_marker(&self, pk: &str, now_secs: u64) -> Result<ConditionCheck, StoreError> {
+        ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key(pk)))
+            .condition_expression("attribute_not_exists(#pk) OR #expires <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":now", n(now_secs))
+            .build()
+            .map_err(build_error)
     }
 
     async fn read_connection(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
@@ -372,15 +384,8 @@ impl ConnectionStore for DynamoConnectionStore {
     async fn put(&self, record: &ConnectionRecord, max_per_user: usize) -> Result<(), StoreError> {
         // One round trip: the user has no live deleted-user marker, has
         // room for one more connection, and the connection is written.
-        let not_deleted = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(&deleted_user_key(&record.user_id))))
-            .condition_expression("attribute_not_exists(#pk) OR #expires <= :now")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#expires", EXPIRES_AT)
-            .expression_attribute_values(":now", n(record.connected_at_ms / 1000))
-            .build()
-            .map_err(build_error)?;
+        let now_secs = record.connected_at_ms / 1000;
+        let not_deleted = self.no_live_marker(&deleted_user_key(&record.user_id), now_secs)?;
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(connection_to_item(record)))
@@ -392,17 +397,7 @@ impl ConnectionStore for DynamoConnectionStore {
         let not_revoked = record
             .session_id
             .as_ref()
-            .map(|sid| {
-                ConditionCheck::builder()
-                    .table_name(&self.table)
-                    .set_key(Some(key(&revoked_session_key(sid))))
-                    .condition_expression("attribute_not_exists(#pk) OR #expires <= :now")
-                    .expression_attribute_names("#pk", PK)
-                    .expression_attribute_names("#expires", EXPIRES_AT)
-                    .expression_attribute_values(":now", n(record.connected_at_ms / 1000))
-                    .build()
-                    .map_err(build_error)
-            })
+            .map(|sid| self.no_live_marker(&revoked_session_key(sid), now_secs))
             .transpose()?;
         let mut pruned = false;
         for attempt in 0..MAX_ATTEMPTS {
@@ -448,7 +443,6 @@ impl ConnectionStore for DynamoConnectionStore {
             if failed(2) {
                 // The user's set is full. Ids left by connections that are
                 // gone free their places once; then it is really full.
-                let now_secs = record.connected_at_ms / 1000;
                 if pruned || !self.prune_connections(&record.user_id, now_secs).await? {
                     return Err(StoreError::TooManyConnections {
                         user: record.user_id.clone(),
