@@ -19,6 +19,8 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use serde::Serialize;
 use tincan_http_api::CorsOrigins;
 use tower_http::services::ServeDir;
@@ -151,7 +153,10 @@ async fn built_in(uri: Uri, headers: HeaderMap) -> Response {
     let Some(file) = WebAssets::get(path) else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
-    let etag = format!("\"{}\"", hex_of(&file.metadata.sha256_hash()));
+    let etag = format!(
+        "\"{}\"",
+        URL_SAFE_NO_PAD.encode(file.metadata.sha256_hash())
+    );
     if headers
         .get(header::IF_NONE_MATCH)
         .is_some_and(|v| v.as_bytes() == etag.as_bytes())
@@ -166,10 +171,6 @@ async fn built_in(uri: Uri, headers: HeaderMap) -> Response {
         file.data,
     )
         .into_response()
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The static site: the settings file and the web app (from `web_dir`, or

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::Instant;
 
@@ -163,17 +163,7 @@ async fn eleven_hundred_silent_connections_under_ulimit_1024_are_shed() {
         .kill_on_drop(true)
         .spawn()
         .expect("prlimit runs tincan-local");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-        .await
-        .expect("tincan-local starts")
-        .unwrap()
-        .expect("a line on stdout");
-    let addr: SocketAddr = line
-        .trim_start_matches("Tincan is running at http://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"));
+    let addr: SocketAddr = common::announced_addr(&mut child).await;
 
     let started = std::time::Instant::now();
     let mut crowd = Vec::new();

@@ -137,18 +137,23 @@ pub async fn spawn_local(dir: &std::path::Path) -> (tokio::process::Child, Socke
         .kill_on_drop(true)
         .spawn()
         .expect("tincan-local runs");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = announced_addr(&mut child).await;
+    (child, addr)
+}
+
+/// The address a `tincan-local` child (spawned with stdout piped) says it
+/// runs at, in the first line it prints.
+pub async fn announced_addr(child: &mut tokio::process::Child) -> SocketAddr {
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
         .await
         .expect("tincan-local starts")
         .unwrap()
         .expect("a line on stdout");
-    let addr = line
-        .trim_start_matches("Tincan is running at http://")
+    line.trim_start_matches("Tincan is running at http://")
         .trim_end_matches('/')
         .parse()
-        .unwrap_or_else(|_| panic!("no address in {line:?}"));
-    (child, addr)
+        .unwrap_or_else(|_| panic!("no address in {line:?}"))
 }
 
 /// Registers `user` (if it is new) and logs in: the access token.
