@@ -81,8 +81,9 @@ function toneMicrophone(hz) {
 
 /**
  * Starts one Chromium with a fresh profile and opens the app. `toneHz`
- * replaces the fake microphone's beeps by a steady tone of that pitch.
- * @param {{baseUrl?: string, args?: string[], withoutArgs?: string[], viewport?: {width: number, height: number}, toneHz?: number}} [options]
+ * replaces the fake microphone's beeps by a steady tone of that pitch;
+ * `initScript` runs in every page before its own scripts.
+ * @param {{baseUrl?: string, args?: string[], withoutArgs?: string[], viewport?: {width: number, height: number}, toneHz?: number, initScript?: string}} [options]
  */
 export async function launch(options = {}) {
   const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'tincan-chromium-'));
@@ -96,6 +97,7 @@ export async function launch(options = {}) {
   });
   context.setDefaultTimeout(15_000);
   if (options.toneHz) await context.addInitScript(toneMicrophone(options.toneHz));
+  if (options.initScript) await context.addInitScript(options.initScript);
   const page = context.pages()[0] ?? (await context.newPage());
   /** @type {string[]} */
   const logs = [];
@@ -156,14 +158,19 @@ export async function signIn(browser, username, password, hash = '') {
   await page.locator('#lobby-view').waitFor({ state: 'visible' });
 }
 
-/** A registered, signed-in browser. */
+/**
+ * A registered, signed-in browser (`launch`'s options; `signInPath`: what
+ * follows the app's URL on the sign-in page, e.g. `?relay=1`).
+ * @param {string} name
+ * @param {Parameters<typeof launch>[0] & {signInPath?: string}} [options]
+ */
 export async function userInBrowser(name, options = {}) {
   const browser = await launch(options);
   const username = unique(name.toLowerCase());
   const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
   try {
     await registerUser(browser.baseUrl, username, password, name);
-    await signIn(browser, username, password);
+    await signIn(browser, username, password, options.signInPath ?? '');
   } catch (error) {
     await browser.close();
     throw error;

@@ -7,7 +7,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { closeAll, inboundAudio, joinRoom, launch, registerUser, signIn, startStack, unique, waitFor } from './helpers.js';
+import { closeAll, inboundAudio, joinRoom, launch, startStack, unique, userInBrowser, waitFor } from './helpers.js';
 import { mintJoinToken } from '../../examples/join-token/mint-join-token.mjs';
 
 const KEY_ID = 'testapp';
@@ -58,11 +58,7 @@ async function joinWithToken(page, room, joinToken) {
 
 test('a listen-only join token lets a page with no account hear the room, with no microphone asked for', { timeout: 180_000 }, async () => {
   const room = unique('embed-');
-  const ann = await launch({ baseUrl: /** @type {any} */ (stack).url, toneHz: 440 });
-  const username = unique('ann');
-  const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
-  await registerUser(ann.baseUrl, username, password, 'Ann');
-  await signIn(ann, username, password);
+  const ann = await userInBrowser('Ann', { baseUrl: /** @type {any} */ (stack).url, toneHz: 440 });
   await joinRoom(ann, room);
 
   const lis = await launch({ baseUrl: /** @type {any} */ (stack).url });

@@ -4,8 +4,7 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import { closeAll, inboundAudio, joinRoom, launch, registerUser, sfuState, signIn, startStack, unique, waitFor } from './helpers.js';
+import { closeAll, inboundAudio, joinRoom, sfuState, startStack, unique, userInBrowser, waitFor } from './helpers.js';
 
 /** @type {{url: string, stop: () => Promise<void>} | null} */
 let stack = null;
@@ -19,14 +18,7 @@ after(async () => {
 afterEach(closeAll);
 
 /** A signed-in page of the stack whose microphone is a tone. */
-async function toneUser(name, hz) {
-  const browser = await launch({ baseUrl: /** @type {any} */ (stack).url, toneHz: hz });
-  const username = unique(name.toLowerCase());
-  const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
-  await registerUser(browser.baseUrl, username, password, name);
-  await signIn(browser, username, password);
-  return { ...browser, name };
-}
+const toneUser = (name, hz) => userInBrowser(name, { baseUrl: /** @type {any} */ (stack).url, toneHz: hz });
 
 test('a listen-only client never opens a microphone and hears the room, in the mesh and on the SFU', { timeout: 240_000 }, async () => {
   const room = unique('listen');

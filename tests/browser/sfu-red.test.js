@@ -8,8 +8,7 @@
 
 import { test, after, before, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import { closeAll, joinRoom, launch, registerUser, report, sfuState, signIn, startStack, unique, waitFor } from './helpers.js';
+import { closeAll, joinRoom, report, sfuState, startStack, unique, userInBrowser, waitFor } from './helpers.js';
 
 /** @type {{url: string, stop: () => Promise<void>} | null} */
 let stack = null;
@@ -22,15 +21,9 @@ after(async () => {
 });
 afterEach(closeAll);
 
-/** A signed-in page of the stack whose microphone is a tone. */
-async function toneUser(name, hz, query = '') {
-  const browser = await launch({ baseUrl: /** @type {any} */ (stack).url, toneHz: hz });
-  const username = unique(name.toLowerCase());
-  const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
-  await registerUser(browser.baseUrl, username, password, name);
-  await signIn(browser, username, password, query);
-  return { ...browser, name };
-}
+/** A signed-in page of the stack whose microphone is a tone, signed in at `query`. */
+const toneUser = (name, hz, query = '') =>
+  userInBrowser(name, { baseUrl: /** @type {any} */ (stack).url, toneHz: hz, signInPath: query });
 
 /**
  * What a page's SFU link negotiated and receives: per audio m-line of the

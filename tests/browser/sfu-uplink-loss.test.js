@@ -8,11 +8,10 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { closeAll, joinRoom, launch, registerUser, report, sfuState, signIn, startStack, unique, waitFor } from './helpers.js';
+import { closeAll, joinRoom, report, sfuState, startStack, unique, userInBrowser, waitFor } from './helpers.js';
 
 const RELAY_PY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'impair', 'relay.py');
 
@@ -71,15 +70,8 @@ function throughRelay(relayAddr) {
 }
 
 /** A signed-in page of the stack whose microphone is a tone. */
-async function toneUser(name, hz, { query = '', init = '' } = {}) {
-  const browser = await launch({ baseUrl: /** @type {any} */ (stack).url, toneHz: hz });
-  if (init) await browser.context.addInitScript(init);
-  const username = unique(name.toLowerCase());
-  const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
-  await registerUser(browser.baseUrl, username, password, name);
-  await signIn(browser, username, password, query);
-  return { ...browser, name };
-}
+const toneUser = (name, hz, { query = '', init = '' } = {}) =>
+  userInBrowser(name, { baseUrl: /** @type {any} */ (stack).url, toneHz: hz, signInPath: query, initScript: init || undefined });
 
 /** What the speaker's SFU link reads about its own audio at the node. */
 function uplinkReport(page) {

@@ -9,19 +9,7 @@
 
 import { test, after, before, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
-import {
-  closeAll,
-  joinRoom,
-  launch,
-  registerUser,
-  report,
-  sfuState,
-  signIn,
-  startStack,
-  unique,
-  waitFor,
-} from './helpers.js';
+import { closeAll, joinRoom, report, sfuState, startStack, unique, userInBrowser, waitFor } from './helpers.js';
 
 /** @type {{url: string, stop: () => Promise<void>} | null} */
 let stack = null;
@@ -35,14 +23,7 @@ after(async () => {
 afterEach(closeAll);
 
 /** A signed-in page of the stack whose microphone is a tone. */
-async function toneUser(name, hz) {
-  const browser = await launch({ baseUrl: /** @type {any} */ (stack).url, toneHz: hz });
-  const username = unique(name.toLowerCase());
-  const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
-  await registerUser(browser.baseUrl, username, password, name);
-  await signIn(browser, username, password);
-  return { ...browser, name };
-}
+const toneUser = (name, hz) => userInBrowser(name, { baseUrl: /** @type {any} */ (stack).url, toneHz: hz });
 
 test('with TINCAN_MESH_MAX=2, four pages each get one SFU connection carrying the three others', { timeout: 180_000 }, async () => {
   const room = unique('group');
