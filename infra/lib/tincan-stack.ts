@@ -180,37 +180,31 @@ export class TincanStack extends Stack {
     });
 
     // --------------------------------------------------------- secrets
-    const generated = { passwordLength: 64, excludePunctuation: true };
-    const jwtSecret = logicalId(
-      new secretsmanager.Secret(this, 'JwtSecret', {
-        description: 'Tincan access-token signing secret (TINCAN_JWT_SECRET).',
-        generateSecretString: generated,
-      }),
+    // Each is generated here (64 characters, no punctuation); its logical
+    // id is its construct id, as the SAM template names it.
+    const generatedSecret = (id: string, description: string) =>
+      logicalId(
+        new secretsmanager.Secret(this, id, {
+          description,
+          generateSecretString: { passwordLength: 64, excludePunctuation: true },
+        }),
+        id,
+      );
+    const jwtSecret = generatedSecret(
       'JwtSecret',
+      'Tincan access-token signing secret (TINCAN_JWT_SECRET).',
     );
-    const turnSecret = logicalId(
-      new secretsmanager.Secret(this, 'TurnSecret', {
-        description:
-          'TURN REST API secret shared by the functions and the media nodes (TINCAN_TURN_SECRET).',
-        generateSecretString: generated,
-      }),
+    const turnSecret = generatedSecret(
       'TurnSecret',
+      'TURN REST API secret shared by the functions and the media nodes (TINCAN_TURN_SECRET).',
     );
-    const sfuControlSecret = logicalId(
-      new secretsmanager.Secret(this, 'SfuControlSecret', {
-        description:
-          'SFU control-token secret shared by the signaling functions and the media nodes (TINCAN_SFU_CONTROL_SECRET).',
-        generateSecretString: generated,
-      }),
+    const sfuControlSecret = generatedSecret(
       'SfuControlSecret',
+      'SFU control-token secret shared by the signaling functions and the media nodes (TINCAN_SFU_CONTROL_SECRET).',
     );
-    const apiKeySecret = logicalId(
-      new secretsmanager.Secret(this, 'ApiKeySecret', {
-        description:
-          'Secret of the API key (ApiKeyId) embedding apps sign join tokens with (TINCAN_API_KEYS of ws-connect).',
-        generateSecretString: generated,
-      }),
+    const apiKeySecret = generatedSecret(
       'ApiKeySecret',
+      'Secret of the API key (ApiKeyId) embedding apps sign join tokens with (TINCAN_API_KEYS of ws-connect).',
     );
     const mongoDbUriSecret = logicalId(
       new secretsmanager.Secret(this, 'MongoDbUriSecret', {
