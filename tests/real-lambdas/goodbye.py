@@ -17,11 +17,7 @@ def joined(token, room):
     ws = Ws(token)
     assert ws.status == 101, ws.status
     ws.send({"action": "join", "room": room})
-    while True:
-        kind, msg = ws.recv()
-        assert kind == "text", (kind, msg)
-        if msg["type"] == "joined":
-            return ws, msg["self"]["peerId"]
+    return ws, ws.next_of("joined")["self"]["peerId"]
 
 
 def peer_left_within(ws, seconds):

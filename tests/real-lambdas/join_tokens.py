@@ -23,15 +23,6 @@ def mint(room, sub, listen_only=False, secret=SECRET):
     return subprocess.run(args, env=env, check=True, capture_output=True, text=True, timeout=30).stdout.strip()
 
 
-def next_of(ws, kind):
-    """The next text frame of type `kind` (failing on a close)."""
-    while True:
-        what, msg = ws.recv()
-        assert what == "text", f"socket closed ({msg}) waiting for {kind}"
-        if msg.get("type") == kind:
-            return msg
-
-
 room = "jt" + os.urandom(4).hex()
 forged = Ws(mint(room, "mallory", secret="f" * 64))
 assert forged.status == 401, f"a forged join token got {forged.status}"
@@ -39,28 +30,28 @@ assert forged.status == 401, f"a forged join token got {forged.status}"
 member = Ws(account())
 assert member.status == 101, member.status
 member.send({"action": "join", "room": room})
-next_of(member, "joined")
+member.next_of("joined")
 
 guest = Ws(mint(room, "guest-1"))
 assert guest.status == 101, f"a valid join token got {guest.status}"
 guest.send({"action": "join", "room": "elsewhere"})
-err = next_of(guest, "error")
+err = guest.next_of("error")
 assert err["code"] == "join-token-room", err
 guest.send({"action": "join", "room": room})
-joined = next_of(guest, "joined")
+joined = guest.next_of("joined")
 assert joined["self"]["userId"] == f"app:{KEY_ID}:guest-1", joined
 
 listener = Ws(mint(room, "listener-1", listen_only=True))
 assert listener.status == 101, listener.status
 listener.send({"action": "join", "room": room})
-joined = next_of(listener, "joined")
+joined = listener.next_of("joined")
 assert joined["self"]["listenOnly"] is True and joined["self"]["muted"] is True, joined
-seen = next_of(member, "peer-joined")
+seen = member.next_of("peer-joined")
 while seen["peer"]["userId"] != f"app:{KEY_ID}:listener-1":
-    seen = next_of(member, "peer-joined")
+    seen = member.next_of("peer-joined")
 assert seen["peer"]["listenOnly"] is True, seen
 listener.send({"action": "mute", "muted": False})
-err = next_of(listener, "error")
+err = listener.next_of("error")
 assert err["code"] == "listen-only", err
 
 for ws in (member, guest, listener):

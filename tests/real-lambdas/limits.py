@@ -30,10 +30,16 @@ def call(method, path, body=None):
         return json.loads(raw) if raw else None
 
 
-def account():
+def signed_in():
+    """A new account, logged in: (access token, user id)."""
     name = "lim" + os.urandom(4).hex()
     call("POST", "/auth/register", {"username": name, "password": "pw-" + name, "displayName": name})
-    return call("POST", "/auth/login", {"username": name, "password": "pw-" + name})["accessToken"]
+    pair = call("POST", "/auth/login", {"username": name, "password": "pw-" + name})
+    return pair["accessToken"], pair["user"]["id"]
+
+
+def account():
+    return signed_in()[0]
 
 
 class Ws:
@@ -82,6 +88,14 @@ class Ws:
         if op == 1:
             return "text", json.loads(payload)
         return self.recv()
+
+    def next_of(self, kind):
+        """The next text frame of type `kind` (failing on a close)."""
+        while True:
+            what, msg = self.recv()
+            assert what == "text", f"socket closed ({msg}) waiting for {kind}"
+            if msg.get("type") == kind:
+                return msg
 
     def close(self):
         self.s.close()

@@ -19,22 +19,7 @@ import boto3
 PORT, INVOKE = int(sys.argv[1]), int(sys.argv[2])
 # limits.py's WebSocket client and HTTP helper (it reads the port from argv).
 sys.path.insert(0, os.path.dirname(__file__))
-from limits import Ws, call  # noqa: E402
-
-
-def login():
-    name = "swp" + os.urandom(4).hex()
-    call("POST", "/auth/register", {"username": name, "password": "pw-" + name, "displayName": name})
-    pair = call("POST", "/auth/login", {"username": name, "password": "pw-" + name})
-    return pair["accessToken"], pair["user"]["id"]
-
-
-def until_type(ws, kind):
-    while True:
-        what, msg = ws.recv()
-        assert what == "text", (what, msg)
-        if msg["type"] == kind:
-            return msg
+from limits import Ws, signed_in  # noqa: E402
 
 
 def invoke_sweep():
@@ -48,13 +33,13 @@ def invoke_sweep():
 
 
 room = "sweep-" + os.urandom(4).hex()
-(ta, ua), (tb, _) = login(), login()
+(ta, ua), (tb, _) = signed_in(), signed_in()
 a, b = Ws(ta), Ws(tb)
 assert (a.status, b.status) == (101, 101), (a.status, b.status)
 a.send({"action": "join", "room": room})
-peer_a = until_type(a, "joined")["self"]["peerId"]
+peer_a = a.next_of("joined")["self"]["peerId"]
 b.send({"action": "join", "room": room})
-until_type(b, "joined")
+b.next_of("joined")
 
 # a's socket stays open, but its record expires as if API Gateway had cut it
 # two hours in and no $disconnect had come.
@@ -69,7 +54,7 @@ table.update_item(Key={"pk": mine[0]["pk"]}, UpdateExpression="SET expiresAt = :
 
 swept = invoke_sweep()
 assert swept.get("stranded", 0) >= 1, swept
-left = until_type(b, "peer-left")
+left = b.next_of("peer-left")
 assert left["peerId"] == peer_a, left
 assert "Item" not in table.get_item(Key={"pk": mine[0]["pk"]}), "the dead connection's record is forgotten"
 a.close()
