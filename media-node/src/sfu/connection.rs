@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
-use rtc::interceptor::Registry;
+use rtc::interceptor::{Registry, Slot as ChainSlot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
     configure_rtcp_reports, configure_twcc_receiver_only,
@@ -24,18 +24,21 @@ use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTra
 
 use super::engine::{JoinError, Settings};
 use super::forward::SlotStream;
-use super::red::MIME_TYPE_RED;
+use super::red::{RedEncoder, MIME_TYPE_RED};
+use super::reports::DeliverReports;
 
 /// The audio-level header extension (RFC 6464).
 pub(crate) const AUDIO_LEVEL_URI: &str = "urn:ietf:params:rtp-hdrext:ssrc-audio-level";
 
 /// A receive slot: its sender, the negotiated Opus payload type, RED's
-/// when the subscriber negotiated it, and the rewriting state.
+/// when the subscriber negotiated it, the rewriting state, and the recent
+/// frames its RED packets repeat.
 pub(crate) struct Slot {
     pub(crate) sender: RTCRtpSenderId,
     pub(crate) payload_type: u8,
     pub(crate) red: Option<u8>,
     pub(crate) stream: SlotStream<u64>,
+    pub(crate) red_encoder: RedEncoder,
 }
 
 /// The payload types a connection negotiated for audio: Opus, and RED
@@ -71,12 +74,16 @@ pub(crate) fn answerer(
             Some(RTCRtpTransceiverDirection::Recvonly),
         )
         .map_err(bad)?;
-    // Receiver and sender reports, and transport-wide congestion control
-    // feedback for what publishers send (after the codecs: it adds
-    // `transport-cc` to those registered).
-    let registry =
-        configure_twcc_receiver_only(configure_rtcp_reports(Registry::new()), &mut media)
-            .map_err(bad)?;
+    // Receiver and sender reports (the subscriber's also reach the engine,
+    // for RED's redundancy), and transport-wide congestion control feedback
+    // for what publishers send (after the codecs: it adds `transport-cc` to
+    // those registered). The chain has no slot named for an application's
+    // own reader: the unused RFC 8888 one sits before the report handlers.
+    let registry = configure_twcc_receiver_only(
+        configure_rtcp_reports(Registry::new()).with(ChainSlot::Rfc8888, DeliverReports::default()),
+        &mut media,
+    )
+    .map_err(bad)?;
     let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
     let setting = SettingEngineBuilder::new()
         .with_lite(true)
@@ -177,6 +184,7 @@ pub(crate) fn answerer(
                 payload_type,
                 red: find(MIME_TYPE_RED),
                 stream: SlotStream::new(ssrc),
+                red_encoder: RedEncoder::default(),
             });
         }
     }

@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::connection::{self, audio_payload_types, mic_audio_level_id, AudioPayloadTypes, Slot};
 use super::red;
+use super::reports;
 use super::speakers::{assign, rank, Level};
 use crate::metrics::Metrics;
 use crate::PeerFilter;
@@ -97,6 +98,8 @@ struct Participant {
     audio_level_id: Option<u8>,
     /// The payload types its microphone sends (Opus, and RED if negotiated).
     payload_types: Option<AudioPayloadTypes>,
+    /// How many earlier frames its RED slots carry, from its reports.
+    redundancy: red::Redundancy,
     channel: Option<RTCDataChannelId>,
     deadline: Option<Instant>,
     joined_at: Instant,
@@ -293,6 +296,7 @@ impl Engine {
                 slots,
                 audio_level_id,
                 payload_types,
+                redundancy: red::Redundancy::default(),
                 channel: None,
                 deadline: None,
                 joined_at: now,
@@ -373,8 +377,15 @@ impl Engine {
         }
         let mut packets = Vec::new();
         while let Some(message) = p.pc.poll_read() {
-            if let RTCMessage::RtpPacket(_, packet) = message.message {
-                packets.push(packet);
+            match message.message {
+                RTCMessage::RtpPacket(_, packet) => packets.push(packet),
+                RTCMessage::RtcpPacket(_, rtcp) => {
+                    let ssrcs: Vec<u32> = p.slots.iter().map(|s| s.stream.ssrc).collect();
+                    if let Some(lost) = reports::worst_fraction_lost(&rtcp, &ssrcs) {
+                        p.redundancy.report(lost);
+                    }
+                }
+                _ => {}
             }
         }
         p.deadline = p.pc.poll_timeout();
@@ -410,15 +421,15 @@ impl Engine {
                 .or_default()
                 .observe(level & 0x7f, now);
         }
-        // A RED packet goes as it is to slots that negotiated RED, and as
-        // its primary Opus block to the others.
+        // Slots that negotiated RED get RED built for them (this frame and
+        // as many earlier ones as the subscriber's loss calls for); the
+        // others get the Opus frame alone.
         let publisher_opus = p.payload_types.map(|t| t.opus);
         let is_red = p
             .payload_types
             .and_then(|t| t.red)
             .is_some_and(|pt| pt == packet.header.payload_type);
-        let mut primary: Option<Option<bytes::Bytes>> = None;
-        let mut renumbered: Option<(u8, Option<bytes::Bytes>)> = None;
+        let frame = red::opus_frame(&packet.payload, is_red, publisher_opus);
         let room = &*room;
         for &to in &room.members {
             if to == from {
@@ -431,6 +442,7 @@ impl Engine {
             if !sub.connected {
                 continue;
             }
+            let redundancy = sub.redundancy.level();
             let mut wrote = false;
             for slot in &mut sub.slots {
                 let Some(out) = slot.stream.rewrite(
@@ -442,31 +454,20 @@ impl Engine {
                 ) else {
                     continue;
                 };
-                let (payload_type, payload) = match (is_red, slot.red) {
-                    (false, _) => (slot.payload_type, Some(packet.payload.clone())),
-                    (true, Some(red_pt)) => {
-                        let payload = match publisher_opus {
-                            Some(from) if from != slot.payload_type => {
-                                let to = slot.payload_type;
-                                if renumbered.as_ref().is_none_or(|(pt, _)| *pt != to) {
-                                    let mut copy = packet.payload.to_vec();
-                                    let done = red::renumber(&mut copy, from, to);
-                                    renumbered = Some((to, done.map(|()| copy.into())));
-                                }
-                                renumbered.as_ref().and_then(|(_, b)| b.clone())
-                            }
-                            _ => red::parse(&packet.payload).map(|_| packet.payload.clone()),
-                        };
-                        (red_pt, payload)
-                    }
-                    (true, None) => {
-                        let block = primary
-                            .get_or_insert_with(|| red::strip(&packet.payload, publisher_opus));
-                        (slot.payload_type, block.clone())
-                    }
+                let (payload_type, payload) = match (&frame, slot.red) {
+                    (Some(frame), Some(red_pt)) => (
+                        red_pt,
+                        Some(slot.red_encoder.encode(
+                            out.timestamp,
+                            slot.payload_type,
+                            frame,
+                            redundancy,
+                        )),
+                    ),
+                    (frame, _) => (slot.payload_type, frame.clone()),
                 };
                 let Some(payload) = payload else {
-                    // Malformed RED, or a primary that is not Opus.
+                    // Malformed RED, a primary that is not Opus, or nothing.
                     self.metrics.sfu_dropped(1);
                     continue;
                 };

@@ -14,6 +14,7 @@ pub(crate) mod control;
 pub(crate) mod engine;
 pub(crate) mod forward;
 pub(crate) mod red;
+pub(crate) mod reports;
 pub(crate) mod speakers;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -4,10 +4,13 @@
 //! Each publisher's RFC 6464 level is smoothed exponentially
 //! ([`SMOOTHING`]); a publisher is a candidate while it has sent voice (a
 //! level louder than [`VOICE_DBOV`]) within [`SILENCE_TIMEOUT`]. Each
-//! subscriber's slots keep their speaker while it stays a candidate; a free
-//! slot takes the loudest candidate not yet heard, and an occupied one is
-//! taken over only by a candidate louder by [`HYSTERESIS_DB`] than the
-//! quietest occupant, so the assignment does not flicker.
+//! subscriber's slots keep their speaker, even through a pause, until a
+//! candidate needs the slot: a free slot takes the loudest candidate not
+//! yet heard, then a slot whose speaker has gone quiet, and a slot whose
+//! speaker still talks is taken over only by a candidate louder by
+//! [`HYSTERESIS_DB`] than the quietest such occupant, so the assignment
+//! does not flicker and a lone speaker's pauses (or DTX) never cut it off.
+//! Muted and departed speakers are taken out by the caller.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -95,21 +98,24 @@ pub(crate) fn rank<K: Copy + Eq + Hash>(
 pub(crate) fn assign<K: Copy + Eq>(slots: &mut [Option<K>], ranked: &[(K, f32)], me: K) -> bool {
     let level_of = |k: K| ranked.iter().find(|(c, _)| *c == k).map(|(_, l)| *l);
     let mut changed = false;
-    // Occupants that stopped being candidates leave.
     for slot in slots.iter_mut() {
-        if let Some(k) = *slot {
-            if k == me || level_of(k).is_none() {
-                *slot = None;
-                changed = true;
-            }
+        if *slot == Some(me) {
+            *slot = None;
+            changed = true;
         }
     }
     for &(candidate, level) in ranked {
         if candidate == me || slots.contains(&Some(candidate)) {
             continue;
         }
-        if let Some(free) = slots.iter_mut().find(|s| s.is_none()) {
-            *free = Some(candidate);
+        // A free slot first, then one whose speaker has gone quiet.
+        let open = slots.iter().position(Option::is_none).or_else(|| {
+            slots
+                .iter()
+                .position(|s| s.is_some_and(|k| level_of(k).is_none()))
+        });
+        if let Some(i) = open {
+            slots[i] = Some(candidate);
             changed = true;
             continue;
         }
@@ -196,13 +202,26 @@ mod tests {
     }
 
     #[test]
-    fn a_silent_speaker_frees_its_slot_for_the_next() {
+    fn a_silent_speaker_keeps_its_slot_until_a_candidate_needs_it() {
+        // 2 went quiet: it stays while nobody else talks.
         let mut slots = [Some(1), Some(2)];
+        assert!(!assign(&mut slots, &[(1, -10.0)], 9));
+        assert_eq!(slots, [Some(1), Some(2)]);
+        assert!(!assign(&mut slots, &[], 9));
+        assert_eq!(slots, [Some(1), Some(2)]);
+        // A quiet candidate takes the quiet speaker's slot, without
+        // having to be louder than anyone.
         let ranked = [(1, -10.0), (3, -40.0)];
         assert!(assign(&mut slots, &ranked, 9));
         assert_eq!(slots, [Some(1), Some(3)]);
+        // A free slot is taken before a quiet speaker's.
+        let mut slots = [Some(2), None];
+        assert!(assign(&mut slots, &[(3, -40.0)], 9));
+        assert_eq!(slots, [Some(2), Some(3)]);
+        // Never oneself, even when sticky.
+        let mut slots = [Some(9), Some(2)];
         assert!(assign(&mut slots, &[], 9));
-        assert_eq!(slots, [None, None]);
+        assert_eq!(slots, [None, Some(2)]);
     }
 
     #[test]

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use rtc::interceptor::Registry;
 use rtc::interceptor::{
     Attribute, Interceptor, Packet as InterceptorPacket, Slot, StreamInfo, TaggedPacket,
 };
+use rtc::interceptor::{ReceiverReportBuilder, Registry};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::configure_twcc_sender_only;
 use rtc::peer_connection::configuration::media_engine::{MediaEngine, MIME_TYPE_OPUS};
@@ -71,6 +71,10 @@ pub struct Options {
     /// Skip every n-th sequence number when publishing (a loss of 1/n the
     /// node sees on this uplink).
     pub skip_every: Option<u16>,
+    /// Drop every n-th RTP datagram from the node before reading it (a
+    /// loss of 1/n on this participant's downlink, which its receiver
+    /// reports tell the node).
+    pub drop_received_every: Option<usize>,
     /// Offer transport-wide congestion control (`transport-cc` and its
     /// header extension) and stamp what is sent, as browsers do.
     pub twcc: bool,
@@ -159,8 +163,12 @@ pub async fn offer_with(
         RtpCodecKind::Audio,
         None,
     )?;
-    let mut registry =
-        Registry::new().with(Slot::ReceiverReport, DeliverReceiverReports::default());
+    // Receiver reports on the slots, as browsers send them; the node's
+    // reports and feedback handed to the test (no slot is named for an
+    // application's reader: the unused RFC 8888 one is before the reports').
+    let mut registry = Registry::new()
+        .with(Slot::Rfc8888, DeliverReceiverReports::default())
+        .with(Slot::ReceiverReport, ReceiverReportBuilder::new().build());
     if options.twcc {
         registry = configure_twcc_sender_only(registry, &mut media)?;
     }
@@ -336,6 +344,7 @@ impl Participant {
             Publish {
                 red: publish_red,
                 skip_every: options.skip_every,
+                drop_received_every: options.drop_received_every,
             },
         ));
         Ok(Self {
@@ -361,6 +370,7 @@ impl Participant {
 struct Publish {
     red: bool,
     skip_every: Option<u16>,
+    drop_received_every: Option<usize>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -382,6 +392,7 @@ async fn run(
     let mut ts: u32 = rand::random();
     let mut mic_sender = None;
     let mut previous: Option<Vec<u8>> = None;
+    let mut rtp_received = 0usize;
     loop {
         while let Some(out) = pc.poll_write() {
             let _ = socket.send_to(&out.message, out.transport.peer_addr).await;
@@ -456,6 +467,13 @@ async fn run(
         tokio::select! {
             res = socket.recv_from(&mut buf) => {
                 if let Ok((n, from)) = res {
+                    // RTP, not RTCP (payload types 64-95 with the marker bit).
+                    if n > 12 && buf[0] & 0xc0 == 0x80 && !(64..96).contains(&(buf[1] & 0x7f)) {
+                        rtp_received += 1;
+                        if publish.drop_received_every.is_some_and(|k| rtp_received.is_multiple_of(k)) {
+                            continue;
+                        }
+                    }
                     let _ = pc.handle_read(TaggedBytesMut {
                         now: Instant::now(),
                         transport: TransportContext {
