@@ -481,3 +481,56 @@ export function sfuState(page) {
     };
   });
 }
+
+/**
+ * Starts the seeded impairment relay (tests/impair/relay.py) in front of
+ * `upstream` (e.g. a stack's TURN address) on 127.0.0.2; resolves to the
+ * address it listens on. `impair` holds the relay's per-direction specs
+ * (`up`: from the browser, `down`: towards it); the child is pushed onto
+ * `children` for the caller to stop.
+ * @param {string} upstream
+ * @param {{up?: string, down?: string, seed?: number}} impair
+ * @param {import('node:child_process').ChildProcess[]} children
+ * @returns {Promise<string>}
+ */
+export function startImpairmentRelay(upstream, impair, children) {
+  const relayPy = path.resolve(here, '..', 'impair', 'relay.py');
+  const args = [relayPy, '--listen', '127.0.0.2:0', '--upstream', upstream, '--seed', String(impair.seed ?? 7)];
+  if (impair.up) args.push('--up', impair.up);
+  if (impair.down) args.push('--down', impair.down);
+  const child = spawn('python3', ['-u', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`relay not ready: ${out}`)), 15_000);
+    child.stdout?.on('data', (chunk) => {
+      out += chunk;
+      const ready = /^ready (\S+)$/m.exec(out);
+      if (ready) {
+        clearTimeout(timer);
+        resolve(ready[1]);
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`relay exited (${code}): ${out}`)));
+  });
+}
+
+/**
+ * Init script: every RTCPeerConnection of the page uses only the relay at
+ * `relayAddr` as its TURN server (UDP), with the credentials the server
+ * handed out.
+ * @param {string} relayAddr
+ */
+export function throughRelay(relayAddr) {
+  return `(() => {
+    const Original = RTCPeerConnection;
+    const fix = (cfg) => cfg && cfg.iceServers
+      ? { ...cfg, iceServers: cfg.iceServers.filter((s) => s.username).map((s) => ({ ...s, urls: ['turn:${relayAddr}?transport=udp'] })) }
+      : cfg;
+    class ThroughRelay extends Original {
+      constructor(cfg, ...rest) { super(fix(cfg), ...rest); }
+      setConfiguration(cfg) { return super.setConfiguration(fix(cfg)); }
+    }
+    globalThis.RTCPeerConnection = ThroughRelay;
+  })();`;
+}

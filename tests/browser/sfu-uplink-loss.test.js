@@ -8,66 +8,21 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { closeAll, joinRoom, report, sfuState, startStack, unique, userInBrowser, waitFor } from './helpers.js';
-
-const RELAY_PY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'impair', 'relay.py');
+import { closeAll, joinRoom, report, sfuState, startImpairmentRelay, startStack, throughRelay, unique, userInBrowser, waitFor } from './helpers.js';
 
 /** @type {{url: string, turn: string, stop: () => Promise<void>} | null} */
 let stack = null;
-/** @type {import('node:child_process').ChildProcess | null} */
-let relay = null;
+/** @type {import('node:child_process').ChildProcess[]} */
+const relays = [];
 
 before(async () => {
   stack = /** @type {any} */ (await startStack('sfu-uplink-loss', { TINCAN_MESH_MAX: '1' }));
 });
 after(async () => {
-  relay?.kill('SIGTERM');
+  for (const r of relays.splice(0)) r.kill('SIGTERM');
   await stack?.stop();
 });
 afterEach(closeAll);
-
-/** Starts the relay in front of the stack's TURN server; resolves to its address. */
-function startRelay(upstream, up) {
-  const child = spawn('python3', ['-u', RELAY_PY, '--listen', '127.0.0.2:0', '--upstream', upstream, '--seed', '7', '--up', up], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  relay = child;
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`relay not ready: ${out}`)), 15_000);
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const ready = /^ready (\S+)$/m.exec(out);
-      if (ready) {
-        clearTimeout(timer);
-        resolve(ready[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`relay exited (${code}): ${out}`)));
-  });
-}
-
-/**
- * Init script: every RTCPeerConnection of the page uses only the relay as
- * its TURN server (UDP), with the credentials the server handed out.
- * @param {string} relayAddr
- */
-function throughRelay(relayAddr) {
-  return `(() => {
-    const Original = RTCPeerConnection;
-    const fix = (cfg) => cfg && cfg.iceServers
-      ? { ...cfg, iceServers: cfg.iceServers.filter((s) => s.username).map((s) => ({ ...s, urls: ['turn:${relayAddr}?transport=udp'] })) }
-      : cfg;
-    class ThroughRelay extends Original {
-      constructor(cfg, ...rest) { super(fix(cfg), ...rest); }
-      setConfiguration(cfg) { return super.setConfiguration(fix(cfg)); }
-    }
-    globalThis.RTCPeerConnection = ThroughRelay;
-  })();`;
-}
 
 /** A signed-in page of the stack whose microphone is a tone. */
 const toneUser = (name, hz, { query = '', init = '' } = {}) =>
@@ -90,7 +45,7 @@ function uplinkReport(page) {
 
 test('through the SFU, 10 % loss on a sender\'s uplink shows in its own remote-inbound-rtp', { timeout: 180_000 }, async () => {
   const s = /** @type {any} */ (stack);
-  const relayAddr = await startRelay(s.turn, 'loss=0.1');
+  const relayAddr = await startImpairmentRelay(s.turn, { up: 'loss=0.1' }, relays);
   const room = unique('uplink-');
   const speaker = await toneUser('Sam', 440, { query: '?relay=1', init: throughRelay(relayAddr) });
   const listener = await toneUser('Lou', 660);

@@ -26,6 +26,7 @@
 // a fresh one.
 
 import { summarizeStats } from './stats.js';
+import { RedBooster } from './red-boost.js';
 import { tuneOpusSdp, preferRed, opusParams } from './opus.js';
 
 /**
@@ -133,6 +134,9 @@ export class PeerLink extends EventTarget {
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.passiveTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.firstPacketTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.stallTimer = undefined;
+    /** @type {ReturnType<typeof setInterval> | undefined} */ this.redTimer = undefined;
+    /** @type {RedBooster | null} more RED redundancy when the far end reports loss */
+    this.redBoost = null;
     /** @type {ReturnType<typeof summarizeStats> extends Promise<infer T> ? T : never} */
     this.lastStats = /** @type {any} */ (null);
 
@@ -142,6 +146,7 @@ export class PeerLink extends EventTarget {
       this.pc.addTransceiver('audio', { direction: 'recvonly' });
     }
     this.#preferCodecs();
+    this.#boostRed();
     if (this.passive) {
       this.passiveTimer = setTimeout(() => {
         if (!this.passive || this.closed) return;
@@ -239,6 +244,8 @@ export class PeerLink extends EventTarget {
     clearTimeout(this.passiveTimer);
     clearInterval(this.firstPacketTimer);
     clearInterval(this.stallTimer);
+    clearInterval(this.redTimer);
+    this.redBoost?.close();
     this.pc.close();
     for (const track of this.remoteStream.getTracks()) track.stop();
     this.#emitState();
@@ -415,6 +422,31 @@ export class PeerLink extends EventTarget {
    * number; an exchange that completed but never started ICE (a browser that
    * dropped its agent in a rollback) restarts ICE.
    */
+  /**
+   * Lets the sender's RED carry more earlier frames while the far end
+   * reports loss (red-boost.js), read from `remote-inbound-rtp` every 2 s.
+   */
+  #boostRed() {
+    if (this.opus.red === false) return;
+    const sender = this.pc.getSenders().find((s) => s.track?.kind === 'audio');
+    if (!sender) return;
+    this.redBoost = RedBooster.attach(sender);
+    if (!this.redBoost) return;
+    let lastReport = 0;
+    this.redTimer = setInterval(async () => {
+      if (this.closed || !this.redBoost) return;
+      const report = await this.pc.getStats().catch(() => null);
+      if (!report || this.closed) return;
+      this.redBoost.negotiated(sender);
+      report.forEach((/** @type {any} */ s) => {
+        // Each receiver report once (the far end reports every 1-5 s).
+        if (s.type !== 'remote-inbound-rtp' || s.kind !== 'audio' || s.timestamp === lastReport) return;
+        lastReport = s.timestamp;
+        this.redBoost?.report(s.fractionLost);
+      });
+    }, 2_000);
+  }
+
   #watchStall() {
     let quietSince = performance.now();
     this.stallTimer = setInterval(() => {

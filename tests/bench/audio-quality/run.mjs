@@ -164,7 +164,11 @@ try {
   for (const k of Object.keys(after)) if (typeof after[k] === 'number') delta[k] = after[k] - before[k];
   const meta = { speaker: { t0: spk.t0, rate: spk.rate }, listener: { t0: lis.t0, rate: lis.rate, taps: lis.taps }, stats: delta, codec: after.codec, mode: after.mode };
   fs.writeFileSync(path.join(OUT, `${NAME}.json`), JSON.stringify(meta, null, 1));
-  console.log(`recorded ${NAME}: mode ${after.mode}, ${delta.packetsReceived} packets, codec ${after.codec}`);
+  // The speaker's RED redundancy on its mesh links (red-boost.js), if any.
+  const redLevels = await speaker.page.evaluate(() =>
+    [.../** @type {any} */ (globalThis).tincanApp.client.peers.values()].map((l) => l.redBoost?.level ?? null),
+  );
+  console.log(`recorded ${NAME}: mode ${after.mode}, ${delta.packetsReceived} packets, codec ${after.codec}, speaker RED levels ${JSON.stringify(redLevels)}`);
 } finally {
   await closeAll();
 }

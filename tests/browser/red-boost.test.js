@@ -1,0 +1,171 @@
+// More RED redundancy on a lossy mesh link (web/tincan/red-boost.js and
+// red-worker.js): the level follows the loss the far end reports, with
+// hysteresis; the worker rewrites the browser's RED payloads to carry that
+// many earlier frames; and in Chromium a speaker whose link loses 20 %
+// (the seeded impairment relay on its TURN leg) sends clearly more
+// payload per packet than a speaker on a clean link, and is still heard.
+
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  closeAll,
+  expectAudioFrom,
+  joinRoom,
+  report,
+  startImpairmentRelay,
+  startStack,
+  throughRelay,
+  unique,
+  userInBrowser,
+  waitFor,
+} from './helpers.js';
+import { levelFor, nextLevel } from '../../web/tincan/red-boost.js';
+
+test('the redundancy level rises at once with reported loss and falls after two calm reports', () => {
+  assert.deepEqual([0, 0.02, 0.03, 0.1, 0.12, 0.5].map(levelFor), [1, 1, 2, 2, 3, 3]);
+  let s = { level: 1, calm: 0 };
+  const levels = [];
+  for (const loss of [0, 0.2, 0.05, 0.2, 0, 0, 0, 0, 0.04]) {
+    s = nextLevel(s, loss);
+    levels.push(s.level);
+  }
+  assert.deepEqual(levels, [1, 3, 3, 3, 3, 2, 2, 1, 2]);
+});
+
+/**
+ * Runs the worker script in Node with a fake `self`, and feeds it frames.
+ * @returns {Promise<{post: (m: any) => void, push: (f: {pt: number, ts: number, data: Uint8Array}) => Promise<Uint8Array>}>}
+ */
+async function worker() {
+  /** @type {any} */
+  const self = {};
+  /** @type {any} */ (globalThis).self = self;
+  // A fresh module instance per call (its state is per worker).
+  await import(`../../web/tincan/red-worker.js?${Math.random()}`);
+  /** @type {Uint8Array[]} */
+  const out = [];
+  /** @type {ReadableStreamDefaultController<any>} */
+  let source = /** @type {any} */ (null);
+  const readable = new ReadableStream({ start: (c) => void (source = c) });
+  const writable = new WritableStream({ write: (frame) => void out.push(new Uint8Array(frame.data)) });
+  self.onrtctransform({ transformer: { readable, writable, options: {} } });
+  return {
+    post: (data) => self.onmessage({ data }),
+    push: async ({ pt, ts, data }) => {
+      const before = out.length;
+      source.enqueue({ data: data.slice().buffer, getMetadata: () => ({ payloadType: pt, rtpTimestamp: ts }) });
+      await waitFor(async () => out.length > before, { timeoutMs: 2000, intervalMs: 1, what: 'the frame through the worker' });
+      return out[out.length - 1];
+    },
+  };
+}
+
+/** A RED payload as browsers send it: the previous frame, then this one. */
+function browserRed(/** @type {Uint8Array} */ previous, /** @type {Uint8Array} */ primary) {
+  const word = (960 << 10) | previous.length;
+  return Uint8Array.from([0x80 | 111, (word >>> 16) & 0xff, (word >>> 8) & 0xff, word & 0xff, 111, ...previous, ...primary]);
+}
+
+/** The blocks of a RED payload: [payload type, timestamp offset, bytes], the primary last. */
+function blocks(/** @type {Uint8Array} */ red) {
+  const headers = [];
+  let at = 0;
+  while (red[at] & 0x80) {
+    const word = (red[at + 1] << 16) | (red[at + 2] << 8) | red[at + 3];
+    headers.push([red[at] & 0x7f, word >>> 10, word & 0x3ff]);
+    at += 4;
+  }
+  const primaryPt = red[at] & 0x7f;
+  at += 1;
+  const out = [];
+  for (const [pt, offset, len] of headers) {
+    out.push([pt, offset, [...red.subarray(at, at + len)]]);
+    at += len;
+  }
+  out.push([primaryPt, 0, [...red.subarray(at)]]);
+  return out;
+}
+
+test('the worker rewrites RED to carry as many earlier frames as asked, and leaves other frames alone', async () => {
+  const w = await worker();
+  const frame = (/** @type {number} */ i) => Uint8Array.from({ length: i + 2 }, () => i);
+  // Before the RED payload type is known, nothing changes.
+  const first = browserRed(new Uint8Array(0), frame(0));
+  assert.deepEqual([...(await w.push({ pt: 63, ts: 1000, data: first }))], [...first]);
+  w.post({ redPt: 63, level: 3 });
+  let last = new Uint8Array(0);
+  for (let i = 1; i <= 4; i++) last = await w.push({ pt: 63, ts: 1000 + 960 * i, data: browserRed(frame(i - 1), frame(i)) });
+  assert.deepEqual(blocks(last), [
+    [111, 2880, [...frame(1)]],
+    [111, 1920, [...frame(2)]],
+    [111, 960, [...frame(3)]],
+    [111, 0, [...frame(4)]],
+  ]);
+  // Level 1: the browser's own payload, untouched.
+  w.post({ level: 1 });
+  const own = browserRed(frame(4), frame(5));
+  assert.deepEqual([...(await w.push({ pt: 63, ts: 1000 + 960 * 5, data: own }))], [...own]);
+  // Plain Opus (another payload type) and malformed RED pass as they are.
+  w.post({ level: 2 });
+  const opus = frame(9);
+  assert.deepEqual([...(await w.push({ pt: 111, ts: 1000 + 960 * 6, data: opus }))], [...opus]);
+  const bad = Uint8Array.from([0x80 | 111, 0, 0]);
+  assert.deepEqual([...(await w.push({ pt: 63, ts: 1000 + 960 * 7, data: bad }))], [...bad]);
+  // After a long pause (offset past 14 bits), no earlier frame is sent.
+  const after = await w.push({ pt: 63, ts: 1000 + 960 * 8 + 20_000, data: browserRed(frame(6), frame(7)) });
+  assert.deepEqual(blocks(after), [[111, 0, [...frame(7)]]]);
+});
+
+/** @type {{url: string, turn: string, stop: () => Promise<void>} | null} */
+let stack = null;
+/** @type {import('node:child_process').ChildProcess[]} */
+const relays = [];
+
+before(async () => {
+  stack = /** @type {any} */ (await startStack('red-boost'));
+});
+after(async () => {
+  for (const r of relays.splice(0)) r.kill('SIGTERM');
+  await stack?.stop();
+});
+afterEach(closeAll);
+
+/** The page's mesh link: its RED level and payload bytes per packet sent. */
+function sendSide(page) {
+  return page.evaluate(async () => {
+    const [link] = [.../** @type {any} */ (globalThis).tincanApp.client.peers.values()];
+    if (!link) return null;
+    let out = null;
+    (await link.pc.getStats()).forEach((/** @type {any} */ s) => {
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') out = { bytes: s.bytesSent ?? 0, packets: s.packetsSent ?? 0 };
+    });
+    return out && { ...out, level: link.redBoost?.level ?? null };
+  });
+}
+
+test('in Chromium, a speaker on a link losing 20 % sends three earlier frames and is still heard', { timeout: 180_000 }, async () => {
+  const s = /** @type {any} */ (stack);
+  // 20 % of what the speaker sends is lost on the way to the TURN server.
+  const relayAddr = await startImpairmentRelay(s.turn, { up: 'loss=0.2' }, relays);
+  const room = unique('red-boost-');
+  const lossy = await userInBrowser('Ria', { baseUrl: s.url, toneHz: 440, signInPath: '?relay=1', initScript: throughRelay(relayAddr) });
+  const clean = await userInBrowser('Len', { baseUrl: s.url, toneHz: 440, signInPath: '?relay=1' });
+  await joinRoom(lossy, room);
+  await joinRoom(clean, room);
+  await expectAudioFrom(clean.page, ['Ria'], 45_000);
+  await waitFor(async () => (await sendSide(lossy.page))?.level === 3, {
+    timeoutMs: 45_000,
+    what: 'the lossy speaker at RED level 3',
+    describe: async () => JSON.stringify(await sendSide(lossy.page)),
+  });
+  const [a0, b0] = [await sendSide(lossy.page), await sendSide(clean.page)];
+  await new Promise((r) => setTimeout(r, 4000));
+  const [a1, b1] = [await sendSide(lossy.page), await sendSide(clean.page)];
+  const perPacket = (/** @type {any} */ x0, /** @type {any} */ x1) => (x1.bytes - x0.bytes) / Math.max(1, x1.packets - x0.packets);
+  const [lossyBpp, cleanBpp] = [perPacket(a0, a1), perPacket(b0, b1)];
+  report('RED payload per packet, lossy link (level 3) / clean link (level 1)', Math.round((lossyBpp / cleanBpp) * 100) / 100, 'x');
+  assert.equal((await sendSide(clean.page))?.level, 1, 'the clean side stays at one earlier frame');
+  assert.ok(lossyBpp > 1.3 * cleanBpp, `payload per packet: lossy ${lossyBpp}, clean ${cleanBpp}`);
+  // Still heard after the change.
+  await expectAudioFrom(clean.page, ['Ria'], 20_000);
+});
