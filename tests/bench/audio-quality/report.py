@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The audio-quality bench's summary, from its results.jsonl.
+
+  report.py RESULTS PNG [LABEL]
+
+Prints the table (markdown, one row per run), then one line per run
+`mos PATH IMPAIRMENT SCORE` (and `concealed ...`), then the SFU/Janus ratios
+per impairment (means over repeats), and draws PNG: PESQ-WB against random
+loss, one line per path (bursty loss as open markers at its 10 %), and the
+clean, jitter and cap cells side by side. LABEL (e.g. date and commit) goes
+under the chart's title. Runs in the bench's venv (matplotlib).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+
+COLS = ["path", "impairment", "pesq_wb", "concealed_pct", "inserted_pct", "removed_pct",
+        "jitter_buffer_ms", "mouth_to_ear_ms", "loss_seen_pct", "fec_packets", "codec"]
+LOSS = {"clean": 0, "loss5": 5, "loss10": 10, "loss20": 20}
+OTHER = ["clean", "burst10", "jitter", "cap24"]
+NAMES = {"mesh": "mesh (relayed)", "sfu": "Tincan SFU", "janus": "Janus VideoRoom"}
+
+
+def means(rows: list[dict], key: str) -> dict[tuple[str, str], float]:
+    acc: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in rows:
+        if isinstance(r.get(key), (int, float)):
+            acc[(r["path"], r["impairment"])].append(float(r[key]))
+    return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
+def chart(rows: list[dict], png: str, label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    score = means(rows, "pesq_wb")
+    paths = [p for p in NAMES if any(k[0] == p for k in score)]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    for i, path in enumerate(paths):
+        color = f"C{i}"
+        pts = sorted((LOSS[imp], s) for (p, imp), s in score.items() if p == path and imp in LOSS)
+        if pts:
+            left.plot([x for x, _ in pts], [y for _, y in pts], "o-", color=color, label=NAMES[path])
+        if (path, "burst10") in score:
+            left.plot([10], [score[(path, "burst10")]], "o", mfc="none", ms=10, color=color)
+        width = 0.8 / len(paths)
+        xs = [j + (i - (len(paths) - 1) / 2) * width for j in range(len(OTHER))]
+        right.bar(xs, [score.get((path, imp), 0) for imp in OTHER], width, color=color, label=NAMES[path])
+    left.plot([], [], "o", mfc="none", color="grey", label="10 % bursty (mean 3)")
+    left.set(xlabel="random loss on the listener's leg (%)", ylabel="PESQ-WB (P.862.2)", ylim=(1, 4.7),
+             xticks=[0, 5, 10, 20])
+    left.axhline(3.0, color="grey", lw=0.8, ls=":")
+    left.grid(alpha=0.3)
+    left.legend(fontsize=8)
+    right.set(xticks=range(len(OTHER)), xticklabels=["clean", "burst 10 %", "80±30 ms jitter", "24 kbit/s cap"],
+              ylim=(1, 4.7))
+    right.grid(axis="y", alpha=0.3)
+    fig.suptitle("What a listener hears: PESQ-WB per path" + (f"\n{label}" if label else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
+def main(results: str, png: str, label: str = "") -> None:
+    rows = [json.loads(line) for line in open(results) if line.strip()]
+    print("| " + " | ".join(COLS) + " |")
+    print("|" + "---|" * len(COLS))
+    for r in rows:
+        cells = [r[c] if c in ("path", "impairment") else r.get(c, r.get("error", "")) for c in COLS]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    print()
+    for r in rows:
+        print(f"concealed {r['path']} {r['impairment']} {r.get('concealed_pct', 'nan')}")
+    for r in rows:
+        print(f"mos {r['path']} {r['impairment']} {r.get('pesq_wb', 'nan')}")
+    score, concealed = means(rows, "pesq_wb"), means(rows, "concealed_pct")
+    imps = list(dict.fromkeys(r["impairment"] for r in rows))
+    for imp in imps:
+        s, j = score.get(("sfu", imp)), score.get(("janus", imp))
+        if s and j:
+            cs, cj = concealed.get(("sfu", imp)), concealed.get(("janus", imp))
+            cr = f"{cs / cj:.2f}" if cs is not None and cj else "-"
+            print(f"ratio sfu/janus {imp} pesq {s / j:.2f} ({s:.2f}/{j:.2f}) concealed {cr} ({cs}/{cj})")
+    try:
+        chart(rows, png, label)
+        print(f"chart {png}")
+    except Exception as err:  # a chart is a bonus: never lose the figures over it
+        print(f"chart not drawn: {err}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    main(*sys.argv[1:4])
