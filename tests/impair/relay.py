@@ -123,10 +123,6 @@ class Stats:
     duplicated: int = 0
     sent: int = 0
     max_queue_ms: float = 0.0
-    # TCP only
-    bytes: int = 0
-    retransmitted: int = 0
-    held: int = 0
 
 
 @dataclass

@@ -26,10 +26,19 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from relay import Direction, Impairment
+from relay import Direction, Impairment, Stats
 
 READ_BYTES = 16384
 QUEUE_PIECES = 256
+
+
+@dataclass
+class StreamStats(Stats):
+    """A direction's counters over TCP: `packets` are segments; `sent` pieces."""
+
+    bytes: int = 0
+    retransmitted: int = 0
+    held: int = 0  # times reading stopped for a full cap queue
 
 
 @dataclass
@@ -44,6 +53,7 @@ class StreamDirection:
 
     def __post_init__(self) -> None:
         self.d = Direction(self.imp, self.seed)
+        self.d.stats = StreamStats()
 
     @property
     def stats(self):
