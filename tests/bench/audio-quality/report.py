@@ -3,7 +3,7 @@
 
   report.py RESULTS PNG [LABEL]
 
-Prints the table (markdown, one row per run), then one line per run
+Prints the table (markdown, one row per run, as docs/benchmarks.md has it), then one line per run
 `mos PATH IMPAIRMENT SCORE` (and `concealed ...`), then the SFU/Janus ratios
 per impairment (means over repeats), and draws PNG: PESQ-WB against random
 loss, one line per path (bursty loss as open markers at its 10 %), and the
@@ -17,8 +17,12 @@ import json
 import sys
 from collections import defaultdict
 
-COLS = ["path", "impairment", "pesq_wb", "concealed_pct", "inserted_pct", "removed_pct",
-        "jitter_buffer_ms", "mouth_to_ear_ms", "loss_seen_pct", "fec_packets", "codec"]
+COLS = {"path": "path", "impairment": "impairment", "pesq_wb": "PESQ-WB", "concealed_pct": "concealed %",
+        "inserted_pct": "inserted %", "removed_pct": "removed %", "jitter_buffer_ms": "jitter buffer ms",
+        "mouth_to_ear_ms": "mouth-to-ear ms", "loss_seen_pct": "loss seen %", "fec_packets": "FEC packets",
+        "codec": "codec"}
+IMPAIRMENTS = {"clean": "clean", "loss5": "5 % random", "loss10": "10 % random", "loss20": "20 % random",
+               "burst10": "10 % bursty (mean 3)", "jitter": "80 ± 30 ms jitter", "cap24": "24 kbit/s cap"}
 LOSS = {"clean": 0, "loss5": 5, "loss10": 10, "loss20": 20}
 OTHER = ["clean", "burst10", "jitter", "cap24"]
 NAMES = {"mesh": "mesh (relayed)", "sfu": "Tincan SFU", "janus": "Janus VideoRoom"}
@@ -50,15 +54,16 @@ def chart(rows: list[dict], png: str, label: str) -> None:
             left.plot([10], [score[(path, "burst10")]], "o", mfc="none", ms=10, color=color)
         width = 0.8 / len(paths)
         xs = [j + (i - (len(paths) - 1) / 2) * width for j in range(len(OTHER))]
-        right.bar(xs, [score.get((path, imp), 0) for imp in OTHER], width, color=color, label=NAMES[path])
+        right.bar(xs, [score.get((path, imp), float("nan")) for imp in OTHER], width, color=color, label=NAMES[path])
     left.plot([], [], "o", mfc="none", color="grey", label="10 % bursty (mean 3)")
     left.set(xlabel="random loss on the listener's leg (%)", ylabel="PESQ-WB (P.862.2)", ylim=(1, 4.7),
-             xticks=[0, 5, 10, 20])
+             xticks=[0, 5, 10, 20], title="against loss")
     left.axhline(3.0, color="grey", lw=0.8, ls=":")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
-    right.set(xticks=range(len(OTHER)), xticklabels=["clean", "burst 10 %", "80±30 ms jitter", "24 kbit/s cap"],
-              ylim=(1, 4.7))
+    right.set(xticks=range(len(OTHER)), xticklabels=["clean", "bursty loss\n10 %, mean 3", "jitter\n80 ± 30 ms", "cap\n24 kbit/s"],
+              ylim=(1, 4.7), title="other impairments")
+    right.axhline(3.0, color="grey", lw=0.8, ls=":")
     right.grid(axis="y", alpha=0.3)
     fig.suptitle("What a listener hears: PESQ-WB per path" + (f"\n{label}" if label else ""), fontsize=10)
     fig.tight_layout()
@@ -67,10 +72,11 @@ def chart(rows: list[dict], png: str, label: str) -> None:
 
 def main(results: str, png: str, label: str = "") -> None:
     rows = [json.loads(line) for line in open(results) if line.strip()]
-    print("| " + " | ".join(COLS) + " |")
+    print("| " + " | ".join(COLS.values()) + " |")
     print("|" + "---|" * len(COLS))
     for r in rows:
-        cells = [r[c] if c in ("path", "impairment") else r.get(c, r.get("error", "")) for c in COLS]
+        cells = [NAMES.get(r["path"], r["path"]), IMPAIRMENTS.get(r["impairment"], r["impairment"])]
+        cells += [r.get(c, r.get("error", "")) for c in list(COLS)[2:]]
         print("| " + " | ".join(str(c) for c in cells) + " |")
     print()
     for r in rows:
