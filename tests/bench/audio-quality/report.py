@@ -61,7 +61,7 @@ def chart(rows: list[dict], png: str, label: str) -> None:
     left.axhline(3.0, color="grey", lw=0.8, ls=":")
     left.grid(alpha=0.3)
     left.legend(fontsize=8)
-    right.set(xticks=range(len(OTHER)), xticklabels=["clean", "bursty loss\n10 %, mean 3", "jitter\n80 ± 30 ms", "cap\n24 kbit/s"],
+    right.set(xticks=range(len(OTHER)), xticklabels=["clean", "bursty\n10 %", "jitter\n80 ± 30 ms", "cap\n24 kbit/s"],
               ylim=(1, 4.7), title="other impairments")
     right.axhline(3.0, color="grey", lw=0.8, ls=":")
     right.grid(axis="y", alpha=0.3)
