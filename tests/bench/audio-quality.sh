@@ -20,7 +20,9 @@
 # path, so the listener's leg to Janus crosses the same relay with the same
 # seed. Janus runs as sfu-vs-janus.sh runs it: HTTP on loopback, ICE on
 # 127.0.0.2 on a veth, since it gathers no candidates on `lo`; the TURN
-# server of its pages listens and relays on 127.0.0.2 too).
+# server of its pages listens and relays on 127.0.0.2 too). The speaker
+# offers RED first, as the project's client does; Janus 1.1.2's VideoRoom
+# answers with Opus alone (in-band FEC on, DTX off): no RED on that path.
 # Impairments apply to what the listener receives (the relay's "down"
 # direction), seeded.
 #
