@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A bad network in a box: a seeded UDP impairment relay for the lab.
+"""A bad network in a box: a seeded UDP (or TCP) impairment relay for the lab.
 
 The kernel here has no netem, so impairment lives in user space. The relay
 listens on one address (e.g. 127.0.0.2:3478) and forwards every datagram
@@ -19,18 +19,32 @@ address, and the replies back. Each direction ("up": client to upstream,
   queue=MS      with rate: the queue holds at most MS of sending time
                 (default 200); a packet that would wait longer is dropped
   dup=P         send a share P of packets twice
+  rto=MS        TCP only: what a lost segment costs (default 200), see below
+  mss=BYTES     TCP only: the segment the loss draws act on (default 1200)
+
+With --tcp the relay carries byte streams (TURN over TCP): it accepts a
+connection, opens one upstream, and impairs each direction of the stream
+(tests/impair/tcp.py). A byte stream cannot lose or reorder bytes, so
+there: loss (random or bursty) is a retransmission, the lost segment held
+back `rto` ms and everything behind it waiting too (head-of-line blocking,
+as TCP delivers); jitter never reorders; the cap's full queue stops reading
+(the sender's window fills) instead of dropping; dup and reorder=1 are
+refused.
 
 Deterministic for a seed: each direction draws the same number of numbers
 from its own seeded PRNG for every packet, in packet order, so packet N
 meets the same fate (dropped, duplicated, its jitter) in every run with
 the same seed, whatever the timing. Only the cap's queue drops depend on
-arrival times.
+arrival times. Over TCP the draws are per segment of the stream (`mss`
+bytes by offset), so the same bytes meet the same fate however the reads
+split them.
 
   python3 tests/impair/relay.py --listen 127.0.0.2:3478 \\
       --upstream 127.0.0.1:3478 --seed 7 --down loss=0.2 --up delay=20
 
-prints `ready HOST:PORT` once listening, and on SIGTERM/SIGINT a JSON line
-of counters per direction (`stats {...}`) before exiting.
+prints `ready HOST:PORT` once listening, and on SIGTERM/SIGINT, or by
+itself after --max-seconds (default 3600), a JSON line of counters per
+direction (`stats {...}`) before exiting.
 """
 
 from __future__ import annotations
@@ -59,6 +73,8 @@ class Impairment:
     rate_kbps: float = 0.0
     queue_ms: float = 200.0
     dup: float = 0.0
+    rto_ms: float = 200.0
+    mss: int = 1200
 
     @classmethod
     def parse(cls, spec: str) -> "Impairment":
@@ -73,6 +89,8 @@ class Impairment:
             "rate": ("rate_kbps", float),
             "queue": ("queue_ms", float),
             "dup": ("dup", float),
+            "rto": ("rto_ms", float),
+            "mss": ("mss", int),
         }
         for part in filter(None, (p.strip() for p in spec.split(","))):
             key, _, value = part.partition("=")
@@ -84,9 +102,17 @@ class Impairment:
             raise ValueError("loss must be in [0, 1) and dup in [0, 1]")
         if imp.burst < 1:
             raise ValueError("burst is a mean length in packets, at least 1")
-        if min(imp.delay_ms, imp.jitter_ms, imp.rate_kbps, imp.queue_ms) < 0:
-            raise ValueError("delay, jitter, rate and queue cannot be negative")
+        if min(imp.delay_ms, imp.jitter_ms, imp.rate_kbps, imp.queue_ms, imp.rto_ms) < 0:
+            raise ValueError("delay, jitter, rate, queue and rto cannot be negative")
+        if imp.mss < 1:
+            raise ValueError("mss is at least 1 byte")
         return imp
+
+    def for_stream(self) -> "Impairment":
+        """Checks that the settings make sense on a byte stream (TCP)."""
+        if self.dup > 0 or self.reorder:
+            raise ValueError("a byte stream cannot duplicate or reorder: dup and reorder=1 are UDP only")
+        return self
 
 
 @dataclass
@@ -274,20 +300,37 @@ async def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--listen", required=True, type=host_port, help="HOST:PORT (port 0: any)")
     parser.add_argument("--upstream", required=True, type=host_port, help="HOST:PORT")
+    parser.add_argument("--tcp", action="store_true", help="relay TCP connections instead of UDP datagrams")
+    parser.add_argument("--max-connections", type=int, default=64, help="TCP: refuse connections beyond this many")
+    parser.add_argument("--max-seconds", type=float, default=3600, help="stop by itself after this long")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--up", default="", type=Impairment.parse, help="impairment client -> upstream")
     parser.add_argument("--down", default="", type=Impairment.parse, help="impairment upstream -> client")
     args = parser.parse_args(argv)
-    relay = Relay(args.listen, args.upstream, args.up, args.down, args.seed)
+    if args.tcp:
+        from tcp import TcpRelay
+
+        try:
+            up, down = args.up.for_stream(), args.down.for_stream()
+        except ValueError as err:
+            parser.error(str(err))
+        relay = TcpRelay(args.listen, args.upstream, up, down, args.seed, args.max_connections)
+    else:
+        relay = Relay(args.listen, args.upstream, args.up, args.down, args.seed)
     await relay.start()
     host, port = relay.address
     print(f"ready {host}:{port}", flush=True)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         relay.loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    try:
+        await asyncio.wait_for(stop.wait(), args.max_seconds)
+    except asyncio.TimeoutError:
+        pass
     print("stats " + json.dumps(relay.stats()), flush=True)
     relay.close()
+    if args.tcp:
+        await relay.wait_closed()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ The statistics (loss, bursts, delay, jitter, reordering, cap, duplication,
 same seed) are checked on the model over long seeded packet sequences, in
 simulated time; then the relay itself forwards real datagrams on loopback
 to an echo server, and drops exactly what the model says for its seed.
+Over TCP (tcp.py) the same for byte streams: every byte arrives, in order;
+lost segments are the seeded ones and cost their retransmission delay;
+delay each way; the cap's rate and its bounded queue.
 
   python3 tests/impair/test_relay.py
 """
@@ -20,6 +23,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from relay import Direction, Impairment, Relay  # noqa: E402
+from tcp import StreamDirection, TcpRelay, stream_directions  # noqa: E402
 
 
 def run_model(spec: str, n: int, seed: int = 7, gap_s: float = 0.02, size: int = 100):
@@ -219,6 +223,131 @@ class OnLoopback(unittest.TestCase):
         self.assertLess(kbps, 1000 * 1.05)
         self.assertGreater(kbps, 1000 * 0.6)
         self.assertEqual(stats["up"]["queue_dropped"], 0)
+
+
+def stream_fates(spec: str, sizes: list[int], seed: int = 7):
+    """Schedules reads of these sizes at time 0; returns (direction, [(departure, piece)])."""
+    sd = StreamDirection(Impairment.parse(spec).for_stream(), seed)
+    out = []
+    for i, n in enumerate(sizes):
+        out += sd.schedule(bytes([i % 256]) * n, 0.0)
+    return sd, out
+
+
+class StreamModel(unittest.TestCase):
+    def test_loss_is_retransmission_delay_never_a_missing_byte(self):
+        sd, out = stream_fates("loss=0.2,rto=200,mss=1000", [1000] * 5000)
+        self.assertEqual(sum(len(p) for _, p in out), 5_000_000)
+        self.assertAlmostEqual(sd.stats.retransmitted / sd.stats.packets, 0.2, delta=0.015)
+        first = next(i for i, (t, _) in enumerate(out) if t > 0)
+        self.assertTrue(all(t >= 0.2 for t, _ in out[first:]), "head-of-line: once one segment waits, all behind it wait")
+        departures = [t for t, _ in out]
+        self.assertEqual(departures, sorted(departures))
+
+    def test_bursty_loss_on_a_stream(self):
+        sd, _ = stream_fates("loss=0.1,burst=3,mss=100", [100] * 40000)
+        self.assertAlmostEqual(sd.stats.retransmitted / sd.stats.packets, 0.1, delta=0.015)
+
+    def test_same_bytes_same_fates_however_the_reads_split_them(self):
+        spec = "loss=0.2,burst=2,delay=20,jitter=10,mss=500"
+        a, pa = stream_fates(spec, [500] * 400, seed=3)
+        b, pb = stream_fates(spec, [137, 1500, 3, 998] * 50 + [100 * 400 - 2638 * 50 + 100 * 1600], seed=3)
+        self.assertEqual(a.stats.packets, b.stats.packets)
+        self.assertEqual(a.stats.retransmitted, b.stats.retransmitted)
+        # The departure of every byte is the same: compare per byte offset.
+        per_byte = lambda out: [t for t, p in out for _ in range(len(p))]  # noqa: E731
+        self.assertEqual(per_byte(pa), per_byte(pb))
+        c, _ = stream_fates(spec, [500] * 400, seed=4)
+        self.assertNotEqual(a.stats.retransmitted, c.stats.retransmitted)
+
+    def test_jitter_keeps_the_order(self):
+        _, out = stream_fates("delay=80,jitter=30,mss=100", [100] * 2000)
+        departures = [t for t, _ in out]
+        self.assertEqual(departures, sorted(departures))
+        self.assertGreaterEqual(min(departures), 0.050 - 1e-9)
+
+    def test_cap_serialises_at_the_rate(self):
+        sd, out = stream_fates("rate=24,mss=100", [100] * 300)
+        self.assertAlmostEqual(max(t for t, _ in out), 300 * 100 * 8 / 24000, places=6)
+        self.assertEqual(sd.stats.bytes, 30000)
+
+    def test_dup_and_reorder_are_refused_on_a_stream(self):
+        for spec in ("dup=0.1", "jitter=10,reorder=1"):
+            with self.assertRaises(ValueError, msg=spec):
+                Impairment.parse(spec).for_stream()
+        with self.assertRaises(ValueError):
+            Impairment.parse("mss=0")
+
+
+async def through_tcp_relay(up: str, down: str, seed: int, payload: bytes, chunk: int = 4096):
+    """Sends payload through a TCP relay to an echo server and reads it all
+    back; returns (bytes back, seconds from first write to last byte, relay stats)."""
+    async def echo(reader, writer):
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    relay = TcpRelay(("127.0.0.1", 0), server.sockets[0].getsockname()[:2], Impairment.parse(up), Impairment.parse(down), seed)
+    await relay.start()
+    try:
+        reader, writer = await asyncio.open_connection(*relay.address)
+        started = time.monotonic()
+
+        async def write():
+            for i in range(0, len(payload), chunk):
+                writer.write(payload[i : i + chunk])
+                await writer.drain()
+            writer.write_eof()
+
+        writing = asyncio.ensure_future(write())
+        got = await asyncio.wait_for(reader.read(-1), 30)  # until the echo's EOF comes back
+        took = time.monotonic() - started
+        await writing
+        writer.close()
+        return got, took, relay.stats()
+    finally:
+        relay.close()
+        await relay.wait_closed()
+        server.close()
+
+
+class OverTcp(unittest.TestCase):
+    payload = bytes(range(256)) * 800  # 204,800 bytes
+
+    def test_every_byte_in_order_and_the_seeded_segments_retransmitted(self):
+        spec = "loss=0.2,rto=30,mss=1200"
+        got1, _, stats1 = asyncio.run(through_tcp_relay(spec, spec, 9, self.payload))
+        got2, _, stats2 = asyncio.run(through_tcp_relay(spec, spec, 9, self.payload, chunk=777))
+        self.assertEqual(got1, self.payload)
+        self.assertEqual(got2, self.payload)
+        segments = -(-len(self.payload) // 1200)
+        expected = {}
+        for name, sd in stream_directions(Impairment.parse(spec), Impairment.parse(spec), 9, 0).items():
+            sd.schedule(self.payload, 0.0)
+            expected[name] = sd.stats.retransmitted
+        for stats in (stats1, stats2):
+            for name in ("up", "down"):
+                self.assertEqual(stats[name]["packets"], segments)
+                self.assertEqual(stats[name]["retransmitted"], expected[name])
+                self.assertEqual(stats[name]["bytes"], len(self.payload))
+        self.assertAlmostEqual(expected["up"] / segments, 0.2, delta=0.08)
+
+    def test_delay_each_way(self):
+        got, took, _ = asyncio.run(through_tcp_relay("delay=40", "delay=30", 1, b"ping"))
+        self.assertEqual(got, b"ping")
+        self.assertGreaterEqual(took, 0.070 - 0.002)
+
+    def test_cap_rate_and_bounded_queue(self):
+        # 100 KB up a 2000 kbit/s link (0.4 s) behind a 50 ms queue.
+        payload = self.payload[:100_000]
+        got, took, stats = asyncio.run(through_tcp_relay("rate=2000,queue=50", "", 1, payload))
+        self.assertEqual(got, payload)
+        self.assertGreaterEqual(took, 100_000 * 8 / 2_000_000 - 0.01)
+        self.assertGreater(stats["up"]["held"], 0, "a full queue stops reading")
+        # The queue never holds much more than its bound: one read's worth.
+        self.assertLessEqual(stats["up"]["max_queue_ms"], 50 + 16384 * 8 / 2000 + 1)
 
 
 if __name__ == "__main__":

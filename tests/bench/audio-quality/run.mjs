@@ -6,6 +6,12 @@
 // RTCPeerConnections get at the relay (UDP only), so on the SFU path its
 // connection to the SFU, and in the mesh its link to the speaker, cross it.
 //
+// With JANUS_URL set (the `janus` path) the two pages are not the project's
+// app but a blank page on Janus's HTTP origin running a small VideoRoom
+// client (janus.mjs): the speaker publishes, the listener subscribes, both
+// through TURN only with credentials from the Tincan stack at URL (its
+// embedded TURN server), the listener's rewritten to the relay as above.
+//
 // Both pages record PCM in Web Audio (a ScriptProcessor, 48 kHz mono, no
 // re-encoding): the speaker its microphone track, the listener the sum of
 // every remote track, each with the wall-clock time of its first sample.
@@ -13,12 +19,14 @@
 // Writes OUT/NAME.speaker.s16, OUT/NAME.listener.s16 and OUT/NAME.json.
 //
 // Env: URL (the stack), RELAY (host:port of the relay), SPEECH_WAV,
-// SILENCE_WAV, OUT, NAME, RECORD_SECS.
+// SILENCE_WAV, OUT, NAME, RECORD_SECS, JANUS_URL (the Janus path: its
+// HTTP API, e.g. http://127.0.0.1:8088/janus).
 
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { launch, registerUser, signIn, joinRoom, unique, waitFor, closeAll } from '../../browser/helpers.js';
+import { launch, registerUser, signIn, joinRoom, unique, waitFor, closeAll, fetchFresh } from '../../browser/helpers.js';
+import { janusCall } from './janus.mjs';
 
 const env = (k) => {
   const v = process.env[k];
@@ -30,6 +38,7 @@ const RELAY = env('RELAY');
 const OUT = env('OUT');
 const NAME = env('NAME');
 const RECORD_SECS = Number(process.env.RECORD_SECS ?? '24');
+const JANUS_URL = process.env.JANUS_URL ?? '';
 
 /** Init script: PCM capture, and for the listener the relay in its iceServers. */
 function initScript(role, relay) {
@@ -105,8 +114,9 @@ function initScript(role, relay) {
 /** The listener's inbound audio counters, summed over its connections. */
 function inbound(page) {
   return page.evaluate(async () => {
-    const client = /** @type {any} */ (globalThis).tincanApp.client;
-    const pcs = [...client.peers.values()].map((l) => l.pc);
+    const g = /** @type {any} */ (globalThis);
+    const client = g.tincanApp?.client ?? { peers: new Map(), sfu: null, mode: 'janus' };
+    const pcs = g.__pcs ?? [...client.peers.values()].map((l) => l.pc);
     if (client.sfu) pcs.push(client.sfu.pc);
     const keys = ['packetsReceived', 'packetsLost', 'concealedSamples', 'totalSamplesReceived', 'insertedSamplesForDeceleration',
       'removedSamplesForAcceleration', 'jitterBufferDelay', 'jitterBufferEmittedCount', 'totalAudioEnergy', 'fecPacketsReceived'];
@@ -136,12 +146,50 @@ async function user(role, name, wav) {
   return browser;
 }
 
-try {
+/** TURN credentials from the Tincan stack's HTTP API, for the Janus pages. */
+async function turnServers() {
+  const username = unique('aqj');
+  const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
+  await registerUser(URL, username, password, 'Janus bench');
+  const json = { 'content-type': 'application/json' };
+  const login = await (await fetchFresh(`${URL}/auth/login`, { method: 'POST', headers: json, body: JSON.stringify({ username, password }) })).json();
+  const res = await fetchFresh(`${URL}/turn-credentials`, { headers: { authorization: `Bearer ${login.accessToken}` } });
+  if (!res.ok) throw new Error(`turn-credentials: ${res.status} ${await res.text()}`);
+  return (await res.json()).iceServers;
+}
+
+/** A page on Janus's origin (same-origin requests to its API), nothing in it. */
+async function janusPage(role, wav) {
+  const browser = await launch({ baseUrl: JANUS_URL, args: [`--use-file-for-fake-audio-capture=${wav}`] });
+  await browser.context.addInitScript(initScript(role, RELAY));
+  const blank = `${new globalThis.URL(JANUS_URL).origin}/aq-bench.html`;
+  await browser.context.route(blank, (route) => route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>aq</title>' }));
+  await browser.page.goto(blank);
+  return browser;
+}
+
+/** The two pages in one call: through Tincan, or through Janus VideoRoom. */
+async function call() {
+  if (JANUS_URL) {
+    const iceServers = await turnServers();
+    const speaker = await janusPage('speaker', env('SPEECH_WAV'));
+    const listener = await janusPage('listener', env('SILENCE_WAV'));
+    const room = 1 + crypto.randomInt(1 << 30);
+    const pub = await speaker.page.evaluate(janusCall, { base: JANUS_URL, role: 'speaker', room, iceServers });
+    const sub = await listener.page.evaluate(janusCall, { base: JANUS_URL, role: 'listener', room, feed: pub.id, iceServers });
+    console.log(`janus: publisher answer ${pub.codecs}; subscriber offer ${sub.codecs}`);
+    return { speaker, listener };
+  }
   const room = unique('aq');
   const speaker = await user('speaker', 'Spk', env('SPEECH_WAV'));
   const listener = await user('listener', 'Lis', env('SILENCE_WAV'));
   await joinRoom(speaker, room);
   await joinRoom(listener, room);
+  return { speaker, listener };
+}
+
+try {
+  const { speaker, listener } = await call();
   // Audio flowing and the listener's capture tapped.
   await waitFor(
     async () => {
