@@ -24,12 +24,14 @@
 # offers RED first, as the project's client does; Janus 1.1.2's VideoRoom
 # answers with Opus alone (in-band FEC on, DTX off): no RED on that path.
 # Impairments apply to what the listener receives (the relay's "down"
-# direction), seeded.
+# direction on the listener's TURN leg), seeded; cap24 to what the speaker
+# sends (the "up" direction on the speaker's leg), so the sender has to
+# adapt.
 #
 # QUICK=1: {mesh, sfu, janus} x {clean, loss20}. Otherwise also loss5,
 # loss10, burst10 (10 % in bursts of mean 3), jitter (80 +- 30 ms,
-# reordering) and cap24 (24 kbit/s, 200 ms queue; on the listener's downlink
-# here). Ends with the table (markdown), one line per row `mos PATH
+# reordering) and cap24 (24 kbit/s counting RTP, SRTP and TURN framing, a
+# 1 s queue so DTLS flights get through; on the speaker's uplink). Ends with the table (markdown), one line per row `mos PATH
 # IMPAIRMENT SCORE`, and the SFU/Janus ratios per impairment; draws
 # OUT/audio-quality.png (PESQ-WB against loss, one line per path;
 # matplotlib in the venv). DOCS=1 also copies the chart to
@@ -174,8 +176,10 @@ case " $PATHS " in *" janus "*) start_janus ;; esac
 
 declare -A IMPAIR=(
   [clean]="" [loss5]="loss=0.05" [loss10]="loss=0.1" [loss20]="loss=0.2"
-  [burst10]="loss=0.1,burst=3" [jitter]="delay=80,jitter=30,reorder=1" [cap24]="rate=24,queue=200"
+  [burst10]="loss=0.1,burst=3" [jitter]="delay=80,jitter=30,reorder=1" [cap24]="rate=24,queue=1000"
 )
+# Cells impaired on the speaker's uplink rather than the listener's downlink.
+declare -A ON_UPLINK=([cap24]=1)
 if [ -n "${CELLS:-}" ]; then
   read -ra cells <<<"$CELLS"
 elif [ "$QUICK" = 1 ]; then
@@ -194,17 +198,19 @@ for path in $PATHS; do
       name="$path-$imp-$run"
       # The relay on its own loopback address, in front of this stack's TURN.
       log="$OUT/$name.relay.log"
+      direction=--down; relay_role=listener
+      [ -n "${ON_UPLINK[$imp]:-}" ] && { direction=--up; relay_role=speaker; }
       python3 -u "$root/tests/impair/relay.py" --listen 127.0.0.2:0 --upstream "${!turn_var}" \
-        --seed "$SEED" --down "${IMPAIR[$imp]}" >"$log" 2>&1 &
+        --seed "$SEED" "$direction" "${IMPAIR[$imp]}" >"$log" 2>&1 &
       relay_pid=$!
       until grep -q '^ready ' "$log"; do
         kill -0 "$relay_pid" 2>/dev/null || { echo "audio-quality: relay did not start" >&2; cat "$log" >&2; exit 1; }
         sleep 0.1
       done
       addr="$(sed -n 's/^ready //p' "$log")"
-      echo "== $name (relay $addr: ${IMPAIR[$imp]:-none})"
+      echo "== $name (relay $addr, $relay_role ${direction#--}: ${IMPAIR[$imp]:-none})"
       ok=1
-      (cd "$here" && URL="${!url_var}" RELAY="$addr" JANUS_URL="$janus_url" SPEECH_WAV="$OUT/speech.wav" SILENCE_WAV="$OUT/silence.wav" \
+      (cd "$here" && URL="${!url_var}" RELAY="$addr" RELAY_ROLE="$relay_role" JANUS_URL="$janus_url" SPEECH_WAV="$OUT/speech.wav" SILENCE_WAV="$OUT/silence.wav" \
         NAME="$name" CHROMIUM_PATH="${CHROMIUM_PATH:-/usr/bin/chromium}" timeout 300 node run.mjs) || ok=0
       kill "$relay_pid" 2>/dev/null || true
       wait "$relay_pid" 2>/dev/null || true

@@ -19,7 +19,7 @@ import {
   userInBrowser,
   waitFor,
 } from './helpers.js';
-import { levelFor, nextLevel } from '../../web/tincan/red-boost.js';
+import { RedBooster, levelFor, nextLevel } from '../../web/tincan/red-boost.js';
 
 test('the redundancy level rises at once with reported loss and falls after two calm reports', () => {
   assert.deepEqual([0, 0.02, 0.03, 0.1, 0.12, 0.5].map(levelFor), [1, 1, 2, 2, 3, 3]);
@@ -30,6 +30,24 @@ test('the redundancy level rises at once with reported loss and falls after two 
     levels.push(s.level);
   }
   assert.deepEqual(levels, [1, 3, 3, 3, 3, 2, 2, 1, 2]);
+  // Loss from a queue (congestion): back to one at once, whatever the loss.
+  assert.deepEqual(nextLevel({ level: 3, calm: 0 }, 0.4, true), { level: 1, calm: 0 });
+});
+
+test('a booster reads a round trip well above the lowest seen as a queue and drops to one', () => {
+  /** @type {any[]} */
+  const posted = [];
+  const booster = new RedBooster(/** @type {any} */ ({ postMessage: (m) => posted.push(m), terminate() {} }));
+  assert.equal(booster.report(0.2, 40), 3);
+  assert.equal(booster.report(0.2, 120), 3, 'jitter-sized rises are not a queue');
+  assert.equal(booster.report(0.3, 900), 1);
+  assert.equal(booster.congested, true);
+  assert.equal(booster.report(0.2, 50), 3, 'the queue drained: random loss again');
+  // A queue that filled before the first report: the round trip alone says so.
+  const late = new RedBooster(/** @type {any} */ ({ postMessage() {}, terminate() {} }));
+  assert.equal(late.report(0.6, 1400), 1);
+  assert.equal(late.report(0.6, 1300), 1);
+  assert.deepEqual(posted, [{ level: 3 }, { level: 1 }, { level: 3 }]);
 });
 
 /**

@@ -438,11 +438,18 @@ export class PeerLink extends EventTarget {
       const report = await this.pc.getStats().catch(() => null);
       if (!report || this.closed) return;
       this.redBoost.negotiated(sender);
+      /** @type {number | null} */
+      let pairRttMs = null;
       report.forEach((/** @type {any} */ s) => {
-        // Each receiver report once (the far end reports every 1-5 s).
+        if (s.type === 'candidate-pair' && s.nominated && typeof s.currentRoundTripTime === 'number') pairRttMs = s.currentRoundTripTime * 1000;
+      });
+      report.forEach((/** @type {any} */ s) => {
+        // Each receiver report once (the far end reports every 1-5 s), with
+        // the round trip it measured (else the ICE pair's).
         if (s.type !== 'remote-inbound-rtp' || s.kind !== 'audio' || s.timestamp === lastReport) return;
         lastReport = s.timestamp;
-        this.redBoost?.report(s.fractionLost);
+        const rttMs = typeof s.roundTripTime === 'number' ? s.roundTripTime * 1000 : pairRttMs;
+        this.redBoost?.report(s.fractionLost, rttMs);
       });
     }, 2_000);
   }

@@ -5,13 +5,20 @@
 // packet a sender sends to carry up to three earlier frames, as many as the
 // loss the far end reports calls for: one under 3 %, two under 12 %, three
 // above; up at once, down after two calmer reports in a row. Each extra
-// frame costs about the Opus bitrate again. The receiving browser needs
-// nothing: it decodes RED with any number of blocks.
+// frame costs about the Opus bitrate again, so loss that comes with a
+// queue (the round trip 150 ms above the lowest seen, or over 500 ms: a
+// link too thin for what is sent) sets it back to one at once, since more redundancy would
+// only fill the queue further. The receiving browser needs nothing: it
+// decodes RED with any number of blocks.
 
 /** The loss (0..1) each level starts at: level n+1 above LEVEL_AT[n]. */
 const LEVEL_AT = [0.03, 0.12];
 /** Reports in a row that must ask for less before the level falls. */
 const CALM_REPORTS = 2;
+/** A round trip this much above the lowest seen means a queue (congestion)... */
+const QUEUE_MS = 150;
+/** ...and so does one this long, whatever was seen before (a queue that filled before the first report). */
+const QUEUED_RTT_MS = 500;
 
 /** The redundancy a reported loss (0..1) calls for. */
 export function levelFor(/** @type {number} */ fractionLost) {
@@ -20,11 +27,14 @@ export function levelFor(/** @type {number} */ fractionLost) {
 
 /**
  * The level after one more report: up at once, down one step after
- * `CALM_REPORTS` reports in a row that call for less.
+ * `CALM_REPORTS` reports in a row that call for less; back to one at once
+ * when the link is `congested`.
  * @param {{level: number, calm: number}} state
  * @param {number} fractionLost
+ * @param {boolean} [congested]
  */
-export function nextLevel(state, fractionLost) {
+export function nextLevel(state, fractionLost, congested = false) {
+  if (congested) return { level: 1, calm: 0 };
   const wanted = levelFor(fractionLost);
   if (wanted >= state.level) return { level: wanted, calm: 0 };
   const calm = state.calm + 1;
@@ -35,6 +45,8 @@ export class RedBooster {
   /** @type {Worker} */ #worker;
   #state = { level: 1, calm: 0 };
   /** @type {number | null} */ #redPt = null;
+  /** @type {number | null} the lowest round trip seen, in ms */
+  #minRttMs = null;
 
   /**
    * Puts the transform on `sender`; null where the browser has no encoded
@@ -78,15 +90,23 @@ export class RedBooster {
     }
   }
 
+  /** Whether the last report looked like a queue rather than random loss. */
+  congested = false;
+
   /**
-   * Takes the loss (0..1) the far end reports for what this sender sends;
-   * returns the level now in force.
+   * Takes the loss (0..1) the far end reports for what this sender sends,
+   * and the round trip (ms) measured with it; returns the level now in force.
    * @param {number | null | undefined} fractionLost
+   * @param {number | null | undefined} [rttMs]
    */
-  report(fractionLost) {
+  report(fractionLost, rttMs) {
     if (typeof fractionLost !== 'number' || !Number.isFinite(fractionLost)) return this.level;
+    if (typeof rttMs === 'number' && Number.isFinite(rttMs) && rttMs > 0) {
+      this.#minRttMs = this.#minRttMs === null ? rttMs : Math.min(this.#minRttMs, rttMs);
+      this.congested = rttMs > this.#minRttMs + QUEUE_MS || rttMs > QUEUED_RTT_MS;
+    }
     const before = this.#state.level;
-    this.#state = nextLevel(this.#state, fractionLost);
+    this.#state = nextLevel(this.#state, fractionLost, this.congested);
     if (this.#state.level !== before) this.#worker.postMessage({ level: this.#state.level });
     return this.#state.level;
   }

@@ -1,10 +1,11 @@
 // One cell of the audio-quality bench (tests/bench/audio-quality.sh): a
 // speaker whose microphone is a speech WAV (Chromium's fake capture) and a
 // listener, in the project's own page, both forced through TURN
-// (`?relay=1`). The listener's TURN leg goes through the impairment relay
+// (`?relay=1`). The listener's TURN leg (the speaker's with
+// RELAY_ROLE=speaker) goes through the impairment relay
 // (tests/impair/relay.py): an init script points the iceServers its
 // RTCPeerConnections get at the relay (UDP only), so on the SFU path its
-// connection to the SFU, and in the mesh its link to the speaker, cross it.
+// connection to the SFU, and in the mesh its link to the other, cross it.
 //
 // With JANUS_URL set (the `janus` path) the two pages are not the project's
 // app but a blank page on Janus's HTTP origin running a small VideoRoom
@@ -18,7 +19,8 @@
 // The listener's inbound-rtp audio counters are read before and after.
 // Writes OUT/NAME.speaker.s16, OUT/NAME.listener.s16 and OUT/NAME.json.
 //
-// Env: URL (the stack), RELAY (host:port of the relay), SPEECH_WAV,
+// Env: URL (the stack), RELAY (host:port of the relay), RELAY_ROLE
+// (`listener`, the default, or `speaker`), SPEECH_WAV,
 // SILENCE_WAV, OUT, NAME, RECORD_SECS, JANUS_URL (the Janus path: its
 // HTTP API, e.g. http://127.0.0.1:8088/janus).
 
@@ -39,8 +41,16 @@ const OUT = env('OUT');
 const NAME = env('NAME');
 const RECORD_SECS = Number(process.env.RECORD_SECS ?? '24');
 const JANUS_URL = process.env.JANUS_URL ?? '';
+/** Whose TURN leg crosses the relay: `listener` (default) or `speaker`. */
+const RELAY_ROLE = process.env.RELAY_ROLE ?? 'listener';
+const relayFor = (/** @type {string} */ role) => (role === RELAY_ROLE ? RELAY : '');
 
-/** Init script: PCM capture, and for the listener the relay in its iceServers. */
+/**
+ * Init script: PCM capture (the speaker's microphone, the listener's
+ * received tracks), and the relay in the iceServers of the role that
+ * RELAY_ROLE names (the listener unless told otherwise; `relay` is empty
+ * for the other).
+ */
 function initScript(role, relay) {
   const body = (/** @type {string} */ role, /** @type {string} */ relay) => {
     const cap = { ctx: null, sum: null, chunks: [], on: false, t0: 0, taps: 0 };
@@ -73,25 +83,24 @@ function initScript(role, relay) {
         if (c?.audio) tap(stream);
         return stream;
       };
-    } else {
-      const Original = RTCPeerConnection;
-      const fix = (/** @type {any} */ cfg) =>
-        cfg?.iceServers
-          ? { ...cfg, iceServers: cfg.iceServers.filter((s) => s.username).map((s) => ({ ...s, urls: [`turn:${relay}?transport=udp`] })) }
-          : cfg;
-      class Impaired extends Original {
-        constructor(/** @type {any} */ cfg, /** @type {any[]} */ ...rest) {
-          // @ts-ignore
-          super(fix(cfg), ...rest);
-          this.addEventListener('track', (e) => tap(new MediaStream([e.track])));
-        }
-        setConfiguration(/** @type {any} */ cfg) {
-          return super.setConfiguration(fix(cfg));
-        }
-      }
-      // @ts-ignore
-      globalThis.RTCPeerConnection = Impaired;
     }
+    const Original = RTCPeerConnection;
+    const fix = (/** @type {any} */ cfg) =>
+      relay && cfg?.iceServers
+        ? { ...cfg, iceServers: cfg.iceServers.filter((s) => s.username).map((s) => ({ ...s, urls: [`turn:${relay}?transport=udp`] })) }
+        : cfg;
+    class Impaired extends Original {
+      constructor(/** @type {any} */ cfg, /** @type {any[]} */ ...rest) {
+        // @ts-ignore
+        super(fix(cfg), ...rest);
+        if (role !== 'speaker') this.addEventListener('track', (e) => tap(new MediaStream([e.track])));
+      }
+      setConfiguration(/** @type {any} */ cfg) {
+        return super.setConfiguration(fix(cfg));
+      }
+    }
+    // @ts-ignore
+    globalThis.RTCPeerConnection = Impaired;
     cap.start = () => {
       cap.chunks = [];
       cap.on = true;
@@ -138,7 +147,7 @@ function inbound(page) {
 
 async function user(role, name, wav) {
   const browser = await launch({ baseUrl: URL, args: [`--use-file-for-fake-audio-capture=${wav}`] });
-  await browser.context.addInitScript(initScript(role, RELAY));
+  await browser.context.addInitScript(initScript(role, relayFor(role)));
   const username = unique(name.toLowerCase());
   const password = `pw-${crypto.randomBytes(8).toString('hex')}`;
   await registerUser(URL, username, password, name);
@@ -161,7 +170,7 @@ async function turnServers() {
 /** A page on Janus's origin (same-origin requests to its API), nothing in it. */
 async function janusPage(role, wav) {
   const browser = await launch({ baseUrl: JANUS_URL, args: [`--use-file-for-fake-audio-capture=${wav}`] });
-  await browser.context.addInitScript(initScript(role, RELAY));
+  await browser.context.addInitScript(initScript(role, relayFor(role)));
   const blank = `${new globalThis.URL(JANUS_URL).origin}/aq-bench.html`;
   await browser.context.route(blank, (route) => route.fulfill({ contentType: 'text/html', body: '<!doctype html><title>aq</title>' }));
   await browser.page.goto(blank);
