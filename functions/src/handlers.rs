@@ -8,6 +8,7 @@ use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxy
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
+use tincan_signaling::ErrorCode;
 use tincan_store::{
     dynamo_client, sdk_config_in_lambda, ApiGatewayPush, ConnectionStore, DynamoConnectionStore,
     Push,
@@ -19,7 +20,7 @@ use tincan_ws_api::{
 use tracing::warn;
 
 use crate::config::{ConfigError, FunctionConfig};
-use crate::metrics::{MeteredPush, Metrics};
+use crate::metrics::{Code, Metric, Metrics, PushCounter};
 
 /// Most Management API endpoints (one per WebSocket API and stage) whose
 /// handlers a container keeps; past it, the cache starts over.
@@ -180,20 +181,22 @@ impl Deps {
             apis.clear();
         }
         let push: Arc<dyn Push> = Arc::new(ApiGatewayPush::new(&endpoint, &self.sdk));
-        let push: Arc<dyn Push> = Arc::new(MeteredPush::new(push));
-        let api = Arc::new(WsApi::new(WsApiConfig {
-            limits: self.config.limits,
-            tokens: self.config.tokens.clone(),
-            api_keys: self.config.api_keys.clone(),
-            store: self.store.clone(),
-            push,
-            ice: self.ice.clone(),
-            sfu: self.sfu.clone(),
-            calls: self.calls.clone(),
-            // Deleted accounts are refused by the store (deleted-user
-            // markers), not by asking MongoDB at every connect.
-            users: None,
-        }));
+        let api = Arc::new(
+            WsApi::new(WsApiConfig {
+                limits: self.config.limits,
+                tokens: self.config.tokens.clone(),
+                api_keys: self.config.api_keys.clone(),
+                store: self.store.clone(),
+                push,
+                ice: self.ice.clone(),
+                sfu: self.sfu.clone(),
+                calls: self.calls.clone(),
+                // Deleted accounts are refused by the store (deleted-user
+                // markers), not by asking MongoDB at every connect.
+                users: None,
+            })
+            .with_push_observer(Arc::new(PushCounter)),
+        );
         apis.insert(endpoint, api.clone());
         api
     }
@@ -272,20 +275,20 @@ pub async fn handle_connect(
         .await
     {
         Ok(()) => {
-            metrics.count("Connections");
+            metrics.count(Metric::Connections);
             response(200, "connected")
         }
         Err(ConnectError::Unauthorized(_)) => {
-            metrics.error("unauthorized");
+            metrics.error(Code::Unauthorized);
             response(401, "unauthorized")
         }
         Err(ConnectError::TooManySockets(max)) => {
-            metrics.error("rate-limited");
+            metrics.error(ErrorCode::RateLimited);
             too_many_sockets(max)
         }
         Err(err) => {
             warn!(error = %err, "connect failed");
-            metrics.error("store-unavailable");
+            metrics.error(ErrorCode::StoreUnavailable);
             response(503, "store unavailable")
         }
     };
@@ -318,7 +321,7 @@ pub async fn handle_disconnect(
                 ),
             )
             .await;
-        metrics.count("Disconnections");
+        metrics.count(Metric::Disconnections);
     }
     metrics.emit();
     Ok(response(200, "disconnected"))

@@ -1,8 +1,24 @@
 //! Counters of one media node, kept in atomics on the packet path and
-//! rendered in the Prometheus text format on demand.
+//! served on `/metrics` in the Prometheus text format.
+//!
+//! The hot path only adds to atomics ([`Metrics`]); a scrape takes a
+//! [`MetricsSnapshot`] (one instant, so `tincan_node_load` is always the sum
+//! of the allocations and SFU participants it reports beside it) and hands
+//! it to `prometheus-client` as a collector of constant metrics: names,
+//! types, labels, escaping and layout come from the library's encoder.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+    LabelSetEncoder, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
 /// Why an authenticated TURN request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,188 +235,251 @@ impl MetricsSnapshot {
         self.auth_failures_malformed + self.auth_failures_expired + self.auth_failures_bad_integrity
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
+    /// The Prometheus text exposition format (version 0.0.4), written by
+    /// `prometheus-client`'s encoder: what `/metrics` serves.
     pub fn to_prometheus(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        };
-        metric(
-            "tincan_node_load",
-            "gauge",
-            "The node's load: live TURN allocations plus SFU participants.",
-            &[("", self.load())],
-        );
-        metric(
-            "tincan_turn_allocations",
-            "gauge",
-            "Live TURN allocations.",
-            &[("", self.allocations)],
-        );
-        metric(
-            "tincan_turn_allocations_total",
-            "counter",
-            "TURN allocations created since start.",
-            &[("", self.allocations_total)],
-        );
-        let auth = [
-            (AuthFailure::Malformed, self.auth_failures_malformed),
-            (AuthFailure::Expired, self.auth_failures_expired),
-            (AuthFailure::BadIntegrity, self.auth_failures_bad_integrity),
-        ];
-        let labels: Vec<String> = auth
-            .iter()
-            .map(|(why, _)| format!("{{reason=\"{}\"}}", why.label()))
-            .collect();
-        let samples: Vec<(&str, u64)> = labels
-            .iter()
-            .zip(auth.iter())
-            .map(|(l, (_, v))| (l.as_str(), *v))
-            .collect();
-        metric(
-            "tincan_turn_auth_failures_total",
-            "counter",
-            "Authenticated TURN requests refused with 401.",
-            &samples,
-        );
-        metric(
-            "tincan_turn_quota_rejections_total",
-            "counter",
-            "Allocate requests refused with 486 (per-user quota).",
-            &[("", self.quota_rejections)],
-        );
-        metric(
-            "tincan_turn_drain_rejections_total",
-            "counter",
-            "Allocate requests refused with 403 while draining.",
-            &[("", self.drain_rejections)],
-        );
-        metric(
-            "tincan_turn_malformed_packets_total",
-            "counter",
-            "Datagrams or frames that were neither STUN nor ChannelData.",
-            &[("", self.malformed_packets)],
-        );
-        metric(
-            "tincan_turn_packets_total",
-            "counter",
-            "Packets by side (client: TURN listeners, peer: relay sockets) and direction.",
-            &[
-                ("{side=\"client\",direction=\"in\"}", self.client_packets_in),
-                (
-                    "{side=\"client\",direction=\"out\"}",
-                    self.client_packets_out,
-                ),
-                ("{side=\"peer\",direction=\"in\"}", self.peer_packets_in),
-                ("{side=\"peer\",direction=\"out\"}", self.peer_packets_out),
-            ],
-        );
-        metric(
-            "tincan_turn_bytes_total",
-            "counter",
-            "Bytes by side (client: TURN listeners, peer: relay sockets) and direction.",
-            &[
-                ("{side=\"client\",direction=\"in\"}", self.client_bytes_in),
-                ("{side=\"client\",direction=\"out\"}", self.client_bytes_out),
-                ("{side=\"peer\",direction=\"in\"}", self.peer_bytes_in),
-                ("{side=\"peer\",direction=\"out\"}", self.peer_bytes_out),
-            ],
-        );
-        metric(
-            "tincan_turn_tcp_connections",
-            "gauge",
-            "Open TURN-over-TCP and TURN-over-TLS connections.",
-            &[("", self.tcp_connections)],
-        );
-        metric(
-            "tincan_turn_tcp_dropped_frames_total",
-            "counter",
-            "Frames to TCP clients dropped because the connection was backed up.",
-            &[("", self.tcp_dropped_frames)],
-        );
-        metric(
-            "tincan_turn_tls_handshake_failures_total",
-            "counter",
-            "TURN-over-TLS connections whose TLS handshake failed or timed out.",
-            &[("", self.tls_handshake_failures)],
-        );
-        metric(
-            "tincan_turn_peer_denials_total",
-            "counter",
-            "Requests (403) and Send indications (dropped) naming a denied peer.",
-            &[("", self.peer_denials)],
-        );
-        metric(
-            "tincan_turn_ip_quota_rejections_total",
-            "counter",
-            "Allocate requests refused with 486 (per-client-address quota).",
-            &[("", self.ip_quota_rejections)],
-        );
-        metric(
-            "tincan_turn_nonce_challenges_total",
-            "counter",
-            "401 and 438 answers carrying a fresh stateless nonce.",
-            &[("", self.nonce_challenges)],
-        );
-        metric(
-            "tincan_turn_tcp_refused_total",
-            "counter",
-            "TCP and TLS connections refused at accept (node or per-address cap).",
-            &[("", self.tcp_refused)],
-        );
-        metric(
-            "tincan_turn_tcp_timeouts_total",
-            "counter",
-            "TCP and TLS connections closed: no first message in time, or idle.",
-            &[("", self.tcp_timeouts)],
-        );
-        metric(
-            "tincan_sfu_participants",
-            "gauge",
-            "SFU participants (peer connections to the node).",
-            &[("", self.sfu_participants)],
-        );
-        metric(
-            "tincan_sfu_rooms",
-            "gauge",
-            "Rooms with at least one SFU participant.",
-            &[("", self.sfu_rooms)],
-        );
-        metric(
-            "tincan_sfu_forwarded_streams",
-            "gauge",
-            "Receive slots with a speaker in them, over all SFU participants.",
-            &[("", self.sfu_streams)],
-        );
-        metric(
-            "tincan_sfu_packets_forwarded_total",
-            "counter",
-            "RTP packets the SFU forwarded (one per receiving slot).",
-            &[("", self.sfu_packets_forwarded)],
-        );
-        metric(
-            "tincan_sfu_packets_dropped_total",
-            "counter",
-            "Packets the SFU failed to send (full buffers, denied destinations, refused writes).",
-            &[("", self.sfu_packets_dropped)],
-        );
-        metric(
-            "tincan_sfu_packets_muted_total",
-            "counter",
-            "Packets of muted publishers the SFU discarded.",
-            &[("", self.sfu_packets_muted)],
-        );
-        metric(
-            "tincan_node_draining",
-            "gauge",
-            "1 while the node refuses new allocations.",
-            &[("", u64::from(self.draining))],
-        );
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Exposition(self.clone())));
+        let mut out = String::with_capacity(4096);
+        // Writing into a String cannot fail, and every name and label here
+        // is a constant; an error would leave the text cut short, not wrong.
+        if let Err(err) = prometheus_text::encode(&mut out, &registry) {
+            tracing::error!(error = %err, "could not encode the metrics");
+        }
         out
+    }
+}
+
+/// One snapshot as the families of `/metrics`, in the order they are
+/// served. Names are written in full as they are exported (dashboards,
+/// alarms and `publish-load` read them); the encoder adds a counter's
+/// `_total` itself, so [`counter`] takes it off first.
+#[derive(Debug)]
+struct Exposition(MetricsSnapshot);
+
+impl Collector for Exposition {
+    fn encode(&self, mut out: DescriptorEncoder) -> fmt::Result {
+        let s = &self.0;
+        gauge(
+            &mut out,
+            "tincan_node_load",
+            "The node's load: live TURN allocations plus SFU participants.",
+            s.load(),
+        )?;
+        gauge(
+            &mut out,
+            "tincan_turn_allocations",
+            "Live TURN allocations.",
+            s.allocations,
+        )?;
+        counter(
+            &mut out,
+            "tincan_turn_allocations_total",
+            "TURN allocations created since start.",
+            [(NoLabels, s.allocations_total)],
+        )?;
+        counter(
+            &mut out,
+            "tincan_turn_auth_failures_total",
+            "Authenticated TURN requests refused with 401.",
+            [
+                (AuthFailure::Malformed, s.auth_failures_malformed),
+                (AuthFailure::Expired, s.auth_failures_expired),
+                (AuthFailure::BadIntegrity, s.auth_failures_bad_integrity),
+            ]
+            .map(|(reason, n)| ([("reason", reason)], n)),
+        )?;
+        for (name, help, n) in [
+            (
+                "tincan_turn_quota_rejections_total",
+                "Allocate requests refused with 486 (per-user quota).",
+                s.quota_rejections,
+            ),
+            (
+                "tincan_turn_drain_rejections_total",
+                "Allocate requests refused with 403 while draining.",
+                s.drain_rejections,
+            ),
+            (
+                "tincan_turn_malformed_packets_total",
+                "Datagrams or frames that were neither STUN nor ChannelData.",
+                s.malformed_packets,
+            ),
+        ] {
+            counter(&mut out, name, help, [(NoLabels, n)])?;
+        }
+        counter(
+            &mut out,
+            "tincan_turn_packets_total",
+            "Packets by side (client: TURN listeners, peer: relay sockets) and direction.",
+            [
+                (Traffic::CLIENT_IN, s.client_packets_in),
+                (Traffic::CLIENT_OUT, s.client_packets_out),
+                (Traffic::PEER_IN, s.peer_packets_in),
+                (Traffic::PEER_OUT, s.peer_packets_out),
+            ],
+        )?;
+        counter(
+            &mut out,
+            "tincan_turn_bytes_total",
+            "Bytes by side (client: TURN listeners, peer: relay sockets) and direction.",
+            [
+                (Traffic::CLIENT_IN, s.client_bytes_in),
+                (Traffic::CLIENT_OUT, s.client_bytes_out),
+                (Traffic::PEER_IN, s.peer_bytes_in),
+                (Traffic::PEER_OUT, s.peer_bytes_out),
+            ],
+        )?;
+        gauge(
+            &mut out,
+            "tincan_turn_tcp_connections",
+            "Open TURN-over-TCP and TURN-over-TLS connections.",
+            s.tcp_connections,
+        )?;
+        for (name, help, n) in [
+            (
+                "tincan_turn_tcp_dropped_frames_total",
+                "Frames to TCP clients dropped because the connection was backed up.",
+                s.tcp_dropped_frames,
+            ),
+            (
+                "tincan_turn_tls_handshake_failures_total",
+                "TURN-over-TLS connections whose TLS handshake failed or timed out.",
+                s.tls_handshake_failures,
+            ),
+            (
+                "tincan_turn_peer_denials_total",
+                "Requests (403) and Send indications (dropped) naming a denied peer.",
+                s.peer_denials,
+            ),
+            (
+                "tincan_turn_ip_quota_rejections_total",
+                "Allocate requests refused with 486 (per-client-address quota).",
+                s.ip_quota_rejections,
+            ),
+            (
+                "tincan_turn_nonce_challenges_total",
+                "401 and 438 answers carrying a fresh stateless nonce.",
+                s.nonce_challenges,
+            ),
+            (
+                "tincan_turn_tcp_refused_total",
+                "TCP and TLS connections refused at accept (node or per-address cap).",
+                s.tcp_refused,
+            ),
+            (
+                "tincan_turn_tcp_timeouts_total",
+                "TCP and TLS connections closed: no first message in time, or idle.",
+                s.tcp_timeouts,
+            ),
+        ] {
+            counter(&mut out, name, help, [(NoLabels, n)])?;
+        }
+        for (name, help, n) in [
+            (
+                "tincan_sfu_participants",
+                "SFU participants (peer connections to the node).",
+                s.sfu_participants,
+            ),
+            (
+                "tincan_sfu_rooms",
+                "Rooms with at least one SFU participant.",
+                s.sfu_rooms,
+            ),
+            (
+                "tincan_sfu_forwarded_streams",
+                "Receive slots with a speaker in them, over all SFU participants.",
+                s.sfu_streams,
+            ),
+        ] {
+            gauge(&mut out, name, help, n)?;
+        }
+        for (name, help, n) in [
+            (
+                "tincan_sfu_packets_forwarded_total",
+                "RTP packets the SFU forwarded (one per receiving slot).",
+                s.sfu_packets_forwarded,
+            ),
+            (
+                "tincan_sfu_packets_dropped_total",
+                "Packets the SFU failed to send (full buffers, denied destinations, refused writes).",
+                s.sfu_packets_dropped,
+            ),
+            (
+                "tincan_sfu_packets_muted_total",
+                "Packets of muted publishers the SFU discarded.",
+                s.sfu_packets_muted,
+            ),
+        ] {
+            counter(&mut out, name, help, [(NoLabels, n)])?;
+        }
+        gauge(
+            &mut out,
+            "tincan_node_draining",
+            "1 while the node refuses new allocations.",
+            u64::from(s.draining),
+        )
+    }
+}
+
+/// One unlabelled gauge.
+fn gauge(out: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    let metric = ConstGauge::new(value);
+    metric.encode(out.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
+/// One counter family, `name` as exported (ending in `_total`), one sample
+/// per label set.
+fn counter<L: EncodeLabelSet>(
+    out: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> fmt::Result {
+    let stem = name.strip_suffix("_total").unwrap_or(name);
+    debug_assert_ne!(stem, name, "a counter's name ends in _total");
+    let mut family = out.encode_descriptor(stem, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// The empty label set (an unlabelled sample of a counter).
+struct NoLabels;
+
+impl EncodeLabelSet for NoLabels {
+    fn encode(&self, _: &mut LabelSetEncoder) -> fmt::Result {
+        Ok(())
+    }
+}
+
+impl EncodeLabelValue for AuthFailure {
+    fn encode(&self, out: &mut LabelValueEncoder) -> fmt::Result {
+        out.write_str(self.label())
+    }
+}
+
+/// The `side` and `direction` labels of the TURN traffic counters.
+struct Traffic {
+    side: &'static str,
+    direction: &'static str,
+}
+
+impl Traffic {
+    const CLIENT_IN: Self = Self::new("client", "in");
+    const CLIENT_OUT: Self = Self::new("client", "out");
+    const PEER_IN: Self = Self::new("peer", "in");
+    const PEER_OUT: Self = Self::new("peer", "out");
+
+    const fn new(side: &'static str, direction: &'static str) -> Self {
+        Self { side, direction }
+    }
+}
+
+impl EncodeLabelSet for Traffic {
+    fn encode(&self, out: &mut LabelSetEncoder) -> fmt::Result {
+        [("side", self.side), ("direction", self.direction)].encode(out)
     }
 }
 

@@ -18,6 +18,7 @@ use tincan_token::{TokenError, TokenKeys};
 use tracing::{debug, info, warn};
 
 use crate::call_log::CallLog;
+use crate::outbound::{Outbound, PushObserver, Pushed};
 use crate::sfu::SfuGateway;
 use crate::users::{UserDirectory, UserLookupError};
 use tincan_media_routing::IceServerSource;
@@ -85,6 +86,7 @@ pub enum ConnectError {
 pub struct WsApi {
     core: Core,
     config: WsApiConfig,
+    observer: Option<Arc<dyn PushObserver>>,
 }
 
 impl std::fmt::Debug for WsApi {
@@ -101,7 +103,14 @@ impl WsApi {
         Self {
             core: Core::new(config.limits),
             config,
+            observer: None,
         }
+    }
+
+    /// These handlers, telling `observer` of every push they make.
+    pub fn with_push_observer(mut self, observer: Arc<dyn PushObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The limits in force.
@@ -750,7 +759,7 @@ impl WsApi {
         let text = msg.to_json();
         let mut found_gone = None;
         if let Some(to) = connection_id {
-            match self.push(to, &text, gone).await {
+            match self.push(to, Outbound::Message(msg), &text, gone).await {
                 Pushed::Delivered | Pushed::Failed => return,
                 Pushed::Gone => found_gone = Some(to.to_owned()),
             }
@@ -804,10 +813,12 @@ impl WsApi {
                     debug!(peer_id, "signal for a participant that left; dropped");
                     return;
                 }
-                Ok(KeepOutcome::Attached(to)) => match self.push(&to, text, gone).await {
-                    Pushed::Delivered | Pushed::Failed => return,
-                    Pushed::Gone => found_gone = Some(to),
-                },
+                Ok(KeepOutcome::Attached(to)) => {
+                    match self.push(&to, Outbound::KeptSignal, text, gone).await {
+                        Pushed::Delivered | Pushed::Failed => return,
+                        Pushed::Gone => found_gone = Some(to),
+                    }
+                }
                 Err(err) => {
                     warn!(peer_id, error = %err, "could not keep a signal");
                     return;
@@ -837,7 +848,10 @@ impl WsApi {
         };
         let mut rest = kept.into_iter();
         for text in rest.by_ref() {
-            if let Pushed::Gone = self.push(connection_id, &text, gone).await {
+            if let Pushed::Gone = self
+                .push(connection_id, Outbound::KeptSignal, &text, gone)
+                .await
+            {
                 // Cut again mid-flush: keep this and the rest for the next
                 // resume, or follow the participant if it resumed already.
                 let found_gone = Some(connection_id.to_owned());
@@ -880,12 +894,27 @@ impl WsApi {
     }
 
     async fn send(&self, to: &str, msg: &ServerMessage, gone: &mut VecDeque<String>) {
-        self.push(to, &msg.to_json(), gone).await;
+        self.push(to, Outbound::Message(msg), &msg.to_json(), gone)
+            .await;
     }
 
-    /// Pushes `text` to connection `to`; a connection found gone is queued
-    /// in `gone` for cleanup.
-    async fn push(&self, to: &str, text: &str, gone: &mut VecDeque<String>) -> Pushed {
+    /// Pushes `text` (`message`, serialized) to connection `to`, and tells
+    /// the observer; a connection found gone is queued in `gone` for cleanup.
+    async fn push(
+        &self,
+        to: &str,
+        message: Outbound<'_>,
+        text: &str,
+        gone: &mut VecDeque<String>,
+    ) -> Pushed {
+        let pushed = self.push_text(to, text, gone).await;
+        if let Some(observer) = &self.observer {
+            observer.pushed(message, pushed);
+        }
+        pushed
+    }
+
+    async fn push_text(&self, to: &str, text: &str, gone: &mut VecDeque<String>) -> Pushed {
         match self.config.push.send(to, text).await {
             Ok(()) => Pushed::Delivered,
             Err(PushError::Gone(_)) => {
@@ -960,15 +989,6 @@ fn last_seen(s: &Stranded, rate: MessageRate, now_ms: u64) -> u64 {
         .max(s.joined_at_ms)
         .min(record.connected_at_ms.saturating_add(MAX_CONNECTION_MS))
         .min(now_ms)
-}
-
-/// What became of one push.
-enum Pushed {
-    Delivered,
-    /// The connection is gone (410): its participant is detached.
-    Gone,
-    /// Any other failure, logged.
-    Failed,
 }
 
 /// A random URL-safe id of `bytes` random bytes.

@@ -12,6 +12,7 @@ mod api;
 #[cfg(feature = "call-history")]
 mod call_history;
 mod call_log;
+mod outbound;
 mod sfu;
 mod users;
 
@@ -19,6 +20,7 @@ pub use crate::api::{ConnectError, Swept, WsApi, WsApiConfig};
 #[cfg(feature = "call-history")]
 pub use crate::call_history::AccountsCallLog;
 pub use crate::call_log::{CallLog, CallLogError};
+pub use crate::outbound::{Outbound, PushObserver, Pushed};
 pub use crate::sfu::{NoSfu, NodeSfu, SfuError, SfuGateway};
 #[cfg(feature = "call-history")]
 pub use crate::users::AccountsUsers;
