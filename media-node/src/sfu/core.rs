@@ -610,3 +610,7 @@ fn reschedule(timers: &mut BinaryHeap<Reverse<(Instant, Timer)>>, key: Key, p: &
         }
     }
 }
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

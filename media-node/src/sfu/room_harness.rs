@@ -50,6 +50,7 @@ struct Sim {
 
 struct World {
     rooms: Rooms,
+    room_max: usize,
     sims: BTreeMap<Key, Sim>,
     next_key: Key,
     now: Instant,
@@ -61,9 +62,10 @@ struct World {
 }
 
 impl World {
-    fn new(start: Instant) -> Self {
+    fn new(start: Instant, room_max: usize) -> Self {
         Self {
-            rooms: Rooms::new(ROOM_MAX),
+            rooms: Rooms::new(room_max),
+            room_max,
             sims: BTreeMap::new(),
             next_key: 1,
             now: start,
@@ -176,12 +178,12 @@ impl World {
             }
             Err(Refusal::RoomFull) => {
                 self.full += 1;
-                if self.draining || others < ROOM_MAX {
+                if self.draining || others < self.room_max {
                     failures.push(format!("{peer} refused from {room} with {others} others"));
                 }
             }
             Ok(replaced) => {
-                if self.draining || others >= ROOM_MAX || replaced != existing {
+                if self.draining || others >= self.room_max || replaced != existing {
                     failures.push(format!(
                         "{peer} admitted to {room} with {others} others (draining {}), \
                          replacing {replaced:?} not {existing:?}",
@@ -268,7 +270,7 @@ impl World {
         }
         for room in &rooms {
             let n = self.sims.values().filter(|s| s.room == *room).count();
-            if n > ROOM_MAX {
+            if n > self.room_max {
                 failures.push(format!("{room} holds {n}"));
             }
         }
@@ -380,7 +382,7 @@ impl World {
 
 fn run_seed(seed: u64) -> (Vec<String>, World) {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut world = World::new(Instant::now());
+    let mut world = World::new(Instant::now(), ROOM_MAX);
     let mut failures = Vec::new();
     let mut log = Vec::new();
     for _ in 0..STEPS {
@@ -429,4 +431,105 @@ fn a_seed_replays_the_same_run() {
         (world.frame, world.next_key, slots)
     };
     assert_eq!(frames(7), frames(7));
+}
+
+/// The story of the SFU's end-to-end speaker test, on the virtual clock,
+/// where the times can be exact: four speak at -10, -20, -30 and -45 dBov,
+/// a fifth louder still but muted, someone loud in another room.
+#[test]
+fn the_loudest_own_the_slots_and_a_speaker_who_stops_is_replaced_within_a_second() {
+    let mut world = World::new(Instant::now(), 5);
+    let mut failures = Vec::new();
+    for (peer, muted) in [("p1", false), ("p2", false), ("p3", false), ("p4", false)] {
+        world.join("blue", peer, muted, MAX_SLOTS, &mut failures);
+    }
+    world.join("blue", "p5", true, MAX_SLOTS, &mut failures);
+    world.join("green", "q1", false, MAX_SLOTS, &mut failures);
+    // The room is full now.
+    world.join("blue", "p6", false, MAX_SLOTS, &mut failures);
+    assert_eq!(world.full, 1);
+    let key = |w: &World, peer: &str| {
+        w.sims
+            .iter()
+            .find(|(_, s)| s.peer == peer)
+            .map(|(k, _)| *k)
+            .unwrap()
+    };
+    for (peer, level) in [
+        ("p1", 10),
+        ("p2", 20),
+        ("p3", 30),
+        ("p4", 45),
+        ("p5", 3),
+        ("q1", 1),
+    ] {
+        let k = key(&world, peer);
+        world.rooms.open_channel(k);
+        let sim = world.sims.get_mut(&k).unwrap();
+        sim.channel = true;
+        sim.level = Some(level);
+    }
+    let heard = |w: &World, peer: &str| -> BTreeSet<String> {
+        w.rooms
+            .slots(key(w, peer))
+            .iter()
+            .flatten()
+            .map(|k| w.sims[k].peer.clone())
+            .collect()
+    };
+    let set =
+        |peers: &[&str]| -> BTreeSet<String> { peers.iter().map(|p| (*p).to_owned()).collect() };
+    // One second of speech settles it: the loudest three but oneself.
+    for _ in 0..50 {
+        world.frame_passes(&mut failures);
+        world.check(&mut failures);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(heard(&world, "p1"), set(&["p2", "p3", "p4"]));
+    assert_eq!(heard(&world, "p2"), set(&["p1", "p3", "p4"]));
+    assert_eq!(heard(&world, "p4"), set(&["p1", "p2", "p3"]));
+    assert_eq!(heard(&world, "p5"), set(&["p1", "p2", "p3"]));
+    assert!(heard(&world, "q1").is_empty());
+
+    // p1 stops: it leaves every slot one silence timeout (plus a tick)
+    // after its last voice, and p4 takes its place.
+    let p1 = key(&world, "p1");
+    world.sims.get_mut(&p1).unwrap().level = None;
+    let stopped = world.now;
+    while ["p2", "p3", "p4", "p5"]
+        .iter()
+        .any(|p| heard(&world, p).contains("p1"))
+    {
+        world.frame_passes(&mut failures);
+        world.check(&mut failures);
+        assert!(world.now - stopped <= Duration::from_secs(3));
+    }
+    let released = world.now - stopped;
+    assert!(
+        released >= crate::sfu::speakers::SILENCE_TIMEOUT
+            && released <= crate::sfu::speakers::SILENCE_TIMEOUT + 2 * FRAME * TICK_EVERY,
+        "{released:?}"
+    );
+    assert_eq!(heard(&world, "p2"), set(&["p3", "p4"]));
+    assert_eq!(heard(&world, "p5"), set(&["p2", "p3", "p4"]));
+
+    // A mute takes p2 out at once, before any tick; a leave takes p3 out.
+    let p2 = key(&world, "p2");
+    world.rooms.set_muted(p2, true);
+    world.sims.get_mut(&p2).unwrap().muted = true;
+    assert!(world
+        .sims
+        .keys()
+        .all(|k| !world.rooms.slots(*k).contains(&Some(p2))));
+    let p3 = key(&world, "p3");
+    world.rooms.remove(p3);
+    world.sims.remove(&p3);
+    world.check(&mut failures);
+    for _ in 0..10 {
+        world.frame_passes(&mut failures);
+        world.check(&mut failures);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(heard(&world, "p5"), set(&["p4"]));
+    assert!(heard(&world, "q1").is_empty());
 }
