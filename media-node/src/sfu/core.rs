@@ -305,30 +305,23 @@ impl SfuCore {
             due.push((at, timer));
         }
         for (at, timer) in due {
+            // A stale entry: the deadline moved since, or its connection
+            // is gone or up.
+            if !self.is_live(at, timer) {
+                continue;
+            }
             match timer {
                 Timer::Connection(key) => {
                     let Some(p) = self.participants.get_mut(&key) else {
                         continue;
                     };
-                    // A stale entry: the deadline moved since.
-                    if p.deadline != Some(at) {
-                        continue;
-                    }
                     p.deadline = None;
                     if let Err(err) = p.pc.handle_timeout(now) {
                         tracing::debug!(error = %err, "SFU connection timeout handling");
                     }
                     self.pump(key, now);
                 }
-                Timer::ConnectBy(key) => {
-                    if self
-                        .participants
-                        .get(&key)
-                        .is_some_and(|p| !p.connected && p.connect_by == at)
-                    {
-                        self.remove(key, "never connected");
-                    }
-                }
+                Timer::ConnectBy(key) => self.remove(key, "never connected"),
             }
         }
         if now >= self.next_tick {
@@ -338,11 +331,31 @@ impl SfuCore {
         self.compact_timers();
     }
 
-    /// When [`SfuCore::handle_timeout`] is next due.
-    pub(crate) fn poll_timeout(&self) -> Instant {
-        self.timers
-            .peek()
-            .map_or(self.next_tick, |Reverse((at, _))| (*at).min(self.next_tick))
+    /// When [`SfuCore::handle_timeout`] is next due. Stale entries (a
+    /// deadline that moved since it was pushed) are dropped from the top of
+    /// the heap first, so the caller never wakes for nothing.
+    pub(crate) fn poll_timeout(&mut self) -> Instant {
+        while let Some(&Reverse((at, timer))) = self.timers.peek() {
+            if self.is_live(at, timer) {
+                return at.min(self.next_tick);
+            }
+            self.timers.pop();
+        }
+        self.next_tick
+    }
+
+    /// A heap entry still stands for a deadline.
+    fn is_live(&self, at: Instant, timer: Timer) -> bool {
+        match timer {
+            Timer::Connection(key) => self
+                .participants
+                .get(&key)
+                .is_some_and(|p| p.deadline == Some(at)),
+            Timer::ConnectBy(key) => self
+                .participants
+                .get(&key)
+                .is_some_and(|p| !p.connected && p.connect_by == at),
+        }
     }
 
     /// The next datagram to send.

@@ -453,6 +453,13 @@ fn on_a_virtual_clock_the_loudest_reach_each_slot_and_the_events_name_them() {
         .heard
         .iter()
         .all(|(_, id)| *id != 5 && *id != 4 && *id != c.id)));
+    // The deadline heap holds about one entry per connection, not one per
+    // packet.
+    assert!(
+        net.core.timers.len() <= 64 + 4 * 5,
+        "{}",
+        net.core.timers.len()
+    );
     let tally = net.core.take_tally();
     assert!(tally.forwarded > 0 && tally.muted > 0, "{tally:?}");
     assert_eq!(
