@@ -376,6 +376,21 @@ fn set(peers: &[&str]) -> BTreeSet<String> {
     peers.iter().map(|p| (*p).to_owned()).collect()
 }
 
+/// The packets a participant received at least `window` after its latest
+/// `active-speakers` event.
+fn packets_after_event(p: &Participant, window: Duration) -> usize {
+    p.snapshot(|r| {
+        let Some((at, _)) = r.speakers.last() else {
+            return 0;
+        };
+        r.slots
+            .values()
+            .flatten()
+            .filter(|(arrived, ..)| *arrived >= *at + window)
+            .count()
+    })
+}
+
 /// Every slot's packets of the last `window` come from the publisher the
 /// latest event puts there; nobody hears itself; returns the number of
 /// packets checked.
@@ -458,8 +473,19 @@ async fn loudest_publishers_own_the_slots_and_events_match_the_media() {
             .map(|p| (p.peer.clone(), heard(p)))
             .collect::<Vec<_>>()
     );
-    // Let media flow on the settled assignment, then compare.
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Wait (bounded) for media to flow on the settled assignment, then
+    // compare.
+    let window = Duration::from_millis(200);
+    assert!(
+        eventually(Duration::from_secs(10), || ps
+            .iter()
+            .all(|p| packets_after_event(p, window) >= 20))
+        .await,
+        "media on the settled slots: {:?}",
+        ps.iter()
+            .map(|p| (p.peer.clone(), packets_after_event(p, window)))
+            .collect::<Vec<_>>()
+    );
     for p in &ps {
         let checked = slots_agree_with_events(p, &names, Duration::from_millis(200));
         assert!(checked > 0, "{} received media on its slots", p.peer);
@@ -640,8 +666,9 @@ async fn the_control_listener_caps_connections_and_cuts_silent_ones() {
     for _ in 0..2 {
         silent.push(tokio::net::TcpStream::connect(control).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // ...so a third is closed at once, without a reply.
+    // ...so a third is closed at once, without a reply (the listener
+    // accepts in the order the connections were made, so no wait is
+    // needed for the first two to be counted).
     let mut third = tokio::net::TcpStream::connect(control).await.unwrap();
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))

@@ -2,9 +2,11 @@
 //! microphone on the first audio m-line and the receive slots on the next
 //! ones, each with its own SSRC.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use rand::distr::{Alphanumeric, SampleString};
+use rand::Rng;
 use rtc::interceptor::{Registry, Slot as ChainSlot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::configuration::interceptor_registry::{
@@ -22,7 +24,6 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 use rtc::rtp_transceiver::{RTCRtpSenderId, RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 
-use super::engine::{JoinError, Settings};
 use super::forward::SlotStream;
 use super::red::{RedEncoder, MIME_TYPE_RED};
 use super::reports::DeliverReports;
@@ -49,14 +50,28 @@ pub(crate) struct AudioPayloadTypes {
     pub(crate) red: Option<u8>,
 }
 
-/// A connection answering `offer`, with its receive slots.
+/// Why an offer cannot be answered (the `rtc` core's reason, for logs).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct SdpError(pub(crate) String);
+
+/// What an answer is built from: the receive slots to offer, the address
+/// of the host candidate, and the connection's local ICE ufrag.
+pub(crate) struct AnswerParams<'a> {
+    pub(crate) slots: usize,
+    pub(crate) advertised: SocketAddr,
+    pub(crate) ufrag: &'a str,
+}
+
+/// A connection answering `offer`, with its receive slots; its ICE
+/// password, stream id and SSRCs drawn from `rng`.
 pub(crate) fn answerer(
-    settings: &Settings,
-    ufrag: &str,
+    params: &AnswerParams<'_>,
     offer: String,
+    rng: &mut impl Rng,
     now: Instant,
-) -> Result<(RTCPeerConnection, Vec<Slot>), JoinError> {
-    let bad = |e: rtc::shared::error::Error| JoinError::BadSdp(e.to_string());
+) -> Result<(RTCPeerConnection, Vec<Slot>), SdpError> {
+    let bad = |e: rtc::shared::error::Error| SdpError(e.to_string());
     let offer = RTCSessionDescription::offer(offer).map_err(bad)?;
     let mut media = MediaEngine::default();
     media
@@ -84,10 +99,10 @@ pub(crate) fn answerer(
         &mut media,
     )
     .map_err(bad)?;
-    let password = Alphanumeric.sample_string(&mut rand::rng(), 32);
+    let password = Alphanumeric.sample_string(rng, 32);
     let setting = SettingEngineBuilder::new()
         .with_lite(true)
-        .with_ice_credentials(ufrag.to_owned(), password)
+        .with_ice_credentials(params.ufrag.to_owned(), password)
         .build();
     let mut pc = RTCPeerConnectionBuilder::new()
         .with_configuration(RTCConfigurationBuilder::new().build())
@@ -106,10 +121,10 @@ pub(crate) fn answerer(
         Some(recv(RTCRtpTransceiverDirection::Recvonly)),
     )
     .map_err(bad)?;
-    let stream_id = Alphanumeric.sample_string(&mut rand::rng(), 12);
-    let mut transceivers = Vec::with_capacity(settings.slots);
-    for slot in 0..settings.slots {
-        let ssrc = rand::random::<u32>();
+    let stream_id = Alphanumeric.sample_string(rng, 12);
+    let mut transceivers = Vec::with_capacity(params.slots);
+    for slot in 0..params.slots {
+        let ssrc = rng.random::<u32>();
         let encoding = RTCRtpEncodingParameters {
             rtp_coding_parameters: RTCRtpCodingParameters {
                 ssrc: Some(ssrc),
@@ -142,15 +157,15 @@ pub(crate) fn answerer(
     let candidate = CandidateHostConfig {
         base_config: CandidateConfig {
             network: "udp".to_owned(),
-            address: settings.advertised.ip().to_string(),
-            port: settings.advertised.port(),
+            address: params.advertised.ip().to_string(),
+            port: params.advertised.port(),
             component: 1,
             ..Default::default()
         },
         ..Default::default()
     }
     .new_candidate_host()
-    .map_err(|e| JoinError::BadSdp(e.to_string()))?;
+    .map_err(|e| SdpError(e.to_string()))?;
     let init = RTCIceCandidate::from(&candidate).to_json().map_err(bad)?;
     pc.add_local_candidate(init).map_err(bad)?;
     let answer = pc.create_answer(None).map_err(bad)?;

@@ -27,7 +27,8 @@ use tincan_sfu_control::{
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use super::engine::{Command, JoinError};
+use super::core::JoinError;
+use super::engine::Command;
 use crate::conn_caps::ConnCaps;
 
 /// How long a command may wait for the engine.

@@ -5,17 +5,24 @@
 //! numbers and timestamps per slot ([`forward`]), and announces on the
 //! `tincan` data channel ([`speakers`]). Opus is forwarded, never decoded.
 //!
-//! Built on the sans-IO `rtc` core of webrtc-rs: one task ([`engine`])
-//! owns every connection and one UDP socket; the control API ([`control`])
-//! talks to it over a bounded channel.
+//! Built on the sans-IO `rtc` core of webrtc-rs, in layers that import
+//! downwards only: [`room`] (membership, levels, slots and
+//! `active-speakers`, with no connection at all) under [`core`] (every
+//! connection and the forwarding, IO-free: it takes `now` and returns
+//! datagrams and deadlines) under [`engine`] (the one task that owns the
+//! UDP socket, the clock and the metrics); the control API ([`control`])
+//! talks to the engine over a bounded channel.
 
 pub(crate) mod connection;
 pub(crate) mod control;
+pub(crate) mod core;
 pub(crate) mod engine;
 pub(crate) mod forward;
 pub(crate) mod red;
 pub(crate) mod reports;
+pub(crate) mod room;
 pub(crate) mod speakers;
+pub(crate) mod stun;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::AtomicBool;
