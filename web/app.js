@@ -34,7 +34,7 @@ const client = new TincanClient({
   audioContainer: $('audio-sink'),
   opus: {
     dtx: params.get('dtx') === '1',
-    red: params.get('red') !== '0',
+    red: params.get('red') === 'auto' ? 'auto' : params.get('red') !== '0',
     maxBitrateKbps: Number(params.get('maxbitrate')) || null,
   },
 });

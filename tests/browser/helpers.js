@@ -481,3 +481,98 @@ export function sfuState(page) {
     };
   });
 }
+
+const RELAY_PY = path.resolve(here, '..', 'impair', 'relay.py');
+
+/**
+ * Starts the seeded impairment relay (tests/impair/relay.py) in front of
+ * `upstream` (e.g. a stack's TURN server) on 127.0.0.2, with `--control`:
+ * `set(direction, spec)` changes an impairment while it runs (`set('up',
+ * '')` for none) and resolves once the relay has taken it. Stopped by
+ * `stop()` (its counters as it printed them), or by `closeAll()`.
+ * @param {string} upstream  HOST:PORT
+ * @param {{up?: string, down?: string, seed?: number}} [options]
+ * @returns {Promise<{addr: string, set: (direction: 'up' | 'down', spec: string) => Promise<void>, stop: () => Promise<string>}>}
+ */
+export async function startImpairRelay(upstream, options = {}) {
+  const args = ['-u', RELAY_PY, '--listen', '127.0.0.2:0', '--upstream', upstream, '--seed', String(options.seed ?? 7), '--control'];
+  if (options.up) args.push('--up', options.up);
+  if (options.down) args.push('--down', options.down);
+  const child = spawn('python3', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  /** @type {Array<() => void>} */
+  let waiters = [];
+  child.stdout?.on('data', (chunk) => {
+    out += chunk;
+    for (const wake of waiters) wake();
+  });
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+    for (const wake of waiters) wake();
+  });
+  /** Waits until `out` matches `re` (bounded). */
+  const line = (/** @type {RegExp} */ re, /** @type {string} */ what) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`relay: no ${what} in 15 s: ${out}`)), 15_000);
+      const check = () => {
+        const m = re.exec(out);
+        if (m) done(null, m);
+        else if (exited) done(new Error(`relay exited: ${out}`));
+      };
+      const done = (/** @type {Error | null} */ error, /** @type {RegExpExecArray | undefined} */ m = undefined) => {
+        clearTimeout(timer);
+        waiters = waiters.filter((w) => w !== check);
+        if (error) reject(error);
+        else resolve(/** @type {RegExpExecArray} */ (m));
+      };
+      waiters.push(check);
+      check();
+    });
+  const addr = (/** @type {RegExpExecArray} */ (await line(/^ready (\S+)$/m, 'ready line')))[1];
+  let replies = 0;
+  const stop = async () => {
+    if (!exited) {
+      child.kill('SIGTERM');
+      await line(/^stats .*$/m, 'stats line').catch(() => null);
+    }
+    return /^stats (.*)$/m.exec(out)?.[1] ?? '';
+  };
+  const close = async () => {
+    openBrowsers.delete(close);
+    await stop();
+  };
+  openBrowsers.add(close);
+  return {
+    addr,
+    stop,
+    async set(direction, spec) {
+      replies += 1;
+      child.stdin?.write(`${direction} ${spec}\n`);
+      const want = replies;
+      const m = await line(new RegExp(`^(?:(?:ok|error).*\\n){${want}}`, 'm'), `reply to "${direction} ${spec}"`);
+      const last = m[0].trim().split('\n').pop() ?? '';
+      if (!last.startsWith('ok')) throw new Error(`relay refused "${direction} ${spec}": ${last}`);
+    },
+  };
+}
+
+/**
+ * Init script: every RTCPeerConnection of the page uses only `relayAddr`
+ * as its TURN server (UDP), with the credentials the server handed out, so
+ * all its media crosses the impairment relay.
+ * @param {string} relayAddr
+ */
+export function turnThrough(relayAddr) {
+  return `(() => {
+    const Original = RTCPeerConnection;
+    const fix = (cfg) => cfg && cfg.iceServers
+      ? { ...cfg, iceServers: cfg.iceServers.filter((s) => s.username).map((s) => ({ ...s, urls: ['turn:${relayAddr}?transport=udp'] })) }
+      : cfg;
+    class ThroughRelay extends Original {
+      constructor(cfg, ...rest) { super(fix(cfg), ...rest); }
+      setConfiguration(cfg) { return super.setConfiguration(fix(cfg)); }
+    }
+    globalThis.RTCPeerConnection = ThroughRelay;
+  })();`;
+}
