@@ -576,3 +576,39 @@ export function turnThrough(relayAddr) {
     globalThis.RTCPeerConnection = ThroughRelay;
   })();`;
 }
+
+/**
+ * A 48 kHz mono WAV of a steady sine (4 s, looped by Chromium), for
+ * `--use-file-for-fake-audio-capture`: Chromium's own fake microphone then
+ * plays it. Calls longer than about a minute need it: the Web Audio tone
+ * of `toneHz` stops when the page's AudioContext reports a device error
+ * ("The AudioContext encountered an error from the audio device"), seen
+ * in headless Chromium here after 12-50 s, and its sender then goes quiet.
+ * Returns the Chromium flag.
+ * @param {number} hz
+ */
+export function toneFileArg(hz) {
+  const file = path.join(os.tmpdir(), `tincan-tone-${hz}.wav`);
+  if (!fs.existsSync(file)) {
+    const rate = 48_000;
+    const samples = rate * 4;
+    const data = Buffer.alloc(44 + samples * 2);
+    data.write('RIFF', 0);
+    data.writeUInt32LE(36 + samples * 2, 4);
+    data.write('WAVEfmt ', 8);
+    data.writeUInt32LE(16, 16);
+    data.writeUInt16LE(1, 20); // PCM
+    data.writeUInt16LE(1, 22); // mono
+    data.writeUInt32LE(rate, 24);
+    data.writeUInt32LE(rate * 2, 28);
+    data.writeUInt16LE(2, 32);
+    data.writeUInt16LE(16, 34);
+    data.write('data', 36);
+    data.writeUInt32LE(samples * 2, 40);
+    for (let i = 0; i < samples; i += 1) data.writeInt16LE(Math.round(9000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2);
+    const tmp = `${file}.${process.pid}`;
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  }
+  return `--use-file-for-fake-audio-capture=${file}`;
+}

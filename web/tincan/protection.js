@@ -31,13 +31,16 @@
 //
 // What is measured: the loss on what we send, from the receiver reports
 // (`remote-inbound-rtp` `fractionLost`, one sample per new report: about
-// every 5-7 s between two Chromiums, every second from the SFU), smoothed
-// over time with an asymmetric filter: a rise counts almost at once
-// (time constant RISE_TAU_MS), a fall slowly (FALL_TAU_MS). A level is
-// raised when the smoothed loss reaches its RAISE_PCT, and lowered one step
-// when it is below that level's LOWER_PCT and the level has held for
-// HOLD_MS: the gap between the two thresholds is what keeps it from
-// flapping. The loss and concealment of what we receive are measured too
+// every 5-7 s between two Chromiums, every second from the SFU), averaged
+// over about the last SMOOTH_PACKETS packets (each report weighs as many
+// packets as we sent since the one before, so a short report moves it
+// little: sampling noise alone cannot raise a level). A level is raised as
+// soon as that average reaches its RAISE_PCT, and lowered one step only
+// when the average is under that level's LOWER_PCT and the level has held
+// for HOLD_MS: raised fast, lowered slowly, and the gap between the two
+// thresholds keeps a steady loss from flapping between levels (checked on
+// a virtual clock over seeded noisy loss in tests/browser/protection.test.js).
+// The loss and concealment of what we receive are measured too
 // (`inbound-rtp` deltas) and shown, but they are the sender's to protect.
 
 /** @typedef {0 | 1 | 2} ProtectionLevel */
@@ -57,14 +60,16 @@
  */
 
 export const PROTECTION_NAMES = Object.freeze(/** @type {const} */ (['clean', 'red', 'robust']));
-/** Smoothed send loss (%) at which each level is reached. */
-export const RAISE_PCT = Object.freeze({ 1: 2, 2: 8 });
-/** Smoothed send loss (%) under which each level may step down. */
+/** Averaged send loss (%) at which each level is reached. */
+export const RAISE_PCT = Object.freeze({ 1: 2, 2: 10 });
+/** Averaged send loss (%) under which each level may step down. */
 export const LOWER_PCT = Object.freeze({ 1: 0.5, 2: 3 });
 /** A level holds at least this long before it steps down. */
-export const HOLD_MS = 5_000;
-export const RISE_TAU_MS = 1_000;
-export const FALL_TAU_MS = 5_000;
+export const HOLD_MS = 10_000;
+/** The loss is averaged over about this many packets (5 s of 20 ms packets). */
+export const SMOOTH_PACKETS = 250;
+/** Packets per second assumed when a report's packet count is unknown. */
+const DEFAULT_PPS = 50;
 /** Level 2's packet time and Opus target cap. */
 export const ROBUST_PTIME_MS = 60;
 export const ROBUST_MAX_BITRATE_KBPS = 24;
@@ -87,15 +92,15 @@ export function protectionSettings(level, opus = {}) {
 }
 
 /**
- * One step of the asymmetric filter.
+ * One step of the average (which starts from a clean link): `sample`
+ * weighs as much as the `packets` it was measured on.
  * @param {number | null} previous
  * @param {number} sample
- * @param {number} dtMs
+ * @param {number} packets
  */
-function smooth(previous, sample, dtMs) {
-  if (previous === null) return sample;
-  const tau = sample > previous ? RISE_TAU_MS : FALL_TAU_MS;
-  return previous + (1 - Math.exp(-Math.max(0, dtMs) / tau)) * (sample - previous);
+function smooth(previous, sample, packets) {
+  if (previous === null) previous = 0;
+  return previous + (1 - Math.exp(-Math.max(0, packets) / SMOOTH_PACKETS)) * (sample - previous);
 }
 
 /**
@@ -117,10 +122,13 @@ export class ProtectionTracker {
    * One new receiver report about what we send. Returns the new level if it changed, else null.
    * @param {number} lossPct  the report's fraction lost, in %
    * @param {number} now
+   * @param {number | null} [packets]  packets sent since the previous report
+   *   (unknown: DEFAULT_PPS over the time since it)
    * @returns {ProtectionLevel | null}
    */
-  sendReport(lossPct, now) {
-    this.sendLossPct = smooth(this.sendLossPct, lossPct, now - (this.sendAt ?? now));
+  sendReport(lossPct, now, packets = null) {
+    const n = packets ?? ((now - (this.sendAt ?? now)) * DEFAULT_PPS) / 1000;
+    this.sendLossPct = smooth(this.sendLossPct, lossPct, n);
     this.sendAt = now;
     const loss = this.sendLossPct;
     const level = this.level;
@@ -142,38 +150,42 @@ export class ProtectionTracker {
    * @param {number} now
    */
   receive(lossPct, concealedPct, now) {
-    const dt = now - (this.recvAt ?? now);
-    if (lossPct !== null) this.recvLossPct = smooth(this.recvLossPct, lossPct, dt);
-    if (concealedPct !== null) this.concealedPct = smooth(this.concealedPct, concealedPct, dt);
+    const n = ((now - (this.recvAt ?? now)) * DEFAULT_PPS) / 1000;
+    if (lossPct !== null) this.recvLossPct = smooth(this.recvLossPct, lossPct, n);
+    if (concealedPct !== null) this.concealedPct = smooth(this.concealedPct, concealedPct, n);
     this.recvAt = now;
   }
 }
 
 /**
- * @typedef {{reportAt: number | null, reportLost: number | null, concealed: number, samples: number}} LossCursor
+ * @typedef {{reportAt: number | null, reportLost: number | null, reportSent: number | null, concealed: number,
+ *   samples: number}} LossCursor
  *   what the previous look at a report saw
  */
 
 /** @returns {LossCursor} */
 export function newLossCursor() {
-  return { reportAt: null, reportLost: null, concealed: 0, samples: 0 };
+  return { reportAt: null, reportLost: null, reportSent: null, concealed: 0, samples: 0 };
 }
 
 /**
  * From one `getStats()` report: the loss the far end reported on what we
- * send, if a new receiver report came since `cursor` (else null), and the
- * share of received audio concealed since then.
+ * send, if a new receiver report came since `cursor` (else null), with the
+ * packets we sent since the report before (since the start, for the first); and the
+ * share of received audio concealed since the last look.
  * @param {RTCStatsReport} report
  * @param {LossCursor} cursor  updated in place
- * @returns {{sendLossPct: number | null, concealedPct: number | null}}
+ * @returns {{sendLossPct: number | null, sentPackets: number | null, concealedPct: number | null}}
  */
 export function lossSince(report, cursor) {
   /** @type {any} */ let remote = null;
   let concealed = 0;
   let samples = 0;
+  let sent = 0;
   let inbound = false;
   report.forEach((/** @type {any} */ s) => {
     if (s.kind !== 'audio') return;
+    if (s.type === 'outbound-rtp') sent += s.packetsSent ?? 0;
     if (s.type === 'remote-inbound-rtp' && (remote === null || (s.packetsLost ?? 0) > (remote.packetsLost ?? 0))) remote = s;
     if (s.type === 'inbound-rtp') {
       inbound = true;
@@ -182,14 +194,17 @@ export function lossSince(report, cursor) {
     }
   });
   let sendLossPct = null;
+  let sentPackets = null;
   if (remote && typeof remote.timestamp === 'number' && remote.timestamp !== cursor.reportAt) {
     const lost = remote.packetsLost ?? 0;
     // A report with no loss field says nothing; `fractionLost` is the loss
     // since the previous report (RFC 3550), as a share.
     if (typeof remote.fractionLost === 'number') sendLossPct = 100 * remote.fractionLost;
     else if (cursor.reportLost !== null) sendLossPct = lost > cursor.reportLost ? null : 0;
+    sentPackets = Math.max(0, sent - (cursor.reportSent ?? 0));
     cursor.reportAt = remote.timestamp;
     cursor.reportLost = lost;
+    cursor.reportSent = sent;
   }
   let concealedPct = null;
   if (inbound) {
@@ -198,7 +213,7 @@ export function lossSince(report, cursor) {
     cursor.concealed = concealed;
     cursor.samples = samples;
   }
-  return { sendLossPct, concealedPct };
+  return { sendLossPct, sentPackets, concealedPct };
 }
 
 /**
