@@ -17,9 +17,10 @@
 // How each is applied: what our encoder does is decided by the remote
 // description we apply (RFC 7587: a receiver's parameters), so the client
 // writes it there and renegotiates: RED first or Opus first in the m-line,
-// `ptime` in the Opus `a=fmtp` line (Chromium ignores `ptime` and
-// `adaptivePtime` in `RTCRtpSender.setParameters`, and its RED sends one
-// redundant frame whatever the RED `a=fmtp` line says). The cap is
+// `ptime` in the Opus `a=fmtp` line (Chromium 156 ignores `ptime` and
+// `adaptivePtime` in `RTCRtpSender.setParameters`, takes an encoding's
+// `codec` for audio without acting on it, and its RED sends one redundant
+// frame whatever the RED `a=fmtp` line says). The cap is
 // `setParameters({encodings: [{maxBitrate}]})`, which Chromium honours
 // (the outbound `targetBitrate` follows). On the SFU link, which is
 // negotiated once with the node, only the cap changes: RED is offered first
@@ -34,7 +35,7 @@
 // every 5-7 s between two Chromiums, every second from the SFU), averaged
 // over about the last SMOOTH_PACKETS packets (each report weighs as many
 // packets as we sent since the one before, so a short report moves it
-// little: sampling noise alone cannot raise a level). A level is raised as
+// little and sampling noise rarely reaches a threshold). A level is raised as
 // soon as that average reaches its RAISE_PCT, and lowered one step only
 // when the average is under that level's LOWER_PCT and the level has held
 // for HOLD_MS: raised fast, lowered slowly, and the gap between the two
