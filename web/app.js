@@ -32,9 +32,10 @@ const client = new TincanClient({
   resume: params.get('resume') !== '0',
   // The client plays remote audio itself; its elements live in the hidden sink.
   audioContainer: $('audio-sink'),
+  adaptProtection: params.get('adapt') !== '0',
   opus: {
     dtx: params.get('dtx') === '1',
-    red: params.get('red') !== '0',
+    red: params.get('red') === 'auto' ? 'auto' : params.get('red') !== '0',
     maxBitrateKbps: Number(params.get('maxbitrate')) || null,
   },
 });

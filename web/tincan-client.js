@@ -37,6 +37,7 @@ import { AuthSession, TincanError } from './tincan/session.js';
 import { SignalingChannel } from './tincan/signaling.js';
 import { PeerLink } from './tincan/peer.js';
 import { OPUS_DEFAULTS } from './tincan/opus.js';
+import { protectionSettings } from './tincan/protection.js';
 import { CallMonitor } from './tincan/monitor.js';
 import { Devices } from './tincan/devices.js';
 import { SfuLink } from './tincan/sfu.js';
@@ -47,6 +48,7 @@ export { AuthSession, TincanError, SignalingChannel, PeerLink, SfuLink, Particip
 export { summarizeStats } from './tincan/stats.js';
 export { tuneOpusSdp, OPUS_DEFAULTS } from './tincan/opus.js';
 export { classifyQuality, QUALITY_THRESHOLDS } from './tincan/monitor.js';
+export { ProtectionTracker, protectionSettings, PROTECTION_NAMES } from './tincan/protection.js';
 export { precallCheck } from './tincan/precall.js';
 export { jwtExpiry } from './tincan/session.js';
 
@@ -80,6 +82,7 @@ export { jwtExpiry } from './tincan/session.js';
  *   opus?: import('./tincan/opus.js').OpusOptions,
  *   playAudio?: boolean,
  *   audioContainer?: HTMLElement | null,
+ *   adaptProtection?: boolean,
  * }} ClientOptions
  *   `resume: false` rejoins from scratch after every drop (the behaviour
  *   before resume existed; kept for benchmarks). `opus`: `{fec, dtx, red,
@@ -87,6 +90,8 @@ export { jwtExpiry } from './tincan/session.js';
  *   `playAudio: false`: the client plays nothing (use `participant.stream`,
  *   or the `track`/`sfu-track` events). `audioContainer`: where the client's
  *   `<audio>` elements go (hide it); by default they stay off the DOM.
+ *   `adaptProtection: false`: links keep the configured Opus whatever their
+ *   loss (the levels are still measured and told; tincan/protection.js).
  *
  * @typedef {string | (() => string | Promise<string>)} JoinTokenSource
  *   A join token minted by an app's backend (docs/embedding.md), or a
@@ -169,6 +174,7 @@ export class TincanClient extends EventTarget {
   /** @type {RTCConfiguration} */ #extraRtcConfig;
   /** @type {boolean} */ #resumeEnabled;
   /** @type {import('./tincan/opus.js').OpusOptions} */ #opus;
+  /** Whether links raise and lower their loss protection (tincan/protection.js). */ #adapt = true;
   /** @type {CallState} */ #state = 'idle';
   /** @type {string | null} the room we want to be in (kept across reconnects) */ #room = null;
   /** @type {PeerInfo | null} */ #self = null;
@@ -225,6 +231,7 @@ export class TincanClient extends EventTarget {
     this.#extraRtcConfig = options.rtcConfig ?? {};
     this.#resumeEnabled = options.resume !== false;
     this.#opus = { ...OPUS_DEFAULTS, ...options.opus };
+    this.#adapt = options.adaptProtection !== false;
     /** @type {RTCIceServer[]} the room's ICE servers (TURN credentials renewed before they expire) */
     this.iceServers = [];
 
@@ -267,6 +274,7 @@ export class TincanClient extends EventTarget {
       sfuLevels: () => this.#sfuLevels(),
       sfuSender: () => this.#sfu?.sender ?? null,
       sfuLink: () => this.#sfu,
+      protect: (peerId, level) => this.#protect(peerId, level),
     });
 
     this.#channel = new SignalingChannel({
@@ -438,6 +446,25 @@ export class TincanClient extends EventTarget {
    */
   connectionQuality(peerId) {
     return this.#monitor.quality.get(peerId);
+  }
+
+  /**
+   * The loss protection of a link (tincan/protection.js): a mesh peer's, or
+   * with `null` our link to the SFU; null before its first look.
+   * @param {string | null} peerId
+   */
+  protection(peerId) {
+    return this.#monitor.protection(peerId);
+  }
+
+  /**
+   * Applies a link's new protection level (unless `adaptProtection: false`).
+   * @param {string | null} peerId
+   * @param {import('./tincan/protection.js').ProtectionLevel} level
+   */
+  async #protect(peerId, level) {
+    const link = peerId === null ? this.#sfu : this.#peers.get(peerId);
+    await link?.setProtection(protectionSettings(this.#adapt ? level : 0, this.#opus)).catch(() => {});
   }
 
   /**

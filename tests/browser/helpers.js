@@ -482,46 +482,88 @@ export function sfuState(page) {
   });
 }
 
+const RELAY_PY = path.resolve(here, '..', 'impair', 'relay.py');
+
 /**
  * Starts the seeded impairment relay (tests/impair/relay.py) in front of
- * `upstream` (e.g. a stack's TURN address) on 127.0.0.2; resolves to the
- * address it listens on. `impair` holds the relay's per-direction specs
- * (`up`: from the browser, `down`: towards it); the child is pushed onto
- * `children` for the caller to stop.
- * @param {string} upstream
- * @param {{up?: string, down?: string, seed?: number}} impair
- * @param {import('node:child_process').ChildProcess[]} children
- * @returns {Promise<string>}
+ * `upstream` (e.g. a stack's TURN server) on 127.0.0.2, with `--control`:
+ * `set(direction, spec)` changes an impairment while it runs (`set('up',
+ * '')` for none) and resolves once the relay has taken it. Stopped by
+ * `stop()` (its counters as it printed them), or by `closeAll()`.
+ * @param {string} upstream  HOST:PORT
+ * @param {{up?: string, down?: string, seed?: number}} [options]
+ * @returns {Promise<{addr: string, set: (direction: 'up' | 'down', spec: string) => Promise<void>, stop: () => Promise<string>}>}
  */
-export function startImpairmentRelay(upstream, impair, children) {
-  const relayPy = path.resolve(here, '..', 'impair', 'relay.py');
-  const args = [relayPy, '--listen', '127.0.0.2:0', '--upstream', upstream, '--seed', String(impair.seed ?? 7)];
-  if (impair.up) args.push('--up', impair.up);
-  if (impair.down) args.push('--down', impair.down);
-  const child = spawn('python3', ['-u', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`relay not ready: ${out}`)), 15_000);
-    child.stdout?.on('data', (chunk) => {
-      out += chunk;
-      const ready = /^ready (\S+)$/m.exec(out);
-      if (ready) {
-        clearTimeout(timer);
-        resolve(ready[1]);
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`relay exited (${code}): ${out}`)));
+export async function startImpairRelay(upstream, options = {}) {
+  const args = ['-u', RELAY_PY, '--listen', '127.0.0.2:0', '--upstream', upstream, '--seed', String(options.seed ?? 7), '--control'];
+  if (options.up) args.push('--up', options.up);
+  if (options.down) args.push('--down', options.down);
+  const child = spawn('python3', args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  /** @type {Array<() => void>} */
+  let waiters = [];
+  child.stdout?.on('data', (chunk) => {
+    out += chunk;
+    for (const wake of waiters) wake();
   });
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+    for (const wake of waiters) wake();
+  });
+  /** Waits until `out` matches `re` (bounded). */
+  const line = (/** @type {RegExp} */ re, /** @type {string} */ what) =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`relay: no ${what} in 15 s: ${out}`)), 15_000);
+      const check = () => {
+        const m = re.exec(out);
+        if (m) done(null, m);
+        else if (exited) done(new Error(`relay exited: ${out}`));
+      };
+      const done = (/** @type {Error | null} */ error, /** @type {RegExpExecArray | undefined} */ m = undefined) => {
+        clearTimeout(timer);
+        waiters = waiters.filter((w) => w !== check);
+        if (error) reject(error);
+        else resolve(/** @type {RegExpExecArray} */ (m));
+      };
+      waiters.push(check);
+      check();
+    });
+  const addr = (/** @type {RegExpExecArray} */ (await line(/^ready (\S+)$/m, 'ready line')))[1];
+  let replies = 0;
+  const stop = async () => {
+    if (!exited) {
+      child.kill('SIGTERM');
+      await line(/^stats .*$/m, 'stats line').catch(() => null);
+    }
+    return /^stats (.*)$/m.exec(out)?.[1] ?? '';
+  };
+  const close = async () => {
+    openBrowsers.delete(close);
+    await stop();
+  };
+  openBrowsers.add(close);
+  return {
+    addr,
+    stop,
+    async set(direction, spec) {
+      replies += 1;
+      child.stdin?.write(`${direction} ${spec}\n`);
+      const want = replies;
+      const m = await line(new RegExp(`^(?:(?:ok|error).*\\n){${want}}`, 'm'), `reply to "${direction} ${spec}"`);
+      const last = m[0].trim().split('\n').pop() ?? '';
+      if (!last.startsWith('ok')) throw new Error(`relay refused "${direction} ${spec}": ${last}`);
+    },
+  };
 }
 
 /**
- * Init script: every RTCPeerConnection of the page uses only the relay at
- * `relayAddr` as its TURN server (UDP), with the credentials the server
- * handed out.
+ * Init script: every RTCPeerConnection of the page uses only `relayAddr`
+ * as its TURN server (UDP), with the credentials the server handed out, so
+ * all its media crosses the impairment relay.
  * @param {string} relayAddr
  */
-export function throughRelay(relayAddr) {
+export function turnThrough(relayAddr) {
   return `(() => {
     const Original = RTCPeerConnection;
     const fix = (cfg) => cfg && cfg.iceServers
@@ -533,4 +575,40 @@ export function throughRelay(relayAddr) {
     }
     globalThis.RTCPeerConnection = ThroughRelay;
   })();`;
+}
+
+/**
+ * A 48 kHz mono WAV of a steady sine (4 s, looped by Chromium), for
+ * `--use-file-for-fake-audio-capture`: Chromium's own fake microphone then
+ * plays it. Calls longer than about a minute need it: the Web Audio tone
+ * of `toneHz` stops when the page's AudioContext reports a device error
+ * ("The AudioContext encountered an error from the audio device"), seen
+ * in headless Chromium here after 12-50 s, and its sender then goes quiet.
+ * Returns the Chromium flag.
+ * @param {number} hz
+ */
+export function toneFileArg(hz) {
+  const file = path.join(os.tmpdir(), `tincan-tone-${hz}.wav`);
+  if (!fs.existsSync(file)) {
+    const rate = 48_000;
+    const samples = rate * 4;
+    const data = Buffer.alloc(44 + samples * 2);
+    data.write('RIFF', 0);
+    data.writeUInt32LE(36 + samples * 2, 4);
+    data.write('WAVEfmt ', 8);
+    data.writeUInt32LE(16, 16);
+    data.writeUInt16LE(1, 20); // PCM
+    data.writeUInt16LE(1, 22); // mono
+    data.writeUInt32LE(rate, 24);
+    data.writeUInt32LE(rate * 2, 28);
+    data.writeUInt16LE(2, 32);
+    data.writeUInt16LE(16, 34);
+    data.write('data', 36);
+    data.writeUInt32LE(samples * 2, 40);
+    for (let i = 0; i < samples; i += 1) data.writeInt16LE(Math.round(9000 * Math.sin((2 * Math.PI * hz * i) / rate)), 44 + i * 2);
+    const tmp = `${file}.${process.pid}`;
+    fs.writeFileSync(tmp, data);
+    fs.renameSync(tmp, file);
+  }
+  return `--use-file-for-fake-audio-capture=${file}`;
 }

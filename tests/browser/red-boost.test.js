@@ -12,9 +12,9 @@ import {
   expectAudioFrom,
   joinRoom,
   report,
-  startImpairmentRelay,
+  startImpairRelay,
   startStack,
-  throughRelay,
+  turnThrough,
   unique,
   userInBrowser,
   waitFor,
@@ -136,14 +136,11 @@ test('the worker rewrites RED to carry as many earlier frames as asked, and leav
 
 /** @type {{url: string, turn: string, stop: () => Promise<void>} | null} */
 let stack = null;
-/** @type {import('node:child_process').ChildProcess[]} */
-const relays = [];
 
 before(async () => {
   stack = /** @type {any} */ (await startStack('red-boost'));
 });
 after(async () => {
-  for (const r of relays.splice(0)) r.kill('SIGTERM');
   await stack?.stop();
 });
 afterEach(closeAll);
@@ -164,9 +161,9 @@ function sendSide(page) {
 test('in Chromium, a speaker on a link losing 20 % sends three earlier frames and is still heard', { timeout: 180_000 }, async () => {
   const s = /** @type {any} */ (stack);
   // 20 % of what the speaker sends is lost on the way to the TURN server.
-  const relayAddr = await startImpairmentRelay(s.turn, { up: 'loss=0.2' }, relays);
+  const { addr: relayAddr } = await startImpairRelay(s.turn, { up: 'loss=0.2' });
   const room = unique('red-boost-');
-  const lossy = await userInBrowser('Ria', { baseUrl: s.url, toneHz: 440, signInPath: '?relay=1', initScript: throughRelay(relayAddr) });
+  const lossy = await userInBrowser('Ria', { baseUrl: s.url, toneHz: 440, signInPath: '?relay=1', initScript: turnThrough(relayAddr) });
   const clean = await userInBrowser('Len', { baseUrl: s.url, toneHz: 440, signInPath: '?relay=1' });
   await joinRoom(lossy, room);
   await joinRoom(clean, room);

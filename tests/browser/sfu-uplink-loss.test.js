@@ -8,18 +8,15 @@
 
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeAll, joinRoom, report, sfuState, startImpairmentRelay, startStack, throughRelay, unique, userInBrowser, waitFor } from './helpers.js';
+import { closeAll, joinRoom, report, sfuState, startImpairRelay, startStack, turnThrough, unique, userInBrowser, waitFor } from './helpers.js';
 
 /** @type {{url: string, turn: string, stop: () => Promise<void>} | null} */
 let stack = null;
-/** @type {import('node:child_process').ChildProcess[]} */
-const relays = [];
 
 before(async () => {
   stack = /** @type {any} */ (await startStack('sfu-uplink-loss', { TINCAN_MESH_MAX: '1' }));
 });
 after(async () => {
-  for (const r of relays.splice(0)) r.kill('SIGTERM');
   await stack?.stop();
 });
 afterEach(closeAll);
@@ -45,9 +42,9 @@ function uplinkReport(page) {
 
 test('through the SFU, 10 % loss on a sender\'s uplink shows in its own remote-inbound-rtp', { timeout: 180_000 }, async () => {
   const s = /** @type {any} */ (stack);
-  const relayAddr = await startImpairmentRelay(s.turn, { up: 'loss=0.1' }, relays);
+  const { addr: relayAddr } = await startImpairRelay(s.turn, { up: 'loss=0.1' });
   const room = unique('uplink-');
-  const speaker = await toneUser('Sam', 440, { query: '?relay=1', init: throughRelay(relayAddr) });
+  const speaker = await toneUser('Sam', 440, { query: '?relay=1', init: turnThrough(relayAddr) });
   const listener = await toneUser('Lou', 660);
   await joinRoom(speaker, room);
   await joinRoom(listener, room);

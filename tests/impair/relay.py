@@ -42,9 +42,12 @@ split them.
   python3 tests/impair/relay.py --listen 127.0.0.2:3478 \\
       --upstream 127.0.0.1:3478 --seed 7 --down loss=0.2 --up delay=20
 
-prints `ready HOST:PORT` once listening, and on SIGTERM/SIGINT, or by
-itself after --max-seconds (default 3600), a JSON line of counters per
-direction (`stats {...}`) before exiting.
+With `--control` (UDP), each stdin line `DIRECTION SPEC` (`up loss=0.15`,
+`up` for none) changes that direction's impairment while it runs
+(answered `ok DIRECTION` or `error ...`). It prints `ready HOST:PORT` once
+listening, and on SIGTERM/SIGINT, or by itself after --max-seconds
+(default 3600), a JSON line of counters per direction (`stats {...}`)
+before exiting.
 """
 
 from __future__ import annotations
@@ -291,6 +294,28 @@ class Relay:
             self.front.close()
 
 
+def apply_control(relay: Relay, line: str) -> str:
+    """One `--control` line, `DIRECTION SPEC` (e.g. `up loss=0.15` or
+    `up ` for none): that direction's impairment from now on (its seeded
+    numbers go on where they were). Returns the reply line."""
+    direction, _, spec = line.strip().partition(" ")
+    if direction not in relay.dirs:
+        return f"error unknown direction {direction!r} (known: {', '.join(DIRECTIONS)})"
+    try:
+        relay.dirs[direction].imp = Impairment.parse(spec)
+    except ValueError as error:
+        return f"error {error}"
+    return f"ok {direction}"
+
+
+async def read_control(relay: Relay) -> None:
+    """With `--control`: apply each line of stdin (apply_control), answer on stdout."""
+    reader = asyncio.StreamReader()
+    await relay.loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := await reader.readline():
+        print(apply_control(relay, line.decode()), flush=True)
+
+
 def host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host, int(port)
@@ -306,7 +331,10 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--up", default="", type=Impairment.parse, help="impairment client -> upstream")
     parser.add_argument("--down", default="", type=Impairment.parse, help="impairment upstream -> client")
+    parser.add_argument("--control", action="store_true", help="read `DIRECTION SPEC` lines on stdin to change an impairment")
     args = parser.parse_args(argv)
+    if args.tcp and args.control:
+        parser.error("--control changes UDP impairments only")
     if args.tcp:
         from tcp import TcpRelay
 
@@ -320,6 +348,7 @@ async def main(argv: list[str]) -> None:
     await relay.start()
     host, port = relay.address
     print(f"ready {host}:{port}", flush=True)
+    control = asyncio.ensure_future(read_control(relay)) if args.control else None
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         relay.loop.add_signal_handler(sig, stop.set)
@@ -328,6 +357,8 @@ async def main(argv: list[str]) -> None:
     except asyncio.TimeoutError:
         pass
     print("stats " + json.dumps(relay.stats()), flush=True)
+    if control is not None:
+        control.cancel()
     relay.close()
     if args.tcp:
         await relay.wait_closed()

@@ -9,6 +9,7 @@
 // panel below the list shows that link, and a badge says it is a large call.
 
 import { Sparkline, formatValue } from './chart.js';
+import { PROTECTION_NAMES } from '../tincan/protection.js';
 
 const SELF = 'self';
 /** A level (0..1) above which our own microphone counts as speaking. */
@@ -293,14 +294,16 @@ export class Participants {
     if (sfu) {
       // One link for everyone: its figures in the one panel.
       const s = await sfu.stats().catch(() => null);
-      if (s) this.#showStats(this.sfuPanel, this.sfuCharts, { ...s, path: `SFU, ${s.path ?? 'connecting'}` }, sfu.negotiated());
+      if (s) {
+        this.#showStats(this.sfuPanel, this.sfuCharts, { ...s, path: `SFU, ${s.path ?? 'connecting'}` }, sfu.negotiated(), this.client.protection(null));
+      }
       return;
     }
     for (const [id, entry] of this.entries) {
       const link = this.client.peers.get(id);
       if (!link || !entry.charts) continue;
       const s = await link.stats().catch(() => null);
-      if (s) this.#showStats(entry.li, entry.charts, s, link.negotiated());
+      if (s) this.#showStats(entry.li, entry.charts, s, link.negotiated(), this.client.protection(id));
       if (s) entry.li.dataset.path = s.path ?? '';
     }
   }
@@ -310,8 +313,9 @@ export class Participants {
    * @param {Charts} charts
    * @param {Omit<import('../tincan/stats.js').PeerStats, 'path'> & {path: string | null}} s
    * @param {{red: boolean, fec: boolean, dtx: boolean, maxBitrateKbps: number | null} | null} n
+   * @param {import('../tincan/protection.js').Protection | null} p
    */
-  #showStats(root, charts, s, n) {
+  #showStats(root, charts, s, n, p) {
     const set = (/** @type {string} */ cls, /** @type {string} */ text) => {
       const dd = root.querySelector(cls);
       if (dd) dd.textContent = text;
@@ -332,9 +336,26 @@ export class Participants {
         ? '–'
         : `${codec}, FEC ${n.fec ? 'on' : 'off'}, DTX ${n.dtx ? 'on' : 'off'}${n.maxBitrateKbps ? `, ≤ ${n.maxBitrateKbps} kbit/s` : ''}`,
     );
+    set('.s-protection', p === null ? '–' : protectionText(p));
     charts.rtt.push(s.rttMs);
     charts.jitter.push(s.jitterMs);
     charts.loss.push(s.lossPct);
     charts.bitrate.push(s.inKbps);
   }
+}
+
+/**
+ * The connection panel's "Loss protection": the level, what it does to what
+ * we send, and the loss it answers (ours as the far end reports it; theirs
+ * as we receive it).
+ * @param {import('../tincan/protection.js').Protection} p
+ */
+export function protectionText(p) {
+  const pct = (/** @type {number | null} */ v) => (v === null ? '–' : `${formatValue(v)} %`);
+  const does = [];
+  if (p.red !== null) does.push(p.red ? 'RED on' : 'RED off');
+  if (p.ptimeMs) does.push(`${p.ptimeMs} ms packets`);
+  if (p.maxBitrateKbps) does.push(`≤ ${p.maxBitrateKbps} kbit/s`);
+  const what = does.length ? ` (${does.join(', ')})` : '';
+  return `level ${p.level}, ${PROTECTION_NAMES[p.level]}${what}; loss sent ${pct(p.sendLossPct)}, received ${pct(p.recvLossPct)}, concealed ${pct(p.concealedPct)}`;
 }

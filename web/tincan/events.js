@@ -9,6 +9,8 @@
  * @typedef {import('./participants.js').SlotSpeaker} SlotSpeaker
  * @typedef {import('./participants.js').MediaPath} MediaPath
  * @typedef {import('./monitor.js').Quality} Quality
+ * @typedef {import('./protection.js').Protection} Protection
+ * @typedef {import('./protection.js').ProtectionLevel} ProtectionLevel
  */
 
 /**
@@ -81,7 +83,8 @@
  *   'reconnected': {},
  *   'self-muted': {muted: boolean},
  *   'connection-quality': {peerId: string | null, quality: Quality, rttMs: number | null, lossPct: number | null,
- *     jitterMs: number | null},
+ *     jitterMs: number | null, protection: ProtectionLevel, sendLossPct: number | null},
+ *   'protection-changed': Protection & {peerId: string | null, previous: ProtectionLevel},
  *   'microphone-ended': {deviceId: string | null, label: string},
  *   'microphone-changed': {stream: MediaStream, deviceId: string | null, label: string, reason: 'switched' | 'recovered'},
  *   'output-device': {deviceId: string},

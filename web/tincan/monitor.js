@@ -23,6 +23,7 @@
 // loudest for two ticks in a row; nobody speaking for SILENCE_MS gives `null`.
 
 import { summarizeStats } from './stats.js';
+import { ProtectionTracker, lossSince, newLossCursor } from './protection.js';
 
 /** @typedef {'excellent' | 'good' | 'poor' | 'lost'} Quality */
 
@@ -61,12 +62,23 @@ export function classifyQuality(s) {
  *   sfuSender?: () => RTCRtpSender | null,
  *   sfuLink?: () => import('./sfu.js').SfuLink | null,
  *   sample?: (peerId: string, stats: import('./stats.js').PeerStats) => void,
+ *   protect?: (peerId: string | null, level: import('./protection.js').ProtectionLevel) => Promise<void>,
  * }} MonitorHost
  *   In SFU mode, `sfuLevels` gives each participant the level of the slot
  *   that carries them, `sfuSender` the microphone's sender, and `sfuLink`
  *   the connection whose quality is told with `peerId: null`. `sample`
- *   gets each mesh link's summary, once a second.
+ *   gets each mesh link's summary, once a second. `protect` applies a
+ *   link's new loss-protection level (protection.js).
  */
+
+/**
+ * @typedef {{link: {protection: import('./protection.js').ProtectionSettings}, prev: import('./stats.js').PeerStats | null,
+ *   lastPacketAt: number, received: number, tracker: ProtectionTracker, cursor: import('./protection.js').LossCursor}} LinkEntry
+ *   `link.protection`: what the link applies now
+ */
+
+/** @returns {Pick<LinkEntry, 'tracker' | 'cursor'>} */
+const newProtection = () => ({ tracker: new ProtectionTracker(), cursor: newLossCursor() });
 
 /** Runs both watches for a client; `start()` on join, `stop()` on leave. */
 export class CallMonitor {
@@ -75,7 +87,7 @@ export class CallMonitor {
     this.host = host;
     /** @type {Map<string, Quality>} the last quality told, per peer */
     this.quality = new Map();
-    /** @type {Map<string, {prev: import('./stats.js').PeerStats | null, lastPacketAt: number, received: number}>} */
+    /** @type {Map<string, LinkEntry>} */
     this.samples = new Map();
     /** @type {string | null} */
     this.activeSpeaker = null;
@@ -85,7 +97,7 @@ export class CallMonitor {
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.qualityTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.speakerTimer = undefined;
     this.busy = false;
-    /** @type {{link: import('./sfu.js').SfuLink, prev: import('./stats.js').PeerStats | null, lastPacketAt: number, received: number, quality: Quality | null} | null} */
+    /** @type {(LinkEntry & {link: import('./sfu.js').SfuLink, quality: Quality | null}) | null} */
     this.sfuEntry = null;
   }
 
@@ -121,14 +133,16 @@ export class CallMonitor {
         if (link.closed) continue;
         const now = performance.now();
         let entry = this.samples.get(peerId);
-        if (!entry) {
-          entry = { prev: null, lastPacketAt: now, received: 0 };
+        // A rebuilt link starts again (its protection is back at level 0).
+        if (!entry || entry.link !== link) {
+          entry = { link, prev: null, lastPacketAt: now, received: 0, ...newProtection() };
           this.samples.set(peerId, entry);
         }
         const report = await link.pc.getStats().catch(() => null);
         if (!report || link.closed) continue;
         const s = await summarizeStats(report, entry.prev);
         entry.prev = s;
+        await this.#protect(peerId, entry, report, s, now);
         this.host.sample?.(peerId, s);
         if (s.packetsReceived > entry.received) {
           entry.received = s.packetsReceived;
@@ -146,7 +160,15 @@ export class CallMonitor {
         });
         if (this.quality.get(peerId) === quality) continue;
         this.quality.set(peerId, quality);
-        this.host.emit('connection-quality', { peerId, quality, rttMs: s.rttMs, lossPct: s.lossPct, jitterMs: s.jitterMs });
+        this.host.emit('connection-quality', {
+          peerId,
+          quality,
+          rttMs: s.rttMs,
+          lossPct: s.lossPct,
+          jitterMs: s.jitterMs,
+          protection: entry.tracker.level,
+          sendLossPct: entry.tracker.sendLossPct,
+        });
       }
       await this.#sfuQualityTick();
     } finally {
@@ -165,12 +187,15 @@ export class CallMonitor {
       return;
     }
     const now = performance.now();
-    if (this.sfuEntry?.link !== link) this.sfuEntry = { link, prev: null, lastPacketAt: now, received: 0, quality: null };
+    if (this.sfuEntry?.link !== link) {
+      this.sfuEntry = { link, prev: null, lastPacketAt: now, received: 0, quality: null, ...newProtection() };
+    }
     const entry = this.sfuEntry;
     const report = await link.pc.getStats().catch(() => null);
     if (!report || link.closed) return;
     const s = await summarizeStats(report, entry.prev);
     entry.prev = s;
+    await this.#protect(null, entry, report, s, now);
     let received = 0;
     report.forEach((r) => {
       if (r.type === 'inbound-rtp' && r.kind === 'audio') received += r.packetsReceived ?? 0;
@@ -190,7 +215,55 @@ export class CallMonitor {
     });
     if (entry.quality === quality) return;
     entry.quality = quality;
-    this.host.emit('connection-quality', { peerId: null, quality, rttMs: s.rttMs, lossPct: s.lossPct, jitterMs: s.jitterMs });
+    this.host.emit('connection-quality', {
+      peerId: null,
+      quality,
+      rttMs: s.rttMs,
+      lossPct: s.lossPct,
+      jitterMs: s.jitterMs,
+      protection: entry.tracker.level,
+      sendLossPct: entry.tracker.sendLossPct,
+    });
+  }
+
+  /**
+   * Feeds one link's loss to its protection tracker; on a new level, has
+   * the host apply it and tells `protection-changed`.
+   * @param {string | null} peerId
+   * @param {LinkEntry} entry
+   * @param {RTCStatsReport} report
+   * @param {import('./stats.js').PeerStats} s
+   * @param {number} now
+   */
+  async #protect(peerId, entry, report, s, now) {
+    const { sendLossPct, sentPackets, concealedPct } = lossSince(report, entry.cursor);
+    entry.tracker.receive(s.lossPct, concealedPct, now);
+    if (sendLossPct === null) return;
+    const previous = entry.tracker.level;
+    const level = entry.tracker.sendReport(sendLossPct, now, sentPackets);
+    if (level === null || !this.host.protect) return;
+    await this.host.protect(peerId, level);
+    this.host.emit('protection-changed', { peerId, previous, ...this.#snapshot(entry) });
+  }
+
+  /**
+   * @param {LinkEntry} entry
+   * @returns {import('./protection.js').Protection}
+   */
+  #snapshot(entry) {
+    const t = entry.tracker;
+    return { level: t.level, sendLossPct: t.sendLossPct, recvLossPct: t.recvLossPct, concealedPct: t.concealedPct, ...entry.link.protection };
+  }
+
+  /**
+   * A link's loss protection now (protection.js): a mesh peer's, or with
+   * `null` the SFU link's; null before its first look.
+   * @param {string | null} peerId
+   * @returns {import('./protection.js').Protection | null}
+   */
+  protection(peerId) {
+    const entry = peerId === null ? this.sfuEntry : this.samples.get(peerId);
+    return entry ? this.#snapshot(entry) : null;
   }
 
   async #speakerTick() {

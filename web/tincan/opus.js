@@ -13,12 +13,13 @@
  * @typedef {{
  *   fec?: boolean,
  *   dtx?: boolean,
- *   red?: boolean,
+ *   red?: boolean | 'auto',
  *   maxBitrateKbps?: number | null,
  * }} OpusOptions
  *   `fec` (default on), `dtx` (default off), `red` (default on where the
- *   browser offers `audio/red`), `maxBitrateKbps` (default none; Opus speech
- *   sounds good from about 24 kbit/s).
+ *   browser offers `audio/red`; `'auto'`: negotiated, but sent only while
+ *   loss protection asks for it, protection.js), `maxBitrateKbps` (default
+ *   none; Opus speech sounds good from about 24 kbit/s).
  */
 
 /** Defaults for speech. */
@@ -75,6 +76,41 @@ export function tuneOpusSdp(sdp, options = {}) {
     }
   }
   return out.join(eol);
+}
+
+/**
+ * Loss protection (protection.js) in a description we are about to apply:
+ * with `red` true or false, RED or Opus first in the audio m-line (when
+ * both are there), which is what our encoder sends; `ptimeMs` in the Opus
+ * `a=fmtp` line (removed when null), the packet time our encoder uses.
+ * @param {string} sdp
+ * @param {import('./protection.js').ProtectionSettings} settings
+ * @returns {string}
+ */
+export function protectSdp(sdp, settings) {
+  const eol = sdp.includes('\r\n') ? '\r\n' : '\n';
+  const opus = /^a=rtpmap:(\d+) opus\/48000/im.exec(sdp)?.[1];
+  const red = /^a=rtpmap:(\d+) red\/48000/im.exec(sdp)?.[1];
+  if (!opus) return sdp;
+  return sdp
+    .split(eol)
+    .map((line) => {
+      const m = /^(m=audio \S+ \S+) (.*)$/.exec(line);
+      if (m && red && settings.red !== null) {
+        const pts = m[2].split(' ');
+        if (!pts.includes(red) || !pts.includes(opus)) return line;
+        const first = settings.red ? [red, opus] : [opus, red];
+        return `${m[1]} ${[...first, ...pts.filter((pt) => !first.includes(pt))].join(' ')}`;
+      }
+      const fmtp = new RegExp(`^a=fmtp:${opus} (.*)$`).exec(line);
+      if (fmtp) {
+        const params = fmtp[1].split(';').filter((kv) => kv && !/^\s*ptime=/.test(kv));
+        if (settings.ptimeMs) params.push(`ptime=${settings.ptimeMs}`);
+        return `a=fmtp:${opus} ${params.join(';')}`;
+      }
+      return line;
+    })
+    .join(eol);
 }
 
 /**
@@ -144,4 +180,18 @@ export function opusParams(sdp) {
     dtx: params.get('usedtx') === '1',
     maxBitrateKbps: Number.isFinite(cap) && cap > 0 ? cap / 1000 : null,
   };
+}
+
+/**
+ * The packet time an SDP asks of the Opus encoder (its Opus `a=fmtp`
+ * `ptime`, else an `a=ptime` line), in ms; null when it asks for none
+ * (Chromium then sends 20 ms packets).
+ * @param {string | undefined} sdp
+ * @returns {number | null}
+ */
+export function opusPtime(sdp) {
+  const pt = /^a=rtpmap:(\d+) opus\/48000/im.exec(sdp ?? '')?.[1];
+  if (!pt || !sdp) return null;
+  const fmtp = new RegExp(`^a=fmtp:${pt} .*\\bptime=(\\d+)`, 'm').exec(sdp)?.[1] ?? /^a=ptime:(\d+)/m.exec(sdp)?.[1];
+  return fmtp ? Number(fmtp) : null;
 }

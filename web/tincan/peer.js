@@ -27,7 +27,8 @@
 
 import { summarizeStats } from './stats.js';
 import { RedBooster } from './red-boost.js';
-import { tuneOpusSdp, preferRed, opusParams } from './opus.js';
+import { tuneOpusSdp, preferRed, opusParams, protectSdp } from './opus.js';
+import { setMaxBitrate, protectionSettings } from './protection.js';
 
 /**
  * @typedef {{peerId: string, userId: string, displayName: string, muted: boolean}} PeerInfo
@@ -103,6 +104,10 @@ export class PeerLink extends EventTarget {
     this.freshIceServers = options.iceServers ?? null;
     this.pc = new RTCPeerConnection(options.rtcConfig);
     this.opus = options.opus ?? {};
+    /** @type {import('./protection.js').ProtectionSettings} loss protection of what we send (protection.js) */
+    this.protection = protectionSettings(0, this.opus);
+    /** A renegotiation for a protection change waits for a stable signaling state. */
+    this.renegotiatePending = false;
     this.remoteStream = new MediaStream();
     /** This side's connection id, sent with every payload. */
     this.localId = newLinkId();
@@ -219,6 +224,32 @@ export class PeerLink extends EventTarget {
     return opusParams(this.pc.remoteDescription?.sdp);
   }
 
+  /**
+   * Changes the loss protection of what we send (protection.js): the cap at
+   * once with `setParameters`; RED and packet time through a renegotiation,
+   * since our encoder follows the remote description we apply.
+   * @param {import('./protection.js').ProtectionSettings} settings
+   */
+  async setProtection(settings) {
+    if (this.closed) return;
+    const before = this.protection;
+    this.protection = { ...settings };
+    await setMaxBitrate(this.pc.getSenders().find((s) => s.track?.kind === 'audio') ?? null, settings.maxBitrateKbps);
+    if (before.red !== settings.red || before.ptimeMs !== settings.ptimeMs) {
+      this.renegotiatePending = true;
+      this.#renegotiateWhenStable();
+    }
+  }
+
+  #renegotiateWhenStable() {
+    const pc = this.pc;
+    if (!this.renegotiatePending || this.closed || !pc.remoteDescription) return;
+    if (pc.signalingState !== 'stable' || this.makingOffer) return;
+    this.renegotiatePending = false;
+    this.passive = false;
+    void this.#offer();
+  }
+
   /** Restarts ICE (new ufrag/pwd, new candidates); perfect negotiation does the rest. */
   async restartIce() {
     if (this.closed) return;
@@ -274,6 +305,9 @@ export class PeerLink extends EventTarget {
       this.#emitState();
     };
     pc.onconnectionstatechange = () => this.#emitState();
+    pc.onsignalingstatechange = () => {
+      if (pc.signalingState === 'stable') queueMicrotask(() => this.#renegotiateWhenStable());
+    };
   }
 
   /** Makes and sends an offer, unless we are waiting for the peer's. */
@@ -337,7 +371,7 @@ export class PeerLink extends EventTarget {
     this.isSettingRemoteAnswerPending = description.type === 'answer';
     try {
       // Implicit rollback of our own offer when polite and colliding.
-      await pc.setRemoteDescription(this.#tuned(description));
+      await pc.setRemoteDescription(this.#tuned(description, true));
     } finally {
       this.isSettingRemoteAnswerPending = false;
     }
@@ -393,13 +427,17 @@ export class PeerLink extends EventTarget {
 
   /**
    * A description with Opus tuned per `opus` (what we ask peers to send,
-   * and, applied to theirs, how our encoder sends).
+   * and, applied to theirs, how our encoder sends: then with our loss
+   * protection too).
    * @param {RTCSessionDescription | RTCSessionDescriptionInit} description
+   * @param {boolean} [applied]  a description of the peer's that we apply
    * @returns {RTCSessionDescriptionInit}
    */
-  #tuned(description) {
+  #tuned(description, applied = false) {
     const { type, sdp } = description;
-    return sdp === undefined ? { type } : { type, sdp: tuneOpusSdp(sdp, this.opus) };
+    if (sdp === undefined) return { type };
+    const tuned = tuneOpusSdp(sdp, this.opus);
+    return { type, sdp: applied ? protectSdp(tuned, this.protection) : tuned };
   }
 
   /** RED before Opus on every audio transceiver, where the browser offers it. */

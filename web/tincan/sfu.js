@@ -9,6 +9,7 @@
 
 import { summarizeStats } from './stats.js';
 import { tuneOpusSdp, opusParams, redForSfu } from './opus.js';
+import { setMaxBitrate } from './protection.js';
 
 /** Give up waiting for ICE gathering after this long and offer what we have. */
 const GATHER_TIMEOUT_MS = 3_000;
@@ -93,6 +94,8 @@ export class SfuLink extends EventTarget {
     /** Whether the node's answer took: set by the client once connected. */
     this.answered = false;
     /** @type {any} */ this.lastStats = null;
+    /** @type {import('./protection.js').ProtectionSettings} what loss protection applies (protection.js) */
+    this.protection = { red: null, ptimeMs: null, maxBitrateKbps: null };
     /** @type {number | null} */ this.firstPacketAt = null;
   }
 
@@ -114,6 +117,18 @@ export class SfuLink extends EventTarget {
   /** @param {MediaStreamTrack | null} track */
   async replaceTrack(track) {
     await this.sender.replaceTrack(track);
+  }
+
+  /**
+   * Loss protection of what we send (protection.js). The link is negotiated
+   * once with the node, so only the cap changes here (`setParameters`);
+   * RED is offered first from the start (unless `red: false`) and stays on.
+   * @param {import('./protection.js').ProtectionSettings} settings
+   */
+  async setProtection(settings) {
+    if (this.closed) return;
+    this.protection = { red: null, ptimeMs: null, maxBitrateKbps: settings.maxBitrateKbps };
+    await setMaxBitrate(this.sender, settings.maxBitrateKbps);
   }
 
   /**

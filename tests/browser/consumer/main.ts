@@ -42,6 +42,10 @@ export async function placeCall(username: string, password: string, room: string
     const m: RoomMode = mode;
     console.log('room mode', m);
   });
+  client.on('protection-changed', ({ peerId, level, previous, red, ptimeMs }) => {
+    const l: 0 | 1 | 2 = level;
+    console.log(peerId ?? 'sfu', previous, '->', l, red, ptimeMs);
+  });
   client.on('error', ({ code }) => {
     const c: ErrorCode = code;
     if (c === 'room-full' || c === 'rate-limited') console.warn(c);
