@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use aws_lambda_events::encodings::Body;
 use lambda_runtime::LambdaEvent;
+use tincan_accounts::config::MongoSettings;
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
 use tincan_signaling::ErrorCode;
 use tincan_store::{
@@ -19,7 +20,7 @@ use tincan_ws_api::{
 };
 use tracing::warn;
 
-use crate::config::{ConfigError, FunctionConfig};
+use crate::config::{ConfigError, ConnectSettings, FunctionConfig, HistorySettings, WsSettings};
 use crate::metrics::{Code, Metric, Metrics, PushCounter};
 
 /// Most Management API endpoints (one per WebSocket API and stage) whose
@@ -41,24 +42,25 @@ pub struct Deps {
 }
 
 impl Deps {
-    /// For `$connect`, from the environment: the API keys of join tokens
-    /// (`TINCAN_API_KEYS`, read by this function alone) and DynamoDB (with
-    /// [`sdk_config_in_lambda`]: Lambda's region and role credentials). A deleted account is refused by its
-    /// deleted-user marker, checked in the connection's write, so this
-    /// function opens no MongoDB client and links no MongoDB driver: each
-    /// binary calls only its own constructor, and what it does not call
-    /// stays out of it.
-    pub async fn for_connect() -> Result<Self, ConfigError> {
-        let mut deps = Self::on_dynamodb()?.0;
-        deps.config.api_keys = crate::api_keys::api_keys_from_env()?;
+    /// For `$connect`: the API keys of join tokens (`TINCAN_API_KEYS`, read
+    /// by this function alone) and DynamoDB (with [`sdk_config_in_lambda`]:
+    /// Lambda's region and role credentials). A deleted account is refused
+    /// by its deleted-user marker, checked in the connection's write, so
+    /// this function opens no MongoDB client and links no MongoDB driver:
+    /// each binary calls only its own constructor, and what it does not
+    /// call stays out of it.
+    pub async fn for_connect(settings: ConnectSettings) -> Result<Self, ConfigError> {
+        let api_keys = crate::config::api_keys(settings.api_keys.as_ref())?;
+        let mut deps = Self::on_dynamodb(settings.ws)?.0;
+        deps.config.api_keys = api_keys;
         Ok(deps)
     }
 
     /// The configuration, the connections table, and the DynamoDB client
     /// it is on (for the fleet registry too).
-    fn on_dynamodb() -> Result<(Self, aws_sdk_dynamodb::Client), ConfigError> {
-        let config = FunctionConfig::from_env()?;
-        let sdk = sdk_config_in_lambda();
+    fn on_dynamodb(settings: WsSettings) -> Result<(Self, aws_sdk_dynamodb::Client), ConfigError> {
+        let config = FunctionConfig::from_settings(settings)?;
+        let sdk = sdk_config_in_lambda(config.dynamodb_endpoint.as_deref());
         let client = dynamo_client(&sdk, config.dynamodb_endpoint.as_deref());
         let store = Arc::new(DynamoConnectionStore::new(
             client.clone(),
@@ -68,23 +70,27 @@ impl Deps {
     }
 
     /// For `$disconnect`: DynamoDB, and MongoDB for call history.
-    pub async fn for_disconnect() -> Result<Self, ConfigError> {
-        Self::on_dynamodb()?.0.with_call_history().await
+    pub async fn for_disconnect(settings: HistorySettings) -> Result<Self, ConfigError> {
+        let deps = Self::on_dynamodb(settings.ws)?.0;
+        Ok(deps.with_call_history(&settings.mongo).await)
     }
 
     /// For `$default`: DynamoDB, the media-node fleet (room placement, TURN
     /// credentials, the SFU), and MongoDB for call history.
-    pub async fn for_default() -> Result<Self, ConfigError> {
-        let (deps, client) = Self::on_dynamodb()?;
-        deps.on_the_fleet(client)?.with_call_history().await
+    pub async fn for_default(settings: HistorySettings) -> Result<Self, ConfigError> {
+        let (deps, client) = Self::on_dynamodb(settings.ws)?;
+        Ok(deps
+            .on_the_fleet(client)?
+            .with_call_history(&settings.mongo)
+            .await)
     }
 
     /// For the scheduled sweep: what `$default` has (the fleet, for the SFU
     /// leave of a participant that ends; call history, to close its visit),
     /// and `TINCAN_WS_ENDPOINT`, required: a scheduled event names no API
     /// to push its `peer-left`s through.
-    pub async fn for_sweep() -> Result<Self, ConfigError> {
-        let deps = Self::for_default().await?;
+    pub async fn for_sweep(settings: HistorySettings) -> Result<Self, ConfigError> {
+        let deps = Self::for_default(settings).await?;
         if deps.config.ws_endpoint.is_none() {
             return Err(ConfigError::Missing("TINCAN_WS_ENDPOINT"));
         }
@@ -124,10 +130,10 @@ impl Deps {
     }
 
     /// Call history in MongoDB, when it is configured
-    /// ([`call_log_from_env`](crate::history::call_log_from_env)).
-    async fn with_call_history(mut self) -> Result<Self, ConfigError> {
-        self.calls = crate::history::call_log_from_env().await?;
-        Ok(self)
+    /// ([`call_log`](crate::history::call_log)).
+    async fn with_call_history(mut self, mongo: &MongoSettings) -> Self {
+        self.calls = crate::history::call_log(mongo).await;
+        self
     }
 
     /// From parts (tests pass their own store).

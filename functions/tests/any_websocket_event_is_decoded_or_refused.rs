@@ -69,8 +69,13 @@ fn harness() -> Harness {
         tokio::spawn(async move { axum::serve(listener, app).await });
         addr
     });
-    std::env::set_var("TINCAN_JWT_SECRET", SECRET);
-    let mut config = FunctionConfig::from_env().expect("config from the environment");
+    let jwt = format!("--jwt-secret={SECRET}");
+    let settings = <tincan_functions::HistorySettings as clap::Parser>::try_parse_from([
+        "ws-default",
+        jwt.as_str(),
+    ])
+    .expect("settings");
+    let mut config = FunctionConfig::from_settings(settings.ws).expect("a long enough secret");
     config.ws_endpoint = Some(format!("http://{addr}/local"));
     let endpoint = format!("http://{addr}");
     let deps = Deps::new(

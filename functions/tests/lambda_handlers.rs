@@ -52,8 +52,13 @@ async fn world() -> World {
     local.users_must_exist = false;
     let stack = LocalStack::start(local).await.unwrap();
 
-    std::env::set_var("TINCAN_JWT_SECRET", SECRET);
-    let mut config = FunctionConfig::from_env().unwrap();
+    let jwt = format!("--jwt-secret={SECRET}");
+    let settings = <tincan_functions::HistorySettings as clap::Parser>::try_parse_from([
+        "ws-default",
+        jwt.as_str(),
+    ])
+    .expect("settings");
+    let mut config = FunctionConfig::from_settings(settings.ws).expect("a long enough secret");
     config.connections_table = table;
     config.api_keys = ApiKeys::parse(&format!("{}:{}", APP_KEY.0, APP_KEY.1)).unwrap();
     // The Management API has its own loopback listener, never the public one.

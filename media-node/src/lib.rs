@@ -36,6 +36,7 @@ mod nonce;
 pub mod peer_filter;
 mod relay;
 mod rewrite;
+pub mod settings;
 pub mod sfu;
 pub mod tcp;
 pub mod tcp_listener;

@@ -1,33 +1,25 @@
-//! Choosing and configuring the account stores from the environment, once at
-//! start-up (the `http-api` Lambda and the local stack share this).
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `MONGODB_URI` | unset | if set, use MongoDB; otherwise the embedded store (required in builds without the `embedded` feature: the Lambdas) |
-//! | `TINCAN_MONGODB_DB` | `tincan` | MongoDB database name |
-//! | `TINCAN_MONGODB_TIMEOUT_MS` | `2000` | server selection / connect timeout |
-//! | `TINCAN_MONGODB_HEARTBEAT_MS` | `10000` | background check of each server (at least 500) |
-//! | `TINCAN_MONGODB_MAX_POOL` | `10` | connections per server, per process (min pool 0, idle ones closed after 60 s) |
-//! | `TINCAN_DATA_DIR` | `./.tincan` | directory of the embedded store |
-//! | `TINCAN_REFRESH_TTL` | `2592000` (30 days) | refresh-token lifetime, seconds |
-//! | `TINCAN_HASH_WORKERS` | number of cores | password-hashing threads (19 MiB each) |
-//! | `TINCAN_HASH_QUEUE` | 16 per worker | hashes that may wait; beyond, 503 `busy` |
-//! | `TINCAN_LOGIN_FAILURES_PER_USER_ADDR` | `10` | failed logins per username from one client address per window (0: off) |
-//! | `TINCAN_LOGIN_FAILURES_PER_USER` | `100` | failed logins per username from all addresses per window (0: off) |
-//! | `TINCAN_LOGIN_FAILURES_PER_ADDR` | `50` | failed logins per client address per window (0: off) |
-//! | `TINCAN_LOGIN_FAILURE_WINDOW_SECS` | `900` | the failed-login window |
-//! | `TINCAN_REGISTRATIONS_PER_ADDR` | `20` | registrations per client address per window (0: off) |
-//! | `TINCAN_REGISTRATION_WINDOW_SECS` | `3600` | the registration window |
+//! The account settings the binaries share (`tincan-local` and the
+//! `http-api` Lambda; the WebSocket Lambdas take [`MongoSettings`] alone, for
+//! call history), as `clap` groups each binary flattens into its own
+//! settings: every setting a flag and an environment variable, its default
+//! written here once. The README's configuration tables list them.
 
+#[cfg(feature = "embedded")]
+use std::path::Path;
 #[cfg(feature = "embedded")]
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tincan_settings::Secret;
+
 #[cfg(feature = "embedded")]
 use crate::embedded::EmbeddedStore;
 use crate::error::StoreError;
-use crate::mongo::{MongoConfig, MongoStore, DEFAULT_DATABASE};
+use crate::mongo::{
+    MongoConfig, MongoStore, DEFAULT_DATABASE, DEFAULT_HEARTBEAT, DEFAULT_MAX_POOL_SIZE,
+    DEFAULT_TIMEOUT,
+};
 use crate::password::{HashPoolConfig, DEFAULT_QUEUE_PER_WORKER};
 use crate::rate_limit::{AuthLimits, Quota};
 use crate::service::{AccountOptions, DEFAULT_REFRESH_TTL_SECS};
@@ -43,74 +35,15 @@ pub enum Backend {
     Mongo(MongoConfig),
 }
 
-/// A variable that is set but does not parse.
-#[derive(Debug, thiserror::Error)]
-#[error("{name} must be {expected}")]
-pub struct ConfigError {
-    /// The variable.
-    pub name: &'static str,
-    /// What it must be.
-    pub expected: &'static str,
-}
-
-/// A number from the environment, or `default` if unset.
-pub fn env_u64(name: &'static str, default: u64) -> Result<u64, ConfigError> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v.trim().parse().map_err(|_| ConfigError {
-            name,
-            expected: "a whole number",
-        }),
-        _ => Ok(default),
-    }
-}
-
-fn env_string(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 impl Backend {
-    /// `MONGODB_URI` set: MongoDB; otherwise the embedded store in
-    /// `TINCAN_DATA_DIR`, or, in a build without it, an error that says
-    /// `MONGODB_URI` is required.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        if let Some(config) = Self::mongo_from_env()? {
-            return Ok(Backend::Mongo(config));
+    /// MongoDB if `MONGODB_URI` is set, else the embedded store in
+    /// `data_dir`.
+    #[cfg(feature = "embedded")]
+    pub fn mongo_or_embedded(mongo: &MongoSettings, data_dir: &Path) -> Self {
+        match mongo.config() {
+            Some(config) => Backend::Mongo(config),
+            None => Backend::Embedded(data_dir.to_path_buf()),
         }
-        #[cfg(feature = "embedded")]
-        {
-            let dir = env_string("TINCAN_DATA_DIR").unwrap_or_else(|| "./.tincan".to_owned());
-            Ok(Backend::Embedded(PathBuf::from(dir)))
-        }
-        #[cfg(not(feature = "embedded"))]
-        Err(ConfigError {
-            name: "MONGODB_URI",
-            expected: "set (this build has no embedded store)",
-        })
-    }
-
-    /// MongoDB's settings if `MONGODB_URI` is set, `None` if it is not.
-    pub fn mongo_from_env() -> Result<Option<MongoConfig>, ConfigError> {
-        if let Some(uri) = env_string("MONGODB_URI") {
-            let mut config = MongoConfig::new(uri);
-            config.database =
-                env_string("TINCAN_MONGODB_DB").unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
-            let ms = env_u64("TINCAN_MONGODB_TIMEOUT_MS", 2000)?;
-            config.timeout = Duration::from_millis(ms);
-            config.op_timeout = Duration::from_millis(ms.saturating_mul(2).max(1000));
-            let heartbeat_ms = env_u64(
-                "TINCAN_MONGODB_HEARTBEAT_MS",
-                crate::mongo::DEFAULT_HEARTBEAT.as_millis() as u64,
-            )?;
-            // The driver refuses anything under 500 ms.
-            config.heartbeat = Duration::from_millis(heartbeat_ms.max(500));
-            let pool = env_u64(
-                "TINCAN_MONGODB_MAX_POOL",
-                u64::from(crate::mongo::DEFAULT_MAX_POOL_SIZE),
-            )?;
-            config.max_pool_size = u32::try_from(pool.clamp(1, 1000)).unwrap_or(1);
-            return Ok(Some(config));
-        }
-        Ok(None)
     }
 
     /// Opens the stores.
@@ -125,88 +58,163 @@ impl Backend {
     }
 }
 
-/// `TINCAN_REFRESH_TTL`, seconds.
-pub fn refresh_ttl_from_env() -> Result<u64, ConfigError> {
-    env_u64("TINCAN_REFRESH_TTL", DEFAULT_REFRESH_TTL_SECS)
+/// How to reach MongoDB, if at all.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MongoSettings {
+    /// MongoDB connection string; unset, no MongoDB. It may hold
+    /// credentials, so it is never printed.
+    #[arg(long, env = "MONGODB_URI", hide_env_values = true)]
+    pub mongodb_uri: Option<Secret>,
+    /// MongoDB database name.
+    #[arg(long, env = "TINCAN_MONGODB_DB", default_value = DEFAULT_DATABASE)]
+    pub mongodb_db: String,
+    /// Server-selection and connect timeout, ms; each call is capped at
+    /// twice this.
+    #[arg(long, env = "TINCAN_MONGODB_TIMEOUT_MS", default_value_t = DEFAULT_TIMEOUT.as_millis() as u64)]
+    pub mongodb_timeout_ms: u64,
+    /// How often the driver checks each server in the background, ms (at
+    /// least 500).
+    #[arg(long, env = "TINCAN_MONGODB_HEARTBEAT_MS", default_value_t = DEFAULT_HEARTBEAT.as_millis() as u64)]
+    pub mongodb_heartbeat_ms: u64,
+    /// MongoDB connections per server, per process (1-1000; none opened
+    /// ahead of need, idle ones closed after 60 s).
+    #[arg(long, env = "TINCAN_MONGODB_MAX_POOL", default_value_t = DEFAULT_MAX_POOL_SIZE)]
+    pub mongodb_max_pool: u32,
 }
 
-fn env_u32(name: &'static str, default: u32) -> Result<u32, ConfigError> {
-    u32::try_from(env_u64(name, u64::from(default))?).map_err(|_| ConfigError {
-        name,
-        expected: "a whole number below 2^32",
-    })
+impl MongoSettings {
+    /// MongoDB's settings if `MONGODB_URI` is set, `None` if it is not.
+    pub fn config(&self) -> Option<MongoConfig> {
+        let uri = self.mongodb_uri.as_ref()?;
+        let mut config = MongoConfig::new(uri.expose());
+        config.database = self.mongodb_db.clone();
+        let ms = self.mongodb_timeout_ms;
+        config.timeout = Duration::from_millis(ms);
+        config.op_timeout = Duration::from_millis(ms.saturating_mul(2).max(1000));
+        // The driver refuses anything under 500 ms.
+        config.heartbeat = Duration::from_millis(self.mongodb_heartbeat_ms.max(500));
+        config.max_pool_size = self.mongodb_max_pool.clamp(1, 1000);
+        Some(config)
+    }
 }
 
-impl HashPoolConfig {
-    /// `TINCAN_HASH_WORKERS` and `TINCAN_HASH_QUEUE` over the defaults.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        let workers = env_u64("TINCAN_HASH_WORKERS", defaults.workers as u64)?;
-        if workers == 0 || workers > 1024 {
-            return Err(ConfigError {
-                name: "TINCAN_HASH_WORKERS",
-                expected: "1 to 1024",
-            });
+/// How the account service hashes passwords and limits logins and
+/// registrations; argon2id's costs are not settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AccountSettings {
+    /// Refresh-token lifetime, seconds.
+    #[arg(long, env = "TINCAN_REFRESH_TTL", default_value_t = DEFAULT_REFRESH_TTL_SECS)]
+    pub refresh_ttl: u64,
+    /// Password-hashing threads, 19 MiB of argon2 memory each, reused
+    /// (1-1024; default: the number of cores).
+    #[arg(long, env = "TINCAN_HASH_WORKERS", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub hash_workers: Option<u64>,
+    /// Hashes that may wait for a worker; beyond, 503 `busy` (default: 16
+    /// per worker).
+    #[arg(long, env = "TINCAN_HASH_QUEUE")]
+    pub hash_queue: Option<usize>,
+    /// Failed logins per username from one client address per window (0:
+    /// off).
+    #[arg(long, env = "TINCAN_LOGIN_FAILURES_PER_USER_ADDR", default_value_t = AuthLimits::default().failed_logins_per_user_addr.n)]
+    pub login_failures_per_user_addr: u32,
+    /// Failed logins per username from all addresses per window (0: off).
+    #[arg(long, env = "TINCAN_LOGIN_FAILURES_PER_USER", default_value_t = AuthLimits::default().failed_logins_per_user.n)]
+    pub login_failures_per_user: u32,
+    /// Failed logins per client address per window (0: off).
+    #[arg(long, env = "TINCAN_LOGIN_FAILURES_PER_ADDR", default_value_t = AuthLimits::default().failed_logins_per_addr.n)]
+    pub login_failures_per_addr: u32,
+    /// The failed-login window, seconds.
+    #[arg(long, env = "TINCAN_LOGIN_FAILURE_WINDOW_SECS", default_value_t = AuthLimits::default().failed_logins_per_user_addr.window_secs)]
+    pub login_failure_window_secs: u64,
+    /// Registrations per client address per window (0: off).
+    #[arg(long, env = "TINCAN_REGISTRATIONS_PER_ADDR", default_value_t = AuthLimits::default().registrations_per_addr.n)]
+    pub registrations_per_addr: u32,
+    /// The registration window, seconds.
+    #[arg(long, env = "TINCAN_REGISTRATION_WINDOW_SECS", default_value_t = AuthLimits::default().registrations_per_addr.window_secs)]
+    pub registration_window_secs: u64,
+}
+
+impl AccountSettings {
+    /// The service's options.
+    pub fn options(&self) -> AccountOptions {
+        let d = AuthLimits::default();
+        let hash_pool = match self.hash_workers {
+            None => HashPoolConfig {
+                queue: self.hash_queue.unwrap_or(HashPoolConfig::default().queue),
+                ..HashPoolConfig::default()
+            },
+            Some(workers) => {
+                // At most 1024, by the parser's range.
+                let workers = usize::try_from(workers).unwrap_or(1);
+                HashPoolConfig {
+                    workers,
+                    queue: self
+                        .hash_queue
+                        .unwrap_or(workers * DEFAULT_QUEUE_PER_WORKER),
+                }
+            }
+        };
+        let login = self.login_failure_window_secs;
+        AccountOptions {
+            refresh_ttl_secs: self.refresh_ttl,
+            hash_pool,
+            limits: AuthLimits {
+                failed_logins_per_user_addr: Quota::new(self.login_failures_per_user_addr, login),
+                failed_logins_per_user: Quota::new(self.login_failures_per_user, login),
+                failed_logins_per_addr: Quota::new(self.login_failures_per_addr, login),
+                registrations_per_addr: Quota::new(
+                    self.registrations_per_addr,
+                    self.registration_window_secs,
+                ),
+                max_keys: d.max_keys,
+            },
+            ..AccountOptions::default()
         }
-        let workers = workers as usize;
-        let queue = env_u64(
-            "TINCAN_HASH_QUEUE",
-            (workers * DEFAULT_QUEUE_PER_WORKER) as u64,
-        )?;
-        Ok(Self {
-            workers,
-            queue: usize::try_from(queue).unwrap_or(usize::MAX),
-        })
     }
 }
 
-impl AuthLimits {
-    /// The `TINCAN_LOGIN_*` and `TINCAN_REGISTRATION*` variables over the
-    /// defaults.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        let d = Self::default();
-        let login_window = env_u64(
-            "TINCAN_LOGIN_FAILURE_WINDOW_SECS",
-            d.failed_logins_per_user_addr.window_secs,
-        )?;
-        let register_window = env_u64(
-            "TINCAN_REGISTRATION_WINDOW_SECS",
-            d.registrations_per_addr.window_secs,
-        )?;
-        Ok(Self {
-            failed_logins_per_user_addr: Quota::new(
-                env_u32(
-                    "TINCAN_LOGIN_FAILURES_PER_USER_ADDR",
-                    d.failed_logins_per_user_addr.n,
-                )?,
-                login_window,
-            ),
-            failed_logins_per_user: Quota::new(
-                env_u32("TINCAN_LOGIN_FAILURES_PER_USER", d.failed_logins_per_user.n)?,
-                login_window,
-            ),
-            failed_logins_per_addr: Quota::new(
-                env_u32("TINCAN_LOGIN_FAILURES_PER_ADDR", d.failed_logins_per_addr.n)?,
-                login_window,
-            ),
-            registrations_per_addr: Quota::new(
-                env_u32("TINCAN_REGISTRATIONS_PER_ADDR", d.registrations_per_addr.n)?,
-                register_window,
-            ),
-            max_keys: d.max_keys,
-        })
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
 
-impl AccountOptions {
-    /// Everything from the environment: `TINCAN_REFRESH_TTL`, the hashing
-    /// pool and the limits (table above); argon2id costs stay the default.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            refresh_ttl_secs: refresh_ttl_from_env()?,
-            hash_pool: HashPoolConfig::from_env()?,
-            limits: AuthLimits::from_env()?,
-            ..Self::default()
-        })
+    #[derive(Parser)]
+    struct Both {
+        #[command(flatten)]
+        mongo: MongoSettings,
+        #[command(flatten)]
+        accounts: AccountSettings,
+    }
+
+    #[test]
+    fn the_defaults_are_the_services_own() {
+        let both = Both::try_parse_from(["t"]).unwrap();
+        let options = both.accounts.options();
+        let d = AccountOptions::default();
+        assert_eq!(options.limits, d.limits);
+        assert_eq!(options.refresh_ttl_secs, d.refresh_ttl_secs);
+        assert_eq!(options.hash_pool.workers, d.hash_pool.workers);
+        assert_eq!(options.hash_pool.queue, d.hash_pool.queue);
+    }
+
+    #[test]
+    fn mongo_is_configured_by_its_uri_alone_and_bounded() {
+        let both = Both::try_parse_from(["t"]).unwrap();
+        assert!(both.mongo.config().is_none());
+        let both = Both::try_parse_from([
+            "t",
+            "--mongodb-uri=mongodb://127.0.0.1:1",
+            "--mongodb-heartbeat-ms=10",
+            "--mongodb-max-pool=0",
+            "--hash-workers=2",
+        ])
+        .unwrap();
+        let config = both.mongo.config().unwrap();
+        assert_eq!(config.database, "tincan");
+        assert_eq!(config.heartbeat, Duration::from_millis(500));
+        assert_eq!(config.max_pool_size, 1);
+        assert_eq!(config.op_timeout, Duration::from_secs(4));
+        assert_eq!(both.accounts.options().hash_pool.queue, 32);
+        assert!(Both::try_parse_from(["t", "--hash-workers=0"]).is_err());
     }
 }

@@ -12,7 +12,8 @@
 //!   memory ([`HashPoolConfig`]); failed logins and registrations are limited
 //!   per username and client address ([`AuthLimits`]), counted in a
 //!   [`ThrottleStore`] (in memory, or shared by every process).
-//! - [`config`]: picking the backend and the options from the environment.
+//! - [`config`]: the account settings the binaries share (MongoDB, hashing,
+//!   limits), and the backend they pick.
 //!
 //! The signaling side uses [`Stores::calls`] ([`CallStore::start_call`] on
 //! join, [`CallStore::end_call`] on leave/disconnect) and [`Stores::users`].

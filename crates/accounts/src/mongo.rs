@@ -71,13 +71,16 @@ impl MongoConfig {
         Self {
             uri: uri.into(),
             database: DEFAULT_DATABASE.to_owned(),
-            timeout: Duration::from_secs(2),
+            timeout: DEFAULT_TIMEOUT,
             op_timeout: Duration::from_secs(5),
             heartbeat: DEFAULT_HEARTBEAT,
             max_pool_size: DEFAULT_MAX_POOL_SIZE,
         }
     }
 }
+
+/// Server selection and connect timeout.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The driver's own default heartbeat: one check per server every 10 s.
 pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(10);

@@ -59,8 +59,9 @@ impl std::fmt::Debug for TokenPair {
     }
 }
 
-/// How the account service hashes and limits; [`AccountOptions::from_env`]
-/// reads it from the environment (see [`crate::config`]).
+/// How the account service hashes and limits;
+/// [`AccountSettings`](crate::config::AccountSettings) reads it from the
+/// binaries' settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountOptions {
     /// argon2id cost.
@@ -239,7 +240,7 @@ impl AccountService {
     }
 
     /// A service over `stores` shaped by `options` (e.g.
-    /// [`AccountOptions::from_env`]).
+    /// [`AccountSettings::options`](crate::config::AccountSettings::options)).
     pub fn with_options(
         stores: Stores,
         tokens: TokenKeys,

@@ -1,31 +1,19 @@
-//! The API's configuration from the environment, read once at start-up by
-//! the Lambda and the local stack.
-//!
-//! | variable | default | meaning |
-//! |---|---|---|
-//! | `TINCAN_JWT_SECRET` | required (>= 32 bytes) | access-token signing secret |
-//! | `TINCAN_ACCESS_TTL` | `900` | access-token lifetime, seconds |
-//! | `TINCAN_REFRESH_TTL` | `2592000` | refresh-token lifetime, seconds |
-//! | `TINCAN_TURN_SECRET` | required | TURN REST secret shared with media nodes |
-//! | `TINCAN_TURN_URL` | `127.0.0.1:3478` | advertised TURN `host:port`; with a fleet, the fallback when no node is alive |
-//! | `TINCAN_MEDIA_NODES_TABLE` | unset | the fleet registry: TURN credentials name the caller's room's node, else the least-loaded |
-//! | `TINCAN_CONNECTIONS_TABLE` | unset | the signaling connections table: a deleted account gets a deleted-user marker there, so its tokens open no socket |
-//! | `TINCAN_THROTTLES_TABLE` | `tincan-throttles` | the DynamoDB table holding failed-login and registration counts, shared by every container; `memory`: per process, in memory |
-//! | `DYNAMODB_ENDPOINT` | unset | DynamoDB endpoint override for the fleet registry, the connections and the throttles tables |
-//! | `TINCAN_TURN_TTL` | `3600` | TURN credential lifetime, seconds |
-//! | `TINCAN_CORS_ORIGINS` | `*` | `*`, `none`, or comma-separated origins |
-//! | `MONGODB_URI`, `TINCAN_MONGODB_DB`, `TINCAN_MONGODB_TIMEOUT_MS`, `TINCAN_DATA_DIR` | | see `tincan_accounts::config` |
-//! | `TINCAN_HASH_WORKERS`, `TINCAN_HASH_QUEUE`, `TINCAN_LOGIN_*`, `TINCAN_REGISTRATION*` | | see `tincan_accounts::config` |
+//! The API's settings, read once at start-up by the `http-api` Lambda
+//! ([`ApiSettings`], flattened into its settings) and turned into an
+//! [`ApiConfig`]; the local stack builds an [`ApiState`] of its own. Every
+//! variable, with its default, is in the README's configuration table of
+//! the `http-api` Lambda, and in `http-api --help`.
 
 use async_trait::async_trait;
 use axum::http::HeaderValue;
 use std::sync::Arc;
 
-use tincan_accounts::config::{env_u64, Backend};
+use tincan_accounts::config::{AccountSettings, Backend, MongoSettings};
 use tincan_accounts::{
     AccountError, AccountEvents, AccountOptions, AccountService, StoreError, Throttle,
 };
 use tincan_fleet::{DynamoMediaNodeStore, FleetIceServers};
+use tincan_settings::{DynamoSettings, Secret};
 use tincan_store::{DynamoConnectionStore, DynamoThrottleStore};
 
 use crate::throttle::DynamoThrottles;
@@ -41,9 +29,6 @@ pub enum ConfigError {
     /// A required variable is missing.
     #[error("{0} must be set")]
     Missing(&'static str),
-    /// A variable does not parse.
-    #[error(transparent)]
-    Invalid(#[from] tincan_accounts::config::ConfigError),
     /// The JWT secret is too short.
     #[error("TINCAN_JWT_SECRET: {0}")]
     Token(#[from] tincan_token::TokenError),
@@ -55,8 +40,58 @@ pub enum ConfigError {
     Accounts(#[from] AccountError),
 }
 
-/// Everything [`ApiState`] needs, from the environment.
-#[derive(Debug, Clone)]
+/// The default of `TINCAN_THROTTLES_TABLE`.
+const DEFAULT_THROTTLES_TABLE: &str = "tincan-throttles";
+
+/// The default of `TINCAN_TURN_URL`.
+const DEFAULT_TURN_URL: &str = "127.0.0.1:3478";
+
+/// The HTTP API's settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiSettings {
+    /// Signs access tokens (at least 32 bytes; shorter, start-up fails
+    /// naming the variable).
+    #[arg(long, env = "TINCAN_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Secret,
+    /// Access-token lifetime, seconds.
+    #[arg(long, env = "TINCAN_ACCESS_TTL", default_value_t = DEFAULT_ACCESS_TTL_SECS)]
+    pub access_ttl: u64,
+    /// TURN REST API secret shared with the media nodes.
+    #[arg(long, env = "TINCAN_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Secret,
+    /// TURN `host:port` for `GET /turn-credentials`; with a fleet, the
+    /// fallback when no node is alive.
+    #[arg(long, env = "TINCAN_TURN_URL", default_value = DEFAULT_TURN_URL)]
+    pub turn_url: String,
+    /// TURN credential lifetime, seconds.
+    #[arg(long, env = "TINCAN_TURN_TTL", default_value_t = DEFAULT_TTL_SECS)]
+    pub turn_ttl: u64,
+    /// The media-node fleet registry (read only): TURN credentials name the
+    /// caller's room's node, else the least-loaded live one.
+    #[arg(long, env = "TINCAN_MEDIA_NODES_TABLE")]
+    pub media_nodes_table: Option<String>,
+    /// The WebSocket Lambdas' table: a deleted account and a revoked login
+    /// session get a marker there, which `$connect` checks; unset, none.
+    #[arg(long, env = "TINCAN_CONNECTIONS_TABLE")]
+    pub connections_table: Option<String>,
+    /// DynamoDB table of the failed-login and registration counts, shared
+    /// by every container; `memory`: counted in each container's memory.
+    #[arg(long, env = "TINCAN_THROTTLES_TABLE", default_value = DEFAULT_THROTTLES_TABLE)]
+    pub throttles_table: String,
+    /// Other origins whose pages may call the API: `*`, `none`, or a
+    /// comma-separated list of origins.
+    #[arg(long, env = "TINCAN_CORS_ORIGINS", default_value = "*")]
+    pub cors_origins: String,
+    #[command(flatten)]
+    pub dynamo: DynamoSettings,
+    #[command(flatten)]
+    pub mongo: MongoSettings,
+    #[command(flatten)]
+    pub accounts: AccountSettings,
+}
+
+/// Everything [`ApiState`] needs. Its `Debug` leaves the JWT secret out.
+#[derive(Clone)]
 pub struct ApiConfig {
     /// JWT secret.
     pub jwt_secret: Vec<u8>,
@@ -80,11 +115,19 @@ pub struct ApiConfig {
     pub cors: CorsOrigins,
 }
 
-fn required(name: &'static str) -> Result<String, ConfigError> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or(ConfigError::Missing(name))
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("access_ttl_secs", &self.access_ttl_secs)
+            .field("options", &self.options)
+            .field("media_nodes_table", &self.media_nodes_table)
+            .field("connections_table", &self.connections_table)
+            .field("throttles_table", &self.throttles_table)
+            .field("backend", &self.backend)
+            .field("turn", &self.turn)
+            .field("cors", &self.cors)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Parses `TINCAN_CORS_ORIGINS`.
@@ -100,33 +143,33 @@ pub(crate) fn parse_cors(value: &str) -> CorsOrigins {
     }
 }
 
-impl ApiConfig {
-    /// Reads the variables in the table above.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            jwt_secret: required("TINCAN_JWT_SECRET")?.into_bytes(),
-            access_ttl_secs: env_u64("TINCAN_ACCESS_TTL", DEFAULT_ACCESS_TTL_SECS)?,
-            options: AccountOptions::from_env()?,
-            media_nodes_table: std::env::var("TINCAN_MEDIA_NODES_TABLE")
-                .ok()
-                .filter(|v| !v.is_empty()),
-            connections_table: std::env::var("TINCAN_CONNECTIONS_TABLE")
-                .ok()
-                .filter(|v| !v.is_empty()),
-            throttles_table: throttles_table(std::env::var("TINCAN_THROTTLES_TABLE").ok()),
-            backend: Backend::from_env()?,
+impl ApiSettings {
+    /// The configuration; MongoDB is required (the Lambda build has no
+    /// embedded store).
+    pub fn into_config(self) -> Result<ApiConfig, ConfigError> {
+        let mongo = self
+            .mongo
+            .config()
+            .ok_or(ConfigError::Missing("MONGODB_URI"))?;
+        Ok(ApiConfig {
+            jwt_secret: self.jwt_secret.expose().as_bytes().to_vec(),
+            access_ttl_secs: self.access_ttl,
+            options: self.accounts.options(),
+            media_nodes_table: self.media_nodes_table,
+            connections_table: self.connections_table,
+            throttles_table: throttles_table(&self.throttles_table),
+            backend: Backend::Mongo(mongo),
             turn: TurnSettings {
-                secret: TurnSecret::new(required("TINCAN_TURN_SECRET")?),
-                url: std::env::var("TINCAN_TURN_URL")
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                    .unwrap_or_else(|| "127.0.0.1:3478".to_owned()),
-                ttl_secs: env_u64("TINCAN_TURN_TTL", DEFAULT_TTL_SECS)?,
+                secret: TurnSecret::new(self.turn_secret.expose()),
+                url: self.turn_url,
+                ttl_secs: self.turn_ttl,
             },
-            cors: parse_cors(&std::env::var("TINCAN_CORS_ORIGINS").unwrap_or_default()),
+            cors: parse_cors(&self.cors_origins),
         })
     }
+}
 
+impl ApiConfig {
     /// Opens the stores and builds the state, with DynamoDB (the deleted-user
     /// markers) through `dynamo`. Fails, naming the variable, if
     /// `TINCAN_JWT_SECRET` is shorter than 32 bytes.
@@ -173,16 +216,11 @@ impl ApiConfig {
     }
 }
 
-/// The default of `TINCAN_THROTTLES_TABLE`.
-const DEFAULT_THROTTLES_TABLE: &str = "tincan-throttles";
-
-/// `TINCAN_THROTTLES_TABLE`: unset or empty, the default table; `memory`,
-/// none (counts in memory).
-fn throttles_table(value: Option<String>) -> Option<String> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Some(DEFAULT_THROTTLES_TABLE.to_owned()),
-        Some("memory") => None,
-        Some(table) => Some(table.to_owned()),
+/// `TINCAN_THROTTLES_TABLE`: `memory`, none (counts in memory).
+fn throttles_table(value: &str) -> Option<String> {
+    match value.trim() {
+        "memory" => None,
+        table => Some(table.to_owned()),
     }
 }
 
@@ -250,8 +288,9 @@ mod tests {
             cors: CorsOrigins::Any,
         };
         let err = config
-            .into_state(&tincan_store::dynamo_client_on(
-                &tincan_store::sdk_config_in_lambda(),
+            .into_state(&tincan_store::dynamo_client(
+                &tincan_store::sdk_config_in_lambda(None),
+                None,
             ))
             .await
             .unwrap_err();
@@ -264,16 +303,29 @@ mod tests {
 
     #[test]
     fn throttles_table_defaults_and_memory_turns_it_off() {
-        assert_eq!(throttles_table(None).as_deref(), Some("tincan-throttles"));
+        let settings = |env: &[&str]| {
+            use clap::Parser as _;
+            #[derive(clap::Parser)]
+            struct Api {
+                #[command(flatten)]
+                api: ApiSettings,
+            }
+            let args = ["http-api", "--jwt-secret=j", "--turn-secret=t"];
+            Api::try_parse_from(args.iter().chain(env)).unwrap().api
+        };
+        assert_eq!(settings(&[]).throttles_table, "tincan-throttles");
+        assert_eq!(throttles_table("memory"), None);
         assert_eq!(
-            throttles_table(Some(String::new())).as_deref(),
-            Some("tincan-throttles")
-        );
-        assert_eq!(throttles_table(Some("memory".into())), None);
-        assert_eq!(
-            throttles_table(Some("prod-throttles".into())).as_deref(),
+            throttles_table("prod-throttles").as_deref(),
             Some("prod-throttles")
         );
+        let err = settings(&[]).into_config().unwrap_err();
+        assert_eq!(err.to_string(), "MONGODB_URI must be set");
+        let config = settings(&["--mongodb-uri=mongodb://127.0.0.1:1"])
+            .into_config()
+            .unwrap();
+        assert!(matches!(config.cors, CorsOrigins::Any));
+        assert_eq!(config.turn.url, "127.0.0.1:3478");
     }
 
     #[test]

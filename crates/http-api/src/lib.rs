@@ -49,7 +49,7 @@ use tincan_fleet::FleetIceServers;
 use tincan_turn_credentials::TurnSecret;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-pub use crate::config::{ApiConfig, ConfigError};
+pub use crate::config::{ApiConfig, ApiSettings, ConfigError};
 pub use crate::error::ApiError;
 pub use crate::extract::{ApiJson, Caller, ClientAddr, ClientIp, RelayCaller};
 pub use crate::throttle::DynamoThrottles;

@@ -1,8 +1,16 @@
-//! Configuration of the local stack, from the environment.
+//! Configuration of the local stack: [`LocalSettings`], its flags and
+//! environment variables (`tincan-local --help`, and the README's table),
+//! become a [`LocalConfig`], which tests build directly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::ArgAction;
+use tincan_accounts::config::{AccountSettings, MongoSettings};
+use tincan_accounts::AccountOptions;
+use tincan_settings::{ConnectionsTable, DynamoSettings, Secret, SignalingSettings};
 
 /// API Gateway's WebSocket limits, which the emulator enforces as it does,
 /// and the limits that keep one hostile client from harming the others.
@@ -61,30 +69,6 @@ impl Default for GatewayLimits {
     }
 }
 
-impl GatewayLimits {
-    /// The defaults, overridden by whatever the environment sets.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let d = Self::default();
-        Ok(Self {
-            max_frame_bytes: d.max_frame_bytes,
-            max_message_bytes: d.max_message_bytes,
-            idle_timeout: secs("TINCAN_IDLE_TIMEOUT", d.idle_timeout)?,
-            max_connection: secs("TINCAN_MAX_CONNECTION_SECS", d.max_connection)?,
-            invoke_jitter: Duration::from_millis(parse_env("TINCAN_INVOKE_JITTER_MS", 0u64)?),
-            max_inflight_per_socket: at_least_one(parse_env(
-                "TINCAN_MAX_INFLIGHT_PER_SOCKET",
-                d.max_inflight_per_socket,
-            )?),
-            max_inflight: at_least_one(parse_env("TINCAN_MAX_INFLIGHT", d.max_inflight)?),
-            outbound_queue: at_least_one(parse_env("TINCAN_OUTBOUND_QUEUE", d.outbound_queue)?),
-            max_sockets_per_user: parse_env("TINCAN_MAX_SOCKETS_PER_USER", d.max_sockets_per_user)?,
-            msg_rate: parse_env("TINCAN_MSG_RATE", d.msg_rate)?,
-            msg_burst: parse_env("TINCAN_MSG_BURST", d.msg_burst)?,
-            read_buffer: parse_env("TINCAN_WS_READ_BUFFER", d.read_buffer)?.max(256),
-        })
-    }
-}
-
 /// Limits of every TCP listener (the public one and the Management API's).
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerLimits {
@@ -108,27 +92,7 @@ impl Default for ListenerLimits {
     }
 }
 
-impl ListenerLimits {
-    /// The defaults, overridden by whatever the environment sets.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let d = Self::default();
-        Ok(Self {
-            header_timeout: secs("TINCAN_HEADER_TIMEOUT", d.header_timeout)?,
-            max_conns_per_ip: parse_env("TINCAN_MAX_CONNS_PER_IP", d.max_conns_per_ip)?,
-            max_conns: at_least_one(parse_env("TINCAN_MAX_CONNS", d.max_conns)?),
-        })
-    }
-}
-
-fn secs(name: &str, default: Duration) -> anyhow::Result<Duration> {
-    Ok(Duration::from_secs(parse_env(name, default.as_secs())?))
-}
-
-fn at_least_one(n: usize) -> usize {
-    n.max(1)
-}
-
-/// Everything `tincan-local` reads from its environment.
+/// Everything the local stack runs with.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
     /// `TINCAN_ADDR`, default `127.0.0.1:8080`.
@@ -171,12 +135,12 @@ pub struct LocalConfig {
     pub turn_addr: Option<SocketAddr>,
     /// `TINCAN_JWT_SECRET` (at least 32 bytes); unset, one is made and kept
     /// in the data dir.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// `TINCAN_TURN_SECRET`; unset, one is made and kept in the data dir.
-    pub turn_secret: Option<String>,
+    pub turn_secret: Option<Secret>,
     /// `TINCAN_SFU_CONTROL_SECRET` (at least 32 bytes): signs the embedded
     /// SFU's control tokens; unset, one is made and kept in the data dir.
-    pub sfu_control_secret: Option<String>,
+    pub sfu_control_secret: Option<Secret>,
     /// `DYNAMODB_ENDPOINT`: keep connection state in DynamoDB there (e.g. a
     /// moto server or DynamoDB Local) instead of in memory.
     pub dynamodb_endpoint: Option<String>,
@@ -198,6 +162,9 @@ pub struct LocalConfig {
     /// `TINCAN_API_KEYS`: `id:secret` pairs, comma-separated, whose join
     /// tokens `$connect` accepts (apps that embed calls); default none.
     pub api_keys: tincan_token::join::ApiKeys,
+    /// The account service's hashing pool, limits and refresh-token
+    /// lifetime (`TINCAN_HASH_WORKERS`, `TINCAN_LOGIN_*`, ...).
+    pub account_options: AccountOptions,
 }
 
 impl LocalConfig {
@@ -205,43 +172,33 @@ impl LocalConfig {
     /// rooms up to `room_max` (default `sfu_room_max`); without one, every
     /// room a mesh of up to `room_max` (default 8).
     pub fn signaling_limits(&self, sfu: bool) -> tincan_signaling::Limits {
-        let (mesh_max, room_max) = if sfu {
-            (
-                self.mesh_max.max(1),
-                self.room_max.unwrap_or(self.sfu_room_max),
-            )
-        } else {
-            let room_max = self.room_max.unwrap_or(8);
-            (room_max, room_max)
-        };
-        tincan_signaling::Limits {
-            max_message_bytes: self.max_message,
-            room_max,
+        SignalingSettings {
+            room_max: self.room_max,
+            mesh_max: self.mesh_max,
+            sfu_slots: self.sfu_slots,
+            max_message: self.max_message,
             resume_grace_secs: self.resume_grace_secs,
-            mesh_max,
-            sfu_slots: self.sfu_slots.max(1),
-            msg_rate: tincan_signaling::MessageRate {
-                per_sec: self.limits.msg_rate,
-                burst: self.limits.msg_burst,
-            },
+            msg_rate: self.limits.msg_rate,
+            msg_burst: self.limits.msg_burst,
             max_sockets_per_user: self.limits.max_sockets_per_user,
-            ..tincan_signaling::Limits::default()
         }
+        .limits(sfu.then_some(self.sfu_room_max))
     }
 
     /// Defaults for a stack on `addr` keeping its files in `data_dir`, as
     /// tests want it: no environment read.
     pub fn for_tests(addr: SocketAddr, data_dir: PathBuf) -> Self {
+        let signaling = SignalingSettings::default();
         Self {
             addr,
             data_dir: data_dir.clone(),
             web_dir: None,
             room_max: None,
-            mesh_max: 4,
-            sfu_slots: 3,
-            sfu_room_max: 100,
-            max_message: 16 * 1024,
-            resume_grace_secs: 30,
+            mesh_max: signaling.mesh_max,
+            sfu_slots: signaling.sfu_slots,
+            sfu_room_max: tincan_sfu_control::DEFAULT_ROOM_MAX,
+            max_message: signaling.max_message,
+            resume_grace_secs: signaling.resume_grace_secs,
             management_addr: SocketAddr::new(addr.ip(), 0),
             limits: GatewayLimits::default(),
             listener: ListenerLimits::default(),
@@ -251,101 +208,235 @@ impl LocalConfig {
             turn_secret: None,
             sfu_control_secret: None,
             dynamodb_endpoint: None,
-            connections_table: "tincan-connections".to_owned(),
+            connections_table: ConnectionsTable::default().connections_table,
             accounts: tincan_accounts::config::Backend::Embedded(data_dir.clone()),
             lambda_url: None,
             users_must_exist: true,
             cors: tincan_http_api::CorsOrigins::List(Vec::new()),
             api_keys: tincan_token::join::ApiKeys::none(),
+            account_options: AccountOptions::default(),
         }
     }
 
-    /// Reads the environment, with defaults that work on a laptop.
+    /// The settings of the environment (flags ignored): what the load
+    /// tools' own stacks start from.
     pub fn from_env() -> anyhow::Result<Self> {
-        let data_dir = std::env::var_os("TINCAN_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(".tincan"));
-        Ok(Self {
-            addr: parse_env("TINCAN_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
-            data_dir: data_dir.clone(),
-            web_dir: std::env::var_os("TINCAN_WEB_DIR")
-                .filter(|dir| !dir.is_empty())
-                .map(PathBuf::from),
-            room_max: match std::env::var("TINCAN_ROOM_MAX") {
-                Ok(v) if !v.is_empty() => Some(
-                    v.parse()
-                        .map_err(|_| anyhow::anyhow!("TINCAN_ROOM_MAX must be a number"))?,
-                ),
-                _ => None,
+        let cmd = tincan_settings::command::<LocalSettings>();
+        let matches = cmd.try_get_matches_from(["tincan-local"])?;
+        <LocalSettings as clap::FromArgMatches>::from_arg_matches(&matches)?.into_config()
+    }
+}
+
+/// `tincan-local`'s settings: every flag also reads its environment
+/// variable, with defaults that work on a laptop.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "tincan-local",
+    version,
+    about = "The whole of Tincan on one machine: the web app, the HTTP API, the WebSocket API \
+             and an embedded media node"
+)]
+pub struct LocalSettings {
+    /// Where the web app, HTTP API, `/ws` and `/healthz` are served.
+    #[arg(long, env = "TINCAN_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// The Management API (`/@connections/{id}`), on a listener of its
+    /// own; keep it on loopback.
+    #[arg(long, env = "TINCAN_MANAGEMENT_ADDR", default_value = "127.0.0.1:8081")]
+    pub management_addr: SocketAddr,
+    /// Embedded stores and generated local secrets.
+    #[arg(long, env = "TINCAN_DATA_DIR", default_value = "./.tincan")]
+    pub data_dir: PathBuf,
+    /// A directory to serve at `/` instead of the web app built into the
+    /// binary.
+    #[arg(long, env = "TINCAN_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Other origins whose pages may call the HTTP API: a comma-separated
+    /// list of origins, `*`, or `none` (same-origin only).
+    #[arg(long, env = "TINCAN_CORS_ORIGINS", default_value = "none", value_parser = crate::web_app::parse_cors_origins)]
+    pub cors_origins: tincan_http_api::CorsOrigins,
+    /// HS256 secret for access tokens (at least 32 bytes); unset, one is
+    /// generated and kept in the data dir.
+    #[arg(long, env = "TINCAN_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// TURN REST API shared secret (at least 32 bytes); unset, one is
+    /// generated and kept in the data dir.
+    #[arg(long, env = "TINCAN_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<Secret>,
+    /// Signs the embedded SFU's control tokens (at least 32 bytes); unset,
+    /// one is generated and kept in the data dir.
+    #[arg(long, env = "TINCAN_SFU_CONTROL_SECRET", hide_env_values = true)]
+    pub sfu_control_secret: Option<Secret>,
+    /// API keys of apps that embed calls: `id:secret` pairs,
+    /// comma-separated; `$connect` accepts join tokens they sign. Unset,
+    /// join tokens are refused.
+    #[arg(long, env = "TINCAN_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<Secret>,
+    /// Run the embedded media node (TURN and SFU): `on` or `off`.
+    #[arg(long, env = "TINCAN_TURN", default_value = "on", action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub turn: bool,
+    /// The embedded TURN server (UDP and TCP).
+    #[arg(long, env = "TINCAN_TURN_ADDR", default_value = "127.0.0.1:3478")]
+    pub turn_addr: SocketAddr,
+    /// Most participants the embedded node's SFU takes in one room.
+    #[arg(long, env = "TINCAN_SFU_ROOM_MAX", default_value_t = tincan_sfu_control::DEFAULT_ROOM_MAX)]
+    pub sfu_room_max: usize,
+    /// Seconds without a client frame before a socket is closed.
+    #[arg(long, env = "TINCAN_IDLE_TIMEOUT", default_value_t = GatewayLimits::default().idle_timeout.as_secs())]
+    pub idle_timeout: u64,
+    /// A socket's lifetime, seconds; then it is closed with 1001.
+    #[arg(long, env = "TINCAN_MAX_CONNECTION_SECS", default_value_t = GatewayLimits::default().max_connection.as_secs())]
+    pub max_connection_secs: u64,
+    /// Delay each frame's invocation by a random 0..N ms.
+    #[arg(long, env = "TINCAN_INVOKE_JITTER_MS", default_value_t = GatewayLimits::default().invoke_jitter.as_millis() as u64)]
+    pub invoke_jitter_ms: u64,
+    /// Invocations running at once for one socket (at least 1).
+    #[arg(long, env = "TINCAN_MAX_INFLIGHT_PER_SOCKET", default_value_t = GatewayLimits::default().max_inflight_per_socket)]
+    pub max_inflight_per_socket: usize,
+    /// Invocations running at once in the whole gateway (at least 1).
+    #[arg(long, env = "TINCAN_MAX_INFLIGHT", default_value_t = GatewayLimits::default().max_inflight)]
+    pub max_inflight: usize,
+    /// Messages queued for one socket (at least 1); a socket whose queue is
+    /// full is closed with 1008.
+    #[arg(long, env = "TINCAN_OUTBOUND_QUEUE", default_value_t = GatewayLimits::default().outbound_queue)]
+    pub outbound_queue: usize,
+    /// Bytes read from a socket at a time (at least 256).
+    #[arg(long, env = "TINCAN_WS_READ_BUFFER", default_value_t = GatewayLimits::default().read_buffer)]
+    pub ws_read_buffer: usize,
+    /// Seconds for a connection to send a complete request head.
+    #[arg(long, env = "TINCAN_HEADER_TIMEOUT", default_value_t = ListenerLimits::default().header_timeout.as_secs())]
+    pub header_timeout: u64,
+    /// TCP connections open at once from one client address (0: no limit).
+    #[arg(long, env = "TINCAN_MAX_CONNS_PER_IP", default_value_t = ListenerLimits::default().max_conns_per_ip)]
+    pub max_conns_per_ip: usize,
+    /// TCP connections open at once in all (at least 1).
+    #[arg(long, env = "TINCAN_MAX_CONNS", default_value_t = ListenerLimits::default().max_conns)]
+    pub max_conns: usize,
+    /// Stage path of the Management API: `/{stage}/@connections/{id}`.
+    #[arg(long, env = "TINCAN_STAGE", default_value = "local")]
+    pub stage: String,
+    /// Forward WebSocket events to Lambdas under `cargo lambda watch` at
+    /// this URL.
+    #[arg(long, env = "TINCAN_LAMBDA_URL")]
+    pub lambda_url: Option<String>,
+    /// Log filter.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info,tower_http=warn")]
+    pub rust_log: String,
+    #[command(flatten)]
+    pub signaling: SignalingSettings,
+    #[command(flatten)]
+    pub connections: ConnectionsTable,
+    #[command(flatten)]
+    pub dynamo: DynamoSettings,
+    #[command(flatten)]
+    pub mongo: MongoSettings,
+    #[command(flatten)]
+    pub accounts: AccountSettings,
+}
+
+impl LocalSettings {
+    /// The stack's configuration; a malformed `TINCAN_API_KEYS` is an error
+    /// naming at most a key id, never a secret.
+    pub fn into_config(self) -> anyhow::Result<LocalConfig> {
+        let api_keys =
+            tincan_token::join::ApiKeys::parse(self.api_keys.as_ref().map_or("", Secret::expose))
+                .map_err(|e| anyhow::anyhow!("TINCAN_API_KEYS: {e}"))?;
+        Ok(LocalConfig {
+            addr: self.addr,
+            accounts: tincan_accounts::config::Backend::mongo_or_embedded(
+                &self.mongo,
+                &self.data_dir,
+            ),
+            data_dir: self.data_dir,
+            web_dir: self.web_dir,
+            room_max: self.signaling.room_max,
+            mesh_max: self.signaling.mesh_max,
+            sfu_slots: self.signaling.sfu_slots,
+            sfu_room_max: self.sfu_room_max,
+            max_message: self.signaling.max_message,
+            resume_grace_secs: self.signaling.resume_grace_secs,
+            management_addr: self.management_addr,
+            limits: GatewayLimits {
+                idle_timeout: Duration::from_secs(self.idle_timeout),
+                max_connection: Duration::from_secs(self.max_connection_secs),
+                invoke_jitter: Duration::from_millis(self.invoke_jitter_ms),
+                max_inflight_per_socket: self.max_inflight_per_socket.max(1),
+                max_inflight: self.max_inflight.max(1),
+                outbound_queue: self.outbound_queue.max(1),
+                max_sockets_per_user: self.signaling.max_sockets_per_user,
+                msg_rate: self.signaling.msg_rate,
+                msg_burst: self.signaling.msg_burst,
+                read_buffer: self.ws_read_buffer.max(256),
+                ..GatewayLimits::default()
             },
-            mesh_max: parse_env("TINCAN_MESH_MAX", 4usize)?,
-            sfu_slots: parse_env("TINCAN_SFU_SLOTS", 3usize)?,
-            sfu_room_max: parse_env("TINCAN_SFU_ROOM_MAX", 100usize)?,
-            max_message: parse_env("TINCAN_MAX_MESSAGE", 16 * 1024usize)?,
-            resume_grace_secs: parse_env("TINCAN_RESUME_GRACE_SECS", 30u64)?,
-            management_addr: parse_env(
-                "TINCAN_MANAGEMENT_ADDR",
-                SocketAddr::from(([127, 0, 0, 1], 8081)),
-            )?,
-            limits: GatewayLimits::from_env()?,
-            listener: ListenerLimits::from_env()?,
-            stage: std::env::var("TINCAN_STAGE").unwrap_or_else(|_| "local".to_owned()),
-            turn_addr: match std::env::var("TINCAN_TURN").as_deref() {
-                Ok("off") => None,
-                _ => Some(parse_env(
-                    "TINCAN_TURN_ADDR",
-                    SocketAddr::from(([127, 0, 0, 1], 3478)),
-                )?),
+            listener: ListenerLimits {
+                header_timeout: Duration::from_secs(self.header_timeout),
+                max_conns_per_ip: self.max_conns_per_ip,
+                max_conns: self.max_conns.max(1),
             },
-            jwt_secret: std::env::var("TINCAN_JWT_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            turn_secret: std::env::var("TINCAN_TURN_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            sfu_control_secret: std::env::var("TINCAN_SFU_CONTROL_SECRET")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            dynamodb_endpoint: std::env::var("DYNAMODB_ENDPOINT")
-                .ok()
-                .filter(|s| !s.is_empty()),
-            connections_table: std::env::var("TINCAN_CONNECTIONS_TABLE")
-                .unwrap_or_else(|_| "tincan-connections".to_owned()),
-            accounts: accounts_backend(&data_dir)?,
-            lambda_url: std::env::var("TINCAN_LAMBDA_URL")
-                .ok()
-                .filter(|s| !s.is_empty()),
+            stage: self.stage,
+            turn_addr: self.turn.then_some(self.turn_addr),
+            jwt_secret: self.jwt_secret,
+            turn_secret: self.turn_secret,
+            sfu_control_secret: self.sfu_control_secret,
+            dynamodb_endpoint: self.dynamo.dynamodb_endpoint,
+            connections_table: self.connections.connections_table,
+            lambda_url: self.lambda_url,
             users_must_exist: true,
-            cors: crate::web_app::parse_cors_origins(
-                &std::env::var("TINCAN_CORS_ORIGINS").unwrap_or_default(),
-            )?,
-            // The error names a key id at most, never a secret.
-            api_keys: tincan_token::join::ApiKeys::parse(
-                &std::env::var("TINCAN_API_KEYS").unwrap_or_default(),
-            )
-            .map_err(|e| anyhow::anyhow!("TINCAN_API_KEYS: {e}"))?,
+            cors: self.cors_origins,
+            api_keys,
+            account_options: self.accounts.options(),
         })
     }
 }
 
-/// `name` parsed, or `default` when unset; an unparsable value is an error
-/// naming the variable.
-pub(crate) fn parse_env<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
-        _ => Ok(default),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser as _;
 
-/// MongoDB if `MONGODB_URI` is set, else the embedded store in `data_dir`.
-fn accounts_backend(
-    data_dir: &std::path::Path,
-) -> anyhow::Result<tincan_accounts::config::Backend> {
-    use tincan_accounts::config::Backend;
-    if std::env::var("MONGODB_URI").is_ok_and(|v| !v.trim().is_empty()) {
-        return Ok(Backend::from_env()?);
+    #[test]
+    fn the_settings_defaults_are_the_tests_defaults() {
+        let dir = PathBuf::from("./.tincan");
+        let settings = LocalSettings::try_parse_from(["tincan-local", "--turn=off"]).unwrap();
+        let from_settings = settings.into_config().unwrap();
+        let for_tests = LocalConfig::for_tests(from_settings.addr, dir);
+        assert_eq!(
+            format!("{:?}", from_settings.signaling_limits(true)),
+            format!("{:?}", for_tests.signaling_limits(true))
+        );
+        assert_eq!(
+            format!("{:?}", from_settings.limits),
+            format!("{:?}", GatewayLimits::default())
+        );
+        assert_eq!(from_settings.turn_addr, None);
+        assert_eq!(from_settings.connections_table, for_tests.connections_table);
     }
-    Ok(Backend::Embedded(data_dir.to_path_buf()))
+
+    #[test]
+    fn a_bad_value_is_refused_naming_its_variable_and_secrets_never_print() {
+        let mut cmd = tincan_settings::command::<LocalSettings>();
+        let err = cmd
+            .try_get_matches_from_mut(["tincan-local", "--max-message=lots"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("TINCAN_MAX_MESSAGE"), "{err}");
+        let settings = LocalSettings::try_parse_from([
+            "tincan-local",
+            "--jwt-secret=jwt-secret-value-jwt-secret-value",
+            "--api-keys=app:api-key-secret-value-api-key-secret",
+        ])
+        .unwrap();
+        let debug = format!("{settings:?}");
+        assert!(!debug.contains("secret-value"), "{debug}");
+        let err = LocalSettings::try_parse_from(["tincan-local", "--api-keys=app:short"])
+            .unwrap()
+            .into_config()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("TINCAN_API_KEYS") && !err.contains("short"),
+            "{err}"
+        );
+    }
 }

@@ -25,7 +25,7 @@ mod stack;
 mod web_app;
 
 pub use crate::backend::{Backend, ConnectOutcome, InProcess, LambdaForward, WsEvent};
-pub use crate::config::{GatewayLimits, ListenerLimits, LocalConfig};
+pub use crate::config::{GatewayLimits, ListenerLimits, LocalConfig, LocalSettings};
 pub use crate::gateway::{management_router, router, GatewayState};
 pub use crate::sockets::{LocalPush, SocketTable};
 pub use crate::stack::LocalStack;

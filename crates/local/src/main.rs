@@ -1,17 +1,16 @@
-//! `tincan-local`: the whole of Tincan on one machine. See the README for
-//! its environment variables.
+//! `tincan-local`: the whole of Tincan on one machine. Its settings
+//! (`tincan-local --help`, and the README) are flags that also read
+//! environment variables.
 
-use tincan_local::{LocalConfig, LocalStack};
+use tincan_local::{LocalSettings, LocalStack};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
-    let config = LocalConfig::from_env()?;
+    let settings: LocalSettings = tincan_settings::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.rust_log)
+        .unwrap_or_else(|_| "info,tower_http=warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let config = settings.into_config()?;
     let stack = LocalStack::start(config).await?;
     println!("Tincan is running at http://{}/", stack.addr);
     shutdown_signal().await;

@@ -9,9 +9,10 @@ use axum::Router;
 use std::sync::OnceLock;
 
 use async_trait::async_trait;
-use tincan_accounts::{AccountEvents, AccountOptions, AccountService};
+use tincan_accounts::{AccountEvents, AccountService};
 use tincan_http_api::{ApiState, TurnSettings};
 use tincan_media_node::{ControlSecret, MediaNode, MediaNodeConfig};
+use tincan_settings::Secret;
 use tincan_store::{ConnectionStore, DynamoConnectionStore, MemoryConnectionStore};
 use tincan_token::{TokenKeys, DEFAULT_ACCESS_TTL_SECS};
 use tincan_turn_credentials::{TurnSecret, DEFAULT_TTL_SECS};
@@ -132,7 +133,7 @@ async fn connections_store(config: &LocalConfig) -> anyhow::Result<Arc<dyn Conne
     let Some(endpoint) = &config.dynamodb_endpoint else {
         return Ok(Arc::new(MemoryConnectionStore::new()));
     };
-    let client = tincan_store::dynamo_client_from_env().await;
+    let client = tincan_store::dynamo_client_from_env(Some(endpoint)).await;
     if let Err(err) = tincan_store::create_table(&client, &config.connections_table).await {
         // Most often: it exists already.
         info!(table = %config.connections_table, error = %err, "not creating the connections table");
@@ -147,14 +148,18 @@ async fn connections_store(config: &LocalConfig) -> anyhow::Result<Arc<dyn Conne
 impl LocalStack {
     /// Builds the stack from `config` and starts serving.
     pub async fn start(config: LocalConfig) -> anyhow::Result<Self> {
-        let jwt_secret = secret(config.jwt_secret.as_deref(), &config.data_dir, "jwt-secret")?;
+        let jwt_secret = secret(
+            config.jwt_secret.as_ref().map(Secret::expose),
+            &config.data_dir,
+            "jwt-secret",
+        )?;
         let turn_secret = secret(
-            config.turn_secret.as_deref(),
+            config.turn_secret.as_ref().map(Secret::expose),
             &config.data_dir,
             "turn-secret",
         )?;
         let sfu_secret = ControlSecret::new(secret(
-            config.sfu_control_secret.as_deref(),
+            config.sfu_control_secret.as_ref().map(Secret::expose),
             &config.data_dir,
             "sfu-control-secret",
         )?)
@@ -168,12 +173,9 @@ impl LocalStack {
             .await
             .context("opening the accounts store")?;
         let account_events = Arc::new(CloseDeletedUsersSockets::default());
-        let accounts = AccountService::with_options(
-            stores.clone(),
-            tokens.clone(),
-            AccountOptions::from_env()?,
-        )?
-        .with_events(account_events.clone());
+        let accounts =
+            AccountService::with_options(stores.clone(), tokens.clone(), config.account_options)?
+                .with_events(account_events.clone());
         let media_node = match config.turn_addr {
             Some(addr) => {
                 let mut node_config = MediaNodeConfig::new(TurnSecret::new(turn_secret.clone()))
@@ -222,10 +224,10 @@ impl LocalStack {
         let backend: Arc<dyn Backend> = match &config.lambda_url {
             Some(url) => {
                 info!(%url, "forwarding WebSocket events to Lambdas");
-                if config.dynamodb_endpoint.is_some() {
+                if let Some(endpoint) = &config.dynamodb_endpoint {
                     // Make sure the Lambdas find their table.
                     connections_store(&config).await?;
-                    let client = tincan_store::dynamo_client_from_env().await;
+                    let client = tincan_store::dynamo_client_from_env(Some(endpoint)).await;
                     let _ = account_events.markers.set(DynamoConnectionStore::new(
                         client,
                         config.connections_table.clone(),

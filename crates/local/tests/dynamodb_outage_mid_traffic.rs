@@ -110,10 +110,10 @@ async fn clients_get_store_unavailable_then_carry_on_and_nothing_is_half_registe
     let moto_addr: SocketAddr = endpoint.trim_start_matches("http://").parse().unwrap();
     let proxy = Proxy::start(moto_addr).await;
     let table = unique_table_name("outage");
-    // The stack's DynamoDB client reads its endpoint from the environment
-    // (as on AWS; with an endpoint it signs with dummy credentials). This is
-    // the only test in this binary, so nothing else sees the environment.
-    std::env::set_var("DYNAMODB_ENDPOINT", format!("http://{}", proxy.addr));
+    // The stack's DynamoDB client takes its region from the environment, as
+    // the AWS SDK does (with an endpoint it signs with dummy credentials).
+    // This is the only test in this binary, so nothing else sees the
+    // environment.
     std::env::set_var("AWS_REGION", "us-east-1");
     let stack = common::start(|c| {
         c.dynamodb_endpoint = Some(format!("http://{}", proxy.addr));

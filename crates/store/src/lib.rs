@@ -34,7 +34,7 @@ pub use crate::error::StoreError;
 pub use crate::memory::MemoryConnectionStore;
 pub use crate::push::{Push, PushError};
 pub use crate::sdk_config::{
-    dynamo_client, dynamo_client_from_env, dynamo_client_on, sdk_config_from_env,
-    sdk_config_in_lambda, store_timeouts, DEFAULT_REGION, DYNAMODB_ENDPOINT_ENV,
+    dynamo_client, dynamo_client_from_env, sdk_config_from_env, sdk_config_in_lambda,
+    store_timeouts, DEFAULT_REGION,
 };
 pub use crate::sdk_http::https_client;

@@ -1,5 +1,9 @@
 //! AWS SDK configuration for the stores: region, timeouts, retries, and the
-//! `DYNAMODB_ENDPOINT` override for moto or DynamoDB Local.
+//! DynamoDB endpoint override for moto or DynamoDB Local
+//! (`DYNAMODB_ENDPOINT`, which the binaries read with their other settings,
+//! `tincan_settings::DynamoSettings`, and pass in). The AWS SDK's own
+//! variables (`AWS_REGION`, `AWS_ACCESS_KEY_ID` and its companions, as
+//! Lambda sets them) are the SDK's, read the SDK's way.
 
 use std::time::Duration;
 
@@ -11,10 +15,6 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};
 
 use crate::sdk_http::https_client;
-
-/// Environment variable with a DynamoDB endpoint URL to use instead of AWS's
-/// (e.g. `http://127.0.0.1:5000` for moto).
-pub const DYNAMODB_ENDPOINT_ENV: &str = "DYNAMODB_ENDPOINT";
 
 /// The region when neither the environment nor a profile names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -37,11 +37,11 @@ pub fn store_timeouts() -> (TimeoutConfig, RetryConfig) {
 /// `AWS_ACCESS_KEY_ID`, profiles, the Lambda role, ...), region
 /// [`DEFAULT_REGION`] if none is set, with [`store_timeouts`].
 ///
-/// With `DYNAMODB_ENDPOINT` set (an emulator on a laptop) and no
-/// `AWS_ACCESS_KEY_ID`, it signs with dummy credentials (emulators, and the
-/// local stack's Management API, accept any), so a laptop needs no AWS
-/// account or profile. In AWS, `DYNAMODB_ENDPOINT` is never set.
-pub async fn sdk_config_from_env() -> SdkConfig {
+/// With a DynamoDB endpoint override (`dynamodb_endpoint`: an emulator on a
+/// laptop) and no `AWS_ACCESS_KEY_ID`, it signs with dummy credentials
+/// (emulators, and the local stack's Management API, accept any), so a
+/// laptop needs no AWS account or profile. In AWS, there is no override.
+pub async fn sdk_config_from_env(dynamodb_endpoint: Option<&str>) -> SdkConfig {
     let (timeouts, retries) = store_timeouts();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .http_client(https_client())
@@ -60,7 +60,7 @@ pub async fn sdk_config_from_env() -> SdkConfig {
             .region(Region::new(DEFAULT_REGION))
             .build()
     };
-    if signs_for_an_emulator() {
+    if signs_for_an_emulator(dynamodb_endpoint) {
         let mut sdk = sdk.into_builder();
         sdk.set_credentials_provider(Some(dummy_credentials()));
         return sdk.build();
@@ -72,21 +72,21 @@ pub async fn sdk_config_from_env() -> SdkConfig {
 /// environment Lambda sets rather than by `aws_config`'s loader: region from
 /// `AWS_REGION` ([`DEFAULT_REGION`] if unset), the execution role's
 /// credentials from the standard environment variables (`AWS_ACCESS_KEY_ID`
-/// and its companions; dummy ones under `DYNAMODB_ENDPOINT` without them,
-/// as [`sdk_config_from_env`] does), with [`store_timeouts`].
+/// and its companions; dummy ones under a `dynamodb_endpoint` override
+/// without them, as [`sdk_config_from_env`] does), with [`store_timeouts`].
 ///
 /// Why not the loader: it links its whole default chain (profiles, SSO, STS
 /// web identity, ECS, IMDS) into a binary that can only ever take the
 /// first link, and reads profile files at every cold start. A developer
 /// running the functions against real AWS outside Lambda exports
 /// credentials (`aws configure export-credentials --format env`).
-pub fn sdk_config_in_lambda() -> SdkConfig {
+pub fn sdk_config_in_lambda(dynamodb_endpoint: Option<&str>) -> SdkConfig {
     let (timeouts, retries) = store_timeouts();
     let region = std::env::var("AWS_REGION")
         .ok()
         .filter(|r| !r.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_REGION.to_owned());
-    let credentials = if signs_for_an_emulator() {
+    let credentials = if signs_for_an_emulator(dynamodb_endpoint) {
         dummy_credentials()
     } else {
         SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
@@ -102,16 +102,11 @@ pub fn sdk_config_in_lambda() -> SdkConfig {
         .build()
 }
 
-/// `DYNAMODB_ENDPOINT` set (an emulator) and no `AWS_ACCESS_KEY_ID`: sign
-/// with dummy credentials, which emulators accept.
-fn signs_for_an_emulator() -> bool {
-    endpoint_from_env().is_some() && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
-}
-
-fn endpoint_from_env() -> Option<String> {
-    std::env::var(DYNAMODB_ENDPOINT_ENV)
-        .ok()
-        .filter(|e| !e.trim().is_empty())
+/// An endpoint override (an emulator) and no `AWS_ACCESS_KEY_ID` (the
+/// SDK's variable): sign with dummy credentials, which emulators accept.
+fn signs_for_an_emulator(dynamodb_endpoint: Option<&str>) -> bool {
+    dynamodb_endpoint.is_some_and(|e| !e.trim().is_empty())
+        && std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
 }
 
 /// A DynamoDB client on `sdk`, sent to `endpoint` instead of AWS if given.
@@ -123,20 +118,15 @@ pub fn dynamo_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_dynamod
     aws_sdk_dynamodb::Client::from_conf(config.build())
 }
 
-/// A DynamoDB client on `sdk`, sent to `DYNAMODB_ENDPOINT` if set.
-pub fn dynamo_client_on(sdk: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    dynamo_client(sdk, endpoint_from_env().as_deref())
-}
-
 /// A DynamoDB client from the environment: [`sdk_config_from_env`], sent to
-/// `DYNAMODB_ENDPOINT` if set.
-pub async fn dynamo_client_from_env() -> aws_sdk_dynamodb::Client {
-    let sdk = sdk_config_from_env().await;
-    let endpoint = endpoint_from_env();
-    if let Some(endpoint) = &endpoint {
+/// `dynamodb_endpoint` if given.
+pub async fn dynamo_client_from_env(dynamodb_endpoint: Option<&str>) -> aws_sdk_dynamodb::Client {
+    let endpoint = dynamodb_endpoint.filter(|e| !e.trim().is_empty());
+    let sdk = sdk_config_from_env(endpoint).await;
+    if let Some(endpoint) = endpoint {
         tracing::info!(endpoint = %endpoint, "DynamoDB endpoint override");
     }
-    dynamo_client(&sdk, endpoint.as_deref())
+    dynamo_client(&sdk, endpoint)
 }
 
 /// Credentials for emulators, which check nothing.

@@ -32,7 +32,8 @@ async fn main() -> anyhow::Result<()> {
     }
     config.jwt_secret = Some(
         std::env::var("TINCAN_JWT_SECRET")
-            .context("TINCAN_JWT_SECRET is needed (the load client signs with it)")?,
+            .context("TINCAN_JWT_SECRET is needed (the load client signs with it)")?
+            .into(),
     );
     config.users_must_exist = false;
     let stack = LocalStack::start(config).await?;
