@@ -1,7 +1,9 @@
 // Loss protection follows the link (web/tincan/protection.js): a sender
 // whose whole TURN leg crosses the seeded impairment relay
 // (tests/impair/relay.py) raises its protection when 15 % of what it sends
-// is lost, and lowers it again once the loss stops (the relay is told so
+// is lost behind a 300 ms queue (congestion: random loss alone stops at
+// level 1, checked on a virtual clock), and lowers it again once the link
+// recovers (the relay is told so
 // with a `--control` line while the call goes on). Checked on the event,
 // and on what Chromium really does: RED first in the applied description
 // (the page asks for `red: 'auto'`), the Opus `ptime` there, the sender's
@@ -59,12 +61,12 @@ function seeded(seed) {
  * Feeds a tracker one receiver report every `everyMs` of virtual time, each
  * the loss of `packets` packets at `lossPct`; returns the level changes.
  */
-function drive(tracker, { from, to, everyMs, lossPct, packets, rand }) {
+function drive(tracker, { from, to, everyMs, lossPct, packets, rand, rttMs = 40 }) {
   const changes = [];
   for (let now = from; now < to; now += everyMs) {
     let lost = 0;
     for (let i = 0; i < packets; i += 1) if (rand() * 100 < lossPct) lost += 1;
-    const level = tracker.sendReport((100 * lost) / packets, now, packets);
+    const level = tracker.sendReport((100 * lost) / packets, now, packets, rttMs);
     if (level !== null) changes.push({ now, level });
   }
   return changes;
@@ -76,8 +78,9 @@ test('protection levels: up at once, down a step at a time after a hold, no flap
       const rand = seeded(seed);
       const t = new ProtectionTracker();
       assert.deepEqual(drive(t, { from: 0, to: 60_000, everyMs, lossPct: 0, packets, rand }), [], 'clean: level 0 throughout');
-      // 15 % loss: level 2 within two reports or 8 s, and it holds.
-      const up = drive(t, { from: 60_000, to: 180_000, everyMs, lossPct: 15, packets, rand });
+      // 15 % loss with a queue (the round trip up by 400 ms): level 2
+      // within two reports or 8 s, and it holds.
+      const up = drive(t, { from: 60_000, to: 180_000, everyMs, lossPct: 15, packets, rand, rttMs: 440 });
       assert.ok(up.length >= 1 && up.length <= 2 && up[up.length - 1].level === 2, `seed ${seed}: ${JSON.stringify(up)}`);
       assert.ok(up[up.length - 1].now <= 60_000 + Math.max(2 * everyMs, 8_000), `seed ${seed}: raised late ${JSON.stringify(up)}`);
       // Loss stops: 2 -> 1 -> 0, each after at least HOLD_MS, within 40 s.
@@ -87,6 +90,12 @@ test('protection levels: up at once, down a step at a time after a hold, no flap
       // 4 % loss: level 1, steady (between level 1's thresholds and under level 2's).
       const mid = drive(t, { from: 300_000, to: 600_000, everyMs, lossPct: 4, packets, rand });
       assert.deepEqual(mid.map((c) => c.level), [1], `seed ${seed}: ${JSON.stringify(mid)}`);
+      // 20 % random loss with no queue: level 1, never the cap of level 2.
+      const random = drive(new ProtectionTracker(), { from: 0, to: 120_000, everyMs, lossPct: 20, packets, rand });
+      assert.deepEqual(random.map((c) => c.level), [1], `seed ${seed}: ${JSON.stringify(random)}`);
+      // A queue that filled before the first report: its round trip alone says so.
+      const late = drive(new ProtectionTracker(), { from: 0, to: 30_000, everyMs, lossPct: 40, packets, rand, rttMs: 1_400 });
+      assert.equal(late[late.length - 1]?.level, 2, `seed ${seed}: ${JSON.stringify(late)}`);
     }
   }
 });
@@ -94,8 +103,8 @@ test('protection levels: up at once, down a step at a time after a hold, no flap
 test('protection settings and SDP: RED order and ptime written only into the description we apply', () => {
   assert.deepEqual(protectionSettings(0, { red: 'auto' }), { red: false, ptimeMs: null, maxBitrateKbps: null });
   assert.deepEqual(protectionSettings(1, { red: 'auto' }), { red: true, ptimeMs: null, maxBitrateKbps: null });
-  assert.deepEqual(protectionSettings(2, {}), { red: null, ptimeMs: 60, maxBitrateKbps: 24 });
-  assert.deepEqual(protectionSettings(2, { red: false, maxBitrateKbps: 16 }), { red: null, ptimeMs: 60, maxBitrateKbps: 16 });
+  assert.deepEqual(protectionSettings(2, {}), { red: null, ptimeMs: 60, maxBitrateKbps: 16 });
+  assert.deepEqual(protectionSettings(2, { red: false, maxBitrateKbps: 12 }), { red: null, ptimeMs: 60, maxBitrateKbps: 12 });
   const sdp = [
     'v=0',
     'm=audio 9 UDP/TLS/RTP/SAVPF 63 111 9',
@@ -191,7 +200,7 @@ async function sending(page, windowMs = 2_000) {
   return { ...s, ptimeMs: opusPtime(s.remoteSdp), remoteSdp: undefined };
 }
 
-test('a sender raises its loss protection under 15 % uplink loss and lowers it when the loss stops', { timeout: 240_000 }, async () => {
+test('a sender raises its loss protection under 15 % uplink loss behind a queue and lowers it when the link recovers', { timeout: 240_000 }, async () => {
   stack = /** @type {any} */ (await startStack('protection'));
   const s = /** @type {any} */ (stack);
   const relay = await startImpairRelay(s.turn, { seed: 11 });
@@ -220,9 +229,10 @@ test('a sender raises its loss protection under 15 % uplink loss and lowers it w
   assert.equal(clean.ptimeMs, null);
   assert.equal(clean.maxBitrate, null);
 
-  // 15 % of what Sam sends is lost: Sam's receiver reports say so, and it
-  // goes to level 2 (RED, 60 ms packets, a 24 kbit/s cap).
-  await relay.set('up', 'loss=0.15');
+  // 15 % of what Sam sends is lost behind a 300 ms queue (congestion):
+  // Sam's receiver reports say so, and it goes to level 2 (RED, 60 ms
+  // packets, a 16 kbit/s cap).
+  await relay.set('up', 'loss=0.15,delay=300');
   const lossAt = Date.now();
   await waitFor(async () => (await protectionEvents(sam.page)).some((e) => e.level === 2), {
     timeoutMs: 60_000,
@@ -234,12 +244,12 @@ test('a sender raises its loss protection under 15 % uplink loss and lowers it w
   const robust = await waitFor(
     async () => {
       const x = await sending(sam.page);
-      return x.red === true && x.ptimeMs === 60 && x.maxBitrate === 24_000 && x.perAudioSecond > 0 && x.perAudioSecond < 25 && x;
+      return x.red === true && x.ptimeMs === 60 && x.maxBitrate === 16_000 && x.perAudioSecond > 0 && x.perAudioSecond < 25 && x;
     },
     { timeoutMs: 30_000, what: 'RED, 60 ms packets and the cap in force', describe: async () => JSON.stringify(await sending(sam.page)) },
   );
-  assert.ok(robust.targetBitrate !== null && robust.targetBitrate <= 24_000, `targetBitrate follows the cap: ${robust.targetBitrate}`);
-  assert.match(robust.panel, /level 2, robust \(RED on, 60 ms packets, ≤ 24 kbit\/s\)/);
+  assert.ok(robust.targetBitrate !== null && robust.targetBitrate <= 16_000, `targetBitrate follows the cap: ${robust.targetBitrate}`);
+  assert.match(robust.panel, /level 2, robust \(RED on, 60 ms packets, ≤ 16 kbit\/s\)/);
   assert.ok((robust.protection?.sendLossPct ?? 0) > 5, `smoothed send loss near 15 %: ${robust.protection?.sendLossPct}`);
   report('packets per second of audio at level 2', robust.perAudioSecond, '/s');
   report('sending at level 2', robust.kbps, 'kbit/s');
@@ -323,7 +333,7 @@ async function slotEnergy(page) {
   return st.slots.reduce((sum, x) => sum + (x.energy ?? 0), 0);
 }
 
-test('on the SFU, a sender under 15 % uplink loss caps its bitrate and lifts the cap when the loss stops', { timeout: 240_000 }, async () => {
+test('on the SFU, a sender under 15 % uplink loss behind a queue caps its bitrate and lifts the cap when the link recovers', { timeout: 240_000 }, async () => {
   sfuStack = /** @type {any} */ (await startStack('protection-sfu', { TINCAN_MESH_MAX: '1' }));
   const s = /** @type {any} */ (sfuStack);
   const relay = await startImpairRelay(s.turn, { seed: 13 });
@@ -353,12 +363,12 @@ test('on the SFU, a sender under 15 % uplink loss caps its bitrate and lifts the
   }, { timeoutMs: 20_000, what: 'the SFU link at level 0' });
   assert.equal(clean.maxBitrate, null);
 
-  await relay.set('up', 'loss=0.15');
+  await relay.set('up', 'loss=0.15,delay=300');
   const lossAt = Date.now();
   const robust = await waitFor(
     async () => {
       const x = await sfuSending(sam.page);
-      return x?.protection?.level === 2 && x.maxBitrate === 24_000 && x.targetBitrate !== null && x.targetBitrate <= 24_000 && x;
+      return x?.protection?.level === 2 && x.maxBitrate === 16_000 && x.targetBitrate !== null && x.targetBitrate <= 16_000 && x;
     },
     {
       timeoutMs: 60_000,
@@ -369,7 +379,7 @@ test('on the SFU, a sender under 15 % uplink loss caps its bitrate and lifts the
   );
   report('SFU link: time to level 2 after 15 % uplink loss began', (Date.now() - lossAt) / 1000, 's');
   assert.equal(robust.protection?.ptimeMs, null, 'the SFU link is negotiated once: no packet-time change');
-  await waitFor(async () => /level 2, robust \(≤ 24 kbit\/s\)/.test((await sfuSending(sam.page))?.panel ?? ''), {
+  await waitFor(async () => /level 2, robust \(≤ 16 kbit\/s\)/.test((await sfuSending(sam.page))?.panel ?? ''), {
     timeoutMs: 10_000,
     what: 'the SFU panel showing level 2',
   });

@@ -236,11 +236,11 @@ export class CallMonitor {
    * @param {number} now
    */
   async #protect(peerId, entry, report, s, now) {
-    const { sendLossPct, sentPackets, concealedPct } = lossSince(report, entry.cursor);
+    const { sendLossPct, sentPackets, concealedPct, rttMs } = lossSince(report, entry.cursor);
     entry.tracker.receive(s.lossPct, concealedPct, now);
     if (sendLossPct === null) return;
     const previous = entry.tracker.level;
-    const level = entry.tracker.sendReport(sendLossPct, now, sentPackets);
+    const level = entry.tracker.sendReport(sendLossPct, now, sentPackets, rttMs);
     if (level === null || !this.host.protect) return;
     await this.host.protect(peerId, level);
     this.host.emit('protection-changed', { peerId, previous, ...this.#snapshot(entry) });

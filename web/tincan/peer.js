@@ -139,7 +139,6 @@ export class PeerLink extends EventTarget {
     /** @type {ReturnType<typeof setTimeout> | undefined} */ this.passiveTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.firstPacketTimer = undefined;
     /** @type {ReturnType<typeof setInterval> | undefined} */ this.stallTimer = undefined;
-    /** @type {ReturnType<typeof setInterval> | undefined} */ this.redTimer = undefined;
     /** @type {RedBooster | null} more RED redundancy when the far end reports loss */
     this.redBoost = null;
     /** @type {ReturnType<typeof summarizeStats> extends Promise<infer T> ? T : never} */
@@ -275,7 +274,6 @@ export class PeerLink extends EventTarget {
     clearTimeout(this.passiveTimer);
     clearInterval(this.firstPacketTimer);
     clearInterval(this.stallTimer);
-    clearInterval(this.redTimer);
     this.redBoost?.close();
     this.pc.close();
     for (const track of this.remoteStream.getTracks()) track.stop();
@@ -462,34 +460,12 @@ export class PeerLink extends EventTarget {
    */
   /**
    * Lets the sender's RED carry more earlier frames while the far end
-   * reports loss (red-boost.js), read from `remote-inbound-rtp` every 2 s.
+   * reports loss, and none on a congested link (red-boost.js).
    */
   #boostRed() {
     if (this.opus.red === false) return;
     const sender = this.pc.getSenders().find((s) => s.track?.kind === 'audio');
-    if (!sender) return;
-    this.redBoost = RedBooster.attach(sender);
-    if (!this.redBoost) return;
-    let lastReport = 0;
-    this.redTimer = setInterval(async () => {
-      if (this.closed || !this.redBoost) return;
-      const report = await this.pc.getStats().catch(() => null);
-      if (!report || this.closed) return;
-      this.redBoost.negotiated(sender);
-      /** @type {number | null} */
-      let pairRttMs = null;
-      report.forEach((/** @type {any} */ s) => {
-        if (s.type === 'candidate-pair' && s.nominated && typeof s.currentRoundTripTime === 'number') pairRttMs = s.currentRoundTripTime * 1000;
-      });
-      report.forEach((/** @type {any} */ s) => {
-        // Each receiver report once (the far end reports every 1-5 s), with
-        // the round trip it measured (else the ICE pair's).
-        if (s.type !== 'remote-inbound-rtp' || s.kind !== 'audio' || s.timestamp === lastReport) return;
-        lastReport = s.timestamp;
-        const rttMs = typeof s.roundTripTime === 'number' ? s.roundTripTime * 1000 : pairRttMs;
-        this.redBoost?.report(s.fractionLost, rttMs);
-      });
-    }, 2_000);
+    if (sender) this.redBoost = RedBooster.follow(this.pc, sender);
   }
 
   #watchStall() {

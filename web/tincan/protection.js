@@ -9,10 +9,15 @@
 //                     `red: 'auto'` plain Opus), 20 ms packets
 //   level 1  red      RED on (with `red: 'auto'`; it already is with the
 //                     default `red: true`)
-//   level 2  robust   RED, 60 ms packets (a third of the packets, so a
-//                     third of the per-packet overhead, about 17 kbit/s
-//                     less on the wire), and the Opus target capped at
-//                     24 kbit/s, so a congested link can drain
+//   level 2  robust   only on a congested link (loss that comes with a
+//                     queue: the round trip 150 ms above the lowest seen,
+//                     or over 500 ms): RED, 60 ms packets (a third of the
+//                     packets, so a third of the per-packet overhead, about
+//                     17 kbit/s less on the wire), and the Opus target
+//                     capped at 16 kbit/s, so the link can drain. Random
+//                     loss on a link with room to spare stays at level 1
+//                     (more redundancy is red-boost.js's job there: a cap
+//                     would only cost quality)
 //
 // How each is applied: what our encoder does is decided by the remote
 // description we apply (RFC 7587: a receiver's parameters), so the client
@@ -73,7 +78,11 @@ export const SMOOTH_PACKETS = 250;
 const DEFAULT_PPS = 50;
 /** Level 2's packet time and Opus target cap. */
 export const ROBUST_PTIME_MS = 60;
-export const ROBUST_MAX_BITRATE_KBPS = 24;
+export const ROBUST_MAX_BITRATE_KBPS = 16;
+/** A round trip this much above the lowest seen means a queue (congestion)... */
+export const QUEUE_MS = 150;
+/** ...and so does one this long, whatever was seen before. */
+export const QUEUED_RTT_MS = 500;
 
 /**
  * What a level does, given the client's `opus` options.
@@ -117,6 +126,9 @@ export class ProtectionTracker {
     this.changedAt = -Infinity;
     /** @type {number | null} */ this.sendAt = null;
     /** @type {number | null} */ this.recvAt = null;
+    /** @type {number | null} the lowest round trip seen, ms */ this.minRttMs = null;
+    /** Whether the last report's round trip showed a queue. */
+    this.congested = false;
   }
 
   /**
@@ -125,19 +137,27 @@ export class ProtectionTracker {
    * @param {number} now
    * @param {number | null} [packets]  packets sent since the previous report
    *   (unknown: DEFAULT_PPS over the time since it)
+   * @param {number | null} [rttMs]  the round trip measured with the report
+   *   (unknown: the previous verdict on congestion stands)
    * @returns {ProtectionLevel | null}
    */
-  sendReport(lossPct, now, packets = null) {
+  sendReport(lossPct, now, packets = null, rttMs = null) {
     const n = packets ?? ((now - (this.sendAt ?? now)) * DEFAULT_PPS) / 1000;
     this.sendLossPct = smooth(this.sendLossPct, lossPct, n);
     this.sendAt = now;
+    if (typeof rttMs === 'number' && Number.isFinite(rttMs) && rttMs > 0) {
+      this.minRttMs = this.minRttMs === null ? rttMs : Math.min(this.minRttMs, rttMs);
+      this.congested = rttMs > this.minRttMs + QUEUE_MS || rttMs > QUEUED_RTT_MS;
+    }
     const loss = this.sendLossPct;
     const level = this.level;
+    const held = now - this.changedAt >= HOLD_MS;
     /** @type {ProtectionLevel} */
     let next = level;
-    if (loss >= RAISE_PCT[2]) next = 2;
+    if (loss >= RAISE_PCT[2] && this.congested) next = 2;
     else if (loss >= RAISE_PCT[1] && level === 0) next = 1;
-    else if (level !== 0 && now - this.changedAt >= HOLD_MS && loss < LOWER_PCT[level]) next = level === 2 ? 1 : 0;
+    else if (level === 2 && held && (!this.congested || loss < LOWER_PCT[2])) next = 1;
+    else if (level === 1 && held && loss < LOWER_PCT[1]) next = 0;
     if (next === this.level) return null;
     this.level = next;
     this.changedAt = now;
@@ -176,7 +196,9 @@ export function newLossCursor() {
  * share of received audio concealed since the last look.
  * @param {RTCStatsReport} report
  * @param {LossCursor} cursor  updated in place
- * @returns {{sendLossPct: number | null, sentPackets: number | null, concealedPct: number | null}}
+ * The round trip comes with it: the report's own (`roundTripTime`), else
+ * the ICE pair's.
+ * @returns {{sendLossPct: number | null, sentPackets: number | null, concealedPct: number | null, rttMs: number | null}}
  */
 export function lossSince(report, cursor) {
   /** @type {any} */ let remote = null;
@@ -184,7 +206,10 @@ export function lossSince(report, cursor) {
   let samples = 0;
   let sent = 0;
   let inbound = false;
+  /** @type {number | null} */
+  let pairRttMs = null;
   report.forEach((/** @type {any} */ s) => {
+    if (s.type === 'candidate-pair' && s.nominated && typeof s.currentRoundTripTime === 'number') pairRttMs = 1000 * s.currentRoundTripTime;
     if (s.kind !== 'audio') return;
     if (s.type === 'outbound-rtp') sent += s.packetsSent ?? 0;
     if (s.type === 'remote-inbound-rtp' && (remote === null || (s.packetsLost ?? 0) > (remote.packetsLost ?? 0))) remote = s;
@@ -214,7 +239,8 @@ export function lossSince(report, cursor) {
     cursor.concealed = concealed;
     cursor.samples = samples;
   }
-  return { sendLossPct, sentPackets, concealedPct };
+  const rttMs = typeof remote?.roundTripTime === 'number' && remote.roundTripTime > 0 ? 1000 * remote.roundTripTime : pairRttMs;
+  return { sendLossPct, sentPackets, concealedPct, rttMs };
 }
 
 /**

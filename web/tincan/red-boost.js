@@ -20,6 +20,9 @@ const QUEUE_MS = 150;
 /** ...and so does one this long, whatever was seen before (a queue that filled before the first report). */
 const QUEUED_RTT_MS = 500;
 
+/** The most earlier frames a packet carries. */
+export const MAX_LEVEL = 3;
+
 /** The redundancy a reported loss (0..1) calls for. */
 export function levelFor(/** @type {number} */ fractionLost) {
   return 1 + LEVEL_AT.filter((at) => fractionLost >= at).length;
@@ -27,15 +30,16 @@ export function levelFor(/** @type {number} */ fractionLost) {
 
 /**
  * The level after one more report: up at once, down one step after
- * `CALM_REPORTS` reports in a row that call for less; back to one at once
- * when the link is `congested`.
+ * `CALM_REPORTS` reports in a row that call for less; to none at once when
+ * the link is `congested`; never above `max`.
  * @param {{level: number, calm: number}} state
  * @param {number} fractionLost
  * @param {boolean} [congested]
+ * @param {number} [max]
  */
-export function nextLevel(state, fractionLost, congested = false) {
-  if (congested) return { level: 1, calm: 0 };
-  const wanted = levelFor(fractionLost);
+export function nextLevel(state, fractionLost, congested = false, max = MAX_LEVEL) {
+  if (congested) return { level: 0, calm: 0 };
+  const wanted = Math.min(levelFor(fractionLost), max);
   if (wanted >= state.level) return { level: wanted, calm: 0 };
   const calm = state.calm + 1;
   return calm >= CALM_REPORTS ? { level: state.level - 1, calm: 0 } : { level: state.level, calm };
@@ -51,26 +55,69 @@ export class RedBooster {
   /**
    * Puts the transform on `sender`; null where the browser has no encoded
    * transforms (RED then stays at the browser's one earlier frame).
+   * `maxLevel`: the most earlier frames it may add (1 on the SFU link).
    * @param {RTCRtpSender} sender
+   * @param {{maxLevel?: number}} [options]
    */
-  static attach(sender) {
+  static attach(sender, options = {}) {
     const Transform = /** @type {any} */ (globalThis).RTCRtpScriptTransform;
     if (typeof Transform !== 'function' || typeof Worker !== 'function') return null;
     try {
       const worker = new Worker(new URL('./red-worker.js', import.meta.url), { name: 'tincan-red' });
       /** @type {any} */ (sender).transform = new Transform(worker, {});
-      return new RedBooster(worker);
+      return new RedBooster(worker, options.maxLevel ?? MAX_LEVEL);
     } catch {
       return null;
     }
   }
 
-  /** @param {Worker} worker */
-  constructor(worker) {
-    this.#worker = worker;
+  /**
+   * `attach`, then every 2 s reads `pc`'s stats: each new receiver report
+   * about what `sender` sends (`remote-inbound-rtp`), with its round trip
+   * (else the ICE pair's), sets the level. `close()` stops it.
+   * @param {RTCPeerConnection} pc
+   * @param {RTCRtpSender} sender
+   * @param {{maxLevel?: number}} [options]
+   */
+  static follow(pc, sender, options = {}) {
+    const booster = RedBooster.attach(sender, options);
+    if (!booster) return null;
+    let lastReport = 0;
+    booster.#timer = setInterval(async () => {
+      const report = await pc.getStats().catch(() => null);
+      if (!report || booster.#closed) return;
+      booster.negotiated(sender);
+      /** @type {number | null} */
+      let pairRttMs = null;
+      report.forEach((/** @type {any} */ s) => {
+        if (s.type === 'candidate-pair' && s.nominated && typeof s.currentRoundTripTime === 'number') pairRttMs = s.currentRoundTripTime * 1000;
+      });
+      report.forEach((/** @type {any} */ s) => {
+        // Each receiver report once (the far end reports every 1-5 s).
+        if (s.type !== 'remote-inbound-rtp' || s.kind !== 'audio' || s.timestamp === lastReport) return;
+        lastReport = s.timestamp;
+        const rttMs = typeof s.roundTripTime === 'number' && s.roundTripTime > 0 ? s.roundTripTime * 1000 : pairRttMs;
+        booster.report(s.fractionLost, rttMs);
+      });
+    }, 2_000);
+    return booster;
   }
 
-  /** Earlier frames each RED packet carries (1 to 3). */
+  /** @type {ReturnType<typeof setInterval> | undefined} */ #timer = undefined;
+  #closed = false;
+
+  #maxLevel;
+
+  /**
+   * @param {Worker} worker
+   * @param {number} [maxLevel]
+   */
+  constructor(worker, maxLevel = MAX_LEVEL) {
+    this.#worker = worker;
+    this.#maxLevel = maxLevel;
+  }
+
+  /** Earlier frames each RED packet carries (0 to 3; 1 is the browser's own). */
   get level() {
     return this.#state.level;
   }
@@ -90,8 +137,10 @@ export class RedBooster {
     }
   }
 
-  /** Whether the last report looked like a queue rather than random loss. */
+  /** Whether the last two reports looked like a queue rather than random loss. */
   congested = false;
+  /** Reports in a row whose round trip showed a queue. */
+  #queued = 0;
 
   /**
    * Takes the loss (0..1) the far end reports for what this sender sends,
@@ -103,15 +152,20 @@ export class RedBooster {
     if (typeof fractionLost !== 'number' || !Number.isFinite(fractionLost)) return this.level;
     if (typeof rttMs === 'number' && Number.isFinite(rttMs) && rttMs > 0) {
       this.#minRttMs = this.#minRttMs === null ? rttMs : Math.min(this.#minRttMs, rttMs);
-      this.congested = rttMs > this.#minRttMs + QUEUE_MS || rttMs > QUEUED_RTT_MS;
+      const queued = rttMs > this.#minRttMs + QUEUE_MS || rttMs > QUEUED_RTT_MS;
+      this.#queued = queued ? this.#queued + 1 : 0;
+      // Two in a row: one slow report (a busy machine, a lost report) is not a queue.
+      this.congested = this.#queued >= 2;
     }
     const before = this.#state.level;
-    this.#state = nextLevel(this.#state, fractionLost, this.congested);
+    this.#state = nextLevel(this.#state, fractionLost, this.congested, this.#maxLevel);
     if (this.#state.level !== before) this.#worker.postMessage({ level: this.#state.level });
     return this.#state.level;
   }
 
   close() {
+    this.#closed = true;
+    clearInterval(this.#timer);
     this.#worker.terminate();
   }
 }

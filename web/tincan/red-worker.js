@@ -1,9 +1,9 @@
 // The worker behind red-boost.js: an encoded transform on one audio sender
 // that rewrites the browser's RED payloads (RFC 2198, which carry the
 // previous Opus frame) to carry up to three earlier frames, as many as the
-// main thread asks for (`{level}`). Browsers decode RED with any number of
-// blocks; they only ever send one. Frames that are not RED, and every frame
-// at level 1, pass unchanged. The RED payload type comes from the main
+// main thread asks for (`{level}`), or none at level 0 (a congested link).
+// Browsers decode RED with any number of blocks; they only ever send one.
+// Frames that are not RED, and every frame at level 1, pass unchanged. The RED payload type comes from the main
 // thread (`{redPt}`), read from the negotiated parameters.
 //
 // A RED payload: a 4-byte header per earlier block (F bit, payload type,
@@ -52,12 +52,11 @@ function primaryOf(data) {
  * @param {number} level
  */
 function build(ts, pt, primary, level) {
-  const earlier = state.recent
-    .filter((f) => {
-      const offset = (ts - f.ts) >>> 0;
-      return offset >= 1 && offset <= MAX_OFFSET && f.data.length <= MAX_BLOCK;
-    })
-    .slice(-level);
+  const usable = state.recent.filter((f) => {
+    const offset = (ts - f.ts) >>> 0;
+    return offset >= 1 && offset <= MAX_OFFSET && f.data.length <= MAX_BLOCK;
+  });
+  const earlier = level > 0 ? usable.slice(-level) : [];
   const size = 1 + primary.length + earlier.reduce((n, f) => n + 4 + f.data.length, 0);
   const out = new Uint8Array(size);
   let at = 0;
@@ -86,7 +85,7 @@ function boost(frame) {
   const primary = primaryOf(new Uint8Array(frame.data));
   if (!primary) return;
   const copy = primary.data.slice();
-  if (state.level > 1) frame.data = build(ts, primary.pt, copy, state.level).buffer;
+  if (state.level !== 1) frame.data = build(ts, primary.pt, copy, state.level).buffer;
   const last = state.recent[state.recent.length - 1];
   if (!last || (((ts - last.ts) >>> 0) - 1) >>> 0 < 0x7fffffff) {
     state.recent.push({ ts, data: copy });
@@ -97,7 +96,7 @@ function boost(frame) {
 /** @param {MessageEvent} event */
 self.onmessage = (event) => {
   const { level, redPt } = event.data ?? {};
-  if (typeof level === 'number') state.level = Math.max(1, Math.min(MAX_LEVEL, Math.floor(level)));
+  if (typeof level === 'number') state.level = Math.max(0, Math.min(MAX_LEVEL, Math.floor(level)));
   if (redPt === null || typeof redPt === 'number') state.redPt = redPt;
 };
 

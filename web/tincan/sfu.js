@@ -10,6 +10,7 @@
 import { summarizeStats } from './stats.js';
 import { tuneOpusSdp, opusParams, redForSfu } from './opus.js';
 import { setMaxBitrate } from './protection.js';
+import { RedBooster } from './red-boost.js';
 
 /** Give up waiting for ICE gathering after this long and offer what we have. */
 const GATHER_TIMEOUT_MS = 3_000;
@@ -57,6 +58,13 @@ export class SfuLink extends EventTarget {
       direction: 'sendonly',
       streams: options.localStream ? [options.localStream] : [],
     }).sender;
+    /**
+     * RED on the microphone: none on a congested uplink, never more than
+     * the browser's one earlier frame (the node rebuilds RED for each
+     * listener from the frames alone). red-boost.js.
+     * @type {RedBooster | null}
+     */
+    this.redBoost = this.opus.red === false ? null : RedBooster.follow(this.pc, this.sender, { maxLevel: 1 });
     /** @type {RTCRtpTransceiver[]} slot i is the i-th */
     this.slotTransceivers = [];
     for (let i = 0; i < this.slots; i += 1) {
@@ -146,6 +154,7 @@ export class SfuLink extends EventTarget {
 
   close() {
     this.closed = true;
+    this.redBoost?.close();
     clearTimeout(this.disconnectTimer);
     try {
       this.channel.close();
