@@ -223,7 +223,7 @@ try {
   fs.writeFileSync(path.join(OUT, `${NAME}.json`), JSON.stringify(meta, null, 1));
   // The speaker's RED redundancy on its mesh links (red-boost.js), if any.
   const redLevels = await speaker.page.evaluate(() =>
-    [.../** @type {any} */ (globalThis).tincanApp.client.peers.values()].map((l) => l.redBoost?.level ?? null),
+    [.../** @type {any} */ (globalThis).tincanApp?.client?.peers?.values() ?? []].map((l) => l.redBoost?.level ?? null),
   );
   console.log(`recorded ${NAME}: mode ${after.mode}, ${delta.packetsReceived} packets, codec ${after.codec}, speaker RED levels ${JSON.stringify(redLevels)}`);
 } finally {
