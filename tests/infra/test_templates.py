@@ -76,6 +76,7 @@ MUST_NOT_SET = {"DYNAMODB_ENDPOINT", "TINCAN_DATA_DIR"}
 SECRET_VARS = {"TINCAN_JWT_SECRET", "TINCAN_TURN_SECRET", "TINCAN_SFU_CONTROL_SECRET", "MONGODB_URI"}
 # Files that read the environment but never run inside a deployed Lambda.
 NOT_IN_LAMBDA = {
+    "media-node/src/sfu/room_harness.rs": "the SFU room harness's seed replay (TINCAN_SEED, tests only)",
     "crates/accounts/src/secantus.rs": "starts SecantusDB for tests (feature test-support)",
     "crates/store/src/testing.rs": "starts moto for tests (feature testing)",
 }
@@ -250,15 +251,18 @@ def rust_code(path: Path) -> str:
 
 
 def fn_body(code: str, name: str) -> str:
-    """The text of `fn name(...) { ... }` in `code`."""
-    m = re.search(r"\bfn %s\b[^{]*\{" % re.escape(name), code)
+    """The text of `fn name(...) { ... }` (or `struct name { ... }`) in `code`."""
+    m = re.search(r"\b(?:fn|struct) %s\b[^{;]*\{" % re.escape(name), code)
     if not m:
-        fail(f"no fn {name}")
+        fail(f"no fn or struct {name}")
     depth, i = 1, m.end()
     while depth and i < len(code):
         depth += {"{": 1, "}": -1}.get(code[i], 0)
         i += 1
     return code[m.start():i]
+
+
+CLAP_ARG_WITH_DEFAULT = re.compile(r"#\[arg\([^\]]*\benv\s*=\s*\"[A-Z0-9_]+\"[^\]]*\bdefault_value[^\]]*\]")
 
 
 def env_vars_read(rel_paths) -> dict:
@@ -268,7 +272,8 @@ def env_vars_read(rel_paths) -> dict:
     `EnvFilter` reads it."""
     found = {}
     for rel in rel_paths:
-        # `path#fn`: only that function runs in this process.
+        # `path#fn` (or `path#Struct`): only that function (or those
+        # settings) run in this process.
         path, _, fn = rel.partition("#")
         code = rust_code(REPO / path)
         if fn:
@@ -278,6 +283,20 @@ def env_vars_read(rel_paths) -> dict:
         if "try_from_default_env" in code or "EnvFilter::from_default_env" in code:
             found.setdefault("RUST_LOG", rel)
     return found
+
+
+def env_vars_with_default(rel_paths) -> set:
+    """The clap arguments among them with a default (`env = "X",
+    default_value...`): unset, each has its documented value."""
+    out = set()
+    for rel in rel_paths:
+        path, _, fn = rel.partition("#")
+        code = rust_code(REPO / path)
+        if fn:
+            code = fn_body(code, fn)
+        for attr in CLAP_ARG_WITH_DEFAULT.findall(code):
+            out.update(re.findall(r'\benv\s*=\s*"([A-Z0-9_]+)"', attr))
+    return out
 
 
 def reads_env(code: str) -> bool:
@@ -293,23 +312,30 @@ def sources_of(binary: str) -> list[str]:
             "functions/src/bin/http-api.rs",
             "crates/http-api/src/config.rs",
             "crates/accounts/src/config.rs",
+            "crates/settings/src/lib.rs",
+            "crates/store/src/sdk_config.rs",
+            "functions/src/config.rs#LogSettings",
+            "functions/src/config.rs#HttpApiSettings",
         ]
     elif binary.startswith("ws-"):
         files = [
             "functions/src/lib.rs",
             f"functions/src/bin/{binary}.rs",
-            "functions/src/config.rs",
+            "functions/src/config.rs#LogSettings",
+            "functions/src/config.rs#WsSettings",
+            # Join tokens' API keys are read by $connect alone; the others
+            # take the call history's settings instead.
+            "functions/src/config.rs#" + ("ConnectSettings" if binary == "ws-connect" else "HistorySettings"),
             "functions/src/handlers.rs",
             "crates/store/src/sdk_config.rs",
+            "crates/settings/src/lib.rs",
+            "crates/settings/src/signaling.rs",
         ]
-        # Join tokens' API keys, read by $connect alone (`Deps::for_connect`).
-        if binary == "ws-connect":
-            files.append("functions/src/api_keys.rs")
         # Call history in MongoDB, for every function but $connect
         # (`Deps::for_connect` opens no MongoDB client).
-        if binary != "ws-connect" and "history::call_log_from_env" in handlers:
+        if binary != "ws-connect" and "MongoSettings" in handlers:
             files.append("functions/src/history.rs")
-            files.append("crates/accounts/src/config.rs#mongo_from_env")
+            files.append("crates/accounts/src/config.rs#MongoSettings")
     elif binary == "tincan-media-node":
         files = [str(p.relative_to(REPO)) for p in sorted((REPO / "media-node/src").glob("*.rs"))]
         files.append("crates/store/src/sdk_config.rs")
@@ -693,9 +719,10 @@ def test_every_env_var_a_function_reads_is_set():
         for lid, fn in functions(t).items():
             binary = binary_of(lid)
             reads = env_vars_read(sources_of(binary))
+            defaulted = env_vars_with_default(sources_of(binary))
             env = canon(fn["Properties"].get("Environment", {}).get("Variables", {}))
             for var, where in sorted(reads.items()):
-                if var not in env and var not in OPTIONAL_VARS:
+                if var not in env and var not in OPTIONAL_VARS and var not in defaulted:
                     problems.append(f"{name} {binary}: reads {var} ({where}); the template does not set it")
             for var in sorted(env):
                 if var not in reads:
@@ -722,9 +749,10 @@ def test_every_env_reading_file_is_traced():
 
 def test_media_node_env_is_set_by_user_data():
     reads = env_vars_read(sources_of("tincan-media-node"))
+    defaulted = env_vars_with_default(sources_of("tincan-media-node"))
     for name, t in templates():
         env = user_data_env(user_data(t))
-        missing = [v for v in reads if v not in env and v not in OPTIONAL_VARS]
+        missing = [v for v in reads if v not in env and v not in OPTIONAL_VARS and v not in defaulted]
         unread = [v for v in env if v not in reads]
         if missing or unread:
             fail(f"{name}: media node reads but user data omits {missing}; user data sets unread {unread}")
@@ -1039,7 +1067,10 @@ def signaling_metrics_in_code() -> tuple[str, set[str]]:
     code = (REPO / "functions/src/metrics.rs").read_text()
     namespace = re.search(r'pub const NAMESPACE: &str = "([^"]+)"', code).group(1)
     names = set(re.findall(r"^//! \| `(\w+)` \|", code, re.M))
-    counted = set(re.findall(r'count\("(\w+)"\)', code + (REPO / "functions/src/handlers.rs").read_text())) | {"Errors"}
+    # Typed counts: `Metric::X` where a count is made (not the `Metric::X =>`
+    # arms that name them).
+    uses = code.split("#[cfg(test)]")[0] + (REPO / "functions/src/handlers.rs").read_text()
+    counted = set(re.findall(r"Metric::(\w+)\b(?!\s*=>)", uses)) | {"Errors"}
     if names != counted:
         fail(f"functions/src/metrics.rs documents {sorted(names)} but counts {sorted(counted)}")
     return namespace, names
