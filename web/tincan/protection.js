@@ -85,6 +85,27 @@ export const QUEUE_MS = 150;
 export const QUEUED_RTT_MS = 500;
 
 /**
+ * Whether a link's round trips show a queue: each one against the lowest
+ * seen (QUEUE_MS above it) and against QUEUED_RTT_MS. Shared by the
+ * protection tracker and red-boost.js.
+ */
+export class QueueWatch {
+  /** @type {number | null} the lowest round trip seen, ms */ minRttMs = null;
+
+  /**
+   * Takes one round trip (ms); whether it shows a queue, or null when it
+   * is no usable measurement.
+   * @param {number | null | undefined} rttMs
+   * @returns {boolean | null}
+   */
+  observe(rttMs) {
+    if (typeof rttMs !== 'number' || !Number.isFinite(rttMs) || rttMs <= 0) return null;
+    this.minRttMs = this.minRttMs === null ? rttMs : Math.min(this.minRttMs, rttMs);
+    return rttMs > this.minRttMs + QUEUE_MS || rttMs > QUEUED_RTT_MS;
+  }
+}
+
+/**
  * What a level does, given the client's `opus` options.
  * @param {ProtectionLevel} level
  * @param {import('./opus.js').OpusOptions} [opus]
@@ -126,7 +147,7 @@ export class ProtectionTracker {
     this.changedAt = -Infinity;
     /** @type {number | null} */ this.sendAt = null;
     /** @type {number | null} */ this.recvAt = null;
-    /** @type {number | null} the lowest round trip seen, ms */ this.minRttMs = null;
+    this.queue = new QueueWatch();
     /** Whether the last report's round trip showed a queue. */
     this.congested = false;
   }
@@ -145,10 +166,8 @@ export class ProtectionTracker {
     const n = packets ?? ((now - (this.sendAt ?? now)) * DEFAULT_PPS) / 1000;
     this.sendLossPct = smooth(this.sendLossPct, lossPct, n);
     this.sendAt = now;
-    if (typeof rttMs === 'number' && Number.isFinite(rttMs) && rttMs > 0) {
-      this.minRttMs = this.minRttMs === null ? rttMs : Math.min(this.minRttMs, rttMs);
-      this.congested = rttMs > this.minRttMs + QUEUE_MS || rttMs > QUEUED_RTT_MS;
-    }
+    const queued = this.queue.observe(rttMs);
+    if (queued !== null) this.congested = queued;
     const loss = this.sendLossPct;
     const level = this.level;
     const held = now - this.changedAt >= HOLD_MS;

@@ -15,10 +15,7 @@
 const LEVEL_AT = [0.03, 0.12];
 /** Reports in a row that must ask for less before the level falls. */
 const CALM_REPORTS = 2;
-/** A round trip this much above the lowest seen means a queue (congestion)... */
-const QUEUE_MS = 150;
-/** ...and so does one this long, whatever was seen before (a queue that filled before the first report). */
-const QUEUED_RTT_MS = 500;
+import { QueueWatch } from './protection.js';
 
 /** The most earlier frames a packet carries. */
 export const MAX_LEVEL = 3;
@@ -49,8 +46,7 @@ export class RedBooster {
   /** @type {Worker} */ #worker;
   #state = { level: 1, calm: 0 };
   /** @type {number | null} */ #redPt = null;
-  /** @type {number | null} the lowest round trip seen, in ms */
-  #minRttMs = null;
+  #queue = new QueueWatch();
 
   /**
    * Puts the transform on `sender`; null where the browser has no encoded
@@ -150,9 +146,8 @@ export class RedBooster {
    */
   report(fractionLost, rttMs) {
     if (typeof fractionLost !== 'number' || !Number.isFinite(fractionLost)) return this.level;
-    if (typeof rttMs === 'number' && Number.isFinite(rttMs) && rttMs > 0) {
-      this.#minRttMs = this.#minRttMs === null ? rttMs : Math.min(this.#minRttMs, rttMs);
-      const queued = rttMs > this.#minRttMs + QUEUE_MS || rttMs > QUEUED_RTT_MS;
+    const queued = this.#queue.observe(rttMs);
+    if (queued !== null) {
       this.#queued = queued ? this.#queued + 1 : 0;
       // Two in a row: one slow report (a busy machine, a lost report) is not a queue.
       this.congested = this.#queued >= 2;
