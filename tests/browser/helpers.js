@@ -95,6 +95,49 @@ export async function launch(options = {}) {
     // Generous: Chromium starts slowly on a machine busy compiling.
     timeout: 60_000,
   });
+  const close = async () => {
+    openBrowsers.delete(close);
+    await context.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  };
+  openBrowsers.add(close);
+  return { ...(await openPage(context, options)), close };
+}
+
+/**
+ * One Chromium shared by `count` users, each in a context of its own
+ * (cookies, storage and init scripts apart): a test with many pages costs
+ * one browser's processes instead of one set per page, which is what
+ * keeps a six-page call responsive on two busy cores. `optionsFor(i)` are
+ * user i's page options (`toneHz`, `initScript`, `viewport`, `baseUrl`);
+ * `args`, the browser's extra flags (such as `toneFileArg`), apply to all.
+ * @param {number} count
+ * @param {(i: number) => {baseUrl?: string, viewport?: {width: number, height: number}, toneHz?: number, initScript?: string}} optionsFor
+ * @param {{args?: string[]}} [browserOptions]
+ */
+export async function launchShared(count, optionsFor, browserOptions = {}) {
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: [...ARGS, ...(browserOptions.args ?? [])], timeout: 60_000 });
+  const close = async () => {
+    openBrowsers.delete(close);
+    await browser.close().catch(() => {});
+  };
+  openBrowsers.add(close);
+  return Promise.all(
+    Array.from({ length: count }, async (_, i) => {
+      const options = optionsFor(i);
+      const context = await browser.newContext({ viewport: options.viewport ?? { width: 1000, height: 900 } });
+      return { ...(await openPage(context, options)), close: () => context.close().catch(() => {}) };
+    }),
+  );
+}
+
+/**
+ * The page of a fresh context, its tone and init script installed and its
+ * console collected.
+ * @param {import('playwright-core').BrowserContext} context
+ * @param {{baseUrl?: string, toneHz?: number, initScript?: string}} options
+ */
+async function openPage(context, options) {
   context.setDefaultTimeout(15_000);
   if (options.toneHz) await context.addInitScript(toneMicrophone(options.toneHz));
   if (options.initScript) await context.addInitScript(options.initScript);
@@ -103,13 +146,7 @@ export async function launch(options = {}) {
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
-  const close = async () => {
-    openBrowsers.delete(close);
-    await context.close().catch(() => {});
-    fs.rmSync(profile, { recursive: true, force: true });
-  };
-  openBrowsers.add(close);
-  return { context, page, logs, close, baseUrl: options.baseUrl ?? BASE_URL };
+  return { context, page, logs, baseUrl: options.baseUrl ?? BASE_URL };
 }
 
 /**

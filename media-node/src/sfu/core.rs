@@ -136,6 +136,10 @@ struct Participant {
     deadline: Option<Instant>,
     connect_by: Instant,
     connected: bool,
+    /// Packets it sent us, and packets we sent it (for the log line when
+    /// it leaves: a listener who heard nothing shows as `sent: 0`).
+    received: u64,
+    sent: u64,
 }
 
 pub(crate) struct SfuCore {
@@ -228,6 +232,8 @@ impl SfuCore {
                 deadline: None,
                 connect_by,
                 connected: false,
+                received: 0,
+                sent: 0,
             },
         );
         self.pump(key, now);
@@ -391,7 +397,11 @@ impl SfuCore {
         while let Some(event) = p.pc.poll_event() {
             match event {
                 RTCPeerConnectionEvent::OnConnectionStateChangeEvent(state) => match state {
-                    RTCPeerConnectionState::Connected => p.connected = true,
+                    RTCPeerConnectionState::Connected => {
+                        p.connected = true;
+                        let (room, peer) = self.rooms.name_of(key).unwrap_or_default();
+                        tracing::info!(room, peer, "SFU participant connected");
+                    }
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => gone = true,
                     _ => {}
                 },
@@ -435,9 +445,10 @@ impl SfuCore {
 
     /// A packet from `from`'s microphone.
     fn media(&mut self, from: Key, packet: rtc::rtp::Packet, now: Instant) {
-        let Some(p) = self.participants.get(&from) else {
+        let Some(p) = self.participants.get_mut(&from) else {
             return;
         };
+        p.received += 1;
         let (audio_level_id, payload_types) = (p.audio_level_id, p.payload_types);
         match self.rooms.is_muted(from) {
             Some(false) => {}
@@ -517,6 +528,7 @@ impl SfuCore {
             match written {
                 Some(Ok(())) => {
                     self.tally.forwarded += 1;
+                    sub.sent += 1;
                     flush(&mut self.transmits, &mut sub.pc);
                     reschedule(&mut self.timers, to, sub);
                 }
@@ -582,7 +594,14 @@ impl SfuCore {
             }
         }
         let (room, peer) = name.unwrap_or_default();
-        tracing::info!(%room, %peer, why, "SFU participant left");
+        tracing::info!(
+            %room,
+            %peer,
+            why,
+            received = p.received,
+            sent = p.sent,
+            "SFU participant left"
+        );
     }
 
     /// Drops stale heap entries once they outnumber the live ones well.

@@ -479,3 +479,33 @@ fn on_a_virtual_clock_the_loudest_reach_each_slot_and_the_events_name_them() {
     assert_eq!(named, ["ben", "cat"]);
     assert_eq!(net.core.gauges().participants, 4);
 }
+
+#[test]
+fn a_listener_who_joins_after_the_slots_are_filled_hears_them_at_once() {
+    let mut net = Net::new(3);
+    for (peer, id) in [("ann", 1), ("ben", 2), ("cat", 3), ("dan", 4)] {
+        net.join("blue", peer, id, false);
+    }
+    net.run(Duration::from_secs(3));
+    for (peer, level) in [("ann", 10), ("ben", 20), ("cat", 30)] {
+        net.clients
+            .iter_mut()
+            .find(|c| c.peer == peer)
+            .unwrap()
+            .level = Some(level);
+    }
+    net.run(Duration::from_secs(3));
+    // Every slot is held (stickily) by a speaker; now a silent listener
+    // joins a room whose speakers stay where they are.
+    net.join("blue", "flo", 6, false);
+    net.run(Duration::from_secs(3));
+    let flo = net.client("flo");
+    assert!(flo.connected, "flo connects");
+    let mut named: Vec<String> = flo.told().into_iter().flatten().collect();
+    named.sort();
+    assert_eq!(named, ["ann", "ben", "cat"]);
+    for slot in 0..3 {
+        let packets = flo.heard.iter().filter(|(s, _)| *s == slot).count();
+        assert!(packets >= 45, "flo slot {slot}: {packets} packets");
+    }
+}

@@ -149,6 +149,13 @@ impl Rooms {
     }
 
     /// Mutes or unmutes `key`; a muted member leaves every slot at once.
+    /// `key`'s room and peer id.
+    pub(crate) fn name_of(&self, key: Key) -> Option<(&str, &str)> {
+        self.members
+            .get(&key)
+            .map(|m| (m.room.as_str(), m.peer.as_str()))
+    }
+
     pub(crate) fn set_muted(&mut self, key: Key, muted: bool) {
         if let Some(m) = self.members.get_mut(&key) {
             m.muted = muted;
