@@ -854,12 +854,12 @@ async fn a_subscriber_reporting_loss_gets_more_redundancy() {
         })
     };
     // Ben reports 20 % loss: its slot soon carries the most earlier frames
-    // the node sends (3), each packet still ending with its own frame.
+    // the node sends (5), each packet still ending with its own frame.
     assert!(
         eventually(Duration::from_secs(15), || blocks_of_last(&lossy)
-            == Some(4))
+            == Some(6))
         .await,
-        "ben's slot carries three earlier frames: {:?}",
+        "ben's slot carries five earlier frames: {:?}",
         blocks_of_last(&lossy)
     );
     let (primary_id, primary_len) = lossy.snapshot(|r| {

@@ -155,20 +155,36 @@ after(async () => {
 });
 afterEach(closeAll);
 
-/** The page's mesh link: its RED level and payload bytes per packet sent. */
+/**
+ * The page's mesh link: its RED level, payload bytes per packet sent, the
+ * encoder's cap and target, the jitter buffer asked of its receivers, and
+ * what `client.protection()` says of it.
+ */
 function sendSide(page) {
   return page.evaluate(async () => {
-    const [link] = [.../** @type {any} */ (globalThis).tincanApp.client.peers.values()];
+    const client = /** @type {any} */ (globalThis).tincanApp.client;
+    const [[peerId, link] = []] = [...client.peers];
     if (!link) return null;
     let out = null;
     (await link.pc.getStats()).forEach((/** @type {any} */ s) => {
-      if (s.type === 'outbound-rtp' && s.kind === 'audio') out = { bytes: s.bytesSent ?? 0, packets: s.packetsSent ?? 0 };
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') out = { bytes: s.bytesSent ?? 0, packets: s.packetsSent ?? 0, targetBitrate: s.targetBitrate ?? null };
     });
-    return out && { ...out, level: link.redBoost?.level ?? null, congested: link.redBoost?.congested ?? null };
+    const sender = link.pc.getSenders().find((/** @type {RTCRtpSender} */ x) => x.track?.kind === 'audio');
+    const p = client.protection(peerId);
+    return (
+      out && {
+        ...out,
+        level: link.redBoost?.level ?? null,
+        congested: link.redBoost?.congested ?? null,
+        maxBitrate: sender?.getParameters().encodings[0]?.maxBitrate ?? null,
+        jitterBufferTargets: link.pc.getReceivers().map((/** @type {any} */ r) => r.jitterBufferTarget ?? null),
+        protection: p && { redundancy: p.redundancy, maxBitrateKbps: p.maxBitrateKbps, jitterTargetMs: p.jitterTargetMs, recvLossPct: p.recvLossPct },
+      }
+    );
   });
 }
 
-test('in Chromium, a speaker on a link losing 20 % sends three earlier frames and is still heard', { timeout: 180_000 }, async () => {
+test('in Chromium, a speaker on a link losing 20 % sends three earlier frames at 64 kbit/s, the listener buffers deeper, and it is still heard', { timeout: 180_000 }, async () => {
   const s = /** @type {any} */ (stack);
   // 20 % of what the speaker sends is lost on the way to the TURN server.
   const { addr: relayAddr } = await startImpairRelay(s.turn, { up: 'loss=0.2' });
@@ -195,6 +211,30 @@ test('in Chromium, a speaker on a link losing 20 % sends three earlier frames an
   // concealment (the audio-quality bench) fell from 2.5 % to 0.1 %; what
   // the worker writes is checked byte for byte above.
   assert.ok(a1.level === 3 && !a1.congested, JSON.stringify([a0, a1]));
+  // With two or more earlier frames the encoder is raised to 64 kbit/s
+  // (its in-band FEC would otherwise eat the primary frames' bits), and
+  // the client says so; the clean side is left at the default.
+  const boosted = await waitFor(
+    async () => {
+      const x = await sendSide(lossy.page);
+      return x?.maxBitrate === 64_000 && x.protection?.maxBitrateKbps === 64 && x.protection?.redundancy === 3 && x;
+    },
+    { timeoutMs: 10_000, what: "the lossy speaker's encoder raised to 64 kbit/s", describe: async () => JSON.stringify(await sendSide(lossy.page)) },
+  );
+  report("lossy speaker's encoder target with RED at level 3", Math.round((boosted.targetBitrate ?? 0) / 1000), 'kbit/s');
+  const len = await sendSide(clean.page);
+  assert.equal(len?.maxBitrate, null, `the clean side's encoder is not raised: ${JSON.stringify(len)}`);
+  assert.equal(len?.protection?.redundancy, 1);
+  // The listener receives a fifth less: its receivers are asked for a
+  // deeper jitter buffer, so late redundant frames are not due yet.
+  await waitFor(
+    async () => {
+      const x = await sendSide(clean.page);
+      return x?.protection?.jitterTargetMs === 120 && x.jitterBufferTargets.length > 0 && x.jitterBufferTargets.every((t) => t === 120);
+    },
+    { timeoutMs: 20_000, what: "the listener's receivers at a 120 ms jitter buffer", describe: async () => JSON.stringify(await sendSide(clean.page)) },
+  );
+  assert.equal((await sendSide(lossy.page))?.protection?.jitterTargetMs, null, 'the speaker receives cleanly: no deeper buffer');
   // Still heard after the change.
   await expectAudioFrom(clean.page, ['Ria'], 20_000);
 });

@@ -354,8 +354,10 @@ export function protectionText(p) {
   const pct = (/** @type {number | null} */ v) => (v === null ? '–' : `${formatValue(v)} %`);
   const does = [];
   if (p.red !== null) does.push(p.red ? 'RED on' : 'RED off');
+  if (p.redundancy !== null && p.redundancy !== 1) does.push(`${p.redundancy} earlier frame${p.redundancy === 1 ? '' : 's'} per packet`);
   if (p.ptimeMs) does.push(`${p.ptimeMs} ms packets`);
-  if (p.maxBitrateKbps) does.push(`≤ ${p.maxBitrateKbps} kbit/s`);
+  if (p.maxBitrateKbps) does.push(p.level < 2 ? `Opus at ${p.maxBitrateKbps} kbit/s` : `≤ ${p.maxBitrateKbps} kbit/s`);
+  if (p.jitterTargetMs) does.push(`${p.jitterTargetMs} ms jitter buffer`);
   const what = does.length ? ` (${does.join(', ')})` : '';
   return `level ${p.level}, ${PROTECTION_NAMES[p.level]}${what}; loss sent ${pct(p.sendLossPct)}, received ${pct(p.recvLossPct)}, concealed ${pct(p.concealedPct)}`;
 }

