@@ -45,16 +45,17 @@ mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::error::{BuildError, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
+use tincan_aws::transact::{transact, CancellationCode, Retry, TransactError, Transacted};
+use tincan_aws::DynamoError;
 use tincan_signaling::{Member, MessageRate, RateState, RateVerdict, ResumeProof, RoomView, Seat};
 
 pub use self::item::ROOM_INDEX;
@@ -63,7 +64,7 @@ use self::item::{
     revoked_session_key, room_key, s, RoomItem, EXPIRES_AT, MEMBERS, MEMBER_CONNECTION, MESSAGES,
     MESSAGE_BYTES, PEER_ID, PK, ROOM, USER_ID, VERSION,
 };
-pub use self::table::{create_table, ensure_table};
+pub use self::table::create_table;
 pub use self::throttle::{create_throttle_table, DynamoThrottleStore};
 use crate::connection::{
     apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
@@ -276,16 +277,16 @@ impl DynamoConnectionStore {
         room: &str,
         mut change: impl FnMut(&mut Vec<Member>) -> Option<T>,
     ) -> Result<Option<(T, RoomView)>, StoreError> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let what = format!("room {room}");
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let room_item = self.read_room(room).await?;
             let mut members = room_item.members.clone();
             let Some(result) = change(&mut members) else {
                 return Ok(None);
             };
-            if self
-                .transact(vec![self.put_room(room, &room_item, &members)?])
-                .await?
-            {
+            let items = vec![self.put_room(room, &room_item, &members)?];
+            if self.transact(items, &mut retry, &what).await? {
                 return Ok(Some((
                     result,
                     RoomView {
@@ -294,9 +295,8 @@ impl DynamoConnectionStore {
                     },
                 )));
             }
-            backoff(attempt).await;
         }
-        Err(contention(&format!("room {room}")))
+        Err(contention(&what))
     }
 
     /// Takes `peer_id` out of `room` if `pred` holds for it.
@@ -348,34 +348,29 @@ impl DynamoConnectionStore {
         }
     }
 
-    /// Runs one transaction: `Ok(true)` if it committed, `Ok(false)` if a
-    /// condition failed or it collided with another transaction.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        let sent = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let err = match sent {
-            Ok(_) => return Ok(true),
-            Err(err) => err,
-        };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        {
-            let retryable = cancelled.cancellation_reasons().iter().all(|reason| {
-                matches!(
-                    reason.code(),
-                    None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
-                )
-            });
-            if retryable {
+    /// Runs one transaction of a read-modify-write (conflicts are sent
+    /// again within `retry`): `Ok(true)` if it committed, `Ok(false)` if a
+    /// condition failed, so someone wrote first: re-read and try again.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        retry: &mut Retry,
+        what: &str,
+    ) -> Result<bool, StoreError> {
+        match transact(&self.client, items, retry).await {
+            Ok(Transacted::Committed) => Ok(true),
+            Ok(Transacted::Cancelled(cancelled))
+                if cancelled.only(&[
+                    CancellationCode::ConditionalCheckFailed,
+                    CancellationCode::TransactionConflict,
+                ]) =>
+            {
                 tracing::debug!(table = %self.table, "transaction cancelled; retrying");
-                return Ok(false);
+                Ok(false)
             }
+            Ok(Transacted::Cancelled(cancelled)) => Err(cancelled.into_error().into()),
+            Err(err) => Err(transact_error(err, what)),
         }
-        Err(unavailable("TransactWriteItems", err))
     }
 }
 
@@ -399,8 +394,10 @@ impl ConnectionStore for DynamoConnectionStore {
             .as_ref()
             .map(|sid| self.no_live_marker(&revoked_session_key(sid), now_secs))
             .transpose()?;
+        let what = format!("connection {}", record.connection_id);
         let mut pruned = false;
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let mut items = vec![
                 TransactWriteItem::builder()
                     .condition_check(not_deleted.clone())
@@ -415,32 +412,19 @@ impl ConnectionStore for DynamoConnectionStore {
                         .build(),
                 );
             }
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
-            let err = match sent {
-                Ok(_) => return Ok(()),
-                Err(err) => err,
+            let cancelled = match transact(&self.client, items, &mut retry).await {
+                Ok(Transacted::Committed) => return Ok(()),
+                Ok(Transacted::Cancelled(cancelled)) => cancelled,
+                Err(err) => return Err(transact_error(err, &what)),
             };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-                err.as_service_error()
-            else {
-                return Err(unavailable("TransactWriteItems", err));
-            };
-            let reasons = cancelled.cancellation_reasons();
-            let failed =
-                |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-            if failed(0) {
+            if cancelled.failed_check(0) {
                 return Err(StoreError::UserDeleted(record.user_id.clone()));
             }
-            if failed(3) {
+            if cancelled.failed_check(3) {
                 let sid = record.session_id.clone().unwrap_or_default();
                 return Err(StoreError::SessionRevoked(sid));
             }
-            if failed(2) {
+            if cancelled.failed_check(2) {
                 // The user's set is full. Ids left by connections that are
                 // gone free their places once; then it is really full.
                 if pruned || !self.prune_connections(&record.user_id, now_secs).await? {
@@ -450,12 +434,10 @@ impl ConnectionStore for DynamoConnectionStore {
                     });
                 }
                 pruned = true;
-                continue;
             }
-            // A conflict with a concurrent write of one of the items.
-            backoff(attempt).await;
+            // Otherwise (throttled, say): again, after a backoff.
         }
-        Err(contention(&format!("connection {}", record.connection_id)))
+        Err(contention(&what))
     }
 
     async fn get(&self, id: &str, now_secs: u64) -> Result<Option<ConnectionRecord>, StoreError> {
@@ -538,7 +520,9 @@ impl ConnectionStore for DynamoConnectionStore {
             peer_id: member.peer.peer_id.clone(),
             room: room.to_owned(),
         };
-        for attempt in 0..MAX_ATTEMPTS {
+        let what = format!("room {room}");
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let Some(record) = self.get(id, now_secs).await? else {
                 return Ok(JoinOutcome::UnknownConnection);
             };
@@ -594,12 +578,11 @@ impl ConnectionStore for DynamoConnectionStore {
                     }
                 }
             }
-            if self.transact(items).await? {
+            if self.transact(items, &mut retry, &what).await? {
                 return Ok(JoinOutcome::Joined { others, departure });
             }
-            backoff(attempt).await;
         }
-        Err(contention(&format!("room {room}")))
+        Err(contention(&what))
     }
 
     async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
@@ -617,7 +600,9 @@ impl ConnectionStore for DynamoConnectionStore {
         now_ms: u64,
     ) -> Result<ResumeOutcome, StoreError> {
         let now_secs = now_ms / 1000;
-        for attempt in 0..MAX_ATTEMPTS {
+        let what = format!("room {}", seat.room);
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let Some(record) = self
                 .get(id, now_secs)
                 .await?
@@ -636,7 +621,7 @@ impl ConnectionStore for DynamoConnectionStore {
                 self.point_connection(id, seat, record.seat.as_ref(), now_secs)?,
                 self.put_room(&seat.room, &room_item, &members)?,
             ];
-            if self.transact(items).await? {
+            if self.transact(items, &mut retry, &what).await? {
                 return Ok(ResumeOutcome::Resumed {
                     member: members[index].clone(),
                     room: RoomView {
@@ -645,9 +630,8 @@ impl ConnectionStore for DynamoConnectionStore {
                     },
                 });
             }
-            backoff(attempt).await;
         }
-        Err(contention(&format!("room {}", seat.room)))
+        Err(contention(&what))
     }
 
     async fn set_muted(
@@ -720,34 +704,24 @@ impl ConnectionStore for DynamoConnectionStore {
             .set_expression_attribute_values(Some(keep_values(msg, max, expires_at)))
             .build()
             .map_err(build_error)?;
-        for attempt in 0..MAX_ATTEMPTS {
-            let sent = self
-                .client
-                .transact_write_items()
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .condition_check(check.clone())
-                        .build(),
-                )
-                .transact_items(TransactWriteItem::builder().update(append.clone()).build())
-                .send()
-                .await;
-            let err = match sent {
-                Ok(_) => return Ok(KeepOutcome::Kept),
-                Err(err) => err,
+        let what = format!("kept signals of {}", seat.peer_id);
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
+            let items = vec![
+                TransactWriteItem::builder()
+                    .condition_check(check.clone())
+                    .build(),
+                TransactWriteItem::builder().update(append.clone()).build(),
+            ];
+            let cancelled = match transact(&self.client, items, &mut retry).await {
+                Ok(Transacted::Committed) => return Ok(KeepOutcome::Kept),
+                Ok(Transacted::Cancelled(cancelled)) => cancelled,
+                Err(err) => return Err(transact_error(err, &what)),
             };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-                err.as_service_error()
-            else {
-                return Err(unavailable("TransactWriteItems", err));
-            };
-            let reasons = cancelled.cancellation_reasons();
-            let failed =
-                |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-            if failed(0) {
+            if cancelled.failed_check(0) {
                 // The item as it was when the check failed; a backend that
                 // does not return it costs one more read, on this rare path.
-                let room_item = match reasons.first().and_then(|r| r.item()) {
+                let room_item = match cancelled.item(0) {
                     Some(item) => RoomItem::from_item(Some(item))?,
                     None => self.read_room(&seat.room).await?,
                 };
@@ -755,17 +729,13 @@ impl ConnectionStore for DynamoConnectionStore {
                     return Ok(refusal);
                 }
                 // Re-read, and detached again already: try again.
-            } else if failed(1) {
+            } else if cancelled.failed_check(1) {
                 return Ok(KeepOutcome::Full);
-            } else if !reasons
-                .iter()
-                .all(|reason| matches!(reason.code(), None | Some("None" | "TransactionConflict")))
-            {
-                return Err(unavailable("TransactWriteItems", err));
+            } else {
+                return Err(cancelled.into_error().into());
             }
-            backoff(attempt).await;
         }
-        Err(contention(&format!("kept signals of {}", seat.peer_id)))
+        Err(contention(&what))
     }
 
     async fn take_kept(&self, peer_id: &str) -> Result<Vec<String>, StoreError> {
@@ -902,14 +872,6 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Sleeps a random time up to 5 ms doubled per attempt, at most 200 ms
-/// ("full jitter"), so colliding writers spread out.
-async fn backoff(attempt: u32) {
-    let cap_ms: u64 = (5u64 << attempt.min(6)).min(200);
-    let ms = rand::random_range(0..=cap_ms);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
 fn contention(what: &str) -> StoreError {
     tracing::warn!(
         what,
@@ -919,21 +881,28 @@ fn contention(what: &str) -> StoreError {
     StoreError::Contention(what.to_owned())
 }
 
+/// A [`transact`] failure: contention on `what`, or unavailable.
+fn transact_error(err: TransactError, what: &str) -> StoreError {
+    match err {
+        TransactError::Contention { .. } => contention(what),
+        TransactError::Dynamo(err) => err.into(),
+        err => StoreError::Unavailable(err.to_string()),
+    }
+}
+
 /// An SDK failure as [`StoreError::Unavailable`]. The message names the
 /// operation and the error chain (e.g. "dispatch failure: ... connection
 /// refused"); the SDK never puts credentials in its errors.
-pub(crate) fn unavailable<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+pub(crate) fn unavailable<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = format!("DynamoDB {operation}: {}", DisplayErrorContext(&err));
-    tracing::warn!(error = %message, "DynamoDB call failed");
-    StoreError::Unavailable(message)
+    DynamoError::call(operation, err).into()
 }
 
 /// A request we built is missing a required field: a bug here, reported as
 /// unavailable rather than a panic.
 fn build_error(err: BuildError) -> StoreError {
-    StoreError::Unavailable(format!("DynamoDB request could not be built: {err}"))
+    DynamoError::from(err).into()
 }
