@@ -45,7 +45,6 @@ mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};
@@ -181,20 +180,22 @@ impl DynamoConnectionStore {
         RoomItem::from_item(out.item())
     }
 
-    /// The write of `room`'s item with `members`, conditioned on the version
-    /// read in `room_item`.
+    /// The write at `now_secs` of `room`'s item with `members`, conditioned
+    /// on the version read in `room_item`; the item lives at least as long
+    /// as a connection opened now could.
     fn put_room(
         &self,
         room: &str,
         room_item: &RoomItem,
         members: &[Member],
+        now_secs: u64,
     ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(room_item.next_item(
                 room,
                 members,
-                now_secs() + CONNECTION_TTL_SECS,
+                now_secs + CONNECTION_TTL_SECS,
             )));
         let put = match room_item.version {
             Some(version) => put
@@ -256,10 +257,11 @@ impl DynamoConnectionStore {
         &self,
         id: &str,
         seat: &Seat,
+        now_secs: u64,
         change: impl Fn(&mut Member),
     ) -> Result<Option<RoomView>, StoreError> {
         let changed = self
-            .modify_room(&seat.room, |members| {
+            .modify_room(&seat.room, now_secs, |members| {
                 let member = members
                     .iter_mut()
                     .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
@@ -270,11 +272,13 @@ impl DynamoConnectionStore {
         Ok(changed.map(|((), room)| room))
     }
 
-    /// Read-modify-write of `room`'s members: `change` returns `None` to
-    /// write nothing. Returns its result and the room as written.
+    /// Read-modify-write of `room`'s members at `now_secs`: `change`
+    /// returns `None` to write nothing. Returns its result and the room as
+    /// written.
     async fn modify_room<T>(
         &self,
         room: &str,
+        now_secs: u64,
         mut change: impl FnMut(&mut Vec<Member>) -> Option<T>,
     ) -> Result<Option<(T, RoomView)>, StoreError> {
         let what = format!("room {room}");
@@ -285,7 +289,7 @@ impl DynamoConnectionStore {
             let Some(result) = change(&mut members) else {
                 return Ok(None);
             };
-            let items = vec![self.put_room(room, &room_item, &members)?];
+            let items = vec![self.put_room(room, &room_item, &members, now_secs)?];
             if self.transact(items, &mut retry, &what).await? {
                 return Ok(Some((
                     result,
@@ -304,10 +308,11 @@ impl DynamoConnectionStore {
         &self,
         room: &str,
         peer_id: &str,
+        now_secs: u64,
         pred: impl Fn(&Member) -> bool,
     ) -> Result<Option<Departure>, StoreError> {
         let taken = self
-            .modify_room(room, |members| {
+            .modify_room(room, now_secs, |members| {
                 let index = members
                     .iter()
                     .position(|m| m.peer.peer_id == peer_id && pred(m))?;
@@ -460,6 +465,7 @@ impl ConnectionStore for DynamoConnectionStore {
         &self,
         id: &str,
         resume_until_ms: u64,
+        now_ms: u64,
     ) -> Result<Option<ConnectionRecord>, StoreError> {
         let out = self
             .client
@@ -479,7 +485,7 @@ impl ConnectionStore for DynamoConnectionStore {
         // Deleted first: a join of this connection that has not committed
         // yet now fails on the missing item, and one that has is detached here.
         if let Some(seat) = &record.seat {
-            self.modify_room(&seat.room, |members| {
+            self.modify_room(&seat.room, now_ms / 1000, |members| {
                 apply_detach(members, id, resume_until_ms).then_some(())
             })
             .await?;
@@ -541,7 +547,7 @@ impl ConnectionStore for DynamoConnectionStore {
             members.push(member.clone());
             let mut items = vec![
                 self.point_connection(id, &seat, record.seat.as_ref(), now_secs)?,
-                self.put_room(room, &room_item, &members)?,
+                self.put_room(room, &room_item, &members, now_secs)?,
             ];
             // The previous participant leaves in the same transaction.
             let mut departure = None;
@@ -567,7 +573,12 @@ impl ConnectionStore for DynamoConnectionStore {
                     {
                         let mut remaining = old_item.members.clone();
                         let left = remaining.remove(index);
-                        items.push(self.put_room(&previous.room, &old_item, &remaining)?);
+                        items.push(self.put_room(
+                            &previous.room,
+                            &old_item,
+                            &remaining,
+                            now_secs,
+                        )?);
                         departure = Some(Departure {
                             member: left,
                             remaining: RoomView {
@@ -585,9 +596,16 @@ impl ConnectionStore for DynamoConnectionStore {
         Err(contention(&what))
     }
 
-    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
-        self.take_out(&seat.room, &seat.peer_id, |m| m.is_attached_to(id))
-            .await
+    async fn leave(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now_ms: u64,
+    ) -> Result<Option<Departure>, StoreError> {
+        self.take_out(&seat.room, &seat.peer_id, now_ms / 1000, |m| {
+            m.is_attached_to(id)
+        })
+        .await
     }
 
     async fn resume(
@@ -619,7 +637,7 @@ impl ConnectionStore for DynamoConnectionStore {
             };
             let items = vec![
                 self.point_connection(id, seat, record.seat.as_ref(), now_secs)?,
-                self.put_room(&seat.room, &room_item, &members)?,
+                self.put_room(&seat.room, &room_item, &members, now_secs)?,
             ];
             if self.transact(items, &mut retry, &what).await? {
                 return Ok(ResumeOutcome::Resumed {
@@ -639,21 +657,29 @@ impl ConnectionStore for DynamoConnectionStore {
         id: &str,
         seat: &Seat,
         muted: bool,
+        now_ms: u64,
     ) -> Result<Option<RoomView>, StoreError> {
-        self.update_attached(id, seat, |m| m.peer.muted = muted)
+        self.update_attached(id, seat, now_ms / 1000, |m| m.peer.muted = muted)
             .await
     }
 
-    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
-        self.update_attached(id, seat, |m| m.sfu = true).await
+    async fn set_on_sfu(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now_ms: u64,
+    ) -> Result<Option<RoomView>, StoreError> {
+        self.update_attached(id, seat, now_ms / 1000, |m| m.sfu = true)
+            .await
     }
 
     async fn expire(
         &self,
         seat: &Seat,
         resume_until_ms: u64,
+        now_ms: u64,
     ) -> Result<Option<Departure>, StoreError> {
-        self.take_out(&seat.room, &seat.peer_id, |m| {
+        self.take_out(&seat.room, &seat.peer_id, now_ms / 1000, |m| {
             m.is_detached_until(resume_until_ms)
         })
         .await
@@ -863,13 +889,6 @@ fn keep_values(msg: &str, max: usize, expires_at: u64) -> HashMap<String, Attrib
             n(MAX_KEPT_BYTES.saturating_sub(msg.len()) as u64),
         ),
     ])
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn contention(what: &str) -> StoreError {
