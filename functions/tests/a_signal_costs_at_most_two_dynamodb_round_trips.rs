@@ -443,8 +443,13 @@ impl ConnectionStore for ResumeBeforeKeep {
     async fn get(&self, id: &str, now: u64) -> Result<Option<ConnectionRecord>, StoreError> {
         self.inner.get(id, now).await
     }
-    async fn remove(&self, id: &str, until: u64) -> Result<Option<ConnectionRecord>, StoreError> {
-        self.inner.remove(id, until).await
+    async fn remove(
+        &self,
+        id: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
+        self.inner.remove(id, until, now).await
     }
     async fn connections_of(
         &self,
@@ -466,8 +471,13 @@ impl ConnectionStore for ResumeBeforeKeep {
     ) -> Result<JoinOutcome, StoreError> {
         self.inner.join(id, room, member, max, now).await
     }
-    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
-        self.inner.leave(id, seat).await
+    async fn leave(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now: u64,
+    ) -> Result<Option<Departure>, StoreError> {
+        self.inner.leave(id, seat, now).await
     }
     async fn resume(
         &self,
@@ -485,14 +495,25 @@ impl ConnectionStore for ResumeBeforeKeep {
         id: &str,
         seat: &Seat,
         muted: bool,
+        now: u64,
     ) -> Result<Option<RoomView>, StoreError> {
-        self.inner.set_muted(id, seat, muted).await
+        self.inner.set_muted(id, seat, muted, now).await
     }
-    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
-        self.inner.set_on_sfu(id, seat).await
+    async fn set_on_sfu(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now: u64,
+    ) -> Result<Option<RoomView>, StoreError> {
+        self.inner.set_on_sfu(id, seat, now).await
     }
-    async fn expire(&self, seat: &Seat, until: u64) -> Result<Option<Departure>, StoreError> {
-        self.inner.expire(seat, until).await
+    async fn expire(
+        &self,
+        seat: &Seat,
+        until: u64,
+        now: u64,
+    ) -> Result<Option<Departure>, StoreError> {
+        self.inner.expire(seat, until, now).await
     }
     async fn keep_if_detached(
         &self,

@@ -184,7 +184,7 @@ async fn start_heartbeat(
         .unwrap_or_else(|| "local".to_owned());
 
     let endpoint = args.dynamo.dynamodb_endpoint.as_deref();
-    let client = tincan_store::dynamo_client_from_env(endpoint).await;
+    let client = tincan_aws::dynamo_client_from_env(endpoint).await;
     if endpoint.is_some() {
         if let Err(err) = tincan_fleet::create_media_nodes_table(&client, table).await {
             tracing::warn!(table, error = %err, "could not create the media nodes table");

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::{now, secret, start_node, start_node_with, TurnClient, LOCALHOST};
+use tincan_aws::testing::{self, MotoServer};
 use tincan_fleet::{
     create_media_nodes_table, DynamoMediaNodeStore, FleetIceServers, InMemoryMediaNodeStore,
     MediaNodeStore, NodeRecord, NodeState,
 };
 use tincan_media_node::heartbeat::{self, HeartbeatConfig, TlsName};
 use tincan_media_routing::IceServerSource;
-use tincan_store::testing::{self, MotoServer};
 
 const NODE_ID: &str = "test-node-1";
 

@@ -78,7 +78,7 @@ SECRET_VARS = {"TINCAN_JWT_SECRET", "TINCAN_TURN_SECRET", "TINCAN_SFU_CONTROL_SE
 NOT_IN_LAMBDA = {
     "media-node/src/sfu/room_harness.rs": "the SFU room harness's seed replay (TINCAN_SEED, tests only)",
     "crates/accounts/src/secantus.rs": "starts SecantusDB for tests (feature test-support)",
-    "crates/store/src/testing.rs": "starts moto for tests (feature testing)",
+    "crates/aws/src/testing.rs": "starts moto for tests (feature testing)",
 }
 # Actions AWS only accepts with Resource "*": why, and whether a condition
 # must narrow them (True) or AWS offers none that fits (False).
@@ -313,7 +313,7 @@ def sources_of(binary: str) -> list[str]:
             "crates/http-api/src/config.rs",
             "crates/accounts/src/config.rs",
             "crates/settings/src/lib.rs",
-            "crates/store/src/sdk_config.rs",
+            "crates/aws/src/sdk_config.rs",
             "functions/src/config.rs#LogSettings",
             "functions/src/config.rs#HttpApiSettings",
         ]
@@ -327,7 +327,7 @@ def sources_of(binary: str) -> list[str]:
             # take the call history's settings instead.
             "functions/src/config.rs#" + ("ConnectSettings" if binary == "ws-connect" else "HistorySettings"),
             "functions/src/handlers.rs",
-            "crates/store/src/sdk_config.rs",
+            "crates/aws/src/sdk_config.rs",
             "crates/settings/src/lib.rs",
             "crates/settings/src/signaling.rs",
         ]
@@ -338,7 +338,7 @@ def sources_of(binary: str) -> list[str]:
             files.append("crates/accounts/src/config.rs#MongoSettings")
     elif binary == "tincan-media-node":
         files = [str(p.relative_to(REPO)) for p in sorted((REPO / "media-node/src").glob("*.rs"))]
-        files.append("crates/store/src/sdk_config.rs")
+        files.append("crates/aws/src/sdk_config.rs")
     else:
         fail(f"no source list for {binary}")
     return files

@@ -213,6 +213,21 @@ pub enum FleetError {
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl From<tincan_aws::DynamoError> for FleetError {
+    fn from(err: tincan_aws::DynamoError) -> Self {
+        Self::Backend(Box::new(err))
+    }
+}
+
+impl From<tincan_aws::ItemError> for FleetError {
+    fn from(err: tincan_aws::ItemError) -> Self {
+        Self::Corrupt {
+            reason: err.reason(),
+            key: err.key,
+        }
+    }
+}
+
 /// The `media_nodes` registry, and which node each room is on.
 #[async_trait::async_trait]
 pub trait MediaNodeStore: Send + Sync {

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use conformance::{node, TTL};
+use tincan_aws::testing::{self, MotoServer};
 use tincan_fleet::{
     create_media_nodes_table, DynamoMediaNodeStore, FleetIceServers, InMemoryMediaNodeStore,
     MediaNodeStore,
 };
 use tincan_media_routing::IceServerSource;
 use tincan_signaling::IceServer;
-use tincan_store::testing::{self, MotoServer};
 use tincan_turn_credentials::TurnSecret;
 
 const SECRET: &str = "fleet-test-secret";

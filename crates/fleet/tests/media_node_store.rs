@@ -6,11 +6,11 @@ mod conformance;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tincan_aws::testing::{self, MotoServer};
 use tincan_fleet::{
     create_media_nodes_table, DynamoMediaNodeStore, FleetError, InMemoryMediaNodeStore,
     MediaNodeStore,
 };
-use tincan_store::testing::{self, MotoServer};
 
 /// Upper bound on any one DynamoDB test, moto start-up included.
 const TEST_BOUND: Duration = Duration::from_secs(120);

@@ -139,7 +139,7 @@ mod tests {
     fn sdk() -> SdkConfig {
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
-            .http_client(crate::sdk_http::https_client())
+            .http_client(tincan_aws::https_client())
             .region(Region::new("us-east-1"))
             .credentials_provider(aws_credential_provider())
             .build()

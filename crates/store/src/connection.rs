@@ -226,6 +226,7 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         id: &str,
         resume_until_ms: u64,
+        now_ms: u64,
     ) -> Result<Option<ConnectionRecord>, StoreError>;
 
     /// The live connections of `user_id` (to close them when the account is
@@ -256,7 +257,12 @@ pub trait ConnectionStore: Send + Sync {
 
     /// Takes participant `seat` out of its room if it is attached to
     /// connection `id`.
-    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError>;
+    async fn leave(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now_ms: u64,
+    ) -> Result<Option<Departure>, StoreError>;
 
     /// Atomically attaches participant `seat` to live connection `id` of
     /// `user_id` if `proof` holds and, for a token, the participant is
@@ -280,12 +286,18 @@ pub trait ConnectionStore: Send + Sync {
         id: &str,
         seat: &Seat,
         muted: bool,
+        now_ms: u64,
     ) -> Result<Option<RoomView>, StoreError>;
 
     /// Marks participant `seat` as on the room's SFU if it is attached to
     /// connection `id`; returns the room after the write, or `None` if
     /// nothing was written.
-    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError>;
+    async fn set_on_sfu(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now_ms: u64,
+    ) -> Result<Option<RoomView>, StoreError>;
 
     /// Takes participant `seat` out of its room if it is still detached with
     /// deadline `resume_until_ms` (its grace ran out and nobody resumed it).
@@ -293,6 +305,7 @@ pub trait ConnectionStore: Send + Sync {
         &self,
         seat: &Seat,
         resume_until_ms: u64,
+        now_ms: u64,
     ) -> Result<Option<Departure>, StoreError>;
 
     /// Atomically: if participant `seat` is in its room and detached, or

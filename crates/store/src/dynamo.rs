@@ -39,35 +39,35 @@
 //! detached by it) or fails on the missing connection item.
 
 mod item;
+mod kept;
 mod limits;
 mod table;
 mod throttle;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{BuildError, DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::error::{BuildError, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
-    TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
+use tincan_aws::transact::{transact, CancellationCode, Retry, TransactError, Transacted};
+use tincan_aws::DynamoError;
 use tincan_signaling::{Member, MessageRate, RateState, RateVerdict, ResumeProof, RoomView, Seat};
 
 pub use self::item::ROOM_INDEX;
 use self::item::{
     connection_from_item, connection_to_item, deleted_user_key, kept_key, key, n,
-    revoked_session_key, room_key, s, RoomItem, EXPIRES_AT, MEMBERS, MEMBER_CONNECTION, MESSAGES,
-    MESSAGE_BYTES, PEER_ID, PK, ROOM, USER_ID, VERSION,
+    revoked_session_key, room_key, s, RoomItem, EXPIRES_AT, MESSAGES, PEER_ID, PK, ROOM, USER_ID,
+    VERSION,
 };
-pub use self::table::{create_table, ensure_table};
+pub use self::table::create_table;
 pub use self::throttle::{create_throttle_table, DynamoThrottleStore};
 use crate::connection::{
-    apply_detach, apply_resume, keep_refusal, ConnectionRecord, ConnectionStore, Departure,
-    JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS, MAX_KEPT_BYTES,
+    apply_detach, apply_resume, ConnectionRecord, ConnectionStore, Departure, JoinOutcome,
+    KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS,
 };
 use crate::error::StoreError;
 
@@ -180,20 +180,22 @@ impl DynamoConnectionStore {
         RoomItem::from_item(out.item())
     }
 
-    /// The write of `room`'s item with `members`, conditioned on the version
-    /// read in `room_item`.
+    /// The write at `now_secs` of `room`'s item with `members`, conditioned
+    /// on the version read in `room_item`; the item lives at least as long
+    /// as a connection opened now could.
     fn put_room(
         &self,
         room: &str,
         room_item: &RoomItem,
         members: &[Member],
+        now_secs: u64,
     ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(room_item.next_item(
                 room,
                 members,
-                now_secs() + CONNECTION_TTL_SECS,
+                now_secs + CONNECTION_TTL_SECS,
             )));
         let put = match room_item.version {
             Some(version) => put
@@ -255,10 +257,11 @@ impl DynamoConnectionStore {
         &self,
         id: &str,
         seat: &Seat,
+        now_secs: u64,
         change: impl Fn(&mut Member),
     ) -> Result<Option<RoomView>, StoreError> {
         let changed = self
-            .modify_room(&seat.room, |members| {
+            .modify_room(&seat.room, now_secs, |members| {
                 let member = members
                     .iter_mut()
                     .find(|m| m.peer.peer_id == seat.peer_id && m.is_attached_to(id))?;
@@ -269,23 +272,25 @@ impl DynamoConnectionStore {
         Ok(changed.map(|((), room)| room))
     }
 
-    /// Read-modify-write of `room`'s members: `change` returns `None` to
-    /// write nothing. Returns its result and the room as written.
+    /// Read-modify-write of `room`'s members at `now_secs`: `change`
+    /// returns `None` to write nothing. Returns its result and the room as
+    /// written.
     async fn modify_room<T>(
         &self,
         room: &str,
+        now_secs: u64,
         mut change: impl FnMut(&mut Vec<Member>) -> Option<T>,
     ) -> Result<Option<(T, RoomView)>, StoreError> {
-        for attempt in 0..MAX_ATTEMPTS {
+        let what = format!("room {room}");
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let room_item = self.read_room(room).await?;
             let mut members = room_item.members.clone();
             let Some(result) = change(&mut members) else {
                 return Ok(None);
             };
-            if self
-                .transact(vec![self.put_room(room, &room_item, &members)?])
-                .await?
-            {
+            let items = vec![self.put_room(room, &room_item, &members, now_secs)?];
+            if self.transact(items, &mut retry, &what).await? {
                 return Ok(Some((
                     result,
                     RoomView {
@@ -294,9 +299,8 @@ impl DynamoConnectionStore {
                     },
                 )));
             }
-            backoff(attempt).await;
         }
-        Err(contention(&format!("room {room}")))
+        Err(contention(&what))
     }
 
     /// Takes `peer_id` out of `room` if `pred` holds for it.
@@ -304,10 +308,11 @@ impl DynamoConnectionStore {
         &self,
         room: &str,
         peer_id: &str,
+        now_secs: u64,
         pred: impl Fn(&Member) -> bool,
     ) -> Result<Option<Departure>, StoreError> {
         let taken = self
-            .modify_room(room, |members| {
+            .modify_room(room, now_secs, |members| {
                 let index = members
                     .iter()
                     .position(|m| m.peer.peer_id == peer_id && pred(m))?;
@@ -348,34 +353,29 @@ impl DynamoConnectionStore {
         }
     }
 
-    /// Runs one transaction: `Ok(true)` if it committed, `Ok(false)` if a
-    /// condition failed or it collided with another transaction.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        let sent = self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await;
-        let err = match sent {
-            Ok(_) => return Ok(true),
-            Err(err) => err,
-        };
-        if let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-            err.as_service_error()
-        {
-            let retryable = cancelled.cancellation_reasons().iter().all(|reason| {
-                matches!(
-                    reason.code(),
-                    None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
-                )
-            });
-            if retryable {
+    /// Runs one transaction of a read-modify-write (conflicts are sent
+    /// again within `retry`): `Ok(true)` if it committed, `Ok(false)` if a
+    /// condition failed, so someone wrote first: re-read and try again.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        retry: &mut Retry,
+        what: &str,
+    ) -> Result<bool, StoreError> {
+        match transact(&self.client, items, retry).await {
+            Ok(Transacted::Committed) => Ok(true),
+            Ok(Transacted::Cancelled(cancelled))
+                if cancelled.only(&[
+                    CancellationCode::ConditionalCheckFailed,
+                    CancellationCode::TransactionConflict,
+                ]) =>
+            {
                 tracing::debug!(table = %self.table, "transaction cancelled; retrying");
-                return Ok(false);
+                Ok(false)
             }
+            Ok(Transacted::Cancelled(cancelled)) => Err(cancelled.into_error().into()),
+            Err(err) => Err(transact_error(err, what)),
         }
-        Err(unavailable("TransactWriteItems", err))
     }
 }
 
@@ -399,8 +399,10 @@ impl ConnectionStore for DynamoConnectionStore {
             .as_ref()
             .map(|sid| self.no_live_marker(&revoked_session_key(sid), now_secs))
             .transpose()?;
+        let what = format!("connection {}", record.connection_id);
         let mut pruned = false;
-        for attempt in 0..MAX_ATTEMPTS {
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let mut items = vec![
                 TransactWriteItem::builder()
                     .condition_check(not_deleted.clone())
@@ -415,32 +417,19 @@ impl ConnectionStore for DynamoConnectionStore {
                         .build(),
                 );
             }
-            let sent = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
-            let err = match sent {
-                Ok(_) => return Ok(()),
-                Err(err) => err,
+            let cancelled = match transact(&self.client, items, &mut retry).await {
+                Ok(Transacted::Committed) => return Ok(()),
+                Ok(Transacted::Cancelled(cancelled)) => cancelled,
+                Err(err) => return Err(transact_error(err, &what)),
             };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-                err.as_service_error()
-            else {
-                return Err(unavailable("TransactWriteItems", err));
-            };
-            let reasons = cancelled.cancellation_reasons();
-            let failed =
-                |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-            if failed(0) {
+            if cancelled.failed_check(0) {
                 return Err(StoreError::UserDeleted(record.user_id.clone()));
             }
-            if failed(3) {
+            if cancelled.failed_check(3) {
                 let sid = record.session_id.clone().unwrap_or_default();
                 return Err(StoreError::SessionRevoked(sid));
             }
-            if failed(2) {
+            if cancelled.failed_check(2) {
                 // The user's set is full. Ids left by connections that are
                 // gone free their places once; then it is really full.
                 if pruned || !self.prune_connections(&record.user_id, now_secs).await? {
@@ -450,12 +439,10 @@ impl ConnectionStore for DynamoConnectionStore {
                     });
                 }
                 pruned = true;
-                continue;
             }
-            // A conflict with a concurrent write of one of the items.
-            backoff(attempt).await;
+            // Otherwise (throttled, say): again, after a backoff.
         }
-        Err(contention(&format!("connection {}", record.connection_id)))
+        Err(contention(&what))
     }
 
     async fn get(&self, id: &str, now_secs: u64) -> Result<Option<ConnectionRecord>, StoreError> {
@@ -478,6 +465,7 @@ impl ConnectionStore for DynamoConnectionStore {
         &self,
         id: &str,
         resume_until_ms: u64,
+        now_ms: u64,
     ) -> Result<Option<ConnectionRecord>, StoreError> {
         let out = self
             .client
@@ -497,7 +485,7 @@ impl ConnectionStore for DynamoConnectionStore {
         // Deleted first: a join of this connection that has not committed
         // yet now fails on the missing item, and one that has is detached here.
         if let Some(seat) = &record.seat {
-            self.modify_room(&seat.room, |members| {
+            self.modify_room(&seat.room, now_ms / 1000, |members| {
                 apply_detach(members, id, resume_until_ms).then_some(())
             })
             .await?;
@@ -538,7 +526,9 @@ impl ConnectionStore for DynamoConnectionStore {
             peer_id: member.peer.peer_id.clone(),
             room: room.to_owned(),
         };
-        for attempt in 0..MAX_ATTEMPTS {
+        let what = format!("room {room}");
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let Some(record) = self.get(id, now_secs).await? else {
                 return Ok(JoinOutcome::UnknownConnection);
             };
@@ -557,7 +547,7 @@ impl ConnectionStore for DynamoConnectionStore {
             members.push(member.clone());
             let mut items = vec![
                 self.point_connection(id, &seat, record.seat.as_ref(), now_secs)?,
-                self.put_room(room, &room_item, &members)?,
+                self.put_room(room, &room_item, &members, now_secs)?,
             ];
             // The previous participant leaves in the same transaction.
             let mut departure = None;
@@ -583,7 +573,12 @@ impl ConnectionStore for DynamoConnectionStore {
                     {
                         let mut remaining = old_item.members.clone();
                         let left = remaining.remove(index);
-                        items.push(self.put_room(&previous.room, &old_item, &remaining)?);
+                        items.push(self.put_room(
+                            &previous.room,
+                            &old_item,
+                            &remaining,
+                            now_secs,
+                        )?);
                         departure = Some(Departure {
                             member: left,
                             remaining: RoomView {
@@ -594,17 +589,23 @@ impl ConnectionStore for DynamoConnectionStore {
                     }
                 }
             }
-            if self.transact(items).await? {
+            if self.transact(items, &mut retry, &what).await? {
                 return Ok(JoinOutcome::Joined { others, departure });
             }
-            backoff(attempt).await;
         }
-        Err(contention(&format!("room {room}")))
+        Err(contention(&what))
     }
 
-    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
-        self.take_out(&seat.room, &seat.peer_id, |m| m.is_attached_to(id))
-            .await
+    async fn leave(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now_ms: u64,
+    ) -> Result<Option<Departure>, StoreError> {
+        self.take_out(&seat.room, &seat.peer_id, now_ms / 1000, |m| {
+            m.is_attached_to(id)
+        })
+        .await
     }
 
     async fn resume(
@@ -617,7 +618,9 @@ impl ConnectionStore for DynamoConnectionStore {
         now_ms: u64,
     ) -> Result<ResumeOutcome, StoreError> {
         let now_secs = now_ms / 1000;
-        for attempt in 0..MAX_ATTEMPTS {
+        let what = format!("room {}", seat.room);
+        let mut retry = Retry::new(MAX_ATTEMPTS);
+        while retry.next().await {
             let Some(record) = self
                 .get(id, now_secs)
                 .await?
@@ -634,9 +637,9 @@ impl ConnectionStore for DynamoConnectionStore {
             };
             let items = vec![
                 self.point_connection(id, seat, record.seat.as_ref(), now_secs)?,
-                self.put_room(&seat.room, &room_item, &members)?,
+                self.put_room(&seat.room, &room_item, &members, now_secs)?,
             ];
-            if self.transact(items).await? {
+            if self.transact(items, &mut retry, &what).await? {
                 return Ok(ResumeOutcome::Resumed {
                     member: members[index].clone(),
                     room: RoomView {
@@ -645,9 +648,8 @@ impl ConnectionStore for DynamoConnectionStore {
                     },
                 });
             }
-            backoff(attempt).await;
         }
-        Err(contention(&format!("room {}", seat.room)))
+        Err(contention(&what))
     }
 
     async fn set_muted(
@@ -655,21 +657,29 @@ impl ConnectionStore for DynamoConnectionStore {
         id: &str,
         seat: &Seat,
         muted: bool,
+        now_ms: u64,
     ) -> Result<Option<RoomView>, StoreError> {
-        self.update_attached(id, seat, |m| m.peer.muted = muted)
+        self.update_attached(id, seat, now_ms / 1000, |m| m.peer.muted = muted)
             .await
     }
 
-    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
-        self.update_attached(id, seat, |m| m.sfu = true).await
+    async fn set_on_sfu(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now_ms: u64,
+    ) -> Result<Option<RoomView>, StoreError> {
+        self.update_attached(id, seat, now_ms / 1000, |m| m.sfu = true)
+            .await
     }
 
     async fn expire(
         &self,
         seat: &Seat,
         resume_until_ms: u64,
+        now_ms: u64,
     ) -> Result<Option<Departure>, StoreError> {
-        self.take_out(&seat.room, &seat.peer_id, |m| {
+        self.take_out(&seat.room, &seat.peer_id, now_ms / 1000, |m| {
             m.is_detached_until(resume_until_ms)
         })
         .await
@@ -683,89 +693,7 @@ impl ConnectionStore for DynamoConnectionStore {
         max: usize,
         expires_at: u64,
     ) -> Result<KeepOutcome, StoreError> {
-        if msg.len() > MAX_KEPT_BYTES {
-            return Ok(KeepOutcome::Full);
-        }
-        // One round trip: a check that the room item shows the participant
-        // detached (or attached to `gone`), and the bounded append, in one
-        // transaction. A resume is a write of the same room item, so it
-        // commits either before (the check fails) or after (its flush takes
-        // the message). On a failed check DynamoDB returns the room item, so
-        // the caller learns the new connection without another read.
-        let mut condition =
-            "attribute_exists(#members.#peer) AND (attribute_not_exists(#members.#peer.#conn)"
-                .to_owned();
-        let mut check = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(&room_key(&seat.room))))
-            .expression_attribute_names("#members", MEMBERS)
-            .expression_attribute_names("#peer", &seat.peer_id)
-            .expression_attribute_names("#conn", MEMBER_CONNECTION)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some(gone) = gone {
-            condition.push_str(" OR #members.#peer.#conn = :gone");
-            check = check.expression_attribute_values(":gone", s(gone));
-        }
-        condition.push(')');
-        let check = check
-            .condition_expression(condition)
-            .build()
-            .map_err(build_error)?;
-        let append = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(key(&kept_key(&seat.peer_id))))
-            .update_expression(KEEP_UPDATE)
-            .condition_expression(KEEP_CONDITION)
-            .set_expression_attribute_names(Some(keep_names()))
-            .set_expression_attribute_values(Some(keep_values(msg, max, expires_at)))
-            .build()
-            .map_err(build_error)?;
-        for attempt in 0..MAX_ATTEMPTS {
-            let sent = self
-                .client
-                .transact_write_items()
-                .transact_items(
-                    TransactWriteItem::builder()
-                        .condition_check(check.clone())
-                        .build(),
-                )
-                .transact_items(TransactWriteItem::builder().update(append.clone()).build())
-                .send()
-                .await;
-            let err = match sent {
-                Ok(_) => return Ok(KeepOutcome::Kept),
-                Err(err) => err,
-            };
-            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
-                err.as_service_error()
-            else {
-                return Err(unavailable("TransactWriteItems", err));
-            };
-            let reasons = cancelled.cancellation_reasons();
-            let failed =
-                |i: usize| reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed");
-            if failed(0) {
-                // The item as it was when the check failed; a backend that
-                // does not return it costs one more read, on this rare path.
-                let room_item = match reasons.first().and_then(|r| r.item()) {
-                    Some(item) => RoomItem::from_item(Some(item))?,
-                    None => self.read_room(&seat.room).await?,
-                };
-                if let Some(refusal) = keep_refusal(&room_item.members, seat, gone) {
-                    return Ok(refusal);
-                }
-                // Re-read, and detached again already: try again.
-            } else if failed(1) {
-                return Ok(KeepOutcome::Full);
-            } else if !reasons
-                .iter()
-                .all(|reason| matches!(reason.code(), None | Some("None" | "TransactionConflict")))
-            {
-                return Err(unavailable("TransactWriteItems", err));
-            }
-            backoff(attempt).await;
-        }
-        Err(contention(&format!("kept signals of {}", seat.peer_id)))
+        self.keep_on_table(seat, gone, msg, max, expires_at).await
     }
 
     async fn take_kept(&self, peer_id: &str) -> Result<Vec<String>, StoreError> {
@@ -864,52 +792,6 @@ impl DynamoConnectionStore {
     }
 }
 
-/// The bounded append of one message to a kept-signal item (over
-/// [`keep_names`] and [`keep_values`]).
-const KEEP_UPDATE: &str =
-    "SET #msgs = list_append(if_not_exists(#msgs, :empty), :msg), #expires = :expires ADD #bytes :len";
-/// Under the count, and with room for this message's bytes (`:room` is
-/// what the box may already hold: [`MAX_KEPT_BYTES`] less this message).
-const KEEP_CONDITION: &str = "attribute_not_exists(#msgs) OR (size(#msgs) < :max \
-    AND (attribute_not_exists(#bytes) OR #bytes <= :room))";
-
-fn keep_names() -> HashMap<String, String> {
-    HashMap::from([
-        ("#msgs".to_owned(), MESSAGES.to_owned()),
-        ("#expires".to_owned(), EXPIRES_AT.to_owned()),
-        ("#bytes".to_owned(), MESSAGE_BYTES.to_owned()),
-    ])
-}
-
-fn keep_values(msg: &str, max: usize, expires_at: u64) -> HashMap<String, AttributeValue> {
-    HashMap::from([
-        (":empty".to_owned(), AttributeValue::L(Vec::new())),
-        (":msg".to_owned(), AttributeValue::L(vec![s(msg)])),
-        (":expires".to_owned(), n(expires_at)),
-        (":max".to_owned(), n(max as u64)),
-        (":len".to_owned(), n(msg.len() as u64)),
-        (
-            ":room".to_owned(),
-            n(MAX_KEPT_BYTES.saturating_sub(msg.len()) as u64),
-        ),
-    ])
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Sleeps a random time up to 5 ms doubled per attempt, at most 200 ms
-/// ("full jitter"), so colliding writers spread out.
-async fn backoff(attempt: u32) {
-    let cap_ms: u64 = (5u64 << attempt.min(6)).min(200);
-    let ms = rand::random_range(0..=cap_ms);
-    tokio::time::sleep(Duration::from_millis(ms)).await;
-}
-
 fn contention(what: &str) -> StoreError {
     tracing::warn!(
         what,
@@ -919,21 +801,28 @@ fn contention(what: &str) -> StoreError {
     StoreError::Contention(what.to_owned())
 }
 
+/// A [`transact`] failure: contention on `what`, or unavailable.
+fn transact_error(err: TransactError, what: &str) -> StoreError {
+    match err {
+        TransactError::Contention { .. } => contention(what),
+        TransactError::Dynamo(err) => err.into(),
+        err => StoreError::Unavailable(err.to_string()),
+    }
+}
+
 /// An SDK failure as [`StoreError::Unavailable`]. The message names the
 /// operation and the error chain (e.g. "dispatch failure: ... connection
 /// refused"); the SDK never puts credentials in its errors.
-pub(crate) fn unavailable<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+pub(crate) fn unavailable<E, R>(operation: &'static str, err: SdkError<E, R>) -> StoreError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = format!("DynamoDB {operation}: {}", DisplayErrorContext(&err));
-    tracing::warn!(error = %message, "DynamoDB call failed");
-    StoreError::Unavailable(message)
+    DynamoError::call(operation, err).into()
 }
 
 /// A request we built is missing a required field: a bug here, reported as
 /// unavailable rather than a panic.
 fn build_error(err: BuildError) -> StoreError {
-    StoreError::Unavailable(format!("DynamoDB request could not be built: {err}"))
+    DynamoError::from(err).into()
 }

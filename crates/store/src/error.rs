@@ -39,3 +39,18 @@ pub enum StoreError {
         reason: String,
     },
 }
+
+impl From<tincan_aws::DynamoError> for StoreError {
+    fn from(err: tincan_aws::DynamoError) -> Self {
+        Self::Unavailable(err.to_string())
+    }
+}
+
+impl From<tincan_aws::ItemError> for StoreError {
+    fn from(err: tincan_aws::ItemError) -> Self {
+        Self::Corrupt {
+            reason: err.reason(),
+            key: err.key,
+        }
+    }
+}

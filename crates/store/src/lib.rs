@@ -7,8 +7,11 @@
 //! (`tests/connection_store.rs`) runs against every store backend so they
 //! cannot drift.
 //!
-//! With the `testing` feature, the `testing` module starts a moto server for tests
-//! (see its docs).
+//! AWS SDK set-up and the DynamoDB plumbing (typed item getters, the
+//! transaction helper) are `tincan-aws`'s; the SDK set-up is re-exported
+//! here for the binaries that build their stores from it. With the
+//! `testing` feature, the `testing` module (`tincan_aws::testing`) starts a
+//! moto server for tests (see its docs).
 
 mod apigw_push;
 mod connection;
@@ -16,10 +19,6 @@ mod dynamo;
 mod error;
 mod memory;
 mod push;
-mod sdk_config;
-mod sdk_http;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 pub use crate::apigw_push::ApiGatewayPush;
 pub use crate::connection::{
@@ -27,14 +26,14 @@ pub use crate::connection::{
     JoinOutcome, KeepOutcome, ResumeOutcome, Stranded, CONNECTION_TTL_SECS, MAX_KEPT_BYTES,
 };
 pub use crate::dynamo::{
-    create_table, create_throttle_table, ensure_table, DynamoConnectionStore, DynamoThrottleStore,
-    ROOM_INDEX,
+    create_table, create_throttle_table, DynamoConnectionStore, DynamoThrottleStore, ROOM_INDEX,
 };
 pub use crate::error::StoreError;
 pub use crate::memory::MemoryConnectionStore;
 pub use crate::push::{Push, PushError};
-pub use crate::sdk_config::{
-    dynamo_client, dynamo_client_from_env, sdk_config_from_env, sdk_config_in_lambda,
-    store_timeouts, DEFAULT_REGION,
+#[cfg(feature = "testing")]
+pub use tincan_aws::testing;
+pub use tincan_aws::{
+    dynamo_client, dynamo_client_from_env, ensure_table, https_client, sdk_config_from_env,
+    sdk_config_in_lambda, store_timeouts, DEFAULT_REGION,
 };
-pub use crate::sdk_http::https_client;

@@ -185,6 +185,7 @@ impl ConnectionStore for MemoryConnectionStore {
         &self,
         id: &str,
         resume_until_ms: u64,
+        _now_ms: u64,
     ) -> Result<Option<ConnectionRecord>, StoreError> {
         Ok(self.with(|s| {
             let record = s.connections.remove(id)?;
@@ -253,7 +254,12 @@ impl ConnectionStore for MemoryConnectionStore {
         }))
     }
 
-    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
+    async fn leave(
+        &self,
+        id: &str,
+        seat: &Seat,
+        _now_ms: u64,
+    ) -> Result<Option<Departure>, StoreError> {
         Ok(self.with(|s| s.take_out(&seat.room, &seat.peer_id, |m| m.is_attached_to(id))))
     }
 
@@ -294,11 +300,17 @@ impl ConnectionStore for MemoryConnectionStore {
         id: &str,
         seat: &Seat,
         muted: bool,
+        _now_ms: u64,
     ) -> Result<Option<RoomView>, StoreError> {
         Ok(self.update_attached(id, seat, |m| m.peer.muted = muted))
     }
 
-    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
+    async fn set_on_sfu(
+        &self,
+        id: &str,
+        seat: &Seat,
+        _now_ms: u64,
+    ) -> Result<Option<RoomView>, StoreError> {
         Ok(self.update_attached(id, seat, |m| m.sfu = true))
     }
 
@@ -306,6 +318,7 @@ impl ConnectionStore for MemoryConnectionStore {
         &self,
         seat: &Seat,
         resume_until_ms: u64,
+        _now_ms: u64,
     ) -> Result<Option<Departure>, StoreError> {
         Ok(self.with(|s| {
             s.take_out(&seat.room, &seat.peer_id, |m| {

@@ -246,3 +246,84 @@ async fn dynamo_backend_refuses_a_revoked_sessions_connections() {
     .await
     .expect("finished in time");
 }
+
+/// The room item's TTL follows the `now` each call is given, never the
+/// wall clock: a join, a mute and a departure far in the future each push
+/// it to that time plus a connection's lifetime.
+#[tokio::test]
+async fn dynamo_room_items_live_from_the_callers_now() {
+    use tincan_signaling::{Member, Peer, Seat};
+    use tincan_store::{ConnectionRecord, CONNECTION_TTL_SECS};
+
+    tokio::time::timeout(TEST_BOUND, async {
+        let (_moto, endpoint) = MotoServer::start().await.expect("moto starts");
+        let client = testing::dynamo_client(&endpoint);
+        let table = testing::unique_table_name("room-ttl");
+        create_table(&client, &table).await.expect("create table");
+        let store = DynamoConnectionStore::new(client.clone(), table.clone());
+        let room_ttl = || async {
+            let out = client
+                .get_item()
+                .table_name(&table)
+                .key(
+                    "pk",
+                    aws_sdk_dynamodb::types::AttributeValue::S("room#ttl".into()),
+                )
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("get the room item");
+            let item = out.item().expect("a room item");
+            item["expiresAt"]
+                .as_n()
+                .expect("a number")
+                .parse::<u64>()
+                .unwrap()
+        };
+        // Year 2096: far from any wall clock this test runs on.
+        let at_ms = 4_000_000_000_000;
+        store
+            .put(&ConnectionRecord::new("ttl-1", "u1", "Ada", at_ms), 0)
+            .await
+            .unwrap();
+        let member = Member {
+            peer: Peer {
+                peer_id: "p1".into(),
+                user_id: "u1".into(),
+                display_name: "Ada".into(),
+                muted: false,
+                listen_only: false,
+            },
+            connection_id: Some("ttl-1".into()),
+            resume_until_ms: None,
+            resume_hash: "h".into(),
+            joined_at_ms: at_ms,
+            sfu: false,
+        };
+        store
+            .join("ttl-1", "ttl", &member, 8, at_ms / 1000)
+            .await
+            .unwrap();
+        assert_eq!(room_ttl().await, at_ms / 1000 + CONNECTION_TTL_SECS);
+        let seat = Seat {
+            peer_id: "p1".into(),
+            room: "ttl".into(),
+        };
+        let later_ms = at_ms + 600_000;
+        store
+            .set_muted("ttl-1", &seat, true, later_ms)
+            .await
+            .unwrap()
+            .expect("muted");
+        assert_eq!(room_ttl().await, later_ms / 1000 + CONNECTION_TTL_SECS);
+        let last_ms = later_ms + 600_000;
+        store
+            .leave("ttl-1", &seat, last_ms)
+            .await
+            .unwrap()
+            .expect("left");
+        assert_eq!(room_ttl().await, last_ms / 1000 + CONNECTION_TTL_SECS);
+    })
+    .await
+    .expect("finished in time");
+}

@@ -244,7 +244,7 @@ impl WsApi {
     /// which the next read of its room or the sweep ends.
     async fn say_goodbye(&self, connection_id: &str, now_ms: u64, gone: &mut VecDeque<String>) {
         let until = self.core.resume_deadline_after(SocketEnd::Goodbye, now_ms);
-        let record = match self.config.store.remove(connection_id, until).await {
+        let record = match self.config.store.remove(connection_id, until, now_ms).await {
             Ok(record) => record,
             Err(err) => {
                 warn!(connection_id, error = %err, "could not remove connection");
@@ -279,11 +279,11 @@ impl WsApi {
         let mut gone = VecDeque::new();
         for record in &connections {
             if let Some(seat) = &record.seat {
-                if let Some(departure) = store.leave(&record.connection_id, seat).await? {
+                if let Some(departure) = store.leave(&record.connection_id, seat, now_ms).await? {
                     self.depart(&departure, now_ms, now_ms, &mut gone).await;
                 }
             }
-            store.remove(&record.connection_id, now_ms).await?;
+            store.remove(&record.connection_id, now_ms, now_ms).await?;
             let _ = self.config.push.close(&record.connection_id).await;
         }
         self.clean_up_gone(&mut gone, now_ms).await;
@@ -347,7 +347,7 @@ impl WsApi {
         let store = &self.config.store;
         let mut departures = Vec::new();
         for s in &stranded {
-            match store.leave(&s.connection_id, &s.seat).await {
+            match store.leave(&s.connection_id, &s.seat, now_ms).await {
                 Ok(Some(departure)) => {
                     let seen = last_seen(s, self.config.limits.msg_rate, now_ms);
                     info!(peer_id = %s.seat.peer_id, room = %s.seat.room, connection_id = %s.connection_id, seen_ms = seen, "connection ended without a $disconnect; participant left");
@@ -358,7 +358,7 @@ impl WsApi {
             }
             // Nothing is attached to it any more: this only drops the record
             // (and its place among its user's sockets).
-            if let Err(err) = store.remove(&s.connection_id, now_ms).await {
+            if let Err(err) = store.remove(&s.connection_id, now_ms, now_ms).await {
                 warn!(connection_id = %s.connection_id, error = %err, "could not forget a dead connection");
             }
         }
@@ -448,7 +448,7 @@ impl WsApi {
         let departure = self
             .config
             .store
-            .expire(seat, until)
+            .expire(seat, until, now_ms)
             .await
             .map_err(store_error)?;
         let Some(departure) = departure else {
@@ -557,7 +557,7 @@ impl WsApi {
             }
             Effect::Leave { seat, at_ms } => {
                 if let Some(departure) = store
-                    .leave(&sender.connection_id, &seat)
+                    .leave(&sender.connection_id, &seat, now_ms)
                     .await
                     .map_err(store_error)?
                 {
@@ -603,7 +603,7 @@ impl WsApi {
             }
             Effect::SetMuted { seat, muted } => {
                 if let Some(room) = store
-                    .set_muted(&sender.connection_id, &seat, muted)
+                    .set_muted(&sender.connection_id, &seat, muted, now_ms)
                     .await
                     .map_err(store_error)?
                 {
@@ -627,7 +627,7 @@ impl WsApi {
                 // Marked first: from now on the room stays on the SFU, and
                 // this participant's departure reaches the node.
                 let room = store
-                    .set_on_sfu(&sender.connection_id, &seat)
+                    .set_on_sfu(&sender.connection_id, &seat, now_ms)
                     .await
                     .map_err(store_error)?;
                 let Some(member) = room.as_ref().and_then(|r| r.member(&seat.peer_id)) else {
@@ -879,7 +879,7 @@ impl WsApi {
                 break;
             }
             cleaned += 1;
-            match store.remove(&id, deadline).await {
+            match store.remove(&id, deadline, now_ms).await {
                 Ok(Some(record)) => {
                     if let Some(seat) = record.seat {
                         debug!(connection_id = %id, peer_id = %seat.peer_id, "participant detached");

@@ -82,9 +82,14 @@ impl ConnectionStore for Shuffled {
         self.shuffle().await;
         self.inner.get(id, now).await
     }
-    async fn remove(&self, id: &str, until: u64) -> Result<Option<ConnectionRecord>, StoreError> {
+    async fn remove(
+        &self,
+        id: &str,
+        until: u64,
+        now: u64,
+    ) -> Result<Option<ConnectionRecord>, StoreError> {
         self.shuffle().await;
-        self.inner.remove(id, until).await
+        self.inner.remove(id, until, now).await
     }
     async fn connections_of(
         &self,
@@ -111,9 +116,14 @@ impl ConnectionStore for Shuffled {
         self.check(room).await;
         outcome
     }
-    async fn leave(&self, id: &str, seat: &Seat) -> Result<Option<Departure>, StoreError> {
+    async fn leave(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now: u64,
+    ) -> Result<Option<Departure>, StoreError> {
         self.shuffle().await;
-        self.inner.leave(id, seat).await
+        self.inner.leave(id, seat, now).await
     }
     async fn resume(
         &self,
@@ -134,17 +144,28 @@ impl ConnectionStore for Shuffled {
         id: &str,
         seat: &Seat,
         muted: bool,
+        now: u64,
     ) -> Result<Option<RoomView>, StoreError> {
         self.shuffle().await;
-        self.inner.set_muted(id, seat, muted).await
+        self.inner.set_muted(id, seat, muted, now).await
     }
-    async fn set_on_sfu(&self, id: &str, seat: &Seat) -> Result<Option<RoomView>, StoreError> {
+    async fn set_on_sfu(
+        &self,
+        id: &str,
+        seat: &Seat,
+        now: u64,
+    ) -> Result<Option<RoomView>, StoreError> {
         self.shuffle().await;
-        self.inner.set_on_sfu(id, seat).await
+        self.inner.set_on_sfu(id, seat, now).await
     }
-    async fn expire(&self, seat: &Seat, until: u64) -> Result<Option<Departure>, StoreError> {
+    async fn expire(
+        &self,
+        seat: &Seat,
+        until: u64,
+        now: u64,
+    ) -> Result<Option<Departure>, StoreError> {
         self.shuffle().await;
-        self.inner.expire(seat, until).await
+        self.inner.expire(seat, until, now).await
     }
     async fn keep_if_detached(
         &self,

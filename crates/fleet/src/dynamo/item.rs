@@ -1,13 +1,12 @@
-//! The item shapes of the media-nodes table, and their codecs. Decoding
-//! never panics: an item we did not write is [`FleetError::Corrupt`].
-
-use std::collections::HashMap;
+//! The item shapes of the media-nodes table, and their codecs (on
+//! `tincan_aws::item`'s typed getters). Decoding never panics: an item we
+//! did not write is [`FleetError::Corrupt`].
 
 use aws_sdk_dynamodb::types::AttributeValue;
+pub(crate) use tincan_aws::item::{n, s};
+use tincan_aws::item::{Attributes, Item};
 
 use crate::{FleetError, MediaNodeInfo, NodeLoad, NodeRecord, NodeState, RoomAssignment};
-
-type Item = HashMap<String, AttributeValue>;
 
 /// Partition key: a node id, or [`room_key`].
 pub(crate) const PK: &str = "nodeId";
@@ -49,15 +48,7 @@ pub(crate) fn room_key(room: &str) -> String {
 }
 
 pub(crate) fn key(pk: &str) -> Item {
-    HashMap::from([(PK.to_owned(), s(pk))])
-}
-
-pub(crate) fn n(value: u64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-pub(crate) fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
+    tincan_aws::item::key(PK, pk)
 }
 
 pub(crate) fn state_value(state: NodeState) -> AttributeValue {
@@ -105,43 +96,35 @@ pub(crate) fn node_to_item(info: &MediaNodeInfo, heartbeat_at: u64, expires_at: 
 }
 
 pub(crate) fn node_from_item(item: &Item) -> Result<NodeRecord, FleetError> {
-    let key = get_s(item, PK, "?")?;
-    let port = |name: &str| u16::try_from(get_n(item, name, key)?).map_err(|_| corrupt(key, name));
-    let state = match get_s(item, STATE, key)? {
+    let a = Attributes::keyed(item, PK)?;
+    let port = |name: &str| u16::try_from(a.number(name)?).map_err(|_| a.corrupt(name));
+    let state = match a.string(STATE)? {
         ACTIVE => NodeState::Active,
         DRAINING => NodeState::Draining,
-        _ => return Err(corrupt(key, STATE)),
-    };
-    let cpu_percent = match item.get(CPU_PERCENT) {
-        Some(AttributeValue::N(text)) => text
-            .parse::<f64>()
-            .ok()
-            .filter(|c| c.is_finite())
-            .ok_or_else(|| corrupt(key, CPU_PERCENT))?,
-        _ => return Err(corrupt(key, CPU_PERCENT)),
+        _ => return Err(a.corrupt(STATE).into()),
     };
     Ok(NodeRecord {
         info: MediaNodeInfo {
-            id: key.to_owned(),
-            region: get_s(item, REGION, key)?.to_owned(),
-            turn_addr: get_s(item, TURN_ADDR, key)?.to_owned(),
-            turns_addr: get_opt_s(item, TURNS_ADDR, key)?.map(str::to_owned),
-            udp: get_bool(item, UDP, key)?,
-            tcp: get_bool(item, TCP, key)?,
+            id: a.key().to_owned(),
+            region: a.string(REGION)?.to_owned(),
+            turn_addr: a.string(TURN_ADDR)?.to_owned(),
+            turns_addr: a.opt_string(TURNS_ADDR)?.map(str::to_owned),
+            udp: a.boolean(UDP)?,
+            tcp: a.boolean(TCP)?,
             relay_port_min: port(RELAY_PORT_MIN)?,
             relay_port_max: port(RELAY_PORT_MAX)?,
             load: NodeLoad {
-                allocations: get_n(item, ALLOCATIONS, key)?,
-                bandwidth_bps: get_n(item, BANDWIDTH_BPS, key)?,
-                cpu_percent,
-                sfu_participants: get_opt_n(item, SFU_PARTICIPANTS, key)?.unwrap_or(0),
-                sfu_streams: get_opt_n(item, SFU_STREAMS, key)?.unwrap_or(0),
+                allocations: a.number(ALLOCATIONS)?,
+                bandwidth_bps: a.number(BANDWIDTH_BPS)?,
+                cpu_percent: a.finite(CPU_PERCENT)?,
+                sfu_participants: a.opt_number(SFU_PARTICIPANTS)?.unwrap_or(0),
+                sfu_streams: a.opt_number(SFU_STREAMS)?.unwrap_or(0),
             },
             state,
-            sfu_control: get_opt_s(item, SFU_CONTROL, key)?.map(str::to_owned),
+            sfu_control: a.opt_string(SFU_CONTROL)?.map(str::to_owned),
         },
-        heartbeat_at: get_n(item, HEARTBEAT_AT, key)?,
-        expires_at: get_n(item, EXPIRES_AT, key)?,
+        heartbeat_at: a.number(HEARTBEAT_AT)?,
+        expires_at: a.number(EXPIRES_AT)?,
     })
 }
 
@@ -153,58 +136,11 @@ pub(crate) fn room_to_item(room: &str, node_id: &str, expires_at: u64) -> Item {
 }
 
 pub(crate) fn room_from_item(item: &Item) -> Result<RoomAssignment, FleetError> {
-    let key = get_s(item, PK, "?")?;
+    let a = Attributes::keyed(item, PK)?;
     Ok(RoomAssignment {
-        node_id: get_s(item, NODE, key)?.to_owned(),
-        expires_at: get_n(item, EXPIRES_AT, key)?,
+        node_id: a.string(NODE)?.to_owned(),
+        expires_at: a.number(EXPIRES_AT)?,
     })
-}
-
-fn get_s<'a>(item: &'a Item, name: &str, key: &str) -> Result<&'a str, FleetError> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Ok(value),
-        _ => Err(corrupt(key, name)),
-    }
-}
-
-/// An attribute that may be absent (items written before it existed), but
-/// if present is a string.
-fn get_opt_s<'a>(item: &'a Item, name: &str, key: &str) -> Result<Option<&'a str>, FleetError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttributeValue::S(value)) => Ok(Some(value)),
-        Some(_) => Err(corrupt(key, name)),
-    }
-}
-
-fn get_n(item: &Item, name: &str, key: &str) -> Result<u64, FleetError> {
-    match item.get(name) {
-        Some(AttributeValue::N(value)) => value.parse().map_err(|_| corrupt(key, name)),
-        _ => Err(corrupt(key, name)),
-    }
-}
-
-/// A number that may be absent (items written before it existed).
-fn get_opt_n(item: &Item, name: &str, key: &str) -> Result<Option<u64>, FleetError> {
-    match item.get(name) {
-        None => Ok(None),
-        Some(AttributeValue::N(value)) => value.parse().map(Some).map_err(|_| corrupt(key, name)),
-        Some(_) => Err(corrupt(key, name)),
-    }
-}
-
-fn get_bool(item: &Item, name: &str, key: &str) -> Result<bool, FleetError> {
-    match item.get(name) {
-        Some(AttributeValue::Bool(value)) => Ok(*value),
-        _ => Err(corrupt(key, name)),
-    }
-}
-
-fn corrupt(key: &str, attribute: &str) -> FleetError {
-    FleetError::Corrupt {
-        key: key.to_owned(),
-        reason: format!("attribute {attribute} missing or of the wrong type"),
-    }
 }
 
 #[cfg(test)]

@@ -27,9 +27,10 @@ mod table;
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
+use tincan_aws::DynamoError;
 
 use self::item::{
     key, n, node_from_item, node_to_item, room_from_item, room_key, room_to_item, s, state_value,
@@ -268,18 +269,16 @@ where
 
 /// An SDK failure as [`FleetError::Backend`], naming the operation and the
 /// error chain (the SDK never puts credentials in its errors).
-pub(crate) fn backend<E, R>(operation: &str, err: SdkError<E, R>) -> FleetError
+pub(crate) fn backend<E, R>(operation: &'static str, err: SdkError<E, R>) -> FleetError
 where
     E: std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let message = format!("DynamoDB {operation}: {}", DisplayErrorContext(&err));
-    tracing::warn!(error = %message, "DynamoDB call failed");
-    FleetError::Backend(message.into())
+    DynamoError::call(operation, err).into()
 }
 
 /// A request we built is missing a required field: a bug here, reported as
 /// a backend failure rather than a panic.
 pub(crate) fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> FleetError {
-    FleetError::Backend(format!("DynamoDB request could not be built: {err}").into())
+    DynamoError::from(err).into()
 }

@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_dynamodb::Client;
-use tincan_store::ensure_table;
+use tincan_aws::ensure_table;
 
 use super::item::{EXPIRES_AT, FLEET, PK};
 use super::{build_error, FLEET_INDEX};
@@ -51,7 +51,5 @@ pub async fn create_media_nodes_table(client: &Client, name: &str) -> Result<(),
         .attribute_definitions(attribute(PK)?)
         .attribute_definitions(attribute(FLEET)?)
         .global_secondary_indexes(by_fleet);
-    ensure_table(client, request, name, EXPIRES_AT)
-        .await
-        .map_err(|err| FleetError::Backend(Box::new(err)))
+    Ok(ensure_table(client, request, name, EXPIRES_AT).await?)
 }

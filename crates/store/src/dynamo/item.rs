@@ -1,10 +1,13 @@
 //! The DynamoDB item shapes: connection items and room items, and their
-//! codecs. Decoding never panics: an item we did not write is
-//! [`StoreError::Corrupt`].
+//! codecs (on `tincan_aws::item`'s typed getters). Decoding never panics:
+//! an item we did not write is [`StoreError::Corrupt`].
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+pub(crate) use tincan_aws::item::{n, s};
+use tincan_aws::item::{Attributes, Item};
+use tincan_aws::ItemError;
 use tincan_signaling::{Grants, Member, Peer, RateState, RoomView, Seat};
 
 use crate::connection::ConnectionRecord;
@@ -56,16 +59,8 @@ pub(crate) fn room_key(room: &str) -> String {
     format!("room#{room}")
 }
 
-pub(crate) fn key(pk: &str) -> HashMap<String, AttributeValue> {
-    HashMap::from([(PK.to_owned(), AttributeValue::S(pk.to_owned()))])
-}
-
-pub(crate) fn n(value: u64) -> AttributeValue {
-    AttributeValue::N(value.to_string())
-}
-
-pub(crate) fn s(value: &str) -> AttributeValue {
-    AttributeValue::S(value.to_owned())
+pub(crate) fn key(pk: &str) -> Item {
+    tincan_aws::item::key(PK, pk)
 }
 
 /// The key of the item holding signals kept for detached participant
@@ -95,7 +90,7 @@ pub(crate) fn revoked_session_key(session_id: &str) -> String {
 pub(crate) const SESSION_ID: &str = "sid";
 
 /// A connection record as an item.
-pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, AttributeValue> {
+pub(crate) fn connection_to_item(record: &ConnectionRecord) -> Item {
     let mut item = key(&record.connection_id);
     item.insert(USER_ID.into(), s(&record.user_id));
     item.insert(DISPLAY_NAME.into(), s(&record.display_name));
@@ -124,40 +119,33 @@ pub(crate) fn connection_to_item(record: &ConnectionRecord) -> HashMap<String, A
 }
 
 /// A connection item as a record.
-pub(crate) fn connection_from_item(
-    item: &HashMap<String, AttributeValue>,
-) -> Result<ConnectionRecord, StoreError> {
-    let key = get_s(item, PK, "?")?;
-    let seat = match (item.get(ROOM), item.get(PEER_ID)) {
-        (None, None) => None,
-        _ => Some(Seat {
-            room: get_s(item, ROOM, key)?.to_owned(),
-            peer_id: get_s(item, PEER_ID, key)?.to_owned(),
-        }),
+pub(crate) fn connection_from_item(item: &Item) -> Result<ConnectionRecord, StoreError> {
+    let a = Attributes::keyed(item, PK)?;
+    let seat = if a.has(ROOM) || a.has(PEER_ID) {
+        Some(Seat {
+            room: a.string(ROOM)?.to_owned(),
+            peer_id: a.string(PEER_ID)?.to_owned(),
+        })
+    } else {
+        None
     };
     Ok(ConnectionRecord {
-        connection_id: key.to_owned(),
-        user_id: get_s(item, USER_ID, key)?.to_owned(),
-        display_name: get_s(item, DISPLAY_NAME, key)?.to_owned(),
+        connection_id: a.key().to_owned(),
+        user_id: a.string(USER_ID)?.to_owned(),
+        display_name: a.string(DISPLAY_NAME)?.to_owned(),
         seat,
-        connected_at_ms: get_n(item, CONNECTED_AT, key)?,
-        session_id: item
-            .get(SESSION_ID)
-            .map(|_| get_s(item, SESSION_ID, key).map(str::to_owned))
-            .transpose()?,
-        expires_at: get_n(item, EXPIRES_AT, key)?,
+        connected_at_ms: a.number(CONNECTED_AT)?,
+        session_id: a.opt_string(SESSION_ID)?.map(str::to_owned),
+        expires_at: a.number(EXPIRES_AT)?,
         // Absent until the socket's first message.
         rate: RateState {
-            admitted_until_us: get_n_or_zero(item, RATE_ADMITTED, key)?,
-            refused_until_us: get_n_or_zero(item, RATE_REFUSED, key)?,
+            admitted_until_us: a.opt_number(RATE_ADMITTED)?.unwrap_or(0),
+            refused_until_us: a.opt_number(RATE_REFUSED)?.unwrap_or(0),
         },
         // Absent for access-token (account) connections.
         grants: Grants {
-            room: item
-                .get(GRANT_ROOM)
-                .map(|_| get_s(item, GRANT_ROOM, key).map(str::to_owned))
-                .transpose()?,
-            listen_only: matches!(item.get(LISTEN_ONLY), Some(AttributeValue::Bool(true))),
+            room: a.opt_string(GRANT_ROOM)?.map(str::to_owned),
+            listen_only: a.flag(LISTEN_ONLY),
         },
     })
 }
@@ -193,27 +181,22 @@ fn member_from_value(
     let AttributeValue::M(map) = value else {
         return Err(corrupt(key, MEMBERS));
     };
+    let a = Attributes::within(map, key);
     Ok(Member {
         peer: Peer {
             peer_id: peer_id.to_owned(),
-            user_id: get_s(map, "u", key)?.to_owned(),
-            display_name: get_s(map, "n", key)?.to_owned(),
-            muted: match map.get("m") {
-                Some(AttributeValue::Bool(muted)) => *muted,
-                _ => return Err(corrupt(key, MEMBERS)),
-            },
+            user_id: a.string("u")?.to_owned(),
+            display_name: a.string("n")?.to_owned(),
+            muted: a.boolean("m").map_err(|_| corrupt(key, MEMBERS))?,
             // Absent unless listen-only (join tokens).
-            listen_only: matches!(map.get("l"), Some(AttributeValue::Bool(true))),
+            listen_only: a.flag("l"),
         },
-        connection_id: map
-            .get(MEMBER_CONNECTION)
-            .map(|_| get_s(map, MEMBER_CONNECTION, key).map(str::to_owned))
-            .transpose()?,
-        resume_until_ms: map.get("r").map(|_| get_n(map, "r", key)).transpose()?,
-        resume_hash: get_s(map, "h", key)?.to_owned(),
-        joined_at_ms: get_n(map, "j", key)?,
+        connection_id: a.opt_string(MEMBER_CONNECTION)?.map(str::to_owned),
+        resume_until_ms: a.opt_number("r")?,
+        resume_hash: a.string("h")?.to_owned(),
+        joined_at_ms: a.number("j")?,
         // Absent before group calls existed, and while not on the SFU.
-        sfu: matches!(map.get("s"), Some(AttributeValue::Bool(true))),
+        sfu: a.flag("s"),
     })
 }
 
@@ -229,27 +212,23 @@ pub(crate) struct RoomItem {
 }
 
 impl RoomItem {
-    pub(crate) fn from_item(
-        item: Option<&HashMap<String, AttributeValue>>,
-    ) -> Result<Self, StoreError> {
+    pub(crate) fn from_item(item: Option<&Item>) -> Result<Self, StoreError> {
         let Some(item) = item else {
             return Ok(Self::default());
         };
-        let key = get_s(item, PK, "?")?;
-        let mut members = match item.get(MEMBERS) {
-            Some(AttributeValue::M(map)) => map
-                .iter()
-                .map(|(id, value)| member_from_value(id, value, key))
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(corrupt(key, MEMBERS)),
-        };
+        let a = Attributes::keyed(item, PK)?;
+        let mut members = a
+            .map(MEMBERS)?
+            .iter()
+            .map(|(id, value)| member_from_value(id, value, a.key()))
+            .collect::<Result<Vec<_>, _>>()?;
         members.sort_by(|a, b| {
             (a.joined_at_ms, &a.peer.peer_id).cmp(&(b.joined_at_ms, &b.peer.peer_id))
         });
         Ok(Self {
-            version: Some(get_n(item, VERSION, key)?),
+            version: Some(a.number(VERSION)?),
             members,
-            expires_at: get_n(item, EXPIRES_AT, key)?,
+            expires_at: a.number(EXPIRES_AT)?,
         })
     }
 
@@ -263,12 +242,7 @@ impl RoomItem {
 
     /// The item to write for `members`, one version on from this one, alive
     /// at least until `expires_at` (seconds).
-    pub(crate) fn next_item(
-        &self,
-        room: &str,
-        members: &[Member],
-        expires_at: u64,
-    ) -> HashMap<String, AttributeValue> {
+    pub(crate) fn next_item(&self, room: &str, members: &[Member], expires_at: u64) -> Item {
         let mut item = key(&room_key(room));
         item.insert(
             MEMBERS.into(),
@@ -285,40 +259,12 @@ impl RoomItem {
     }
 }
 
-fn get_s<'a>(
-    item: &'a HashMap<String, AttributeValue>,
-    name: &str,
-    key: &str,
-) -> Result<&'a str, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::S(value)) => Ok(value),
-        _ => Err(corrupt(key, name)),
-    }
-}
-
-fn get_n(item: &HashMap<String, AttributeValue>, name: &str, key: &str) -> Result<u64, StoreError> {
-    match item.get(name) {
-        Some(AttributeValue::N(value)) => value.parse().map_err(|_| corrupt(key, name)),
-        _ => Err(corrupt(key, name)),
-    }
-}
-
-fn get_n_or_zero(
-    item: &HashMap<String, AttributeValue>,
-    name: &str,
-    key: &str,
-) -> Result<u64, StoreError> {
-    match item.get(name) {
-        None => Ok(0),
-        Some(_) => get_n(item, name, key),
-    }
-}
-
 fn corrupt(key: &str, attribute: &str) -> StoreError {
-    StoreError::Corrupt {
+    ItemError {
         key: key.to_owned(),
-        reason: format!("attribute {attribute} missing or of the wrong type"),
+        attribute: attribute.to_owned(),
     }
+    .into()
 }
 
 #[cfg(test)]

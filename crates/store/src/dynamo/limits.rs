@@ -91,7 +91,7 @@ impl DynamoConnectionStore {
         for attempt in 0..MAX_ATTEMPTS * 2 {
             if attempt > 1 {
                 // Frames of this socket in other containers keep winning.
-                super::backoff(attempt - 2).await;
+                tincan_aws::transact::backoff(attempt - 2).await;
             }
             let (verdict, next) = rate.take(from, now_ms);
             let mut condition = "attribute_exists(#pk) AND #expires > :now_secs".to_owned();

@@ -21,9 +21,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_dynamodb::Client;
+use tincan_aws::ensure_table;
 
 use super::item::{key, n, s, EXPIRES_AT, PK};
-use super::table::ensure_table;
 use super::{build_error, unavailable};
 use crate::error::StoreError;
 
@@ -137,5 +137,5 @@ pub async fn create_throttle_table(client: &Client, name: &str) -> Result<(), St
                 .build()
                 .map_err(build_error)?,
         );
-    ensure_table(client, request, name, EXPIRES_AT).await
+    Ok(ensure_table(client, request, name, EXPIRES_AT).await?)
 }

@@ -109,9 +109,9 @@ async fn sockets_per_user_are_capped(store: &dyn ConnectionStore) {
     // Another user is not counted against this one; 0 means no limit.
     store.put(&record("cap-other", NOW_MS), 3).await.unwrap();
     store.put(&mine("cap-free", NOW_MS), 0).await.unwrap();
-    store.remove("cap-free", NOW_MS).await.unwrap();
+    store.remove("cap-free", NOW_MS, NOW_MS).await.unwrap();
     // A socket that closes frees its place.
-    store.remove("cap-1", NOW_MS).await.unwrap();
+    store.remove("cap-1", NOW_MS, NOW_MS).await.unwrap();
     store.put(&mine("cap-4", NOW_MS), 3).await.unwrap();
     assert!(store.put(&mine("cap-5", NOW_MS), 3).await.is_err());
 }
@@ -159,7 +159,7 @@ async fn a_message_takes_from_the_sockets_budget(store: &dyn ConnectionStore) {
     );
     let late = NOW_MS + (tincan_store::CONNECTION_TTL_SECS + 1) * 1000;
     assert_eq!(store.take_message("mr-1", RATE, late).await.unwrap(), None);
-    store.remove("mr-1", NOW_MS).await.unwrap();
+    store.remove("mr-1", NOW_MS, NOW_MS).await.unwrap();
     assert_eq!(
         store.take_message("mr-1", RATE, NOW_MS).await.unwrap(),
         None
@@ -246,9 +246,12 @@ async fn put_get_remove_round_trip(store: &dyn ConnectionStore) {
     rec.display_name = "Zoë \"quoted\" 🎧".into();
     store.put(&rec, 0).await.unwrap();
     assert_eq!(store.get("rt-1", NOW).await.unwrap(), Some(rec.clone()));
-    assert_eq!(store.remove("rt-1", NOW_MS).await.unwrap(), Some(rec));
+    assert_eq!(
+        store.remove("rt-1", NOW_MS, NOW_MS).await.unwrap(),
+        Some(rec)
+    );
     assert_eq!(store.get("rt-1", NOW).await.unwrap(), None);
-    assert_eq!(store.remove("rt-1", NOW_MS).await.unwrap(), None);
+    assert_eq!(store.remove("rt-1", NOW_MS, NOW_MS).await.unwrap(), None);
 }
 
 async fn expired_connections_are_invisible(store: &dyn ConnectionStore) {
@@ -320,17 +323,17 @@ async fn leave_and_mute_need_the_attached_connection(store: &dyn ConnectionStore
     joined(store, "lm-2", "q2", "lm", 4).await;
     // Another connection cannot mute or remove q1.
     assert!(store
-        .set_muted("lm-2", &seat("q1", "lm"), true)
+        .set_muted("lm-2", &seat("q1", "lm"), true, NOW_MS)
         .await
         .unwrap()
         .is_none());
     assert!(store
-        .leave("lm-2", &seat("q1", "lm"))
+        .leave("lm-2", &seat("q1", "lm"), NOW_MS)
         .await
         .unwrap()
         .is_none());
     let room = store
-        .set_muted("lm-1", &seat("q1", "lm"), true)
+        .set_muted("lm-1", &seat("q1", "lm"), true, NOW_MS)
         .await
         .unwrap()
         .unwrap();
@@ -338,32 +341,32 @@ async fn leave_and_mute_need_the_attached_connection(store: &dyn ConnectionStore
     // The SFU mark too: only the attached connection sets it, and it
     // survives the next write of the room.
     assert!(store
-        .set_on_sfu("lm-2", &seat("q1", "lm"))
+        .set_on_sfu("lm-2", &seat("q1", "lm"), NOW_MS)
         .await
         .unwrap()
         .is_none());
     let room = store
-        .set_on_sfu("lm-1", &seat("q1", "lm"))
+        .set_on_sfu("lm-1", &seat("q1", "lm"), NOW_MS)
         .await
         .unwrap()
         .unwrap();
     assert!(room.member("q1").unwrap().sfu);
     assert!(!room.member("q2").unwrap().sfu);
     let room = store
-        .set_muted("lm-2", &seat("q2", "lm"), true)
+        .set_muted("lm-2", &seat("q2", "lm"), true, NOW_MS)
         .await
         .unwrap()
         .unwrap();
     assert!(room.member("q1").unwrap().sfu && room.member("q1").unwrap().peer.muted);
     let departure = store
-        .leave("lm-1", &seat("q1", "lm"))
+        .leave("lm-1", &seat("q1", "lm"), NOW_MS)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(departure.member.peer.peer_id, "q1");
     assert_eq!(ids(&departure.remaining.members), ["q2"]);
     assert!(store
-        .leave("lm-1", &seat("q1", "lm"))
+        .leave("lm-1", &seat("q1", "lm"), NOW_MS)
         .await
         .unwrap()
         .is_none());
@@ -376,7 +379,7 @@ async fn remove_detaches_and_expire_ends(store: &dyn ConnectionStore) {
     joined(store, "rd-1", "d1", "rd", 4).await;
     joined(store, "rd-2", "d2", "rd", 4).await;
     let until = NOW_MS + 30_000;
-    let removed = store.remove("rd-1", until).await.unwrap().unwrap();
+    let removed = store.remove("rd-1", until, NOW_MS).await.unwrap().unwrap();
     assert_eq!(removed.seat, Some(seat("d1", "rd")));
     let room = store.room("rd").await.unwrap();
     let d1 = room.member("d1").unwrap();
@@ -395,18 +398,18 @@ async fn remove_detaches_and_expire_ends(store: &dyn ConnectionStore) {
         .contains(&(seat("d1", "rd"), until)));
     // Expiry with a deadline that is not the stored one does nothing.
     assert!(store
-        .expire(&seat("d1", "rd"), until + 1)
+        .expire(&seat("d1", "rd"), until + 1, NOW_MS)
         .await
         .unwrap()
         .is_none());
     // Nor does it end an attached participant.
     assert!(store
-        .expire(&seat("d2", "rd"), until)
+        .expire(&seat("d2", "rd"), until, NOW_MS)
         .await
         .unwrap()
         .is_none());
     let departure = store
-        .expire(&seat("d1", "rd"), until)
+        .expire(&seat("d1", "rd"), until, NOW_MS)
         .await
         .unwrap()
         .unwrap();
@@ -427,7 +430,7 @@ async fn participants_of_expired_connections_are_stranded(store: &dyn Connection
     let now = store.stranded_members(NOW_MS).await.unwrap();
     assert_eq!(stranded(&now, "x1"), None, "a live connection");
     // Detached participants are the resume grace's business, not this.
-    store.remove("sx-2", NOW_MS + 30_000).await.unwrap();
+    store.remove("sx-2", NOW_MS + 30_000, NOW_MS).await.unwrap();
     let later_ms = (NOW + tincan_store::CONNECTION_TTL_SECS) * 1000;
     let later = store.stranded_members(later_ms).await.unwrap();
     assert_eq!(stranded(&later, "x2"), None);
@@ -440,9 +443,17 @@ async fn participants_of_expired_connections_are_stranded(store: &dyn Connection
         Some(("sx-1".to_owned(), NOW_MS))
     );
     // What the sweep does: take it out, forget the connection.
-    let departure = store.leave("sx-1", &x1.seat).await.unwrap().unwrap();
+    let departure = store
+        .leave("sx-1", &x1.seat, NOW_MS)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(departure.member.peer.peer_id, "x1");
-    assert!(store.remove("sx-1", later_ms).await.unwrap().is_some());
+    assert!(store
+        .remove("sx-1", later_ms, NOW_MS)
+        .await
+        .unwrap()
+        .is_some());
     let after = store.stranded_members(later_ms).await.unwrap();
     assert_eq!(stranded(&after, "x1"), None);
 }
@@ -486,7 +497,7 @@ async fn resume_rules(store: &dyn ConnectionStore) {
     store.put(&record("rs-1", NOW_MS), 0).await.unwrap();
     joined(store, "rs-1", "r1", "rs", 4).await;
     let until = NOW_MS + 30_000;
-    store.remove("rs-1", until).await.unwrap();
+    store.remove("rs-1", until, NOW_MS).await.unwrap();
     let token = ResumeProof::Token(resume_hash("secret-r1"));
     let s = seat("r1", "rs");
     // Another user's connection: refused.
@@ -568,7 +579,7 @@ async fn resume_rules(store: &dyn ConnectionStore) {
 async fn kept_signals_are_bounded_and_taken_once(store: &dyn ConnectionStore) {
     store.put(&record("kp-c", NOW_MS), 0).await.unwrap();
     joined(store, "kp-c", "kp-1", "kp", 4).await;
-    store.remove("kp-c", NOW_MS + 30_000).await.unwrap();
+    store.remove("kp-c", NOW_MS + 30_000, NOW_MS).await.unwrap();
     for n in 0..5 {
         let kept = store
             .keep_if_detached(&seat("kp-1", "kp"), None, &format!("m{n}"), 3, NOW + 60)
@@ -593,7 +604,7 @@ async fn kept_signals_are_bounded_and_taken_once(store: &dyn ConnectionStore) {
 async fn kept_signals_are_bounded_in_bytes(store: &dyn ConnectionStore) {
     store.put(&record("kb-c", NOW_MS), 0).await.unwrap();
     joined(store, "kb-c", "kb-1", "kb", 4).await;
-    store.remove("kb-c", NOW_MS + 30_000).await.unwrap();
+    store.remove("kb-c", NOW_MS + 30_000, NOW_MS).await.unwrap();
     let big = "x".repeat(MAX_KEPT_BYTES / 3 + 1);
     let keep = |msg: String| async move {
         store
@@ -642,7 +653,7 @@ async fn a_signal_is_kept_only_for_a_detached_participant(store: &dyn Connection
     // Attached to the connection the caller found gone: kept.
     assert_eq!(keep(s1.clone(), Some("kd-1"), "a").await, KeepOutcome::Kept);
     // Detached: kept, up to the bound.
-    store.remove("kd-1", NOW_MS + 30_000).await.unwrap();
+    store.remove("kd-1", NOW_MS + 30_000, NOW_MS).await.unwrap();
     assert_eq!(keep(s1.clone(), None, "b").await, KeepOutcome::Kept);
     assert_eq!(keep(s1.clone(), Some("kd-1"), "c").await, KeepOutcome::Full);
     assert_eq!(
@@ -658,7 +669,10 @@ async fn a_signal_is_kept_only_for_a_detached_participant(store: &dyn Connection
         keep(seat("kd1", "kd-nowhere"), None, "x").await,
         KeepOutcome::NotInRoom
     );
-    store.leave("kd-2", &seat("kd2", "kd")).await.unwrap();
+    store
+        .leave("kd-2", &seat("kd2", "kd"), NOW_MS)
+        .await
+        .unwrap();
     assert_eq!(
         keep(seat("kd2", "kd"), Some("kd-2"), "x").await,
         KeepOutcome::NotInRoom
@@ -673,7 +687,7 @@ async fn a_signal_is_kept_only_for_a_detached_participant(store: &dyn Connection
 async fn a_keep_after_a_resume_points_at_the_new_connection(store: &dyn ConnectionStore) {
     store.put(&record("kr-1", NOW_MS), 0).await.unwrap();
     joined(store, "kr-1", "kr1", "kr", 4).await;
-    store.remove("kr-1", NOW_MS + 30_000).await.unwrap();
+    store.remove("kr-1", NOW_MS + 30_000, NOW_MS).await.unwrap();
     let s = seat("kr1", "kr");
     let before = store.room("kr").await.unwrap();
     assert_eq!(before.member("kr1").unwrap().connection_id, None);
@@ -712,7 +726,7 @@ pub(crate) async fn keeps_racing_a_resume_strand_nothing(store: Arc<dyn Connecti
         let room = format!("kx-room-{round}");
         store.put(&record(&conn, NOW_MS), 0).await.unwrap();
         joined(&*store, &conn, &peer, &room, 4).await;
-        store.remove(&conn, NOW_MS + 30_000).await.unwrap();
+        store.remove(&conn, NOW_MS + 30_000, NOW_MS).await.unwrap();
         let again = format!("kx-again-{round}");
         let user = format!("user-{conn}");
         store
@@ -832,7 +846,7 @@ pub(crate) async fn resume_racing_expiry_has_one_winner(store: Arc<dyn Connectio
         store.put(&record(&conn, NOW_MS), 0).await.unwrap();
         joined(&*store, &conn, &peer, &room, 4).await;
         let until = NOW_MS + 30_000;
-        store.remove(&conn, until).await.unwrap();
+        store.remove(&conn, until, NOW_MS).await.unwrap();
         let again = format!("rx-again-{round}");
         store
             .put(
@@ -855,7 +869,7 @@ pub(crate) async fn resume_racing_expiry_has_one_winner(store: Arc<dyn Connectio
         };
         let expirer = {
             let (store, s) = (store.clone(), s.clone());
-            tokio::spawn(async move { store.expire(&s, until).await.unwrap() })
+            tokio::spawn(async move { store.expire(&s, until, NOW_MS).await.unwrap() })
         };
         let resumed = matches!(resumer.await.unwrap(), ResumeOutcome::Resumed { .. });
         let expired = expirer.await.unwrap().is_some();

@@ -5,11 +5,14 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! tincan-store = { workspace = true, features = ["testing"] }
+//! tincan-aws = { workspace = true, features = ["testing"] }
 //! ```
 //!
+//! (`tincan_store::testing` is the same module, for crates that use the
+//! store anyway.)
+//!
 //! ```ignore
-//! use tincan_store::testing::{self, MotoServer};
+//! use tincan_aws::testing::{self, MotoServer};
 //! use tincan_store::{create_table, DynamoConnectionStore};
 //!
 //! let (_moto, endpoint) = MotoServer::start().await?; // killed when dropped

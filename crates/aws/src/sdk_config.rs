@@ -1,5 +1,6 @@
-//! AWS SDK configuration for the stores: region, timeouts, retries, and the
-//! DynamoDB endpoint override for moto or DynamoDB Local
+//! AWS SDK configuration for every client (the stores, the Management
+//! API): region, timeouts, retries, and the DynamoDB endpoint override for
+//! moto or DynamoDB Local
 //! (`DYNAMODB_ENDPOINT`, which the binaries read with their other settings,
 //! `tincan_settings::DynamoSettings`, and pass in). The AWS SDK's own
 //! variables (`AWS_REGION`, `AWS_ACCESS_KEY_ID` and its companions, as
