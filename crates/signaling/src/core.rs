@@ -12,10 +12,11 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::effect::{CloseReason, Effect, JoinCommitted, Outgoing};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant,
-    ServerMessage, SfuInfo,
+    validate_room_id, ClientMessage, IceServer, MediaMode, Peer, ResumeGrant, ServerMessage,
+    SfuInfo,
 };
 use crate::message_rate::{MessageRate, RateVerdict};
 
@@ -219,30 +220,6 @@ pub enum ResumeProof {
     AlreadyAttached,
 }
 
-/// Why the server closes a socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// It kept sending far over its message budget (close code 1008).
-    RateExceeded,
-}
-
-impl CloseReason {
-    /// The WebSocket close code a gateway that can choose one sends.
-    pub fn code(self) -> u16 {
-        match self {
-            CloseReason::RateExceeded => 1008,
-        }
-    }
-
-    /// The close frame's reason text.
-    pub fn reason(self) -> &'static str {
-        match self {
-            CloseReason::RateExceeded => "Rate limit exceeded",
-        }
-    }
-}
-
 /// How a socket ended, read from the close code the gateway reports
 /// (API Gateway's `disconnectStatusCode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,116 +243,6 @@ impl SocketEnd {
             _ => SocketEnd::Dropped,
         }
     }
-}
-
-/// What the caller must do, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Close connection `connection_id` (API Gateway: `DeleteConnection`);
-    /// its `$disconnect` follows as for any close.
-    Close {
-        /// The connection.
-        connection_id: String,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// Deliver `msg` to connection `to`.
-    Send {
-        /// Receiving connection id.
-        to: String,
-        /// The message.
-        msg: ServerMessage,
-    },
-    /// Deliver `msg` to participant `peer_id` through `connection_id`. If it
-    /// is detached (or the connection turns out gone) and `msg` is a
-    /// `signal`, keep it for the participant's resume; other messages are
-    /// dropped, because `resumed` restates the room.
-    Deliver {
-        /// The receiving participant.
-        peer_id: String,
-        /// Its connection, as read.
-        connection_id: Option<String>,
-        /// The message.
-        msg: ServerMessage,
-    },
-    /// Atomically: if the sender's connection still exists and the room
-    /// holds fewer than `room_max` others, add `member` to the room, take the
-    /// connection's current participant (if still attached to it) out of its
-    /// room, and point the connection at `member`. Then apply
-    /// [`Core::announce_join`] to the outcome; a refusal leaves everything as
-    /// it was.
-    Join {
-        /// The new participant.
-        member: Member,
-        /// The room.
-        room: String,
-        /// The capacity to enforce.
-        room_max: usize,
-        /// The token handed out in `joined`.
-        grant: ResumeGrant,
-    },
-    /// Atomically take the sender's participant out of its room (if still
-    /// attached to the sender), then apply [`Core::announce_leave`].
-    Leave {
-        /// The participant.
-        seat: Seat,
-        /// When, ms since the epoch.
-        at_ms: u64,
-    },
-    /// Atomically attach participant `seat` to the sender's connection if
-    /// `proof` holds, it belongs to the sender's user and its grace has not
-    /// run out; store `new_hash`. Then apply [`Core::announce_resume`], or
-    /// answer `resume-failed`.
-    Resume {
-        /// The participant.
-        seat: Seat,
-        /// The proof.
-        proof: ResumeProof,
-        /// SHA-256 of the next resume secret.
-        new_hash: String,
-        /// The token handed out in `resumed`.
-        grant: ResumeGrant,
-    },
-    /// Store the participant's mute state (if still attached to the sender),
-    /// then tell the others ([`Core::announce_mute`]).
-    SetMuted {
-        /// The participant.
-        seat: Seat,
-        /// Muted or not.
-        muted: bool,
-    },
-    /// Mark the participant as on the SFU (if still attached to the
-    /// sender), then pass `sdp` to the room's media node and send its answer
-    /// as `sfu-answer` (or an `error`).
-    SfuOffer {
-        /// The participant.
-        seat: Seat,
-        /// The complete offer.
-        sdp: String,
-    },
-    /// Note in the call history how the participant's media goes.
-    RecordMediaPath {
-        /// The participant.
-        seat: Seat,
-        /// The path.
-        path: MediaPath,
-    },
-}
-
-/// A committed [`Effect::Join`], as the store reported it.
-#[derive(Debug, Clone)]
-pub struct JoinCommitted<'a> {
-    /// The new participant.
-    pub member: &'a Member,
-    /// Its room.
-    pub room: &'a str,
-    /// The room's other members at the moment of the write.
-    pub others: &'a [Member],
-    /// The resume token for `joined`.
-    pub grant: ResumeGrant,
-    /// The sender's previous participant, taken out of its room, and who
-    /// remains there.
-    pub departure: Option<(&'a Member, &'a RoomView)>,
 }
 
 /// The signaling rules, configured with [`Limits`].
@@ -424,7 +291,8 @@ impl Core {
                     message: "too many messages; slow down".to_owned(),
                     retry_after_ms: Some(retry_after_ms),
                 },
-            )],
+            )
+            .into()],
             RateVerdict::Close => vec![Effect::Close {
                 connection_id: connection_id.to_owned(),
                 reason: CloseReason::RateExceeded,
@@ -462,10 +330,10 @@ impl Core {
                 .is_some_and(|m| m.is_attached_to(me))
         });
         match msg {
-            ClientMessage::Ping => vec![send(me, ServerMessage::Pong)],
+            ClientMessage::Ping => vec![Effect::Push(send(me, ServerMessage::Pong))],
             ClientMessage::Join { room: target } => {
                 if !sender.grants.allows_room(&target) {
-                    return vec![join_token_room(me, &sender.grants)];
+                    return vec![Effect::Push(join_token_room(me, &sender.grants))];
                 }
                 let view = room.filter(|v| v.room == target);
                 if let Some(seat) = seat.filter(|s| s.room == target) {
@@ -482,7 +350,7 @@ impl Core {
                 let seated = view.map_or(0, |v| v.members.len());
                 if seated >= self.limits.room_max {
                     // Refused before anything moves: the sender stays where it was.
-                    return vec![room_full(me, &target, self.limits.room_max)];
+                    return vec![Effect::Push(room_full(me, &target, self.limits.room_max))];
                 }
                 let fresh = fresh();
                 let (grant, resume_hash) = self.grant(&target, &fresh);
@@ -518,17 +386,17 @@ impl Core {
             },
             ClientMessage::Resume { peer_id, token } => {
                 let Some((target, secret)) = split_token(&token) else {
-                    return vec![resume_failed(me)];
+                    return vec![Effect::Push(resume_failed(me))];
                 };
                 if !sender.grants.allows_room(target) {
-                    return vec![join_token_room(me, &sender.grants)];
+                    return vec![Effect::Push(join_token_room(me, &sender.grants))];
                 }
                 if seat.is_some_and(|s| s.peer_id != peer_id) {
-                    return vec![error(
+                    return vec![Effect::Push(error(
                         me,
                         ErrorCode::BadRequest,
                         "this connection already speaks for another participant; leave first",
-                    )];
+                    ))];
                 }
                 let (grant, new_hash) = self.grant(target, &fresh());
                 vec![Effect::Resume {
@@ -545,7 +413,7 @@ impl Core {
                 let target =
                     seat.and_then(|s| room.and_then(|v| v.member(&to)).filter(|_| to != s.peer_id));
                 match (seat, target) {
-                    (Some(seat), Some(target)) => vec![Effect::Deliver {
+                    (Some(seat), Some(target)) => vec![Effect::Push(Outgoing::Deliver {
                         peer_id: to.clone(),
                         connection_id: target.connection_id.clone(),
                         msg: ServerMessage::Signal {
@@ -553,12 +421,12 @@ impl Core {
                             to,
                             data,
                         },
-                    }],
-                    _ => vec![error(
+                    })],
+                    _ => vec![Effect::Push(error(
                         me,
                         ErrorCode::NotInRoom,
                         "that peer is not in your room",
-                    )],
+                    ))],
                 }
             }
             ClientMessage::Media { path } => match seat {
@@ -566,7 +434,11 @@ impl Core {
                     seat: seat.clone(),
                     path,
                 }],
-                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+                None => vec![Effect::Push(error(
+                    me,
+                    ErrorCode::NotInRoom,
+                    "join a room first",
+                ))],
             },
             ClientMessage::SfuOffer { sdp } => match seat {
                 Some(seat) if room.is_some_and(|v| v.on_sfu(self.limits.mesh_max)) => {
@@ -575,12 +447,16 @@ impl Core {
                         sdp,
                     }]
                 }
-                Some(_) => vec![error(
+                Some(_) => vec![Effect::Push(error(
                     me,
                     ErrorCode::NotSfu,
                     "this room is a mesh; offer to your peers with `signal`",
-                )],
-                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+                ))],
+                None => vec![Effect::Push(error(
+                    me,
+                    ErrorCode::NotInRoom,
+                    "join a room first",
+                ))],
             },
             ClientMessage::Mute { muted } => match seat {
                 Some(seat)
@@ -590,17 +466,21 @@ impl Core {
                                 .and_then(|v| v.member(&seat.peer_id))
                                 .is_some_and(|m| m.peer.listen_only)) =>
                 {
-                    vec![error(
+                    vec![Effect::Push(error(
                         me,
                         ErrorCode::ListenOnly,
                         "this participant may only listen; it cannot unmute",
-                    )]
+                    ))]
                 }
                 Some(seat) => vec![Effect::SetMuted {
                     seat: seat.clone(),
                     muted,
                 }],
-                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+                None => vec![Effect::Push(error(
+                    me,
+                    ErrorCode::NotInRoom,
+                    "join a room first",
+                ))],
             },
         }
     }
@@ -614,7 +494,7 @@ impl Core {
         sender: &Sender,
         join: JoinCommitted<'_>,
         ice_servers: &[IceServer],
-    ) -> Vec<Effect> {
+    ) -> Vec<Outgoing> {
         let sfu = on_sfu(join.others.len() + 1, join.others, self.limits.mesh_max);
         let (mode, info) = self.media(sfu);
         let mut effects = vec![send(
@@ -658,7 +538,7 @@ impl Core {
         room: &RoomView,
         grant: ResumeGrant,
         ice_servers: &[IceServer],
-    ) -> Vec<Effect> {
+    ) -> Vec<Outgoing> {
         let (mode, sfu) = self.media(room.on_sfu(self.limits.mesh_max));
         vec![send(
             &sender.connection_id,
@@ -679,7 +559,7 @@ impl Core {
 
     /// `peer-left` for everyone still in `remaining` after `peer_id` left
     /// (by `leave`, a move to another room, or its grace running out).
-    pub fn announce_leave(&self, peer_id: &str, remaining: &RoomView) -> Vec<Effect> {
+    pub fn announce_leave(&self, peer_id: &str, remaining: &RoomView) -> Vec<Outgoing> {
         remaining
             .others(peer_id)
             .flat_map(|other| {
@@ -694,7 +574,7 @@ impl Core {
     }
 
     /// `peer-muted` for the others in `room` after [`Effect::SetMuted`].
-    pub fn announce_mute(&self, seat: &Seat, muted: bool, room: &RoomView) -> Vec<Effect> {
+    pub fn announce_mute(&self, seat: &Seat, muted: bool, room: &RoomView) -> Vec<Outgoing> {
         room.others(&seat.peer_id)
             .flat_map(|other| {
                 deliver(
@@ -730,12 +610,17 @@ impl Core {
     }
 
     /// The `resume-failed` answer for the sender.
-    pub fn resume_refused(&self, sender: &Sender) -> Effect {
+    pub fn resume_refused(&self, sender: &Sender) -> Outgoing {
         resume_failed(&sender.connection_id)
     }
 
+    /// The `sfu-answer` for the sender, with the media node's `sdp`.
+    pub fn sfu_answer(&self, sender: &Sender, sdp: String) -> Outgoing {
+        send(&sender.connection_id, ServerMessage::SfuAnswer { sdp })
+    }
+
     /// The `room-full` answer for the sender.
-    pub fn room_full(&self, sender: &Sender, room: &str) -> Effect {
+    pub fn room_full(&self, sender: &Sender, room: &str) -> Outgoing {
         room_full(&sender.connection_id, room, self.limits.room_max)
     }
 
@@ -778,25 +663,25 @@ fn split_token(token: &str) -> Option<(&str, &str)> {
     (validate_room_id(room).is_ok() && !secret.is_empty()).then_some((room, secret))
 }
 
-fn send(to: &str, msg: ServerMessage) -> Effect {
-    Effect::Send {
+fn send(to: &str, msg: ServerMessage) -> Outgoing {
+    Outgoing::Send {
         to: to.to_owned(),
         msg,
     }
 }
 
-fn deliver(to: &Member, msg: ServerMessage) -> Option<Effect> {
+fn deliver(to: &Member, msg: ServerMessage) -> Option<Outgoing> {
     // Detached participants get no room events: `resumed` restates the
     // room. Only signals are kept for them.
     let keep = matches!(msg, ServerMessage::Signal { .. });
-    (to.connection_id.is_some() || keep).then(|| Effect::Deliver {
+    (to.connection_id.is_some() || keep).then(|| Outgoing::Deliver {
         peer_id: to.peer.peer_id.clone(),
         connection_id: to.connection_id.clone(),
         msg,
     })
 }
 
-fn error(to: &str, code: ErrorCode, message: &str) -> Effect {
+fn error(to: &str, code: ErrorCode, message: &str) -> Outgoing {
     send(
         to,
         ServerMessage::Error {
@@ -807,7 +692,7 @@ fn error(to: &str, code: ErrorCode, message: &str) -> Effect {
     )
 }
 
-fn join_token_room(to: &str, grants: &Grants) -> Effect {
+fn join_token_room(to: &str, grants: &Grants) -> Outgoing {
     error(
         to,
         ErrorCode::JoinTokenRoom,
@@ -818,7 +703,7 @@ fn join_token_room(to: &str, grants: &Grants) -> Effect {
     )
 }
 
-fn resume_failed(to: &str) -> Effect {
+fn resume_failed(to: &str) -> Outgoing {
     error(
         to,
         ErrorCode::ResumeFailed,
@@ -826,7 +711,7 @@ fn resume_failed(to: &str) -> Effect {
     )
 }
 
-fn room_full(to: &str, room: &str, room_max: usize) -> Effect {
+fn room_full(to: &str, room: &str, room_max: usize) -> Outgoing {
     send(
         to,
         ServerMessage::Error {

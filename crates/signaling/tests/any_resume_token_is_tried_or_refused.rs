@@ -12,7 +12,7 @@ use serde_json::json;
 use strategy::{any_text, budget, room_id};
 use tincan_signaling::{
     resume_hash, validate_room_id, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Member,
-    Peer, ResumeProof, RoomView, Seat, Sender, ServerMessage, MAX_ID_LEN,
+    Outgoing, Peer, ResumeProof, RoomView, Seat, Sender, ServerMessage, MAX_ID_LEN,
 };
 
 const ME: &str = "conn-me";
@@ -110,10 +110,10 @@ fn seated_elsewhere(scene: &Scene, peer_id: &str) -> bool {
 
 fn refusal(effects: &[Effect]) -> Option<ErrorCode> {
     match effects {
-        [Effect::Send {
+        [Effect::Push(Outgoing::Send {
             to,
             msg: ServerMessage::Error { code, .. },
-        }] if to == ME => Some(*code),
+        })] if to == ME => Some(*code),
         _ => None,
     }
 }

@@ -94,7 +94,7 @@ fn full_room_refuses_without_writing() {
     );
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Send { to, msg: ServerMessage::Error { code: ErrorCode::RoomFull, .. } }] if to == "c"
+        [Effect::Push(Outgoing::Send { to, msg: ServerMessage::Error { code: ErrorCode::RoomFull, .. } })] if to == "c"
     ));
 }
 
@@ -162,13 +162,13 @@ fn a_seat_counts_only_while_attached_to_the_sender() {
     );
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Send {
+        [Effect::Push(Outgoing::Send {
             msg: ServerMessage::Error {
                 code: ErrorCode::NotInRoom,
                 ..
             },
             ..
-        }]
+        })]
     ));
 }
 
@@ -189,13 +189,13 @@ fn signal_to_self_or_outside_room_is_refused_and_to_detached_is_kept() {
         );
         assert!(matches!(
             effects.as_slice(),
-            [Effect::Send {
+            [Effect::Push(Outgoing::Send {
                 msg: ServerMessage::Error {
                     code: ErrorCode::NotInRoom,
                     ..
                 },
                 ..
-            }]
+            })]
         ));
     }
     let effects = core.handle(
@@ -210,7 +210,7 @@ fn signal_to_self_or_outside_room_is_refused_and_to_detached_is_kept() {
     );
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Deliver { peer_id, connection_id: None, .. }] if peer_id == "b"
+        [Effect::Push(Outgoing::Deliver { peer_id, connection_id: None, .. })] if peer_id == "b"
     ));
 }
 
@@ -250,13 +250,13 @@ fn bad_resume_tokens_are_refused_without_a_store_call() {
         assert!(
             matches!(
                 effects.as_slice(),
-                [Effect::Send {
+                [Effect::Push(Outgoing::Send {
                     msg: ServerMessage::Error {
                         code: ErrorCode::ResumeFailed,
                         ..
                     },
                     ..
-                }]
+                })]
             ),
             "{token}"
         );
@@ -272,19 +272,19 @@ fn sfu_core(mesh_max: usize) -> Core {
 }
 
 /// The `mode` of the `joined` among `effects`, and who got `room-mode`.
-fn modes(effects: &[Effect]) -> (MediaMode, Vec<String>) {
+fn modes(effects: &[Outgoing]) -> (MediaMode, Vec<String>) {
     let mut joined = None;
     let mut moved = Vec::new();
     for effect in effects {
         match effect {
-            Effect::Send {
+            Outgoing::Send {
                 msg: ServerMessage::Joined { mode, sfu, .. },
                 ..
             } => {
                 assert_eq!(sfu.is_some(), *mode == MediaMode::Sfu);
                 joined = Some(*mode);
             }
-            Effect::Deliver {
+            Outgoing::Deliver {
                 peer_id,
                 msg: ServerMessage::RoomMode { mode, sfu },
                 ..
@@ -298,7 +298,7 @@ fn modes(effects: &[Effect]) -> (MediaMode, Vec<String>) {
     (joined.expect("joined"), moved)
 }
 
-fn announce(core: &Core, others: &[Member]) -> Vec<Effect> {
+fn announce(core: &Core, others: &[Member]) -> Vec<Outgoing> {
     let me = member("new", Some("c"));
     core.announce_join(
         &sender("c", Some(("new", "r"))),
@@ -361,13 +361,13 @@ fn sfu_offers_are_taken_only_in_an_sfu_room_from_its_member() {
     assert!(
         matches!(
             refused.as_slice(),
-            [Effect::Send {
+            [Effect::Push(Outgoing::Send {
                 msg: ServerMessage::Error {
                     code: ErrorCode::NotSfu,
                     ..
                 },
                 ..
-            }]
+            })]
         ),
         "{refused:?}"
     );
@@ -384,13 +384,13 @@ fn sfu_offers_are_taken_only_in_an_sfu_room_from_its_member() {
     assert!(
         matches!(
             refused.as_slice(),
-            [Effect::Send {
+            [Effect::Push(Outgoing::Send {
                 msg: ServerMessage::Error {
                     code: ErrorCode::NotInRoom,
                     ..
                 },
                 ..
-            }]
+            })]
         ),
         "{refused:?}"
     );
@@ -417,7 +417,7 @@ fn resumed_restates_the_mode() {
     assert!(
         matches!(
             effects.as_slice(),
-            [Effect::Send {
+            [Outgoing::Send {
                 msg: ServerMessage::Resumed {
                     mode: MediaMode::Sfu,
                     sfu: Some(_),
@@ -442,10 +442,10 @@ fn app_sender(conn: &str, seat: Option<(&str, &str)>, room: &str, listen_only: b
 
 fn error_code(effects: &[Effect]) -> Option<ErrorCode> {
     match effects {
-        [Effect::Send {
+        [Effect::Push(Outgoing::Send {
             msg: ServerMessage::Error { code, .. },
             ..
-        }] => Some(*code),
+        })] => Some(*code),
         _ => None,
     }
 }
