@@ -15,8 +15,8 @@ use sha2::{Digest, Sha256};
 use crate::effect::{CloseReason, Effect, JoinCommitted, Outgoing};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaMode, Peer, ResumeGrant, ServerMessage,
-    SfuInfo,
+    validate_room_id, ClientMessage, IceServer, MediaMode, Peer, ResumeGrant, RoomState,
+    ServerMessage, SfuInfo,
 };
 use crate::message_rate::{MessageRate, RateVerdict};
 
@@ -499,7 +499,7 @@ impl Core {
         let (mode, info) = self.media(sfu);
         let mut effects = vec![send(
             &sender.connection_id,
-            ServerMessage::Joined {
+            ServerMessage::Joined(RoomState {
                 room: join.room.to_owned(),
                 self_peer: join.member.peer.clone(),
                 peers: join.others.iter().map(|m| m.peer.clone()).collect(),
@@ -507,7 +507,7 @@ impl Core {
                 resume: join.grant,
                 mode,
                 sfu: info,
-            },
+            }),
         )];
         for other in join.others {
             effects.extend(deliver(
@@ -542,7 +542,7 @@ impl Core {
         let (mode, sfu) = self.media(room.on_sfu(self.limits.mesh_max));
         vec![send(
             &sender.connection_id,
-            ServerMessage::Resumed {
+            ServerMessage::Resumed(RoomState {
                 room: room.room.clone(),
                 self_peer: member.peer.clone(),
                 peers: room
@@ -553,7 +553,7 @@ impl Core {
                 resume: grant,
                 mode,
                 sfu,
-            },
+            }),
         )]
     }
 

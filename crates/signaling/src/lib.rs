@@ -29,7 +29,7 @@ pub use crate::core::{
 pub use crate::effect::{CloseReason, Effect, JoinCommitted, Outgoing};
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant,
+    validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant, RoomState,
     ServerMessage, SfuInfo, MAX_ID_LEN, MAX_ROOM_ID_LEN,
 };
 pub use crate::message_rate::{MessageRate, RateState, RateVerdict};

@@ -247,51 +247,39 @@ pub struct ResumeGrant {
     pub grace_secs: u64,
 }
 
+/// The room as the sender finds it on entering: the body of both `joined`
+/// and `resumed`, whose fields sit beside `type` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomState {
+    /// The room.
+    pub room: String,
+    /// The sender as the others see it.
+    #[serde(rename = "self")]
+    pub self_peer: Peer,
+    /// Everyone else in the room.
+    pub peers: Vec<Peer>,
+    /// STUN/TURN servers for this room.
+    pub ice_servers: Vec<IceServer>,
+    /// How to speak for this participant again after a socket cut.
+    pub resume: ResumeGrant,
+    /// How the room's audio flows.
+    pub mode: MediaMode,
+    /// In SFU mode: what the offer to the node carries.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sfu: Option<SfuInfo>,
+}
+
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage {
     /// The sender is in `room`, with `peers` already there.
-    Joined {
-        /// The room joined.
-        room: String,
-        /// The sender as the others see it.
-        #[serde(rename = "self")]
-        self_peer: Peer,
-        /// Everyone else in the room.
-        peers: Vec<Peer>,
-        /// STUN/TURN servers for this room.
-        #[serde(rename = "iceServers")]
-        ice_servers: Vec<IceServer>,
-        /// How to speak for this participant again after a socket cut.
-        resume: ResumeGrant,
-        /// How the room's audio flows.
-        mode: MediaMode,
-        /// In SFU mode: what the offer to the node carries.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        sfu: Option<SfuInfo>,
-    },
+    Joined(RoomState),
     /// The sender speaks for its participant again after a socket cut: the
-    /// room as it is now. Kept `signal`s follow.
-    Resumed {
-        /// The room.
-        room: String,
-        /// The sender as the others see it.
-        #[serde(rename = "self")]
-        self_peer: Peer,
-        /// Everyone else in the room now.
-        peers: Vec<Peer>,
-        /// STUN/TURN servers for this room.
-        #[serde(rename = "iceServers")]
-        ice_servers: Vec<IceServer>,
-        /// A new resume token; the one just used no longer works.
-        resume: ResumeGrant,
-        /// How the room's audio flows.
-        mode: MediaMode,
-        /// In SFU mode: what the offer to the node carries.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        sfu: Option<SfuInfo>,
-    },
+    /// room as it is now, with a new resume token (the one just used no
+    /// longer works). Kept `signal`s follow.
+    Resumed(RoomState),
     /// Someone entered the receiver's room.
     PeerJoined {
         /// Who.
@@ -470,7 +458,7 @@ mod tests {
             muted: false,
             listen_only: false,
         };
-        let joined = ServerMessage::Joined {
+        let joined = ServerMessage::Joined(RoomState {
             room: "r".into(),
             self_peer: peer.clone(),
             peers: vec![],
@@ -485,7 +473,12 @@ mod tests {
             },
             mode: MediaMode::Mesh,
             sfu: None,
-        };
+        });
+        // Byte for byte, field order included, as before `RoomState`.
+        assert_eq!(
+            joined.to_json(),
+            r#"{"type":"joined","room":"r","self":{"peerId":"c1","userId":"u1","displayName":"Ada","muted":false},"peers":[],"iceServers":[{"urls":["stun:127.0.0.1:3478"]}],"resume":{"token":"r.s3cret","graceSecs":30},"mode":"mesh"}"#
+        );
         assert_eq!(
             serde_json::to_value(&joined).unwrap(),
             json!({"type":"joined","room":"r","self":{"peerId":"c1","userId":"u1","displayName":"Ada","muted":false},

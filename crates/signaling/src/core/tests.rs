@@ -278,7 +278,7 @@ fn modes(effects: &[Outgoing]) -> (MediaMode, Vec<String>) {
     for effect in effects {
         match effect {
             Outgoing::Send {
-                msg: ServerMessage::Joined { mode, sfu, .. },
+                msg: ServerMessage::Joined(RoomState { mode, sfu, .. }),
                 ..
             } => {
                 assert_eq!(sfu.is_some(), *mode == MediaMode::Sfu);
@@ -418,11 +418,11 @@ fn resumed_restates_the_mode() {
         matches!(
             effects.as_slice(),
             [Outgoing::Send {
-                msg: ServerMessage::Resumed {
+                msg: ServerMessage::Resumed(RoomState {
                     mode: MediaMode::Sfu,
                     sfu: Some(_),
                     ..
-                },
+                }),
                 ..
             }]
         ),
