@@ -28,6 +28,7 @@ pub use token::{
 };
 
 use serde::{Deserialize, Serialize};
+pub use tincan_signaling::RoomId;
 
 /// Where the control API listens unless configured (`TINCAN_SFU_CONTROL_ADDR`).
 pub const DEFAULT_CONTROL_PORT: u16 = 7881;
@@ -135,12 +136,10 @@ pub fn mute_path(room: &str, peer: &str) -> String {
     format!("{}/mute", peer_path(room, peer))
 }
 
-/// A room id: 1-64 of `[A-Za-z0-9_-]` (as in signaling).
+/// A room id: 1-64 of `[A-Za-z0-9_-]`, the signaling's [`RoomId`] rule (the
+/// one place it is written).
 pub fn valid_room_id(room: &str) -> bool {
-    (1..=64).contains(&room.len())
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    RoomId::is_valid(room)
 }
 
 /// A peer id: 1-128 of `[A-Za-z0-9_-]`.

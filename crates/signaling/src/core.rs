@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 use crate::effect::{CloseReason, Effect, JoinCommitted, Outgoing};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaMode, Peer, ResumeGrant, RoomState,
-    ServerMessage, SfuInfo,
+    ClientMessage, IceServer, MediaMode, Peer, ResumeGrant, RoomState, ServerMessage, SfuInfo,
 };
 use crate::message_rate::{MessageRate, RateVerdict};
+use crate::room_id::RoomId;
 
 /// Limits the core enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,13 +64,23 @@ impl Default for Limits {
     }
 }
 
-/// Where a participant sits: its id and its room.
+/// Where a participant sits: its id and its room, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Seat {
     /// The participant's id.
     pub peer_id: String,
     /// Its room.
     pub room: String,
+}
+
+impl Seat {
+    /// Participant `peer_id` of `room`.
+    pub fn new(peer_id: impl Into<String>, room: &RoomId) -> Self {
+        Self {
+            peer_id: peer_id.into(),
+            room: room.to_string(),
+        }
+    }
 }
 
 /// What a connection may do, fixed at `$connect` from its token. An access
@@ -304,7 +314,7 @@ impl Core {
     /// being joined or resumed, else the sender's room.
     pub fn room_needed(&self, sender: &Sender, msg: &ClientMessage) -> Option<String> {
         match msg {
-            ClientMessage::Join { room } => Some(room.clone()),
+            ClientMessage::Join { room } => Some(room.to_string()),
             ClientMessage::Resume { token, .. } => split_token(token).map(|(room, _)| room.into()),
             _ => sender.seat.as_ref().map(|seat| seat.room.clone()),
         }
@@ -332,7 +342,7 @@ impl Core {
         match msg {
             ClientMessage::Ping => vec![Effect::Push(send(me, ServerMessage::Pong))],
             ClientMessage::Join { room: target } => {
-                if !sender.grants.allows_room(&target) {
+                if !sender.grants.allows_room(target.as_str()) {
                     return vec![Effect::Push(join_token_room(me, &sender.grants))];
                 }
                 let view = room.filter(|v| v.room == target);
@@ -341,7 +351,8 @@ impl Core {
                     // with a new resume token.
                     let (grant, new_hash) = self.grant(&target, &fresh());
                     return vec![Effect::Resume {
-                        seat: seat.clone(),
+                        peer_id: seat.peer_id.clone(),
+                        room: target,
                         proof: ResumeProof::AlreadyAttached,
                         new_hash,
                         grant,
@@ -388,7 +399,7 @@ impl Core {
                 let Some((target, secret)) = split_token(&token) else {
                     return vec![Effect::Push(resume_failed(me))];
                 };
-                if !sender.grants.allows_room(target) {
+                if !sender.grants.allows_room(target.as_str()) {
                     return vec![Effect::Push(join_token_room(me, &sender.grants))];
                 }
                 if seat.is_some_and(|s| s.peer_id != peer_id) {
@@ -398,12 +409,10 @@ impl Core {
                         "this connection already speaks for another participant; leave first",
                     ))];
                 }
-                let (grant, new_hash) = self.grant(target, &fresh());
+                let (grant, new_hash) = self.grant(&target, &fresh());
                 vec![Effect::Resume {
-                    seat: Seat {
-                        peer_id,
-                        room: target.to_owned(),
-                    },
+                    peer_id,
+                    room: target,
                     proof: ResumeProof::Token(resume_hash(secret)),
                     new_hash,
                     grant,
@@ -500,7 +509,7 @@ impl Core {
         let mut effects = vec![send(
             &sender.connection_id,
             ServerMessage::Joined(RoomState {
-                room: join.room.to_owned(),
+                room: join.room.clone(),
                 self_peer: join.member.peer.clone(),
                 peers: join.others.iter().map(|m| m.peer.clone()).collect(),
                 ice_servers: ice_servers.to_vec(),
@@ -529,23 +538,24 @@ impl Core {
         effects
     }
 
-    /// `resumed` for the sender, now speaking for `member` in `room` (as read
-    /// after the resume).
+    /// `resumed` for the sender, now speaking for `member` in `room`, whose
+    /// members are `view` (as read after the resume).
     pub fn announce_resume(
         &self,
         sender: &Sender,
+        room: &RoomId,
         member: &Member,
-        room: &RoomView,
+        view: &RoomView,
         grant: ResumeGrant,
         ice_servers: &[IceServer],
     ) -> Vec<Outgoing> {
-        let (mode, sfu) = self.media(room.on_sfu(self.limits.mesh_max));
+        let (mode, sfu) = self.media(view.on_sfu(self.limits.mesh_max));
         vec![send(
             &sender.connection_id,
             ServerMessage::Resumed(RoomState {
-                room: room.room.clone(),
+                room: room.clone(),
                 self_peer: member.peer.clone(),
-                peers: room
+                peers: view
                     .others(&member.peer.peer_id)
                     .map(|m| m.peer.clone())
                     .collect(),
@@ -620,7 +630,7 @@ impl Core {
     }
 
     /// The `room-full` answer for the sender.
-    pub fn room_full(&self, sender: &Sender, room: &str) -> Outgoing {
+    pub fn room_full(&self, sender: &Sender, room: &RoomId) -> Outgoing {
         room_full(&sender.connection_id, room, self.limits.room_max)
     }
 
@@ -638,7 +648,7 @@ impl Core {
         }
     }
 
-    fn grant(&self, room: &str, fresh: &Fresh) -> (ResumeGrant, String) {
+    fn grant(&self, room: &RoomId, fresh: &Fresh) -> (ResumeGrant, String) {
         (
             ResumeGrant {
                 token: format!("{room}.{}", fresh.resume_secret),
@@ -658,9 +668,10 @@ pub fn resume_hash(secret: &str) -> String {
 }
 
 /// A resume token is `<room>.<secret>`; room ids never hold a `.`.
-fn split_token(token: &str) -> Option<(&str, &str)> {
+fn split_token(token: &str) -> Option<(RoomId, &str)> {
     let (room, secret) = token.split_once('.')?;
-    (validate_room_id(room).is_ok() && !secret.is_empty()).then_some((room, secret))
+    let room = RoomId::new(room).ok()?;
+    (!secret.is_empty()).then_some((room, secret))
 }
 
 fn send(to: &str, msg: ServerMessage) -> Outgoing {
@@ -711,7 +722,7 @@ fn resume_failed(to: &str) -> Outgoing {
     )
 }
 
-fn room_full(to: &str, room: &str, room_max: usize) -> Outgoing {
+fn room_full(to: &str, room: &RoomId, room_max: usize) -> Outgoing {
     send(
         to,
         ServerMessage::Error {

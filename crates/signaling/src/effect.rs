@@ -10,6 +10,7 @@
 
 use crate::core::{Member, ResumeProof, RoomView, Seat};
 use crate::message::{MediaPath, ResumeGrant, ServerMessage};
+use crate::room_id::RoomId;
 
 /// A message for a connection or a participant.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,7 +102,7 @@ pub enum Effect {
         /// The new participant.
         member: Member,
         /// The room.
-        room: String,
+        room: RoomId,
         /// The capacity to enforce.
         room_max: usize,
         /// The token handed out in `joined`.
@@ -116,14 +117,16 @@ pub enum Effect {
         /// When, ms since the epoch.
         at_ms: u64,
     },
-    /// Atomically attach participant `seat` to the sender's connection if
-    /// `proof` holds, it belongs to the sender's user and its grace has not
-    /// run out; store `new_hash`. Then push
+    /// Atomically attach participant `peer_id` of `room` to the sender's
+    /// connection if `proof` holds, it belongs to the sender's user and its
+    /// grace has not run out; store `new_hash`. Then push
     /// [`Core::announce_resume`](crate::Core::announce_resume), or
     /// [`Core::resume_refused`](crate::Core::resume_refused).
     Resume {
         /// The participant.
-        seat: Seat,
+        peer_id: String,
+        /// Its room.
+        room: RoomId,
         /// The proof.
         proof: ResumeProof,
         /// SHA-256 of the next resume secret.
@@ -170,7 +173,7 @@ pub struct JoinCommitted<'a> {
     /// The new participant.
     pub member: &'a Member,
     /// Its room.
-    pub room: &'a str,
+    pub room: &'a RoomId,
     /// The room's other members at the moment of the write.
     pub others: &'a [Member],
     /// The resume token for `joined`.

@@ -21,6 +21,7 @@ mod effect;
 mod error;
 mod message;
 mod message_rate;
+mod room_id;
 
 pub use crate::core::{
     resume_hash, Core, Fresh, Grants, Limits, Member, ResumeProof, RoomView, Seat, Sender,
@@ -29,7 +30,8 @@ pub use crate::core::{
 pub use crate::effect::{CloseReason, Effect, JoinCommitted, Outgoing};
 pub use crate::error::{ErrorCode, ProtocolError};
 pub use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant, RoomState,
-    ServerMessage, SfuInfo, MAX_ID_LEN, MAX_ROOM_ID_LEN,
+    ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant, RoomState, ServerMessage,
+    SfuInfo, MAX_ID_LEN,
 };
 pub use crate::message_rate::{MessageRate, RateState, RateVerdict};
+pub use crate::room_id::{RoomId, RoomIdError, MAX_ROOM_ID_LEN};

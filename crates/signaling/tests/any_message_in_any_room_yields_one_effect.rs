@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use strategy::{budget, valid_message};
 use tincan_signaling::{
     resume_hash, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Limits, Member, Outgoing,
-    Peer, RoomView, Seat, Sender, ServerMessage,
+    Peer, RoomId, RoomView, Seat, Sender, ServerMessage,
 };
 
 const ME: &str = "conn-me";
@@ -55,7 +55,9 @@ fn view() -> impl Strategy<Value = Option<RoomView>> {
 fn message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
         valid_message(),
-        proptest::sample::select(&ROOMS[..]).prop_map(|r| ClientMessage::Join { room: r.into() }),
+        proptest::sample::select(&ROOMS[..]).prop_map(|r| ClientMessage::Join {
+            room: RoomId::new(r).expect("a room id")
+        }),
         proptest::sample::select(vec!["p0", "p1", "p-me"]).prop_map(|to| ClientMessage::Signal {
             to: to.into(),
             data: serde_json::Value::Null,

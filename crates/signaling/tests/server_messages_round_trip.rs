@@ -5,9 +5,9 @@ mod strategy;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use strategy::{any_json, any_text, budget, ALL_CODES};
+use strategy::{any_json, any_text, budget, room_id, ALL_CODES};
 use tincan_signaling::{
-    IceServer, MediaMode, Peer, ResumeGrant, RoomState, ServerMessage, SfuInfo,
+    IceServer, MediaMode, Peer, ResumeGrant, RoomId, RoomState, ServerMessage, SfuInfo,
 };
 
 fn peer() -> impl Strategy<Value = Peer> {
@@ -56,7 +56,7 @@ fn grant() -> impl Strategy<Value = ResumeGrant> {
 /// The room as `joined` and `resumed` describe it.
 fn room_state() -> impl Strategy<Value = RoomState> {
     (
-        any_text(64),
+        room_id().prop_map(|room| RoomId::new(room).expect("the regex makes room ids")),
         peer(),
         proptest::collection::vec(peer(), 0..6),
         proptest::collection::vec(ice_server(), 0..3),

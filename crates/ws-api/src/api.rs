@@ -7,8 +7,8 @@ use base64::Engine as _;
 use futures_util::stream::{self, StreamExt as _};
 use tincan_signaling::{
     CloseReason, Core, Effect, ErrorCode, Fresh, Grants, JoinCommitted, Limits, MediaPath, Member,
-    MessageRate, Outgoing, Peer, ProtocolError, ResumeGrant, ResumeProof, RoomView, Seat, Sender,
-    ServerMessage, SocketEnd,
+    MessageRate, Outgoing, Peer, ProtocolError, ResumeGrant, ResumeProof, RoomId, RoomView, Seat,
+    Sender, ServerMessage, SocketEnd,
 };
 use tincan_store::{
     ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, Push, PushError,
@@ -526,12 +526,14 @@ impl WsApi {
             }
             Effect::Leave { seat, at_ms } => self.leave(sender, &seat, at_ms, now_ms, gone).await?,
             Effect::Resume {
-                seat,
+                peer_id,
+                room,
                 proof,
                 new_hash,
                 grant,
             } => {
-                self.resume(sender, &seat, &proof, &new_hash, grant, now_ms, gone)
+                let seat = Seat::new(peer_id, &room);
+                self.resume(sender, &room, &seat, &proof, &new_hash, grant, now_ms, gone)
                     .await?
             }
             Effect::SetMuted { seat, muted } => {
@@ -563,7 +565,7 @@ impl WsApi {
         &self,
         sender: &Sender,
         member: Member,
-        room: &str,
+        room: &RoomId,
         room_max: usize,
         grant: ResumeGrant,
         now_ms: u64,
@@ -573,18 +575,25 @@ impl WsApi {
         let outcome = self
             .config
             .store
-            .join(&sender.connection_id, room, &member, room_max, now_secs)
+            .join(
+                &sender.connection_id,
+                room.as_str(),
+                &member,
+                room_max,
+                now_secs,
+            )
             .await
             .map_err(store_error)?;
         let JoinOutcome::Joined { others, departure } = outcome else {
             if outcome == JoinOutcome::RoomFull {
                 let refusal = self.core.room_full(sender, room);
-                self.deliver_all(vec![refusal], room, now_ms, gone).await;
+                self.deliver_all(vec![refusal], room.as_str(), now_ms, gone)
+                    .await;
             }
             return Ok(());
         };
         info!(connection_id = %sender.connection_id, peer_id = %member.peer.peer_id, %room, "joined");
-        self.log_joined(&member.peer, room, member.joined_at_ms)
+        self.log_joined(&member.peer, room.as_str(), member.joined_at_ms)
             .await;
         if let Some(departure) = &departure {
             self.log_left(&departure.member.peer, &departure.remaining.room, now_ms)
@@ -594,7 +603,7 @@ impl WsApi {
         let ice = self
             .config
             .ice
-            .ice_servers(&sender.user_id, room, now_secs)
+            .ice_servers(&sender.user_id, room.as_str(), now_secs)
             .await;
         let messages = self.core.announce_join(
             sender,
@@ -609,7 +618,8 @@ impl WsApi {
         );
         // Every message of a join goes to the new room but the
         // `peer-left`s, which name no signal and so are never kept.
-        self.deliver_all(messages, room, now_ms, gone).await;
+        self.deliver_all(messages, room.as_str(), now_ms, gone)
+            .await;
         Ok(())
     }
 
@@ -640,6 +650,7 @@ impl WsApi {
     async fn resume(
         &self,
         sender: &Sender,
+        room_id: &RoomId,
         seat: &Seat,
         proof: &ResumeProof,
         new_hash: &str,
@@ -675,7 +686,7 @@ impl WsApi {
             .await;
         let messages = self
             .core
-            .announce_resume(sender, &member, &room, grant, &ice);
+            .announce_resume(sender, room_id, &member, &room, grant, &ice);
         self.deliver_all(messages, &seat.room, now_ms, gone).await;
         self.flush_kept(seat, &sender.connection_id, now_ms, gone)
             .await;

@@ -34,6 +34,10 @@ fn sender(conn: &str, seat: Option<(&str, &str)>) -> Sender {
     }
 }
 
+fn rid(room: &str) -> RoomId {
+    RoomId::new(room).expect("a room id")
+}
+
 fn fresh() -> Fresh {
     Fresh {
         peer_id: "new".into(),
@@ -69,7 +73,7 @@ fn oversize_frame_is_too_large_before_parsing() {
 fn room_needed_is_the_target_or_the_seat() {
     let core = Core::default();
     let s = sender("c", Some(("a", "old")));
-    let join = ClientMessage::Join { room: "new".into() };
+    let join = ClientMessage::Join { room: rid("new") };
     assert_eq!(core.room_needed(&s, &join).as_deref(), Some("new"));
     assert_eq!(
         core.room_needed(&s, &ClientMessage::Ping).as_deref(),
@@ -87,7 +91,7 @@ fn full_room_refuses_without_writing() {
     let core = Core::new(limits(1));
     let effects = core.handle(
         &sender("c", None),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         Some(&view(vec![member("b", Some("cb"))])),
         fresh,
         0,
@@ -103,7 +107,7 @@ fn a_join_creates_a_fresh_participant_with_a_resume_token() {
     let core = Core::default();
     let effects = core.handle(
         &sender("c", None),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         None,
         fresh,
         5,
@@ -129,7 +133,7 @@ fn rejoining_the_same_room_only_renews_the_token() {
     let core = Core::default();
     let effects = core.handle(
         &sender("c", Some(("a", "r"))),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         Some(&view(vec![member("a", Some("c")), member("b", Some("cb"))])),
         fresh,
         0,
@@ -304,7 +308,7 @@ fn announce(core: &Core, others: &[Member]) -> Vec<Outgoing> {
         &sender("c", Some(("new", "r"))),
         JoinCommitted {
             member: &me,
-            room: "r",
+            room: &rid("r"),
             others,
             grant: ResumeGrant {
                 token: "r.x".into(),
@@ -406,6 +410,7 @@ fn resumed_restates_the_mode() {
     ]);
     let effects = core.announce_resume(
         &sender("ca", Some(("a", "r"))),
+        &rid("r"),
         &room.members[0],
         &room,
         ResumeGrant {
@@ -454,7 +459,7 @@ fn error_code(effects: &[Effect]) -> Option<ErrorCode> {
 fn a_join_token_opens_its_own_room_only() {
     let core = Core::default();
     let s = app_sender("c", None, "r", false);
-    let join = |room: &str| ClientMessage::Join { room: room.into() };
+    let join = |room: &str| ClientMessage::Join { room: rid(room) };
     let effects = core.handle(&s, join("other"), None, fresh, 0);
     assert_eq!(error_code(&effects), Some(ErrorCode::JoinTokenRoom));
     let effects = core.handle(&s, join("r"), None, fresh, 0);
@@ -473,7 +478,7 @@ fn a_listener_joins_muted_and_cannot_unmute() {
     let core = Core::default();
     let effects = core.handle(
         &app_sender("c", None, "r", true),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         None,
         fresh,
         0,
