@@ -624,6 +624,25 @@ impl Core {
         resume_failed(&sender.connection_id)
     }
 
+    /// Whether a committed [`Effect::SetMuted`] of `seat` also goes to the
+    /// room's media node: only for a participant on the SFU (`room` as read
+    /// after the write).
+    pub fn mute_reaches_sfu(&self, seat: &Seat, room: &RoomView) -> bool {
+        room.member(&seat.peer_id).is_some_and(|m| m.sfu)
+    }
+
+    /// Who a committed [`Effect::SfuOffer`] connects to the media node:
+    /// the participant `seat` of `room` (as read after marking it on the
+    /// SFU), or `not-in-room` if it was no longer attached to the sender.
+    pub fn sfu_offer_member<'a>(
+        &self,
+        seat: &Seat,
+        room: Option<&'a RoomView>,
+    ) -> Result<&'a Member, ProtocolError> {
+        room.and_then(|r| r.member(&seat.peer_id))
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotInRoom, "join a room first"))
+    }
+
     /// The `sfu-answer` for the sender, with the media node's `sdp`.
     pub fn sfu_answer(&self, sender: &Sender, sdp: String) -> Outgoing {
         send(&sender.connection_id, ServerMessage::SfuAnswer { sdp })

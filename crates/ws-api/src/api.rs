@@ -712,7 +712,7 @@ impl WsApi {
         else {
             return Ok(());
         };
-        if room.member(&seat.peer_id).is_some_and(|m| m.sfu) {
+        if self.core.mute_reaches_sfu(seat, &room) {
             let sfu = &self.config.sfu;
             if let Err(err) = sfu
                 .mute(&seat.room, &seat.peer_id, muted, now_ms / 1000)
@@ -746,12 +746,7 @@ impl WsApi {
             .set_on_sfu(&sender.connection_id, seat)
             .await
             .map_err(store_error)?;
-        let Some(member) = room.as_ref().and_then(|r| r.member(&seat.peer_id)) else {
-            return Err(ProtocolError::new(
-                ErrorCode::NotInRoom,
-                "join a room first",
-            ));
-        };
+        let member = self.core.sfu_offer_member(seat, room.as_ref())?;
         let answer = self
             .config
             .sfu

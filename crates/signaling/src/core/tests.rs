@@ -523,3 +523,27 @@ fn a_listen_only_peer_says_so_on_the_wire_and_others_do_not() {
     let json = serde_json::to_value(peer("s")).unwrap();
     assert!(json.get("listenOnly").is_none(), "{json}");
 }
+
+#[test]
+fn a_mute_reaches_the_node_only_for_a_participant_on_the_sfu() {
+    let core = Core::default();
+    let seat = Seat::new("a", &rid("r"));
+    let mut on_sfu = member("a", Some("ca"));
+    on_sfu.sfu = true;
+    assert!(core.mute_reaches_sfu(&seat, &view(vec![on_sfu])));
+    assert!(!core.mute_reaches_sfu(&seat, &view(vec![member("a", Some("ca"))])));
+    assert!(!core.mute_reaches_sfu(&seat, &view(vec![])));
+}
+
+#[test]
+fn an_sfu_offer_whose_participant_is_gone_is_not_in_room() {
+    let core = Core::default();
+    let seat = Seat::new("a", &rid("r"));
+    let room = view(vec![member("a", Some("ca"))]);
+    let found = core.sfu_offer_member(&seat, Some(&room)).unwrap();
+    assert_eq!(found.peer.peer_id, "a");
+    for gone in [None, Some(&view(vec![member("b", Some("cb"))]))] {
+        let err = core.sfu_offer_member(&seat, gone).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotInRoom);
+    }
+}
