@@ -35,8 +35,6 @@ async fn join(
         .map_or(0, |d| d.as_secs());
     let request = JoinRequest {
         offer,
-        user_id: peer.clone(),
-        display_name: peer.clone(),
         muted: false,
     };
     match front

@@ -237,8 +237,6 @@ mod tests {
     fn join_request() -> JoinRequest {
         JoinRequest {
             offer: "v=0".into(),
-            user_id: "u".into(),
-            display_name: "U".into(),
             muted: false,
         }
     }

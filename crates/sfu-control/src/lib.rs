@@ -28,6 +28,7 @@ pub use token::{
 };
 
 use serde::{Deserialize, Serialize};
+pub use tincan_signaling::RoomId;
 
 /// Where the control API listens unless configured (`TINCAN_SFU_CONTROL_ADDR`).
 pub const DEFAULT_CONTROL_PORT: u16 = 7881;
@@ -72,14 +73,16 @@ pub mod codes {
     pub const SFU_UNAVAILABLE: &str = "sfu-unavailable";
 }
 
-/// `PUT /sfu/v1/rooms/{room}/peers/{peerId}`: join or rejoin.
+/// `PUT /sfu/v1/rooms/{room}/peers/{peerId}`: join or rejoin. The node
+/// knows a participant by its room and peer id only (from the path); who
+/// the user is stays with the signaling. Unknown fields are ignored, so a
+/// caller that still sends `userId` or `displayName` is served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct JoinRequest {
     /// The browser's complete SDP offer (every candidate in it).
     pub offer: String,
-    pub user_id: String,
-    pub display_name: String,
+    /// Whether it joins muted (a listener always does).
     #[serde(default)]
     pub muted: bool,
 }
@@ -135,12 +138,10 @@ pub fn mute_path(room: &str, peer: &str) -> String {
     format!("{}/mute", peer_path(room, peer))
 }
 
-/// A room id: 1-64 of `[A-Za-z0-9_-]` (as in signaling).
+/// A room id: 1-64 of `[A-Za-z0-9_-]`, the signaling's [`RoomId`] rule (the
+/// one place it is written).
 pub fn valid_room_id(room: &str) -> bool {
-    (1..=64).contains(&room.len())
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    RoomId::is_valid(room)
 }
 
 /// A peer id: 1-128 of `[A-Za-z0-9_-]`.
@@ -186,6 +187,8 @@ mod tests {
 
     #[test]
     fn join_request_is_camel_case_and_muted_defaults_to_false() {
+        // A caller that still names the user is served; the node reads
+        // the offer and the mute only.
         let req: JoinRequest =
             serde_json::from_str(r#"{"offer": "v=0", "userId": "u1", "displayName": "Ada"}"#)
                 .unwrap();
@@ -193,14 +196,11 @@ mod tests {
             req,
             JoinRequest {
                 offer: "v=0".into(),
-                user_id: "u1".into(),
-                display_name: "Ada".into(),
                 muted: false,
             }
         );
         let json = serde_json::to_value(&req).unwrap();
-        assert_eq!(json["displayName"], "Ada");
-        assert_eq!(json["userId"], "u1");
+        assert_eq!(json, serde_json::json!({"offer": "v=0", "muted": false}));
     }
 
     #[test]

@@ -12,12 +12,13 @@
 
 use sha2::{Digest, Sha256};
 
+use crate::effect::{CloseReason, Effect, JoinCommitted, Outgoing};
 use crate::error::{ErrorCode, ProtocolError};
 use crate::message::{
-    validate_room_id, ClientMessage, IceServer, MediaMode, MediaPath, Peer, ResumeGrant,
-    ServerMessage, SfuInfo,
+    ClientMessage, IceServer, MediaMode, Peer, ResumeGrant, RoomState, ServerMessage, SfuInfo,
 };
 use crate::message_rate::{MessageRate, RateVerdict};
+use crate::room_id::RoomId;
 
 /// Limits the core enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +64,23 @@ impl Default for Limits {
     }
 }
 
-/// Where a participant sits: its id and its room.
+/// Where a participant sits: its id and its room, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Seat {
     /// The participant's id.
     pub peer_id: String,
     /// Its room.
     pub room: String,
+}
+
+impl Seat {
+    /// Participant `peer_id` of `room`.
+    pub fn new(peer_id: impl Into<String>, room: &RoomId) -> Self {
+        Self {
+            peer_id: peer_id.into(),
+            room: room.to_string(),
+        }
+    }
 }
 
 /// What a connection may do, fixed at `$connect` from its token. An access
@@ -219,30 +230,6 @@ pub enum ResumeProof {
     AlreadyAttached,
 }
 
-/// Why the server closes a socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CloseReason {
-    /// It kept sending far over its message budget (close code 1008).
-    RateExceeded,
-}
-
-impl CloseReason {
-    /// The WebSocket close code a gateway that can choose one sends.
-    pub fn code(self) -> u16 {
-        match self {
-            CloseReason::RateExceeded => 1008,
-        }
-    }
-
-    /// The close frame's reason text.
-    pub fn reason(self) -> &'static str {
-        match self {
-            CloseReason::RateExceeded => "Rate limit exceeded",
-        }
-    }
-}
-
 /// How a socket ended, read from the close code the gateway reports
 /// (API Gateway's `disconnectStatusCode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,116 +253,6 @@ impl SocketEnd {
             _ => SocketEnd::Dropped,
         }
     }
-}
-
-/// What the caller must do, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Effect {
-    /// Close connection `connection_id` (API Gateway: `DeleteConnection`);
-    /// its `$disconnect` follows as for any close.
-    Close {
-        /// The connection.
-        connection_id: String,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// Deliver `msg` to connection `to`.
-    Send {
-        /// Receiving connection id.
-        to: String,
-        /// The message.
-        msg: ServerMessage,
-    },
-    /// Deliver `msg` to participant `peer_id` through `connection_id`. If it
-    /// is detached (or the connection turns out gone) and `msg` is a
-    /// `signal`, keep it for the participant's resume; other messages are
-    /// dropped, because `resumed` restates the room.
-    Deliver {
-        /// The receiving participant.
-        peer_id: String,
-        /// Its connection, as read.
-        connection_id: Option<String>,
-        /// The message.
-        msg: ServerMessage,
-    },
-    /// Atomically: if the sender's connection still exists and the room
-    /// holds fewer than `room_max` others, add `member` to the room, take the
-    /// connection's current participant (if still attached to it) out of its
-    /// room, and point the connection at `member`. Then apply
-    /// [`Core::announce_join`] to the outcome; a refusal leaves everything as
-    /// it was.
-    Join {
-        /// The new participant.
-        member: Member,
-        /// The room.
-        room: String,
-        /// The capacity to enforce.
-        room_max: usize,
-        /// The token handed out in `joined`.
-        grant: ResumeGrant,
-    },
-    /// Atomically take the sender's participant out of its room (if still
-    /// attached to the sender), then apply [`Core::announce_leave`].
-    Leave {
-        /// The participant.
-        seat: Seat,
-        /// When, ms since the epoch.
-        at_ms: u64,
-    },
-    /// Atomically attach participant `seat` to the sender's connection if
-    /// `proof` holds, it belongs to the sender's user and its grace has not
-    /// run out; store `new_hash`. Then apply [`Core::announce_resume`], or
-    /// answer `resume-failed`.
-    Resume {
-        /// The participant.
-        seat: Seat,
-        /// The proof.
-        proof: ResumeProof,
-        /// SHA-256 of the next resume secret.
-        new_hash: String,
-        /// The token handed out in `resumed`.
-        grant: ResumeGrant,
-    },
-    /// Store the participant's mute state (if still attached to the sender),
-    /// then tell the others ([`Core::announce_mute`]).
-    SetMuted {
-        /// The participant.
-        seat: Seat,
-        /// Muted or not.
-        muted: bool,
-    },
-    /// Mark the participant as on the SFU (if still attached to the
-    /// sender), then pass `sdp` to the room's media node and send its answer
-    /// as `sfu-answer` (or an `error`).
-    SfuOffer {
-        /// The participant.
-        seat: Seat,
-        /// The complete offer.
-        sdp: String,
-    },
-    /// Note in the call history how the participant's media goes.
-    RecordMediaPath {
-        /// The participant.
-        seat: Seat,
-        /// The path.
-        path: MediaPath,
-    },
-}
-
-/// A committed [`Effect::Join`], as the store reported it.
-#[derive(Debug, Clone)]
-pub struct JoinCommitted<'a> {
-    /// The new participant.
-    pub member: &'a Member,
-    /// Its room.
-    pub room: &'a str,
-    /// The room's other members at the moment of the write.
-    pub others: &'a [Member],
-    /// The resume token for `joined`.
-    pub grant: ResumeGrant,
-    /// The sender's previous participant, taken out of its room, and who
-    /// remains there.
-    pub departure: Option<(&'a Member, &'a RoomView)>,
 }
 
 /// The signaling rules, configured with [`Limits`].
@@ -424,7 +301,8 @@ impl Core {
                     message: "too many messages; slow down".to_owned(),
                     retry_after_ms: Some(retry_after_ms),
                 },
-            )],
+            )
+            .into()],
             RateVerdict::Close => vec![Effect::Close {
                 connection_id: connection_id.to_owned(),
                 reason: CloseReason::RateExceeded,
@@ -436,7 +314,7 @@ impl Core {
     /// being joined or resumed, else the sender's room.
     pub fn room_needed(&self, sender: &Sender, msg: &ClientMessage) -> Option<String> {
         match msg {
-            ClientMessage::Join { room } => Some(room.clone()),
+            ClientMessage::Join { room } => Some(room.to_string()),
             ClientMessage::Resume { token, .. } => split_token(token).map(|(room, _)| room.into()),
             _ => sender.seat.as_ref().map(|seat| seat.room.clone()),
         }
@@ -462,10 +340,10 @@ impl Core {
                 .is_some_and(|m| m.is_attached_to(me))
         });
         match msg {
-            ClientMessage::Ping => vec![send(me, ServerMessage::Pong)],
+            ClientMessage::Ping => vec![Effect::Push(send(me, ServerMessage::Pong))],
             ClientMessage::Join { room: target } => {
-                if !sender.grants.allows_room(&target) {
-                    return vec![join_token_room(me, &sender.grants)];
+                if !sender.grants.allows_room(target.as_str()) {
+                    return vec![Effect::Push(join_token_room(me, &sender.grants))];
                 }
                 let view = room.filter(|v| v.room == target);
                 if let Some(seat) = seat.filter(|s| s.room == target) {
@@ -473,7 +351,8 @@ impl Core {
                     // with a new resume token.
                     let (grant, new_hash) = self.grant(&target, &fresh());
                     return vec![Effect::Resume {
-                        seat: seat.clone(),
+                        peer_id: seat.peer_id.clone(),
+                        room: target,
                         proof: ResumeProof::AlreadyAttached,
                         new_hash,
                         grant,
@@ -482,7 +361,7 @@ impl Core {
                 let seated = view.map_or(0, |v| v.members.len());
                 if seated >= self.limits.room_max {
                     // Refused before anything moves: the sender stays where it was.
-                    return vec![room_full(me, &target, self.limits.room_max)];
+                    return vec![Effect::Push(room_full(me, &target, self.limits.room_max))];
                 }
                 let fresh = fresh();
                 let (grant, resume_hash) = self.grant(&target, &fresh);
@@ -518,24 +397,22 @@ impl Core {
             },
             ClientMessage::Resume { peer_id, token } => {
                 let Some((target, secret)) = split_token(&token) else {
-                    return vec![resume_failed(me)];
+                    return vec![Effect::Push(resume_failed(me))];
                 };
-                if !sender.grants.allows_room(target) {
-                    return vec![join_token_room(me, &sender.grants)];
+                if !sender.grants.allows_room(target.as_str()) {
+                    return vec![Effect::Push(join_token_room(me, &sender.grants))];
                 }
                 if seat.is_some_and(|s| s.peer_id != peer_id) {
-                    return vec![error(
+                    return vec![Effect::Push(error(
                         me,
                         ErrorCode::BadRequest,
                         "this connection already speaks for another participant; leave first",
-                    )];
+                    ))];
                 }
-                let (grant, new_hash) = self.grant(target, &fresh());
+                let (grant, new_hash) = self.grant(&target, &fresh());
                 vec![Effect::Resume {
-                    seat: Seat {
-                        peer_id,
-                        room: target.to_owned(),
-                    },
+                    peer_id,
+                    room: target,
                     proof: ResumeProof::Token(resume_hash(secret)),
                     new_hash,
                     grant,
@@ -545,7 +422,7 @@ impl Core {
                 let target =
                     seat.and_then(|s| room.and_then(|v| v.member(&to)).filter(|_| to != s.peer_id));
                 match (seat, target) {
-                    (Some(seat), Some(target)) => vec![Effect::Deliver {
+                    (Some(seat), Some(target)) => vec![Effect::Push(Outgoing::Deliver {
                         peer_id: to.clone(),
                         connection_id: target.connection_id.clone(),
                         msg: ServerMessage::Signal {
@@ -553,12 +430,12 @@ impl Core {
                             to,
                             data,
                         },
-                    }],
-                    _ => vec![error(
+                    })],
+                    _ => vec![Effect::Push(error(
                         me,
                         ErrorCode::NotInRoom,
                         "that peer is not in your room",
-                    )],
+                    ))],
                 }
             }
             ClientMessage::Media { path } => match seat {
@@ -566,7 +443,11 @@ impl Core {
                     seat: seat.clone(),
                     path,
                 }],
-                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+                None => vec![Effect::Push(error(
+                    me,
+                    ErrorCode::NotInRoom,
+                    "join a room first",
+                ))],
             },
             ClientMessage::SfuOffer { sdp } => match seat {
                 Some(seat) if room.is_some_and(|v| v.on_sfu(self.limits.mesh_max)) => {
@@ -575,12 +456,16 @@ impl Core {
                         sdp,
                     }]
                 }
-                Some(_) => vec![error(
+                Some(_) => vec![Effect::Push(error(
                     me,
                     ErrorCode::NotSfu,
                     "this room is a mesh; offer to your peers with `signal`",
-                )],
-                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+                ))],
+                None => vec![Effect::Push(error(
+                    me,
+                    ErrorCode::NotInRoom,
+                    "join a room first",
+                ))],
             },
             ClientMessage::Mute { muted } => match seat {
                 Some(seat)
@@ -590,17 +475,21 @@ impl Core {
                                 .and_then(|v| v.member(&seat.peer_id))
                                 .is_some_and(|m| m.peer.listen_only)) =>
                 {
-                    vec![error(
+                    vec![Effect::Push(error(
                         me,
                         ErrorCode::ListenOnly,
                         "this participant may only listen; it cannot unmute",
-                    )]
+                    ))]
                 }
                 Some(seat) => vec![Effect::SetMuted {
                     seat: seat.clone(),
                     muted,
                 }],
-                None => vec![error(me, ErrorCode::NotInRoom, "join a room first")],
+                None => vec![Effect::Push(error(
+                    me,
+                    ErrorCode::NotInRoom,
+                    "join a room first",
+                ))],
             },
         }
     }
@@ -614,20 +503,20 @@ impl Core {
         sender: &Sender,
         join: JoinCommitted<'_>,
         ice_servers: &[IceServer],
-    ) -> Vec<Effect> {
+    ) -> Vec<Outgoing> {
         let sfu = on_sfu(join.others.len() + 1, join.others, self.limits.mesh_max);
         let (mode, info) = self.media(sfu);
         let mut effects = vec![send(
             &sender.connection_id,
-            ServerMessage::Joined {
-                room: join.room.to_owned(),
+            ServerMessage::Joined(RoomState {
+                room: join.room.clone(),
                 self_peer: join.member.peer.clone(),
                 peers: join.others.iter().map(|m| m.peer.clone()).collect(),
                 ice_servers: ice_servers.to_vec(),
                 resume: join.grant,
                 mode,
                 sfu: info,
-            },
+            }),
         )];
         for other in join.others {
             effects.extend(deliver(
@@ -649,23 +538,24 @@ impl Core {
         effects
     }
 
-    /// `resumed` for the sender, now speaking for `member` in `room` (as read
-    /// after the resume).
+    /// `resumed` for the sender, now speaking for `member` in `room`, whose
+    /// members are `view` (as read after the resume).
     pub fn announce_resume(
         &self,
         sender: &Sender,
+        room: &RoomId,
         member: &Member,
-        room: &RoomView,
+        view: &RoomView,
         grant: ResumeGrant,
         ice_servers: &[IceServer],
-    ) -> Vec<Effect> {
-        let (mode, sfu) = self.media(room.on_sfu(self.limits.mesh_max));
+    ) -> Vec<Outgoing> {
+        let (mode, sfu) = self.media(view.on_sfu(self.limits.mesh_max));
         vec![send(
             &sender.connection_id,
-            ServerMessage::Resumed {
-                room: room.room.clone(),
+            ServerMessage::Resumed(RoomState {
+                room: room.clone(),
                 self_peer: member.peer.clone(),
-                peers: room
+                peers: view
                     .others(&member.peer.peer_id)
                     .map(|m| m.peer.clone())
                     .collect(),
@@ -673,13 +563,13 @@ impl Core {
                 resume: grant,
                 mode,
                 sfu,
-            },
+            }),
         )]
     }
 
     /// `peer-left` for everyone still in `remaining` after `peer_id` left
     /// (by `leave`, a move to another room, or its grace running out).
-    pub fn announce_leave(&self, peer_id: &str, remaining: &RoomView) -> Vec<Effect> {
+    pub fn announce_leave(&self, peer_id: &str, remaining: &RoomView) -> Vec<Outgoing> {
         remaining
             .others(peer_id)
             .flat_map(|other| {
@@ -694,7 +584,7 @@ impl Core {
     }
 
     /// `peer-muted` for the others in `room` after [`Effect::SetMuted`].
-    pub fn announce_mute(&self, seat: &Seat, muted: bool, room: &RoomView) -> Vec<Effect> {
+    pub fn announce_mute(&self, seat: &Seat, muted: bool, room: &RoomView) -> Vec<Outgoing> {
         room.others(&seat.peer_id)
             .flat_map(|other| {
                 deliver(
@@ -730,12 +620,36 @@ impl Core {
     }
 
     /// The `resume-failed` answer for the sender.
-    pub fn resume_refused(&self, sender: &Sender) -> Effect {
+    pub fn resume_refused(&self, sender: &Sender) -> Outgoing {
         resume_failed(&sender.connection_id)
     }
 
+    /// Whether a committed [`Effect::SetMuted`] of `seat` also goes to the
+    /// room's media node: only for a participant on the SFU (`room` as read
+    /// after the write).
+    pub fn mute_reaches_sfu(&self, seat: &Seat, room: &RoomView) -> bool {
+        room.member(&seat.peer_id).is_some_and(|m| m.sfu)
+    }
+
+    /// Who a committed [`Effect::SfuOffer`] connects to the media node:
+    /// the participant `seat` of `room` (as read after marking it on the
+    /// SFU), or `not-in-room` if it was no longer attached to the sender.
+    pub fn sfu_offer_member<'a>(
+        &self,
+        seat: &Seat,
+        room: Option<&'a RoomView>,
+    ) -> Result<&'a Member, ProtocolError> {
+        room.and_then(|r| r.member(&seat.peer_id))
+            .ok_or_else(|| ProtocolError::new(ErrorCode::NotInRoom, "join a room first"))
+    }
+
+    /// The `sfu-answer` for the sender, with the media node's `sdp`.
+    pub fn sfu_answer(&self, sender: &Sender, sdp: String) -> Outgoing {
+        send(&sender.connection_id, ServerMessage::SfuAnswer { sdp })
+    }
+
     /// The `room-full` answer for the sender.
-    pub fn room_full(&self, sender: &Sender, room: &str) -> Effect {
+    pub fn room_full(&self, sender: &Sender, room: &RoomId) -> Outgoing {
         room_full(&sender.connection_id, room, self.limits.room_max)
     }
 
@@ -753,7 +667,7 @@ impl Core {
         }
     }
 
-    fn grant(&self, room: &str, fresh: &Fresh) -> (ResumeGrant, String) {
+    fn grant(&self, room: &RoomId, fresh: &Fresh) -> (ResumeGrant, String) {
         (
             ResumeGrant {
                 token: format!("{room}.{}", fresh.resume_secret),
@@ -773,30 +687,31 @@ pub fn resume_hash(secret: &str) -> String {
 }
 
 /// A resume token is `<room>.<secret>`; room ids never hold a `.`.
-fn split_token(token: &str) -> Option<(&str, &str)> {
+fn split_token(token: &str) -> Option<(RoomId, &str)> {
     let (room, secret) = token.split_once('.')?;
-    (validate_room_id(room).is_ok() && !secret.is_empty()).then_some((room, secret))
+    let room = RoomId::new(room).ok()?;
+    (!secret.is_empty()).then_some((room, secret))
 }
 
-fn send(to: &str, msg: ServerMessage) -> Effect {
-    Effect::Send {
+fn send(to: &str, msg: ServerMessage) -> Outgoing {
+    Outgoing::Send {
         to: to.to_owned(),
         msg,
     }
 }
 
-fn deliver(to: &Member, msg: ServerMessage) -> Option<Effect> {
+fn deliver(to: &Member, msg: ServerMessage) -> Option<Outgoing> {
     // Detached participants get no room events: `resumed` restates the
     // room. Only signals are kept for them.
     let keep = matches!(msg, ServerMessage::Signal { .. });
-    (to.connection_id.is_some() || keep).then(|| Effect::Deliver {
+    (to.connection_id.is_some() || keep).then(|| Outgoing::Deliver {
         peer_id: to.peer.peer_id.clone(),
         connection_id: to.connection_id.clone(),
         msg,
     })
 }
 
-fn error(to: &str, code: ErrorCode, message: &str) -> Effect {
+fn error(to: &str, code: ErrorCode, message: &str) -> Outgoing {
     send(
         to,
         ServerMessage::Error {
@@ -807,7 +722,7 @@ fn error(to: &str, code: ErrorCode, message: &str) -> Effect {
     )
 }
 
-fn join_token_room(to: &str, grants: &Grants) -> Effect {
+fn join_token_room(to: &str, grants: &Grants) -> Outgoing {
     error(
         to,
         ErrorCode::JoinTokenRoom,
@@ -818,7 +733,7 @@ fn join_token_room(to: &str, grants: &Grants) -> Effect {
     )
 }
 
-fn resume_failed(to: &str) -> Effect {
+fn resume_failed(to: &str) -> Outgoing {
     error(
         to,
         ErrorCode::ResumeFailed,
@@ -826,7 +741,7 @@ fn resume_failed(to: &str) -> Effect {
     )
 }
 
-fn room_full(to: &str, room: &str, room_max: usize) -> Effect {
+fn room_full(to: &str, room: &RoomId, room_max: usize) -> Outgoing {
     send(
         to,
         ServerMessage::Error {

@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{ErrorCode, ProtocolError};
-
-/// Longest room id accepted.
-pub const MAX_ROOM_ID_LEN: usize = 64;
+use crate::room_id::RoomId;
 
 /// Longest peer id or resume-token part a client may send.
 pub const MAX_ID_LEN: usize = 128;
@@ -18,8 +16,8 @@ pub const MAX_ID_LEN: usize = 128;
 pub enum ClientMessage {
     /// Enter a room (leaving the current one, if any).
     Join {
-        /// The room id, 1-64 of `[A-Za-z0-9_-]`.
-        room: String,
+        /// The room id, checked as it is parsed.
+        room: RoomId,
     },
     /// Leave the current room.
     Leave,
@@ -142,7 +140,6 @@ impl ClientMessage {
         let message: ClientMessage = serde_json::from_value(value)
             .map_err(|e| ProtocolError::new(ErrorCode::BadRequest, excerpt(&e.to_string())))?;
         match &message {
-            ClientMessage::Join { room } => validate_room_id(room)?,
             ClientMessage::Signal { to, .. } if to.is_empty() => {
                 return Err(ProtocolError::new(
                     ErrorCode::BadRequest,
@@ -179,23 +176,6 @@ fn excerpt(message: &str) -> String {
     match message.char_indices().nth(MAX_CHARS) {
         Some((cut, _)) => format!("{}…", &message[..cut]),
         None => message.to_owned(),
-    }
-}
-
-/// Checks a room id against `[A-Za-z0-9_-]{1,64}`.
-pub fn validate_room_id(room: &str) -> Result<(), ProtocolError> {
-    let ok = !room.is_empty()
-        && room.len() <= MAX_ROOM_ID_LEN
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ProtocolError::new(
-            ErrorCode::BadRequest,
-            "a room id is 1-64 characters of A-Z, a-z, 0-9, '_' and '-'",
-        ))
     }
 }
 
@@ -247,51 +227,39 @@ pub struct ResumeGrant {
     pub grace_secs: u64,
 }
 
+/// The room as the sender finds it on entering: the body of both `joined`
+/// and `resumed`, whose fields sit beside `type` on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomState {
+    /// The room.
+    pub room: RoomId,
+    /// The sender as the others see it.
+    #[serde(rename = "self")]
+    pub self_peer: Peer,
+    /// Everyone else in the room.
+    pub peers: Vec<Peer>,
+    /// STUN/TURN servers for this room.
+    pub ice_servers: Vec<IceServer>,
+    /// How to speak for this participant again after a socket cut.
+    pub resume: ResumeGrant,
+    /// How the room's audio flows.
+    pub mode: MediaMode,
+    /// In SFU mode: what the offer to the node carries.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sfu: Option<SfuInfo>,
+}
+
 /// A message from the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ServerMessage {
     /// The sender is in `room`, with `peers` already there.
-    Joined {
-        /// The room joined.
-        room: String,
-        /// The sender as the others see it.
-        #[serde(rename = "self")]
-        self_peer: Peer,
-        /// Everyone else in the room.
-        peers: Vec<Peer>,
-        /// STUN/TURN servers for this room.
-        #[serde(rename = "iceServers")]
-        ice_servers: Vec<IceServer>,
-        /// How to speak for this participant again after a socket cut.
-        resume: ResumeGrant,
-        /// How the room's audio flows.
-        mode: MediaMode,
-        /// In SFU mode: what the offer to the node carries.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        sfu: Option<SfuInfo>,
-    },
+    Joined(RoomState),
     /// The sender speaks for its participant again after a socket cut: the
-    /// room as it is now. Kept `signal`s follow.
-    Resumed {
-        /// The room.
-        room: String,
-        /// The sender as the others see it.
-        #[serde(rename = "self")]
-        self_peer: Peer,
-        /// Everyone else in the room now.
-        peers: Vec<Peer>,
-        /// STUN/TURN servers for this room.
-        #[serde(rename = "iceServers")]
-        ice_servers: Vec<IceServer>,
-        /// A new resume token; the one just used no longer works.
-        resume: ResumeGrant,
-        /// How the room's audio flows.
-        mode: MediaMode,
-        /// In SFU mode: what the offer to the node carries.
-        #[serde(skip_serializing_if = "Option::is_none", default)]
-        sfu: Option<SfuInfo>,
-    },
+    /// room as it is now, with a new resume token (the one just used no
+    /// longer works). Kept `signal`s follow.
+    Resumed(RoomState),
     /// Someone entered the receiver's room.
     PeerJoined {
         /// Who.
@@ -373,7 +341,7 @@ mod tests {
         assert_eq!(
             parse(r#"{"action":"join","room":"team-42_a"}"#),
             Ok(ClientMessage::Join {
-                room: "team-42_a".into()
+                room: RoomId::new("team-42_a").unwrap()
             })
         );
         assert_eq!(parse(r#"{"action":"leave"}"#), Ok(ClientMessage::Leave));
@@ -443,8 +411,8 @@ mod tests {
 
     #[test]
     fn room_ids_follow_the_pattern() {
-        assert!(validate_room_id("a").is_ok());
-        assert!(validate_room_id(&"x".repeat(64)).is_ok());
+        assert!(RoomId::is_valid("a"));
+        assert!(RoomId::is_valid(&"x".repeat(64)));
         for bad in [
             "",
             "has space",
@@ -453,7 +421,7 @@ mod tests {
             "slash/",
             &"x".repeat(65),
         ] {
-            assert!(validate_room_id(bad).is_err(), "{bad:?} accepted");
+            assert!(!RoomId::is_valid(bad), "{bad:?} accepted");
         }
         assert_eq!(
             parse(r#"{"action":"join","room":"../etc"}"#),
@@ -470,8 +438,8 @@ mod tests {
             muted: false,
             listen_only: false,
         };
-        let joined = ServerMessage::Joined {
-            room: "r".into(),
+        let joined = ServerMessage::Joined(RoomState {
+            room: RoomId::new("r").unwrap(),
             self_peer: peer.clone(),
             peers: vec![],
             ice_servers: vec![IceServer {
@@ -485,7 +453,12 @@ mod tests {
             },
             mode: MediaMode::Mesh,
             sfu: None,
-        };
+        });
+        // Byte for byte, field order included, as before `RoomState`.
+        assert_eq!(
+            joined.to_json(),
+            r#"{"type":"joined","room":"r","self":{"peerId":"c1","userId":"u1","displayName":"Ada","muted":false},"peers":[],"iceServers":[{"urls":["stun:127.0.0.1:3478"]}],"resume":{"token":"r.s3cret","graceSecs":30},"mode":"mesh"}"#
+        );
         assert_eq!(
             serde_json::to_value(&joined).unwrap(),
             json!({"type":"joined","room":"r","self":{"peerId":"c1","userId":"u1","displayName":"Ada","muted":false},

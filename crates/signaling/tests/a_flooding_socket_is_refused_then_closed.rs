@@ -5,7 +5,7 @@
 //! retry-after, or a close (1008).
 
 use tincan_signaling::{
-    CloseReason, Core, Effect, ErrorCode, Limits, MessageRate, RateState, RateVerdict,
+    CloseReason, Core, Effect, ErrorCode, Limits, MessageRate, Outgoing, RateState, RateVerdict,
     ServerMessage,
 };
 
@@ -31,7 +31,7 @@ fn the_41st_message_of_a_burst_is_rate_limited_and_the_81st_closes_the_socket() 
     }
     assert!(effects[..40].iter().all(Vec::is_empty), "the burst passes");
     match effects[40].as_slice() {
-        [Effect::Send {
+        [Effect::Push(Outgoing::Send {
             to,
             msg:
                 ServerMessage::Error {
@@ -39,14 +39,14 @@ fn the_41st_message_of_a_burst_is_rate_limited_and_the_81st_closes_the_socket() 
                     retry_after_ms: Some(ms),
                     ..
                 },
-        }] => {
+        })] => {
             assert_eq!(to, "c1");
             assert_eq!(*ms, 50);
         }
         other => panic!("the 41st: {other:?}"),
     }
     let wire = match &effects[40][0] {
-        Effect::Send { msg, .. } => msg.to_json(),
+        Effect::Push(Outgoing::Send { msg, .. }) => msg.to_json(),
         _ => unreachable!(),
     };
     let wire: serde_json::Value = serde_json::from_str(&wire).unwrap();

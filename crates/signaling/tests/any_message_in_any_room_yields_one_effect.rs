@@ -8,8 +8,8 @@ mod strategy;
 use proptest::prelude::*;
 use strategy::{budget, valid_message};
 use tincan_signaling::{
-    resume_hash, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Limits, Member, Peer,
-    RoomView, Seat, Sender, ServerMessage,
+    resume_hash, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Limits, Member, Outgoing,
+    Peer, RoomId, RoomView, Seat, Sender, ServerMessage,
 };
 
 const ME: &str = "conn-me";
@@ -55,7 +55,9 @@ fn view() -> impl Strategy<Value = Option<RoomView>> {
 fn message() -> impl Strategy<Value = ClientMessage> {
     prop_oneof![
         valid_message(),
-        proptest::sample::select(&ROOMS[..]).prop_map(|r| ClientMessage::Join { room: r.into() }),
+        proptest::sample::select(&ROOMS[..]).prop_map(|r| ClientMessage::Join {
+            room: RoomId::new(r).expect("a room id")
+        }),
         proptest::sample::select(vec!["p0", "p1", "p-me"]).prop_map(|to| ClientMessage::Signal {
             to: to.into(),
             data: serde_json::Value::Null,
@@ -94,7 +96,7 @@ proptest! {
         prop_assert!(effects.len() <= 1, "{effects:?}");
         for effect in &effects {
             match effect {
-                Effect::Send { to, msg: reply } => {
+                Effect::Push(Outgoing::Send { to, msg: reply }) => {
                     prop_assert_eq!(to, ME);
                     if let ServerMessage::Error { code, .. } = reply {
                         prop_assert!(matches!(
@@ -108,7 +110,7 @@ proptest! {
                         prop_assert_eq!(reply, &ServerMessage::Pong);
                     }
                 }
-                Effect::Deliver { peer_id, msg: ServerMessage::Signal { from, to, .. }, .. } => {
+                Effect::Push(Outgoing::Deliver { peer_id, msg: ServerMessage::Signal { from, to, .. }, .. }) => {
                     prop_assert_eq!(from, "p-me");
                     prop_assert_eq!(to, peer_id);
                     prop_assert_ne!(peer_id, "p-me");

@@ -11,8 +11,8 @@ use proptest::prelude::*;
 use serde_json::json;
 use strategy::{any_text, budget, room_id};
 use tincan_signaling::{
-    resume_hash, validate_room_id, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Member,
-    Peer, ResumeProof, RoomView, Seat, Sender, ServerMessage, MAX_ID_LEN,
+    resume_hash, ClientMessage, Core, Effect, ErrorCode, Fresh, Grants, Member, Outgoing, Peer,
+    ResumeProof, RoomId, RoomView, Seat, Sender, ServerMessage, MAX_ID_LEN,
 };
 
 const ME: &str = "conn-me";
@@ -35,7 +35,7 @@ fn peer_id() -> BoxedStrategy<String> {
 /// The room and secret of a well-formed token, as the protocol defines it.
 fn well_formed(token: &str) -> Option<(&str, &str)> {
     let (room, secret) = token.split_once('.')?;
-    (validate_room_id(room).is_ok() && !secret.is_empty()).then_some((room, secret))
+    (RoomId::is_valid(room) && !secret.is_empty()).then_some((room, secret))
 }
 
 /// The sender, perhaps seated as `p-seated` in `seat_room`, and the view the
@@ -110,10 +110,10 @@ fn seated_elsewhere(scene: &Scene, peer_id: &str) -> bool {
 
 fn refusal(effects: &[Effect]) -> Option<ErrorCode> {
     match effects {
-        [Effect::Send {
+        [Effect::Push(Outgoing::Send {
             to,
             msg: ServerMessage::Error { code, .. },
-        }] if to == ME => Some(*code),
+        })] if to == ME => Some(*code),
         _ => None,
     }
 }
@@ -150,13 +150,14 @@ fn check(scene: &Scene, peer_id: String, token: String) -> Result<(), TestCaseEr
     }
     match effects.as_slice() {
         [Effect::Resume {
-            seat,
+            peer_id: resumed,
+            room: resumed_room,
             proof,
             new_hash,
             grant,
         }] => {
-            prop_assert_eq!(&seat.peer_id, &peer_id);
-            prop_assert_eq!(&seat.room, room);
+            prop_assert_eq!(resumed, &peer_id);
+            prop_assert_eq!(resumed_room.as_str(), room);
             prop_assert_eq!(proof, &ResumeProof::Token(resume_hash(secret)));
             prop_assert_eq!(new_hash, &resume_hash("next-secret"));
             prop_assert_eq!(&grant.token, &format!("{room}.next-secret"));

@@ -5,8 +5,10 @@ mod strategy;
 
 use proptest::prelude::*;
 use serde_json::Value;
-use strategy::{any_json, any_text, budget, ALL_CODES};
-use tincan_signaling::{IceServer, MediaMode, Peer, ResumeGrant, ServerMessage, SfuInfo};
+use strategy::{any_json, any_text, budget, room_id, ALL_CODES};
+use tincan_signaling::{
+    IceServer, MediaMode, Peer, ResumeGrant, RoomId, RoomState, ServerMessage, SfuInfo,
+};
 
 fn peer() -> impl Strategy<Value = Peer> {
     (
@@ -52,46 +54,32 @@ fn grant() -> impl Strategy<Value = ResumeGrant> {
 }
 
 /// The room as `joined` and `resumed` describe it.
-type RoomState = (String, Peer, Vec<Peer>, Vec<IceServer>, ResumeGrant);
-
 fn room_state() -> impl Strategy<Value = RoomState> {
     (
-        any_text(64),
+        room_id().prop_map(|room| RoomId::new(room).expect("the regex makes room ids")),
         peer(),
         proptest::collection::vec(peer(), 0..6),
         proptest::collection::vec(ice_server(), 0..3),
         grant(),
+        media(),
     )
+        .prop_map(
+            |(room, self_peer, peers, ice_servers, resume, (mode, sfu))| RoomState {
+                room,
+                self_peer,
+                peers,
+                ice_servers,
+                resume,
+                mode,
+                sfu,
+            },
+        )
 }
 
 fn server_message() -> impl Strategy<Value = ServerMessage> {
     prop_oneof![
-        (room_state(), media()).prop_map(
-            |((room, self_peer, peers, ice_servers, resume), (mode, sfu))| {
-                ServerMessage::Joined {
-                    room,
-                    self_peer,
-                    peers,
-                    ice_servers,
-                    resume,
-                    mode,
-                    sfu,
-                }
-            }
-        ),
-        (room_state(), media()).prop_map(
-            |((room, self_peer, peers, ice_servers, resume), (mode, sfu))| {
-                ServerMessage::Resumed {
-                    room,
-                    self_peer,
-                    peers,
-                    ice_servers,
-                    resume,
-                    mode,
-                    sfu,
-                }
-            }
-        ),
+        room_state().prop_map(ServerMessage::Joined),
+        room_state().prop_map(ServerMessage::Resumed),
         peer().prop_map(|peer| ServerMessage::PeerJoined { peer }),
         any_text(32).prop_map(|peer_id| ServerMessage::PeerLeft { peer_id }),
         (any_text(32), any::<bool>())

@@ -1,17 +1,19 @@
 //! The three WebSocket events, applied.
 
+mod apply;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use futures_util::stream::{self, StreamExt as _};
 use tincan_signaling::{
-    Core, Effect, ErrorCode, Fresh, Grants, JoinCommitted, Limits, MessageRate, Peer,
-    ProtocolError, RoomView, Seat, Sender, ServerMessage, SocketEnd,
+    Core, ErrorCode, Fresh, Grants, Limits, MessageRate, Outgoing, Peer, ProtocolError, RoomView,
+    Seat, ServerMessage, SocketEnd,
 };
 use tincan_store::{
-    ConnectionRecord, ConnectionStore, Departure, JoinOutcome, KeepOutcome, Push, PushError,
-    ResumeOutcome, StoreError, Stranded,
+    ConnectionRecord, ConnectionStore, Departure, KeepOutcome, Push, PushError, StoreError,
+    Stranded,
 };
 use tincan_token::join::{is_app_user, is_join_token, ApiKeys, JoinTokenError};
 use tincan_token::{TokenError, TokenKeys};
@@ -390,15 +392,15 @@ impl WsApi {
             let _ = self.config.push.close(connection_id).await;
             return Ok(());
         };
+        let sender = record.into_sender();
         let refusal = self.core.admit(connection_id, verdict);
         if !refusal.is_empty() {
             for effect in refusal {
-                self.emit(effect, "", now_ms, gone).await;
+                self.apply(&sender, None, effect, now_ms, gone).await?;
             }
             return Ok(());
         }
         let msg = self.core.parse(text)?;
-        let sender = record.into_sender();
         let view = match self.core.room_needed(&sender, &msg) {
             Some(room) => Some(self.reaped_room(&room, now_ms, gone).await?),
             None => None,
@@ -476,10 +478,10 @@ impl WsApi {
         self.log_left(&departure.member.peer, &departure.remaining.room, at_ms)
             .await;
         self.sfu_leave(departure, now_ms).await;
-        let effects = self
+        let messages = self
             .core
             .announce_leave(&departure.member.peer.peer_id, &departure.remaining);
-        self.deliver_all(effects, &departure.remaining.room, now_ms, gone)
+        self.deliver_all(messages, &departure.remaining.room, now_ms, gone)
             .await;
     }
 
@@ -495,209 +497,34 @@ impl WsApi {
         }
     }
 
-    async fn apply(
-        &self,
-        sender: &Sender,
-        view: Option<&RoomView>,
-        effect: Effect,
-        now_ms: u64,
-        gone: &mut VecDeque<String>,
-    ) -> Result<(), ProtocolError> {
-        let now_secs = now_ms / 1000;
-        let store = &self.config.store;
-        match effect {
-            effect @ (Effect::Send { .. } | Effect::Deliver { .. } | Effect::Close { .. }) => {
-                let room = view.map(|v| v.room.as_str()).unwrap_or_default();
-                self.emit(effect, room, now_ms, gone).await;
-            }
-            Effect::Join {
-                member,
-                room,
-                room_max,
-                grant,
-            } => {
-                let outcome = store
-                    .join(&sender.connection_id, &room, &member, room_max, now_secs)
-                    .await
-                    .map_err(store_error)?;
-                let JoinOutcome::Joined { others, departure } = outcome else {
-                    if outcome == JoinOutcome::RoomFull {
-                        let effect = self.core.room_full(sender, &room);
-                        self.deliver_all(vec![effect], &room, now_ms, gone).await;
-                    }
-                    return Ok(());
-                };
-                info!(connection_id = %sender.connection_id, peer_id = %member.peer.peer_id, %room, "joined");
-                self.log_joined(&member.peer, &room, member.joined_at_ms)
-                    .await;
-                if let Some(departure) = &departure {
-                    self.log_left(&departure.member.peer, &departure.remaining.room, now_ms)
-                        .await;
-                    self.sfu_leave(departure, now_ms).await;
-                }
-                let ice = self
-                    .config
-                    .ice
-                    .ice_servers(&sender.user_id, &room, now_secs)
-                    .await;
-                let effects = self.core.announce_join(
-                    sender,
-                    JoinCommitted {
-                        member: &member,
-                        room: &room,
-                        others: &others,
-                        grant,
-                        departure: departure.as_ref().map(|d| (&d.member, &d.remaining)),
-                    },
-                    &ice,
-                );
-                // Every message of a join goes to the new room but the
-                // `peer-left`s, which name no signal and so are never kept.
-                self.deliver_all(effects, &room, now_ms, gone).await;
-            }
-            Effect::Leave { seat, at_ms } => {
-                if let Some(departure) = store
-                    .leave(&sender.connection_id, &seat, now_ms)
-                    .await
-                    .map_err(store_error)?
-                {
-                    self.depart(&departure, at_ms, now_ms, gone).await;
-                }
-            }
-            Effect::Resume {
-                seat,
-                proof,
-                new_hash,
-                grant,
-            } => {
-                let outcome = store
-                    .resume(
-                        &sender.connection_id,
-                        &sender.user_id,
-                        &seat,
-                        &proof,
-                        &new_hash,
-                        now_ms,
-                    )
-                    .await
-                    .map_err(store_error)?;
-                let ResumeOutcome::Resumed { member, room } = outcome else {
-                    debug!(connection_id = %sender.connection_id, "resume refused");
-                    let effect = self.core.resume_refused(sender);
-                    self.deliver_all(vec![effect], &seat.room, now_ms, gone)
-                        .await;
-                    return Ok(());
-                };
-                info!(connection_id = %sender.connection_id, peer_id = %seat.peer_id, "resumed");
-                let ice = self
-                    .config
-                    .ice
-                    .ice_servers(&sender.user_id, &seat.room, now_secs)
-                    .await;
-                let effects = self
-                    .core
-                    .announce_resume(sender, &member, &room, grant, &ice);
-                self.deliver_all(effects, &seat.room, now_ms, gone).await;
-                self.flush_kept(&seat, &sender.connection_id, now_ms, gone)
-                    .await;
-            }
-            Effect::SetMuted { seat, muted } => {
-                if let Some(room) = store
-                    .set_muted(&sender.connection_id, &seat, muted, now_ms)
-                    .await
-                    .map_err(store_error)?
-                {
-                    if room.member(&seat.peer_id).is_some_and(|m| m.sfu) {
-                        if let Err(err) = self
-                            .config
-                            .sfu
-                            .mute(&seat.room, &seat.peer_id, muted, now_secs)
-                            .await
-                        {
-                            // The node still drops silence from the slots;
-                            // the next mute or a rejoin sets it right.
-                            warn!(room = %seat.room, error = %err, "SFU mute not applied");
-                        }
-                    }
-                    let effects = self.core.announce_mute(&seat, muted, &room);
-                    self.deliver_all(effects, &seat.room, now_ms, gone).await;
-                }
-            }
-            Effect::SfuOffer { seat, sdp } => {
-                // Marked first: from now on the room stays on the SFU, and
-                // this participant's departure reaches the node.
-                let room = store
-                    .set_on_sfu(&sender.connection_id, &seat, now_ms)
-                    .await
-                    .map_err(store_error)?;
-                let Some(member) = room.as_ref().and_then(|r| r.member(&seat.peer_id)) else {
-                    return Err(ProtocolError::new(
-                        ErrorCode::NotInRoom,
-                        "join a room first",
-                    ));
-                };
-                let answer = self
-                    .config
-                    .sfu
-                    .join(&seat.room, &member.peer, &sdp, now_secs)
-                    .await
-                    .map_err(|err| {
-                        warn!(room = %seat.room, peer_id = %seat.peer_id, error = %err, "SFU join failed");
-                        err.to_protocol()
-                    })?;
-                let answer = Effect::Send {
-                    to: sender.connection_id.clone(),
-                    msg: ServerMessage::SfuAnswer { sdp: answer },
-                };
-                self.deliver_all(vec![answer], &seat.room, now_ms, gone)
-                    .await;
-            }
-            Effect::RecordMediaPath { seat, path } => {
-                let member = view.and_then(|v| v.member(&seat.peer_id));
-                let calls = member.and_then(|m| self.call_log_for(&m.peer));
-                if let (Some(calls), Some(member)) = (calls, member) {
-                    if let Err(err) = calls.media_path(&member.peer, &seat.room, path).await {
-                        warn!(error = %err, "call history not written");
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies message effects: those for different recipients
+    /// Pushes messages: those for different recipients
     /// concurrently (at most [`MAX_CONCURRENT_PUSHES`] at once), those for
     /// one recipient one after another, in order.
     async fn deliver_all(
         &self,
-        effects: Vec<Effect>,
+        messages: Vec<Outgoing>,
         room: &str,
         now_ms: u64,
         gone: &mut VecDeque<String>,
     ) {
-        if effects.len() <= 1 {
-            for effect in effects {
-                self.emit(effect, room, now_ms, gone).await;
+        if messages.len() <= 1 {
+            for message in messages {
+                self.emit(message, room, now_ms, gone).await;
             }
             return;
         }
-        let mut queues: Vec<(String, Vec<Effect>)> = Vec::new();
-        for effect in effects {
-            let recipient = match &effect {
-                Effect::Send { to, .. } => to.clone(),
-                Effect::Deliver { peer_id, .. } => peer_id.clone(),
-                _ => String::new(),
-            };
-            match queues.iter_mut().find(|(r, _)| *r == recipient) {
-                Some((_, queue)) => queue.push(effect),
-                None => queues.push((recipient, vec![effect])),
+        let mut queues: Vec<(String, Vec<Outgoing>)> = Vec::new();
+        for message in messages {
+            match queues.iter_mut().find(|(r, _)| r == message.recipient()) {
+                Some((_, queue)) => queue.push(message),
+                None => queues.push((message.recipient().to_owned(), vec![message])),
             }
         }
         let found_gone: Vec<VecDeque<String>> = stream::iter(queues)
             .map(|(_, queue)| async move {
                 let mut found = VecDeque::new();
-                for effect in queue {
-                    self.emit(effect, room, now_ms, &mut found).await;
+                for message in queue {
+                    self.emit(message, room, now_ms, &mut found).await;
                 }
                 found
             })
@@ -711,12 +538,12 @@ impl WsApi {
         }
     }
 
-    /// Applies a message effect: `Send` to a connection, or `Deliver` to a
+    /// Pushes one message: `Send` to a connection, or `Deliver` to a
     /// participant of `room`.
-    async fn emit(&self, effect: Effect, room: &str, now_ms: u64, gone: &mut VecDeque<String>) {
-        match effect {
-            Effect::Send { to, msg } => self.send(&to, &msg, gone).await,
-            Effect::Deliver {
+    async fn emit(&self, message: Outgoing, room: &str, now_ms: u64, gone: &mut VecDeque<String>) {
+        match message {
+            Outgoing::Send { to, msg } => self.send(&to, &msg, gone).await,
+            Outgoing::Deliver {
                 peer_id,
                 connection_id,
                 msg,
@@ -724,17 +551,6 @@ impl WsApi {
                 self.deliver(&peer_id, connection_id.as_deref(), &msg, room, now_ms, gone)
                     .await
             }
-            Effect::Close {
-                connection_id,
-                reason,
-            } => {
-                warn!(%connection_id, ?reason, "closing the socket");
-                match self.config.push.close(&connection_id).await {
-                    Ok(()) | Err(PushError::Gone(_)) => {}
-                    Err(err) => warn!(%connection_id, error = %err, "close failed"),
-                }
-            }
-            other => warn!(?other, "unexpected effect in an announcement"),
         }
     }
 

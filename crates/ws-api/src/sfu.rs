@@ -175,8 +175,6 @@ impl<L: SfuLocator> SfuGateway for NodeSfu<L> {
             .ok_or(SfuError::NoNode)?;
         let request = JoinRequest {
             offer: offer.to_owned(),
-            user_id: peer.user_id.clone(),
-            display_name: peer.display_name.clone(),
             muted: peer.muted,
         };
         self.client

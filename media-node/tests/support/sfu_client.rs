@@ -312,12 +312,7 @@ impl Participant {
                 &format!("http://{control}"),
                 room,
                 peer,
-                &JoinRequest {
-                    offer: sdp,
-                    user_id: format!("user-{peer}"),
-                    display_name: peer.to_owned(),
-                    muted,
-                },
+                &JoinRequest { offer: sdp, muted },
                 super::now(),
             )
             .await?;

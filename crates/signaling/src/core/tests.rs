@@ -34,6 +34,10 @@ fn sender(conn: &str, seat: Option<(&str, &str)>) -> Sender {
     }
 }
 
+fn rid(room: &str) -> RoomId {
+    RoomId::new(room).expect("a room id")
+}
+
 fn fresh() -> Fresh {
     Fresh {
         peer_id: "new".into(),
@@ -69,7 +73,7 @@ fn oversize_frame_is_too_large_before_parsing() {
 fn room_needed_is_the_target_or_the_seat() {
     let core = Core::default();
     let s = sender("c", Some(("a", "old")));
-    let join = ClientMessage::Join { room: "new".into() };
+    let join = ClientMessage::Join { room: rid("new") };
     assert_eq!(core.room_needed(&s, &join).as_deref(), Some("new"));
     assert_eq!(
         core.room_needed(&s, &ClientMessage::Ping).as_deref(),
@@ -87,14 +91,14 @@ fn full_room_refuses_without_writing() {
     let core = Core::new(limits(1));
     let effects = core.handle(
         &sender("c", None),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         Some(&view(vec![member("b", Some("cb"))])),
         fresh,
         0,
     );
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Send { to, msg: ServerMessage::Error { code: ErrorCode::RoomFull, .. } }] if to == "c"
+        [Effect::Push(Outgoing::Send { to, msg: ServerMessage::Error { code: ErrorCode::RoomFull, .. } })] if to == "c"
     ));
 }
 
@@ -103,7 +107,7 @@ fn a_join_creates_a_fresh_participant_with_a_resume_token() {
     let core = Core::default();
     let effects = core.handle(
         &sender("c", None),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         None,
         fresh,
         5,
@@ -129,7 +133,7 @@ fn rejoining_the_same_room_only_renews_the_token() {
     let core = Core::default();
     let effects = core.handle(
         &sender("c", Some(("a", "r"))),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         Some(&view(vec![member("a", Some("c")), member("b", Some("cb"))])),
         fresh,
         0,
@@ -162,13 +166,13 @@ fn a_seat_counts_only_while_attached_to_the_sender() {
     );
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Send {
+        [Effect::Push(Outgoing::Send {
             msg: ServerMessage::Error {
                 code: ErrorCode::NotInRoom,
                 ..
             },
             ..
-        }]
+        })]
     ));
 }
 
@@ -189,13 +193,13 @@ fn signal_to_self_or_outside_room_is_refused_and_to_detached_is_kept() {
         );
         assert!(matches!(
             effects.as_slice(),
-            [Effect::Send {
+            [Effect::Push(Outgoing::Send {
                 msg: ServerMessage::Error {
                     code: ErrorCode::NotInRoom,
                     ..
                 },
                 ..
-            }]
+            })]
         ));
     }
     let effects = core.handle(
@@ -210,7 +214,7 @@ fn signal_to_self_or_outside_room_is_refused_and_to_detached_is_kept() {
     );
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Deliver { peer_id, connection_id: None, .. }] if peer_id == "b"
+        [Effect::Push(Outgoing::Deliver { peer_id, connection_id: None, .. })] if peer_id == "b"
     ));
 }
 
@@ -250,13 +254,13 @@ fn bad_resume_tokens_are_refused_without_a_store_call() {
         assert!(
             matches!(
                 effects.as_slice(),
-                [Effect::Send {
+                [Effect::Push(Outgoing::Send {
                     msg: ServerMessage::Error {
                         code: ErrorCode::ResumeFailed,
                         ..
                     },
                     ..
-                }]
+                })]
             ),
             "{token}"
         );
@@ -272,19 +276,19 @@ fn sfu_core(mesh_max: usize) -> Core {
 }
 
 /// The `mode` of the `joined` among `effects`, and who got `room-mode`.
-fn modes(effects: &[Effect]) -> (MediaMode, Vec<String>) {
+fn modes(effects: &[Outgoing]) -> (MediaMode, Vec<String>) {
     let mut joined = None;
     let mut moved = Vec::new();
     for effect in effects {
         match effect {
-            Effect::Send {
-                msg: ServerMessage::Joined { mode, sfu, .. },
+            Outgoing::Send {
+                msg: ServerMessage::Joined(RoomState { mode, sfu, .. }),
                 ..
             } => {
                 assert_eq!(sfu.is_some(), *mode == MediaMode::Sfu);
                 joined = Some(*mode);
             }
-            Effect::Deliver {
+            Outgoing::Deliver {
                 peer_id,
                 msg: ServerMessage::RoomMode { mode, sfu },
                 ..
@@ -298,13 +302,13 @@ fn modes(effects: &[Effect]) -> (MediaMode, Vec<String>) {
     (joined.expect("joined"), moved)
 }
 
-fn announce(core: &Core, others: &[Member]) -> Vec<Effect> {
+fn announce(core: &Core, others: &[Member]) -> Vec<Outgoing> {
     let me = member("new", Some("c"));
     core.announce_join(
         &sender("c", Some(("new", "r"))),
         JoinCommitted {
             member: &me,
-            room: "r",
+            room: &rid("r"),
             others,
             grant: ResumeGrant {
                 token: "r.x".into(),
@@ -361,13 +365,13 @@ fn sfu_offers_are_taken_only_in_an_sfu_room_from_its_member() {
     assert!(
         matches!(
             refused.as_slice(),
-            [Effect::Send {
+            [Effect::Push(Outgoing::Send {
                 msg: ServerMessage::Error {
                     code: ErrorCode::NotSfu,
                     ..
                 },
                 ..
-            }]
+            })]
         ),
         "{refused:?}"
     );
@@ -384,13 +388,13 @@ fn sfu_offers_are_taken_only_in_an_sfu_room_from_its_member() {
     assert!(
         matches!(
             refused.as_slice(),
-            [Effect::Send {
+            [Effect::Push(Outgoing::Send {
                 msg: ServerMessage::Error {
                     code: ErrorCode::NotInRoom,
                     ..
                 },
                 ..
-            }]
+            })]
         ),
         "{refused:?}"
     );
@@ -406,6 +410,7 @@ fn resumed_restates_the_mode() {
     ]);
     let effects = core.announce_resume(
         &sender("ca", Some(("a", "r"))),
+        &rid("r"),
         &room.members[0],
         &room,
         ResumeGrant {
@@ -417,12 +422,12 @@ fn resumed_restates_the_mode() {
     assert!(
         matches!(
             effects.as_slice(),
-            [Effect::Send {
-                msg: ServerMessage::Resumed {
+            [Outgoing::Send {
+                msg: ServerMessage::Resumed(RoomState {
                     mode: MediaMode::Sfu,
                     sfu: Some(_),
                     ..
-                },
+                }),
                 ..
             }]
         ),
@@ -442,10 +447,10 @@ fn app_sender(conn: &str, seat: Option<(&str, &str)>, room: &str, listen_only: b
 
 fn error_code(effects: &[Effect]) -> Option<ErrorCode> {
     match effects {
-        [Effect::Send {
+        [Effect::Push(Outgoing::Send {
             msg: ServerMessage::Error { code, .. },
             ..
-        }] => Some(*code),
+        })] => Some(*code),
         _ => None,
     }
 }
@@ -454,7 +459,7 @@ fn error_code(effects: &[Effect]) -> Option<ErrorCode> {
 fn a_join_token_opens_its_own_room_only() {
     let core = Core::default();
     let s = app_sender("c", None, "r", false);
-    let join = |room: &str| ClientMessage::Join { room: room.into() };
+    let join = |room: &str| ClientMessage::Join { room: rid(room) };
     let effects = core.handle(&s, join("other"), None, fresh, 0);
     assert_eq!(error_code(&effects), Some(ErrorCode::JoinTokenRoom));
     let effects = core.handle(&s, join("r"), None, fresh, 0);
@@ -473,7 +478,7 @@ fn a_listener_joins_muted_and_cannot_unmute() {
     let core = Core::default();
     let effects = core.handle(
         &app_sender("c", None, "r", true),
-        ClientMessage::Join { room: "r".into() },
+        ClientMessage::Join { room: rid("r") },
         None,
         fresh,
         0,
@@ -517,4 +522,28 @@ fn a_listen_only_peer_says_so_on_the_wire_and_others_do_not() {
     assert_eq!(json["listenOnly"], true);
     let json = serde_json::to_value(peer("s")).unwrap();
     assert!(json.get("listenOnly").is_none(), "{json}");
+}
+
+#[test]
+fn a_mute_reaches_the_node_only_for_a_participant_on_the_sfu() {
+    let core = Core::default();
+    let seat = Seat::new("a", &rid("r"));
+    let mut on_sfu = member("a", Some("ca"));
+    on_sfu.sfu = true;
+    assert!(core.mute_reaches_sfu(&seat, &view(vec![on_sfu])));
+    assert!(!core.mute_reaches_sfu(&seat, &view(vec![member("a", Some("ca"))])));
+    assert!(!core.mute_reaches_sfu(&seat, &view(vec![])));
+}
+
+#[test]
+fn an_sfu_offer_whose_participant_is_gone_is_not_in_room() {
+    let core = Core::default();
+    let seat = Seat::new("a", &rid("r"));
+    let room = view(vec![member("a", Some("ca"))]);
+    let found = core.sfu_offer_member(&seat, Some(&room)).unwrap();
+    assert_eq!(found.peer.peer_id, "a");
+    for gone in [None, Some(&view(vec![member("b", Some("cb"))]))] {
+        let err = core.sfu_offer_member(&seat, gone).unwrap_err();
+        assert_eq!(err.code, ErrorCode::NotInRoom);
+    }
 }

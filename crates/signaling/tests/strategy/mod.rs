@@ -5,7 +5,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use serde_json::{Map, Value};
-use tincan_signaling::{ClientMessage, ErrorCode, MediaPath, MAX_ID_LEN};
+use tincan_signaling::{ClientMessage, ErrorCode, MediaPath, RoomId, MAX_ID_LEN};
 
 /// A fixed, small budget: `cases` per property, no failure files written
 /// (a failing case is printed with its seed; nothing lands in the tree).
@@ -113,7 +113,9 @@ pub(crate) fn bounded_text(max_bytes: usize) -> BoxedStrategy<String> {
 /// Any message a client may validly send.
 pub(crate) fn valid_message() -> BoxedStrategy<ClientMessage> {
     prop_oneof![
-        room_id().prop_map(|room| ClientMessage::Join { room }),
+        room_id().prop_map(|room| ClientMessage::Join {
+            room: RoomId::new(room).expect("the regex makes room ids"),
+        }),
         Just(ClientMessage::Leave),
         (bounded_text(64), any_json()).prop_map(|(to, data)| ClientMessage::Signal { to, data }),
         any::<bool>().prop_map(|muted| ClientMessage::Mute { muted }),
