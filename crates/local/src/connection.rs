@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use tracing::{debug, info};
 
 use crate::backend::{select_route, Backend, WsEvent};
-use crate::gateway::{now_ms, GatewayState};
+use crate::gateway_state::{now_ms, GatewayState};
 use crate::sockets::{CloseReason, Closer, SocketEntry};
 
 /// Routes this API defines (all messages go to `$default`).

@@ -14,7 +14,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::gateway::GatewayState;
+use crate::gateway_state::GatewayState;
 use crate::sockets::CLOSED_BY_SERVER;
 
 pub(crate) fn router() -> Router<GatewayState> {

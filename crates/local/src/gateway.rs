@@ -5,8 +5,6 @@
 //! served on its own listener, in [`crate::connections_api`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, Query, State};
@@ -16,47 +14,12 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::json;
-use tokio::sync::Semaphore;
 use tracing::debug;
 
-use crate::backend::{Backend, ConnectOutcome, WsEvent};
-use crate::config::GatewayLimits;
+use crate::backend::{ConnectOutcome, WsEvent};
 use crate::connection::run_socket;
 use crate::connections_api;
-use crate::sockets::SocketTable;
-
-/// Shared by every request the gateway serves.
-#[derive(Clone)]
-pub struct GatewayState {
-    /// Where events go.
-    pub backend: Arc<dyn Backend>,
-    /// Open sockets.
-    pub sockets: SocketTable,
-    /// API Gateway's limits, and ours.
-    pub limits: GatewayLimits,
-    /// Stage name, as in `/{stage}/@connections/{id}`.
-    pub stage: String,
-    /// `$default` invocations running, gateway-wide.
-    pub(crate) inflight: Arc<Semaphore>,
-}
-
-impl GatewayState {
-    /// A gateway sending events to `backend`.
-    pub fn new(
-        backend: Arc<dyn Backend>,
-        sockets: SocketTable,
-        limits: GatewayLimits,
-        stage: impl Into<String>,
-    ) -> Self {
-        Self {
-            backend,
-            sockets,
-            limits,
-            stage: stage.into(),
-            inflight: Arc::new(Semaphore::new(limits.max_inflight.max(1))),
-        }
-    }
-}
+use crate::gateway_state::{now_ms, GatewayState};
 
 /// The gateway's public routes: `/ws` and `/healthz`; the Management API's
 /// paths answer 404 here, whatever the method. Serve it with
@@ -75,13 +38,6 @@ pub fn router(state: GatewayState) -> Router {
 /// for a listener of its own that only the backend can reach.
 pub fn management_router(state: GatewayState) -> Router {
     connections_api::router().with_state(state)
-}
-
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// An id shaped like API Gateway's (`L0SM9cOFvHcCIhw=`), from the URL-safe

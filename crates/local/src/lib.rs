@@ -18,6 +18,7 @@ mod config;
 mod connection;
 mod connections_api;
 mod gateway;
+mod gateway_state;
 mod leftover;
 mod listener;
 mod sockets;
@@ -26,7 +27,8 @@ mod web_app;
 
 pub use crate::backend::{Backend, ConnectOutcome, InProcess, LambdaForward, WsEvent};
 pub use crate::config::{GatewayLimits, ListenerLimits, LocalConfig, LocalSettings};
-pub use crate::gateway::{management_router, router, GatewayState};
+pub use crate::gateway::{management_router, router};
+pub use crate::gateway_state::GatewayState;
 pub use crate::sockets::{LocalPush, SocketTable};
 pub use crate::stack::LocalStack;
 pub use crate::web_app::{

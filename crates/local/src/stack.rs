@@ -26,7 +26,8 @@ use tracing::info;
 
 use crate::backend::{Backend, InProcess, LambdaForward};
 use crate::config::{ListenerLimits, LocalConfig};
-use crate::gateway::{management_router, router, GatewayState};
+use crate::gateway::{management_router, router};
+use crate::gateway_state::{now_ms, GatewayState};
 use crate::listener::{connection_budget, serve, Listener};
 use crate::sockets::{LocalPush, SocketTable};
 
@@ -92,7 +93,7 @@ impl AccountEvents for CloseDeletedUsersSockets {
     async fn account_deleted(&self, user_id: &str) {
         if let Some(markers) = self.markers.get() {
             // Outlives every access token issued before the deletion.
-            let until = crate::gateway::now_ms() / 1000 + DEFAULT_ACCESS_TTL_SECS + 300;
+            let until = now_ms() / 1000 + DEFAULT_ACCESS_TTL_SECS + 300;
             if let Err(err) = markers.mark_user_deleted(user_id, until).await {
                 tracing::error!(%user_id, error = %err, "deleted user not marked; its tokens may open sockets until they expire");
             }
@@ -100,7 +101,7 @@ impl AccountEvents for CloseDeletedUsersSockets {
         match self.api.get() {
             Some(api) => {
                 if let Err(err) = api
-                    .disconnect_user(user_id, crate::gateway::now_ms())
+                    .disconnect_user(user_id, now_ms())
                     .await
                 {
                     tracing::warn!(error = %err, "could not close a deleted user's sockets");
@@ -119,7 +120,7 @@ impl AccountEvents for CloseDeletedUsersSockets {
         let Some(markers) = self.markers.get() else {
             return;
         };
-        let until = crate::gateway::now_ms() / 1000 + DEFAULT_ACCESS_TTL_SECS + 300;
+        let until = now_ms() / 1000 + DEFAULT_ACCESS_TTL_SECS + 300;
         for sid in session_ids {
             if let Err(err) = markers.mark_session_revoked(sid, until).await {
                 tracing::error!(%user_id, error = %err, "revoked session not marked; its tokens may open sockets until they expire");
@@ -255,7 +256,7 @@ impl LocalStack {
                 let _ = account_events.api.set(api.clone());
                 // The previous run's sockets are gone with its process: close
                 // the visits it left open (crate::leftover).
-                let started_ms = crate::gateway::now_ms();
+                let started_ms = now_ms();
                 let last_alive = crate::leftover::last_alive(&config.data_dir);
                 if let Err(err) =
                     crate::leftover::close_left_open(stores.calls.as_ref(), last_alive, started_ms)
@@ -272,7 +273,7 @@ impl LocalStack {
                     let mut noted = tokio::time::Instant::now();
                     loop {
                         tick.tick().await;
-                        let now_ms = crate::gateway::now_ms();
+                        let now_ms = now_ms();
                         sweeping.sweep(now_ms).await;
                         if noted.elapsed() >= crate::leftover::ALIVE_EVERY {
                             noted = tokio::time::Instant::now();
@@ -384,7 +385,7 @@ impl LocalStack {
             sweeper.abort();
         }
         if let Some(dir) = &self.data_dir {
-            crate::leftover::note_alive(dir, crate::gateway::now_ms());
+            crate::leftover::note_alive(dir, now_ms());
         }
         self.public.stop().await;
         self.management.stop().await;

@@ -8,9 +8,9 @@
 //! [`Core::admit`](crate::Core::admit) return [`Effect`]s, of which a
 //! message to push is one kind.
 
-use crate::core::{Member, ResumeProof, RoomView, Seat};
 use crate::message::{MediaPath, ResumeGrant, ServerMessage};
 use crate::room_id::RoomId;
+use crate::state::{Member, ResumeProof, RoomView, Seat};
 
 /// A message for a connection or a participant.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::message::ServerMessage;
-
 /// The `code` of an `error` message. Clients match on these strings, so they
 /// never change once shipped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -82,15 +80,6 @@ impl ProtocolError {
         Self {
             code,
             message: message.into(),
-        }
-    }
-
-    /// The `error` message to send back to the client.
-    pub fn to_message(&self) -> ServerMessage {
-        ServerMessage::Error {
-            code: self.code,
-            message: self.message.clone(),
-            retry_after_ms: None,
         }
     }
 }

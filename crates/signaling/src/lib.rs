@@ -22,6 +22,7 @@ mod error;
 mod message;
 mod message_rate;
 mod room_id;
+mod state;
 
 pub use crate::core::{
     resume_hash, Core, Fresh, Grants, Limits, Member, ResumeProof, RoomView, Seat, Sender,

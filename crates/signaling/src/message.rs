@@ -327,6 +327,17 @@ impl ServerMessage {
     }
 }
 
+impl ProtocolError {
+    /// The `error` message to send back to the client.
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::Error {
+            code: self.code,
+            message: self.message.clone(),
+            retry_after_ms: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
