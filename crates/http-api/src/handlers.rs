@@ -7,6 +7,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use tincan_accounts::PreferencesPatch;
+use tincan_signaling::RoomId;
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, Caller, ClientIp, RelayCaller};
@@ -179,14 +180,6 @@ pub(crate) async fn calls(
     Ok(Json(json!({ "calls": calls })))
 }
 
-/// A room name as the signaling protocol allows it: 1-64 of `[A-Za-z0-9_-]`.
-fn valid_room(room: &str) -> bool {
-    (1..=64).contains(&room.len())
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 pub(crate) async fn turn_credentials(
     State(state): State<ApiState>,
     Extension(TurnFleet(fleet)): Extension<TurnFleet>,
@@ -195,7 +188,7 @@ pub(crate) async fn turn_credentials(
 ) -> Result<impl IntoResponse, ApiError> {
     let bad = || ApiError::InvalidRequest("room must be 1-64 of A-Z a-z 0-9 _ -".to_owned());
     let room = query.map_err(|_| bad())?.0.room;
-    if room.as_deref().is_some_and(|r| !valid_room(r)) {
+    if room.as_deref().is_some_and(|r| !RoomId::is_valid(r)) {
         return Err(bad());
     }
     let turn = &state.turn;

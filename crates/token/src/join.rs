@@ -17,6 +17,7 @@
 //! can never be taken for a Tincan account or another app's user.
 
 use std::collections::HashMap;
+use tincan_signaling::RoomId;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -187,12 +188,7 @@ fn check_key(id: &str, secret: &[u8]) -> Result<(), JoinTokenError> {
 
 /// The room, subject and name rules; [`JoinTokenError::Invalid`] if broken.
 fn check_claims(claims: &JoinClaims) -> Result<(), JoinTokenError> {
-    let room_ok = !claims.room.is_empty()
-        && claims.room.len() <= 64
-        && claims
-            .room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let room_ok = RoomId::is_valid(&claims.room);
     let sub_ok = !claims.sub.is_empty()
         && claims.sub.len() <= MAX_SUBJECT_LEN
         && !claims.sub.chars().any(char::is_control);
