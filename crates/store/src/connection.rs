@@ -210,7 +210,10 @@ pub trait ConnectionStore: Send + Sync {
     /// the record's [`RateState`], and returns the record as written with
     /// the verdict; `None` if there is no such live connection. Frames of
     /// one socket handled at once by several callers each take their own
-    /// share: none is lost. Costs what [`ConnectionStore::get`] costs.
+    /// share: none is lost. A frame whose write keeps losing to the same
+    /// socket's other frames is refused (`Limited`) without taking from the
+    /// budget: the socket sends faster than its writes land. Costs what
+    /// [`ConnectionStore::get`] costs.
     async fn take_message(
         &self,
         id: &str,

@@ -88,6 +88,7 @@ impl DynamoConnectionStore {
                 .map(|r| (r, RateVerdict::Pass)));
         }
         let mut from = self.remembered_rate(id).settled(now_ms);
+        let mut last_seen = None;
         for attempt in 0..MAX_ATTEMPTS * 2 {
             if attempt > 1 {
                 // Frames of this socket in other containers keep winning.
@@ -159,12 +160,30 @@ impl DynamoConnectionStore {
                         }
                         // Another caller took a message meanwhile: again,
                         // from what it left.
-                        Some(record) => from = record.rate.settled(now_ms),
+                        Some(record) => {
+                            from = record.rate.settled(now_ms);
+                            last_seen = Some(record);
+                        }
                     }
                 }
             }
         }
-        Err(super::contention(&format!("connection {id}")))
+        // Every attempt lost to another frame of this same socket: it is
+        // sending faster than its writes can land, so this frame is refused
+        // as over its rate (nothing taken from its budget), not answered
+        // with a store error.
+        let Some(record) = last_seen else {
+            return Err(super::contention(&format!("connection {id}")));
+        };
+        let retry_after_ms = match rate.take(from, now_ms).0 {
+            RateVerdict::Limited { retry_after_ms } => retry_after_ms,
+            RateVerdict::Pass | RateVerdict::Close => u64::from(1000 / rate.per_sec.max(1)).max(1),
+        };
+        tracing::debug!(
+            connection = id,
+            "rate write contended by the socket's own frames: refused"
+        );
+        Ok(Some((record, RateVerdict::Limited { retry_after_ms })))
     }
 
     /// The write adding connection `id` to its user's set, unless the set
