@@ -335,14 +335,24 @@ function sfuSending(page) {
     const client = /** @type {any} */ (globalThis).tincanApp.client;
     const sfu = client.sfu;
     if (!sfu) return null;
-    let target = null;
-    (await sfu.sender.getStats()).forEach((/** @type {any} */ r) => {
-      if (r.type === 'outbound-rtp') target = r.targetBitrate ?? null;
-    });
+    const outbound = async () => {
+      let o = { target: null, packets: 0, audioSeconds: 0 };
+      (await sfu.sender.getStats()).forEach((/** @type {any} */ r) => {
+        if (r.type === 'outbound-rtp') o = { ...o, target: r.targetBitrate ?? null, packets: r.packetsSent ?? 0 };
+        if (r.type === 'media-source') o.audioSeconds = r.totalSamplesDuration ?? 0;
+      });
+      return o;
+    };
+    const a = await outbound();
+    await new Promise((r) => setTimeout(r, 2_000));
+    const b = await outbound();
     return {
       protection: client.protection(null),
       maxBitrate: sfu.sender.getParameters().encodings[0]?.maxBitrate ?? null,
-      targetBitrate: target,
+      targetBitrate: b.target,
+      // Packets per second of audio captured: 50 at 20 ms, 16.7 at 60 ms.
+      perAudioSecond: b.audioSeconds > a.audioSeconds ? (b.packets - a.packets) / (b.audioSeconds - a.audioSeconds) : 0,
+      signaling: sfu.pc.signalingState,
       panel: document.querySelector('#sfu-panel .s-protection')?.textContent ?? '',
     };
   });
@@ -354,7 +364,7 @@ async function slotEnergy(page) {
   return st.slots.reduce((sum, x) => sum + (x.energy ?? 0), 0);
 }
 
-test('on the SFU, a sender under 15 % uplink loss behind a queue caps its bitrate and lifts the cap when the link recovers', { timeout: 240_000 }, async () => {
+test('on the SFU, a sender under 15 % uplink loss behind a queue caps its bitrate, sends 60 ms packets, and undoes both when the link recovers', { timeout: 240_000 }, async () => {
   sfuStack = /** @type {any} */ (await startStack('protection-sfu', { TINCAN_MESH_MAX: '1' }));
   const s = /** @type {any} */ (sfuStack);
   const relay = await startImpairRelay(s.turn, { seed: 13 });
@@ -389,18 +399,28 @@ test('on the SFU, a sender under 15 % uplink loss behind a queue caps its bitrat
   const robust = await waitFor(
     async () => {
       const x = await sfuSending(sam.page);
-      return x?.protection?.level === 2 && x.maxBitrate === 16_000 && x.targetBitrate !== null && x.targetBitrate <= 16_000 && x;
+      return (
+        x?.protection?.level === 2 &&
+        x.maxBitrate === 16_000 &&
+        x.targetBitrate !== null &&
+        x.targetBitrate <= 16_000 &&
+        x.protection?.ptimeMs === 60 &&
+        x.perAudioSecond > 0 &&
+        x.perAudioSecond < 25 &&
+        x
+      );
     },
     {
       timeoutMs: 60_000,
       intervalMs: 500,
-      what: 'level 2 and the cap on the SFU link',
+      what: 'level 2, the cap and 60 ms packets on the SFU link',
       describe: async () => JSON.stringify({ events: await protectionEvents(sam.page), now: await sfuSending(sam.page) }),
     },
   );
   report('SFU link: time to level 2 after 15 % uplink loss began', (Date.now() - lossAt) / 1000, 's');
-  assert.equal(robust.protection?.ptimeMs, null, 'the SFU link is negotiated once: no packet-time change');
-  await waitFor(async () => /level 2, robust \(≤ 16 kbit\/s\)/.test((await sfuSending(sam.page))?.panel ?? ''), {
+  report('SFU link: packets per second of audio at level 2', robust.perAudioSecond, '/s');
+  assert.equal(robust.signaling, 'stable', 'the local renegotiation completed');
+  await waitFor(async () => /level 2, robust \((\d earlier frames? per packet, )?60 ms packets, ≤ 16 kbit\/s\)/.test((await sfuSending(sam.page))?.panel ?? ''), {
     timeoutMs: 10_000,
     what: 'the SFU panel showing level 2',
   });
@@ -412,12 +432,12 @@ test('on the SFU, a sender under 15 % uplink loss behind a queue caps its bitrat
   await waitFor(
     async () => {
       const x = await sfuSending(sam.page);
-      return x?.protection?.level === 0 && x.maxBitrate === null && x;
+      return x?.protection?.level === 0 && x.maxBitrate === null && x.protection?.ptimeMs === null && x.perAudioSecond > 40 && x;
     },
     {
       timeoutMs: 90_000,
       intervalMs: 500,
-      what: 'the SFU link back at level 0 without a cap',
+      what: 'the SFU link back at level 0 without a cap, at 20 ms packets',
       describe: async () => JSON.stringify({ events: await protectionEvents(sam.page), now: await sfuSending(sam.page) }),
     },
   );

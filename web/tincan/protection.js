@@ -27,9 +27,11 @@
 // `codec` for audio without acting on it, and its RED sends one redundant
 // frame whatever the RED `a=fmtp` line says). The cap is
 // `setParameters({encodings: [{maxBitrate}]})`, which Chromium honours
-// (the outbound `targetBitrate` follows). On the SFU link, which is
-// negotiated once with the node, only the cap changes: RED is offered first
-// there from the start (unless `red: false`), so it is already on.
+// (the outbound `targetBitrate` follows). The SFU link is negotiated once
+// with the node: RED is offered first there from the start (unless
+// `red: false`), so it is already on, and the packet time changes by a
+// local renegotiation that applies the node's own answer again with
+// `ptime` in it (sfu.js), which the node never sees.
 //
 // Not set here: Opus in-band FEC. With `useinbandfec=1` (the default)
 // Chromium's encoder sizes its FEC from the loss the receiver reports in

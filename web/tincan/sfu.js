@@ -8,7 +8,7 @@
 // signaling passes it to the node in one request: there is no trickle.
 
 import { summarizeStats } from './stats.js';
-import { tuneOpusSdp, opusParams, redForSfu } from './opus.js';
+import { tuneOpusSdp, opusParams, redForSfu, protectSdp } from './opus.js';
 import { setMaxBitrate } from './protection.js';
 import { RedBooster } from './red-boost.js';
 
@@ -120,6 +120,29 @@ export class SfuLink extends EventTarget {
   async handleAnswer(sdp) {
     if (this.closed || this.pc.signalingState !== 'have-local-offer') return;
     await this.pc.setRemoteDescription({ type: 'answer', sdp });
+    this.nodeAnswer = sdp;
+  }
+
+  /** @type {string | null} the node's answer, as it sent it */
+  nodeAnswer = null;
+  /** @type {number | null} the packet time our encoder was last given (null: the default) */
+  #ptimeMs = null;
+
+  /**
+   * Gives our encoder a new packet time without the node: the packet time
+   * is a receiver's wish read from the remote description (RFC 7587), so
+   * the page makes a new offer and applies the node's own answer again with
+   * `ptime` in its Opus line. Nothing the node sees changes (same ICE,
+   * DTLS and m-lines); it forwards Opus frames of any length.
+   * @param {number | null} ptimeMs
+   */
+  async #repacketize(ptimeMs) {
+    const answer = this.nodeAnswer;
+    if (!answer || ptimeMs === this.#ptimeMs || this.pc.signalingState !== 'stable') return;
+    this.#ptimeMs = ptimeMs;
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription({ type: 'offer', sdp: tuneOpusSdp(offer.sdp ?? '', this.opus) });
+    await this.pc.setRemoteDescription({ type: 'answer', sdp: protectSdp(answer, { red: null, ptimeMs, maxBitrateKbps: null }) });
   }
 
   /** @param {MediaStreamTrack | null} track */
@@ -135,8 +158,9 @@ export class SfuLink extends EventTarget {
    */
   async setProtection(settings) {
     if (this.closed) return;
-    this.protection = { red: null, ptimeMs: null, maxBitrateKbps: settings.maxBitrateKbps };
+    this.protection = { red: null, ptimeMs: settings.ptimeMs, maxBitrateKbps: settings.maxBitrateKbps };
     await setMaxBitrate(this.sender, settings.maxBitrateKbps);
+    await this.#repacketize(settings.ptimeMs).catch(() => {});
   }
 
   /**
