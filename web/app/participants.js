@@ -354,7 +354,7 @@ export function protectionText(p) {
   const pct = (/** @type {number | null} */ v) => (v === null ? '–' : `${formatValue(v)} %`);
   const does = [];
   if (p.red !== null) does.push(p.red ? 'RED on' : 'RED off');
-  if (p.redundancy !== null && p.redundancy !== 1) does.push(`${p.redundancy} earlier frame${p.redundancy === 1 ? '' : 's'} per packet`);
+  if (p.redundancy !== null && p.redundancy !== 1) does.push(`${p.redundancy} earlier frames per packet`);
   if (p.ptimeMs) does.push(`${p.ptimeMs} ms packets`);
   if (p.maxBitrateKbps) does.push(p.level < 2 ? `Opus at ${p.maxBitrateKbps} kbit/s` : `≤ ${p.maxBitrateKbps} kbit/s`);
   if (p.jitterTargetMs) does.push(`${p.jitterTargetMs} ms jitter buffer`);

@@ -241,8 +241,7 @@ export class PeerLink extends EventTarget {
     }
   }
 
-  /** The cap the protection level asks for (null: none). */
-  /** @type {number | null} */ #protectionCap = null;
+  /** @type {number | null} the cap the protection level asks for (null: none) */ #protectionCap = null;
 
   /**
    * The one place that sets what our encoder may send: the protection

@@ -139,10 +139,11 @@ export class SfuLink extends EventTarget {
   async #repacketize(ptimeMs) {
     const answer = this.nodeAnswer;
     if (!answer || ptimeMs === this.#ptimeMs || this.pc.signalingState !== 'stable') return;
-    this.#ptimeMs = ptimeMs;
     const offer = await this.pc.createOffer();
     await this.pc.setLocalDescription({ type: 'offer', sdp: tuneOpusSdp(offer.sdp ?? '', this.opus) });
     await this.pc.setRemoteDescription({ type: 'answer', sdp: protectSdp(answer, { red: null, ptimeMs, maxBitrateKbps: null }) });
+    // Only once applied: a change that failed is tried again next time.
+    this.#ptimeMs = ptimeMs;
   }
 
   /** @param {MediaStreamTrack | null} track */
@@ -158,9 +159,10 @@ export class SfuLink extends EventTarget {
    */
   async setProtection(settings) {
     if (this.closed) return;
-    this.protection = { red: null, ptimeMs: settings.ptimeMs, maxBitrateKbps: settings.maxBitrateKbps };
     await setMaxBitrate(this.sender, settings.maxBitrateKbps);
     await this.#repacketize(settings.ptimeMs).catch(() => {});
+    // What is in force: the packet time only if the renegotiation took.
+    this.protection = { red: null, ptimeMs: this.#ptimeMs, maxBitrateKbps: settings.maxBitrateKbps };
   }
 
   /**
